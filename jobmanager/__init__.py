@@ -1,0 +1,1 @@
+"""The JobManager: TaskManager registry, jobs, scheduling, checkpoints, REST API."""

@@ -1,0 +1,5 @@
+import sys
+
+from jobmanager.entrypoint import main
+
+sys.exit(main())

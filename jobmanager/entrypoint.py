@@ -1,0 +1,18 @@
+"""``python -m jobmanager`` / ``strom-jobmanager``: run a JobManager in the foreground."""
+
+from __future__ import annotations
+
+import sys
+
+from strom.daemon import run_daemon
+from strom.process_identity import JOBMANAGER
+
+from jobmanager.service import JobManager
+
+
+def main(argv: list[str] | None = None) -> int:
+    return run_daemon(JOBMANAGER, "Run a Strom JobManager.", argv, JobManager)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

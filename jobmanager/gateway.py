@@ -1,0 +1,116 @@
+"""The JobManager's gRPC service: TaskManager sessions, cluster status and jobs."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterator
+from typing import TYPE_CHECKING
+
+import grpc
+
+from strom.rpc import cluster_pb2 as pb
+from strom.rpc import cluster_pb2_grpc
+
+from jobmanager.resource_manager import Hardware
+
+if TYPE_CHECKING:
+    from jobmanager.service import JobManager
+
+log = logging.getLogger(__name__)
+
+
+class JobManagerGateway(cluster_pb2_grpc.JobManagerGatewayServicer):
+    def __init__(self, jobmanager: JobManager) -> None:
+        self.jm = jobmanager
+
+    def TaskManagerSession(
+        self, request_iterator: Iterator[pb.TaskManagerMessage], context: grpc.ServicerContext
+    ) -> Iterator[pb.JobManagerMessage]:
+        try:
+            first = next(request_iterator)
+        except (StopIteration, grpc.RpcError):
+            return
+        if first.WhichOneof("kind") != "register":
+            yield pb.JobManagerMessage(
+                rejected=pb.RegistrationRejected(reason="the first message must be a registration")
+            )
+            return
+        reg = first.register
+        if reg.num_slots < 1 or not reg.resource_id or not reg.address:
+            yield pb.JobManagerMessage(
+                rejected=pb.RegistrationRejected(reason="registration lacks id, address or slots")
+            )
+            return
+        record = self.jm.register_taskmanager(
+            resource_id=reg.resource_id,
+            address=reg.address,
+            hostname=reg.hostname,
+            num_slots=reg.num_slots,
+            hardware=Hardware(
+                reg.hardware.cpu_cores, reg.hardware.physical_memory, reg.hardware.free_memory
+            ),
+            pid=reg.pid,
+            session=context,
+        )
+        resource_id, instance_id = record.resource_id, record.instance_id
+        context.add_callback(lambda: self.jm.session_closed(resource_id, instance_id))
+        yield pb.JobManagerMessage(
+            accepted=pb.RegistrationAccepted(
+                instance_id=instance_id,
+                jobmanager_id=self.jm.jobmanager_id,
+                heartbeat_interval_ms=self.jm.config["heartbeat.interval"],
+                heartbeat_timeout_ms=self.jm.config["heartbeat.timeout"],
+            )
+        )
+        try:
+            for message in request_iterator:
+                if message.WhichOneof("kind") != "heartbeat":
+                    continue
+                if not self.jm.taskmanager_heartbeat(resource_id, instance_id):
+                    yield pb.JobManagerMessage(
+                        rejected=pb.RegistrationRejected(reason="unknown instance; register anew")
+                    )
+                    return
+                yield pb.JobManagerMessage(
+                    heartbeat_ack=pb.HeartbeatAck(sequence=message.heartbeat.sequence)
+                )
+        except grpc.RpcError:
+            pass  # the TaskManager went away; the done callback unregisters it
+
+    def GetClusterOverview(self, request: pb.Empty, context) -> pb.ClusterOverview:
+        o = self.jm.overview()
+        return pb.ClusterOverview(
+            taskmanagers=o["taskmanagers"],
+            slots_total=o["slots-total"],
+            slots_available=o["slots-available"],
+            jobs_running=o["jobs-running"],
+            jobs_finished=o["jobs-finished"],
+            jobs_cancelled=o["jobs-cancelled"],
+            jobs_failed=o["jobs-failed"],
+            strom_version=o["strom-version"],
+            jobmanager_id=self.jm.jobmanager_id,
+        )
+
+    def ListTaskManagers(self, request: pb.Empty, context) -> pb.TaskManagerList:
+        return pb.TaskManagerList(
+            taskmanagers=[
+                pb.TaskManagerInfo(
+                    id=tm["id"],
+                    address=tm["address"],
+                    hostname=tm["hostname"],
+                    slots_number=tm["slotsNumber"],
+                    free_slots=tm["freeSlots"],
+                    hardware=pb.Hardware(
+                        cpu_cores=tm["hardware"]["cpuCores"],
+                        physical_memory=tm["hardware"]["physicalMemory"],
+                        free_memory=tm["hardware"]["freeMemory"],
+                    ),
+                    last_heartbeat_ms=tm["timeSinceLastHeartbeat"],
+                    pid=tm["pid"],
+                )
+                for tm in self.jm.taskmanagers()
+            ]
+        )
+
+    def ListJobs(self, request: pb.Empty, context) -> pb.JobList:
+        return pb.JobList(jobs=[])

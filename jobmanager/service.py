@@ -1,0 +1,210 @@
+"""The JobManager: its gRPC server, REST server and the TaskManager registry behind them."""
+
+from __future__ import annotations
+
+import logging
+import socket
+import threading
+import time
+import uuid
+from concurrent import futures
+from typing import Any
+
+import grpc
+
+import strom
+from strom.configuration import StromConfig
+from strom.rpc import cluster_pb2_grpc
+
+from jobmanager.gateway import JobManagerGateway
+from jobmanager.resource_manager import Hardware, TaskManagerRecord, TaskManagerRegistry
+from jobmanager.rest import RestServer
+
+log = logging.getLogger(__name__)
+
+# Each TaskManager session holds a server thread for its lifetime.
+_MAX_RPC_THREADS = 512
+
+
+def resolve_bind_host(host: str) -> str:
+    """An IPv4 address for a host name, so a port-0 bind yields one port on one family."""
+    try:
+        return socket.gethostbyname(host)
+    except OSError:
+        return host
+
+
+class JobManager:
+    """One JobManager process's services; also embedded by the mini-cluster."""
+
+    def __init__(self, config: StromConfig) -> None:
+        self.config = config
+        self.jobmanager_id = uuid.uuid4().hex
+        self.registry = TaskManagerRegistry(config["heartbeat.timeout"] / 1000.0)
+        self.lock = threading.RLock()
+        self._sessions: dict[tuple[str, str], grpc.ServicerContext] = {}
+        self._stopped = threading.Event()
+        self._server: grpc.Server | None = None
+        self._rest: RestServer | None = None
+        self._expiry_thread: threading.Thread | None = None
+        self.rpc_port: int = 0
+        self.rest_port: int = 0
+        self.jobs: dict[str, Any] = {}
+
+    # -------------------------------------------------------------- lifecycle
+
+    def start(self) -> None:
+        rpc_host = self.config["jobmanager.bind-host"] or self.config["jobmanager.rpc.address"]
+        server = grpc.server(
+            futures.ThreadPoolExecutor(max_workers=_MAX_RPC_THREADS, thread_name_prefix="jm-rpc"),
+            options=[
+                ("grpc.max_receive_message_length", 512 * 1024 * 1024),
+                ("grpc.max_send_message_length", 512 * 1024 * 1024),
+                ("grpc.so_reuseport", 0),
+            ],
+        )
+        cluster_pb2_grpc.add_JobManagerGatewayServicer_to_server(JobManagerGateway(self), server)
+        target = f"{resolve_bind_host(rpc_host)}:{self.config['jobmanager.rpc.port']}"
+        try:
+            self.rpc_port = server.add_insecure_port(target)
+        except RuntimeError as error:
+            raise OSError(f"cannot bind the JobManager's gRPC server to {target}: {error}") from None
+        server.start()
+        self._server = server
+
+        rest_host = (
+            self.config["rest.bind-address"]
+            or self.config["rest.address"]
+            or self.config["jobmanager.rpc.address"]
+        )
+        try:
+            self._rest = RestServer(self, resolve_bind_host(rest_host), self.config["rest.port"])
+        except OSError:
+            server.stop(0)
+            raise
+        self.rest_port = self._rest.port
+        self._rest.start()
+
+        self._expiry_thread = threading.Thread(
+            target=self._expire_loop, name="jm-heartbeat-monitor", daemon=True
+        )
+        self._expiry_thread.start()
+        log.info(
+            "JobManager %s started: gRPC on %s:%d, REST on %s:%d",
+            self.jobmanager_id,
+            rpc_host,
+            self.rpc_port,
+            rest_host,
+            self.rest_port,
+        )
+
+    def stop(self, grace: float = 1.0) -> None:
+        self._stopped.set()
+        if self._rest is not None:
+            self._rest.stop()
+        if self._server is not None:
+            self._server.stop(grace).wait()
+        log.info("JobManager stopped")
+
+    def wait(self) -> None:
+        self._stopped.wait()
+
+    def _expire_loop(self) -> None:
+        interval = max(0.05, self.config["heartbeat.interval"] / 1000.0 / 2)
+        while not self._stopped.wait(interval):
+            with self.lock:
+                lost = self.registry.expire(time.time())
+                sessions = [self._sessions.pop((r.resource_id, r.instance_id), None) for r in lost]
+            for record, session in zip(lost, sessions, strict=True):
+                log.warning(
+                    "TaskManager %s at %s timed out: no heartbeat for %d ms",
+                    record.resource_id,
+                    record.address,
+                    self.config["heartbeat.timeout"],
+                )
+                if session is not None:
+                    session.cancel()
+                self.taskmanager_lost(record, "heartbeat timeout")
+
+    # -------------------------------------------------------------- TaskManagers
+
+    def register_taskmanager(
+        self,
+        resource_id: str,
+        address: str,
+        hostname: str,
+        num_slots: int,
+        hardware: Hardware,
+        pid: int,
+        session: grpc.ServicerContext,
+    ) -> TaskManagerRecord:
+        with self.lock:
+            record, previous = self.registry.register(
+                resource_id, address, hostname, num_slots, hardware, pid, time.time()
+            )
+            old_session = None
+            if previous is not None:
+                old_session = self._sessions.pop((previous.resource_id, previous.instance_id), None)
+            self._sessions[(resource_id, record.instance_id)] = session
+        if previous is not None:
+            log.info("TaskManager %s registered anew; dropping its earlier instance", resource_id)
+            if old_session is not None:
+                old_session.cancel()
+            self.taskmanager_lost(previous, "re-registered")
+        log.info(
+            "TaskManager %s registered from %s with %d slot(s)", resource_id, address, num_slots
+        )
+        return record
+
+    def taskmanager_heartbeat(self, resource_id: str, instance_id: str) -> bool:
+        with self.lock:
+            return self.registry.heartbeat(resource_id, instance_id, time.time())
+
+    def session_closed(self, resource_id: str, instance_id: str) -> None:
+        with self.lock:
+            self._sessions.pop((resource_id, instance_id), None)
+            record = self.registry.unregister(resource_id, instance_id)
+        if record is not None:
+            log.warning("TaskManager %s at %s disconnected", resource_id, record.address)
+            self.taskmanager_lost(record, "connection closed")
+
+    def taskmanager_lost(self, record: TaskManagerRecord, reason: str) -> None:
+        """Hook for the jobs running on a lost TaskManager's slots."""
+
+    # -------------------------------------------------------------- status
+
+    def overview(self) -> dict[str, Any]:
+        with self.lock:
+            states = [job.state for job in self.jobs.values()]
+            return {
+                "taskmanagers": len(self.registry.all()),
+                "slots-total": self.registry.slots_total,
+                "slots-available": self.registry.slots_available,
+                "jobs-running": sum(
+                    s not in ("FINISHED", "CANCELED", "FAILED") for s in states
+                ),
+                "jobs-finished": states.count("FINISHED"),
+                "jobs-cancelled": states.count("CANCELED"),
+                "jobs-failed": states.count("FAILED"),
+                "strom-version": strom.__version__,
+            }
+
+    def taskmanagers(self) -> list[dict[str, Any]]:
+        with self.lock:
+            return [
+                {
+                    "id": record.resource_id,
+                    "address": record.address,
+                    "hostname": record.hostname,
+                    "pid": record.pid,
+                    "slotsNumber": record.num_slots,
+                    "freeSlots": record.free_slots,
+                    "timeSinceLastHeartbeat": int(record.last_heartbeat * 1000),
+                    "hardware": {
+                        "cpuCores": record.hardware.cpu_cores,
+                        "physicalMemory": record.hardware.physical_memory,
+                        "freeMemory": record.hardware.free_memory,
+                    },
+                }
+                for record in self.registry.all()
+            ]

@@ -1,0 +1,455 @@
+"""Strom's configuration: the one table of every key, its default and what it allows.
+
+Keys use Flink's names where Flink has one. ``conf/strom-conf.yaml`` may write them as flat
+dotted keys (``jobmanager.rpc.port: 6123``) or as nested maps (``jobmanager: {rpc: {port: 6123}}``).
+An unknown key or a bad value raises :class:`ConfigurationError` naming the key, the value and
+what is allowed.
+"""
+
+from __future__ import annotations
+
+import difflib
+import os
+import re
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from strom.errors import ConfigurationError
+
+CONF_FILE_NAME = "strom-conf.yaml"
+
+
+@dataclass(frozen=True)
+class ConfigOption:
+    key: str
+    default: Any
+    parse: Callable[[Any], Any]
+    allowed: str
+    description: str
+
+
+_DURATION_UNITS_MS = {
+    "ms": 1,
+    "milli": 1,
+    "millis": 1,
+    "millisecond": 1,
+    "milliseconds": 1,
+    "s": 1000,
+    "sec": 1000,
+    "secs": 1000,
+    "second": 1000,
+    "seconds": 1000,
+    "min": 60_000,
+    "m": 60_000,
+    "minute": 60_000,
+    "minutes": 60_000,
+    "h": 3_600_000,
+    "hour": 3_600_000,
+    "hours": 3_600_000,
+    "d": 86_400_000,
+    "day": 86_400_000,
+    "days": 86_400_000,
+}
+_DURATION_RE = re.compile(r"^\s*(\d+)\s*([a-zA-Z]*)\s*$")
+
+
+def parse_duration_ms(value: Any) -> int:
+    """A duration as Flink writes it (``100 ms``, ``10 s``, ``1 min``) or a number of millis."""
+    if isinstance(value, bool):
+        raise ValueError(value)
+    if isinstance(value, int):
+        if value < 0:
+            raise ValueError(value)
+        return value
+    match = _DURATION_RE.match(str(value))
+    if not match:
+        raise ValueError(value)
+    number, unit = int(match.group(1)), match.group(2).lower() or "ms"
+    if unit not in _DURATION_UNITS_MS:
+        raise ValueError(value)
+    return number * _DURATION_UNITS_MS[unit]
+
+
+def _int_in(low: int, high: int | None = None) -> Callable[[Any], int]:
+    def parse(value: Any) -> int:
+        if isinstance(value, bool):
+            raise ValueError(value)
+        number = int(str(value).strip()) if not isinstance(value, int) else value
+        if number < low or (high is not None and number > high):
+            raise ValueError(value)
+        return number
+
+    return parse
+
+
+def _text(value: Any) -> str:
+    if value is None or isinstance(value, (dict, list)):
+        raise ValueError(value)
+    text = str(value).strip()
+    if not text:
+        raise ValueError(value)
+    return text
+
+
+def _optional(parse: Callable[[Any], Any]) -> Callable[[Any], Any]:
+    def parse_optional(value: Any) -> Any:
+        if value is None or (isinstance(value, str) and value.strip().lower() in ("", "none")):
+            return None
+        return parse(value)
+
+    return parse_optional
+
+
+def _one_of(*choices: str) -> Callable[[Any], str]:
+    def parse(value: Any) -> str:
+        text = str(value).strip().lower()
+        if text not in choices:
+            raise ValueError(value)
+        return text
+
+    return parse
+
+
+def _boolean(value: Any) -> bool:
+    if isinstance(value, bool):
+        return value
+    text = str(value).strip().lower()
+    if text in ("true", "yes", "on", "1"):
+        return True
+    if text in ("false", "no", "off", "0"):
+        return False
+    raise ValueError(value)
+
+
+_PORT = _int_in(0, 65535)
+_DURATION = "a duration such as 500 ms, 10 s or 1 min (a bare number is millis)"
+
+OPTIONS: dict[str, ConfigOption] = {
+    option.key: option
+    for option in [
+        ConfigOption(
+            "jobmanager.rpc.address",
+            "localhost",
+            _text,
+            "a host name or address",
+            "Where TaskManagers and clients reach the JobManager's gRPC server.",
+        ),
+        ConfigOption(
+            "jobmanager.rpc.port",
+            6123,
+            _PORT,
+            "a port number from 0 to 65535",
+            "The JobManager's gRPC port.",
+        ),
+        ConfigOption(
+            "jobmanager.bind-host",
+            None,
+            _optional(_text),
+            "a host name or address to bind to (default: jobmanager.rpc.address)",
+            "The address the JobManager's gRPC server binds to.",
+        ),
+        ConfigOption(
+            "rest.address",
+            None,
+            _optional(_text),
+            "a host name or address (default: jobmanager.rpc.address)",
+            "Where clients reach the REST API and dashboard.",
+        ),
+        ConfigOption(
+            "rest.bind-address",
+            None,
+            _optional(_text),
+            "a host name or address to bind to (default: rest.address)",
+            "The address the REST server binds to.",
+        ),
+        ConfigOption(
+            "rest.port",
+            8081,
+            _PORT,
+            "a port number from 0 to 65535",
+            "The port of the REST API and web dashboard.",
+        ),
+        ConfigOption(
+            "taskmanager.numberOfTaskSlots",
+            1,
+            _int_in(1, 1024),
+            "an integer from 1 to 1024",
+            "How many task slots each TaskManager offers.",
+        ),
+        ConfigOption(
+            "taskmanager.host",
+            None,
+            _optional(_text),
+            "a host name or address (default: the address that reaches the JobManager)",
+            "The address a TaskManager advertises to the JobManager and other TaskManagers.",
+        ),
+        ConfigOption(
+            "taskmanager.bind-host",
+            None,
+            _optional(_text),
+            "a host name or address to bind to (default: taskmanager.host)",
+            "The address a TaskManager's gRPC server binds to.",
+        ),
+        ConfigOption(
+            "taskmanager.rpc.port",
+            0,
+            _PORT,
+            "a port number from 0 to 65535 (0: any free port)",
+            "The TaskManager's gRPC port, for control and data.",
+        ),
+        ConfigOption(
+            "taskmanager.resource-id",
+            None,
+            _optional(_text),
+            "a string (default: generated from host and a random suffix)",
+            "The TaskManager's id in the cluster.",
+        ),
+        ConfigOption(
+            "heartbeat.interval",
+            1000,
+            parse_duration_ms,
+            _DURATION,
+            "How often TaskManagers send heartbeats to the JobManager.",
+        ),
+        ConfigOption(
+            "heartbeat.timeout",
+            5000,
+            parse_duration_ms,
+            _DURATION,
+            "A TaskManager or JobManager silent for this long is declared lost.",
+        ),
+        ConfigOption(
+            "cluster.registration.initial-timeout",
+            100,
+            parse_duration_ms,
+            _DURATION,
+            "The first back-off of a TaskManager retrying its registration.",
+        ),
+        ConfigOption(
+            "cluster.registration.max-timeout",
+            2000,
+            parse_duration_ms,
+            _DURATION,
+            "The longest back-off of a TaskManager retrying its registration.",
+        ),
+        ConfigOption(
+            "parallelism.default",
+            1,
+            _int_in(1, 32768),
+            "an integer of at least 1",
+            "The parallelism of jobs that set none.",
+        ),
+        ConfigOption(
+            "pipeline.max-parallelism",
+            128,
+            _int_in(1, 32768),
+            "an integer from 1 to 32768",
+            "The number of key groups of keyed operators that set none.",
+        ),
+        ConfigOption(
+            "execution.buffer-timeout",
+            100,
+            parse_duration_ms,
+            _DURATION,
+            "How long a record batch may wait before it is sent; 0 sends every record at once.",
+        ),
+        ConfigOption(
+            "execution.runtime-mode",
+            "streaming",
+            _one_of("streaming", "batch", "automatic"),
+            "streaming, batch or automatic",
+            "How jobs run; bounded streams finish in every mode.",
+        ),
+        ConfigOption(
+            "slot.request.timeout",
+            300_000,
+            parse_duration_ms,
+            _DURATION,
+            "How long a job waits for enough free slots before it fails.",
+        ),
+        ConfigOption(
+            "execution.checkpointing.interval",
+            None,
+            _optional(parse_duration_ms),
+            _DURATION + " (unset: no checkpoints)",
+            "How often checkpoints are triggered.",
+        ),
+        ConfigOption(
+            "state.checkpoints.dir",
+            None,
+            _optional(_text),
+            "a folder path or file:// URI",
+            "Where checkpoints are written.",
+        ),
+        ConfigOption(
+            "state.savepoints.dir",
+            None,
+            _optional(_text),
+            "a folder path or file:// URI",
+            "The default folder for savepoints.",
+        ),
+        ConfigOption(
+            "state.checkpoints.num-retained",
+            1,
+            _int_in(1),
+            "an integer of at least 1",
+            "How many completed checkpoints are kept.",
+        ),
+        ConfigOption(
+            "restart-strategy.type",
+            None,
+            _optional(
+                _one_of(
+                    "none",
+                    "off",
+                    "disable",
+                    "fixed-delay",
+                    "fixeddelay",
+                    "failure-rate",
+                    "failurerate",
+                    "exponential-delay",
+                    "exponentialdelay",
+                )
+            ),
+            "none, fixed-delay, failure-rate or exponential-delay",
+            "How failed jobs restart.",
+        ),
+        ConfigOption(
+            "env.log.dir",
+            None,
+            _optional(_text),
+            "a folder path",
+            "Where the scripts write logs (overridden by STROM_LOG_DIR).",
+        ),
+        ConfigOption(
+            "env.pid.dir",
+            None,
+            _optional(_text),
+            "a folder path",
+            "Where the scripts keep pid files (overridden by STROM_PID_DIR).",
+        ),
+        ConfigOption(
+            "web.submit.enable",
+            True,
+            _boolean,
+            "true or false",
+            "Whether the dashboard may submit jobs.",
+        ),
+    ]
+}
+
+
+def flatten(tree: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
+    """Turn nested maps into flat dotted keys; a full key found on the way wins as it is."""
+    flat: dict[str, Any] = {}
+    for name, value in tree.items():
+        key = f"{prefix}{name}"
+        if isinstance(value, Mapping) and key not in OPTIONS:
+            flat.update(flatten(value, key + "."))
+        else:
+            flat[key] = value
+    return flat
+
+
+def validate(key: str, value: Any, source: str = "") -> Any:
+    """Return the parsed value of one setting, or raise an error naming key, value and rule."""
+    where = f" in {source}" if source else ""
+    option = OPTIONS.get(key)
+    if option is None:
+        close = difflib.get_close_matches(key, OPTIONS, n=1)
+        hint = f" Did you mean '{close[0]}'?" if close else ""
+        raise ConfigurationError(
+            f"Unknown configuration key '{key}'{where}.{hint} "
+            f"Known keys are listed in strom/configuration.py."
+        )
+    try:
+        return option.parse(value)
+    except (ValueError, TypeError):
+        raise ConfigurationError(
+            f"Invalid value {value!r} for configuration key '{key}'{where}: "
+            f"expected {option.allowed}."
+        ) from None
+
+
+class StromConfig(Mapping[str, Any]):
+    """The validated settings of one process: every key of :data:`OPTIONS` has a value."""
+
+    def __init__(self, values: Mapping[str, Any] | None = None, source: str = "") -> None:
+        self._explicit: dict[str, Any] = {}
+        for key, value in (values or {}).items():
+            self._explicit[key] = validate(key, value, source)
+
+    def __getitem__(self, key: str) -> Any:
+        if key in self._explicit:
+            return self._explicit[key]
+        return OPTIONS[key].default
+
+    def __iter__(self):
+        return iter(OPTIONS)
+
+    def __len__(self) -> int:
+        return len(OPTIONS)
+
+    def explicit(self) -> dict[str, Any]:
+        """The settings that were given rather than defaulted."""
+        return dict(self._explicit)
+
+    def with_overrides(self, overrides: Mapping[str, Any], source: str = "") -> StromConfig:
+        merged = StromConfig()
+        merged._explicit = dict(self._explicit)
+        for key, value in overrides.items():
+            merged._explicit[key] = validate(key, value, source)
+        return merged
+
+    def as_strings(self) -> dict[str, str]:
+        """The explicit settings as strings, for shipping to other processes."""
+        return {key: str(value) for key, value in self._explicit.items() if value is not None}
+
+    @property
+    def jobmanager_address(self) -> str:
+        return f"{self['jobmanager.rpc.address']}:{self['jobmanager.rpc.port']}"
+
+
+def parse_dynamic_properties(pairs: Iterable[str]) -> dict[str, str]:
+    """``key=value`` strings (from ``-D``) as a dict; a malformed one is an error."""
+    result = {}
+    for pair in pairs:
+        key, sep, value = pair.partition("=")
+        if not sep or not key.strip():
+            raise ConfigurationError(f"Invalid dynamic property '{pair}': expected key=value.")
+        result[key.strip()] = value.strip()
+    return result
+
+
+def default_conf_dir() -> Path:
+    """``$STROM_CONF_DIR``, else the ``conf/`` folder of this installation."""
+    env = os.environ.get("STROM_CONF_DIR")
+    if env:
+        return Path(env)
+    return Path(__file__).resolve().parent.parent / "conf"
+
+
+def load_configuration(
+    conf_dir: str | os.PathLike[str] | None = None,
+    overrides: Mapping[str, Any] | None = None,
+) -> StromConfig:
+    """Read ``strom-conf.yaml`` of ``conf_dir`` (missing file: all defaults) plus overrides."""
+    folder = Path(conf_dir) if conf_dir is not None else default_conf_dir()
+    path = folder / CONF_FILE_NAME
+    values: dict[str, Any] = {}
+    if path.is_file():
+        try:
+            document = yaml.safe_load(path.read_text()) or {}
+        except yaml.YAMLError as error:
+            raise ConfigurationError(f"{path} is not valid YAML: {error}") from None
+        if not isinstance(document, Mapping):
+            raise ConfigurationError(f"{path} must hold a map of keys to values.")
+        values = flatten(document)
+    config = StromConfig(values, source=str(path))
+    if overrides:
+        config = config.with_overrides(overrides, source="the command line")
+    return config

@@ -1,0 +1,248 @@
+from google.protobuf.internal import containers as _containers
+from google.protobuf import descriptor as _descriptor
+from google.protobuf import message as _message
+from collections.abc import Iterable as _Iterable, Mapping as _Mapping
+from typing import ClassVar as _ClassVar, Optional as _Optional, Union as _Union
+
+DESCRIPTOR: _descriptor.FileDescriptor
+
+class Hardware(_message.Message):
+    __slots__ = ("cpu_cores", "physical_memory", "free_memory")
+    CPU_CORES_FIELD_NUMBER: _ClassVar[int]
+    PHYSICAL_MEMORY_FIELD_NUMBER: _ClassVar[int]
+    FREE_MEMORY_FIELD_NUMBER: _ClassVar[int]
+    cpu_cores: int
+    physical_memory: int
+    free_memory: int
+    def __init__(self, cpu_cores: _Optional[int] = ..., physical_memory: _Optional[int] = ..., free_memory: _Optional[int] = ...) -> None: ...
+
+class RegisterTaskManager(_message.Message):
+    __slots__ = ("resource_id", "address", "hostname", "num_slots", "hardware", "pid", "data_port")
+    RESOURCE_ID_FIELD_NUMBER: _ClassVar[int]
+    ADDRESS_FIELD_NUMBER: _ClassVar[int]
+    HOSTNAME_FIELD_NUMBER: _ClassVar[int]
+    NUM_SLOTS_FIELD_NUMBER: _ClassVar[int]
+    HARDWARE_FIELD_NUMBER: _ClassVar[int]
+    PID_FIELD_NUMBER: _ClassVar[int]
+    DATA_PORT_FIELD_NUMBER: _ClassVar[int]
+    resource_id: str
+    address: str
+    hostname: str
+    num_slots: int
+    hardware: Hardware
+    pid: int
+    data_port: str
+    def __init__(self, resource_id: _Optional[str] = ..., address: _Optional[str] = ..., hostname: _Optional[str] = ..., num_slots: _Optional[int] = ..., hardware: _Optional[_Union[Hardware, _Mapping]] = ..., pid: _Optional[int] = ..., data_port: _Optional[str] = ...) -> None: ...
+
+class TaskManagerHeartbeat(_message.Message):
+    __slots__ = ("sequence",)
+    SEQUENCE_FIELD_NUMBER: _ClassVar[int]
+    sequence: int
+    def __init__(self, sequence: _Optional[int] = ...) -> None: ...
+
+class TaskManagerMessage(_message.Message):
+    __slots__ = ("register", "heartbeat")
+    REGISTER_FIELD_NUMBER: _ClassVar[int]
+    HEARTBEAT_FIELD_NUMBER: _ClassVar[int]
+    register: RegisterTaskManager
+    heartbeat: TaskManagerHeartbeat
+    def __init__(self, register: _Optional[_Union[RegisterTaskManager, _Mapping]] = ..., heartbeat: _Optional[_Union[TaskManagerHeartbeat, _Mapping]] = ...) -> None: ...
+
+class RegistrationAccepted(_message.Message):
+    __slots__ = ("instance_id", "jobmanager_id", "heartbeat_interval_ms", "heartbeat_timeout_ms")
+    INSTANCE_ID_FIELD_NUMBER: _ClassVar[int]
+    JOBMANAGER_ID_FIELD_NUMBER: _ClassVar[int]
+    HEARTBEAT_INTERVAL_MS_FIELD_NUMBER: _ClassVar[int]
+    HEARTBEAT_TIMEOUT_MS_FIELD_NUMBER: _ClassVar[int]
+    instance_id: str
+    jobmanager_id: str
+    heartbeat_interval_ms: int
+    heartbeat_timeout_ms: int
+    def __init__(self, instance_id: _Optional[str] = ..., jobmanager_id: _Optional[str] = ..., heartbeat_interval_ms: _Optional[int] = ..., heartbeat_timeout_ms: _Optional[int] = ...) -> None: ...
+
+class RegistrationRejected(_message.Message):
+    __slots__ = ("reason",)
+    REASON_FIELD_NUMBER: _ClassVar[int]
+    reason: str
+    def __init__(self, reason: _Optional[str] = ...) -> None: ...
+
+class HeartbeatAck(_message.Message):
+    __slots__ = ("sequence",)
+    SEQUENCE_FIELD_NUMBER: _ClassVar[int]
+    sequence: int
+    def __init__(self, sequence: _Optional[int] = ...) -> None: ...
+
+class JobManagerMessage(_message.Message):
+    __slots__ = ("accepted", "rejected", "heartbeat_ack")
+    ACCEPTED_FIELD_NUMBER: _ClassVar[int]
+    REJECTED_FIELD_NUMBER: _ClassVar[int]
+    HEARTBEAT_ACK_FIELD_NUMBER: _ClassVar[int]
+    accepted: RegistrationAccepted
+    rejected: RegistrationRejected
+    heartbeat_ack: HeartbeatAck
+    def __init__(self, accepted: _Optional[_Union[RegistrationAccepted, _Mapping]] = ..., rejected: _Optional[_Union[RegistrationRejected, _Mapping]] = ..., heartbeat_ack: _Optional[_Union[HeartbeatAck, _Mapping]] = ...) -> None: ...
+
+class Empty(_message.Message):
+    __slots__ = ()
+    def __init__(self) -> None: ...
+
+class TaskManagerInfo(_message.Message):
+    __slots__ = ("id", "address", "hostname", "slots_number", "free_slots", "hardware", "last_heartbeat_ms", "pid")
+    ID_FIELD_NUMBER: _ClassVar[int]
+    ADDRESS_FIELD_NUMBER: _ClassVar[int]
+    HOSTNAME_FIELD_NUMBER: _ClassVar[int]
+    SLOTS_NUMBER_FIELD_NUMBER: _ClassVar[int]
+    FREE_SLOTS_FIELD_NUMBER: _ClassVar[int]
+    HARDWARE_FIELD_NUMBER: _ClassVar[int]
+    LAST_HEARTBEAT_MS_FIELD_NUMBER: _ClassVar[int]
+    PID_FIELD_NUMBER: _ClassVar[int]
+    id: str
+    address: str
+    hostname: str
+    slots_number: int
+    free_slots: int
+    hardware: Hardware
+    last_heartbeat_ms: int
+    pid: int
+    def __init__(self, id: _Optional[str] = ..., address: _Optional[str] = ..., hostname: _Optional[str] = ..., slots_number: _Optional[int] = ..., free_slots: _Optional[int] = ..., hardware: _Optional[_Union[Hardware, _Mapping]] = ..., last_heartbeat_ms: _Optional[int] = ..., pid: _Optional[int] = ...) -> None: ...
+
+class TaskManagerList(_message.Message):
+    __slots__ = ("taskmanagers",)
+    TASKMANAGERS_FIELD_NUMBER: _ClassVar[int]
+    taskmanagers: _containers.RepeatedCompositeFieldContainer[TaskManagerInfo]
+    def __init__(self, taskmanagers: _Optional[_Iterable[_Union[TaskManagerInfo, _Mapping]]] = ...) -> None: ...
+
+class ClusterOverview(_message.Message):
+    __slots__ = ("taskmanagers", "slots_total", "slots_available", "jobs_running", "jobs_finished", "jobs_cancelled", "jobs_failed", "strom_version", "jobmanager_id")
+    TASKMANAGERS_FIELD_NUMBER: _ClassVar[int]
+    SLOTS_TOTAL_FIELD_NUMBER: _ClassVar[int]
+    SLOTS_AVAILABLE_FIELD_NUMBER: _ClassVar[int]
+    JOBS_RUNNING_FIELD_NUMBER: _ClassVar[int]
+    JOBS_FINISHED_FIELD_NUMBER: _ClassVar[int]
+    JOBS_CANCELLED_FIELD_NUMBER: _ClassVar[int]
+    JOBS_FAILED_FIELD_NUMBER: _ClassVar[int]
+    STROM_VERSION_FIELD_NUMBER: _ClassVar[int]
+    JOBMANAGER_ID_FIELD_NUMBER: _ClassVar[int]
+    taskmanagers: int
+    slots_total: int
+    slots_available: int
+    jobs_running: int
+    jobs_finished: int
+    jobs_cancelled: int
+    jobs_failed: int
+    strom_version: str
+    jobmanager_id: str
+    def __init__(self, taskmanagers: _Optional[int] = ..., slots_total: _Optional[int] = ..., slots_available: _Optional[int] = ..., jobs_running: _Optional[int] = ..., jobs_finished: _Optional[int] = ..., jobs_cancelled: _Optional[int] = ..., jobs_failed: _Optional[int] = ..., strom_version: _Optional[str] = ..., jobmanager_id: _Optional[str] = ...) -> None: ...
+
+class JobFile(_message.Message):
+    __slots__ = ("path", "content")
+    PATH_FIELD_NUMBER: _ClassVar[int]
+    CONTENT_FIELD_NUMBER: _ClassVar[int]
+    path: str
+    content: bytes
+    def __init__(self, path: _Optional[str] = ..., content: _Optional[bytes] = ...) -> None: ...
+
+class SubmitJobRequest(_message.Message):
+    __slots__ = ("job_id", "job_name", "job_graph", "files", "config")
+    class ConfigEntry(_message.Message):
+        __slots__ = ("key", "value")
+        KEY_FIELD_NUMBER: _ClassVar[int]
+        VALUE_FIELD_NUMBER: _ClassVar[int]
+        key: str
+        value: str
+        def __init__(self, key: _Optional[str] = ..., value: _Optional[str] = ...) -> None: ...
+    JOB_ID_FIELD_NUMBER: _ClassVar[int]
+    JOB_NAME_FIELD_NUMBER: _ClassVar[int]
+    JOB_GRAPH_FIELD_NUMBER: _ClassVar[int]
+    FILES_FIELD_NUMBER: _ClassVar[int]
+    CONFIG_FIELD_NUMBER: _ClassVar[int]
+    job_id: str
+    job_name: str
+    job_graph: bytes
+    files: _containers.RepeatedCompositeFieldContainer[JobFile]
+    config: _containers.ScalarMap[str, str]
+    def __init__(self, job_id: _Optional[str] = ..., job_name: _Optional[str] = ..., job_graph: _Optional[bytes] = ..., files: _Optional[_Iterable[_Union[JobFile, _Mapping]]] = ..., config: _Optional[_Mapping[str, str]] = ...) -> None: ...
+
+class JobId(_message.Message):
+    __slots__ = ("job_id",)
+    JOB_ID_FIELD_NUMBER: _ClassVar[int]
+    job_id: str
+    def __init__(self, job_id: _Optional[str] = ...) -> None: ...
+
+class JobSummary(_message.Message):
+    __slots__ = ("job_id", "name", "state", "start_time", "end_time", "duration", "tasks")
+    class TasksEntry(_message.Message):
+        __slots__ = ("key", "value")
+        KEY_FIELD_NUMBER: _ClassVar[int]
+        VALUE_FIELD_NUMBER: _ClassVar[int]
+        key: str
+        value: int
+        def __init__(self, key: _Optional[str] = ..., value: _Optional[int] = ...) -> None: ...
+    JOB_ID_FIELD_NUMBER: _ClassVar[int]
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    STATE_FIELD_NUMBER: _ClassVar[int]
+    START_TIME_FIELD_NUMBER: _ClassVar[int]
+    END_TIME_FIELD_NUMBER: _ClassVar[int]
+    DURATION_FIELD_NUMBER: _ClassVar[int]
+    TASKS_FIELD_NUMBER: _ClassVar[int]
+    job_id: str
+    name: str
+    state: str
+    start_time: int
+    end_time: int
+    duration: int
+    tasks: _containers.ScalarMap[str, int]
+    def __init__(self, job_id: _Optional[str] = ..., name: _Optional[str] = ..., state: _Optional[str] = ..., start_time: _Optional[int] = ..., end_time: _Optional[int] = ..., duration: _Optional[int] = ..., tasks: _Optional[_Mapping[str, int]] = ...) -> None: ...
+
+class JobList(_message.Message):
+    __slots__ = ("jobs",)
+    JOBS_FIELD_NUMBER: _ClassVar[int]
+    jobs: _containers.RepeatedCompositeFieldContainer[JobSummary]
+    def __init__(self, jobs: _Optional[_Iterable[_Union[JobSummary, _Mapping]]] = ...) -> None: ...
+
+class VertexDetails(_message.Message):
+    __slots__ = ("id", "name", "parallelism", "status", "records_in", "records_out", "tasks")
+    class TasksEntry(_message.Message):
+        __slots__ = ("key", "value")
+        KEY_FIELD_NUMBER: _ClassVar[int]
+        VALUE_FIELD_NUMBER: _ClassVar[int]
+        key: str
+        value: int
+        def __init__(self, key: _Optional[str] = ..., value: _Optional[int] = ...) -> None: ...
+    ID_FIELD_NUMBER: _ClassVar[int]
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    PARALLELISM_FIELD_NUMBER: _ClassVar[int]
+    STATUS_FIELD_NUMBER: _ClassVar[int]
+    RECORDS_IN_FIELD_NUMBER: _ClassVar[int]
+    RECORDS_OUT_FIELD_NUMBER: _ClassVar[int]
+    TASKS_FIELD_NUMBER: _ClassVar[int]
+    id: str
+    name: str
+    parallelism: int
+    status: str
+    records_in: int
+    records_out: int
+    tasks: _containers.ScalarMap[str, int]
+    def __init__(self, id: _Optional[str] = ..., name: _Optional[str] = ..., parallelism: _Optional[int] = ..., status: _Optional[str] = ..., records_in: _Optional[int] = ..., records_out: _Optional[int] = ..., tasks: _Optional[_Mapping[str, int]] = ...) -> None: ...
+
+class JobDetails(_message.Message):
+    __slots__ = ("summary", "vertices", "failure", "status_message", "plan")
+    SUMMARY_FIELD_NUMBER: _ClassVar[int]
+    VERTICES_FIELD_NUMBER: _ClassVar[int]
+    FAILURE_FIELD_NUMBER: _ClassVar[int]
+    STATUS_MESSAGE_FIELD_NUMBER: _ClassVar[int]
+    PLAN_FIELD_NUMBER: _ClassVar[int]
+    summary: JobSummary
+    vertices: _containers.RepeatedCompositeFieldContainer[VertexDetails]
+    failure: str
+    status_message: str
+    plan: bytes
+    def __init__(self, summary: _Optional[_Union[JobSummary, _Mapping]] = ..., vertices: _Optional[_Iterable[_Union[VertexDetails, _Mapping]]] = ..., failure: _Optional[str] = ..., status_message: _Optional[str] = ..., plan: _Optional[bytes] = ...) -> None: ...
+
+class Ack(_message.Message):
+    __slots__ = ("ok", "message")
+    OK_FIELD_NUMBER: _ClassVar[int]
+    MESSAGE_FIELD_NUMBER: _ClassVar[int]
+    ok: bool
+    message: str
+    def __init__(self, ok: _Optional[bool] = ..., message: _Optional[str] = ...) -> None: ...

@@ -1,0 +1,1 @@
+"""The TaskManager: task slots, the task runtime, operators, network and state."""

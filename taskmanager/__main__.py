@@ -1,0 +1,5 @@
+import sys
+
+from taskmanager.entrypoint import main
+
+sys.exit(main())

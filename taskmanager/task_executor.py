@@ -1,0 +1,236 @@
+"""The TaskExecutor: a TaskManager's slots, its gRPC server and its session with the JobManager.
+
+The TaskManager keeps one session stream open to the JobManager: the first message registers it,
+heartbeats follow every ``heartbeat.interval``. When the JobManager is not reachable yet, went
+away, or stops acknowledging heartbeats for ``heartbeat.timeout``, the TaskManager backs off and
+registers anew, so a restarted JobManager finds its TaskManagers again by itself.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import queue
+import socket
+import threading
+import time
+import uuid
+from concurrent import futures
+
+import grpc
+import psutil
+
+from strom.configuration import StromConfig
+from strom.rpc import cluster_pb2 as pb
+from strom.rpc import cluster_pb2_grpc
+
+log = logging.getLogger(__name__)
+
+_MAX_RPC_THREADS = 256
+
+
+def address_reaching(host: str, port: int) -> str:
+    """This machine's address on the route to ``host`` (no packet is sent)."""
+    try:
+        target = socket.gethostbyname(host)
+        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as probe:
+            probe.connect((target, port or 1))
+            return probe.getsockname()[0]
+    except OSError:
+        return "127.0.0.1"
+
+
+class TaskExecutorGateway(cluster_pb2_grpc.TaskExecutorGatewayServicer):
+    def __init__(self, executor: TaskExecutor) -> None:
+        self.executor = executor
+
+    def Ping(self, request: pb.Empty, context) -> pb.Ack:
+        return pb.Ack(ok=True, message=self.executor.resource_id)
+
+
+class TaskExecutor:
+    """One TaskManager process's services; also embedded by the mini-cluster."""
+
+    def __init__(self, config: StromConfig) -> None:
+        self.config = config
+        self.num_slots: int = config["taskmanager.numberOfTaskSlots"]
+        self.jobmanager_host: str = config["jobmanager.rpc.address"]
+        self.jobmanager_port: int = config["jobmanager.rpc.port"]
+        self.host = config["taskmanager.host"] or address_reaching(
+            self.jobmanager_host, self.jobmanager_port
+        )
+        self.resource_id: str = config["taskmanager.resource-id"] or ""
+        self.registered = threading.Event()
+        self.jobmanager_id: str | None = None
+        self.instance_id: str | None = None
+        self.registrations = 0
+        self._stopped = threading.Event()
+        self._server: grpc.Server | None = None
+        self._session_thread: threading.Thread | None = None
+        self._current_call: grpc.Future | None = None
+        self._outgoing: queue.Queue[pb.TaskManagerMessage | None] | None = None
+        self.port = 0
+
+    @property
+    def address(self) -> str:
+        return f"{self.host}:{self.port}"
+
+    # -------------------------------------------------------------- lifecycle
+
+    def start(self) -> None:
+        bind_host = self.config["taskmanager.bind-host"] or self.host
+        server = grpc.server(
+            futures.ThreadPoolExecutor(max_workers=_MAX_RPC_THREADS, thread_name_prefix="tm-rpc"),
+            options=[
+                ("grpc.max_receive_message_length", 512 * 1024 * 1024),
+                ("grpc.max_send_message_length", 512 * 1024 * 1024),
+                ("grpc.so_reuseport", 0),
+            ],
+        )
+        cluster_pb2_grpc.add_TaskExecutorGatewayServicer_to_server(
+            TaskExecutorGateway(self), server
+        )
+        target = f"{bind_host}:{self.config['taskmanager.rpc.port']}"
+        try:
+            self.port = server.add_insecure_port(target)
+        except RuntimeError as error:
+            raise OSError(f"cannot bind the TaskManager's gRPC server to {target}: {error}") from None
+        server.start()
+        self._server = server
+        if not self.resource_id:
+            self.resource_id = f"{self.address}-{uuid.uuid4().hex[:6]}"
+        self._session_thread = threading.Thread(
+            target=self._session_loop, name="tm-jobmanager-session", daemon=True
+        )
+        self._session_thread.start()
+        log.info(
+            "TaskManager %s started on %s with %d slot(s); JobManager at %s:%d",
+            self.resource_id,
+            self.address,
+            self.num_slots,
+            self.jobmanager_host,
+            self.jobmanager_port,
+        )
+
+    def stop(self) -> None:
+        self._stopped.set()
+        self._end_session()
+        if self._session_thread is not None:
+            self._session_thread.join(timeout=5)
+        if self._server is not None:
+            self._server.stop(0.5).wait()
+        log.info("TaskManager %s stopped", self.resource_id)
+
+    # -------------------------------------------------------------- JobManager session
+
+    def _end_session(self) -> None:
+        outgoing, call = self._outgoing, self._current_call
+        if outgoing is not None:
+            outgoing.put(None)
+        if call is not None:
+            call.cancel()
+
+    def _session_loop(self) -> None:
+        initial = self.config["cluster.registration.initial-timeout"] / 1000.0
+        maximum = self.config["cluster.registration.max-timeout"] / 1000.0
+        backoff = initial
+        while not self._stopped.is_set():
+            try:
+                if self._run_session():
+                    backoff = initial
+            except grpc.RpcError as error:
+                code = error.code() if hasattr(error, "code") else None
+                if not self._stopped.is_set():
+                    log.debug("JobManager session ended: %s", code)
+            except Exception:  # keep retrying whatever happened
+                log.exception("JobManager session failed")
+            self.registered.clear()
+            if self._stopped.wait(backoff):
+                break
+            backoff = min(backoff * 2, maximum)
+
+    def _registration(self) -> pb.TaskManagerMessage:
+        memory = psutil.virtual_memory()
+        return pb.TaskManagerMessage(
+            register=pb.RegisterTaskManager(
+                resource_id=self.resource_id,
+                address=self.address,
+                hostname=socket.gethostname(),
+                num_slots=self.num_slots,
+                hardware=pb.Hardware(
+                    cpu_cores=psutil.cpu_count() or 1,
+                    physical_memory=memory.total,
+                    free_memory=memory.available,
+                ),
+                pid=os.getpid(),
+            )
+        )
+
+    def _run_session(self) -> bool:
+        """One session with the JobManager; True if it got as far as being registered."""
+        outgoing: queue.Queue[pb.TaskManagerMessage | None] = queue.Queue()
+        outgoing.put(self._registration())
+
+        def requests():
+            while True:
+                message = outgoing.get()
+                if message is None:
+                    return
+                yield message
+
+        target = f"{self.jobmanager_host}:{self.jobmanager_port}"
+        interval = self.config["heartbeat.interval"] / 1000.0
+        timeout = self.config["heartbeat.timeout"] / 1000.0
+        with grpc.insecure_channel(target) as channel:
+            stub = cluster_pb2_grpc.JobManagerGatewayStub(channel)
+            call = stub.TaskManagerSession(requests())
+            self._outgoing, self._current_call = outgoing, call
+            if self._stopped.is_set():
+                call.cancel()
+            last_answer = [time.monotonic()]
+            watchdog_done = threading.Event()
+
+            def watchdog() -> None:
+                sequence = 0
+                while not watchdog_done.wait(interval):
+                    if time.monotonic() - last_answer[0] > timeout:
+                        log.warning("JobManager silent for %.1f s; reconnecting", timeout)
+                        call.cancel()
+                        return
+                    if self.registered.is_set():
+                        sequence += 1
+                        outgoing.put(
+                            pb.TaskManagerMessage(
+                                heartbeat=pb.TaskManagerHeartbeat(sequence=sequence)
+                            )
+                        )
+
+            watcher = threading.Thread(target=watchdog, name="tm-heartbeat", daemon=True)
+            watcher.start()
+            registered = False
+            try:
+                for message in call:
+                    last_answer[0] = time.monotonic()
+                    kind = message.WhichOneof("kind")
+                    if kind == "accepted":
+                        registered = True
+                        self.instance_id = message.accepted.instance_id
+                        if self.jobmanager_id != message.accepted.jobmanager_id:
+                            self.jobmanager_id = message.accepted.jobmanager_id
+                        self.registrations += 1
+                        self.registered.set()
+                        log.info(
+                            "registered at JobManager %s as instance %s",
+                            self.jobmanager_id,
+                            self.instance_id,
+                        )
+                    elif kind == "rejected":
+                        log.warning("JobManager rejected us: %s", message.rejected.reason)
+                        break
+            finally:
+                watchdog_done.set()
+                outgoing.put(None)
+                call.cancel()
+                self.registered.clear()
+                self._outgoing, self._current_call = None, None
+            return registered
