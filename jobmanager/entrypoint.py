@@ -4,10 +4,9 @@ from __future__ import annotations
 
 import sys
 
+from jobmanager.service import JobManager
 from strom.daemon import run_daemon
 from strom.process_identity import JOBMANAGER
-
-from jobmanager.service import JobManager
 
 
 def main(argv: list[str] | None = None) -> int:

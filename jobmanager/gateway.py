@@ -8,10 +8,9 @@ from typing import TYPE_CHECKING
 
 import grpc
 
+from jobmanager.resource_manager import Hardware
 from strom.rpc import cluster_pb2 as pb
 from strom.rpc import cluster_pb2_grpc
-
-from jobmanager.resource_manager import Hardware
 
 if TYPE_CHECKING:
     from jobmanager.service import JobManager
@@ -66,6 +65,8 @@ class JobManagerGateway(cluster_pb2_grpc.JobManagerGatewayServicer):
             for message in request_iterator:
                 if message.WhichOneof("kind") != "heartbeat":
                     continue
+                if message.heartbeat.metrics:
+                    self.jm.dispatcher.update_metrics(list(message.heartbeat.metrics))
                 if not self.jm.taskmanager_heartbeat(resource_id, instance_id):
                     yield pb.JobManagerMessage(
                         rejected=pb.RegistrationRejected(reason="unknown instance; register anew")
@@ -112,5 +113,58 @@ class JobManagerGateway(cluster_pb2_grpc.JobManagerGatewayServicer):
             ]
         )
 
+    def SubmitJob(self, request: pb.SubmitJobRequest, context) -> pb.JobId:
+        try:
+            job_id = self.jm.dispatcher.submit(request)
+        except ValueError as error:
+            context.abort(grpc.StatusCode.INVALID_ARGUMENT, str(error))
+        return pb.JobId(job_id=job_id)
+
     def ListJobs(self, request: pb.Empty, context) -> pb.JobList:
-        return pb.JobList(jobs=[])
+        return pb.JobList(jobs=[_summary(s) for s in self.jm.dispatcher.summaries()])
+
+    def GetJob(self, request: pb.JobId, context) -> pb.JobDetails:
+        try:
+            details = self.jm.dispatcher.details(request.job_id)
+        except KeyError as error:
+            context.abort(grpc.StatusCode.NOT_FOUND, str(error.args[0]))
+        return pb.JobDetails(
+            summary=_summary(details),
+            vertices=[
+                pb.VertexDetails(
+                    id=v["id"],
+                    name=v["name"],
+                    parallelism=v["parallelism"],
+                    status=v["status"],
+                    records_in=v["metrics"]["read-records"],
+                    records_out=v["metrics"]["write-records"],
+                    tasks=v["tasks"],
+                )
+                for v in details["vertices"]
+            ],
+            failure=details["failure"],
+            status_message=details["status-message"],
+        )
+
+    def CancelJob(self, request: pb.JobId, context) -> pb.Ack:
+        try:
+            self.jm.dispatcher.cancel(request.job_id)
+        except KeyError as error:
+            context.abort(grpc.StatusCode.NOT_FOUND, str(error.args[0]))
+        return pb.Ack(ok=True)
+
+    def UpdateTaskExecutionState(self, request: pb.TaskExecutionState, context) -> pb.Ack:
+        self.jm.dispatcher.task_state_changed(request)
+        return pb.Ack(ok=True)
+
+
+def _summary(summary: dict) -> pb.JobSummary:
+    return pb.JobSummary(
+        job_id=summary["jid"],
+        name=summary["name"],
+        state=summary["state"],
+        start_time=summary["start-time"],
+        end_time=summary["end-time"],
+        duration=summary["duration"],
+        tasks=summary["tasks"],
+    )

@@ -36,6 +36,18 @@ class RestServer:
         self.add_route("GET", r"/overview", lambda: self.jm.overview())
         self.add_route("GET", r"/taskmanagers", lambda: {"taskmanagers": self.jm.taskmanagers()})
         self.add_route("GET", r"/config", self._config)
+        self.add_route("GET", r"/jobs/overview", lambda: {"jobs": self.jm.dispatcher.summaries()})
+        self.add_route(
+            "GET",
+            r"/jobs",
+            lambda: {
+                "jobs": [
+                    {"id": s["jid"], "status": s["state"]} for s in self.jm.dispatcher.summaries()
+                ]
+            },
+        )
+        self.add_route("GET", r"/jobs/(?P<job_id>[0-9a-f]{32})", self._job)
+        self.add_route("PATCH", r"/jobs/(?P<job_id>[0-9a-f]{32})", self._cancel)
         server = self
 
         class Handler(BaseHTTPRequestHandler):
@@ -64,6 +76,19 @@ class RestServer:
     def add_route(self, method: str, pattern: str, handler: Callable[..., Any]) -> None:
         """Serve ``handler(**groups)`` for requests matching the regex ``pattern``."""
         self.routes.append((method, re.compile(f"^{pattern}/?$"), handler))
+
+    def _job(self, job_id: str) -> dict[str, Any]:
+        try:
+            return self.jm.dispatcher.details(job_id)
+        except KeyError:
+            raise RestError(HTTPStatus.NOT_FOUND, f"Job {job_id} not found") from None
+
+    def _cancel(self, job_id: str, body: Any = None) -> dict[str, Any]:
+        try:
+            self.jm.dispatcher.cancel(job_id)
+        except KeyError:
+            raise RestError(HTTPStatus.NOT_FOUND, f"Job {job_id} not found") from None
+        return {}
 
     def _config(self) -> dict[str, Any]:
         import strom

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import logging
-import socket
 import threading
 import time
 import uuid
@@ -13,25 +12,18 @@ from typing import Any
 import grpc
 
 import strom
-from strom.configuration import StromConfig
-from strom.rpc import cluster_pb2_grpc
-
+from jobmanager.dispatcher import Dispatcher
 from jobmanager.gateway import JobManagerGateway
 from jobmanager.resource_manager import Hardware, TaskManagerRecord, TaskManagerRegistry
 from jobmanager.rest import RestServer
+from strom.addresses import resolve_bind_host
+from strom.configuration import StromConfig
+from strom.rpc import cluster_pb2_grpc
 
 log = logging.getLogger(__name__)
 
 # Each TaskManager session holds a server thread for its lifetime.
 _MAX_RPC_THREADS = 512
-
-
-def resolve_bind_host(host: str) -> str:
-    """An IPv4 address for a host name, so a port-0 bind yields one port on one family."""
-    try:
-        return socket.gethostbyname(host)
-    except OSError:
-        return host
 
 
 class JobManager:
@@ -49,7 +41,7 @@ class JobManager:
         self._expiry_thread: threading.Thread | None = None
         self.rpc_port: int = 0
         self.rest_port: int = 0
-        self.jobs: dict[str, Any] = {}
+        self.dispatcher = Dispatcher(self)
 
     # -------------------------------------------------------------- lifecycle
 
@@ -68,9 +60,12 @@ class JobManager:
         try:
             self.rpc_port = server.add_insecure_port(target)
         except RuntimeError as error:
-            raise OSError(f"cannot bind the JobManager's gRPC server to {target}: {error}") from None
+            raise OSError(
+                f"cannot bind the JobManager's gRPC server to {target}: {error}"
+            ) from None
         server.start()
         self._server = server
+        self.dispatcher.start()
 
         rest_host = (
             self.config["rest.bind-address"]
@@ -98,8 +93,13 @@ class JobManager:
             self.rest_port,
         )
 
+    @property
+    def advertised_address(self) -> str:
+        return f"{self.config['jobmanager.rpc.address']}:{self.rpc_port}"
+
     def stop(self, grace: float = 1.0) -> None:
         self._stopped.set()
+        self.dispatcher.stop()
         if self._rest is not None:
             self._rest.stop()
         if self._server is not None:
@@ -154,6 +154,7 @@ class JobManager:
         log.info(
             "TaskManager %s registered from %s with %d slot(s)", resource_id, address, num_slots
         )
+        self.dispatcher.wake()
         return record
 
     def taskmanager_heartbeat(self, resource_id: str, instance_id: str) -> bool:
@@ -169,20 +170,19 @@ class JobManager:
             self.taskmanager_lost(record, "connection closed")
 
     def taskmanager_lost(self, record: TaskManagerRecord, reason: str) -> None:
-        """Hook for the jobs running on a lost TaskManager's slots."""
+        """Fail (later: restart) the jobs that had subtasks on a lost TaskManager."""
+        self.dispatcher.taskmanager_lost(record, reason)
 
     # -------------------------------------------------------------- status
 
     def overview(self) -> dict[str, Any]:
         with self.lock:
-            states = [job.state for job in self.jobs.values()]
+            states = self.dispatcher.counts()
             return {
                 "taskmanagers": len(self.registry.all()),
                 "slots-total": self.registry.slots_total,
                 "slots-available": self.registry.slots_available,
-                "jobs-running": sum(
-                    s not in ("FINISHED", "CANCELED", "FAILED") for s in states
-                ),
+                "jobs-running": sum(s not in ("FINISHED", "CANCELED", "FAILED") for s in states),
                 "jobs-finished": states.count("FINISHED"),
                 "jobs-cancelled": states.count("CANCELED"),
                 "jobs-failed": states.count("FAILED"),

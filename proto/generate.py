@@ -21,9 +21,8 @@ def proto_sources() -> list[Path]:
 
 def generate(out_dir: Path) -> None:
     """Write the _pb2, _pb2_grpc and .pyi files for every .proto into ``out_dir``."""
-    from grpc_tools import protoc  # the pinned grpcio-tools, a test dependency
-
     import grpc_tools
+    from grpc_tools import protoc  # the pinned grpcio-tools, a test dependency
 
     include = Path(grpc_tools.__file__).parent / "_proto"
     for source in proto_sources():

@@ -11,7 +11,7 @@ import threading
 from collections.abc import Callable
 from typing import Protocol
 
-from strom.configuration import load_configuration, parse_dynamic_properties, StromConfig
+from strom.configuration import StromConfig, load_configuration, parse_dynamic_properties
 from strom.errors import StromError
 from strom.process_identity import set_process_role
 

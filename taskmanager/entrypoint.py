@@ -6,7 +6,6 @@ import sys
 
 from strom.daemon import run_daemon
 from strom.process_identity import TASKMANAGER
-
 from taskmanager.task_executor import TaskExecutor
 
 

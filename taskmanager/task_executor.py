@@ -20,24 +20,16 @@ from concurrent import futures
 import grpc
 import psutil
 
+from strom.addresses import address_reaching
 from strom.configuration import StromConfig
 from strom.rpc import cluster_pb2 as pb
 from strom.rpc import cluster_pb2_grpc
+from taskmanager.deployment import TaskDeployer
+from taskmanager.network.data_service import DataExchangeService
 
 log = logging.getLogger(__name__)
 
 _MAX_RPC_THREADS = 256
-
-
-def address_reaching(host: str, port: int) -> str:
-    """This machine's address on the route to ``host`` (no packet is sent)."""
-    try:
-        target = socket.gethostbyname(host)
-        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as probe:
-            probe.connect((target, port or 1))
-            return probe.getsockname()[0]
-    except OSError:
-        return "127.0.0.1"
 
 
 class TaskExecutorGateway(cluster_pb2_grpc.TaskExecutorGatewayServicer):
@@ -46,6 +38,13 @@ class TaskExecutorGateway(cluster_pb2_grpc.TaskExecutorGatewayServicer):
 
     def Ping(self, request: pb.Empty, context) -> pb.Ack:
         return pb.Ack(ok=True, message=self.executor.resource_id)
+
+    def DeployTasks(self, request: pb.DeployTasksRequest, context) -> pb.Ack:
+        return self.executor.deployer.deploy(request)
+
+    def CancelTasks(self, request: pb.CancelTasksRequest, context) -> pb.Ack:
+        self.executor.deployer.cancel(request.job_id, request.attempt)
+        return pb.Ack(ok=True)
 
 
 class TaskExecutor:
@@ -70,6 +69,7 @@ class TaskExecutor:
         self._current_call: grpc.Future | None = None
         self._outgoing: queue.Queue[pb.TaskManagerMessage | None] | None = None
         self.port = 0
+        self.deployer = TaskDeployer(lambda: self.resource_id, lambda: self.address)
 
     @property
     def address(self) -> str:
@@ -90,11 +90,14 @@ class TaskExecutor:
         cluster_pb2_grpc.add_TaskExecutorGatewayServicer_to_server(
             TaskExecutorGateway(self), server
         )
+        DataExchangeService(self.deployer.gates).add_to_server(server)
         target = f"{bind_host}:{self.config['taskmanager.rpc.port']}"
         try:
             self.port = server.add_insecure_port(target)
         except RuntimeError as error:
-            raise OSError(f"cannot bind the TaskManager's gRPC server to {target}: {error}") from None
+            raise OSError(
+                f"cannot bind the TaskManager's gRPC server to {target}: {error}"
+            ) from None
         server.start()
         self._server = server
         if not self.resource_id:
@@ -114,9 +117,11 @@ class TaskExecutor:
 
     def stop(self) -> None:
         self._stopped.set()
+        self.deployer.cancel_all()
         self._end_session()
         if self._session_thread is not None:
             self._session_thread.join(timeout=5)
+        self.deployer.close()
         if self._server is not None:
             self._server.stop(0.5).wait()
         log.info("TaskManager %s stopped", self.resource_id)
@@ -199,11 +204,10 @@ class TaskExecutor:
                         return
                     if self.registered.is_set():
                         sequence += 1
-                        outgoing.put(
-                            pb.TaskManagerMessage(
-                                heartbeat=pb.TaskManagerHeartbeat(sequence=sequence)
-                            )
+                        heartbeat = pb.TaskManagerHeartbeat(
+                            sequence=sequence, metrics=self.deployer.metrics()
                         )
+                        outgoing.put(pb.TaskManagerMessage(heartbeat=heartbeat))
 
             watcher = threading.Thread(target=watchdog, name="tm-heartbeat", daemon=True)
             watcher.start()

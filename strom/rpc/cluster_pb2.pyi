@@ -34,11 +34,29 @@ class RegisterTaskManager(_message.Message):
     data_port: str
     def __init__(self, resource_id: _Optional[str] = ..., address: _Optional[str] = ..., hostname: _Optional[str] = ..., num_slots: _Optional[int] = ..., hardware: _Optional[_Union[Hardware, _Mapping]] = ..., pid: _Optional[int] = ..., data_port: _Optional[str] = ...) -> None: ...
 
+class TaskMetrics(_message.Message):
+    __slots__ = ("job_id", "attempt", "vertex_id", "subtask", "records_in", "records_out")
+    JOB_ID_FIELD_NUMBER: _ClassVar[int]
+    ATTEMPT_FIELD_NUMBER: _ClassVar[int]
+    VERTEX_ID_FIELD_NUMBER: _ClassVar[int]
+    SUBTASK_FIELD_NUMBER: _ClassVar[int]
+    RECORDS_IN_FIELD_NUMBER: _ClassVar[int]
+    RECORDS_OUT_FIELD_NUMBER: _ClassVar[int]
+    job_id: str
+    attempt: int
+    vertex_id: str
+    subtask: int
+    records_in: int
+    records_out: int
+    def __init__(self, job_id: _Optional[str] = ..., attempt: _Optional[int] = ..., vertex_id: _Optional[str] = ..., subtask: _Optional[int] = ..., records_in: _Optional[int] = ..., records_out: _Optional[int] = ...) -> None: ...
+
 class TaskManagerHeartbeat(_message.Message):
-    __slots__ = ("sequence",)
+    __slots__ = ("sequence", "metrics")
     SEQUENCE_FIELD_NUMBER: _ClassVar[int]
+    METRICS_FIELD_NUMBER: _ClassVar[int]
     sequence: int
-    def __init__(self, sequence: _Optional[int] = ...) -> None: ...
+    metrics: _containers.RepeatedCompositeFieldContainer[TaskMetrics]
+    def __init__(self, sequence: _Optional[int] = ..., metrics: _Optional[_Iterable[_Union[TaskMetrics, _Mapping]]] = ...) -> None: ...
 
 class TaskManagerMessage(_message.Message):
     __slots__ = ("register", "heartbeat")
@@ -143,7 +161,7 @@ class JobFile(_message.Message):
     def __init__(self, path: _Optional[str] = ..., content: _Optional[bytes] = ...) -> None: ...
 
 class SubmitJobRequest(_message.Message):
-    __slots__ = ("job_id", "job_name", "job_graph", "files", "config")
+    __slots__ = ("job_id", "job_name", "job_graph", "files", "config", "plan_json")
     class ConfigEntry(_message.Message):
         __slots__ = ("key", "value")
         KEY_FIELD_NUMBER: _ClassVar[int]
@@ -156,12 +174,14 @@ class SubmitJobRequest(_message.Message):
     JOB_GRAPH_FIELD_NUMBER: _ClassVar[int]
     FILES_FIELD_NUMBER: _ClassVar[int]
     CONFIG_FIELD_NUMBER: _ClassVar[int]
+    PLAN_JSON_FIELD_NUMBER: _ClassVar[int]
     job_id: str
     job_name: str
     job_graph: bytes
     files: _containers.RepeatedCompositeFieldContainer[JobFile]
     config: _containers.ScalarMap[str, str]
-    def __init__(self, job_id: _Optional[str] = ..., job_name: _Optional[str] = ..., job_graph: _Optional[bytes] = ..., files: _Optional[_Iterable[_Union[JobFile, _Mapping]]] = ..., config: _Optional[_Mapping[str, str]] = ...) -> None: ...
+    plan_json: str
+    def __init__(self, job_id: _Optional[str] = ..., job_name: _Optional[str] = ..., job_graph: _Optional[bytes] = ..., files: _Optional[_Iterable[_Union[JobFile, _Mapping]]] = ..., config: _Optional[_Mapping[str, str]] = ..., plan_json: _Optional[str] = ...) -> None: ...
 
 class JobId(_message.Message):
     __slots__ = ("job_id",)
@@ -246,3 +266,78 @@ class Ack(_message.Message):
     ok: bool
     message: str
     def __init__(self, ok: _Optional[bool] = ..., message: _Optional[str] = ...) -> None: ...
+
+class TaskLocation(_message.Message):
+    __slots__ = ("vertex_id", "subtask", "address")
+    VERTEX_ID_FIELD_NUMBER: _ClassVar[int]
+    SUBTASK_FIELD_NUMBER: _ClassVar[int]
+    ADDRESS_FIELD_NUMBER: _ClassVar[int]
+    vertex_id: str
+    subtask: int
+    address: str
+    def __init__(self, vertex_id: _Optional[str] = ..., subtask: _Optional[int] = ..., address: _Optional[str] = ...) -> None: ...
+
+class TaskSpec(_message.Message):
+    __slots__ = ("vertex_id", "subtask")
+    VERTEX_ID_FIELD_NUMBER: _ClassVar[int]
+    SUBTASK_FIELD_NUMBER: _ClassVar[int]
+    vertex_id: str
+    subtask: int
+    def __init__(self, vertex_id: _Optional[str] = ..., subtask: _Optional[int] = ...) -> None: ...
+
+class DeployTasksRequest(_message.Message):
+    __slots__ = ("job_id", "attempt", "job_name", "job_graph", "files", "tasks", "locations", "config", "jobmanager_address")
+    class ConfigEntry(_message.Message):
+        __slots__ = ("key", "value")
+        KEY_FIELD_NUMBER: _ClassVar[int]
+        VALUE_FIELD_NUMBER: _ClassVar[int]
+        key: str
+        value: str
+        def __init__(self, key: _Optional[str] = ..., value: _Optional[str] = ...) -> None: ...
+    JOB_ID_FIELD_NUMBER: _ClassVar[int]
+    ATTEMPT_FIELD_NUMBER: _ClassVar[int]
+    JOB_NAME_FIELD_NUMBER: _ClassVar[int]
+    JOB_GRAPH_FIELD_NUMBER: _ClassVar[int]
+    FILES_FIELD_NUMBER: _ClassVar[int]
+    TASKS_FIELD_NUMBER: _ClassVar[int]
+    LOCATIONS_FIELD_NUMBER: _ClassVar[int]
+    CONFIG_FIELD_NUMBER: _ClassVar[int]
+    JOBMANAGER_ADDRESS_FIELD_NUMBER: _ClassVar[int]
+    job_id: str
+    attempt: int
+    job_name: str
+    job_graph: bytes
+    files: _containers.RepeatedCompositeFieldContainer[JobFile]
+    tasks: _containers.RepeatedCompositeFieldContainer[TaskSpec]
+    locations: _containers.RepeatedCompositeFieldContainer[TaskLocation]
+    config: _containers.ScalarMap[str, str]
+    jobmanager_address: str
+    def __init__(self, job_id: _Optional[str] = ..., attempt: _Optional[int] = ..., job_name: _Optional[str] = ..., job_graph: _Optional[bytes] = ..., files: _Optional[_Iterable[_Union[JobFile, _Mapping]]] = ..., tasks: _Optional[_Iterable[_Union[TaskSpec, _Mapping]]] = ..., locations: _Optional[_Iterable[_Union[TaskLocation, _Mapping]]] = ..., config: _Optional[_Mapping[str, str]] = ..., jobmanager_address: _Optional[str] = ...) -> None: ...
+
+class CancelTasksRequest(_message.Message):
+    __slots__ = ("job_id", "attempt")
+    JOB_ID_FIELD_NUMBER: _ClassVar[int]
+    ATTEMPT_FIELD_NUMBER: _ClassVar[int]
+    job_id: str
+    attempt: int
+    def __init__(self, job_id: _Optional[str] = ..., attempt: _Optional[int] = ...) -> None: ...
+
+class TaskExecutionState(_message.Message):
+    __slots__ = ("job_id", "attempt", "vertex_id", "subtask", "state", "failure", "resource_id", "metrics")
+    JOB_ID_FIELD_NUMBER: _ClassVar[int]
+    ATTEMPT_FIELD_NUMBER: _ClassVar[int]
+    VERTEX_ID_FIELD_NUMBER: _ClassVar[int]
+    SUBTASK_FIELD_NUMBER: _ClassVar[int]
+    STATE_FIELD_NUMBER: _ClassVar[int]
+    FAILURE_FIELD_NUMBER: _ClassVar[int]
+    RESOURCE_ID_FIELD_NUMBER: _ClassVar[int]
+    METRICS_FIELD_NUMBER: _ClassVar[int]
+    job_id: str
+    attempt: int
+    vertex_id: str
+    subtask: int
+    state: str
+    failure: str
+    resource_id: str
+    metrics: TaskMetrics
+    def __init__(self, job_id: _Optional[str] = ..., attempt: _Optional[int] = ..., vertex_id: _Optional[str] = ..., subtask: _Optional[int] = ..., state: _Optional[str] = ..., failure: _Optional[str] = ..., resource_id: _Optional[str] = ..., metrics: _Optional[_Union[TaskMetrics, _Mapping]] = ...) -> None: ...

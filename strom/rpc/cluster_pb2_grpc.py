@@ -69,6 +69,11 @@ class JobManagerGatewayStub:
                 request_serializer=strom_dot_rpc_dot_cluster__pb2.JobId.SerializeToString,
                 response_deserializer=strom_dot_rpc_dot_cluster__pb2.Ack.FromString,
                 _registered_method=True)
+        self.UpdateTaskExecutionState = channel.unary_unary(
+                '/strom.rpc.JobManagerGateway/UpdateTaskExecutionState',
+                request_serializer=strom_dot_rpc_dot_cluster__pb2.TaskExecutionState.SerializeToString,
+                response_deserializer=strom_dot_rpc_dot_cluster__pb2.Ack.FromString,
+                _registered_method=True)
 
 
 class JobManagerGatewayServicer:
@@ -118,6 +123,13 @@ class JobManagerGatewayServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def UpdateTaskExecutionState(self, request, context):
+        """From TaskManagers: a task changed state.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_JobManagerGatewayServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -154,6 +166,11 @@ def add_JobManagerGatewayServicer_to_server(servicer, server):
             'CancelJob': grpc.unary_unary_rpc_method_handler(
                     servicer.CancelJob,
                     request_deserializer=strom_dot_rpc_dot_cluster__pb2.JobId.FromString,
+                    response_serializer=strom_dot_rpc_dot_cluster__pb2.Ack.SerializeToString,
+            ),
+            'UpdateTaskExecutionState': grpc.unary_unary_rpc_method_handler(
+                    servicer.UpdateTaskExecutionState,
+                    request_deserializer=strom_dot_rpc_dot_cluster__pb2.TaskExecutionState.FromString,
                     response_serializer=strom_dot_rpc_dot_cluster__pb2.Ack.SerializeToString,
             ),
     }
@@ -356,6 +373,33 @@ class JobManagerGateway:
             metadata,
             _registered_method=True)
 
+    @staticmethod
+    def UpdateTaskExecutionState(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/strom.rpc.JobManagerGateway/UpdateTaskExecutionState',
+            strom_dot_rpc_dot_cluster__pb2.TaskExecutionState.SerializeToString,
+            strom_dot_rpc_dot_cluster__pb2.Ack.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
 
 class TaskExecutorGatewayStub:
     """Missing associated documentation comment in .proto file."""
@@ -371,6 +415,16 @@ class TaskExecutorGatewayStub:
                 request_serializer=strom_dot_rpc_dot_cluster__pb2.Empty.SerializeToString,
                 response_deserializer=strom_dot_rpc_dot_cluster__pb2.Ack.FromString,
                 _registered_method=True)
+        self.DeployTasks = channel.unary_unary(
+                '/strom.rpc.TaskExecutorGateway/DeployTasks',
+                request_serializer=strom_dot_rpc_dot_cluster__pb2.DeployTasksRequest.SerializeToString,
+                response_deserializer=strom_dot_rpc_dot_cluster__pb2.Ack.FromString,
+                _registered_method=True)
+        self.CancelTasks = channel.unary_unary(
+                '/strom.rpc.TaskExecutorGateway/CancelTasks',
+                request_serializer=strom_dot_rpc_dot_cluster__pb2.CancelTasksRequest.SerializeToString,
+                response_deserializer=strom_dot_rpc_dot_cluster__pb2.Ack.FromString,
+                _registered_method=True)
 
 
 class TaskExecutorGatewayServicer:
@@ -382,12 +436,34 @@ class TaskExecutorGatewayServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def DeployTasks(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def CancelTasks(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_TaskExecutorGatewayServicer_to_server(servicer, server):
     rpc_method_handlers = {
             'Ping': grpc.unary_unary_rpc_method_handler(
                     servicer.Ping,
                     request_deserializer=strom_dot_rpc_dot_cluster__pb2.Empty.FromString,
+                    response_serializer=strom_dot_rpc_dot_cluster__pb2.Ack.SerializeToString,
+            ),
+            'DeployTasks': grpc.unary_unary_rpc_method_handler(
+                    servicer.DeployTasks,
+                    request_deserializer=strom_dot_rpc_dot_cluster__pb2.DeployTasksRequest.FromString,
+                    response_serializer=strom_dot_rpc_dot_cluster__pb2.Ack.SerializeToString,
+            ),
+            'CancelTasks': grpc.unary_unary_rpc_method_handler(
+                    servicer.CancelTasks,
+                    request_deserializer=strom_dot_rpc_dot_cluster__pb2.CancelTasksRequest.FromString,
                     response_serializer=strom_dot_rpc_dot_cluster__pb2.Ack.SerializeToString,
             ),
     }
@@ -417,6 +493,60 @@ class TaskExecutorGateway:
             target,
             '/strom.rpc.TaskExecutorGateway/Ping',
             strom_dot_rpc_dot_cluster__pb2.Empty.SerializeToString,
+            strom_dot_rpc_dot_cluster__pb2.Ack.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def DeployTasks(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/strom.rpc.TaskExecutorGateway/DeployTasks',
+            strom_dot_rpc_dot_cluster__pb2.DeployTasksRequest.SerializeToString,
+            strom_dot_rpc_dot_cluster__pb2.Ack.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def CancelTasks(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/strom.rpc.TaskExecutorGateway/CancelTasks',
+            strom_dot_rpc_dot_cluster__pb2.CancelTasksRequest.SerializeToString,
             strom_dot_rpc_dot_cluster__pb2.Ack.FromString,
             options,
             channel_credentials,

@@ -1,0 +1,1 @@
+"""How a job gets run: the embedded mini-cluster, remote submission, the CLI and jps."""

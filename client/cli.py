@@ -1,0 +1,286 @@
+"""``strom``: run jobs on a cluster and look after them, with the flags of Flink's CLI.
+
+strom run [-p N] [-d] [-m host:port] [-D key=value] job.py [args...]
+strom list [-r] [-s] [-a]
+strom cancel <jobid>
+strom info job.py [args...]
+strom cluster
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import runpy
+import sys
+import traceback
+from datetime import datetime
+from pathlib import Path
+
+from client.gateway import ClusterClient
+from strom.configuration import load_configuration, parse_dynamic_properties
+from strom.datastream import execution_context
+from strom.errors import ClusterUnreachableError, JobExecutionError, StromError
+
+_RULE = "-" * 62
+
+
+def _jobmanager_address(args: argparse.Namespace) -> str:
+    if getattr(args, "jobmanager", None):
+        address = args.jobmanager
+        if ":" not in address:
+            raise StromError(f"-m takes host:port; got '{address}'")
+        return address
+    dynamic = parse_dynamic_properties(getattr(args, "dynamic", None) or [])
+    config = load_configuration(overrides={k: v for k, v in dynamic.items()})
+    return config.jobmanager_address
+
+
+def _add_cluster_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "-m",
+        "--jobmanager",
+        metavar="HOST:PORT",
+        help="the JobManager to talk to (default: jobmanager.rpc.address/port of the config)",
+    )
+    parser.add_argument(
+        "-D",
+        dest="dynamic",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="a configuration setting, e.g. -D execution.buffer-timeout=10ms",
+    )
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="strom", description="Run and manage Strom jobs on a cluster."
+    )
+    commands = parser.add_subparsers(dest="command", metavar="<action>")
+
+    run = commands.add_parser("run", help="run a job program on the cluster")
+    _add_cluster_options(run)
+    run.add_argument("-p", "--parallelism", type=int, help="the job's default parallelism")
+    run.add_argument("-d", "--detached", action="store_true", help="return once submitted")
+    run.add_argument("-s", "--fromSavepoint", dest="savepoint", help="restore from a savepoint")
+    run.add_argument(
+        "-n", "--allowNonRestoredState", action="store_true", help="skip state of missing operators"
+    )
+    run.add_argument("-py", "--python", dest="python_file", help="the job's Python file")
+    run.add_argument("program", nargs="?", help="the job's Python file")
+    run.add_argument("arguments", nargs=argparse.REMAINDER, help="arguments for the program")
+
+    listing = commands.add_parser("list", help="list running and scheduled jobs")
+    _add_cluster_options(listing)
+    listing.add_argument("-r", "--running", action="store_true", help="only running jobs")
+    listing.add_argument("-s", "--scheduled", action="store_true", help="only scheduled jobs")
+    listing.add_argument("-a", "--all", action="store_true", help="all jobs, ended ones too")
+
+    cancel = commands.add_parser("cancel", help="cancel a running job")
+    _add_cluster_options(cancel)
+    cancel.add_argument("job_id")
+
+    info = commands.add_parser("info", help="print a job program's plan as JSON")
+    info.add_argument("-p", "--parallelism", type=int)
+    info.add_argument("program")
+    info.add_argument("arguments", nargs=argparse.REMAINDER)
+
+    cluster = commands.add_parser("cluster", help="show the TaskManagers and free slots")
+    _add_cluster_options(cluster)
+    return parser
+
+
+# ------------------------------------------------------------------ run / info
+
+
+def _run_program(program: str, arguments: list[str]) -> None:
+    path = Path(program)
+    if not path.is_file():
+        raise StromError(f"the job file '{program}' does not exist")
+    if path.suffix != ".py":
+        raise StromError(f"the job file '{program}' is not a Python file (.py)")
+    saved_argv, saved_path = sys.argv, list(sys.path)
+    sys.argv = [str(path)] + list(arguments)
+    sys.path.insert(0, str(path.resolve().parent))
+    try:
+        runpy.run_path(str(path), run_name="__main__")
+    finally:
+        sys.argv, sys.path[:] = saved_argv, saved_path
+
+
+def _command_run(args: argparse.Namespace) -> int:
+    program = args.python_file or args.program
+    if not program:
+        raise StromError("strom run needs a job file: strom run [options] job.py [args...]")
+    arguments = args.arguments
+    if args.python_file and args.program:
+        arguments = [args.program] + arguments
+    address = _jobmanager_address(args)
+    with ClusterClient(address) as cluster:
+        cluster.overview()  # fail plainly now if there is no cluster
+    dynamic = parse_dynamic_properties(args.dynamic)
+    if args.parallelism is not None and args.parallelism < 1:
+        raise StromError(f"-p takes a parallelism of at least 1; got {args.parallelism}")
+    context = execution_context.ExecutionContext(
+        target="remote",
+        jobmanager=address,
+        parallelism=args.parallelism,
+        detached=args.detached,
+        config=dynamic,
+        savepoint_path=args.savepoint,
+        allow_non_restored_state=args.allowNonRestoredState,
+    )
+    previous = execution_context.set_current(context)
+    try:
+        _run_program(program, arguments)
+    except JobExecutionError as error:
+        print(_RULE, file=sys.stderr)
+        print(" The program finished with the following exception:\n", file=sys.stderr)
+        print(str(error), file=sys.stderr)
+        return 1
+    except SystemExit as exit_:
+        if exit_.code not in (None, 0):
+            return exit_.code if isinstance(exit_.code, int) else 1
+    except StromError:
+        raise
+    except Exception:
+        print(" The program failed before or after its job ran:\n", file=sys.stderr)
+        traceback.print_exc()
+        return 1
+    finally:
+        execution_context.set_current(previous)
+    if not context.submitted:
+        print("The program ran but submitted no job (did it call env.execute()?).")
+        return 1
+    if not args.detached:
+        with ClusterClient(address) as cluster:
+            for job_id in context.submitted:
+                details = cluster.job(job_id)
+                print("Program execution finished")
+                print(f"Job with JobID {job_id} has finished.")
+                print(f"Job Runtime: {details.summary.duration} ms")
+    return 0
+
+
+def _command_info(args: argparse.Namespace) -> int:
+    from client.executor import PlanRequested
+
+    context = execution_context.ExecutionContext(target="plan", parallelism=args.parallelism)
+    previous = execution_context.set_current(context)
+    try:
+        _run_program(args.program, args.arguments)
+    except PlanRequested as plan:
+        print("----------------------- Execution Plan -----------------------")
+        print(plan.plan_json)
+        print(_RULE)
+        return 0
+    finally:
+        execution_context.set_current(previous)
+    print("The program did not call env.execute(); there is no plan to show.", file=sys.stderr)
+    return 1
+
+
+# ------------------------------------------------------------------ list / cancel / cluster
+
+
+def _format_job(job) -> str:
+    started = datetime.fromtimestamp(job.start_time / 1000).strftime("%d.%m.%Y %H:%M:%S")
+    return f"{started} : {job.job_id} : {job.name} ({job.state})"
+
+
+def _command_list(args: argparse.Namespace) -> int:
+    print("Waiting for response...")
+    with ClusterClient(_jobmanager_address(args)) as cluster:
+        jobs = sorted(cluster.jobs(), key=lambda j: j.start_time)
+    running = [j for j in jobs if j.state in ("RUNNING", "FAILING", "CANCELLING", "RESTARTING")]
+    scheduled = [j for j in jobs if j.state in ("CREATED", "INITIALIZING")]
+    terminated = [j for j in jobs if j.state in ("FINISHED", "FAILED", "CANCELED")]
+    show_running = args.running or args.all or not args.scheduled
+    show_scheduled = args.scheduled or args.all or not args.running
+    if show_running:
+        if running:
+            print("------------------ Running/Restarting Jobs -------------------")
+            for job in running:
+                print(_format_job(job))
+            print(_RULE)
+        else:
+            print("No running jobs.")
+    if show_scheduled:
+        if scheduled:
+            print("----------------------- Scheduled Jobs -----------------------")
+            for job in scheduled:
+                print(_format_job(job))
+            print(_RULE)
+        else:
+            print("No scheduled jobs.")
+    if args.all:
+        if terminated:
+            print("---------------------- Terminated Jobs -----------------------")
+            for job in terminated:
+                print(_format_job(job))
+            print(_RULE)
+        else:
+            print("No terminated jobs.")
+    return 0
+
+
+def _command_cancel(args: argparse.Namespace) -> int:
+    with ClusterClient(_jobmanager_address(args)) as cluster:
+        print(f"Cancelling job {args.job_id}.")
+        cluster.cancel(args.job_id)
+    print(f"Cancelled job {args.job_id}.")
+    return 0
+
+
+def _command_cluster(args: argparse.Namespace) -> int:
+    address = _jobmanager_address(args)
+    with ClusterClient(address) as cluster:
+        overview = cluster.overview()
+        taskmanagers = cluster.taskmanagers()
+    print(f"JobManager {address} (Strom {overview.strom_version})")
+    print(
+        f"TaskManagers: {overview.taskmanagers}   slots: {overview.slots_available} free of "
+        f"{overview.slots_total}   jobs running: {overview.jobs_running}"
+    )
+    if taskmanagers:
+        print(f"{'ID':<40} {'ADDRESS':<22} {'SLOTS':>5} {'FREE':>5} {'CORES':>5} {'MEMORY':>9}")
+        for tm in taskmanagers:
+            memory = f"{tm.hardware.physical_memory / 2**30:.1f} GiB"
+            print(
+                f"{tm.id:<40} {tm.address:<22} {tm.slots_number:>5} {tm.free_slots:>5} "
+                f"{tm.hardware.cpu_cores:>5} {memory:>9}"
+            )
+    return 0
+
+
+_COMMANDS = {
+    "run": _command_run,
+    "info": _command_info,
+    "list": _command_list,
+    "cancel": _command_cancel,
+    "cluster": _command_cluster,
+}
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = _parser()
+    args = parser.parse_args(argv)
+    if not args.command:
+        parser.print_help()
+        return 1
+    try:
+        return _COMMANDS[args.command](args)
+    except ClusterUnreachableError as error:
+        print(f"strom {args.command}: {error}", file=sys.stderr)
+        return 1
+    except StromError as error:
+        print(f"strom {args.command}: {error}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        return 130
+
+
+if __name__ == "__main__":
+    os.environ.setdefault("PYTHONUNBUFFERED", "1")
+    sys.exit(main())

@@ -1,0 +1,117 @@
+"""The client's side of ``execute_and_collect``: a gRPC receiver and the result iterator."""
+
+from __future__ import annotations
+
+import pickle
+import queue
+import threading
+from concurrent import futures
+from typing import Any
+
+import grpc
+
+from strom.datastream.data_stream import CloseableIterator
+from strom.errors import JobExecutionError
+from strom.rpc import collect_pb2 as pb
+from strom.rpc import collect_pb2_grpc
+
+_QUEUE_BATCHES = 64
+_END = object()
+
+
+class _Stream:
+    def __init__(self) -> None:
+        self.queue: queue.Queue[Any] = queue.Queue(_QUEUE_BATCHES)
+        self.finished: set[int] = set()
+        self.parallelism: int | None = None
+        self.closed = threading.Event()
+
+
+class CollectReceiver(collect_pb2_grpc.CollectServiceServicer):
+    """Receives collected batches for every collect sink of the jobs this client runs."""
+
+    def __init__(self, host: str) -> None:
+        self._streams: dict[str, _Stream] = {}
+        self._lock = threading.Lock()
+        self._server = grpc.server(
+            futures.ThreadPoolExecutor(max_workers=64, thread_name_prefix="collect")
+        )
+        collect_pb2_grpc.add_CollectServiceServicer_to_server(self, self._server)
+        self.port = self._server.add_insecure_port(f"{host}:0")
+        self.address = f"{host}:{self.port}"
+        self._server.start()
+
+    def stop(self) -> None:
+        self._server.stop(0)
+
+    def _stream(self, token: str) -> _Stream:
+        with self._lock:
+            stream = self._streams.get(token)
+            if stream is None:
+                stream = self._streams[token] = _Stream()
+            return stream
+
+    def Push(self, request_iterator, context) -> pb.CollectAck:
+        for batch in request_iterator:
+            stream = self._stream(batch.token)
+            while not stream.closed.is_set():
+                try:
+                    if batch.end:
+                        stream.queue.put(("end", batch.subtask, batch.parallelism), timeout=0.5)
+                    else:
+                        stream.queue.put(("data", batch.payload, None), timeout=0.5)
+                    break
+                except queue.Full:
+                    if not context.is_active():
+                        return pb.CollectAck(ok=False)
+            if stream.closed.is_set():
+                return pb.CollectAck(ok=False)
+        return pb.CollectAck(ok=True)
+
+    def iterator(self, token: str, job_client: Any) -> CloseableIterator:
+        stream = self._stream(token)
+        pending: list = []
+
+        def finish() -> None:
+            stream.closed.set()
+            wait = getattr(job_client, "wait", None)
+            if callable(wait):
+                wait()
+
+        def next_value() -> Any:
+            while True:
+                if pending:
+                    return pending.pop()
+                if stream.closed.is_set():
+                    raise StopIteration
+                try:
+                    kind, payload, parallelism = stream.queue.get(timeout=0.2)
+                except queue.Empty:
+                    status = job_client.get_job_status()
+                    if status in ("FAILED", "CANCELED", "FINISHED") and stream.queue.empty():
+                        if status == "FAILED":
+                            job_client.get_job_execution_result()  # raises with the traceback
+                            raise JobExecutionError("the job failed") from None
+                        finish()
+                        raise StopIteration from None
+                    continue
+                if kind == "data":
+                    values = pickle.loads(payload)
+                    values.reverse()
+                    pending.extend(values)
+                else:
+                    stream.finished.add(payload)
+                    stream.parallelism = parallelism
+                    if len(stream.finished) >= parallelism:
+                        finish()
+                        if not pending:
+                            raise StopIteration
+
+        def close() -> None:
+            if not stream.closed.is_set():
+                stream.closed.set()
+                if job_client.get_job_status() not in ("FAILED", "CANCELED", "FINISHED"):
+                    job_client.cancel()
+            finish()
+
+        return CloseableIterator(next_value, close)

@@ -1,0 +1,167 @@
+"""How ``env.execute()`` runs a job: on an embedded mini-cluster, or on the cluster that
+``strom run`` names (see :mod:`strom.datastream.execution_context`)."""
+
+from __future__ import annotations
+
+import sys
+import threading
+import time
+import uuid
+from collections.abc import Callable
+
+import cloudpickle
+
+from client.gateway import ClusterClient
+from client.packaging import collect_job_files
+from strom.addresses import address_reaching
+from strom.datastream import execution_context
+from strom.datastream.stream_execution_environment import JobClient, JobExecutionResult
+from strom.errors import JobExecutionError
+from strom.graph.job_graph import JobGraph
+from strom.rpc import cluster_pb2 as pb
+
+_TERMINAL = ("FINISHED", "FAILED", "CANCELED")
+
+
+class PlanRequested(Exception):
+    """Raised instead of running when ``strom info`` only wants the plan."""
+
+    def __init__(self, plan_json: str) -> None:
+        super().__init__("plan requested")
+        self.plan_json = plan_json
+
+
+class ClusterJobClient(JobClient):
+    def __init__(
+        self,
+        cluster: ClusterClient,
+        job_id: str,
+        detached: bool = False,
+        on_done: Callable[[], None] | None = None,
+    ) -> None:
+        self.cluster = cluster
+        self.job_id = job_id
+        self.detached = detached
+        self._on_done = on_done
+        self._done_lock = threading.Lock()
+        self._final: pb.JobDetails | None = None
+
+    def get_job_id(self) -> str:
+        return self.job_id
+
+    def get_job_status(self) -> str:
+        if self._final is not None:
+            return self._final.summary.state
+        return self.cluster.job(self.job_id).summary.state
+
+    def cancel(self) -> None:
+        self.cluster.cancel(self.job_id)
+
+    def wait(self, poll_interval: float = 0.02) -> pb.JobDetails:
+        """Block until the job reaches a terminal state; returns its final details."""
+        if self._final is not None:
+            return self._final
+        interval = poll_interval
+        while True:
+            details = self.cluster.job(self.job_id)
+            if details.summary.state in _TERMINAL:
+                break
+            time.sleep(interval)  # polling the JobManager, not waiting for a fixed time
+            interval = min(interval * 1.5, 0.25)
+        self._final = details
+        self._finish()
+        return details
+
+    def _finish(self) -> None:
+        with self._done_lock:
+            callback, self._on_done = self._on_done, None
+        if callback is not None:
+            callback()
+
+    def get_job_execution_result(self) -> JobExecutionResult:
+        if self.detached:
+            return JobExecutionResult(self.job_id, 0)
+        details = self.wait()
+        state = details.summary.state
+        if state == "FAILED":
+            raise JobExecutionError(
+                f"Job {self.job_id} ({details.summary.name}) failed.", details.failure
+            )
+        if state == "CANCELED":
+            raise JobExecutionError(f"Job {self.job_id} ({details.summary.name}) was cancelled.")
+        return JobExecutionResult(self.job_id, int(details.summary.duration))
+
+
+def _collect_specs(graph: JobGraph) -> list:
+    return [
+        op.spec.args["collect"]
+        for vertex in graph.vertices
+        for op in vertex.operators
+        if op.spec.kind == "sink_collect"
+    ]
+
+
+def submit_job(graph: JobGraph, job_root: str) -> ClusterJobClient:
+    """Submit ``graph`` where the current execution context says; returns its client."""
+    context = execution_context.current()
+    if context.target == "plan":
+        raise PlanRequested(graph.plan_json())
+    cleanups: list[Callable[[], None]] = []
+    config = dict(context.config)
+    config.update(graph.settings.get("configuration") or {})
+    if context.target == "remote":
+        address = context.jobmanager or "localhost:6123"
+        files = collect_job_files(job_root)
+        host = address.rsplit(":", 1)[0]
+    else:
+        from client.minicluster import MiniCluster
+
+        mini = MiniCluster(graph.slots_required(), _cluster_settings(config)).start()
+        cleanups.append(mini.stop)
+        address, files, host = mini.address, [], "127.0.0.1"
+    cluster = ClusterClient(address)
+    cleanups.append(cluster.close)
+    try:
+        specs = _collect_specs(graph)
+        if specs:
+            from client.collect import CollectReceiver
+
+            receiver_host = address_reaching(host, int(address.rsplit(":", 1)[1]))
+            receiver = CollectReceiver(receiver_host)
+            cleanups.insert(0, receiver.stop)
+            for spec in specs:
+                spec.address, spec.receiver = receiver.address, receiver
+        job_id = uuid.uuid4().hex
+        request = pb.SubmitJobRequest(
+            job_id=job_id,
+            job_name=graph.name,
+            job_graph=cloudpickle.dumps(graph),
+            files=files,
+            config={k: str(v) for k, v in config.items()},
+            plan_json=graph.plan_json(),
+        )
+        cluster.submit(request)
+    except BaseException:
+        for cleanup in reversed(cleanups):
+            cleanup()
+        raise
+    context.submitted.append(job_id)
+    if context.target == "remote":
+        print(f"Job has been submitted with JobID {job_id}", flush=True)
+        sys.stdout.flush()
+
+    def done() -> None:
+        for cleanup in cleanups:
+            try:
+                cleanup()
+            except Exception:
+                pass
+
+    return ClusterJobClient(cluster, job_id, detached=context.detached, on_done=done)
+
+
+def _cluster_settings(config: dict) -> dict:
+    """The job's settings that are cluster configuration keys (for the mini-cluster)."""
+    from strom.configuration import OPTIONS
+
+    return {k: v for k, v in config.items() if k in OPTIONS}

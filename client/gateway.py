@@ -1,0 +1,71 @@
+"""The client's connection to a JobManager: submit, list, inspect and cancel jobs."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import grpc
+
+from strom.errors import ClusterUnreachableError, StromError
+from strom.rpc import cluster_pb2 as pb
+from strom.rpc import cluster_pb2_grpc
+
+_MAX_MESSAGE = 512 * 1024 * 1024
+
+
+class ClusterClient:
+    """Calls on the JobManager's gRPC gateway; connection problems become one clear error."""
+
+    def __init__(self, address: str, timeout: float = 30.0) -> None:
+        self.address = address
+        self.timeout = timeout
+        self._channel = grpc.insecure_channel(
+            address,
+            options=[
+                ("grpc.max_send_message_length", _MAX_MESSAGE),
+                ("grpc.max_receive_message_length", _MAX_MESSAGE),
+            ],
+        )
+        self._stub = cluster_pb2_grpc.JobManagerGatewayStub(self._channel)
+
+    def close(self) -> None:
+        self._channel.close()
+
+    def __enter__(self) -> ClusterClient:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def _call(self, method: str, request: Any, timeout: float | None = None) -> Any:
+        try:
+            return getattr(self._stub, method)(request, timeout=timeout or self.timeout)
+        except grpc.RpcError as error:
+            code = error.code()
+            if code in (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED):
+                raise ClusterUnreachableError(
+                    f"Could not reach the JobManager at {self.address}: is the cluster running "
+                    f"(bin/start-cluster.sh) and is jobmanager.rpc.address/port right? "
+                    f"({code.name}: {error.details()})"
+                ) from None
+            if code in (grpc.StatusCode.NOT_FOUND, grpc.StatusCode.INVALID_ARGUMENT):
+                raise StromError(error.details()) from None
+            raise StromError(f"the JobManager answered {code.name}: {error.details()}") from None
+
+    def overview(self) -> pb.ClusterOverview:
+        return self._call("GetClusterOverview", pb.Empty(), timeout=5)
+
+    def taskmanagers(self) -> list[pb.TaskManagerInfo]:
+        return list(self._call("ListTaskManagers", pb.Empty(), timeout=5).taskmanagers)
+
+    def submit(self, request: pb.SubmitJobRequest) -> str:
+        return self._call("SubmitJob", request).job_id
+
+    def jobs(self) -> list[pb.JobSummary]:
+        return list(self._call("ListJobs", pb.Empty()).jobs)
+
+    def job(self, job_id: str) -> pb.JobDetails:
+        return self._call("GetJob", pb.JobId(job_id=job_id))
+
+    def cancel(self, job_id: str) -> None:
+        self._call("CancelJob", pb.JobId(job_id=job_id))

@@ -1,0 +1,355 @@
+"""The dispatcher: accepts jobs, waits for slots, deploys subtasks and follows them to the end.
+
+The decisions live in :class:`ExecutionGraph` (pure); this module does the I/O around them:
+slot requests against the TaskManager registry, DeployTasks/CancelTasks calls to TaskManagers.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import re
+import threading
+import time
+from collections import defaultdict
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+import grpc
+
+from jobmanager.execution_graph import (
+    CREATED,
+    TERMINAL_JOB_STATES,
+    Decision,
+    ExecutionGraph,
+)
+from strom.rpc import cluster_pb2 as pb
+from strom.rpc import cluster_pb2_grpc
+
+if TYPE_CHECKING:
+    from jobmanager.resource_manager import TaskManagerRecord
+    from jobmanager.service import JobManager
+
+log = logging.getLogger(__name__)
+
+JOB_ID_PATTERN = re.compile(r"^[0-9a-f]{32}$")
+_RPC_TIMEOUT_S = 30.0
+
+
+@dataclass
+class JobRecord:
+    request: pb.SubmitJobRequest
+    graph: ExecutionGraph
+    plan: dict[str, Any]
+    submitted_at: float
+    started_at: float = -1.0
+    ended_at: float = -1.0
+    placement: dict[tuple[str, int], tuple[str, str]] = field(default_factory=dict)
+
+    @property
+    def job_id(self) -> str:
+        return self.request.job_id
+
+    @property
+    def state(self) -> str:
+        return self.graph.state
+
+
+class Dispatcher:
+    def __init__(self, jobmanager: JobManager) -> None:
+        self.jm = jobmanager
+        self.lock = jobmanager.lock
+        self.jobs: dict[str, JobRecord] = {}
+        self._pending: list[str] = []
+        self._wake = threading.Event()
+        self._stopped = threading.Event()
+        self._channels: dict[str, grpc.Channel] = {}
+        self._thread = threading.Thread(
+            target=self._schedule_loop, name="jm-scheduler", daemon=True
+        )
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stopped.set()
+        self._wake.set()
+        for channel in list(self._channels.values()):
+            channel.close()
+
+    # -------------------------------------------------------------- jobs
+
+    def submit(self, request: pb.SubmitJobRequest) -> str:
+        job_id = request.job_id
+        if not JOB_ID_PATTERN.match(job_id):
+            raise ValueError(f"job id '{job_id}' is not 32 lowercase hex characters")
+        try:
+            plan = json.loads(request.plan_json)
+            graph = ExecutionGraph.from_plan(job_id, plan)
+        except (ValueError, KeyError, TypeError) as error:
+            raise ValueError(f"the job's plan is malformed: {error}") from None
+        with self.lock:
+            if job_id in self.jobs:
+                raise ValueError(f"a job with id {job_id} was already submitted")
+            record = JobRecord(request, graph, plan, time.time())
+            graph.name = request.job_name or graph.name
+            self.jobs[job_id] = record
+            self._pending.append(job_id)
+        log.info(
+            "job %s (%s) submitted: %d vertices, needs %d slot(s)",
+            job_id,
+            graph.name,
+            len(graph.vertices),
+            graph.slots_required(),
+        )
+        self.wake()
+        return job_id
+
+    def cancel(self, job_id: str) -> None:
+        with self.lock:
+            record = self._get(job_id)
+            decision = record.graph.cancel()
+        self._apply(record, decision)
+
+    def _get(self, job_id: str) -> JobRecord:
+        record = self.jobs.get(job_id)
+        if record is None:
+            raise KeyError(f"no job with id {job_id}")
+        return record
+
+    def wake(self) -> None:
+        self._wake.set()
+
+    # -------------------------------------------------------------- scheduling
+
+    def _schedule_loop(self) -> None:
+        while not self._stopped.is_set():
+            self._wake.wait(0.5)
+            self._wake.clear()
+            if self._stopped.is_set():
+                return
+            try:
+                self._schedule()
+            except Exception:
+                log.exception("scheduling failed")
+
+    def _schedule(self) -> None:
+        timeout_s = self.jm.config["slot.request.timeout"] / 1000.0
+        to_deploy: list[JobRecord] = []
+        failed: list[tuple[JobRecord, Decision]] = []
+        with self.lock:
+            for job_id in list(self._pending):
+                record = self.jobs[job_id]
+                graph = record.graph
+                if graph.state != CREATED:
+                    self._pending.remove(job_id)
+                    continue
+                needed = graph.slots_required()
+                slots = self.jm.registry.allocate(job_id, needed)
+                if slots is None:
+                    total = self.jm.registry.slots_total
+                    free = self.jm.registry.slots_available
+                    graph.status_message = (
+                        f"waiting for {needed} free slot(s); the cluster has {free} free of "
+                        f"{total} (raise taskmanager.numberOfTaskSlots, start more TaskManagers "
+                        f"or lower the job's parallelism)"
+                    )
+                    if time.time() - record.submitted_at > timeout_s:
+                        message = (
+                            f"Could not acquire the {needed} slot(s) the job needs within "
+                            f"slot.request.timeout ({int(timeout_s * 1000)} ms): the cluster has "
+                            f"{free} free of {total}. Start more TaskManagers, raise "
+                            "taskmanager.numberOfTaskSlots or lower the job's parallelism."
+                        )
+                        failed.append((record, graph.fail(message)))
+                        self._pending.remove(job_id)
+                    continue
+                self._pending.remove(job_id)
+                slot_addresses = []
+                for slot in slots:
+                    tm = self.jm.registry.get(slot.resource_id)
+                    slot_addresses.append((slot.resource_id, tm.address if tm else ""))
+                record.placement = graph.assign(slot_addresses)
+                record.started_at = time.time()
+                to_deploy.append(record)
+        for record, decision in failed:
+            log.warning("job %s failed: %s", record.job_id, record.graph.failure)
+            self._apply(record, decision)
+        for record in to_deploy:
+            threading.Thread(
+                target=self._deploy, args=(record,), name="jm-deploy", daemon=True
+            ).start()
+
+    def _stub(self, address: str) -> cluster_pb2_grpc.TaskExecutorGatewayStub:
+        channel = self._channels.get(address)
+        if channel is None:
+            channel = self._channels[address] = grpc.insecure_channel(address)
+        return cluster_pb2_grpc.TaskExecutorGatewayStub(channel)
+
+    def _deploy(self, record: JobRecord) -> None:
+        request = record.request
+        graph = record.graph
+        by_address: dict[str, list[tuple[str, int]]] = defaultdict(list)
+        for (vertex_id, index), (_, address) in record.placement.items():
+            by_address[address].append((vertex_id, index))
+        locations = [
+            pb.TaskLocation(vertex_id=v, subtask=i, address=address)
+            for (v, i), (_, address) in record.placement.items()
+        ]
+        log.info(
+            "deploying job %s attempt %d to %d TaskManager(s)",
+            record.job_id,
+            graph.attempt,
+            len(by_address),
+        )
+        for address, tasks in by_address.items():
+            deployment = pb.DeployTasksRequest(
+                job_id=request.job_id,
+                attempt=graph.attempt,
+                job_name=graph.name,
+                job_graph=request.job_graph,
+                files=request.files,
+                tasks=[pb.TaskSpec(vertex_id=v, subtask=i) for v, i in tasks],
+                locations=locations,
+                config=request.config,
+                jobmanager_address=self.jm.advertised_address,
+            )
+            try:
+                answer = self._stub(address).DeployTasks(deployment, timeout=_RPC_TIMEOUT_S)
+                if not answer.ok:
+                    raise RuntimeError(answer.message)
+            except (grpc.RpcError, RuntimeError) as error:
+                detail = error.details() if isinstance(error, grpc.RpcError) else str(error)
+                reason = f"could not deploy tasks to TaskManager {address}: {detail}"
+                log.warning("job %s: %s", record.job_id, reason)
+                with self.lock:
+                    decision = graph.fail(reason)
+                self._apply(record, decision)
+                return
+
+    def _cancel_tasks(self, record: JobRecord) -> None:
+        addresses = {address for _, address in record.placement.values()}
+        for address in addresses:
+            try:
+                self._stub(address).CancelTasks(
+                    pb.CancelTasksRequest(job_id=record.job_id, attempt=record.graph.attempt),
+                    timeout=10,
+                )
+            except grpc.RpcError as error:
+                log.info("could not cancel tasks on %s: %s", address, error.code())
+
+    def _apply(self, record: JobRecord, decision: Decision) -> None:
+        if decision.cancel_tasks:
+            threading.Thread(
+                target=self._cancel_tasks, args=(record,), name="jm-cancel", daemon=True
+            ).start()
+        if decision.release_slots:
+            with self.lock:
+                self.jm.registry.release(record.job_id)
+            self.wake()
+        if decision.job_state_changed:
+            state = record.graph.state
+            if state in TERMINAL_JOB_STATES and record.ended_at < 0:
+                record.ended_at = time.time()
+            log.info("job %s (%s) is %s", record.job_id, record.graph.name, state)
+
+    # -------------------------------------------------------------- events
+
+    def task_state_changed(self, update: pb.TaskExecutionState) -> None:
+        with self.lock:
+            record = self.jobs.get(update.job_id)
+            if record is None:
+                return
+            subtask = record.graph.subtasks.get((update.vertex_id, update.subtask))
+            if subtask is not None and update.HasField("metrics"):
+                subtask.records_in = update.metrics.records_in
+                subtask.records_out = update.metrics.records_out
+            decision = record.graph.task_state_changed(
+                update.vertex_id, update.subtask, update.attempt, update.state, update.failure
+            )
+        self._apply(record, decision)
+
+    def update_metrics(self, metrics: list[pb.TaskMetrics]) -> None:
+        with self.lock:
+            for metric in metrics:
+                record = self.jobs.get(metric.job_id)
+                if record is None or record.graph.attempt != metric.attempt:
+                    continue
+                subtask = record.graph.subtasks.get((metric.vertex_id, metric.subtask))
+                if subtask is not None:
+                    subtask.records_in = metric.records_in
+                    subtask.records_out = metric.records_out
+
+    def taskmanager_lost(self, tm: TaskManagerRecord, reason: str) -> None:
+        affected = []
+        with self.lock:
+            for record in self.jobs.values():
+                decision = record.graph.taskmanager_lost(tm.resource_id, reason)
+                if decision.job_state_changed or decision.cancel_tasks:
+                    affected.append((record, decision))
+        for record, decision in affected:
+            self._apply(record, decision)
+
+    # -------------------------------------------------------------- views
+
+    def summary(self, record: JobRecord) -> dict[str, Any]:
+        now = time.time()
+        start = record.started_at if record.started_at > 0 else record.submitted_at
+        end = record.ended_at
+        duration = int(((end if end > 0 else now) - start) * 1000)
+        return {
+            "jid": record.job_id,
+            "name": record.graph.name,
+            "state": record.graph.state,
+            "start-time": int(start * 1000),
+            "end-time": int(end * 1000) if end > 0 else -1,
+            "duration": duration,
+            "last-modification": int((end if end > 0 else now) * 1000),
+            "tasks": {k.lower(): v for k, v in record.graph.task_counts().items()},
+        }
+
+    def summaries(self) -> list[dict[str, Any]]:
+        with self.lock:
+            records = sorted(self.jobs.values(), key=lambda r: r.submitted_at, reverse=True)
+            return [self.summary(record) for record in records]
+
+    def details(self, job_id: str) -> dict[str, Any]:
+        with self.lock:
+            record = self._get(job_id)
+            graph = record.graph
+            details = self.summary(record)
+            details["status-message"] = graph.status_message
+            details["failure"] = graph.failure
+            details["attempt"] = graph.attempt
+            details["plan"] = record.plan
+            vertices = []
+            for vertex in graph.vertices:
+                subtasks = [s for s in graph.subtasks.values() if s.vertex_id == vertex.id]
+                vertices.append(
+                    {
+                        "id": vertex.id,
+                        "name": vertex.name,
+                        "parallelism": vertex.parallelism,
+                        "status": graph.vertex_state(vertex.id),
+                        "tasks": {k.lower(): v for k, v in graph.task_counts(vertex.id).items()},
+                        "metrics": {
+                            "read-records": sum(s.records_in for s in subtasks),
+                            "write-records": sum(s.records_out for s in subtasks),
+                        },
+                        "subtasks": [
+                            {
+                                "subtask": s.index,
+                                "status": s.state,
+                                "taskmanager-id": s.resource_id,
+                                "host": s.location,
+                            }
+                            for s in sorted(subtasks, key=lambda s: s.index)
+                        ],
+                    }
+                )
+            details["vertices"] = vertices
+            return details
+
+    def counts(self) -> list[str]:
+        with self.lock:
+            return [record.graph.state for record in self.jobs.values()]

@@ -1,0 +1,208 @@
+"""The execution graph of one job: its state machine and the states of its subtasks.
+
+Pure: events come in (slots granted, task state changes, cancel, lost TaskManager), and the
+graph answers with what the JobMaster must do. No I/O, no clocks, so tests drive it directly.
+Job states are Flink's: CREATED, RUNNING, FINISHED, FAILING, FAILED, CANCELLING, CANCELED.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+CREATED, RUNNING, FINISHED = "CREATED", "RUNNING", "FINISHED"
+FAILING, FAILED, CANCELLING, CANCELED = "FAILING", "FAILED", "CANCELLING", "CANCELED"
+TERMINAL_JOB_STATES = (FINISHED, FAILED, CANCELED)
+TERMINAL_TASK_STATES = ("FINISHED", "FAILED", "CANCELED")
+TASK_STATES = (
+    ("CREATED", "SCHEDULED", "DEPLOYING", "RUNNING") + TERMINAL_TASK_STATES + ("CANCELING",)
+)
+
+
+@dataclass
+class VertexInfo:
+    id: str
+    name: str
+    parallelism: int
+    slot_sharing_group: str = "default"
+
+
+@dataclass
+class Subtask:
+    vertex_id: str
+    index: int
+    state: str = "CREATED"
+    location: str = ""  # TaskManager address
+    resource_id: str = ""
+    records_in: int = 0
+    records_out: int = 0
+
+
+@dataclass
+class Decision:
+    """What the JobMaster must do after an event."""
+
+    cancel_tasks: bool = False
+    release_slots: bool = False
+    job_state_changed: bool = False
+
+
+@dataclass
+class ExecutionGraph:
+    job_id: str
+    name: str
+    vertices: list[VertexInfo]
+    state: str = CREATED
+    attempt: int = 0
+    failure: str = ""
+    status_message: str = ""
+    subtasks: dict[tuple[str, int], Subtask] = field(default_factory=dict)
+    timestamps: dict[str, float] = field(default_factory=dict)
+
+    @classmethod
+    def from_plan(cls, job_id: str, plan: dict[str, Any]) -> ExecutionGraph:
+        vertices = [
+            VertexInfo(
+                node["id"],
+                node["contents"],
+                int(node["parallelism"]),
+                node.get("slot_sharing_group", "default"),
+            )
+            for node in plan["nodes"]
+        ]
+        graph = cls(job_id, plan.get("name", "job"), vertices)
+        graph.reset_subtasks()
+        return graph
+
+    def reset_subtasks(self) -> None:
+        self.subtasks = {
+            (v.id, i): Subtask(v.id, i) for v in self.vertices for i in range(v.parallelism)
+        }
+
+    # -------------------------------------------------------------- scheduling
+
+    def slots_required(self) -> int:
+        groups: dict[str, int] = {}
+        for vertex in self.vertices:
+            groups[vertex.slot_sharing_group] = max(
+                groups.get(vertex.slot_sharing_group, 0), vertex.parallelism
+            )
+        return sum(groups.values())
+
+    def assign(self, slots: list[tuple[str, str]]) -> dict[tuple[str, int], tuple[str, str]]:
+        """Place subtasks on slots ``[(resource_id, address), ...]`` with slot sharing:
+        subtask i of every vertex of a sharing group goes to the group's slot i."""
+        groups: list[str] = []
+        for vertex in self.vertices:
+            if vertex.slot_sharing_group not in groups:
+                groups.append(vertex.slot_sharing_group)
+        offset, group_offset = 0, {}
+        for group in groups:
+            group_offset[group] = offset
+            offset += max(v.parallelism for v in self.vertices if v.slot_sharing_group == group)
+        placement = {}
+        for vertex in self.vertices:
+            for index in range(vertex.parallelism):
+                resource_id, address = slots[group_offset[vertex.slot_sharing_group] + index]
+                subtask = self.subtasks[(vertex.id, index)]
+                subtask.resource_id, subtask.location = resource_id, address
+                subtask.state = "DEPLOYING"
+                placement[(vertex.id, index)] = (resource_id, address)
+        self.state = RUNNING
+        self.status_message = ""
+        return placement
+
+    # -------------------------------------------------------------- events
+
+    def task_state_changed(
+        self, vertex_id: str, index: int, attempt: int, state: str, failure: str = ""
+    ) -> Decision:
+        decision = Decision()
+        subtask = self.subtasks.get((vertex_id, index))
+        if subtask is None or attempt != self.attempt or self.state in TERMINAL_JOB_STATES:
+            return decision  # a late message from an earlier attempt
+        if subtask.state in TERMINAL_TASK_STATES:
+            return decision
+        subtask.state = state
+        if state == "FAILED" and self.state in (RUNNING, CREATED):
+            self.state = FAILING
+            self.failure = failure or f"task {vertex_id}[{index}] failed"
+            decision.cancel_tasks = True
+            decision.job_state_changed = True
+        return self._settle(decision)
+
+    def taskmanager_lost(self, resource_id: str, reason: str) -> Decision:
+        decision = Decision()
+        if self.state in TERMINAL_JOB_STATES:
+            return decision
+        lost = [s for s in self.subtasks.values() if s.resource_id == resource_id]
+        if not lost:
+            return decision
+        for subtask in lost:
+            if subtask.state not in TERMINAL_TASK_STATES:
+                subtask.state = "FAILED"
+        if self.state in (RUNNING, CREATED):
+            self.state = FAILING
+            self.failure = f"TaskManager {resource_id} was lost ({reason})"
+            decision.cancel_tasks = True
+            decision.job_state_changed = True
+        return self._settle(decision)
+
+    def cancel(self) -> Decision:
+        decision = Decision()
+        if self.state in TERMINAL_JOB_STATES or self.state == CANCELLING:
+            return decision
+        if self.state == CREATED:
+            self.state = CANCELED
+            decision.job_state_changed = True
+            decision.release_slots = True
+            return decision
+        self.state = CANCELLING
+        decision.cancel_tasks = True
+        decision.job_state_changed = True
+        return self._settle(decision)
+
+    def fail(self, reason: str) -> Decision:
+        """Fail the job from outside its tasks (deployment error, slot timeout)."""
+        decision = Decision(job_state_changed=True, release_slots=True)
+        if self.state in TERMINAL_JOB_STATES:
+            return Decision()
+        self.failure = reason
+        if self.state == CREATED:
+            self.state = FAILED
+            return decision
+        self.state = FAILING
+        decision.cancel_tasks = True
+        return self._settle(decision)
+
+    def _settle(self, decision: Decision) -> Decision:
+        states = [s.state for s in self.subtasks.values()]
+        if not all(s in TERMINAL_TASK_STATES for s in states):
+            return decision
+        if self.state == RUNNING:
+            if all(s == "FINISHED" for s in states):
+                self.state = FINISHED
+        elif self.state == FAILING:
+            self.state = FAILED
+        elif self.state == CANCELLING:
+            self.state = CANCELED
+        if self.state in TERMINAL_JOB_STATES:
+            decision.job_state_changed = True
+            decision.release_slots = True
+        return decision
+
+    # -------------------------------------------------------------- views
+
+    def task_counts(self, vertex_id: str | None = None) -> dict[str, int]:
+        counts = {state: 0 for state in TASK_STATES}
+        for subtask in self.subtasks.values():
+            if vertex_id is None or subtask.vertex_id == vertex_id:
+                counts[subtask.state] = counts.get(subtask.state, 0) + 1
+        return counts
+
+    def vertex_state(self, vertex_id: str) -> str:
+        states = {s.state for s in self.subtasks.values() if s.vertex_id == vertex_id}
+        for state in ("FAILED", "CANCELING", "RUNNING", "DEPLOYING", "CANCELED", "CREATED"):
+            if state in states:
+                return state
+        return "FINISHED" if states == {"FINISHED"} else next(iter(states), "CREATED")

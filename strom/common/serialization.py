@@ -1,0 +1,116 @@
+"""Encoders and schemas, as in ``pyflink.common.serialization``."""
+
+from __future__ import annotations
+
+import codecs
+from collections.abc import Callable, Iterable
+from typing import Any
+
+__all__ = [
+    "DeserializationSchema",
+    "Encoder",
+    "SerializationSchema",
+    "SimpleStringSchema",
+]
+
+
+def _check_charset(charset: str) -> str:
+    try:
+        return codecs.lookup(charset).name
+    except LookupError:
+        raise ValueError(f"unknown charset {charset!r} (try 'UTF-8')") from None
+
+
+class Encoder:
+    """Turns one record into the bytes a row-format ``FileSink`` writes for it.
+
+    Example::
+
+        >>> Encoder.simple_string_encoder().encode(("a", 1))
+        b"('a', 1)\\n"
+
+    A custom encoder passes a function from value to bytes: ``Encoder(lambda v: ...)``.
+    """
+
+    def __init__(self, encode: Callable[[Any], bytes] | None = None) -> None:
+        self._encode = encode
+
+    def encode(self, value: Any) -> bytes:
+        """The bytes written for ``value``."""
+        if self._encode is None:
+            raise NotImplementedError("an Encoder needs an encode function")
+        return self._encode(value)
+
+    def encode_batch(self, values: Iterable[Any]) -> bytes:
+        """The bytes written for all ``values``, in order (what the file sink writes)."""
+        encode = self.encode
+        return b"".join([encode(v) for v in values])
+
+    @staticmethod
+    def simple_string_encoder(charset_name: str = "UTF-8") -> Encoder:
+        """Writes ``str(value)`` in ``charset_name`` followed by a newline, per record."""
+        return _SimpleStringEncoder(charset_name)
+
+
+class _SimpleStringEncoder(Encoder):
+    def __init__(self, charset_name: str) -> None:
+        super().__init__()
+        self.charset = _check_charset(charset_name)
+
+    def encode(self, value: Any) -> bytes:
+        return (str(value) + "\n").encode(self.charset)
+
+    def encode_batch(self, values: Iterable[Any]) -> bytes:
+        strings = [str(v) for v in values]
+        if not strings:
+            return b""
+        strings.append("")
+        return "\n".join(strings).encode(self.charset)
+
+    def __repr__(self) -> str:
+        return f"Encoder.simple_string_encoder({self.charset!r})"
+
+
+class SerializationSchema:
+    """Turns a record into bytes (for connectors that send messages)."""
+
+    def serialize(self, element: Any) -> bytes:
+        raise NotImplementedError
+
+
+class DeserializationSchema:
+    """Turns bytes into a record (for connectors that receive messages)."""
+
+    def deserialize(self, message: bytes) -> Any:
+        raise NotImplementedError
+
+    def is_end_of_stream(self, next_element: Any) -> bool:
+        return False
+
+
+class SimpleStringSchema(SerializationSchema, DeserializationSchema):
+    """Strings to and from bytes in one charset (UTF-8 by default).
+
+    Example::
+
+        >>> SimpleStringSchema().serialize("héllo")
+        b'h\\xc3\\xa9llo'
+    """
+
+    def __init__(self, charset: str = "UTF-8") -> None:
+        self.charset = _check_charset(charset)
+
+    def serialize(self, element: Any) -> bytes:
+        return str(element).encode(self.charset)
+
+    def deserialize(self, message: bytes) -> str:
+        return bytes(message).decode(self.charset)
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, SimpleStringSchema) and other.charset == self.charset
+
+    def __hash__(self) -> int:
+        return hash(self.charset)
+
+    def __repr__(self) -> str:
+        return f"SimpleStringSchema({self.charset!r})"

@@ -1,0 +1,97 @@
+"""The connector contract the runtime drives: ``Source``/``SourceReader`` and ``Sink``/``SinkWriter``.
+
+As in ``pyflink.datastream.connectors.base``, ``Source`` and ``Sink`` are what a job hands to
+``env.from_source(...)`` and ``ds.sink_to(...)``. A source splits its work deterministically from
+``(subtask_index, parallelism)`` alone, so every subtask reads a disjoint part and all parts
+together are everything; a reader's position is a picklable value from which it resumes exactly.
+A sink writer commits in two phases: ``prepare_commit`` at a checkpoint, ``commit`` once the
+checkpoint is complete.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from enum import Enum
+
+__all__ = ["DeliveryGuarantee", "Sink", "SinkWriter", "Source", "SourceReader"]
+
+
+class DeliveryGuarantee(Enum):
+    """What a sink promises about records reaching the outside world after failures."""
+
+    EXACTLY_ONCE = 0
+    AT_LEAST_ONCE = 1
+    NONE = 2
+
+
+class SourceReader(ABC):
+    """Reads one subtask's share of a source."""
+
+    @abstractmethod
+    def read_batch(self, max_records: int) -> list | None:
+        """Up to ``max_records`` values; ``[]`` if nothing is available right now (unbounded);
+        None once exhausted (then never called again)."""
+
+    @abstractmethod
+    def snapshot_position(self) -> object:
+        """A picklable position from which ``restore_position`` resumes exactly after the last
+        value returned."""
+
+    @abstractmethod
+    def restore_position(self, position: object) -> None:
+        """Continue from a position taken by ``snapshot_position`` of a reader of the same
+        source, subtask and parallelism."""
+
+    def close(self) -> None:  # noqa: B027 - optional hook
+        """Release files, connections and the like."""
+
+
+class Source(ABC):
+    """The base of all sources given to ``env.from_source(...)``."""
+
+    @abstractmethod
+    def is_bounded(self) -> bool:
+        """Whether the source ends (batch) or runs until cancelled (streaming)."""
+
+    @abstractmethod
+    def create_reader(self, subtask_index: int, parallelism: int) -> SourceReader:
+        """The reader of subtask ``subtask_index`` of ``parallelism``."""
+
+
+class SinkWriter(ABC):
+    """Writes one subtask's records of a sink."""
+
+    @abstractmethod
+    def write_batch(self, values: list) -> None:
+        """Write ``values`` (may stay in progress until ``prepare_commit``)."""
+
+    def prepare_commit(self, checkpoint_id: int) -> object:
+        """Close in-progress data into pending form; return picklable committables."""
+        return None
+
+    def commit(self, committables: object) -> None:  # noqa: B027 - optional hook
+        """Make pending data final; idempotent."""
+
+    def finish(self) -> None:
+        """End of input: make everything final (used when a bounded job ends)."""
+        self.commit(self.prepare_commit(-1))
+
+    def abort(self) -> None:  # noqa: B027 - optional hook
+        """Job cancelled/failed: drop uncommitted in-progress data if possible."""
+
+    def close(self) -> None:  # noqa: B027 - optional hook
+        """Release files, connections and the like."""
+
+
+class Sink(ABC):
+    """The base of all sinks given to ``ds.sink_to(...)``."""
+
+    @abstractmethod
+    def create_writer(self, subtask_index: int, parallelism: int) -> SinkWriter:
+        """The writer of subtask ``subtask_index`` of ``parallelism``."""
+
+
+def check_subtask(subtask_index: int, parallelism: int) -> None:
+    """Raise when ``subtask_index`` is not a subtask of ``parallelism``."""
+    if parallelism < 1 or not 0 <= subtask_index < parallelism:
+        raise ValueError(f"subtask {subtask_index} of parallelism {parallelism} does not exist")

@@ -1,0 +1,478 @@
+"""``DataStream`` and ``KeyedStream``: PyFlink's stream API, recording a stream graph.
+
+Every method records a transformation; nothing runs until ``env.execute()``. Mistakes made
+while building a job raise here, at the call site, with a hint at the fix.
+"""
+
+from __future__ import annotations
+
+import inspect
+from collections.abc import Callable, Iterator
+from typing import TYPE_CHECKING, Any
+
+from strom.graph.partitioning import (
+    BroadcastPartitioner,
+    CustomPartitioner,
+    ForwardPartitioner,
+    GlobalPartitioner,
+    KeyGroupPartitioner,
+    Partitioner,
+    RebalancePartitioner,
+    RescalePartitioner,
+    ShufflePartitioner,
+)
+from strom.graph.stream_graph import HEAD, NEVER, OperatorSpec, Transformation
+
+if TYPE_CHECKING:
+    from strom.datastream.stream_execution_environment import StreamExecutionEnvironment
+
+__all__ = ["DataStream", "DataStreamSink", "KeyedStream", "CloseableIterator"]
+
+
+def _describe(function: Any) -> str:
+    """``module.name (file:line)`` of a user function, for error messages."""
+    target = function
+    if not inspect.isfunction(target) and not inspect.ismethod(target):
+        target = type(function)
+    name = getattr(target, "__qualname__", repr(target))
+    try:
+        where = f" ({inspect.getsourcefile(target)}:{inspect.getsourcelines(target)[1]})"
+    except (OSError, TypeError):
+        where = ""
+    return f"{getattr(target, '__module__', '?')}.{name}{where}"
+
+
+def _check_function(function: Any, method: str, api: str) -> Any:
+    """A plain callable or an object with the function class's method ``method``."""
+    if function is None:
+        raise TypeError(f"{api}() needs a function; got None")
+    if callable(function) or callable(getattr(function, method, None)):
+        return function
+    raise TypeError(
+        f"{api}() needs a callable or an object with a '{method}' method; "
+        f"got {type(function).__name__}"
+    )
+
+
+def _key_selector(key_selector: Any) -> Callable[[Any], Any]:
+    selector = getattr(key_selector, "get_key", None)
+    if callable(selector):
+        return selector
+    if callable(key_selector):
+        return key_selector
+    raise TypeError(
+        "key_by() needs a callable or a KeySelector with get_key(value); "
+        f"got {type(key_selector).__name__}"
+    )
+
+
+class DataStream:
+    """A stream of records of one type, as recorded in the program's stream graph.
+
+    Example::
+
+        env = StreamExecutionEnvironment.get_execution_environment()
+        env.from_collection(["a b", "b"]).flat_map(str.split).print()
+        env.execute("words")
+    """
+
+    def __init__(self, env: StreamExecutionEnvironment, transformation: Transformation) -> None:
+        self._env = env
+        self._transformation = transformation
+
+    # ------------------------------------------------------------ recording
+
+    def _add(
+        self,
+        name: str,
+        spec: OperatorSpec,
+        output_type: Any = None,
+        inputs: list[Transformation] | None = None,
+    ) -> Transformation:
+        return self._env._stream_graph.add(
+            name,
+            inputs if inputs is not None else [self._transformation],
+            operator=spec,
+            output_type=output_type,
+        )
+
+    def _physical(self) -> Transformation:
+        """The transformation that settings like parallelism apply to."""
+        transformation = self._transformation
+        if transformation.is_virtual:
+            raise TypeError(
+                "this stream only re-partitions its input; set names, uids and parallelism "
+                "on the operator before or after it"
+            )
+        return transformation
+
+    def _partition(self, partitioner: Partitioner, name: str) -> DataStream:
+        transformation = self._env._stream_graph.add(
+            name, [self._transformation], partitioner=partitioner
+        )
+        return DataStream(self._env, transformation)
+
+    def get_execution_environment(self) -> StreamExecutionEnvironment:
+        return self._env
+
+    # ------------------------------------------------------------ settings
+
+    def get_name(self) -> str:
+        return self._transformation.name
+
+    def name(self, name: str) -> DataStream:
+        """Set the operator's name, shown in the plan, logs and dashboard."""
+        self._physical().name = name
+        return self
+
+    def uid(self, uid: str) -> DataStream:
+        """Set the operator's stable id, which savepoints use to match state to operators."""
+        self._physical().uid = uid
+        return self
+
+    def set_uid_hash(self, uid_hash: str) -> DataStream:
+        self._physical().uid = uid_hash
+        return self
+
+    def set_description(self, description: str) -> DataStream:
+        return self
+
+    def get_type(self) -> Any:
+        return self._transformation.output_type
+
+    def set_parallelism(self, parallelism: int) -> DataStream:
+        if not isinstance(parallelism, int) or parallelism < 1:
+            raise ValueError(f"parallelism must be an int of at least 1; got {parallelism!r}")
+        transformation = self._physical()
+        if transformation.operator.kind == "source_collection" and parallelism != 1:
+            raise ValueError(
+                "from_collection() is a non-parallel source (as in Flink); its parallelism "
+                "must be 1 — rebalance() after it to spread its records"
+            )
+        transformation.parallelism = parallelism
+        return self
+
+    def set_max_parallelism(self, max_parallelism: int) -> DataStream:
+        if not isinstance(max_parallelism, int) or not 1 <= max_parallelism <= 32768:
+            raise ValueError(f"max parallelism must be from 1 to 32768; got {max_parallelism!r}")
+        self._physical().max_parallelism = max_parallelism
+        return self
+
+    def get_parallelism(self) -> int:
+        return self._physical().parallelism or self._env.get_parallelism()
+
+    def disable_chaining(self) -> DataStream:
+        """Run this operator in a task of its own, neither chained to its input nor its output."""
+        self._physical().chaining = NEVER
+        return self
+
+    def start_new_chain(self) -> DataStream:
+        """Begin a new chain at this operator (it is not fused into its input's task)."""
+        self._physical().chaining = HEAD
+        return self
+
+    def slot_sharing_group(self, slot_sharing_group: Any) -> DataStream:
+        name = getattr(slot_sharing_group, "get_name", None)
+        self._physical().slot_sharing_group = name() if callable(name) else str(slot_sharing_group)
+        return self
+
+    # ------------------------------------------------------------ operators
+
+    def map(self, func: Any, output_type: Any = None) -> DataStream:
+        """Apply ``func`` to every record: a callable or a ``MapFunction``.
+
+        Example: ``ds.map(lambda x: x * 2)``
+        """
+        _check_function(func, "map", "map")
+        return DataStream(self._env, self._add("Map", OperatorSpec("map", func), output_type))
+
+    def flat_map(self, func: Any, output_type: Any = None) -> DataStream:
+        """Emit every element of the iterable ``func`` returns (or yields) for a record.
+
+        Example: ``lines.flat_map(str.split)``
+        """
+        _check_function(func, "flat_map", "flat_map")
+        spec = OperatorSpec("flat_map", func)
+        return DataStream(self._env, self._add("FlatMap", spec, output_type))
+
+    def filter(self, func: Any) -> DataStream:
+        """Keep the records for which ``func`` is true. Example: ``ds.filter(lambda x: x > 0)``"""
+        _check_function(func, "filter", "filter")
+        spec = OperatorSpec("filter", func)
+        return DataStream(self._env, self._add("Filter", spec, self.get_type()))
+
+    def process(self, func: Any, output_type: Any = None) -> DataStream:
+        """Run a ``ProcessFunction``: ``process_element(value, ctx)`` yields outputs."""
+        _check_function(func, "process_element", "process")
+        spec = OperatorSpec("process", func)
+        return DataStream(self._env, self._add("Process", spec, output_type))
+
+    def key_by(self, key_selector: Any, key_type: Any = None) -> KeyedStream:
+        """Partition by key: records with equal keys go to the same subtask and share state.
+
+        Example: ``words.key_by(lambda pair: pair[0])``
+        """
+        selector = _key_selector(key_selector)
+        partitioner = KeyGroupPartitioner(selector, self._env.get_max_parallelism())
+        transformation = self._env._stream_graph.add(
+            "KeyBy", [self._transformation], partitioner=partitioner
+        )
+        return KeyedStream(self._env, transformation, selector, self)
+
+    def union(self, *streams: DataStream) -> DataStream:
+        """Merge streams of the same type into one."""
+        for stream in streams:
+            if not isinstance(stream, DataStream):
+                raise TypeError(f"union() takes DataStreams; got {type(stream).__name__}")
+            if stream._env is not self._env:
+                raise ValueError("union() of streams from different environments")
+        transformation = self._env._stream_graph.add(
+            "Union", [self._transformation] + [s._transformation for s in streams]
+        )
+        return DataStream(self._env, transformation)
+
+    def forward(self) -> DataStream:
+        """Send each record to the subtask of the same index (equal parallelism needed)."""
+        return self._partition(ForwardPartitioner(), "Forward")
+
+    def rebalance(self) -> DataStream:
+        """Spread records round-robin over all subtasks of the next operator."""
+        return self._partition(RebalancePartitioner(), "Rebalance")
+
+    def rescale(self) -> DataStream:
+        """Round-robin over a local subset of the next operator's subtasks."""
+        return self._partition(RescalePartitioner(), "Rescale")
+
+    def shuffle(self) -> DataStream:
+        """Send each record to a uniformly random subtask."""
+        return self._partition(ShufflePartitioner(), "Shuffle")
+
+    def broadcast(self, *broadcast_state_descriptors: Any) -> DataStream:
+        """Send every record to every subtask of the next operator."""
+        if broadcast_state_descriptors:
+            raise NotImplementedError("broadcast state arrives with the time and windows work")
+        return self._partition(BroadcastPartitioner(), "Broadcast")
+
+    def global_(self) -> DataStream:
+        return self._partition(GlobalPartitioner(), "Global")
+
+    def partition_custom(self, partitioner: Any, key_selector: Any) -> DataStream:
+        """Let ``partitioner.partition(key, num_partitions)`` pick each record's subtask."""
+        _check_function(partitioner, "partition", "partition_custom")
+        custom = CustomPartitioner(partitioner, _key_selector(key_selector))
+        return self._partition(custom, "Custom")
+
+    def assign_timestamps_and_watermarks(self, watermark_strategy: Any) -> DataStream:
+        """Give records event timestamps (and, later, watermarks) from a ``WatermarkStrategy``."""
+        spec = OperatorSpec("timestamps", args={"strategy": watermark_strategy})
+        return DataStream(self._env, self._add("Timestamps/Watermarks", spec, self.get_type()))
+
+    # ------------------------------------------------------------ sinks
+
+    def add_sink(self, sink_func: Any) -> DataStreamSink:
+        """Hand every record to ``sink_func.invoke(value, context)`` (or a plain callable)."""
+        _check_function(sink_func, "invoke", "add_sink")
+        spec = OperatorSpec("sink_function", sink_func)
+        return DataStreamSink(self._env, self._add("Sink: Unnamed", spec))
+
+    def sink_to(self, sink: Any) -> DataStreamSink:
+        """Write to a connector ``Sink`` such as ``FileSink``."""
+        if not callable(getattr(sink, "create_writer", None)):
+            raise TypeError(
+                f"sink_to() needs a connector Sink (e.g. FileSink); got {type(sink).__name__}. "
+                "For a function, use add_sink()"
+            )
+        name = f"Sink: {type(sink).__name__}"
+        return DataStreamSink(self._env, self._add(name, OperatorSpec("sink_writer", sink)))
+
+    def print(self, sink_identifier: str | None = None) -> DataStreamSink:
+        """Print every record: to the console when run with ``python``, to the TaskManager's
+        ``.out`` file on a cluster. With parallelism > 1 lines start with ``<subtask>> ``.
+        At-least-once, as in Flink.
+        """
+        spec = OperatorSpec("sink_print", args={"identifier": sink_identifier})
+        return DataStreamSink(self._env, self._add("Sink: Print to Std. Out", spec))
+
+    def execute_and_collect(
+        self, job_execution_name: str | None = None, limit: int | None = None
+    ) -> Any:
+        """Run the job and iterate over this stream's records in the client.
+
+        With ``limit`` the first ``limit`` records come back as a list. At-least-once, as in
+        Flink: after a failover records may repeat.
+        """
+        from strom.datastream.collect import CollectSinkSpec
+
+        collect = CollectSinkSpec()
+        self._add("Sink: Collect", OperatorSpec("sink_collect", args={"collect": collect}))
+        job_client = self._env.execute_async(job_execution_name or "collect")
+        iterator = collect.iterator(job_client)
+        if limit is None:
+            return iterator
+        results = []
+        with iterator:
+            for value in iterator:
+                if len(results) >= limit:
+                    break
+                results.append(value)
+        return results
+
+
+class DataStreamSink:
+    """The end of a stream; settings apply to the sink operator."""
+
+    def __init__(self, env: StreamExecutionEnvironment, transformation: Transformation) -> None:
+        self._stream = DataStream(env, transformation)
+
+    def name(self, name: str) -> DataStreamSink:
+        self._stream.name(name)
+        return self
+
+    def uid(self, uid: str) -> DataStreamSink:
+        self._stream.uid(uid)
+        return self
+
+    def set_uid_hash(self, uid_hash: str) -> DataStreamSink:
+        self._stream.set_uid_hash(uid_hash)
+        return self
+
+    def set_description(self, description: str) -> DataStreamSink:
+        return self
+
+    def set_parallelism(self, parallelism: int) -> DataStreamSink:
+        self._stream.set_parallelism(parallelism)
+        return self
+
+    def disable_chaining(self) -> DataStreamSink:
+        self._stream.disable_chaining()
+        return self
+
+    def slot_sharing_group(self, slot_sharing_group: Any) -> DataStreamSink:
+        self._stream.slot_sharing_group(slot_sharing_group)
+        return self
+
+
+class KeyedStream(DataStream):
+    """A stream partitioned by key; its operators may keep keyed state.
+
+    Example::
+
+        counts = words.map(lambda w: (w, 1)).key_by(lambda p: p[0]) \\
+                      .reduce(lambda a, b: (a[0], a[1] + b[1]))
+    """
+
+    def __init__(
+        self,
+        env: StreamExecutionEnvironment,
+        transformation: Transformation,
+        key_selector: Callable[[Any], Any],
+        origin: DataStream,
+    ) -> None:
+        super().__init__(env, transformation)
+        self._key_selector = key_selector
+        self._origin = origin
+
+    def _keyed(self, name: str, spec: OperatorSpec, output_type: Any = None) -> DataStream:
+        spec.key_selector = self._key_selector
+        return DataStream(self._env, self._add(name, spec, output_type))
+
+    def _not_on_partitioning(self, what: str) -> None:
+        raise TypeError(
+            f"{what} applies to an operator; a KeyedStream only partitions. "
+            "Set it on the operator after key_by (e.g. .reduce(...).set_parallelism(2))"
+        )
+
+    def name(self, name: str) -> DataStream:
+        self._not_on_partitioning("name()")
+
+    def uid(self, uid: str) -> DataStream:
+        self._not_on_partitioning("uid()")
+
+    def set_parallelism(self, parallelism: int) -> DataStream:
+        self._not_on_partitioning("set_parallelism()")
+
+    def map(self, func: Any, output_type: Any = None) -> DataStream:
+        _check_function(func, "map", "map")
+        return self._keyed("Map", OperatorSpec("map", func), output_type)
+
+    def flat_map(self, func: Any, output_type: Any = None) -> DataStream:
+        _check_function(func, "flat_map", "flat_map")
+        return self._keyed("FlatMap", OperatorSpec("flat_map", func), output_type)
+
+    def filter(self, func: Any) -> DataStream:
+        _check_function(func, "filter", "filter")
+        return self._keyed("Filter", OperatorSpec("filter", func), self.get_type())
+
+    def reduce(self, func: Any) -> DataStream:
+        """Combine each record with the key's running result: emits the new result each time.
+
+        Example: ``pairs.key_by(lambda p: p[0]).reduce(lambda a, b: (a[0], a[1] + b[1]))``
+        """
+        _check_function(func, "reduce", "reduce")
+        return self._keyed("Keyed Reduce", OperatorSpec("reduce", func), self.get_type())
+
+    def _aggregate(self, name: str, kind: str, field: int | str) -> DataStream:
+        if not isinstance(field, (int, str)):
+            raise TypeError(f"{name}() takes a field position or name; got {field!r}")
+        spec = OperatorSpec("aggregate", args={"aggregation": kind, "field": field})
+        return self._keyed(name.capitalize(), spec, self.get_type())
+
+    def sum(self, position_to_sum: int | str = 0) -> DataStream:
+        """Rolling sum of a field (position or name) per key; a number stream sums itself."""
+        return self._aggregate("sum", "sum", position_to_sum)
+
+    def min(self, position_to_min: int | str = 0) -> DataStream:
+        """Rolling minimum of a field per key; other fields keep the key's first record."""
+        return self._aggregate("min", "min", position_to_min)
+
+    def max(self, position_to_max: int | str = 0) -> DataStream:
+        """Rolling maximum of a field per key; other fields keep the key's first record."""
+        return self._aggregate("max", "max", position_to_max)
+
+    def min_by(self, position_to_min_by: int | str = 0) -> DataStream:
+        """The record with the smallest value of a field so far, per key."""
+        return self._aggregate("min_by", "min_by", position_to_min_by)
+
+    def max_by(self, position_to_max_by: int | str = 0) -> DataStream:
+        """The record with the largest value of a field so far, per key."""
+        return self._aggregate("max_by", "max_by", position_to_max_by)
+
+    def process(self, func: Any, output_type: Any = None) -> DataStream:
+        """Run a ``KeyedProcessFunction`` with keyed state from its runtime context."""
+        _check_function(func, "process_element", "process")
+        return self._keyed("KeyedProcess", OperatorSpec("keyed_process", func), output_type)
+
+    def key_by(self, key_selector: Any, key_type: Any = None) -> KeyedStream:
+        return self._origin.key_by(key_selector, key_type)
+
+    def add_sink(self, sink_func: Any) -> DataStreamSink:
+        return self._as_stream().add_sink(sink_func)
+
+    def sink_to(self, sink: Any) -> DataStreamSink:
+        return self._as_stream().sink_to(sink)
+
+    def print(self, sink_identifier: str | None = None) -> DataStreamSink:
+        return self._as_stream().print(sink_identifier)
+
+    def _as_stream(self) -> DataStream:
+        return DataStream(self._env, self._transformation)
+
+
+class CloseableIterator(Iterator[Any]):
+    """An iterator over collected results that also cancels the job when closed early."""
+
+    def __init__(self, next_value: Callable[[], Any], close: Callable[[], None]) -> None:
+        self._next = next_value
+        self._close = close
+
+    def __next__(self) -> Any:
+        return self._next()
+
+    def close(self) -> None:
+        self._close()
+
+    def __enter__(self) -> CloseableIterator:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()

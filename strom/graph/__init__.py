@@ -1,0 +1,1 @@
+"""The job-graph model: what the API records and what the cluster runs."""

@@ -1,0 +1,163 @@
+"""Deploying and cancelling a job's subtasks in this TaskManager, and reporting their states.
+
+A job's own files arrive with its deployment and are unpacked into a folder of the job that
+goes on ``sys.path``, so the user's modules import on a TaskManager that never saw them.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import shutil
+import sys
+import tempfile
+import threading
+from pathlib import Path
+
+import cloudpickle
+import grpc
+
+from strom.rpc import cluster_pb2 as pb
+from strom.rpc import cluster_pb2_grpc
+from taskmanager.network.gate_registry import GateRegistry
+from taskmanager.runtime.task import Task, TaskId
+
+log = logging.getLogger(__name__)
+
+
+class TaskDeployer:
+    def __init__(self, resource_id_source, address_source, work_dir: Path | None = None) -> None:
+        self._resource_id = resource_id_source
+        self._address = address_source
+        self.gates = GateRegistry()
+        self.tasks: dict[TaskId, Task] = {}
+        self.lock = threading.Lock()
+        self.work_dir = work_dir or Path(tempfile.mkdtemp(prefix="strom-tm-"))
+        self._channels: dict[str, grpc.Channel] = {}
+
+    # -------------------------------------------------------------- deploy
+
+    def deploy(self, request: pb.DeployTasksRequest) -> pb.Ack:
+        try:
+            if request.files:
+                self._unpack_files(request.job_id, request.files)
+            graph = cloudpickle.loads(request.job_graph)
+        except Exception as error:  # a job that cannot load fails with its reason
+            log.exception("cannot load job %s", request.job_id)
+            return pb.Ack(ok=False, message=f"cannot load the job graph: {error!r}")
+        locations = {(loc.vertex_id, loc.subtask): loc.address for loc in request.locations}
+        parameters = dict(graph.settings.get("job_parameters") or {})
+        created = []
+        with self.lock:
+            for spec in request.tasks:
+                task_id = TaskId(request.job_id, request.attempt, spec.vertex_id, spec.subtask)
+                task = Task(
+                    task_id,
+                    graph,
+                    locations,
+                    self._address(),
+                    self.gates,
+                    self._reporter(request.jobmanager_address),
+                    parameters,
+                )
+                self.tasks[task_id] = task
+                created.append(task)
+        for task in created:
+            task.start()
+        log.info(
+            "deployed %d task(s) of job %s attempt %d",
+            len(created),
+            request.job_id,
+            request.attempt,
+        )
+        return pb.Ack(ok=True)
+
+    def _unpack_files(self, job_id: str, files) -> None:
+        root = self.work_dir / job_id
+        if not root.exists():
+            staging = Path(tempfile.mkdtemp(dir=self.work_dir))
+            for job_file in files:
+                target = (staging / job_file.path).resolve()
+                if not str(target).startswith(str(staging.resolve())):
+                    raise ValueError(f"job file path escapes the job folder: {job_file.path}")
+                target.parent.mkdir(parents=True, exist_ok=True)
+                target.write_bytes(job_file.content)
+            try:
+                os.replace(staging, root)
+            except OSError:
+                shutil.rmtree(staging, ignore_errors=True)
+        if str(root) not in sys.path:
+            sys.path.insert(0, str(root))
+
+    # -------------------------------------------------------------- cancel
+
+    def cancel(self, job_id: str, attempt: int) -> None:
+        with self.lock:
+            tasks = [
+                task
+                for task_id, task in self.tasks.items()
+                if task_id.job_id == job_id and (attempt < 0 or task_id.attempt == attempt)
+            ]
+        for task in tasks:
+            task.cancel()
+
+    def cancel_all(self) -> None:
+        with self.lock:
+            tasks = list(self.tasks.values())
+        for task in tasks:
+            task.cancel()
+        for task in tasks:
+            task.thread.join(timeout=5)
+
+    # -------------------------------------------------------------- reporting
+
+    def _stub(self, address: str) -> cluster_pb2_grpc.JobManagerGatewayStub:
+        channel = self._channels.get(address)
+        if channel is None:
+            channel = self._channels[address] = grpc.insecure_channel(address)
+        return cluster_pb2_grpc.JobManagerGatewayStub(channel)
+
+    def _reporter(self, jobmanager_address: str):
+        def report(task: Task, state: str, failure: str) -> None:
+            update = pb.TaskExecutionState(
+                job_id=task.id.job_id,
+                attempt=task.id.attempt,
+                vertex_id=task.id.vertex_id,
+                subtask=task.id.subtask,
+                state=state,
+                failure=failure,
+                resource_id=self._resource_id(),
+                metrics=self._metrics(task),
+            )
+            if state in ("FINISHED", "FAILED", "CANCELED"):
+                with self.lock:
+                    self.tasks.pop(task.id, None)
+            for _ in range(3):
+                try:
+                    self._stub(jobmanager_address).UpdateTaskExecutionState(update, timeout=10)
+                    return
+                except grpc.RpcError as error:
+                    log.warning("could not report %s of %s: %s", state, task.name, error.code())
+
+        return report
+
+    @staticmethod
+    def _metrics(task: Task) -> pb.TaskMetrics:
+        return pb.TaskMetrics(
+            job_id=task.id.job_id,
+            attempt=task.id.attempt,
+            vertex_id=task.id.vertex_id,
+            subtask=task.id.subtask,
+            records_in=task.records_in,
+            records_out=task.records_out,
+        )
+
+    def metrics(self) -> list[pb.TaskMetrics]:
+        with self.lock:
+            return [self._metrics(task) for task in self.tasks.values()]
+
+    def close(self) -> None:
+        self.cancel_all()
+        for channel in self._channels.values():
+            channel.close()
+        shutil.rmtree(self.work_dir, ignore_errors=True)

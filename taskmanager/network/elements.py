@@ -1,0 +1,155 @@
+"""Stream elements: what travels through a channel, and their wire form (DESIGN.md §5).
+
+Elements are plain tuples, tagged by their first item, because the hot path creates one per
+batch and a tuple is the cheapest object Python has:
+
+- ``(RECORDS, values, timestamps)``: a batch of records; ``timestamps`` is a list parallel to
+  ``values`` (an item may be None) or None when no record has an event timestamp.
+- ``(WATERMARK, timestamp)``: event time has reached ``timestamp`` (an int, in ms).
+- ``(BARRIER, checkpoint_id, options)``: checkpoint barrier ``checkpoint_id``; ``options`` is
+  a small dict (checkpoint type, alignment, target) the runtime reads.
+- ``(END_OF_PARTITION,)``: the producer of this channel will send nothing more.
+
+Only a remote channel serialises: ``encode`` turns an element into bytes once per batch and
+``decode`` turns them back. Record batches are pickled (protocol 5), falling back to cloudpickle
+for what plain pickle refuses (lambdas, classes defined interactively); the other kinds use a
+fixed binary layout. ``decode`` raises ``DecodeError`` on malformed input and never anything
+that would take a process down.
+"""
+
+from __future__ import annotations
+
+import pickle
+import struct
+from typing import Any
+
+import cloudpickle
+
+__all__ = [
+    "BARRIER",
+    "END_OF_PARTITION",
+    "END_OF_PARTITION_ELEMENT",
+    "RECORDS",
+    "WATERMARK",
+    "DecodeError",
+    "barrier",
+    "decode",
+    "encode",
+    "records",
+    "watermark",
+]
+
+RECORDS = 0
+WATERMARK = 1
+BARRIER = 2
+END_OF_PARTITION = 3
+
+#: the one end-of-partition element; elements are immutable, so all senders share it
+END_OF_PARTITION_ELEMENT = (END_OF_PARTITION,)
+
+# Wire tags: the first byte of an encoded element.
+_TAG_RECORDS = b"\x00"
+_TAG_WATERMARK = b"\x01"
+_TAG_BARRIER = b"\x02"
+_TAG_END_OF_PARTITION = b"\x03"
+_TAG_WATERMARK_PICKLED = b"\x11"  # a watermark that does not fit in a signed 64-bit int
+_TAG_BARRIER_PICKLED = b"\x12"  # a barrier whose id does not fit, or that has options
+
+_INT64 = struct.Struct("<q")
+_INT64_MIN = -(2**63)
+_INT64_MAX = 2**63 - 1
+
+
+class DecodeError(ValueError):
+    """Bytes that are not an encoded stream element (a bad peer, or a class it cannot load)."""
+
+
+def records(values: list, timestamps: list | None = None) -> tuple:
+    """A batch of records; ``timestamps`` parallel to ``values`` or None."""
+    return (RECORDS, values, timestamps)
+
+
+def watermark(timestamp: int) -> tuple:
+    """A watermark at ``timestamp``."""
+    return (WATERMARK, timestamp)
+
+
+def barrier(checkpoint_id: int, options: dict[str, Any] | None = None) -> tuple:
+    """Checkpoint barrier ``checkpoint_id``."""
+    return (BARRIER, checkpoint_id, options if options is not None else {})
+
+
+def _dumps(obj: Any) -> bytes:
+    try:
+        return pickle.dumps(obj, protocol=5)
+    except Exception:
+        # Plain pickle refuses lambdas, local functions and classes it cannot import by
+        # name; cloudpickle sends those by value. Its output loads with plain pickle.
+        return cloudpickle.dumps(obj, protocol=5)
+
+
+def _fits_int64(value: Any) -> bool:
+    return type(value) is int and _INT64_MIN <= value <= _INT64_MAX
+
+
+def encode(element: tuple) -> bytes:
+    """The wire form of ``element``; raises ``ValueError`` for something that is not one."""
+    kind = element[0]
+    if kind == RECORDS:
+        return _TAG_RECORDS + _dumps((element[1], element[2]))
+    if kind == WATERMARK:
+        timestamp = element[1]
+        if _fits_int64(timestamp):
+            return _TAG_WATERMARK + _INT64.pack(timestamp)
+        return _TAG_WATERMARK_PICKLED + _dumps(timestamp)
+    if kind == BARRIER:
+        checkpoint_id, options = element[1], element[2]
+        if not options and _fits_int64(checkpoint_id):
+            return _TAG_BARRIER + _INT64.pack(checkpoint_id)
+        return _TAG_BARRIER_PICKLED + _dumps((checkpoint_id, options))
+    if kind == END_OF_PARTITION:
+        return _TAG_END_OF_PARTITION
+    raise ValueError(f"not a stream element: {element!r:.200}")
+
+
+def decode(data: bytes) -> tuple:
+    """The element ``data`` encodes; raises ``DecodeError`` when it encodes none."""
+    if not data:
+        raise DecodeError("empty frame: no stream element in it")
+    tag = data[0]
+    try:
+        if tag == 0:
+            values, timestamps = pickle.loads(memoryview(data)[1:])
+            if type(values) is not list or not (
+                timestamps is None or (type(timestamps) is list and len(timestamps) == len(values))
+            ):
+                raise DecodeError("a record batch must be a list with a parallel timestamp list")
+            return (RECORDS, values, timestamps)
+        if tag == 1:
+            return (WATERMARK, _INT64.unpack(data[1:])[0])
+        if tag == 2:
+            return (BARRIER, _INT64.unpack(data[1:])[0], {})
+        if tag == 3:
+            if len(data) != 1:
+                raise DecodeError("trailing bytes after an end-of-partition")
+            return END_OF_PARTITION_ELEMENT
+        if tag == 0x11:
+            return (WATERMARK, pickle.loads(memoryview(data)[1:]))
+        if tag == 0x12:
+            checkpoint_id, options = pickle.loads(memoryview(data)[1:])
+            if type(options) is not dict:
+                raise DecodeError("barrier options must be a dict")
+            return (BARRIER, checkpoint_id, options)
+    except DecodeError:
+        raise
+    except (AttributeError, ImportError) as error:
+        # The usual cause: a record class defined in the job's __main__ or in a module this
+        # process cannot import.
+        raise DecodeError(
+            f"cannot load a record: {type(error).__name__}: {error}; record classes must be "
+            "importable on every TaskManager (define them in a module of the job, not in the "
+            "script run as __main__)"
+        ) from None
+    except Exception as error:
+        raise DecodeError(f"malformed stream element: {type(error).__name__}: {error}") from None
+    raise DecodeError(f"unknown stream element tag {tag}")

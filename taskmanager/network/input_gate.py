@@ -1,0 +1,232 @@
+"""The inbox of one subtask: bounded per-channel queues plus the task's mailbox (DESIGN.md §5).
+
+Producers (local channels, or the data service on behalf of remote ones) ``put`` elements into
+their channel and block while it is full, which is how a slow consumer slows its producers.
+The task's own thread takes one thing at a time with ``poll``: mailbox actions first (timers,
+checkpoint triggers, cancellation), then channel data round-robin, so no input starves another
+and user code runs on one thread only.
+
+A *blocked* channel keeps its data queued and is skipped by ``poll``; checkpoint barrier
+alignment blocks the channels whose barrier already arrived.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections import deque
+from collections.abc import Callable
+from typing import Any
+
+__all__ = ["GateClosed", "InputGate"]
+
+
+class GateClosed(Exception):
+    """The gate was closed (its task finished, failed or was cancelled)."""
+
+
+class InputGate:
+    """``num_channels`` bounded input queues and a mailbox, read by one consumer thread.
+
+    All state is guarded by one lock. ``_ready`` lists the channels that have data and are not
+    blocked, each at most once, in the order ``poll`` serves them: a served channel that still
+    has data goes to the back, which makes the order round-robin without scanning.
+    """
+
+    def __init__(self, num_channels: int, capacity_per_channel: int = 8) -> None:
+        if num_channels < 0:
+            raise ValueError(f"num_channels must be >= 0, not {num_channels}")
+        if capacity_per_channel < 1:
+            raise ValueError(f"capacity_per_channel must be >= 1, not {capacity_per_channel}")
+        self.num_channels = num_channels
+        self.capacity_per_channel = capacity_per_channel
+        self._lock = threading.Lock()
+        # The consumer waits on this one; each channel's producers on their own condition,
+        # so freeing a slot wakes only a producer of that channel.
+        self._data_available = threading.Condition(self._lock)
+        self._space_available = [threading.Condition(self._lock) for _ in range(num_channels)]
+        self._queues: list[deque[Any]] = [deque() for _ in range(num_channels)]
+        self._mailbox: deque[Callable[[], None]] = deque()
+        self._ready: deque[int] = deque()
+        self._is_ready = [False] * num_channels
+        self._blocked = [False] * num_channels
+        self._waiting_producers = [0] * num_channels
+        self._waiting_consumers = 0
+        self._closed = False
+
+    # ------------------------------------------------------------------ producers
+
+    def put(self, channel: int, element: Any, timeout: float | None = None) -> None:
+        """Append ``element`` to ``channel``, waiting while the channel is full.
+
+        Raises ``GateClosed`` when the gate is or gets closed, ``TimeoutError`` when no room
+        was made within ``timeout`` seconds (None: wait as long as it takes).
+        """
+        with self._lock:
+            queue = self._queues[channel]
+            if len(queue) >= self.capacity_per_channel or self._closed:
+                self._wait_for_space(channel, queue, timeout)
+            queue.append(element)
+            if not self._is_ready[channel] and not self._blocked[channel]:
+                self._is_ready[channel] = True
+                self._ready.append(channel)
+                if self._waiting_consumers:
+                    self._data_available.notify()
+            if self._waiting_producers[channel] and len(queue) < self.capacity_per_channel:
+                # Several producers on one channel: pass a spare slot on.
+                self._space_available[channel].notify()
+
+    def _wait_for_space(self, channel: int, queue: deque, timeout: float | None) -> None:
+        # Called with the lock held; returns with room in ``queue``.
+        deadline = None if timeout is None else time.monotonic() + timeout
+        condition = self._space_available[channel]
+        capacity = self.capacity_per_channel
+        while True:
+            if self._closed:
+                raise GateClosed(f"input gate closed; channel {channel} accepts no more data")
+            if len(queue) < capacity:
+                return
+            if deadline is None:
+                remaining = None
+            else:
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    raise TimeoutError(
+                        f"channel {channel} stayed full ({capacity} elements) for {timeout}s"
+                    )
+            self._waiting_producers[channel] += 1
+            try:
+                condition.wait(remaining)
+            finally:
+                self._waiting_producers[channel] -= 1
+
+    def post(self, action: Callable[[], None]) -> None:
+        """Queue ``action`` to run on the consumer's thread before any pending channel data.
+
+        Never blocks; raises ``GateClosed`` when the gate is closed.
+        """
+        with self._lock:
+            if self._closed:
+                raise GateClosed("input gate closed; it takes no more mailbox actions")
+            self._mailbox.append(action)
+            if self._waiting_consumers:
+                self._data_available.notify()
+
+    # ------------------------------------------------------------------ the consumer
+
+    def poll(self, timeout: float | None = None) -> tuple[int, Any] | None:
+        """The next mailbox action as ``(-1, action)``, else the next ``(channel, element)``.
+
+        Waits up to ``timeout`` seconds (None: without limit; 0: not at all) and returns None
+        when nothing came. Raises ``GateClosed`` once the gate is closed.
+        """
+        with self._lock:
+            deadline = None
+            while True:
+                if self._closed:
+                    raise GateClosed("input gate closed")
+                if self._mailbox:
+                    return (-1, self._mailbox.popleft())
+                ready = self._ready
+                if ready:
+                    channel = ready.popleft()
+                    queue = self._queues[channel]
+                    element = queue.popleft()
+                    if queue:
+                        ready.append(channel)
+                    else:
+                        self._is_ready[channel] = False
+                    if self._waiting_producers[channel]:
+                        self._space_available[channel].notify()
+                    return (channel, element)
+                # Nothing to take: the slow path.
+                if timeout is None:
+                    remaining = None
+                elif deadline is None:
+                    if timeout <= 0:
+                        return None
+                    deadline = time.monotonic() + timeout
+                    remaining = timeout
+                else:
+                    remaining = deadline - time.monotonic()
+                    if remaining <= 0:
+                        return None
+                self._waiting_consumers += 1
+                try:
+                    self._data_available.wait(remaining)
+                finally:
+                    self._waiting_consumers -= 1
+
+    # ------------------------------------------------------------------ alignment
+
+    def block(self, channel: int) -> None:
+        """Stop ``poll`` from returning ``channel``'s data until it is unblocked."""
+        with self._lock:
+            if self._blocked[channel]:
+                return
+            self._blocked[channel] = True
+            if self._is_ready[channel]:
+                self._is_ready[channel] = False
+                self._ready.remove(channel)
+
+    def unblock(self, channel: int) -> None:
+        """Let ``poll`` return ``channel``'s data again."""
+        with self._lock:
+            self._unblock(channel)
+
+    def unblock_all(self) -> None:
+        """Unblock every channel."""
+        with self._lock:
+            for channel in range(self.num_channels):
+                self._unblock(channel)
+
+    def _unblock(self, channel: int) -> None:
+        if not self._blocked[channel]:
+            return
+        self._blocked[channel] = False
+        if self._queues[channel] and not self._is_ready[channel]:
+            self._is_ready[channel] = True
+            self._ready.append(channel)
+            if self._waiting_consumers:
+                self._data_available.notify()
+
+    def is_blocked(self, channel: int) -> bool:
+        """Whether ``channel`` is blocked."""
+        return self._blocked[channel]
+
+    # ------------------------------------------------------------------ lifecycle and metrics
+
+    def close(self) -> None:
+        """Drop everything queued and wake every waiting producer and the consumer.
+
+        From then on ``put``, ``post`` and ``poll`` raise ``GateClosed``. Idempotent.
+        """
+        with self._lock:
+            if self._closed:
+                return
+            self._closed = True
+            for queue in self._queues:
+                queue.clear()
+            self._mailbox.clear()
+            self._ready.clear()
+            self._is_ready = [False] * self.num_channels
+            self._data_available.notify_all()
+            for condition in self._space_available:
+                condition.notify_all()
+
+    @property
+    def closed(self) -> bool:
+        """Whether ``close`` was called."""
+        return self._closed
+
+    def pending(self, channel: int) -> int:
+        """How many elements ``channel`` holds now (at most ``capacity_per_channel``)."""
+        return len(self._queues[channel])
+
+    def backpressured(self, channel: int) -> bool:
+        """Whether a producer is waiting right now for room in ``channel``."""
+        return self._waiting_producers[channel] > 0
+
+    def __repr__(self) -> str:
+        state = "closed" if self._closed else f"{self.num_channels} channels"
+        return f"InputGate({state}, capacity {self.capacity_per_channel})"

@@ -1,0 +1,1 @@
+"""The task runtime: operator chains, the mailbox loop, sources and sinks."""

@@ -1,0 +1,174 @@
+"""What user functions see of the runtime: ``RuntimeContext`` and process-function contexts."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+from strom.datastream import functions as api
+
+MIN_WATERMARK = -(2**63)
+
+
+@dataclass
+class OperatorContext:
+    """The facts about one operator instance in one subtask."""
+
+    job_id: str
+    task_name: str
+    operator_name: str
+    operator_uid: str
+    subtask_index: int
+    parallelism: int
+    max_parallelism: int
+    attempt: int = 0
+    job_parameters: dict[str, str] = field(default_factory=dict)
+    keyed_backend: Any = None
+    _runtime_context: Any = None
+
+    @property
+    def runtime_context(self) -> StreamingRuntimeContext:
+        if self._runtime_context is None:
+            self._runtime_context = StreamingRuntimeContext(self)
+        return self._runtime_context
+
+
+class _NoOpMetricGroup:
+    """Metrics are accepted and ignored for now; user code calling them keeps working."""
+
+    def add_group(self, name: str, extra: str | None = None) -> _NoOpMetricGroup:
+        return self
+
+    def counter(self, name: str) -> _NoOpCounter:
+        return _NoOpCounter()
+
+    def gauge(self, name: str, obj: Any) -> None:
+        return None
+
+    def meter(self, name: str, time_span_in_seconds: int = 60) -> _NoOpCounter:
+        return _NoOpCounter()
+
+    def distribution(self, name: str) -> _NoOpCounter:
+        return _NoOpCounter()
+
+
+class _NoOpCounter:
+    def __init__(self) -> None:
+        self.count = 0
+
+    def inc(self, n: int = 1) -> None:
+        self.count += n
+
+    def dec(self, n: int = 1) -> None:
+        self.count -= n
+
+    def mark_event(self, n: int = 1) -> None:
+        self.count += n
+
+    def update(self, value: int) -> None:
+        self.count = value
+
+    def get_count(self) -> int:
+        return self.count
+
+
+class StreamingRuntimeContext(api.RuntimeContext):
+    """``get_runtime_context()`` of a function: subtask facts and keyed state."""
+
+    def __init__(self, context: OperatorContext) -> None:
+        self._context = context
+
+    def get_task_name(self) -> str:
+        return self._context.task_name
+
+    def get_number_of_parallel_subtasks(self) -> int:
+        return self._context.parallelism
+
+    def get_max_number_of_parallel_subtasks(self) -> int:
+        return self._context.max_parallelism
+
+    def get_index_of_this_subtask(self) -> int:
+        return self._context.subtask_index
+
+    def get_attempt_number(self) -> int:
+        return self._context.attempt
+
+    def get_task_name_with_subtasks(self) -> str:
+        c = self._context
+        return f"{c.task_name} ({c.subtask_index + 1}/{c.parallelism})"
+
+    def get_job_parameter(self, key: str, default_value: str | None = None) -> str | None:
+        return self._context.job_parameters.get(key, default_value)
+
+    def get_metrics_group(self) -> _NoOpMetricGroup:
+        return _NoOpMetricGroup()
+
+    def _backend(self, what: str) -> Any:
+        backend = self._context.keyed_backend
+        if backend is None:
+            raise RuntimeError(
+                f"{what}: keyed state is only available on a keyed stream. Did you forget "
+                f"key_by() before '{self._context.operator_name}'?"
+            )
+        return backend
+
+    def get_state(self, state_descriptor: Any) -> Any:
+        return self._backend("get_state").get_state(state_descriptor)
+
+    def get_list_state(self, state_descriptor: Any) -> Any:
+        return self._backend("get_list_state").get_state(state_descriptor)
+
+    def get_map_state(self, state_descriptor: Any) -> Any:
+        return self._backend("get_map_state").get_state(state_descriptor)
+
+    def get_reducing_state(self, state_descriptor: Any) -> Any:
+        return self._backend("get_reducing_state").get_state(state_descriptor)
+
+    def get_aggregating_state(self, state_descriptor: Any) -> Any:
+        return self._backend("get_aggregating_state").get_state(state_descriptor)
+
+
+class ProcessingTimeOnlyTimerService(api.TimerService):
+    """Time queries; timers arrive with the event-time work."""
+
+    def __init__(self) -> None:
+        self.watermark = MIN_WATERMARK
+
+    def current_processing_time(self) -> int:
+        return int(time.time() * 1000)
+
+    def current_watermark(self) -> int:
+        return self.watermark
+
+    def _unsupported(self, *args: Any) -> None:
+        raise NotImplementedError("timers are not available yet in this version of Strom")
+
+    register_processing_time_timer = _unsupported
+    register_event_time_timer = _unsupported
+    delete_processing_time_timer = _unsupported
+    delete_event_time_timer = _unsupported
+
+
+class ProcessContext:
+    """The ``ctx`` of ``process_element``: the record's timestamp, time, and the current key."""
+
+    def __init__(self, context: OperatorContext, backend: Any = None) -> None:
+        self._context = context
+        self._backend = backend
+        self.current_timestamp: int | None = None
+        self._timer_service = ProcessingTimeOnlyTimerService()
+
+    def timestamp(self) -> int | None:
+        return self.current_timestamp
+
+    def timer_service(self) -> ProcessingTimeOnlyTimerService:
+        return self._timer_service
+
+    def get_current_key(self) -> Any:
+        if self._backend is None:
+            raise RuntimeError("get_current_key() is only available on a keyed stream")
+        return self._backend.current_key
+
+    def output(self, output_tag: Any, value: Any) -> None:
+        raise NotImplementedError("side outputs are not available yet in this version of Strom")

@@ -1,0 +1,493 @@
+"""Operators: the runtime form of each ``OperatorSpec`` kind.
+
+Operators work a batch at a time: ``process_batch(values, timestamps)`` takes a list of
+records (and their timestamps, or None) and hands a new list to ``self.output``. A chain
+calls its operators directly, so the per-record cost is the user's function and a list
+append; everything else is paid once per batch.
+"""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Callable
+from typing import Any
+
+from strom.graph.stream_graph import OperatorSpec
+from taskmanager.runtime.context import OperatorContext, ProcessContext
+from taskmanager.state.heap import HeapKeyedStateBackend
+
+_MISSING = object()
+
+
+def user_function(function: Any, method: str) -> Callable[..., Any]:
+    """The callable to invoke: ``function.<method>`` of a function class, else the callable."""
+    bound = getattr(function, method, None)
+    if callable(bound):
+        return bound
+    return function
+
+
+class Output:
+    """Where an operator's results go: chained operators (direct calls) and record writers."""
+
+    __slots__ = ("emit", "targets", "writers")
+
+    def __init__(self, targets: list[Operator], writers: list[Any]) -> None:
+        self.targets = targets
+        self.writers = writers
+        calls = [t.process_batch for t in targets] + [w.emit for w in writers]
+        if len(calls) == 1:
+            self.emit = calls[0]
+        elif not calls:
+            self.emit = _drop
+        else:
+
+            def emit(values: list, timestamps: list | None) -> None:
+                for call in calls:
+                    call(values, timestamps)
+
+            self.emit = emit
+
+
+def _drop(values: list, timestamps: list | None) -> None:
+    pass
+
+
+class Operator:
+    """Base of all operators. Subclasses override ``process_batch``."""
+
+    def __init__(self, spec: OperatorSpec, context: OperatorContext) -> None:
+        self.spec = spec
+        self.context = context
+        self.function = spec.function
+        self.output: Output = Output([], [])
+        self.records_in = 0
+
+    def open(self) -> None:
+        opener = getattr(self.function, "open", None)
+        if callable(opener) and not isinstance(self.function, type):
+            opener(self.context.runtime_context)
+
+    def process_batch(self, values: list, timestamps: list | None) -> None:
+        raise NotImplementedError
+
+    def process_watermark(self, timestamp: int) -> None:
+        for target in self.output.targets:
+            target.process_watermark(timestamp)
+
+    def end_input(self) -> None:
+        """All input has arrived (a bounded stream ended)."""
+
+    def close(self) -> None:
+        closer = getattr(self.function, "close", None)
+        if callable(closer) and not isinstance(self.function, type):
+            closer()
+
+
+class MapOperator(Operator):
+    def open(self) -> None:
+        super().open()
+        self.call = user_function(self.function, "map")
+
+    def process_batch(self, values, timestamps):
+        f = self.call
+        self.output.emit([f(v) for v in values], timestamps)
+
+
+class FlatMapOperator(Operator):
+    def open(self) -> None:
+        super().open()
+        self.call = user_function(self.function, "flat_map")
+
+    def process_batch(self, values, timestamps):
+        f = self.call
+        out: list = []
+        if timestamps is None:
+            extend = out.extend
+            for value in values:
+                result = f(value)
+                if result is not None:
+                    extend(result)
+            self.output.emit(out, None)
+            return
+        stamps: list = []
+        for value, stamp in zip(values, timestamps, strict=True):
+            result = f(value)
+            if result is not None:
+                before = len(out)
+                out.extend(result)
+                stamps.extend([stamp] * (len(out) - before))
+        self.output.emit(out, stamps)
+
+
+class FilterOperator(Operator):
+    def open(self) -> None:
+        super().open()
+        self.call = user_function(self.function, "filter")
+
+    def process_batch(self, values, timestamps):
+        f = self.call
+        if timestamps is None:
+            out = [v for v in values if f(v)]
+            if out:
+                self.output.emit(out, None)
+            return
+        pairs = [(v, t) for v, t in zip(values, timestamps, strict=True) if f(v)]
+        if pairs:
+            self.output.emit([p[0] for p in pairs], [p[1] for p in pairs])
+
+
+class ProcessOperator(Operator):
+    """A ``ProcessFunction``: ``process_element(value, ctx)`` returns or yields outputs."""
+
+    def open(self) -> None:
+        super().open()
+        self.call = user_function(self.function, "process_element")
+        self.ctx = ProcessContext(self.context)
+
+    def process_batch(self, values, timestamps):
+        f, ctx = self.call, self.ctx
+        out: list = []
+        stamps: list | None = None if timestamps is None else []
+        for index, value in enumerate(values):
+            stamp = None if timestamps is None else timestamps[index]
+            ctx.current_timestamp = stamp
+            result = f(value, ctx)
+            if result is not None:
+                before = len(out)
+                out.extend(result)
+                if stamps is not None:
+                    stamps.extend([stamp] * (len(out) - before))
+        if out:
+            self.output.emit(out, stamps)
+
+
+class KeyedOperator(Operator):
+    """An operator on a keyed stream: keyed state scoped to the current record's key."""
+
+    def __init__(self, spec: OperatorSpec, context: OperatorContext) -> None:
+        super().__init__(spec, context)
+        self.key_of = spec.key_selector
+        self.backend = HeapKeyedStateBackend(context.max_parallelism)
+        context.keyed_backend = self.backend
+
+
+class KeyedMapLikeOperator(KeyedOperator):
+    """map / flat_map / filter on a keyed stream: the user's function may use keyed state."""
+
+    def open(self) -> None:
+        super().open()
+        kind = self.spec.kind
+        self.call = user_function(self.function, kind)
+
+    def process_batch(self, values, timestamps):
+        f, key_of, backend, kind = self.call, self.key_of, self.backend, self.spec.kind
+        out: list = []
+        stamps: list | None = None if timestamps is None else []
+        for index, value in enumerate(values):
+            backend.current_key = key_of(value)
+            result = f(value)
+            if kind == "map":
+                out.append(result)
+            elif kind == "filter":
+                if not result:
+                    continue
+                out.append(value)
+            else:
+                if result is None:
+                    continue
+                before = len(out)
+                out.extend(result)
+                if stamps is not None:
+                    stamps.extend([timestamps[index]] * (len(out) - before))
+                continue
+            if stamps is not None:
+                stamps.append(timestamps[index])
+        if out:
+            self.output.emit(out, stamps)
+
+
+class ReduceOperator(KeyedOperator):
+    """Rolling reduce per key: emits the key's new result for every record."""
+
+    STATE = "_reduce"
+
+    def open(self) -> None:
+        super().open()
+        self.call = user_function(self.function, "reduce")
+        self.table = self.backend.table(self.STATE)
+
+    def process_batch(self, values, timestamps):
+        f, key_of, table = self.call, self.key_of, self.table
+        get = table.get
+        out = []
+        append = out.append
+        for value in values:
+            key = key_of(value)
+            current = get(key, _MISSING)
+            if current is not _MISSING:
+                value = f(current, value)
+            table[key] = value
+            append(value)
+        self.output.emit(out, timestamps)
+
+
+def _field_access(sample: Any, field: int | str) -> tuple[Callable[[Any], Any], Callable]:
+    """Getter and replacer of one field of a record, by position or name."""
+    if isinstance(sample, (int, float)) and field in (0, "0"):
+        return (lambda v: v), (lambda record, value: value)
+    if hasattr(sample, "as_dict") and hasattr(sample, "_values"):  # strom.common.Row
+        row_type = type(sample)
+        if isinstance(field, str):
+            names = list(sample.as_dict().keys())
+            index = names.index(field)
+        else:
+            index = field
+
+        def replace_row(record: Any, value: Any) -> Any:
+            values = list(record._values)
+            values[index] = value
+            new = row_type(*values)
+            fields = getattr(record, "_fields", None)
+            if fields:
+                new = row_type(**dict(zip(fields, values, strict=True)))
+            kind = getattr(record, "get_row_kind", None)
+            if callable(kind) and hasattr(new, "set_row_kind"):
+                new.set_row_kind(kind())
+            return new
+
+        return (lambda r: r._values[index]), replace_row
+    if isinstance(sample, dict):
+        return (lambda r: r[field]), (lambda r, v: {**r, field: v})
+    if isinstance(sample, tuple):
+        if isinstance(field, str):
+            index = sample._fields.index(field)  # a namedtuple
+            return (lambda r: r[index]), (lambda r, v: r._replace(**{field: v}))
+        return (lambda r: r[field]), (lambda r, v: r[:field] + (v,) + r[field + 1 :])
+    if isinstance(sample, list):
+        return (lambda r: r[field]), (lambda r, v: r[:field] + [v] + r[field + 1 :])
+    raise TypeError(
+        f"cannot aggregate field {field!r} of a {type(sample).__name__}; aggregate numbers, "
+        "tuples, lists, dicts or Rows"
+    )
+
+
+class AggregationOperator(KeyedOperator):
+    """``sum``/``min``/``max``/``min_by``/``max_by`` per key, as Flink's built-ins behave."""
+
+    STATE = "_aggregate"
+
+    def open(self) -> None:
+        super().open()
+        self.kind = self.spec.args["aggregation"]
+        self.field = self.spec.args["field"]
+        self.table = self.backend.table(self.STATE)
+        self.access: tuple[Callable, Callable] | None = None
+
+    def process_batch(self, values, timestamps):
+        key_of, table, kind = self.key_of, self.table, self.kind
+        out = []
+        for value in values:
+            if self.access is None:
+                self.access = _field_access(value, self.field)
+            get, replace = self.access
+            key = key_of(value)
+            current = table.get(key, _MISSING)
+            if current is _MISSING:
+                result = value
+            elif kind == "sum":
+                result = replace(current, get(current) + get(value))
+            elif kind == "min":
+                result = current if get(current) <= get(value) else replace(current, get(value))
+            elif kind == "max":
+                result = current if get(current) >= get(value) else replace(current, get(value))
+            elif kind == "min_by":
+                result = current if get(current) <= get(value) else value
+            else:  # max_by
+                result = current if get(current) >= get(value) else value
+            table[key] = result
+            out.append(result)
+        self.output.emit(out, timestamps)
+
+
+class KeyedProcessOperator(KeyedOperator):
+    """A ``KeyedProcessFunction`` with keyed state from ``get_runtime_context()``."""
+
+    def open(self) -> None:
+        super().open()
+        self.call = user_function(self.function, "process_element")
+        self.ctx = ProcessContext(self.context, self.backend)
+
+    def process_batch(self, values, timestamps):
+        f, ctx, key_of, backend = self.call, self.ctx, self.key_of, self.backend
+        out: list = []
+        stamps: list | None = None if timestamps is None else []
+        for index, value in enumerate(values):
+            backend.current_key = key_of(value)
+            stamp = None if timestamps is None else timestamps[index]
+            ctx.current_timestamp = stamp
+            result = f(value, ctx)
+            if result is not None:
+                before = len(out)
+                out.extend(result)
+                if stamps is not None:
+                    stamps.extend([stamp] * (len(out) - before))
+        if out:
+            self.output.emit(out, stamps)
+
+
+class TimestampsOperator(Operator):
+    """``assign_timestamps_and_watermarks``: stamps records with the strategy's assigner."""
+
+    def open(self) -> None:
+        super().open()
+        strategy = self.spec.args.get("strategy")
+        self.assigner = getattr(strategy, "timestamp_assigner", None)
+
+    def process_batch(self, values, timestamps):
+        assign = self.assigner
+        if assign is None:
+            self.output.emit(values, timestamps)
+            return
+        if timestamps is None:
+            stamps = [assign(v, None) for v in values]
+        else:
+            stamps = [assign(v, t) for v, t in zip(values, timestamps, strict=True)]
+        self.output.emit(values, stamps)
+
+
+class SinkContext:
+    """The ``context`` argument of ``SinkFunction.invoke``."""
+
+    __slots__ = ("timestamp_value", "processing_time")
+
+    def __init__(self) -> None:
+        self.timestamp_value: int | None = None
+
+    def timestamp(self) -> int | None:
+        return self.timestamp_value
+
+    def current_processing_time(self) -> int:
+        import time
+
+        return int(time.time() * 1000)
+
+    def current_watermark(self) -> int:
+        return -(2**63)
+
+
+class SinkFunctionOperator(Operator):
+    """``add_sink``: ``invoke(value, context)`` per record, or a plain callable per record."""
+
+    def open(self) -> None:
+        super().open()
+        invoke = getattr(self.function, "invoke", None)
+        self.sink_context = SinkContext()
+        if callable(invoke):
+            ctx = self.sink_context
+            self.call = lambda value: invoke(value, ctx)
+            self.invoke = invoke
+        else:
+            self.call = self.function
+            self.invoke = None
+
+    def process_batch(self, values, timestamps):
+        if self.invoke is not None:
+            invoke, ctx = self.invoke, self.sink_context
+            if timestamps is None:
+                for value in values:
+                    invoke(value, ctx)
+            else:
+                for value, stamp in zip(values, timestamps, strict=True):
+                    ctx.timestamp_value = stamp
+                    invoke(value, ctx)
+        else:
+            call = self.call
+            for value in values:
+                call(value)
+
+
+class PrintOperator(Operator):
+    """``print()``: one line per record on this process's stdout; ``N> `` with parallelism > 1."""
+
+    def open(self) -> None:
+        identifier = self.spec.args.get("identifier")
+        parallelism = self.context.parallelism
+        prefix = ""
+        if parallelism > 1:
+            prefix = f"{self.context.subtask_index + 1}> "
+        if identifier:
+            prefix = f"{identifier}:{prefix}" if prefix else f"{identifier}> "
+        self.prefix = prefix
+
+    def process_batch(self, values, timestamps):
+        prefix = self.prefix
+        text = "".join(f"{prefix}{v}\n" for v in values)
+        stream = sys.stdout
+        stream.write(text)
+        stream.flush()
+
+
+class SinkWriterOperator(Operator):
+    """``sink_to``: a connector ``Sink``'s writer; bounded input ends with ``finish``."""
+
+    def open(self) -> None:
+        self.writer = self.function.create_writer(
+            self.context.subtask_index, self.context.parallelism
+        )
+
+    def process_batch(self, values, timestamps):
+        self.writer.write_batch(values)
+
+    def end_input(self) -> None:
+        self.writer.finish()
+
+    def close(self) -> None:
+        self.writer.close()
+
+    def abort(self) -> None:
+        self.writer.abort()
+
+
+class CollectOperator(Operator):
+    """``execute_and_collect``: streams records back to the client."""
+
+    def open(self) -> None:
+        collect = self.spec.args["collect"]
+        self.sender = collect.open_sender(self.context)
+
+    def process_batch(self, values, timestamps):
+        self.sender.send(values)
+
+    def end_input(self) -> None:
+        self.sender.finish()
+
+    def close(self) -> None:
+        self.sender.close()
+
+
+_OPERATORS: dict[str, type[Operator]] = {
+    "map": MapOperator,
+    "flat_map": FlatMapOperator,
+    "filter": FilterOperator,
+    "process": ProcessOperator,
+    "reduce": ReduceOperator,
+    "aggregate": AggregationOperator,
+    "keyed_process": KeyedProcessOperator,
+    "timestamps": TimestampsOperator,
+    "sink_function": SinkFunctionOperator,
+    "sink_print": PrintOperator,
+    "sink_writer": SinkWriterOperator,
+    "sink_collect": CollectOperator,
+}
+
+
+def create_operator(spec: OperatorSpec, context: OperatorContext) -> Operator:
+    """The runtime operator for a spec (sources are driven by the task, not created here)."""
+    if spec.is_keyed and spec.kind in ("map", "flat_map", "filter"):
+        return KeyedMapLikeOperator(spec, context)
+    try:
+        operator_class = _OPERATORS[spec.kind]
+    except KeyError:
+        raise ValueError(f"unknown operator kind '{spec.kind}'") from None
+    return operator_class(spec, context)

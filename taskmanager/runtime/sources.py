@@ -1,0 +1,153 @@
+"""Source drivers: run a connector ``Source``'s reader or a ``SourceFunction`` in a task."""
+
+from __future__ import annotations
+
+import time
+from typing import TYPE_CHECKING, Any
+
+from strom.graph.stream_graph import OperatorSpec
+from taskmanager.runtime.context import OperatorContext
+from taskmanager.runtime.operators import Output, user_function
+
+if TYPE_CHECKING:
+    from taskmanager.runtime.task import Task
+
+_IDLE_WAIT_S = 0.01
+
+
+class SourceDriver:
+    output: Output
+
+    def __init__(self, spec: OperatorSpec, context: OperatorContext) -> None:
+        self.spec = spec
+        self.context = context
+        self.cancelled = False
+        strategy = spec.args.get("strategy")
+        self.assigner = getattr(strategy, "timestamp_assigner", None)
+
+    def cancel(self) -> None:
+        self.cancelled = True
+
+    def emit(self, task: Task, values: list) -> None:
+        task.records_out += len(values)
+        assign = self.assigner
+        stamps = [assign(v, None) for v in values] if assign is not None else None
+        self.output.emit(values, stamps)
+
+    def run(self, task: Task) -> None:
+        raise NotImplementedError
+
+
+class ReaderSource(SourceDriver):
+    """``from_source`` / ``from_collection``: pull batches from the source's reader."""
+
+    def run(self, task: Task) -> None:
+        from taskmanager.runtime.task import BATCH_SIZE, TaskCancelled
+
+        source = self.spec.args["source"]
+        reader = source.create_reader(self.context.subtask_index, self.context.parallelism)
+        try:
+            while True:
+                task.run_mailbox()
+                if self.cancelled:
+                    raise TaskCancelled()
+                values = reader.read_batch(BATCH_SIZE)
+                if values is None:
+                    return
+                if values:
+                    self.emit(task, values)
+                    task.flush_due()
+                else:
+                    deadline = task.flush_due()
+                    wait = _IDLE_WAIT_S
+                    if deadline is not None:
+                        wait = max(0.0, min(wait, deadline - time.monotonic()))
+                    item = task.gate.poll(wait)
+                    if item is not None and item[0] < 0:
+                        item[1]()
+        finally:
+            reader.close()
+
+
+class _SourceContext:
+    """The ``ctx`` of ``SourceFunction.run``: ``collect`` buffers records into batches."""
+
+    def __init__(self, driver: FunctionSource, task: Task) -> None:
+        self.driver = driver
+        self.task = task
+        self.values: list = []
+        self.stamps: list = []
+        self.first_at = 0.0
+
+    def collect(self, value: Any) -> None:
+        self.collect_with_timestamp(value, None)
+
+    def collect_with_timestamp(self, value: Any, timestamp: int | None) -> None:
+        from taskmanager.runtime.task import BATCH_SIZE, TaskCancelled
+
+        if self.driver.cancelled:
+            raise TaskCancelled()
+        if not self.values:
+            self.first_at = time.monotonic()
+        self.values.append(value)
+        self.stamps.append(timestamp)
+        if len(self.values) >= BATCH_SIZE or (
+            time.monotonic() - self.first_at >= self.task.buffer_timeout_ms / 1000.0
+        ):
+            self.flush()
+
+    def emit_watermark(self, watermark: Any) -> None:
+        self.flush()
+
+    def mark_as_temporarily_idle(self) -> None:
+        pass
+
+    def get_checkpoint_lock(self) -> Any:
+        import threading
+
+        return threading.RLock()
+
+    def flush(self) -> None:
+        if self.values:
+            values, stamps = self.values, self.stamps
+            self.values, self.stamps = [], []
+            self.task.records_out += len(values)
+            has_stamps = any(s is not None for s in stamps)
+            self.driver.output.emit(values, stamps if has_stamps else None)
+        self.task.run_mailbox()
+        self.task.flush_due()
+
+
+class FunctionSource(SourceDriver):
+    """``add_source``: a ``SourceFunction`` whose ``run(ctx)`` pushes records."""
+
+    def cancel(self) -> None:
+        super().cancel()
+        cancel = getattr(self.spec.function, "cancel", None)
+        if callable(cancel):
+            try:
+                cancel()
+            except Exception:
+                pass
+
+    def run(self, task: Task) -> None:
+        function = self.spec.function
+        opener = getattr(function, "open", None)
+        if callable(opener):
+            opener(self.context.runtime_context)
+        ctx = _SourceContext(self, task)
+        try:
+            user_function(function, "run")(ctx)
+            ctx.flush()
+        finally:
+            closer = getattr(function, "close", None)
+            if callable(closer):
+                closer()
+
+
+def create_source(spec: OperatorSpec, context: OperatorContext) -> SourceDriver:
+    if spec.kind == "source":
+        return ReaderSource(spec, context)
+    if spec.kind == "source_function":
+        return FunctionSource(spec, context)
+    raise ValueError(f"'{spec.kind}' is not a source")

@@ -1,0 +1,320 @@
+"""A task: one parallel subtask of a job vertex, running its operator chain on its own thread.
+
+The task's thread runs a mailbox loop (DESIGN.md §5): it takes one thing at a time from its
+input gate — a batch of records, a watermark, an end-of-partition, or a mailbox action such as
+a cancellation — so user functions and state need no locks.
+"""
+
+from __future__ import annotations
+
+import copy
+import logging
+import threading
+import time
+import traceback
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from strom.graph.job_graph import JobGraph, JobVertex, input_channel_layout
+from taskmanager.network.channels import (
+    ChannelKey,
+    LocalOutputChannel,
+    OutputChannel,
+    RemoteOutputChannel,
+)
+from taskmanager.network.elements import END_OF_PARTITION, RECORDS, WATERMARK
+from taskmanager.network.gate_registry import GateRegistry
+from taskmanager.network.input_gate import GateClosed, InputGate
+from taskmanager.network.record_writer import RecordWriter
+from taskmanager.runtime.context import MIN_WATERMARK, OperatorContext
+from taskmanager.runtime.operators import Operator, Output, create_operator
+from taskmanager.runtime.sources import create_source
+
+log = logging.getLogger(__name__)
+
+BATCH_SIZE = 1024
+GATE_LOOKUP_TIMEOUT_S = 60.0
+
+
+class TaskCancelled(Exception):
+    """Raised inside a task's thread to unwind it after a cancel."""
+
+
+@dataclass(frozen=True)
+class TaskId:
+    job_id: str
+    attempt: int
+    vertex_id: str
+    subtask: int
+
+
+class _DisconnectedChannel(OutputChannel):
+    """A consumer this producer never sends to (forward and rescale edges)."""
+
+    def send(self, element: Any) -> None:
+        pass
+
+    def close(self) -> None:
+        pass
+
+
+class Task:
+    def __init__(
+        self,
+        task_id: TaskId,
+        graph: JobGraph,
+        locations: dict[tuple[str, int], str],
+        own_address: str,
+        gates: GateRegistry,
+        report: Callable[[Task, str, str], None],
+        job_parameters: dict[str, str] | None = None,
+    ) -> None:
+        self.id = task_id
+        self.graph = graph
+        self.vertex: JobVertex = graph.vertex(task_id.vertex_id)
+        self.locations = locations
+        self.own_address = own_address
+        self.gates = gates
+        self.report = report
+        self.job_parameters = job_parameters or {}
+        self.name = f"{self.vertex.name} ({task_id.subtask + 1}/{self.vertex.parallelism})"
+        settings = graph.settings
+        timeout = settings.get("buffer_timeout_ms", 100)
+        self.buffer_timeout_ms = 100 if timeout is None else timeout
+        self.layout = input_channel_layout(graph, self.vertex.id, task_id.subtask)
+        self.gate = InputGate(len(self.layout))
+        gates.register(task_id.job_id, task_id.attempt, self.vertex.id, task_id.subtask, self.gate)
+        self.state = "DEPLOYING"
+        self.cancelled = False
+        self.records_in = 0
+        self.records_out = 0
+        self.writers: list[RecordWriter] = []
+        self.operators: list[Operator] = []
+        self.source = None
+        self.thread = threading.Thread(target=self.run, name=f"task {self.name}", daemon=True)
+
+    # -------------------------------------------------------------- control (any thread)
+
+    def start(self) -> None:
+        self.thread.start()
+
+    def cancel(self) -> None:
+        """Stop the task as soon as possible; it reports CANCELED."""
+        if self.cancelled or self.state in ("FINISHED", "FAILED", "CANCELED"):
+            return
+        self.cancelled = True
+        source = self.source
+        if source is not None:
+            source.cancel()
+
+        def raise_cancelled() -> None:
+            raise TaskCancelled()
+
+        try:
+            self.gate.post(raise_cancelled)
+        except GateClosed:
+            pass
+        self.gate.close()
+
+    # -------------------------------------------------------------- the task thread
+
+    def run(self) -> None:
+        failure = ""
+        try:
+            self._transition("RUNNING")
+            self._setup()
+            if self.source is not None:
+                self.source.run(self)
+            else:
+                self._input_loop()
+            self._end_of_input()
+            self._close(quietly=False)
+            state = "FINISHED"
+        except TaskCancelled:
+            state = "CANCELED"
+        except BaseException:
+            if self.cancelled:
+                state = "CANCELED"
+            else:
+                state = "FAILED"
+                failure = traceback.format_exc()
+                log.warning("task %s failed:\n%s", self.name, failure)
+        if state != "FINISHED":
+            self._abort()
+            self._close(quietly=True)
+        self.gates.unregister(self.id.job_id, self.id.attempt, self.vertex.id, self.id.subtask)
+        self.gate.close()
+        self._transition(state, failure)
+
+    def _transition(self, state: str, failure: str = "") -> None:
+        self.state = state
+        try:
+            self.report(self, state, failure)
+        except Exception:
+            log.exception("could not report state %s of task %s", state, self.name)
+
+    def _context(self, operator_name: str, uid: str) -> OperatorContext:
+        return OperatorContext(
+            job_id=self.id.job_id,
+            task_name=self.vertex.name,
+            operator_name=operator_name,
+            operator_uid=uid,
+            subtask_index=self.id.subtask,
+            parallelism=self.vertex.parallelism,
+            max_parallelism=self.vertex.max_parallelism,
+            attempt=self.id.attempt,
+            job_parameters=self.job_parameters,
+        )
+
+    def _setup(self) -> None:
+        writers_by_edge = {
+            edge.id: self._writer(edge) for edge in self.graph.outputs_of(self.vertex.id)
+        }
+        self.writers = list(writers_by_edge.values())
+        operators: dict[int, Operator] = {}
+        head = self.vertex.head
+        for chained in self.vertex.operators:
+            if chained is head and self.vertex.is_source:
+                continue
+            operators[chained.id] = create_operator(
+                chained.spec, self._context(chained.name, chained.uid)
+            )
+        # Wire outputs back to front so each operator's targets already exist.
+        outputs: dict[int, Output] = {}
+        for chained in reversed(self.vertex.operators):
+            outputs[chained.id] = Output(
+                [operators[target] for target in chained.chained_outputs],
+                [writers_by_edge[edge] for edge in chained.network_outputs],
+            )
+            if chained.id in operators:
+                operators[chained.id].output = outputs[chained.id]
+        self.operators = [operators[c.id] for c in self.vertex.operators if c.id in operators]
+        # Open downstream operators first, as Flink does.
+        for operator in reversed(self.operators):
+            operator.open()
+        if self.vertex.is_source:
+            self.source = create_source(head.spec, self._context(head.name, head.uid))
+            self.source.output = outputs[head.id]
+            if self.cancelled:
+                raise TaskCancelled()
+        self.head = self.operators[0] if self.operators and not self.vertex.is_source else None
+
+    def _writer(self, edge: Any) -> RecordWriter:
+        target = self.graph.vertex(edge.target_vertex)
+        channels: list[OutputChannel] = []
+        for consumer in range(target.parallelism):
+            layout = input_channel_layout(self.graph, target.id, consumer)
+            try:
+                index = layout.index((edge.id, self.id.subtask))
+            except ValueError:
+                channels.append(_DisconnectedChannel())
+                continue
+            address = self.locations[(target.id, consumer)]
+            if address == self.own_address:
+                gate = self.gates.get(
+                    self.id.job_id, self.id.attempt, target.id, consumer, GATE_LOOKUP_TIMEOUT_S
+                )
+                channels.append(LocalOutputChannel(gate, index))
+            else:
+                key = ChannelKey(self.id.job_id, self.id.attempt, target.id, consumer, index)
+                channels.append(RemoteOutputChannel(address, key))
+        return RecordWriter(
+            copy.copy(edge.partitioner),
+            channels,
+            self.id.subtask,
+            self.vertex.parallelism,
+            batch_size=BATCH_SIZE,
+            buffer_timeout_ms=self.buffer_timeout_ms,
+        )
+
+    def flush_due(self) -> float | None:
+        """Send batches whose buffer timeout passed; the next deadline, if any."""
+        deadline = None
+        now = time.monotonic()
+        for writer in self.writers:
+            writer.flush_if_due(now)
+            next_deadline = writer.next_deadline
+            if next_deadline is not None and (deadline is None or next_deadline < deadline):
+                deadline = next_deadline
+        return deadline
+
+    def _input_loop(self) -> None:
+        gate, head = self.gate, self.head
+        process = head.process_batch
+        open_channels = len(self.layout)
+        finished = [False] * open_channels
+        watermarks = [MIN_WATERMARK] * open_channels
+        current_watermark = MIN_WATERMARK
+        writers = self.writers
+        timeout: float | None = None
+        while open_channels:
+            item = gate.poll(timeout)
+            if item is not None:
+                channel, element = item
+                if channel < 0:
+                    element()
+                elif element[0] == RECORDS:
+                    values = element[1]
+                    self.records_in += len(values)
+                    process(values, element[2])
+                elif element[0] == END_OF_PARTITION:
+                    if not finished[channel]:
+                        finished[channel] = True
+                        open_channels -= 1
+                elif element[0] == WATERMARK:
+                    watermarks[channel] = max(watermarks[channel], element[1])
+                    low = min(
+                        (w for w, done in zip(watermarks, finished, strict=True) if not done),
+                        default=current_watermark,
+                    )
+                    if low > current_watermark:
+                        current_watermark = low
+                        head.process_watermark(low)
+            if writers:
+                deadline = self.flush_due()
+                timeout = None if deadline is None else max(0.0, deadline - time.monotonic())
+
+    def run_mailbox(self) -> None:
+        """Run pending mailbox actions (sources call this between batches)."""
+        while True:
+            item = self.gate.poll(0)
+            if item is None:
+                return
+            channel, element = item
+            if channel < 0:
+                element()
+
+    def _end_of_input(self) -> None:
+        for operator in self.operators:
+            operator.end_input()
+        for writer in self.writers:
+            writer.flush()
+            writer.broadcast((END_OF_PARTITION,))
+        for writer in self.writers:
+            self.records_out += writer.records_out
+            writer.close()
+
+    def _abort(self) -> None:
+        for operator in self.operators:
+            abort = getattr(operator, "abort", None)
+            if abort is not None:
+                try:
+                    abort()
+                except Exception:
+                    log.exception("abort of %s failed", self.name)
+
+    def _close(self, quietly: bool) -> None:
+        for operator in self.operators:
+            try:
+                operator.close()
+            except Exception:
+                if not quietly:
+                    raise
+                log.exception("close of an operator of %s failed", self.name)
+        if quietly:
+            for writer in self.writers:
+                try:
+                    writer.close()
+                except Exception:
+                    pass

@@ -1,0 +1,1 @@
+"""State backends: keyed state by key group, operator state, snapshots."""

@@ -1,0 +1,86 @@
+"""The job state machine, driven directly: no processes, no sockets, no clocks."""
+
+from __future__ import annotations
+
+from jobmanager.execution_graph import ExecutionGraph
+
+PLAN = {
+    "name": "job",
+    "nodes": [
+        {"id": "v1", "contents": "Source", "parallelism": 1},
+        {"id": "v2", "contents": "Map", "parallelism": 2},
+    ],
+}
+
+
+def running_graph() -> ExecutionGraph:
+    graph = ExecutionGraph.from_plan("j" * 32, PLAN)
+    assert graph.state == "CREATED" and graph.slots_required() == 2
+    placement = graph.assign([("tm1", "h1:1"), ("tm2", "h2:1")])
+    assert placement[("v1", 0)] == ("tm1", "h1:1")
+    assert placement[("v2", 1)] == ("tm2", "h2:1")
+    assert graph.state == "RUNNING"
+    return graph
+
+
+def test_finishes_when_every_subtask_finished():
+    graph = running_graph()
+    for key in graph.subtasks:
+        graph.task_state_changed(*key, 0, "RUNNING")
+    decisions = [graph.task_state_changed(*key, 0, "FINISHED") for key in graph.subtasks]
+    assert graph.state == "FINISHED"
+    assert decisions[-1].release_slots and not any(d.release_slots for d in decisions[:-1])
+
+
+def test_failure_cancels_the_rest_and_keeps_the_first_cause():
+    graph = running_graph()
+    decision = graph.task_state_changed("v2", 1, 0, "FAILED", "Traceback: boom")
+    assert graph.state == "FAILING" and decision.cancel_tasks
+    graph.task_state_changed("v1", 0, 0, "FAILED", "secondary")
+    assert graph.failure == "Traceback: boom"
+    decision = graph.task_state_changed("v2", 0, 0, "CANCELED")
+    assert graph.state == "FAILED" and decision.release_slots
+
+
+def test_cancel_and_late_messages():
+    graph = running_graph()
+    assert graph.cancel().cancel_tasks
+    assert graph.state == "CANCELLING"
+    for key in graph.subtasks:
+        graph.task_state_changed(*key, 0, "CANCELED")
+    assert graph.state == "CANCELED"
+    assert not graph.task_state_changed("v1", 0, 0, "FAILED").job_state_changed
+    assert not graph.cancel().job_state_changed
+
+
+def test_cancel_while_waiting_for_slots_and_slot_timeout():
+    graph = ExecutionGraph.from_plan("j" * 32, PLAN)
+    decision = graph.cancel()
+    assert graph.state == "CANCELED" and decision.release_slots
+    graph = ExecutionGraph.from_plan("k" * 32, PLAN)
+    graph.fail("no slots")
+    assert graph.state == "FAILED" and graph.failure == "no slots"
+
+
+def test_lost_taskmanager_fails_only_jobs_on_it():
+    graph = running_graph()
+    assert not graph.taskmanager_lost("tm9", "gone").cancel_tasks
+    decision = graph.taskmanager_lost("tm2", "connection closed")
+    assert decision.cancel_tasks and graph.state == "FAILING"
+    assert "tm2" in graph.failure
+    graph.task_state_changed("v1", 0, 0, "CANCELED")
+    graph.task_state_changed("v2", 0, 0, "CANCELED")
+    assert graph.state == "FAILED"
+
+
+def test_slot_sharing_groups_add_up():
+    plan = {
+        "nodes": [
+            {"id": "v1", "contents": "a", "parallelism": 2, "slot_sharing_group": "default"},
+            {"id": "v2", "contents": "b", "parallelism": 3, "slot_sharing_group": "other"},
+        ]
+    }
+    graph = ExecutionGraph.from_plan("x" * 32, plan)
+    assert graph.slots_required() == 5
+    placement = graph.assign([(f"tm{i}", f"h{i}") for i in range(5)])
+    assert placement[("v2", 0)] == ("tm2", "h2")

@@ -1,0 +1,716 @@
+"""The data plane: input gates, local and gRPC channels, the data service and record writers.
+
+The channel tests run twice through the ``link`` fixture: over a ``LocalOutputChannel`` and
+over a ``RemoteOutputChannel`` talking to a real gRPC server on a loopback port, so both
+implementations must show the same behaviour (order, element kinds, back pressure, late
+consumers, closed consumers).
+"""
+
+from __future__ import annotations
+
+import threading
+import uuid
+from collections import Counter, namedtuple
+from concurrent import futures
+from types import SimpleNamespace
+
+import grpc
+import pytest
+from harness import free_port, poll_for
+
+from strom.graph.partitioning import (
+    BroadcastPartitioner,
+    CustomPartitioner,
+    ForwardPartitioner,
+    GlobalPartitioner,
+    KeyGroupPartitioner,
+    RebalancePartitioner,
+    RescalePartitioner,
+    ShufflePartitioner,
+    key_group_of,
+)
+from strom.rpc import data_pb2 as pb
+from strom.rpc import data_pb2_grpc
+from taskmanager.network import (
+    BARRIER,
+    END_OF_PARTITION,
+    RECORDS,
+    WATERMARK,
+    ChannelError,
+    ChannelKey,
+    DataExchangeService,
+    DecodeError,
+    GateClosed,
+    GateRegistry,
+    InputGate,
+    LocalOutputChannel,
+    OutputChannel,
+    RecordWriter,
+    RemoteOutputChannel,
+    close_all_channels,
+    decode,
+    encode,
+)
+from taskmanager.network.channels import open_channel_count
+from taskmanager.network.data_service import SERVER_OPTIONS
+
+EOP = (END_OF_PARTITION,)
+Point = namedtuple("Point", "x y")
+
+
+class RowLike:
+    """Stands in for strom.common.Row: a user-level record class pickled by reference."""
+
+    def __init__(self, *values: object) -> None:
+        self._values = values
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, RowLike) and self._values == other._values
+
+    def __repr__(self) -> str:
+        return f"RowLike{self._values!r}"
+
+
+# ---------------------------------------------------------------------------- fixtures
+
+
+def start_data_server(lookup_timeout: float) -> SimpleNamespace:
+    registry = GateRegistry()
+    server = grpc.server(futures.ThreadPoolExecutor(max_workers=32), options=SERVER_OPTIONS)
+    DataExchangeService(registry, lookup_timeout=lookup_timeout).add_to_server(server)
+    port = server.add_insecure_port("127.0.0.1:0")
+    server.start()
+    return SimpleNamespace(registry=registry, address=f"127.0.0.1:{port}", server=server)
+
+
+@pytest.fixture(scope="module")
+def data_server():
+    """A TaskManager's data plane on a loopback port: registry plus DataExchangeService."""
+    served = start_data_server(lookup_timeout=10.0)
+    yield served
+    served.server.stop(grace=None).wait()
+    close_all_channels()
+
+
+class Link:
+    """One consumer gate and the producer side of its channels, over one transport."""
+
+    def __init__(self, transport: str, server, num_channels: int, capacity: int) -> None:
+        self.transport = transport
+        self.server = server
+        self.registry = server.registry if server else GateRegistry()
+        self.gate_key = (uuid.uuid4().hex, 0, "consumer", 0)
+        self.gate = InputGate(num_channels, capacity)
+        self.opened: list[OutputChannel] = []
+
+    def register(self) -> None:
+        self.registry.register(*self.gate_key, self.gate)
+
+    def open_channel(self, channel: int) -> OutputChannel:
+        """The producer's channel; a local producer finds the gate as a task does (waiting)."""
+        if self.transport == "local":
+            opened = LocalOutputChannel(self.registry.get(*self.gate_key, timeout=10.0), channel)
+        else:
+            opened = RemoteOutputChannel(self.server.address, ChannelKey(*self.gate_key, channel))
+        self.opened.append(opened)
+        return opened
+
+    def dispose(self) -> None:
+        for opened in self.opened:
+            opened.cancel()
+        self.gate.close()
+        self.registry.unregister(*self.gate_key)
+
+
+@pytest.fixture(params=["local", "remote"])
+def link(request):
+    """``link(num_channels, capacity, register=True)`` makes a Link over the param transport."""
+    server = request.getfixturevalue("data_server") if request.param == "remote" else None
+    made: list[Link] = []
+
+    def make(num_channels: int = 1, capacity: int = 8, register: bool = True) -> Link:
+        made.append(Link(request.param, server, num_channels, capacity))
+        if register:
+            made[-1].register()
+        return made[-1]
+
+    yield make
+    for each in made:
+        each.dispose()
+    assert open_channel_count() == 0, "a remote channel did not release its gRPC channel"
+
+
+def take(gate: InputGate, count: int, timeout: float = 10.0) -> list[tuple[int, object]]:
+    """The next ``count`` items from ``gate``; fails when one does not come in time."""
+    items = []
+    for _ in range(count):
+        item = gate.poll(timeout)
+        assert item is not None, f"nothing arrived within {timeout}s after {len(items)} items"
+        items.append(item)
+    return items
+
+
+def run_in_thread(target, *args) -> SimpleNamespace:
+    """Run ``target`` on a daemon thread; its result or exception lands in the namespace."""
+    outcome = SimpleNamespace(result=None, error=None, done=threading.Event())
+
+    def body() -> None:
+        try:
+            outcome.result = target(*args)
+        except BaseException as error:
+            outcome.error = error
+        finally:
+            outcome.done.set()
+
+    outcome.thread = threading.Thread(target=body, daemon=True)
+    outcome.thread.start()
+    return outcome
+
+
+# ---------------------------------------------------------------------------- both transports
+
+
+def test_order_per_channel_is_preserved(link):
+    connection = link(num_channels=3, capacity=4)
+    per_channel = 300
+
+    def produce(channel: int) -> None:
+        out = connection.open_channel(channel)
+        for i in range(per_channel):
+            out.send((RECORDS, [(channel, i)], None))
+        out.send(EOP)
+        out.close()
+
+    producers = [run_in_thread(produce, channel) for channel in range(3)]
+    received: dict[int, list] = {0: [], 1: [], 2: []}
+    finished = 0
+    while finished < 3:
+        item = connection.gate.poll(10.0)
+        assert item is not None
+        channel, element = item
+        if element == EOP:
+            finished += 1
+        else:
+            received[channel].extend(element[1])
+    for producer in producers:
+        assert producer.done.wait(10.0) and producer.error is None, producer.error
+    for channel in range(3):
+        assert received[channel] == [(channel, i) for i in range(per_channel)]
+
+
+def test_every_element_kind_round_trips(link):
+    connection = link()
+    out = connection.open_channel(0)
+    elements = [
+        (RECORDS, [1, 2, 3], None),
+        (RECORDS, ["a", "b"], [10, 20]),
+        (RECORDS, [(1, "x"), (2, "y")], [None, 5]),
+        (RECORDS, [Point(1, 2), RowLike("key", 3, 4.5)], None),
+        (RECORDS, [{"nested": [1, {2}]}, b"\x00bytes", None], None),
+        (WATERMARK, 12345),
+        (WATERMARK, -(2**63)),
+        (WATERMARK, 2**63 - 1),
+        (BARRIER, 7, {}),
+        (BARRIER, 8, {"type": "savepoint", "aligned": True}),
+        EOP,
+    ]
+    for element in elements:
+        out.send(element)
+    out.send((RECORDS, [lambda x: x + 1], None))  # needs the cloudpickle fallback remotely
+    received = [element for _, element in take(connection.gate, len(elements) + 1)]
+    assert received[:-1] == elements
+    assert all(type(element) is tuple for element in received)
+    kind, (function,), stamps = received[-1]
+    assert (kind, stamps, function(41)) == (RECORDS, None, 42)
+
+
+def test_backpressure_blocks_the_producer_and_then_delivers_everything_once(link):
+    capacity = 4
+    connection = link(capacity=capacity)
+    total = 2000
+    padding = b"x" * 16384  # so gRPC's flow-control window fills after few elements
+    progress = SimpleNamespace(sent=0)
+
+    def produce() -> None:
+        out = connection.open_channel(0)
+        for i in range(total):
+            out.send((RECORDS, [(i, padding)], None))
+            progress.sent += 1
+        out.send(EOP)
+        out.close()
+
+    producer = run_in_thread(produce)
+    last_seen = [-1]
+
+    def producer_stalled() -> bool:
+        # Blocked in send, consumer channel full, and no progress since the previous look.
+        if producer.done.is_set():
+            return False
+        opened = connection.opened
+        stalled = (
+            bool(opened)
+            and opened[0].backpressured
+            and connection.gate.pending(0) == capacity
+            and progress.sent == last_seen[0]
+        )
+        last_seen[0] = progress.sent
+        return stalled
+
+    poll_for(producer_stalled, timeout=20, what="the producer to block on back pressure")
+    assert not producer.done.is_set()
+    assert progress.sent < total
+    assert connection.gate.pending(0) <= capacity
+
+    received = []
+    while True:
+        channel, element = take(connection.gate, 1)[0]
+        assert channel == 0
+        assert connection.gate.pending(0) <= capacity
+        if element == EOP:
+            break
+        received.extend(index for index, _ in element[1])
+    assert received == list(range(total))
+    assert producer.done.wait(10.0) and producer.error is None, producer.error
+
+
+def test_a_producer_that_starts_before_its_consumer_still_delivers(link):
+    connection = link(register=False)
+
+    def produce() -> None:
+        out = connection.open_channel(0)
+        out.send((RECORDS, ["early"], None))
+        out.send(EOP)
+        out.close()
+
+    producer = run_in_thread(produce)
+    # The producer is running (and, remotely, its stream is waiting for the gate) first.
+    assert not producer.done.wait(0.2)
+    connection.register()
+    assert [element for _, element in take(connection.gate, 2)] == [
+        (RECORDS, ["early"], None),
+        EOP,
+    ]
+    assert producer.done.wait(10.0) and producer.error is None, producer.error
+
+
+def test_closing_the_gate_fails_a_blocked_producer_instead_of_hanging_it(link):
+    connection = link(capacity=2)
+
+    def produce() -> None:
+        out = connection.open_channel(0)
+        for i in range(1_000_000):
+            out.send((RECORDS, [i, b"x" * 16384], None))
+
+    producer = run_in_thread(produce)
+    poll_for(
+        lambda: connection.opened and connection.opened[0].backpressured,
+        timeout=20,
+        what="the producer to block",
+    )
+    connection.gate.close()
+    assert producer.done.wait(10.0), "the blocked producer did not wake up"
+    assert isinstance(producer.error, ChannelError), producer.error
+    assert "closed its input" in str(producer.error)
+
+
+def test_a_record_writer_partitions_over_real_channels(link):
+    connection = link(num_channels=3)
+    channels = [connection.open_channel(i) for i in range(3)]
+    writer = RecordWriter(KeyGroupPartitioner(lambda x: x, 128), channels, 0, 1, batch_size=16)
+    keys = [f"key-{i}" for i in range(200)]
+    writer.emit(keys, list(range(200)))
+    writer.broadcast(EOP)
+    writer.close()
+    seen: list[tuple[int, str, int]] = []
+    finished = 0
+    while finished < 3:
+        channel, element = take(connection.gate, 1)[0]
+        if element == EOP:
+            finished += 1
+            continue
+        seen.extend((channel, key, stamp) for key, stamp in zip(*element[1:], strict=True))
+    assert sorted(key for _, key, _ in seen) == sorted(keys)
+    for channel, key, stamp in seen:
+        assert channel == key_group_of(key, 128) * 3 // 128
+        assert stamp == keys.index(key)
+
+
+# ---------------------------------------------------------------------------- remote only
+
+
+def test_close_returns_after_the_receiver_took_everything(data_server):
+    gate = InputGate(1)
+    key = ChannelKey(uuid.uuid4().hex, 1, "sink", 2, 0)
+    data_server.registry.register(key.job_id, 1, "sink", 2, gate)
+    try:
+        out = RemoteOutputChannel(data_server.address, key)
+        for i in range(5):
+            out.send((RECORDS, [i], None))
+        out.close()
+        assert gate.pending(0) == 5
+        assert open_channel_count() == 0
+        with pytest.raises(ChannelError, match="closed"):
+            out.send((RECORDS, [5], None))
+    finally:
+        gate.close()
+        data_server.registry.unregister(key.job_id, 1, "sink", 2)
+
+
+def test_a_producer_reports_a_consumer_that_never_appears():
+    served = start_data_server(lookup_timeout=0.1)
+    try:
+        out = RemoteOutputChannel(served.address, ChannelKey("job", 0, "nowhere", 0, 0))
+        with pytest.raises(ChannelError, match="not deployed"):
+            out.close(timeout=10.0)
+    finally:
+        served.server.stop(grace=None).wait()
+
+
+def test_a_producer_reports_a_peer_that_is_gone():
+    out = RemoteOutputChannel(f"127.0.0.1:{free_port()}", ChannelKey("job", 0, "v", 0, 0))
+    try:
+        poll_for(lambda: out.failed, timeout=20, what="the stream to fail")
+        with pytest.raises(ChannelError, match="unreachable"):
+            out.send((RECORDS, [1], None))
+    finally:
+        out.cancel()
+    assert open_channel_count() == 0
+
+
+def test_bad_frames_are_rejected_and_the_server_keeps_serving(data_server):
+    gate = InputGate(1)
+    job = uuid.uuid4().hex
+    data_server.registry.register(job, 0, "v", 0, gate)
+    header = pb.ChannelHeader(job_id=job, attempt=0, vertex_id="v", subtask=0, channel=0)
+    try:
+        with grpc.insecure_channel(data_server.address) as channel:
+            transfer = data_pb2_grpc.DataExchangeStub(channel).Transfer
+            bad_streams = {
+                "no header": [pb.DataFrame(payload=encode(EOP))],
+                "garbage": [pb.DataFrame(header=header), pb.DataFrame(payload=b"\x00garbage")],
+                "unknown tag": [pb.DataFrame(header=header), pb.DataFrame(payload=b"\x7f")],
+                "bad channel": [
+                    pb.DataFrame(
+                        header=pb.ChannelHeader(job_id=job, vertex_id="v", channel=9),
+                        payload=encode(EOP),
+                    )
+                ],
+            }
+            for name, frames in bad_streams.items():
+                with pytest.raises(grpc.RpcError) as failure:
+                    transfer(iter(frames), timeout=10)
+                assert failure.value.code() == grpc.StatusCode.INVALID_ARGUMENT, name
+            good = [pb.DataFrame(header=header), pb.DataFrame(payload=encode(EOP))]
+            assert transfer(iter(good), timeout=10).elements == 1
+        assert take(gate, 1) == [(0, EOP)]
+    finally:
+        gate.close()
+        data_server.registry.unregister(job, 0, "v", 0)
+
+
+# ---------------------------------------------------------------------------- elements
+
+
+def test_decode_rejects_malformed_bytes_with_decode_error():
+    import pickle
+
+    for data in [
+        b"",
+        b"\x00",
+        b"\x00not a pickle",
+        b"\x01short",
+        b"\x02",
+        b"\x03extra",
+        b"\x09",
+        b"\x00" + pickle.dumps(("not", "a list")),
+        b"\x00" + pickle.dumps(([1, 2], [1])),
+    ]:
+        with pytest.raises(DecodeError):
+            decode(data)
+
+
+def test_encode_keeps_the_compact_forms_small():
+    assert len(encode((WATERMARK, 1))) == 9
+    assert len(encode((BARRIER, 3, {}))) == 9
+    assert encode(EOP) == b"\x03"
+    assert decode(encode((WATERMARK, 2**70))) == (WATERMARK, 2**70)
+    with pytest.raises(ValueError):
+        encode((42, "not an element"))
+
+
+# ---------------------------------------------------------------------------- input gate
+
+
+def test_gate_serves_channels_round_robin():
+    gate = InputGate(3)
+    for channel in range(3):
+        for i in range(4):
+            gate.put(channel, i)
+    assert [channel for channel, _ in take(gate, 12)] == [0, 1, 2] * 4
+    # A busy channel does not starve one that gets data later.
+    for i in range(8):
+        gate.put(0, i)
+    assert gate.poll(0) == (0, 0)
+    gate.put(2, "late")
+    assert gate.poll(0) == (0, 1)
+    assert gate.poll(0) == (2, "late")
+
+
+def test_mailbox_actions_come_before_channel_data():
+    gate = InputGate(1)
+    gate.put(0, "data")
+    action = object()
+    gate.post(action)
+    assert gate.poll(0) == (-1, action)
+    assert gate.poll(0) == (0, "data")
+    assert gate.poll(0) is None
+
+
+def test_blocked_channel_is_skipped_but_keeps_its_data_and_back_pressure():
+    gate = InputGate(2, capacity_per_channel=2)
+    gate.block(0)
+    gate.put(0, "a")
+    gate.put(0, "b")
+    gate.put(1, "x")
+    assert gate.poll(0) == (1, "x")
+    assert gate.poll(0) is None
+    assert gate.pending(0) == 2
+    with pytest.raises(TimeoutError):
+        gate.put(0, "c", timeout=0.01)
+    # Unblocking wakes a consumer that is waiting.
+    waiting = run_in_thread(gate.poll, 10.0)
+    gate.unblock(0)
+    assert waiting.done.wait(10.0) and waiting.result == (0, "a")
+    gate.block(1)
+    gate.put(1, "y")
+    gate.unblock_all()
+    assert take(gate, 2) == [(0, "b"), (1, "y")]
+
+
+def test_poll_timeout_returns_none():
+    gate = InputGate(2)
+    assert gate.poll(0) is None
+    assert gate.poll(0.01) is None
+
+
+def test_a_source_gate_without_channels_is_only_a_mailbox():
+    gate = InputGate(0)
+    assert gate.poll(0) is None
+    gate.post(print)
+    assert gate.poll(0) == (-1, print)
+
+
+def test_close_wakes_the_consumer_and_every_blocked_producer():
+    gate = InputGate(2, capacity_per_channel=1)
+    gate.put(1, "full")
+    consumer_gate = InputGate(1)
+    consumer = run_in_thread(consumer_gate.poll, None)
+    producers = [run_in_thread(gate.put, 1, i) for i in range(3)]
+    poll_for(lambda: gate.backpressured(1), what="producers to block")
+    gate.close()
+    consumer_gate.close()
+    for waiter in [consumer, *producers]:
+        assert waiter.done.wait(10.0)
+        assert isinstance(waiter.error, GateClosed), waiter.error
+    assert gate.closed
+    with pytest.raises(GateClosed):
+        gate.post(print)
+    with pytest.raises(GateClosed):
+        gate.poll(0)
+
+
+def test_several_producers_on_one_channel_all_get_through():
+    gate = InputGate(1, capacity_per_channel=1)
+    producers = [
+        run_in_thread(lambda n: [gate.put(0, (n, i)) for i in range(50)], n) for n in (1, 2)
+    ]
+    received = [element for _, element in take(gate, 100)]
+    assert sorted(received) == sorted((n, i) for n in (1, 2) for i in range(50))
+    for n in (1, 2):
+        assert [i for m, i in received if m == n] == list(range(50))
+    for producer in producers:
+        assert producer.done.wait(10.0) and producer.error is None
+
+
+# ---------------------------------------------------------------------------- gate registry
+
+
+def test_registry_get_waits_for_registration_and_times_out():
+    registry = GateRegistry()
+    gate = InputGate(1)
+    waiter = run_in_thread(registry.get, "job", 0, "v", 1, 10.0)
+    assert not waiter.done.wait(0.05)
+    registry.register("job", 0, "v", 1, gate)
+    assert waiter.done.wait(10.0) and waiter.result is gate
+    with pytest.raises(LookupError, match="subtask 2"):
+        registry.get("job", 0, "v", 2, 0.01)
+    with pytest.raises(ValueError):
+        registry.register("job", 0, "v", 1, InputGate(1))
+
+
+def test_registry_unregisters_a_job_or_one_attempt():
+    registry = GateRegistry()
+    for attempt in (0, 1):
+        for subtask in (0, 1):
+            registry.register("job", attempt, "v", subtask, InputGate(1))
+    registry.register("other", 0, "v", 0, InputGate(1))
+    assert len(registry.unregister_job("job", attempt=0)) == 2
+    assert registry.unregister("job", 1, "v", 0) is not None
+    assert registry.unregister("job", 1, "v", 0) is None
+    assert len(registry.unregister_job("job")) == 1
+    assert len(registry) == 1
+
+
+# ---------------------------------------------------------------------------- record writer
+
+
+class CollectingChannel(OutputChannel):
+    """Records what a writer sends to one channel."""
+
+    def __init__(self) -> None:
+        self.elements: list = []
+        self.closed = False
+
+    def send(self, element) -> None:
+        self.elements.append(element)
+
+    def close(self) -> None:
+        self.closed = True
+
+    def records(self) -> list[tuple[object, object]]:
+        out = []
+        for element in self.elements:
+            if element[0] == RECORDS:
+                stamps = element[2] if element[2] is not None else [None] * len(element[1])
+                out.extend(zip(element[1], stamps, strict=True))
+        return out
+
+
+class ModuloPartitioner:
+    def partition(self, key: int, num_partitions: int) -> int:
+        return key % num_partitions
+
+
+def hash_channel(value: object, n: int) -> int:
+    return key_group_of(value, 128) * n // 128
+
+
+PARTITIONING_CASES = {
+    # name: (partitioner, producer index, producer parallelism, n, expected channels of a value)
+    "forward": (ForwardPartitioner(), 2, 4, 4, lambda v, n: [2]),
+    "hash": (KeyGroupPartitioner(lambda x: x, 128), 0, 1, 5, lambda v, n: [hash_channel(v, n)]),
+    "rebalance": (RebalancePartitioner(), 0, 1, 3, None),
+    "rescale": (RescalePartitioner(), 1, 2, 4, None),
+    "shuffle": (ShufflePartitioner(), 0, 1, 3, None),
+    "broadcast": (BroadcastPartitioner(), 0, 1, 3, lambda v, n: list(range(n))),
+    "global": (GlobalPartitioner(), 1, 2, 3, lambda v, n: [0]),
+    "custom": (
+        CustomPartitioner(ModuloPartitioner(), lambda x: x),
+        0,
+        1,
+        4,
+        lambda v, n: [v % n],
+    ),
+}
+
+
+@pytest.mark.parametrize("name", list(PARTITIONING_CASES))
+def test_record_writer_sends_every_record_to_exactly_its_channels(name):
+    partitioner, producer, producers, n, expected = PARTITIONING_CASES[name]
+    channels = [CollectingChannel() for _ in range(n)]
+    writer = RecordWriter(partitioner, channels, producer, producers, batch_size=32)
+    values = list(range(1000))
+    for start, size in [(0, 7), (7, 100), (107, 1), (108, 500), (608, 392)]:
+        writer.emit(values[start : start + size], [v * 10 for v in values[start : start + size]])
+    writer.flush()
+    assert writer.records_out == 1000
+    where: dict[int, list[int]] = {v: [] for v in values}
+    for channel, collected in enumerate(channels):
+        for value, stamp in collected.records():
+            assert stamp == value * 10
+            where[value].append(channel)
+        received = [value for value, _ in collected.records()]
+        assert received == sorted(received), "a channel's records must keep emit order"
+    if expected is not None:
+        assert all(where[v] == expected(v, n) for v in values)
+    else:
+        assert all(len(where[v]) == 1 for v in values), "every record exactly once"
+        counts = Counter(channel for targets in where.values() for channel in targets)
+        if name == "rescale":  # producer 1 of 2 over 4 consumers owns channels 2 and 3
+            assert set(counts) == {2, 3} and max(counts.values()) - min(counts.values()) <= 1
+        elif name == "rebalance":
+            assert set(counts) == set(range(n)) and max(counts.values()) - min(counts.values()) <= 1
+        else:
+            assert set(counts) == set(range(n))
+
+
+def test_record_writer_batches_by_size():
+    channel = CollectingChannel()
+    writer = RecordWriter(ForwardPartitioner(), [channel], 0, 1, batch_size=10)
+    for i in range(3):
+        writer.emit([i, i, i])
+    assert channel.elements == []
+    assert writer.pending_records == 9
+    writer.emit([3, 3, 3])
+    assert [len(element[1]) for element in channel.elements] == [12]
+    assert writer.pending_records == 0 and writer.next_deadline is None
+    exact = list(range(10))
+    writer.emit(exact)
+    assert channel.elements[-1][1] is exact, "a full batch travels without a copy"
+    writer.emit(list(range(45)), list(range(45)))
+    assert [len(element[1]) for element in channel.elements[2:]] == [10, 10, 10, 15]
+    assert [element[2][0] for element in channel.elements[2:]] == [0, 10, 20, 30]
+    assert writer.batches_out == 6
+
+
+def test_record_writer_flushes_on_buffer_timeout_by_the_clock_it_is_given():
+    now = [1000.0]
+    channels = [CollectingChannel(), CollectingChannel()]
+    writer = RecordWriter(
+        RebalancePartitioner(),
+        channels,
+        0,
+        1,
+        batch_size=100,
+        buffer_timeout_ms=100,
+        clock=lambda: now[0],
+    )
+    assert writer.next_deadline is None
+    writer.emit([1, 2, 3])
+    assert writer.next_deadline == pytest.approx(1000.1)
+    now[0] = 1000.05
+    writer.emit([4])  # a later record does not move the deadline of the oldest
+    assert writer.next_deadline == pytest.approx(1000.1)
+    assert not writer.flush_if_due(1000.09)
+    assert all(channel.elements == [] for channel in channels)
+    assert writer.flush_if_due(1000.1)
+    assert sorted(v for channel in channels for v, _ in channel.records()) == [1, 2, 3, 4]
+    assert writer.next_deadline is None
+    assert not writer.flush_if_due(2000.0)
+
+
+def test_record_writer_with_zero_timeout_sends_at_once():
+    channel = CollectingChannel()
+    writer = RecordWriter(GlobalPartitioner(), [channel], 0, 1, buffer_timeout_ms=0)
+    writer.emit([1])
+    writer.emit([2], [20])
+    assert channel.elements == [(RECORDS, [1], None), (RECORDS, [2], [20])]
+    assert writer.next_deadline is None
+
+
+def test_record_writer_fills_missing_timestamps_and_broadcasts_in_order():
+    channels = [CollectingChannel(), CollectingChannel()]
+    writer = RecordWriter(BroadcastPartitioner(), channels, 0, 1, batch_size=100)
+    writer.emit([1, 2])
+    writer.emit([3], [30])
+    writer.emit([4])
+    writer.broadcast((WATERMARK, 30))
+    for channel in channels:
+        assert channel.elements == [
+            (RECORDS, [1, 2, 3, 4], [None, None, 30, None]),
+            (WATERMARK, 30),
+        ]
+    assert channels[0].elements[0][1] is not channels[1].elements[0][1]
+    writer.broadcast(EOP)
+    writer.close()
+    assert all(channel.closed and channel.elements[-1] == EOP for channel in channels)
