@@ -56,9 +56,9 @@ class MiniCluster:
         return self
 
     def stop(self) -> None:
-        if self.taskmanager is not None:
-            self.taskmanager.stop()
-            self.taskmanager = None
         if self.jobmanager is not None:
             self.jobmanager.stop(grace=0)
             self.jobmanager = None
+        if self.taskmanager is not None:
+            self.taskmanager.stop()
+            self.taskmanager = None

@@ -166,7 +166,8 @@ class JobManager:
             self._sessions.pop((resource_id, instance_id), None)
             record = self.registry.unregister(resource_id, instance_id)
         if record is not None:
-            log.warning("TaskManager %s at %s disconnected", resource_id, record.address)
+            level = logging.INFO if self._stopped.is_set() else logging.WARNING
+            log.log(level, "TaskManager %s at %s disconnected", resource_id, record.address)
             self.taskmanager_lost(record, "connection closed")
 
     def taskmanager_lost(self, record: TaskManagerRecord, reason: str) -> None:

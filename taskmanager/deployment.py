@@ -41,15 +41,16 @@ class TaskDeployer:
         try:
             if request.files:
                 self._unpack_files(request.job_id, request.files)
-            graph = cloudpickle.loads(request.job_graph)
+            graphs = [cloudpickle.loads(request.job_graph) for _ in request.tasks]
         except Exception as error:  # a job that cannot load fails with its reason
             log.exception("cannot load job %s", request.job_id)
             return pb.Ack(ok=False, message=f"cannot load the job graph: {error!r}")
         locations = {(loc.vertex_id, loc.subtask): loc.address for loc in request.locations}
-        parameters = dict(graph.settings.get("job_parameters") or {})
         created = []
         with self.lock:
-            for spec in request.tasks:
+            # Every subtask gets its own copy of the user's functions, as in Flink.
+            for spec, graph in zip(request.tasks, graphs, strict=True):
+                parameters = dict(graph.settings.get("job_parameters") or {})
                 task_id = TaskId(request.job_id, request.attempt, spec.vertex_id, spec.subtask)
                 task = Task(
                     task_id,
