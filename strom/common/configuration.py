@@ -53,7 +53,9 @@ class Configuration:
         try:
             return int(text.strip())
         except ValueError:
-            raise ValueError(f"configuration key '{key}' has value {text!r}, not an integer") from None
+            raise ValueError(
+                f"configuration key '{key}' has value {text!r}, not an integer"
+            ) from None
 
     def set_integer(self, key: str, value: int) -> Configuration:
         if isinstance(value, bool) or not isinstance(value, int):
@@ -85,7 +87,9 @@ class Configuration:
         try:
             return float(text.strip())
         except ValueError:
-            raise ValueError(f"configuration key '{key}' has value {text!r}, not a number") from None
+            raise ValueError(
+                f"configuration key '{key}' has value {text!r}, not a number"
+            ) from None
 
     def set_float(self, key: str, value: float) -> Configuration:
         self._data[key] = repr(float(value))

@@ -199,10 +199,10 @@ class Function(ABC):  # noqa: B024 - no abstract method: open/close are optional
     """The base of all user functions: ``open`` before the first record, ``close`` after
     the last."""
 
-    def open(self, runtime_context: RuntimeContext) -> None:
+    def open(self, runtime_context: RuntimeContext) -> None:  # noqa: B027 - optional hook
         """Set up the function (e.g. obtain state); called once per subtask."""
 
-    def close(self) -> None:
+    def close(self) -> None:  # noqa: B027 - optional hook
         """Release what ``open`` acquired; called once per subtask."""
 
 

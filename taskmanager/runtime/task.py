@@ -34,6 +34,8 @@ from taskmanager.runtime.sources import create_source
 log = logging.getLogger(__name__)
 
 BATCH_SIZE = 1024
+#: batches buffered per input channel before the producer is held back
+GATE_CAPACITY = 16
 GATE_LOOKUP_TIMEOUT_S = 60.0
 
 
@@ -83,7 +85,7 @@ class Task:
         timeout = settings.get("buffer_timeout_ms", 100)
         self.buffer_timeout_ms = 100 if timeout is None else timeout
         self.layout = input_channel_layout(graph, self.vertex.id, task_id.subtask)
-        self.gate = InputGate(len(self.layout))
+        self.gate = InputGate(len(self.layout), GATE_CAPACITY)
         gates.register(task_id.job_id, task_id.attempt, self.vertex.id, task_id.subtask, self.gate)
         self.state = "DEPLOYING"
         self.cancelled = False

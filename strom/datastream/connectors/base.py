@@ -1,4 +1,4 @@
-"""The connector contract the runtime drives: ``Source``/``SourceReader`` and ``Sink``/``SinkWriter``.
+"""The connector contract the runtime drives: sources with readers, sinks with writers.
 
 As in ``pyflink.datastream.connectors.base``, ``Source`` and ``Sink`` are what a job hands to
 ``env.from_source(...)`` and ``ds.sink_to(...)``. A source splits its work deterministically from

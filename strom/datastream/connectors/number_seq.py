@@ -68,7 +68,6 @@ class NumberSequenceReader(SourceReader):
     def restore_position(self, position: object) -> None:
         if not isinstance(position, int) or not self._low <= position <= self._high:
             raise ValueError(
-                f"position {position!r} is outside this reader's range "
-                f"[{self._low}, {self._high})"
+                f"position {position!r} is outside this reader's range [{self._low}, {self._high})"
             )
         self._next = position
