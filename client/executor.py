@@ -9,14 +9,13 @@ import time
 import uuid
 from collections.abc import Callable
 
-import cloudpickle
-
 from client.gateway import ClusterClient
 from client.packaging import collect_job_files
 from strom.addresses import address_reaching
 from strom.datastream import execution_context
 from strom.datastream.stream_execution_environment import JobClient, JobExecutionResult
 from strom.errors import JobExecutionError
+from strom.graph import pickling
 from strom.graph.job_graph import JobGraph
 from strom.rpc import cluster_pb2 as pb
 
@@ -135,7 +134,7 @@ def submit_job(graph: JobGraph, job_root: str) -> ClusterJobClient:
         request = pb.SubmitJobRequest(
             job_id=job_id,
             job_name=graph.name,
-            job_graph=cloudpickle.dumps(graph),
+            job_graph=pickling.dumps(graph),
             files=files,
             config={k: str(v) for k, v in config.items()},
             plan_json=graph.plan_json(),

@@ -73,7 +73,7 @@ def test_positional_row():
     with pytest.raises(KeyError):
         row["name"]
     with pytest.raises(AttributeError):
-        row.name
+        _ = row.name
 
 
 def test_named_row_keeps_keyword_order():
@@ -87,7 +87,7 @@ def test_named_row_keeps_keyword_order():
     assert list(row.as_dict()) == ["name", "age"]
     assert "name" in row and "missing" not in row
     with pytest.raises(AttributeError):
-        row.missing
+        _ = row.missing
     with pytest.raises(KeyError):
         row["missing"]
 

@@ -199,7 +199,7 @@ def test_order_per_channel_is_preserved(link):
 
 
 def test_every_element_kind_round_trips(link):
-    connection = link()
+    connection = link(capacity=16)
     out = connection.open_channel(0)
     elements = [
         (RECORDS, [1, 2, 3], None),
@@ -386,9 +386,9 @@ def test_bad_frames_are_rejected_and_the_server_keeps_serving(data_server):
         with grpc.insecure_channel(data_server.address) as channel:
             transfer = data_pb2_grpc.DataExchangeStub(channel).Transfer
             bad_streams = {
-                "no header": [pb.DataFrame(payload=encode(EOP))],
-                "garbage": [pb.DataFrame(header=header), pb.DataFrame(payload=b"\x00garbage")],
-                "unknown tag": [pb.DataFrame(header=header), pb.DataFrame(payload=b"\x7f")],
+                "no header": [pb.DataFrame(payloads=[encode(EOP)])],
+                "garbage": [pb.DataFrame(header=header), pb.DataFrame(payloads=[b"\x00garbage"])],
+                "unknown tag": [pb.DataFrame(header=header), pb.DataFrame(payloads=[b"\x7f"])],
                 "bad channel": [
                     pb.DataFrame(
                         header=pb.ChannelHeader(job_id=job, vertex_id="v", channel=9),
@@ -400,7 +400,7 @@ def test_bad_frames_are_rejected_and_the_server_keeps_serving(data_server):
                 with pytest.raises(grpc.RpcError) as failure:
                     transfer(iter(frames), timeout=10)
                 assert failure.value.code() == grpc.StatusCode.INVALID_ARGUMENT, name
-            good = [pb.DataFrame(header=header), pb.DataFrame(payload=encode(EOP))]
+            good = [pb.DataFrame(header=header), pb.DataFrame(payloads=[encode(EOP)])]
             assert transfer(iter(good), timeout=10).elements == 1
         assert take(gate, 1) == [(0, EOP)]
     finally:

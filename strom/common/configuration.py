@@ -20,11 +20,12 @@ class Configuration:
 
     Example::
 
-        >>> config = Configuration()
-        >>> config.set_integer("parallelism.default", 4).set_string("rest.port", "8082")
+        >>> config = Configuration().set_integer("parallelism.default", 4)
         >>> config.get_integer("parallelism.default", 1)
         4
-        >>> StreamExecutionEnvironment.get_execution_environment(config)  # doctest: +SKIP
+        >>> config.get_string("parallelism.default")
+        '4'
+        >>> env = StreamExecutionEnvironment.get_execution_environment(config)  # doctest: +SKIP
     """
 
     def __init__(self, other: Configuration | Mapping[str, Any] | None = None) -> None:

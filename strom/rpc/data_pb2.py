@@ -24,7 +24,7 @@ _sym_db = _symbol_database.Default()
 
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x14strom/rpc/data.proto\x12\tstrom.rpc\"e\n\rChannelHeader\x12\x0e\n\x06job_id\x18\x01 \x01(\t\x12\x0f\n\x07\x61ttempt\x18\x02 \x01(\x05\x12\x11\n\tvertex_id\x18\x03 \x01(\t\x12\x0f\n\x07subtask\x18\x04 \x01(\x05\x12\x0f\n\x07\x63hannel\x18\x05 \x01(\x05\"F\n\tDataFrame\x12(\n\x06header\x18\x01 \x01(\x0b\x32\x18.strom.rpc.ChannelHeader\x12\x0f\n\x07payload\x18\x02 \x01(\x0c\"\x1f\n\x0bTransferAck\x12\x10\n\x08\x65lements\x18\x01 \x01(\x03\x32J\n\x0c\x44\x61taExchange\x12:\n\x08Transfer\x12\x14.strom.rpc.DataFrame\x1a\x16.strom.rpc.TransferAck(\x01\x62\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x14strom/rpc/data.proto\x12\tstrom.rpc\"e\n\rChannelHeader\x12\x0e\n\x06job_id\x18\x01 \x01(\t\x12\x0f\n\x07\x61ttempt\x18\x02 \x01(\x05\x12\x11\n\tvertex_id\x18\x03 \x01(\t\x12\x0f\n\x07subtask\x18\x04 \x01(\x05\x12\x0f\n\x07\x63hannel\x18\x05 \x01(\x05\"G\n\tDataFrame\x12(\n\x06header\x18\x01 \x01(\x0b\x32\x18.strom.rpc.ChannelHeader\x12\x10\n\x08payloads\x18\x02 \x03(\x0c\"\x1f\n\x0bTransferAck\x12\x10\n\x08\x65lements\x18\x01 \x01(\x03\x32J\n\x0c\x44\x61taExchange\x12:\n\x08Transfer\x12\x14.strom.rpc.DataFrame\x1a\x16.strom.rpc.TransferAck(\x01\x62\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -34,9 +34,9 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_CHANNELHEADER']._serialized_start=35
   _globals['_CHANNELHEADER']._serialized_end=136
   _globals['_DATAFRAME']._serialized_start=138
-  _globals['_DATAFRAME']._serialized_end=208
-  _globals['_TRANSFERACK']._serialized_start=210
-  _globals['_TRANSFERACK']._serialized_end=241
-  _globals['_DATAEXCHANGE']._serialized_start=243
-  _globals['_DATAEXCHANGE']._serialized_end=317
+  _globals['_DATAFRAME']._serialized_end=209
+  _globals['_TRANSFERACK']._serialized_start=211
+  _globals['_TRANSFERACK']._serialized_end=242
+  _globals['_DATAEXCHANGE']._serialized_start=244
+  _globals['_DATAEXCHANGE']._serialized_end=318
 # @@protoc_insertion_point(module_scope)

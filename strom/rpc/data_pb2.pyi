@@ -1,6 +1,7 @@
+from google.protobuf.internal import containers as _containers
 from google.protobuf import descriptor as _descriptor
 from google.protobuf import message as _message
-from collections.abc import Mapping as _Mapping
+from collections.abc import Iterable as _Iterable, Mapping as _Mapping
 from typing import ClassVar as _ClassVar, Optional as _Optional, Union as _Union
 
 DESCRIPTOR: _descriptor.FileDescriptor
@@ -20,12 +21,12 @@ class ChannelHeader(_message.Message):
     def __init__(self, job_id: _Optional[str] = ..., attempt: _Optional[int] = ..., vertex_id: _Optional[str] = ..., subtask: _Optional[int] = ..., channel: _Optional[int] = ...) -> None: ...
 
 class DataFrame(_message.Message):
-    __slots__ = ("header", "payload")
+    __slots__ = ("header", "payloads")
     HEADER_FIELD_NUMBER: _ClassVar[int]
-    PAYLOAD_FIELD_NUMBER: _ClassVar[int]
+    PAYLOADS_FIELD_NUMBER: _ClassVar[int]
     header: ChannelHeader
-    payload: bytes
-    def __init__(self, header: _Optional[_Union[ChannelHeader, _Mapping]] = ..., payload: _Optional[bytes] = ...) -> None: ...
+    payloads: _containers.RepeatedScalarFieldContainer[bytes]
+    def __init__(self, header: _Optional[_Union[ChannelHeader, _Mapping]] = ..., payloads: _Optional[_Iterable[bytes]] = ...) -> None: ...
 
 class TransferAck(_message.Message):
     __slots__ = ("elements",)

@@ -192,8 +192,8 @@ _REASONS = {
 class RemoteOutputChannel(OutputChannel):
     """A channel to a consumer in another TaskManager, over one gRPC stream.
 
-    ``send`` encodes the element and queues the bytes in a buffer of ``capacity`` frames that
-    feeds the stream. When the consumer's channel is full the receiver stops reading, HTTP/2
+    ``send`` encodes the element and queues the bytes in a buffer of ``capacity`` elements
+    that feeds the stream; gRPC takes whatever is queued as one message. When the consumer's channel is full the receiver stops reading, HTTP/2
     flow control stops gRPC from pulling frames, the buffer fills and ``send`` blocks: back
     pressure reaches the producer without anything growing without bound.
 
@@ -358,11 +358,13 @@ class RemoteOutputChannel(OutputChannel):
                             self._frames_waiting = False
                     if self._error is not None:
                         return
-                    payload = buffer.popleft()
+                    # Everything queued goes in one message: gRPC's cost is per message.
+                    payloads = list(buffer)
+                    buffer.clear()
                     self._last_progress = clock()
                     if self._senders_waiting:
                         cond.notify_all()
-                yield pb.DataFrame(payload=payload)
+                yield pb.DataFrame(payloads=payloads)
         finally:
             with cond:
                 self._frames_done = True

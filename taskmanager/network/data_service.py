@@ -1,7 +1,7 @@
 """The receiving end of remote channels: a gRPC service that feeds input gates.
 
 Each ``Transfer`` stream serves one channel: its first frame names the consumer's gate and
-channel; every later frame is one element, decoded and put into the gate. ``put`` blocks while
+channel; later frames carry elements, each decoded and put into the gate in order. ``put`` blocks while
 the channel is full, the handler then stops reading, and HTTP/2 flow control carries the back
 pressure to the producer. Whatever a peer sends, the process stays up: malformed frames end
 that stream with INVALID_ARGUMENT and a log line.
@@ -84,15 +84,15 @@ class DataExchangeService(data_pb2_grpc.DataExchangeServicer):
 
         channel = header.channel
         delivered = 0
-        frames = [first] if first.payload else []
         try:
-            for frame in _chain(frames, request_iterator):
-                try:
-                    element = decode(frame.payload)
-                except DecodeError as error:
-                    self._reject(context, peer, f"bad frame for {where}: {error}")
-                _put(gate, channel, element, context)
-                delivered += 1
+            for frame in _chain(first, request_iterator):
+                for payload in frame.payloads:
+                    try:
+                        element = decode(payload)
+                    except DecodeError as error:
+                        self._reject(context, peer, f"bad frame for {where}: {error}")
+                    _put(gate, channel, element, context)
+                    delivered += 1
         except GateClosed:
             context.abort(
                 grpc.StatusCode.ABORTED,
@@ -109,8 +109,8 @@ class DataExchangeService(data_pb2_grpc.DataExchangeServicer):
         context.abort(grpc.StatusCode.INVALID_ARGUMENT, message)
 
 
-def _chain(first: list[pb.DataFrame], rest: Iterator[pb.DataFrame]) -> Iterator[pb.DataFrame]:
-    yield from first
+def _chain(first: pb.DataFrame, rest: Iterator[pb.DataFrame]) -> Iterator[pb.DataFrame]:
+    yield first  # a header frame may carry elements too
     yield from rest
 
 

@@ -36,11 +36,12 @@ fi
 
 export DEBIAN_FRONTEND=noninteractive
 apt_install() {
-    apt-get install -y -q --no-install-recommends "${packages[@]}" >/dev/null
+    apt-get install -y -q -o DPkg::Lock::Timeout=120 --no-install-recommends "${packages[@]}" \
+        >/dev/null
 }
 # Without package lists (a fresh image) or with stale ones the install fails: update, retry.
 if ! apt_install 2>/dev/null; then
-    apt-get update -q >/dev/null
+    apt-get update -q -o DPkg::Lock::Timeout=120 >/dev/null
     apt_install
 fi
 # Debian's package starts sshd where a service manager runs; the harness runs its own sshd

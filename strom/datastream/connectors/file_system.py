@@ -800,7 +800,7 @@ class FileSink(Sink):
         output_file_config: OutputFileConfig | None = None,
         bucket_check_interval: int = 60 * 1000,
     ) -> None:
-        if not callable(getattr(encoder, "encode", None)):
+        if isinstance(encoder, (str, bytes)) or not callable(getattr(encoder, "encode", None)):
             raise TypeError(
                 "FileSink.for_row_format() takes an Encoder such as "
                 f"Encoder.simple_string_encoder(); got {encoder!r}"
