@@ -356,6 +356,22 @@ def test_close_returns_after_the_receiver_took_everything(data_server):
         data_server.registry.unregister(key.job_id, 1, "sink", 2)
 
 
+def test_close_gives_up_on_a_receiver_that_never_confirms(data_server):
+    gate = InputGate(1, capacity_per_channel=1)
+    key = ChannelKey(uuid.uuid4().hex, 0, "stuck", 0, 0)
+    data_server.registry.register(key.job_id, 0, "stuck", 0, gate)
+    try:
+        out = RemoteOutputChannel(data_server.address, key)
+        out.send((RECORDS, [1], None))
+        out.send((RECORDS, [2], None))  # the receiver blocks on the full gate with this one
+        with pytest.raises(ChannelError, match="did not confirm"):
+            out.close(timeout=0.3)
+        assert open_channel_count() == 0
+    finally:
+        gate.close()
+        data_server.registry.unregister(key.job_id, 0, "stuck", 0)
+
+
 def test_a_producer_reports_a_consumer_that_never_appears():
     served = start_data_server(lookup_timeout=0.1)
     try:
@@ -392,7 +408,7 @@ def test_bad_frames_are_rejected_and_the_server_keeps_serving(data_server):
                 "bad channel": [
                     pb.DataFrame(
                         header=pb.ChannelHeader(job_id=job, vertex_id="v", channel=9),
-                        payload=encode(EOP),
+                        payloads=[encode(EOP)],
                     )
                 ],
             }

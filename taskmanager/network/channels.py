@@ -178,6 +178,9 @@ def open_channel_count() -> int:
 
 # ---------------------------------------------------------------------- remote channel
 
+#: elements queued together travel in one gRPC message up to this many bytes
+_MAX_COALESCED_BYTES = 1024 * 1024
+
 _REASONS = {
     grpc.StatusCode.ABORTED: "the consumer closed its input (it finished, failed or was cancelled)",
     grpc.StatusCode.NOT_FOUND: "the consumer subtask is not deployed on that TaskManager",
@@ -193,9 +196,10 @@ class RemoteOutputChannel(OutputChannel):
     """A channel to a consumer in another TaskManager, over one gRPC stream.
 
     ``send`` encodes the element and queues the bytes in a buffer of ``capacity`` elements
-    that feeds the stream; gRPC takes whatever is queued as one message. When the consumer's channel is full the receiver stops reading, HTTP/2
-    flow control stops gRPC from pulling frames, the buffer fills and ``send`` blocks: back
-    pressure reaches the producer without anything growing without bound.
+    that feeds the stream; gRPC takes whatever is queued as one message. When the consumer's
+    channel is full the receiver stops reading, HTTP/2 flow control stops gRPC from pulling
+    messages, the buffer fills and ``send`` blocks: back pressure reaches the producer without
+    anything growing without bound.
 
     The stream opens in the constructor (without blocking) with a header-only frame, so the
     receiver starts looking for the consumer's gate before the first record exists.
@@ -358,9 +362,13 @@ class RemoteOutputChannel(OutputChannel):
                             self._frames_waiting = False
                     if self._error is not None:
                         return
-                    # Everything queued goes in one message: gRPC's cost is per message.
-                    payloads = list(buffer)
-                    buffer.clear()
+                    # What is queued goes in one message, gRPC's cost being per message, up
+                    # to a size every receiver accepts (one element always goes).
+                    payloads = [buffer.popleft()]
+                    size = len(payloads[0])
+                    while buffer and size + len(buffer[0]) <= _MAX_COALESCED_BYTES:
+                        size += len(buffer[0])
+                        payloads.append(buffer.popleft())
                     self._last_progress = clock()
                     if self._senders_waiting:
                         cond.notify_all()

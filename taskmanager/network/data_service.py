@@ -1,10 +1,10 @@
 """The receiving end of remote channels: a gRPC service that feeds input gates.
 
 Each ``Transfer`` stream serves one channel: its first frame names the consumer's gate and
-channel; later frames carry elements, each decoded and put into the gate in order. ``put`` blocks while
-the channel is full, the handler then stops reading, and HTTP/2 flow control carries the back
-pressure to the producer. Whatever a peer sends, the process stays up: malformed frames end
-that stream with INVALID_ARGUMENT and a log line.
+channel; later frames carry elements, each decoded and put into the gate in order. ``put``
+blocks while the channel is full, the handler then stops reading, and HTTP/2 flow control
+carries the back pressure to the producer. Whatever a peer sends, the process stays up:
+malformed frames end that stream with INVALID_ARGUMENT and a log line.
 """
 
 from __future__ import annotations
