@@ -26,11 +26,12 @@ from strom.configuration import StromConfig
 from strom.rpc import cluster_pb2 as pb
 from strom.rpc import cluster_pb2_grpc
 from taskmanager.deployment import TaskDeployer
-from taskmanager.network.data_service import DataExchangeService
+from taskmanager.network.data_service import SERVER_OPTIONS, DataExchangeService
 
 log = logging.getLogger(__name__)
 
-_MAX_RPC_THREADS = 256
+# Every incoming data channel holds a server thread while it lives; threads start lazily.
+_MAX_RPC_THREADS = 2048
 _GC_YOUNG_THRESHOLD = 50_000
 
 
@@ -89,7 +90,7 @@ class TaskExecutor:
         server = grpc.server(
             futures.ThreadPoolExecutor(max_workers=_MAX_RPC_THREADS, thread_name_prefix="tm-rpc"),
             options=[
-                ("grpc.max_receive_message_length", 512 * 1024 * 1024),
+                *SERVER_OPTIONS,
                 ("grpc.max_send_message_length", 512 * 1024 * 1024),
                 ("grpc.so_reuseport", 0),
             ],

@@ -94,7 +94,8 @@ def test_run_word_count_with_helpers_module_at_parallelism_2(cluster, tmp_path):
     text.write_text("\n".join(lines) + "\n")
     job = write_job(tmp_path / "job", WORD_COUNT, HELPERS)
     output = tmp_path / "out"
-    result = strom(cluster, "run", "-p", "2", str(job), str(text), str(output), cwd=tmp_path)
+    # Relative paths are the client's: the job resolves them where it is defined.
+    result = strom(cluster, "run", "-p", "2", str(job), "input.txt", "out", cwd=tmp_path)
     assert result.returncode == 0, result.stdout + result.stderr
     assert JOB_ID.search(result.stdout)
     assert "Job Runtime:" in result.stdout
@@ -229,3 +230,36 @@ def test_job_waits_for_slots_then_fails_with_a_clear_message(local_cluster, tmp_
     assert process.returncode == 1
     assert "Could not acquire the 3 slot(s)" in err
     assert time.monotonic() - started >= 3
+
+
+MAIN_CLASSES = """
+    import sys
+    from dataclasses import dataclass
+    from strom.datastream import StreamExecutionEnvironment
+    from strom.common import Encoder
+    from strom.datastream.connectors.file_system import FileSink
+
+    @dataclass
+    class Reading:
+        sensor: str
+        value: int
+
+    env = StreamExecutionEnvironment.get_execution_environment()
+    readings = env.from_collection([Reading(f"s{i % 3}", i) for i in range(30)])
+    totals = readings.key_by(lambda r: r.sensor).reduce(
+        lambda a, b: Reading(a.sensor, a.value + b.value)
+    )
+    totals.map(lambda r: (r.sensor, r.value)).sink_to(
+        FileSink.for_row_format(sys.argv[1], Encoder.simple_string_encoder()).build()
+    )
+    env.execute("main classes")
+"""
+
+
+def test_records_of_a_class_defined_in_the_job_script_cross_taskmanagers(cluster, tmp_path):
+    job = write_job(tmp_path / "classes", MAIN_CLASSES)
+    output = tmp_path / "totals"
+    result = strom(cluster, "run", "-p", "2", str(job), str(output))
+    assert result.returncode == 0, result.stdout + result.stderr
+    expected = {f"s{k}": sum(i for i in range(30) if i % 3 == k) for k in range(3)}
+    assert dict(read_counts(output)) == expected

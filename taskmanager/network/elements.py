@@ -81,7 +81,12 @@ def barrier(checkpoint_id: int, options: dict[str, Any] | None = None) -> tuple:
 
 def _dumps(obj: Any) -> bytes:
     try:
-        return pickle.dumps(obj, protocol=5)
+        data = pickle.dumps(obj, protocol=5)
+        if b"__main__" not in data:
+            return data
+        # A class of the job's main script is pickled by name as __main__.X, which names
+        # another module on the receiving TaskManager: send it by value instead.
+        return cloudpickle.dumps(obj, protocol=5)
     except Exception:
         # Plain pickle refuses lambdas, local functions and classes it cannot import by
         # name; cloudpickle sends those by value. Its output loads with plain pickle.

@@ -317,6 +317,6 @@ class Task:
         if quietly:
             for writer in self.writers:
                 try:
-                    writer.close()
+                    writer.cancel()  # no flushing or waiting for acks on the way down
                 except Exception:
                     pass

@@ -61,7 +61,11 @@ _DECOMPRESSORS: dict[str, Callable[[str], IO[bytes]]] = {
 
 
 def _local_path(path: Any) -> str:
-    """A local path from a path or a ``file://`` URI; other schemes are not supported."""
+    """An absolute local path from a path or a ``file://`` URI; other schemes are refused.
+
+    A relative path is taken relative to where the job is defined (the client's current
+    folder), not to wherever a TaskManager happens to run.
+    """
     text = os.fspath(path)
     if text.startswith("file://"):
         return text[len("file://") :] or "/"
@@ -72,7 +76,7 @@ def _local_path(path: Any) -> str:
             f"{text!r}: only local paths and file:// URIs are supported (a path every "
             "TaskManager can read, e.g. on a shared mount)"
         )
-    return text
+    return os.path.abspath(text)
 
 
 def _is_compressed(path: str) -> bool:
