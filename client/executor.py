@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import sys
 import threading
-import time
 import uuid
 from collections.abc import Callable
 
@@ -56,17 +55,14 @@ class ClusterJobClient(JobClient):
     def cancel(self) -> None:
         self.cluster.cancel(self.job_id)
 
-    def wait(self, poll_interval: float = 0.02) -> pb.JobDetails:
+    def wait(self) -> pb.JobDetails:
         """Block until the job reaches a terminal state; returns its final details."""
         if self._final is not None:
             return self._final
-        interval = poll_interval
         while True:
-            details = self.cluster.job(self.job_id)
+            details = self.cluster.await_job(self.job_id, timeout_s=10.0)
             if details.summary.state in _TERMINAL:
                 break
-            time.sleep(interval)  # polling the JobManager, not waiting for a fixed time
-            interval = min(interval * 1.5, 0.25)
         self._final = details
         self._finish()
         return details

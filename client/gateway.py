@@ -67,5 +67,10 @@ class ClusterClient:
     def job(self, job_id: str) -> pb.JobDetails:
         return self._call("GetJob", pb.JobId(job_id=job_id))
 
+    def await_job(self, job_id: str, timeout_s: float = 10.0) -> pb.JobDetails:
+        """The job's details once it has ended, or after ``timeout_s``."""
+        request = pb.AwaitJobRequest(job_id=job_id, timeout_ms=int(timeout_s * 1000))
+        return self._call("AwaitJob", request, timeout=timeout_s + 30)
+
     def cancel(self, job_id: str) -> None:
         self._call("CancelJob", pb.JobId(job_id=job_id))

@@ -61,6 +61,7 @@ class Dispatcher:
         self.lock = jobmanager.lock
         self.jobs: dict[str, JobRecord] = {}
         self._pending: list[str] = []
+        self._job_state_changed = threading.Condition(self.lock)
         self._wake = threading.Event()
         self._stopped = threading.Event()
         self._channels: dict[str, grpc.Channel] = {}
@@ -248,9 +249,11 @@ class Dispatcher:
                 self.jm.registry.release(record.job_id)
             self.wake()
         if decision.job_state_changed:
-            state = record.graph.state
-            if state in TERMINAL_JOB_STATES and record.ended_at < 0:
-                record.ended_at = time.time()
+            with self.lock:
+                state = record.graph.state
+                if state in TERMINAL_JOB_STATES and record.ended_at < 0:
+                    record.ended_at = time.time()
+                self._job_state_changed.notify_all()
             log.info("job %s (%s) is %s", record.job_id, record.graph.name, state)
 
     # -------------------------------------------------------------- events
@@ -349,6 +352,17 @@ class Dispatcher:
                 )
             details["vertices"] = vertices
             return details
+
+    def await_termination(self, job_id: str, timeout_s: float) -> None:
+        """Block until the job has ended or ``timeout_s`` passed."""
+        deadline = time.monotonic() + timeout_s
+        with self.lock:
+            record = self._get(job_id)
+            while record.graph.state not in TERMINAL_JOB_STATES:
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    return
+                self._job_state_changed.wait(remaining)
 
     def counts(self) -> list[str]:
         with self.lock:

@@ -123,6 +123,14 @@ class JobManagerGateway(cluster_pb2_grpc.JobManagerGatewayServicer):
     def ListJobs(self, request: pb.Empty, context) -> pb.JobList:
         return pb.JobList(jobs=[_summary(s) for s in self.jm.dispatcher.summaries()])
 
+    def AwaitJob(self, request: pb.AwaitJobRequest, context) -> pb.JobDetails:
+        timeout_s = min(max(request.timeout_ms, 0), 60_000) / 1000.0
+        try:
+            self.jm.dispatcher.await_termination(request.job_id, timeout_s)
+        except KeyError as error:
+            context.abort(grpc.StatusCode.NOT_FOUND, str(error.args[0]))
+        return self.GetJob(pb.JobId(job_id=request.job_id), context)
+
     def GetJob(self, request: pb.JobId, context) -> pb.JobDetails:
         try:
             details = self.jm.dispatcher.details(request.job_id)

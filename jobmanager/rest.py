@@ -102,7 +102,10 @@ class RestServer:
 
     def start(self) -> None:
         self._thread = threading.Thread(
-            target=self._httpd.serve_forever, name="jm-rest", daemon=True
+            target=self._httpd.serve_forever,
+            kwargs={"poll_interval": 0.05},  # how quickly stop() takes effect
+            name="jm-rest",
+            daemon=True,
         )
         self._thread.start()
 

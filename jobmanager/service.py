@@ -41,14 +41,18 @@ class JobManager:
         self._expiry_thread: threading.Thread | None = None
         self.rpc_port: int = 0
         self.rest_port: int = 0
+        self._executor: futures.ThreadPoolExecutor | None = None
         self.dispatcher = Dispatcher(self)
 
     # -------------------------------------------------------------- lifecycle
 
     def start(self) -> None:
         rpc_host = self.config["jobmanager.bind-host"] or self.config["jobmanager.rpc.address"]
+        self._executor = futures.ThreadPoolExecutor(
+            max_workers=_MAX_RPC_THREADS, thread_name_prefix="jm-rpc"
+        )
         server = grpc.server(
-            futures.ThreadPoolExecutor(max_workers=_MAX_RPC_THREADS, thread_name_prefix="jm-rpc"),
+            self._executor,
             options=[
                 ("grpc.max_receive_message_length", 512 * 1024 * 1024),
                 ("grpc.max_send_message_length", 512 * 1024 * 1024),
@@ -104,6 +108,7 @@ class JobManager:
             self._rest.stop()
         if self._server is not None:
             self._server.stop(grace).wait()
+            self._executor.shutdown(wait=False)
         log.info("JobManager stopped")
 
     def wait(self) -> None:

@@ -72,6 +72,7 @@ class TaskExecutor:
         self._current_call: grpc.Future | None = None
         self._outgoing: queue.Queue[pb.TaskManagerMessage | None] | None = None
         self.port = 0
+        self._executor: futures.ThreadPoolExecutor | None = None
         self._gc_threshold = gc.get_threshold()
         self.deployer = TaskDeployer(lambda: self.resource_id, lambda: self.address)
 
@@ -87,8 +88,11 @@ class TaskExecutor:
         self._gc_threshold = gc.get_threshold()
         gc.set_threshold(max(self._gc_threshold[0], _GC_YOUNG_THRESHOLD), *self._gc_threshold[1:])
         bind_host = self.config["taskmanager.bind-host"] or self.host
+        self._executor = futures.ThreadPoolExecutor(
+            max_workers=_MAX_RPC_THREADS, thread_name_prefix="tm-rpc"
+        )
         server = grpc.server(
-            futures.ThreadPoolExecutor(max_workers=_MAX_RPC_THREADS, thread_name_prefix="tm-rpc"),
+            self._executor,
             options=[
                 *SERVER_OPTIONS,
                 ("grpc.max_send_message_length", 512 * 1024 * 1024),
@@ -132,6 +136,7 @@ class TaskExecutor:
         self.deployer.close()
         if self._server is not None:
             self._server.stop(0.5).wait()
+            self._executor.shutdown(wait=False)
         log.info("TaskManager %s stopped", self.resource_id)
 
     # -------------------------------------------------------------- JobManager session

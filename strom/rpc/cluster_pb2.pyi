@@ -189,6 +189,14 @@ class JobId(_message.Message):
     job_id: str
     def __init__(self, job_id: _Optional[str] = ...) -> None: ...
 
+class AwaitJobRequest(_message.Message):
+    __slots__ = ("job_id", "timeout_ms")
+    JOB_ID_FIELD_NUMBER: _ClassVar[int]
+    TIMEOUT_MS_FIELD_NUMBER: _ClassVar[int]
+    job_id: str
+    timeout_ms: int
+    def __init__(self, job_id: _Optional[str] = ..., timeout_ms: _Optional[int] = ...) -> None: ...
+
 class JobSummary(_message.Message):
     __slots__ = ("job_id", "name", "state", "start_time", "end_time", "duration", "tasks")
     class TasksEntry(_message.Message):

@@ -64,6 +64,11 @@ class JobManagerGatewayStub:
                 request_serializer=strom_dot_rpc_dot_cluster__pb2.JobId.SerializeToString,
                 response_deserializer=strom_dot_rpc_dot_cluster__pb2.JobDetails.FromString,
                 _registered_method=True)
+        self.AwaitJob = channel.unary_unary(
+                '/strom.rpc.JobManagerGateway/AwaitJob',
+                request_serializer=strom_dot_rpc_dot_cluster__pb2.AwaitJobRequest.SerializeToString,
+                response_deserializer=strom_dot_rpc_dot_cluster__pb2.JobDetails.FromString,
+                _registered_method=True)
         self.CancelJob = channel.unary_unary(
                 '/strom.rpc.JobManagerGateway/CancelJob',
                 request_serializer=strom_dot_rpc_dot_cluster__pb2.JobId.SerializeToString,
@@ -117,6 +122,13 @@ class JobManagerGatewayServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def AwaitJob(self, request, context):
+        """Answers once the job has ended, or after the request's timeout.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
     def CancelJob(self, request, context):
         """Missing associated documentation comment in .proto file."""
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
@@ -161,6 +173,11 @@ def add_JobManagerGatewayServicer_to_server(servicer, server):
             'GetJob': grpc.unary_unary_rpc_method_handler(
                     servicer.GetJob,
                     request_deserializer=strom_dot_rpc_dot_cluster__pb2.JobId.FromString,
+                    response_serializer=strom_dot_rpc_dot_cluster__pb2.JobDetails.SerializeToString,
+            ),
+            'AwaitJob': grpc.unary_unary_rpc_method_handler(
+                    servicer.AwaitJob,
+                    request_deserializer=strom_dot_rpc_dot_cluster__pb2.AwaitJobRequest.FromString,
                     response_serializer=strom_dot_rpc_dot_cluster__pb2.JobDetails.SerializeToString,
             ),
             'CancelJob': grpc.unary_unary_rpc_method_handler(
@@ -335,6 +352,33 @@ class JobManagerGateway:
             target,
             '/strom.rpc.JobManagerGateway/GetJob',
             strom_dot_rpc_dot_cluster__pb2.JobId.SerializeToString,
+            strom_dot_rpc_dot_cluster__pb2.JobDetails.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def AwaitJob(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/strom.rpc.JobManagerGateway/AwaitJob',
+            strom_dot_rpc_dot_cluster__pb2.AwaitJobRequest.SerializeToString,
             strom_dot_rpc_dot_cluster__pb2.JobDetails.FromString,
             options,
             channel_credentials,
