@@ -144,10 +144,11 @@ class DataStream:
         if not isinstance(parallelism, int) or parallelism < 1:
             raise ValueError(f"parallelism must be an int of at least 1; got {parallelism!r}")
         transformation = self._physical()
-        if transformation.operator.kind == "source_collection" and parallelism != 1:
+        if transformation.operator.args.get("non_parallel") and parallelism != 1:
             raise ValueError(
-                "from_collection() is a non-parallel source (as in Flink); its parallelism "
-                "must be 1 — rebalance() after it to spread its records"
+                f"'{transformation.name}' is a non-parallel source (as in Flink); its "
+                "parallelism must be 1. rebalance() after it to spread its records, or use a "
+                "parallel source (e.g. a ParallelSourceFunction)"
             )
         transformation.parallelism = parallelism
         return self

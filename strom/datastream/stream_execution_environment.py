@@ -188,7 +188,9 @@ class StreamExecutionEnvironment:
         from strom.datastream.connectors.collection import CollectionSource
 
         values = list(collection)
-        spec = OperatorSpec("source", args={"source": CollectionSource(values)})
+        spec = OperatorSpec(
+            "source", args={"source": CollectionSource(values), "non_parallel": True}
+        )
         transformation = self._stream_graph.add(
             "Source: Collection Source",
             [],
@@ -197,8 +199,6 @@ class StreamExecutionEnvironment:
             is_source=True,
             parallelism=1,
         )
-        spec.kind = "source"
-        transformation.operator.args["non_parallel"] = True
         return DataStream(self, transformation)
 
     def from_source(
@@ -231,7 +231,7 @@ class StreamExecutionEnvironment:
         if not callable(getattr(source_func, "run", None)):
             raise TypeError("add_source() needs a SourceFunction with run(ctx) and cancel()")
         parallel = any(c.__name__ == "ParallelSourceFunction" for c in type(source_func).__mro__)
-        spec = OperatorSpec("source_function", source_func)
+        spec = OperatorSpec("source_function", source_func, args={"non_parallel": not parallel})
         transformation = self._stream_graph.add(
             f"Source: {source_name}",
             [],

@@ -37,6 +37,7 @@ BATCH_SIZE = 1024
 #: batches buffered per input channel before the producer is held back
 GATE_CAPACITY = 16
 GATE_LOOKUP_TIMEOUT_S = 60.0
+_FLUSH_WHEN_FULL_MS = 365 * 24 * 3600 * 1000
 
 
 class TaskCancelled(Exception):
@@ -83,7 +84,11 @@ class Task:
         self.name = f"{self.vertex.name} ({task_id.subtask + 1}/{self.vertex.parallelism})"
         settings = graph.settings
         timeout = settings.get("buffer_timeout_ms", 100)
-        self.buffer_timeout_ms = 100 if timeout is None else timeout
+        if timeout is None:
+            timeout = 100
+        elif timeout < 0:  # -1, as in Flink: send a batch only when it is full (or at the end)
+            timeout = _FLUSH_WHEN_FULL_MS
+        self.buffer_timeout_ms = timeout
         self.layout = input_channel_layout(graph, self.vertex.id, task_id.subtask)
         self.gate = InputGate(len(self.layout), GATE_CAPACITY)
         gates.register(task_id.job_id, task_id.attempt, self.vertex.id, task_id.subtask, self.gate)
