@@ -17,12 +17,19 @@ from typing import TYPE_CHECKING, Any
 
 import grpc
 
+from jobmanager import restart_strategy
+from jobmanager.checkpoint_coordinator import CheckpointCoordinator, CompletedCheckpoint
+from jobmanager.checkpointing import Checkpointing
 from jobmanager.execution_graph import (
     CREATED,
+    RESTARTING,
     TERMINAL_JOB_STATES,
     Decision,
     ExecutionGraph,
 )
+from strom.checkpoint_storage import FileSystemCheckpointStorage, storage_for
+from strom.configuration import OPTIONS, StromConfig
+from strom.errors import ConfigurationError
 from strom.rpc import cluster_pb2 as pb
 from strom.rpc import cluster_pb2_grpc
 
@@ -42,9 +49,17 @@ class JobRecord:
     graph: ExecutionGraph
     plan: dict[str, Any]
     submitted_at: float
+    config: StromConfig
+    storage: FileSystemCheckpointStorage
+    strategy: restart_strategy.RestartStrategy
+    sources: set[str]
     started_at: float = -1.0
     ended_at: float = -1.0
     placement: dict[tuple[str, int], tuple[str, str]] = field(default_factory=dict)
+    coordinator: CheckpointCoordinator | None = None
+    checkpoint_metadata: dict[int, dict] = field(default_factory=dict)
+    #: the savepoint the job was started from (strom run -s)
+    initial_restore: dict | None = None
 
     @property
     def job_id(self) -> str:
@@ -68,12 +83,15 @@ class Dispatcher:
         self._thread = threading.Thread(
             target=self._schedule_loop, name="jm-scheduler", daemon=True
         )
+        self.checkpointing = Checkpointing(self)
 
     def start(self) -> None:
         self._thread.start()
+        self.checkpointing.start()
 
     def stop(self) -> None:
         self._stopped.set()
+        self.checkpointing.stop()
         self._wake.set()
         for channel in list(self._channels.values()):
             channel.close()
@@ -89,11 +107,64 @@ class Dispatcher:
             graph = ExecutionGraph.from_plan(job_id, plan)
         except (ValueError, KeyError, TypeError) as error:
             raise ValueError(f"the job's plan is malformed: {error}") from None
+        settings = {k: v for k, v in request.config.items() if k in OPTIONS}
+        try:
+            config = self.jm.config.with_overrides(settings, source="the job's configuration")
+        except ConfigurationError as error:
+            raise ValueError(str(error)) from None
+        checkpointing = config["execution.checkpointing.interval"] is not None
+        strategy = restart_strategy.from_config(
+            {**{k: v for k, v in config.explicit().items()}, **request.config}, checkpointing
+        )
+        storage = storage_for(config["state.checkpoints.dir"])
+        initial_restore = None
+        savepoint_path = request.config.get("execution.savepoint.path")
+        if savepoint_path:
+            initial_restore = storage.read_metadata(savepoint_path)
+            if initial_restore is None:
+                raise ValueError(
+                    f"'{savepoint_path}' is not a finished savepoint or checkpoint (it has no "
+                    "_metadata)"
+                )
+            uids = {op["uid"] for node in plan["nodes"] for op in node.get("operators", [])}
+            unknown = sorted(set(initial_restore["operators"]) - uids)
+            allow = request.config.get("execution.savepoint.ignore-unclaimed-state") == "true"
+            if unknown and not allow:
+                raise ValueError(
+                    f"the savepoint has state for operators this job does not have: "
+                    f"{', '.join(unknown)}. Set matching uid()s, or allow dropping that state "
+                    "with -n/--allowNonRestoredState"
+                )
+        sources = {node["id"] for node in plan["nodes"] if node.get("pact") == "Data Source"}
         with self.lock:
             if job_id in self.jobs:
                 raise ValueError(f"a job with id {job_id} was already submitted")
-            record = JobRecord(request, graph, plan, time.time())
+            record = JobRecord(
+                request,
+                graph,
+                plan,
+                time.time(),
+                config,
+                storage,
+                strategy,
+                sources,
+                initial_restore=initial_restore,
+            )
             graph.name = request.job_name or graph.name
+            graph.restart_policy = lambda: strategy.on_failure(time.time())
+            coordinator = self.checkpointing.coordinator_for(record)
+            if initial_restore is not None:
+                coordinator.restored(
+                    CompletedCheckpoint(
+                        initial_restore["checkpoint_id"],
+                        0.0,
+                        0.0,
+                        {},
+                        savepoint_path,
+                        bool(initial_restore.get("is_savepoint")),
+                    )
+                )
+                coordinator.restored_from = None  # the savepoint is not ours to delete
             self.jobs[job_id] = record
             self._pending.append(job_id)
         log.info(
@@ -148,6 +219,13 @@ class Dispatcher:
                 needed = graph.slots_required()
                 slots = self.jm.registry.allocate(job_id, needed)
                 if slots is None:
+                    if graph.attempt > 0:
+                        # A restarting job waits for TaskManagers to come (back).
+                        graph.status_message = (
+                            f"restarting: waiting for {needed} free slot(s); the cluster has "
+                            f"{self.jm.registry.slots_available} free"
+                        )
+                        continue
                     total = self.jm.registry.slots_total
                     free = self.jm.registry.slots_available
                     graph.status_message = (
@@ -197,6 +275,7 @@ class Dispatcher:
             pb.TaskLocation(vertex_id=v, subtask=i, address=address)
             for (v, i), (_, address) in record.placement.items()
         ]
+        restore = self.checkpointing.restore_bytes(record)
         log.info(
             "deploying job %s attempt %d to %d TaskManager(s)",
             record.job_id,
@@ -214,6 +293,7 @@ class Dispatcher:
                 locations=locations,
                 config=request.config,
                 jobmanager_address=self.jm.advertised_address,
+                restore=restore,
             )
             try:
                 answer = self._stub(address).DeployTasks(deployment, timeout=_RPC_TIMEOUT_S)
@@ -240,6 +320,17 @@ class Dispatcher:
                 log.info("could not cancel tasks on %s: %s", address, error.code())
 
     def _apply(self, record: JobRecord, decision: Decision) -> None:
+        if decision.restart_after is not None:
+            self.checkpointing.abort_pending(record, "the job is restarting")
+            log.warning(
+                "job %s failed (%s); restarting in %.1f s",
+                record.job_id,
+                record.graph.failure.strip().splitlines()[-1] if record.graph.failure else "",
+                decision.restart_after,
+            )
+            timer = threading.Timer(decision.restart_after, self._restart, args=(record,))
+            timer.daemon = True
+            timer.start()
         if decision.cancel_tasks:
             threading.Thread(
                 target=self._cancel_tasks, args=(record,), name="jm-cancel", daemon=True
@@ -255,6 +346,82 @@ class Dispatcher:
                     record.ended_at = time.time()
                 self._job_state_changed.notify_all()
             log.info("job %s (%s) is %s", record.job_id, record.graph.name, state)
+
+    def _restart(self, record: JobRecord) -> None:
+        with self.lock:
+            if record.graph.state != RESTARTING:
+                return
+            record.graph.begin_attempt()
+            record.placement = {}
+            if record.coordinator is not None:
+                record.coordinator.tasks = set(record.graph.subtasks)
+                latest = record.coordinator.latest()
+                if latest is not None:
+                    record.coordinator.counts["restored"] += 1
+            self._pending.append(record.job_id)
+        self.wake()
+
+    def fail_job(self, record: JobRecord, reason: str) -> None:
+        with self.lock:
+            decision = record.graph.fail(reason)
+        self._apply(record, decision)
+
+    def finish_after_savepoint(self, record: JobRecord, then: str) -> None:
+        with self.lock:
+            decision = record.graph.stop() if then == "stop" else record.graph.cancel()
+        self._apply(record, decision)
+
+    # -------------------------------------------------------------- savepoints
+
+    def trigger_savepoint(
+        self, job_id: str, target_dir: str | None = None, cancel_job: bool = False
+    ) -> str:
+        record = self._get(job_id)
+        return self.checkpointing.trigger_savepoint(
+            record, target_dir, "cancel" if cancel_job else ""
+        )
+
+    def stop_with_savepoint(
+        self, job_id: str, target_dir: str | None = None, drain: bool = False
+    ) -> str:
+        record = self._get(job_id)
+        return self.checkpointing.trigger_savepoint(record, target_dir, "stop")
+
+    def savepoint_status(self, job_id: str, trigger_id: str) -> dict:
+        status = self.checkpointing.savepoints.get(trigger_id)
+        if status is None or status["job_id"] != job_id:
+            raise KeyError(f"no savepoint {trigger_id} for job {job_id}")
+        return {k: v for k, v in status.items() if k in ("status", "operation")}
+
+    def checkpoint_stats(self, job_id: str) -> dict:
+        with self.lock:
+            return self.checkpointing.stats(self._get(job_id))
+
+    def checkpoint_config(self, job_id: str) -> dict:
+        record = self._get(job_id)
+        config = record.config
+        interval = config["execution.checkpointing.interval"]
+        return {
+            "mode": "exactly_once"
+            if config["execution.checkpointing.mode"] == "exactly_once"
+            else "at_least_once",
+            "interval": interval if interval is not None else 0x7FFFFFFFFFFFFFFF,
+            "timeout": config["execution.checkpointing.timeout"],
+            "min_pause": config["execution.checkpointing.min-pause"],
+            "max_concurrent": config["execution.checkpointing.max-concurrent-checkpoints"],
+            "tolerable_failed_checkpoints": config[
+                "execution.checkpointing.tolerable-failed-checkpoints"
+            ],
+            "externalization": {
+                "enabled": True,
+                "delete_on_cancellation": config[
+                    "execution.checkpointing.externalized-checkpoint-retention"
+                ]
+                == "DELETE_ON_CANCELLATION",
+            },
+            "checkpoint_storage": f"FileSystemCheckpointStorage ({record.storage.base})",
+            "state_backend": "HashMapStateBackend",
+        }
 
     # -------------------------------------------------------------- events
 
@@ -324,6 +491,11 @@ class Dispatcher:
             details["status-message"] = graph.status_message
             details["failure"] = graph.failure
             details["attempt"] = graph.attempt
+            details["restarts"] = graph.restarts
+            details["restart-strategy"] = record.strategy.describe()
+            details["exceptions"] = [
+                {"exception": text, "location": where} for text, where in reversed(graph.failures)
+            ]
             details["plan"] = record.plan
             vertices = []
             for vertex in graph.vertices:

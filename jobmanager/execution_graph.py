@@ -12,6 +12,7 @@ from typing import Any
 
 CREATED, RUNNING, FINISHED = "CREATED", "RUNNING", "FINISHED"
 FAILING, FAILED, CANCELLING, CANCELED = "FAILING", "FAILED", "CANCELLING", "CANCELED"
+RESTARTING = "RESTARTING"
 TERMINAL_JOB_STATES = (FINISHED, FAILED, CANCELED)
 TERMINAL_TASK_STATES = ("FINISHED", "FAILED", "CANCELED")
 TASK_STATES = (
@@ -45,6 +46,8 @@ class Decision:
     cancel_tasks: bool = False
     release_slots: bool = False
     job_state_changed: bool = False
+    #: the job is RESTARTING: run attempt + 1 after this many seconds
+    restart_after: float | None = None
 
 
 @dataclass
@@ -58,6 +61,13 @@ class ExecutionGraph:
     status_message: str = ""
     subtasks: dict[tuple[str, int], Subtask] = field(default_factory=dict)
     timestamps: dict[str, float] = field(default_factory=dict)
+    #: asked when the job fails: seconds until a restart, or None to fail for good
+    restart_policy: Any = None
+    restarts: int = 0
+    #: every failure, oldest first: (root cause text, the subtask or TaskManager it came from)
+    failures: list[tuple[str, str]] = field(default_factory=list)
+    _pending_restart: float | None = None
+    _stopping: bool = False
 
     @classmethod
     def from_plan(cls, job_id: str, plan: dict[str, Any]) -> ExecutionGraph:
@@ -125,11 +135,23 @@ class ExecutionGraph:
             return decision
         subtask.state = state
         if state == "FAILED" and self.state in (RUNNING, CREATED):
-            self.state = FAILING
-            self.failure = failure or f"task {vertex_id}[{index}] failed"
+            self._failing(failure or f"task {vertex_id}[{index}] failed", f"{vertex_id}[{index}]")
             decision.cancel_tasks = True
             decision.job_state_changed = True
         return self._settle(decision)
+
+    def _failing(self, cause: str, where: str) -> None:
+        self.state = FAILING
+        self.failure = cause
+        self.failures.append((cause, where))
+        self._pending_restart = self.restart_policy() if self.restart_policy else None
+
+    def begin_attempt(self) -> None:
+        """After RESTARTING's delay: a new attempt waits for slots like a new job."""
+        self.attempt += 1
+        self.restarts += 1
+        self.reset_subtasks()
+        self.state = CREATED
 
     def taskmanager_lost(self, resource_id: str, reason: str) -> Decision:
         decision = Decision()
@@ -142,8 +164,7 @@ class ExecutionGraph:
             if subtask.state not in TERMINAL_TASK_STATES:
                 subtask.state = "FAILED"
         if self.state in (RUNNING, CREATED):
-            self.state = FAILING
-            self.failure = f"TaskManager {resource_id} was lost ({reason})"
+            self._failing(f"TaskManager {resource_id} was lost ({reason})", resource_id)
             decision.cancel_tasks = True
             decision.job_state_changed = True
         return self._settle(decision)
@@ -152,7 +173,7 @@ class ExecutionGraph:
         decision = Decision()
         if self.state in TERMINAL_JOB_STATES or self.state == CANCELLING:
             return decision
-        if self.state == CREATED:
+        if self.state in (CREATED, RESTARTING):
             self.state = CANCELED
             decision.job_state_changed = True
             decision.release_slots = True
@@ -162,16 +183,24 @@ class ExecutionGraph:
         decision.job_state_changed = True
         return self._settle(decision)
 
+    def stop(self) -> Decision:
+        """End the job after a savepoint (``strom stop``): cancel its tasks, end FINISHED."""
+        decision = self.cancel()
+        self._stopping = True
+        return self._settle(decision)
+
     def fail(self, reason: str) -> Decision:
         """Fail the job from outside its tasks (deployment error, slot timeout)."""
         decision = Decision(job_state_changed=True, release_slots=True)
         if self.state in TERMINAL_JOB_STATES:
             return Decision()
         self.failure = reason
-        if self.state == CREATED:
+        self.failures.append((reason, "JobManager"))
+        if self.state in (CREATED, RESTARTING):
             self.state = FAILED
             return decision
         self.state = FAILING
+        self._pending_restart = None
         decision.cancel_tasks = True
         return self._settle(decision)
 
@@ -183,9 +212,15 @@ class ExecutionGraph:
             if all(s == "FINISHED" for s in states):
                 self.state = FINISHED
         elif self.state == FAILING:
+            if self._pending_restart is not None:
+                self.state = RESTARTING
+                decision.restart_after = self._pending_restart
+                decision.release_slots = True
+                decision.job_state_changed = True
+                return decision
             self.state = FAILED
         elif self.state == CANCELLING:
-            self.state = CANCELED
+            self.state = FINISHED if self._stopping else CANCELED
         if self.state in TERMINAL_JOB_STATES:
             decision.job_state_changed = True
             decision.release_slots = True

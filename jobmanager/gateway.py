@@ -152,6 +152,7 @@ class JobManagerGateway(cluster_pb2_grpc.JobManagerGatewayServicer):
             ],
             failure=details["failure"],
             status_message=details["status-message"],
+            restarts=details["restarts"],
         )
 
     def CancelJob(self, request: pb.JobId, context) -> pb.Ack:
@@ -164,6 +165,37 @@ class JobManagerGateway(cluster_pb2_grpc.JobManagerGatewayServicer):
     def UpdateTaskExecutionState(self, request: pb.TaskExecutionState, context) -> pb.Ack:
         self.jm.dispatcher.task_state_changed(request)
         return pb.Ack(ok=True)
+
+    def AcknowledgeCheckpoint(self, request: pb.CheckpointAck, context) -> pb.Ack:
+        self.jm.dispatcher.checkpointing.acknowledge(request)
+        return pb.Ack(ok=True)
+
+    def DeclineCheckpoint(self, request: pb.CheckpointDecline, context) -> pb.Ack:
+        self.jm.dispatcher.checkpointing.decline(request)
+        return pb.Ack(ok=True)
+
+    def TriggerSavepoint(self, request: pb.SavepointRequest, context) -> pb.SavepointTriggerId:
+        try:
+            trigger_id = self.jm.dispatcher.checkpointing.trigger_savepoint(
+                self.jm.dispatcher._get(request.job_id), request.target_dir or None, request.then
+            )
+        except KeyError as error:
+            context.abort(grpc.StatusCode.NOT_FOUND, str(error.args[0]))
+        except ValueError as error:
+            context.abort(grpc.StatusCode.FAILED_PRECONDITION, str(error))
+        return pb.SavepointTriggerId(trigger_id=trigger_id)
+
+    def GetSavepoint(self, request: pb.SavepointStatusRequest, context) -> pb.SavepointStatus:
+        try:
+            status = self.jm.dispatcher.savepoint_status(request.job_id, request.trigger_id)
+        except KeyError as error:
+            context.abort(grpc.StatusCode.NOT_FOUND, str(error.args[0]))
+        operation = status.get("operation", {})
+        return pb.SavepointStatus(
+            state=status["status"]["id"],
+            location=operation.get("location", ""),
+            failure=operation.get("failure-cause", {}).get("stack-trace", ""),
+        )
 
 
 def _summary(summary: dict) -> pb.JobSummary:

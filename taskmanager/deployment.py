@@ -8,21 +8,81 @@ from __future__ import annotations
 
 import logging
 import os
+import pickle
 import shutil
 import sys
 import tempfile
 import threading
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import cloudpickle
 import grpc
 
+from strom.checkpoint_storage import storage_for
 from strom.rpc import cluster_pb2 as pb
 from strom.rpc import cluster_pb2_grpc
 from taskmanager.network.gate_registry import GateRegistry
+from taskmanager.network.input_gate import GateClosed
 from taskmanager.runtime.task import Task, TaskId
 
 log = logging.getLogger(__name__)
+
+
+class CheckpointServices:
+    """Writes task snapshots off the task threads and acknowledges them to the JobManager."""
+
+    def __init__(self, deployer: TaskDeployer, jobmanager_address: str) -> None:
+        self.deployer = deployer
+        self.jobmanager_address = jobmanager_address
+        self.storage = storage_for(None)
+
+    def write_snapshot(self, task: Task, checkpoint_id: int, options: dict, states: dict) -> None:
+        self.deployer.snapshot_pool.submit(self._write, task, checkpoint_id, options, states)
+
+    def _write(self, task: Task, checkpoint_id: int, options: dict, states: dict) -> None:
+        stub = self.deployer._stub(self.jobmanager_address)
+        try:
+            data = pickle.dumps(states, protocol=5)
+        except Exception:
+            data = cloudpickle.dumps(states, protocol=5)
+        try:
+            name = f"{task.id.vertex_id}-{task.id.subtask}-a{task.id.attempt}.state"
+            path = self.storage.write_state(options["location"], name, data)
+            handle = {
+                "path": path,
+                "operators": list(states),
+                "parallelism": task.vertex.parallelism,
+                "max_parallelism": task.vertex.max_parallelism,
+            }
+            stub.AcknowledgeCheckpoint(
+                pb.CheckpointAck(
+                    job_id=task.id.job_id,
+                    attempt=task.id.attempt,
+                    vertex_id=task.id.vertex_id,
+                    subtask=task.id.subtask,
+                    checkpoint_id=checkpoint_id,
+                    handle=pickle.dumps(handle),
+                    state_size=len(data),
+                ),
+                timeout=30,
+            )
+        except Exception as error:
+            log.warning("snapshot %d of %s failed: %s", checkpoint_id, task.name, error)
+            try:
+                stub.DeclineCheckpoint(
+                    pb.CheckpointDecline(
+                        job_id=task.id.job_id,
+                        attempt=task.id.attempt,
+                        vertex_id=task.id.vertex_id,
+                        subtask=task.id.subtask,
+                        checkpoint_id=checkpoint_id,
+                        reason=repr(error),
+                    ),
+                    timeout=10,
+                )
+            except grpc.RpcError:
+                pass
 
 
 class TaskDeployer:
@@ -34,6 +94,7 @@ class TaskDeployer:
         self.lock = threading.Lock()
         self.work_dir = work_dir or Path(tempfile.mkdtemp(prefix="strom-tm-"))
         self._channels: dict[str, grpc.Channel] = {}
+        self.snapshot_pool = ThreadPoolExecutor(max_workers=2, thread_name_prefix="tm-snapshot")
 
     # -------------------------------------------------------------- deploy
 
@@ -46,6 +107,8 @@ class TaskDeployer:
             log.exception("cannot load job %s", request.job_id)
             return pb.Ack(ok=False, message=f"cannot load the job graph: {error!r}")
         locations = {(loc.vertex_id, loc.subtask): loc.address for loc in request.locations}
+        checkpoints = CheckpointServices(self, request.jobmanager_address)
+        restore = pickle.loads(request.restore) if request.restore else None
         created = []
         with self.lock:
             # Every subtask gets its own copy of the user's functions, as in Flink.
@@ -60,6 +123,8 @@ class TaskDeployer:
                     self.gates,
                     self._reporter(request.jobmanager_address),
                     parameters,
+                    checkpoints,
+                    dict(restore) if restore else None,
                 )
                 self.tasks[task_id] = task
                 created.append(task)
@@ -101,6 +166,42 @@ class TaskDeployer:
             ]
         for task in tasks:
             task.cancel()
+
+    def _tasks_of(self, job_id: str, attempt: int) -> list[Task]:
+        with self.lock:
+            return [
+                task
+                for task_id, task in self.tasks.items()
+                if task_id.job_id == job_id and task_id.attempt == attempt
+            ]
+
+    def trigger_checkpoint(self, request: pb.CheckpointTrigger) -> pb.Ack:
+        """Post the checkpoint into the mailbox of this job's source tasks here."""
+        options = {
+            "location": request.location,
+            "savepoint": request.is_savepoint,
+            "exactly_once": request.exactly_once,
+            "timestamp": request.timestamp,
+        }
+        sources = [t for t in self._tasks_of(request.job_id, request.attempt) if t.vertex.is_source]
+        for task in sources:
+            try:
+                task.gate.post(
+                    lambda task=task: task.trigger_checkpoint(request.checkpoint_id, options)
+                )
+            except GateClosed:
+                pass
+        return pb.Ack(ok=True, message=str(len(sources)))
+
+    def notify_checkpoint_complete(self, request: pb.CheckpointNotice) -> pb.Ack:
+        for task in self._tasks_of(request.job_id, request.attempt):
+            try:
+                task.gate.post(
+                    lambda task=task: task.notify_checkpoint_complete(request.checkpoint_id)
+                )
+            except GateClosed:
+                pass
+        return pb.Ack(ok=True)
 
     def cancel_all(self) -> None:
         with self.lock:
@@ -159,6 +260,7 @@ class TaskDeployer:
 
     def close(self) -> None:
         self.cancel_all()
+        self.snapshot_pool.shutdown(wait=False)
         for channel in self._channels.values():
             channel.close()
         shutil.rmtree(self.work_dir, ignore_errors=True)

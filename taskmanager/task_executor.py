@@ -49,6 +49,12 @@ class TaskExecutorGateway(cluster_pb2_grpc.TaskExecutorGatewayServicer):
         self.executor.deployer.cancel(request.job_id, request.attempt)
         return pb.Ack(ok=True)
 
+    def TriggerCheckpoint(self, request: pb.CheckpointTrigger, context) -> pb.Ack:
+        return self.executor.deployer.trigger_checkpoint(request)
+
+    def NotifyCheckpointComplete(self, request: pb.CheckpointNotice, context) -> pb.Ack:
+        return self.executor.deployer.notify_checkpoint_complete(request)
+
 
 class TaskExecutor:
     """One TaskManager process's services; also embedded by the mini-cluster."""

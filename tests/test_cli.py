@@ -105,8 +105,13 @@ def test_run_word_count_with_helpers_module_at_parallelism_2(cluster, tmp_path):
     details = http_json(f"{cluster.rest_url}/jobs/{job_id}")
     assert details["state"] == "FINISHED"
     assert {v["parallelism"] for v in details["vertices"]} == {2}
-    hosts = {s["host"] for v in details["vertices"] for s in v["subtasks"]}
-    assert len(hosts) == 2  # the subtasks ran on both TaskManagers
+    job = f"{cluster.rest_url}/jobs/{job_id}"
+    ran_on = {
+        subtask["taskmanager-id"]
+        for vertex in details["vertices"]
+        for subtask in http_json(f"{job}/vertices/{vertex['id']}")["subtasks"]
+    }
+    assert len(ran_on) == 2  # the subtasks ran on both TaskManagers
     overview = http_json(f"{cluster.rest_url}/jobs/overview")["jobs"]
     assert any(j["jid"] == job_id and j["state"] == "FINISHED" for j in overview)
 

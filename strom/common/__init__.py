@@ -2,6 +2,7 @@
 
 from strom.common.configuration import Configuration
 from strom.common.execution_config import ExecutionConfig
+from strom.common.restart_strategy import RestartStrategies
 from strom.common.serialization import (
     DeserializationSchema,
     Encoder,
@@ -20,6 +21,7 @@ __all__ = [
     "Encoder",
     "ExecutionConfig",
     "Instant",
+    "RestartStrategies",
     "Row",
     "RowKind",
     "SerializationSchema",

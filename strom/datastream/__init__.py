@@ -1,5 +1,11 @@
 """The DataStream API, with PyFlink's names (``pyflink.datastream`` → ``strom.datastream``)."""
 
+from strom.datastream.checkpoint_config import (
+    CheckpointConfig,
+    CheckpointingMode,
+    ExternalizedCheckpointCleanup,
+    ExternalizedCheckpointRetention,
+)
 from strom.datastream.data_stream import (
     CloseableIterator,
     DataStream,
@@ -64,6 +70,10 @@ from strom.datastream.stream_execution_environment import (
 )
 
 __all__ = [
+    "CheckpointConfig",
+    "CheckpointingMode",
+    "ExternalizedCheckpointCleanup",
+    "ExternalizedCheckpointRetention",
     "AggregateFunction",
     "AggregatingState",
     "AggregatingStateDescriptor",

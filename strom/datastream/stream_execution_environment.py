@@ -94,8 +94,9 @@ class StreamExecutionEnvironment:
         self._buffer_timeout_ms: int | None = None
         self._chaining = True
         self._runtime_mode = RuntimeExecutionMode.STREAMING
-        self._checkpoint_interval_ms: int | None = None
-        self._checkpoint_settings: dict[str, Any] = {}
+        from strom.datastream.checkpoint_config import CheckpointConfig
+
+        self._checkpoint_config = CheckpointConfig()
         self._restart_strategy: Any = None
         self._job_parameters: dict[str, str] = {}
         from strom.common.execution_config import ExecutionConfig
@@ -165,17 +166,27 @@ class StreamExecutionEnvironment:
         return self
 
     def enable_checkpointing(self, interval: int, mode: Any = None) -> StreamExecutionEnvironment:
-        """Take a checkpoint every ``interval`` ms (checkpoint execution arrives with the
-        exactly-once work; the setting is recorded now)."""
-        self._checkpoint_interval_ms = interval
+        """Take a checkpoint every ``interval`` ms; ``mode`` is a ``CheckpointingMode``
+        (EXACTLY_ONCE by default). With checkpoints a failed job restarts from the latest one.
+        """
+        self._checkpoint_config.set_checkpoint_interval(interval)
         if mode is not None:
-            self._checkpoint_settings["mode"] = mode
+            self._checkpoint_config.set_checkpointing_mode(mode)
         return self
 
     def get_checkpoint_interval(self) -> int:
-        return self._checkpoint_interval_ms or -1
+        return self._checkpoint_config.get_checkpoint_interval()
+
+    def get_checkpoint_config(self) -> Any:
+        return self._checkpoint_config
+
+    def get_checkpointing_mode(self) -> Any:
+        return self._checkpoint_config.get_checkpointing_mode()
 
     def set_restart_strategy(self, restart_strategy_configuration: Any) -> None:
+        """E.g. ``RestartStrategies.fixed_delay_restart(3, 1000)``."""
+        if not callable(getattr(restart_strategy_configuration, "to_configuration", None)):
+            raise TypeError("set_restart_strategy() takes a RestartStrategies configuration")
         self._restart_strategy = restart_strategy_configuration
 
     def set_stream_time_characteristic(self, characteristic: Any) -> None:
@@ -245,13 +256,15 @@ class StreamExecutionEnvironment:
     # ------------------------------------------------------------ running
 
     def _settings(self) -> dict[str, Any]:
+        configuration = dict(self._configuration)
+        if self._checkpoint_config.is_checkpointing_enabled():
+            configuration.update(self._checkpoint_config.to_configuration())
+        if self._restart_strategy is not None:
+            configuration.update(self._restart_strategy.to_configuration())
         return {
             "buffer_timeout_ms": self.get_buffer_timeout(),
             "runtime_mode": self._runtime_mode.name,
-            "checkpoint_interval_ms": self._checkpoint_interval_ms,
-            "checkpoint": dict(self._checkpoint_settings),
-            "restart_strategy": self._restart_strategy,
-            "configuration": dict(self._configuration),
+            "configuration": configuration,
             "job_parameters": dict(self._job_parameters),
         }
 

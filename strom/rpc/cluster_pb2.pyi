@@ -254,18 +254,20 @@ class VertexDetails(_message.Message):
     def __init__(self, id: _Optional[str] = ..., name: _Optional[str] = ..., parallelism: _Optional[int] = ..., status: _Optional[str] = ..., records_in: _Optional[int] = ..., records_out: _Optional[int] = ..., tasks: _Optional[_Mapping[str, int]] = ...) -> None: ...
 
 class JobDetails(_message.Message):
-    __slots__ = ("summary", "vertices", "failure", "status_message", "plan")
+    __slots__ = ("summary", "vertices", "failure", "status_message", "plan", "restarts")
     SUMMARY_FIELD_NUMBER: _ClassVar[int]
     VERTICES_FIELD_NUMBER: _ClassVar[int]
     FAILURE_FIELD_NUMBER: _ClassVar[int]
     STATUS_MESSAGE_FIELD_NUMBER: _ClassVar[int]
     PLAN_FIELD_NUMBER: _ClassVar[int]
+    RESTARTS_FIELD_NUMBER: _ClassVar[int]
     summary: JobSummary
     vertices: _containers.RepeatedCompositeFieldContainer[VertexDetails]
     failure: str
     status_message: str
     plan: bytes
-    def __init__(self, summary: _Optional[_Union[JobSummary, _Mapping]] = ..., vertices: _Optional[_Iterable[_Union[VertexDetails, _Mapping]]] = ..., failure: _Optional[str] = ..., status_message: _Optional[str] = ..., plan: _Optional[bytes] = ...) -> None: ...
+    restarts: int
+    def __init__(self, summary: _Optional[_Union[JobSummary, _Mapping]] = ..., vertices: _Optional[_Iterable[_Union[VertexDetails, _Mapping]]] = ..., failure: _Optional[str] = ..., status_message: _Optional[str] = ..., plan: _Optional[bytes] = ..., restarts: _Optional[int] = ...) -> None: ...
 
 class Ack(_message.Message):
     __slots__ = ("ok", "message")
@@ -294,7 +296,7 @@ class TaskSpec(_message.Message):
     def __init__(self, vertex_id: _Optional[str] = ..., subtask: _Optional[int] = ...) -> None: ...
 
 class DeployTasksRequest(_message.Message):
-    __slots__ = ("job_id", "attempt", "job_name", "job_graph", "files", "tasks", "locations", "config", "jobmanager_address")
+    __slots__ = ("job_id", "attempt", "job_name", "job_graph", "files", "tasks", "locations", "config", "jobmanager_address", "restore")
     class ConfigEntry(_message.Message):
         __slots__ = ("key", "value")
         KEY_FIELD_NUMBER: _ClassVar[int]
@@ -311,6 +313,7 @@ class DeployTasksRequest(_message.Message):
     LOCATIONS_FIELD_NUMBER: _ClassVar[int]
     CONFIG_FIELD_NUMBER: _ClassVar[int]
     JOBMANAGER_ADDRESS_FIELD_NUMBER: _ClassVar[int]
+    RESTORE_FIELD_NUMBER: _ClassVar[int]
     job_id: str
     attempt: int
     job_name: str
@@ -320,7 +323,8 @@ class DeployTasksRequest(_message.Message):
     locations: _containers.RepeatedCompositeFieldContainer[TaskLocation]
     config: _containers.ScalarMap[str, str]
     jobmanager_address: str
-    def __init__(self, job_id: _Optional[str] = ..., attempt: _Optional[int] = ..., job_name: _Optional[str] = ..., job_graph: _Optional[bytes] = ..., files: _Optional[_Iterable[_Union[JobFile, _Mapping]]] = ..., tasks: _Optional[_Iterable[_Union[TaskSpec, _Mapping]]] = ..., locations: _Optional[_Iterable[_Union[TaskLocation, _Mapping]]] = ..., config: _Optional[_Mapping[str, str]] = ..., jobmanager_address: _Optional[str] = ...) -> None: ...
+    restore: bytes
+    def __init__(self, job_id: _Optional[str] = ..., attempt: _Optional[int] = ..., job_name: _Optional[str] = ..., job_graph: _Optional[bytes] = ..., files: _Optional[_Iterable[_Union[JobFile, _Mapping]]] = ..., tasks: _Optional[_Iterable[_Union[TaskSpec, _Mapping]]] = ..., locations: _Optional[_Iterable[_Union[TaskLocation, _Mapping]]] = ..., config: _Optional[_Mapping[str, str]] = ..., jobmanager_address: _Optional[str] = ..., restore: _Optional[bytes] = ...) -> None: ...
 
 class CancelTasksRequest(_message.Message):
     __slots__ = ("job_id", "attempt")
@@ -349,3 +353,99 @@ class TaskExecutionState(_message.Message):
     resource_id: str
     metrics: TaskMetrics
     def __init__(self, job_id: _Optional[str] = ..., attempt: _Optional[int] = ..., vertex_id: _Optional[str] = ..., subtask: _Optional[int] = ..., state: _Optional[str] = ..., failure: _Optional[str] = ..., resource_id: _Optional[str] = ..., metrics: _Optional[_Union[TaskMetrics, _Mapping]] = ...) -> None: ...
+
+class CheckpointTrigger(_message.Message):
+    __slots__ = ("job_id", "attempt", "checkpoint_id", "timestamp", "location", "is_savepoint", "exactly_once")
+    JOB_ID_FIELD_NUMBER: _ClassVar[int]
+    ATTEMPT_FIELD_NUMBER: _ClassVar[int]
+    CHECKPOINT_ID_FIELD_NUMBER: _ClassVar[int]
+    TIMESTAMP_FIELD_NUMBER: _ClassVar[int]
+    LOCATION_FIELD_NUMBER: _ClassVar[int]
+    IS_SAVEPOINT_FIELD_NUMBER: _ClassVar[int]
+    EXACTLY_ONCE_FIELD_NUMBER: _ClassVar[int]
+    job_id: str
+    attempt: int
+    checkpoint_id: int
+    timestamp: int
+    location: str
+    is_savepoint: bool
+    exactly_once: bool
+    def __init__(self, job_id: _Optional[str] = ..., attempt: _Optional[int] = ..., checkpoint_id: _Optional[int] = ..., timestamp: _Optional[int] = ..., location: _Optional[str] = ..., is_savepoint: _Optional[bool] = ..., exactly_once: _Optional[bool] = ...) -> None: ...
+
+class CheckpointNotice(_message.Message):
+    __slots__ = ("job_id", "attempt", "checkpoint_id")
+    JOB_ID_FIELD_NUMBER: _ClassVar[int]
+    ATTEMPT_FIELD_NUMBER: _ClassVar[int]
+    CHECKPOINT_ID_FIELD_NUMBER: _ClassVar[int]
+    job_id: str
+    attempt: int
+    checkpoint_id: int
+    def __init__(self, job_id: _Optional[str] = ..., attempt: _Optional[int] = ..., checkpoint_id: _Optional[int] = ...) -> None: ...
+
+class CheckpointAck(_message.Message):
+    __slots__ = ("job_id", "attempt", "vertex_id", "subtask", "checkpoint_id", "handle", "state_size")
+    JOB_ID_FIELD_NUMBER: _ClassVar[int]
+    ATTEMPT_FIELD_NUMBER: _ClassVar[int]
+    VERTEX_ID_FIELD_NUMBER: _ClassVar[int]
+    SUBTASK_FIELD_NUMBER: _ClassVar[int]
+    CHECKPOINT_ID_FIELD_NUMBER: _ClassVar[int]
+    HANDLE_FIELD_NUMBER: _ClassVar[int]
+    STATE_SIZE_FIELD_NUMBER: _ClassVar[int]
+    job_id: str
+    attempt: int
+    vertex_id: str
+    subtask: int
+    checkpoint_id: int
+    handle: bytes
+    state_size: int
+    def __init__(self, job_id: _Optional[str] = ..., attempt: _Optional[int] = ..., vertex_id: _Optional[str] = ..., subtask: _Optional[int] = ..., checkpoint_id: _Optional[int] = ..., handle: _Optional[bytes] = ..., state_size: _Optional[int] = ...) -> None: ...
+
+class CheckpointDecline(_message.Message):
+    __slots__ = ("job_id", "attempt", "vertex_id", "subtask", "checkpoint_id", "reason")
+    JOB_ID_FIELD_NUMBER: _ClassVar[int]
+    ATTEMPT_FIELD_NUMBER: _ClassVar[int]
+    VERTEX_ID_FIELD_NUMBER: _ClassVar[int]
+    SUBTASK_FIELD_NUMBER: _ClassVar[int]
+    CHECKPOINT_ID_FIELD_NUMBER: _ClassVar[int]
+    REASON_FIELD_NUMBER: _ClassVar[int]
+    job_id: str
+    attempt: int
+    vertex_id: str
+    subtask: int
+    checkpoint_id: int
+    reason: str
+    def __init__(self, job_id: _Optional[str] = ..., attempt: _Optional[int] = ..., vertex_id: _Optional[str] = ..., subtask: _Optional[int] = ..., checkpoint_id: _Optional[int] = ..., reason: _Optional[str] = ...) -> None: ...
+
+class SavepointRequest(_message.Message):
+    __slots__ = ("job_id", "target_dir", "then")
+    JOB_ID_FIELD_NUMBER: _ClassVar[int]
+    TARGET_DIR_FIELD_NUMBER: _ClassVar[int]
+    THEN_FIELD_NUMBER: _ClassVar[int]
+    job_id: str
+    target_dir: str
+    then: str
+    def __init__(self, job_id: _Optional[str] = ..., target_dir: _Optional[str] = ..., then: _Optional[str] = ...) -> None: ...
+
+class SavepointTriggerId(_message.Message):
+    __slots__ = ("trigger_id",)
+    TRIGGER_ID_FIELD_NUMBER: _ClassVar[int]
+    trigger_id: str
+    def __init__(self, trigger_id: _Optional[str] = ...) -> None: ...
+
+class SavepointStatusRequest(_message.Message):
+    __slots__ = ("job_id", "trigger_id")
+    JOB_ID_FIELD_NUMBER: _ClassVar[int]
+    TRIGGER_ID_FIELD_NUMBER: _ClassVar[int]
+    job_id: str
+    trigger_id: str
+    def __init__(self, job_id: _Optional[str] = ..., trigger_id: _Optional[str] = ...) -> None: ...
+
+class SavepointStatus(_message.Message):
+    __slots__ = ("state", "location", "failure")
+    STATE_FIELD_NUMBER: _ClassVar[int]
+    LOCATION_FIELD_NUMBER: _ClassVar[int]
+    FAILURE_FIELD_NUMBER: _ClassVar[int]
+    state: str
+    location: str
+    failure: str
+    def __init__(self, state: _Optional[str] = ..., location: _Optional[str] = ..., failure: _Optional[str] = ...) -> None: ...

@@ -74,9 +74,29 @@ class JobManagerGatewayStub:
                 request_serializer=strom_dot_rpc_dot_cluster__pb2.JobId.SerializeToString,
                 response_deserializer=strom_dot_rpc_dot_cluster__pb2.Ack.FromString,
                 _registered_method=True)
+        self.TriggerSavepoint = channel.unary_unary(
+                '/strom.rpc.JobManagerGateway/TriggerSavepoint',
+                request_serializer=strom_dot_rpc_dot_cluster__pb2.SavepointRequest.SerializeToString,
+                response_deserializer=strom_dot_rpc_dot_cluster__pb2.SavepointTriggerId.FromString,
+                _registered_method=True)
+        self.GetSavepoint = channel.unary_unary(
+                '/strom.rpc.JobManagerGateway/GetSavepoint',
+                request_serializer=strom_dot_rpc_dot_cluster__pb2.SavepointStatusRequest.SerializeToString,
+                response_deserializer=strom_dot_rpc_dot_cluster__pb2.SavepointStatus.FromString,
+                _registered_method=True)
         self.UpdateTaskExecutionState = channel.unary_unary(
                 '/strom.rpc.JobManagerGateway/UpdateTaskExecutionState',
                 request_serializer=strom_dot_rpc_dot_cluster__pb2.TaskExecutionState.SerializeToString,
+                response_deserializer=strom_dot_rpc_dot_cluster__pb2.Ack.FromString,
+                _registered_method=True)
+        self.AcknowledgeCheckpoint = channel.unary_unary(
+                '/strom.rpc.JobManagerGateway/AcknowledgeCheckpoint',
+                request_serializer=strom_dot_rpc_dot_cluster__pb2.CheckpointAck.SerializeToString,
+                response_deserializer=strom_dot_rpc_dot_cluster__pb2.Ack.FromString,
+                _registered_method=True)
+        self.DeclineCheckpoint = channel.unary_unary(
+                '/strom.rpc.JobManagerGateway/DeclineCheckpoint',
+                request_serializer=strom_dot_rpc_dot_cluster__pb2.CheckpointDecline.SerializeToString,
                 response_deserializer=strom_dot_rpc_dot_cluster__pb2.Ack.FromString,
                 _registered_method=True)
 
@@ -135,9 +155,34 @@ class JobManagerGatewayServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def TriggerSavepoint(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def GetSavepoint(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
     def UpdateTaskExecutionState(self, request, context):
         """From TaskManagers: a task changed state.
         """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def AcknowledgeCheckpoint(self, request, context):
+        """From TaskManagers: a task's snapshot is written, or it could not take part.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def DeclineCheckpoint(self, request, context):
+        """Missing associated documentation comment in .proto file."""
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
@@ -185,9 +230,29 @@ def add_JobManagerGatewayServicer_to_server(servicer, server):
                     request_deserializer=strom_dot_rpc_dot_cluster__pb2.JobId.FromString,
                     response_serializer=strom_dot_rpc_dot_cluster__pb2.Ack.SerializeToString,
             ),
+            'TriggerSavepoint': grpc.unary_unary_rpc_method_handler(
+                    servicer.TriggerSavepoint,
+                    request_deserializer=strom_dot_rpc_dot_cluster__pb2.SavepointRequest.FromString,
+                    response_serializer=strom_dot_rpc_dot_cluster__pb2.SavepointTriggerId.SerializeToString,
+            ),
+            'GetSavepoint': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetSavepoint,
+                    request_deserializer=strom_dot_rpc_dot_cluster__pb2.SavepointStatusRequest.FromString,
+                    response_serializer=strom_dot_rpc_dot_cluster__pb2.SavepointStatus.SerializeToString,
+            ),
             'UpdateTaskExecutionState': grpc.unary_unary_rpc_method_handler(
                     servicer.UpdateTaskExecutionState,
                     request_deserializer=strom_dot_rpc_dot_cluster__pb2.TaskExecutionState.FromString,
+                    response_serializer=strom_dot_rpc_dot_cluster__pb2.Ack.SerializeToString,
+            ),
+            'AcknowledgeCheckpoint': grpc.unary_unary_rpc_method_handler(
+                    servicer.AcknowledgeCheckpoint,
+                    request_deserializer=strom_dot_rpc_dot_cluster__pb2.CheckpointAck.FromString,
+                    response_serializer=strom_dot_rpc_dot_cluster__pb2.Ack.SerializeToString,
+            ),
+            'DeclineCheckpoint': grpc.unary_unary_rpc_method_handler(
+                    servicer.DeclineCheckpoint,
+                    request_deserializer=strom_dot_rpc_dot_cluster__pb2.CheckpointDecline.FromString,
                     response_serializer=strom_dot_rpc_dot_cluster__pb2.Ack.SerializeToString,
             ),
     }
@@ -418,6 +483,60 @@ class JobManagerGateway:
             _registered_method=True)
 
     @staticmethod
+    def TriggerSavepoint(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/strom.rpc.JobManagerGateway/TriggerSavepoint',
+            strom_dot_rpc_dot_cluster__pb2.SavepointRequest.SerializeToString,
+            strom_dot_rpc_dot_cluster__pb2.SavepointTriggerId.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetSavepoint(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/strom.rpc.JobManagerGateway/GetSavepoint',
+            strom_dot_rpc_dot_cluster__pb2.SavepointStatusRequest.SerializeToString,
+            strom_dot_rpc_dot_cluster__pb2.SavepointStatus.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
     def UpdateTaskExecutionState(request,
             target,
             options=(),
@@ -433,6 +552,60 @@ class JobManagerGateway:
             target,
             '/strom.rpc.JobManagerGateway/UpdateTaskExecutionState',
             strom_dot_rpc_dot_cluster__pb2.TaskExecutionState.SerializeToString,
+            strom_dot_rpc_dot_cluster__pb2.Ack.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def AcknowledgeCheckpoint(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/strom.rpc.JobManagerGateway/AcknowledgeCheckpoint',
+            strom_dot_rpc_dot_cluster__pb2.CheckpointAck.SerializeToString,
+            strom_dot_rpc_dot_cluster__pb2.Ack.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def DeclineCheckpoint(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/strom.rpc.JobManagerGateway/DeclineCheckpoint',
+            strom_dot_rpc_dot_cluster__pb2.CheckpointDecline.SerializeToString,
             strom_dot_rpc_dot_cluster__pb2.Ack.FromString,
             options,
             channel_credentials,
@@ -469,6 +642,16 @@ class TaskExecutorGatewayStub:
                 request_serializer=strom_dot_rpc_dot_cluster__pb2.CancelTasksRequest.SerializeToString,
                 response_deserializer=strom_dot_rpc_dot_cluster__pb2.Ack.FromString,
                 _registered_method=True)
+        self.TriggerCheckpoint = channel.unary_unary(
+                '/strom.rpc.TaskExecutorGateway/TriggerCheckpoint',
+                request_serializer=strom_dot_rpc_dot_cluster__pb2.CheckpointTrigger.SerializeToString,
+                response_deserializer=strom_dot_rpc_dot_cluster__pb2.Ack.FromString,
+                _registered_method=True)
+        self.NotifyCheckpointComplete = channel.unary_unary(
+                '/strom.rpc.TaskExecutorGateway/NotifyCheckpointComplete',
+                request_serializer=strom_dot_rpc_dot_cluster__pb2.CheckpointNotice.SerializeToString,
+                response_deserializer=strom_dot_rpc_dot_cluster__pb2.Ack.FromString,
+                _registered_method=True)
 
 
 class TaskExecutorGatewayServicer:
@@ -492,6 +675,19 @@ class TaskExecutorGatewayServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def TriggerCheckpoint(self, request, context):
+        """Start a checkpoint at the job's source tasks on this TaskManager.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def NotifyCheckpointComplete(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_TaskExecutorGatewayServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -508,6 +704,16 @@ def add_TaskExecutorGatewayServicer_to_server(servicer, server):
             'CancelTasks': grpc.unary_unary_rpc_method_handler(
                     servicer.CancelTasks,
                     request_deserializer=strom_dot_rpc_dot_cluster__pb2.CancelTasksRequest.FromString,
+                    response_serializer=strom_dot_rpc_dot_cluster__pb2.Ack.SerializeToString,
+            ),
+            'TriggerCheckpoint': grpc.unary_unary_rpc_method_handler(
+                    servicer.TriggerCheckpoint,
+                    request_deserializer=strom_dot_rpc_dot_cluster__pb2.CheckpointTrigger.FromString,
+                    response_serializer=strom_dot_rpc_dot_cluster__pb2.Ack.SerializeToString,
+            ),
+            'NotifyCheckpointComplete': grpc.unary_unary_rpc_method_handler(
+                    servicer.NotifyCheckpointComplete,
+                    request_deserializer=strom_dot_rpc_dot_cluster__pb2.CheckpointNotice.FromString,
                     response_serializer=strom_dot_rpc_dot_cluster__pb2.Ack.SerializeToString,
             ),
     }
@@ -591,6 +797,60 @@ class TaskExecutorGateway:
             target,
             '/strom.rpc.TaskExecutorGateway/CancelTasks',
             strom_dot_rpc_dot_cluster__pb2.CancelTasksRequest.SerializeToString,
+            strom_dot_rpc_dot_cluster__pb2.Ack.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def TriggerCheckpoint(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/strom.rpc.TaskExecutorGateway/TriggerCheckpoint',
+            strom_dot_rpc_dot_cluster__pb2.CheckpointTrigger.SerializeToString,
+            strom_dot_rpc_dot_cluster__pb2.Ack.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def NotifyCheckpointComplete(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/strom.rpc.TaskExecutorGateway/NotifyCheckpointComplete',
+            strom_dot_rpc_dot_cluster__pb2.CheckpointNotice.SerializeToString,
             strom_dot_rpc_dot_cluster__pb2.Ack.FromString,
             options,
             channel_credentials,

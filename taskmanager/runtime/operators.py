@@ -12,9 +12,16 @@ import sys
 from collections.abc import Callable
 from typing import Any
 
+from strom.graph.partitioning import key_group_range
 from strom.graph.stream_graph import OperatorSpec
 from taskmanager.runtime.context import OperatorContext, ProcessContext
 from taskmanager.state.heap import HeapKeyedStateBackend
+from taskmanager.state.operator_state import (
+    FunctionInitializationContext,
+    FunctionSnapshotContext,
+    OperatorRestore,
+    OperatorStateStore,
+)
 
 _MISSING = object()
 
@@ -53,6 +60,27 @@ def _drop(values: list, timestamps: list | None) -> None:
     pass
 
 
+def is_checkpointed_function(function: Any) -> bool:
+    return callable(getattr(function, "initialize_state", None)) and callable(
+        getattr(function, "snapshot_state", None)
+    )
+
+
+class FunctionState:
+    """The operator state of a user function that implements ``CheckpointedFunction``."""
+
+    def __init__(self, function: Any, keyed_store: Any, restore: OperatorRestore | None):
+        self.function = function
+        self.store = OperatorStateStore(restore.operator_lists() if restore else None)
+        function.initialize_state(
+            FunctionInitializationContext(self.store, keyed_store, restore is not None)
+        )
+
+    def snapshot(self, checkpoint_id: int, timestamp: int) -> dict:
+        self.function.snapshot_state(FunctionSnapshotContext(checkpoint_id, timestamp))
+        return self.store.snapshot()
+
+
 class Operator:
     """Base of all operators. Subclasses override ``process_batch``."""
 
@@ -62,6 +90,29 @@ class Operator:
         self.function = spec.function
         self.output: Output = Output([], [])
         self.records_in = 0
+        self.function_state: FunctionState | None = None
+
+    # -------------------------------------------------------------- checkpoints
+
+    def initialize_state(self, restore: OperatorRestore | None) -> None:
+        """Before ``open``: create state, filled from ``restore`` when recovering."""
+        if is_checkpointed_function(self.function):
+            keyed = self.context.runtime_context if self.context.keyed_backend else None
+            self.function_state = FunctionState(self.function, keyed, restore)
+
+    def snapshot_state(self, checkpoint_id: int, timestamp: int) -> dict[str, Any]:
+        """What this operator must get back after a failure, at this point of the stream."""
+        state: dict[str, Any] = {}
+        if self.function_state is not None:
+            state["operator"] = self.function_state.snapshot(checkpoint_id, timestamp)
+        return state
+
+    def notify_checkpoint_complete(self, checkpoint_id: int) -> None:
+        notify = getattr(self.function, "notify_checkpoint_complete", None)
+        if callable(notify):
+            notify(checkpoint_id)
+
+    # -------------------------------------------------------------- processing
 
     def open(self) -> None:
         opener = getattr(self.function, "open", None)
@@ -170,6 +221,18 @@ class KeyedOperator(Operator):
         self.key_of = spec.key_selector
         self.backend = HeapKeyedStateBackend(context.max_parallelism)
         context.keyed_backend = self.backend
+
+    def initialize_state(self, restore: OperatorRestore | None) -> None:
+        if restore is not None:
+            c = self.context
+            groups = key_group_range(c.subtask_index, c.parallelism, c.max_parallelism)
+            self.backend.restore(restore.keyed(), groups)
+        super().initialize_state(restore)
+
+    def snapshot_state(self, checkpoint_id: int, timestamp: int) -> dict[str, Any]:
+        state = super().snapshot_state(checkpoint_id, timestamp)
+        state["keyed"] = self.backend.snapshot()
+        return state
 
 
 class KeyedMapLikeOperator(KeyedOperator):
@@ -429,12 +492,35 @@ class PrintOperator(Operator):
 
 
 class SinkWriterOperator(Operator):
-    """``sink_to``: a connector ``Sink``'s writer; bounded input ends with ``finish``."""
+    """``sink_to``: a connector ``Sink``'s writer, committed in two phases.
 
-    def open(self) -> None:
+    At a checkpoint barrier the writer turns its data pending (``prepare_commit``); when the
+    checkpoint is complete the pending data becomes final (``commit``). After a failure the
+    committables of the restored checkpoint are committed again (commit is idempotent), and
+    what was written after it stays invisible. A bounded input ends with ``finish``.
+    """
+
+    def initialize_state(self, restore: OperatorRestore | None) -> None:
         self.writer = self.function.create_writer(
             self.context.subtask_index, self.context.parallelism
         )
+        self.pending: dict[int, Any] = {}
+        if restore is not None:
+            for snapshot in restore.assigned():
+                for committables in snapshot.get("committables", []):
+                    self.writer.commit(committables)
+
+    def open(self) -> None:
+        pass
+
+    def snapshot_state(self, checkpoint_id: int, timestamp: int) -> dict[str, Any]:
+        committables = self.writer.prepare_commit(checkpoint_id)
+        self.pending[checkpoint_id] = committables
+        return {"committables": [self.pending[c] for c in sorted(self.pending)]}
+
+    def notify_checkpoint_complete(self, checkpoint_id: int) -> None:
+        for done in [c for c in sorted(self.pending) if c <= checkpoint_id]:
+            self.writer.commit(self.pending.pop(done))
 
     def process_batch(self, values, timestamps):
         self.writer.write_batch(values)

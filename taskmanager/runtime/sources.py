@@ -7,7 +7,13 @@ from typing import TYPE_CHECKING, Any
 
 from strom.graph.stream_graph import OperatorSpec
 from taskmanager.runtime.context import OperatorContext
-from taskmanager.runtime.operators import Output, user_function
+from taskmanager.runtime.operators import (
+    FunctionState,
+    Output,
+    is_checkpointed_function,
+    user_function,
+)
+from taskmanager.state.operator_state import OperatorRestore
 
 if TYPE_CHECKING:
     from taskmanager.runtime.task import Task
@@ -22,11 +28,21 @@ class SourceDriver:
         self.spec = spec
         self.context = context
         self.cancelled = False
+        self.restore: OperatorRestore | None = None
         strategy = spec.args.get("strategy")
         self.assigner = getattr(strategy, "timestamp_assigner", None)
 
     def cancel(self) -> None:
         self.cancelled = True
+
+    def initialize_state(self, restore: OperatorRestore | None) -> None:
+        self.restore = restore
+
+    def snapshot_state(self, checkpoint_id: int, timestamp: int) -> dict[str, Any]:
+        return {}
+
+    def notify_checkpoint_complete(self, checkpoint_id: int) -> None:
+        pass
 
     def emit(self, task: Task, values: list) -> None:
         task.records_out += len(values)
@@ -41,11 +57,30 @@ class SourceDriver:
 class ReaderSource(SourceDriver):
     """``from_source`` / ``from_collection``: pull batches from the source's reader."""
 
+    reader: Any = None
+
+    def snapshot_state(self, checkpoint_id: int, timestamp: int) -> dict[str, Any]:
+        if self.reader is None:  # not started yet: the restored position still holds
+            own = self.restore.own() if self.restore is not None else None
+            return dict(own) if own else {}
+        return {"position": self.reader.snapshot_position()}
+
     def run(self, task: Task) -> None:
         from taskmanager.runtime.task import BATCH_SIZE, TaskCancelled
 
         source = self.spec.args["source"]
         reader = source.create_reader(self.context.subtask_index, self.context.parallelism)
+        self.reader = reader
+        if self.restore is not None:
+            if self.restore.rescaled:
+                raise RuntimeError(
+                    f"the source '{self.context.operator_name}' cannot be restored at another "
+                    f"parallelism ({self.restore.old_parallelism} -> "
+                    f"{self.restore.parallelism}) yet; restore it at its earlier parallelism"
+                )
+            own = self.restore.own()
+            if own is not None and "position" in own:
+                reader.restore_position(own["position"])
         try:
             while True:
                 task.run_mailbox()
@@ -119,7 +154,23 @@ class _SourceContext:
 
 
 class FunctionSource(SourceDriver):
-    """``add_source``: a ``SourceFunction`` whose ``run(ctx)`` pushes records."""
+    """``add_source``: a ``SourceFunction`` whose ``run(ctx)`` pushes records.
+
+    Its position survives failures when it implements ``CheckpointedFunction``; otherwise it
+    starts again from its beginning after a restore, as in Flink.
+    """
+
+    function_state: FunctionState | None = None
+
+    def initialize_state(self, restore: OperatorRestore | None) -> None:
+        super().initialize_state(restore)
+        if is_checkpointed_function(self.spec.function):
+            self.function_state = FunctionState(self.spec.function, None, restore)
+
+    def snapshot_state(self, checkpoint_id: int, timestamp: int) -> dict[str, Any]:
+        if self.function_state is None:
+            return {}
+        return {"operator": self.function_state.snapshot(checkpoint_id, timestamp)}
 
     def cancel(self) -> None:
         super().cancel()

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import copy
 import logging
+import pickle
 import threading
 import time
 import traceback
@@ -23,13 +24,14 @@ from taskmanager.network.channels import (
     OutputChannel,
     RemoteOutputChannel,
 )
-from taskmanager.network.elements import END_OF_PARTITION, RECORDS, WATERMARK
+from taskmanager.network.elements import BARRIER, END_OF_PARTITION, RECORDS, WATERMARK
 from taskmanager.network.gate_registry import GateRegistry
 from taskmanager.network.input_gate import GateClosed, InputGate
 from taskmanager.network.record_writer import RecordWriter
 from taskmanager.runtime.context import MIN_WATERMARK, OperatorContext
 from taskmanager.runtime.operators import Operator, Output, create_operator
 from taskmanager.runtime.sources import create_source
+from taskmanager.state.operator_state import OperatorRestore
 
 log = logging.getLogger(__name__)
 
@@ -72,6 +74,8 @@ class Task:
         gates: GateRegistry,
         report: Callable[[Task, str, str], None],
         job_parameters: dict[str, str] | None = None,
+        checkpoints: Any = None,
+        restore: dict[str, Any] | None = None,
     ) -> None:
         self.id = task_id
         self.graph = graph
@@ -99,6 +103,13 @@ class Task:
         self.writers: list[RecordWriter] = []
         self.operators: list[Operator] = []
         self.source = None
+        #: writes snapshots off the task thread and acknowledges them (see deployment.py)
+        self.checkpoints = checkpoints
+        self.restore = restore or {}
+        self._aligning: int | None = None  # the checkpoint whose barriers are being aligned
+        self._barriers: set[int] = set()  # channels that delivered that barrier
+        self._finished_channels: list[bool] = []
+        self._barrier_options: dict[str, Any] = {}
         self.thread = threading.Thread(target=self.run, name=f"task {self.name}", daemon=True)
 
     # -------------------------------------------------------------- control (any thread)
@@ -197,15 +208,82 @@ class Task:
             if chained.id in operators:
                 operators[chained.id].output = outputs[chained.id]
         self.operators = [operators[c.id] for c in self.vertex.operators if c.id in operators]
-        # Open downstream operators first, as Flink does.
-        for operator in reversed(self.operators):
-            operator.open()
+        self._uids = {
+            id(operators[c.id]): c.uid for c in self.vertex.operators if c.id in operators
+        }
         if self.vertex.is_source:
             self.source = create_source(head.spec, self._context(head.name, head.uid))
             self.source.output = outputs[head.id]
-            if self.cancelled:
-                raise TaskCancelled()
+            self.source.initialize_state(self._restore_for(head.uid))
+        for operator in self.operators:
+            operator.initialize_state(self._restore_for(self._uids[id(operator)]))
+        # Open downstream operators first, as Flink does.
+        for operator in reversed(self.operators):
+            operator.open()
+        if self.cancelled:
+            raise TaskCancelled()
         self.head = self.operators[0] if self.operators and not self.vertex.is_source else None
+
+    def _restore_for(self, uid: str) -> OperatorRestore | None:
+        """The earlier snapshots of operator ``uid``, if the job is restoring."""
+        entry = self.restore.get("operators", {}).get(uid)
+        if entry is None:
+            return None
+        loaded: dict[int, dict[str, Any]] = {}
+        cache = self.restore.setdefault("_loaded", {})
+        for subtask, path in entry["files"].items():
+            if path not in cache:
+                cache[path] = pickle.loads(self.checkpoints.storage.read_state(path))
+            loaded[subtask] = cache[path].get(uid, {})
+        return OperatorRestore(
+            loaded, entry["parallelism"], self.id.subtask, self.vertex.parallelism
+        )
+
+    # -------------------------------------------------------------- checkpoints
+
+    def trigger_checkpoint(self, checkpoint_id: int, options: dict[str, Any]) -> None:
+        """At a source task (mailbox action): snapshot, then send the barrier downstream."""
+        if self.state == "RUNNING" and self.source is not None:
+            self._snapshot(checkpoint_id, options)
+
+    def _snapshot(self, checkpoint_id: int, options: dict[str, Any]) -> None:
+        timestamp = options.get("timestamp", 0)
+        states: dict[str, Any] = {}
+        if self.source is not None:
+            states[self.vertex.head.uid] = self.source.snapshot_state(checkpoint_id, timestamp)
+        for operator in self.operators:
+            states[self._uids[id(operator)]] = operator.snapshot_state(checkpoint_id, timestamp)
+        for writer in self.writers:
+            writer.broadcast((BARRIER, checkpoint_id, options))
+        self.checkpoints.write_snapshot(self, checkpoint_id, options, states)
+
+    def notify_checkpoint_complete(self, checkpoint_id: int) -> None:
+        """Mailbox action: the checkpoint is complete everywhere; commit what it covered."""
+        if self.state != "RUNNING":
+            return
+        for operator in self.operators:
+            operator.notify_checkpoint_complete(checkpoint_id)
+
+    def _on_barrier(self, channel: int, checkpoint_id: int, options: dict[str, Any]) -> None:
+        if self._aligning is not None and checkpoint_id < self._aligning:
+            return  # a barrier of a checkpoint already given up
+        if self._aligning is None or checkpoint_id > self._aligning:
+            self.gate.unblock_all()  # a newer checkpoint supersedes one still aligning
+            self._aligning, self._barriers = checkpoint_id, set()
+        self._barriers.add(channel)
+        if options.get("exactly_once", True):
+            self.gate.block(channel)  # hold this input back until every input is aligned
+        self._maybe_aligned(options)
+
+    def _maybe_aligned(self, options: dict[str, Any] | None = None) -> None:
+        if self._aligning is None:
+            return
+        finished = self._finished_channels
+        if all(done or c in self._barriers for c, done in enumerate(finished)):
+            checkpoint_id = self._aligning
+            self._aligning, self._barriers = None, set()
+            self._snapshot(checkpoint_id, options or self._barrier_options)
+            self.gate.unblock_all()
 
     def _writer(self, edge: Any) -> RecordWriter:
         target = self.graph.vertex(edge.target_vertex)
@@ -250,7 +328,7 @@ class Task:
         gate, head = self.gate, self.head
         process = head.process_batch
         open_channels = len(self.layout)
-        finished = [False] * open_channels
+        finished = self._finished_channels = [False] * open_channels
         watermarks = [MIN_WATERMARK] * open_channels
         current_watermark = MIN_WATERMARK
         writers = self.writers
@@ -269,6 +347,11 @@ class Task:
                     if not finished[channel]:
                         finished[channel] = True
                         open_channels -= 1
+                        if self._aligning is not None:
+                            self._maybe_aligned()
+                elif element[0] == BARRIER:
+                    self._barrier_options = element[2] or {}
+                    self._on_barrier(channel, element[1], self._barrier_options)
                 elif element[0] == WATERMARK:
                     watermarks[channel] = max(watermarks[channel], element[1])
                     low = min(

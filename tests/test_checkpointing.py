@@ -1,0 +1,147 @@
+"""Exactly-once through failures: checkpoints, restarts from them, two-phase-commit output."""
+
+from __future__ import annotations
+
+import random
+import signal
+import time
+from collections import Counter
+from pathlib import Path
+
+import pytest
+from harness import http_json, poll_for
+from jobs_support import remote
+
+from client.gateway import ClusterClient
+from strom.common import Encoder, RestartStrategies
+from strom.datastream import MapFunction, RuntimeContext, StreamExecutionEnvironment
+from strom.datastream.connectors.file_system import FileSink
+from strom.datastream.connectors.number_seq import NumberSequenceSource
+
+KEYS = 7
+
+
+class Throttle(MapFunction):
+    """Slows the stream down so failures can hit it mid-way; fails once when asked."""
+
+    def __init__(self, fail_at: int | None = None) -> None:
+        self.fail_at = fail_at
+
+    def open(self, runtime_context: RuntimeContext) -> None:
+        self.attempt = runtime_context.get_attempt_number()
+
+    def map(self, value: int) -> tuple:
+        if value % 10 == 0:
+            time.sleep(0.002)
+        if self.fail_at is not None and value == self.fail_at and self.attempt == 0:
+            raise RuntimeError(f"injected failure at {value}")
+        return (value % KEYS, 1)
+
+
+def build_job(env: StreamExecutionEnvironment, count: int, output: Path, fail_at=None) -> None:
+    numbers = env.from_source(NumberSequenceSource(1, count), None, "numbers").uid("numbers")
+    counts = (
+        numbers.map(Throttle(fail_at))
+        .uid("throttle")
+        .key_by(lambda pair: pair[0])
+        .reduce(lambda a, b: (a[0], a[1] + b[1]))
+        .uid("counts")
+    )
+    sink = FileSink.for_row_format(str(output), Encoder.simple_string_encoder()).build()
+    counts.sink_to(sink).uid("files")
+
+
+def expected_output(count: int) -> Counter:
+    per_key = Counter(v % KEYS for v in range(1, count + 1))
+    return Counter(repr((k, n)) for k, total in per_key.items() for n in range(1, total + 1))
+
+
+def committed_output(output: Path) -> Counter:
+    lines: Counter = Counter()
+    for path in output.rglob("*"):
+        if path.is_file() and not path.name.startswith("."):
+            lines.update(line for line in path.read_text().splitlines() if line)
+    return lines
+
+
+def checkpointed_env(checkpoints: Path, parallelism: int = 2) -> StreamExecutionEnvironment:
+    env = StreamExecutionEnvironment.get_execution_environment()
+    env.set_parallelism(parallelism)
+    env.enable_checkpointing(250)
+    env.get_checkpoint_config().set_checkpoint_storage_dir(str(checkpoints))
+    env.set_restart_strategy(RestartStrategies.fixed_delay_restart(20, 200))
+    return env
+
+
+def completed_checkpoints(checkpoints: Path) -> int:
+    """The id of the newest finished checkpoint (0 if none)."""
+    return max((int(p.parent.name[4:]) for p in checkpoints.rglob("chk-*/_metadata")), default=0)
+
+
+def pids_running(cluster, job_id: str) -> list[int]:
+    """The pids of the TaskManagers that run the job's subtasks right now."""
+    job = f"{cluster.rest_url}/jobs/{job_id}"
+    ids = {
+        subtask["taskmanager-id"]
+        for vertex in http_json(job)["vertices"]
+        for subtask in http_json(f"{job}/vertices/{vertex['id']}")["subtasks"]
+    }
+    taskmanagers = http_json(f"{cluster.rest_url}/taskmanagers")["taskmanagers"]
+    return [tm["pid"] for tm in taskmanagers if tm["id"] in ids]
+
+
+def test_sigkill_of_taskmanagers_at_random_moments_keeps_output_exactly_once(
+    local_cluster, tmp_path
+):
+    cluster = local_cluster(slots=2).start(taskmanagers=2)
+    count = 80_000
+    output, checkpoints = tmp_path / "out", tmp_path / "checkpoints"
+    env = checkpointed_env(checkpoints)
+    build_job(env, count, output)
+    with remote(cluster.address):
+        client = env.execute_async("exactly once under SIGKILL")
+    job_id = client.get_job_id()
+    rng = random.Random(7)
+    kills = 0
+    for _ in range(3):
+        before = completed_checkpoints(checkpoints)
+        poll_for(
+            lambda b=before: (
+                completed_checkpoints(checkpoints) > b or client.get_job_status() == "FINISHED"
+            ),
+            timeout=60,
+            what="a new completed checkpoint",
+        )
+        if client.get_job_status() == "FINISHED":
+            break
+        time.sleep(rng.uniform(0.0, 0.4))  # a random moment between checkpoints
+        pid = rng.choice(pids_running(cluster, job_id))
+        victim = next(tm for tm in cluster.taskmanagers if tm.pid == pid)
+        victim.send_signal(signal.SIGKILL)
+        victim.wait()
+        kills += 1
+        cluster.start_taskmanager(wait=False)  # the replacement arrives while restarting
+    assert kills >= 2, "the job ended before the failures could be injected"
+    client.get_job_execution_result()
+    with ClusterClient(cluster.address) as jobs:
+        details = jobs.job(job_id)
+    assert details.summary.state == "FINISHED"
+    assert details.restarts >= kills
+    assert committed_output(output) == expected_output(count)
+
+
+def test_failure_in_user_code_restarts_from_checkpoint_exactly_once(mode, tmp_path):
+    count = 6_000
+    output, checkpoints = tmp_path / "out", tmp_path / "checkpoints"
+    env = checkpointed_env(checkpoints)
+    build_job(env, count, output, fail_at=4_000)
+    mode.execute(env, "user failure")
+    assert committed_output(output) == expected_output(count)
+
+
+def test_without_restart_strategy_the_failure_fails_the_job(mode, tmp_path):
+    env = StreamExecutionEnvironment.get_execution_environment()
+    env.set_parallelism(1)
+    build_job(env, 100, tmp_path / "out", fail_at=50)
+    with pytest.raises(Exception, match="injected failure at 50"):
+        mode.execute(env, "no restarts")
