@@ -13,6 +13,7 @@ import argparse
 import os
 import runpy
 import sys
+import time
 import traceback
 from datetime import datetime
 from pathlib import Path
@@ -85,6 +86,20 @@ def _parser() -> argparse.ArgumentParser:
     info.add_argument("-p", "--parallelism", type=int)
     info.add_argument("program")
     info.add_argument("arguments", nargs=argparse.REMAINDER)
+
+    savepoint = commands.add_parser("savepoint", help="take a savepoint of a job, or dispose one")
+    _add_cluster_options(savepoint)
+    savepoint.add_argument("-d", "--dispose", metavar="PATH", help="delete this savepoint")
+    savepoint.add_argument("job_id", nargs="?")
+    savepoint.add_argument("target_directory", nargs="?")
+
+    stop = commands.add_parser("stop", help="stop a job with a savepoint")
+    _add_cluster_options(stop)
+    stop.add_argument(
+        "-p", "--savepointPath", "--savepoint-path", dest="savepoint_path", metavar="DIR"
+    )
+    stop.add_argument("-d", "--drain", action="store_true", help="end event time first")
+    stop.add_argument("job_id")
 
     cluster = commands.add_parser("cluster", help="show the TaskManagers and free slots")
     _add_cluster_options(cluster)
@@ -233,6 +248,56 @@ def _command_cancel(args: argparse.Namespace) -> int:
     return 0
 
 
+def _await_savepoint(cluster: ClusterClient, job_id: str, trigger_id: str) -> str:
+    deadline = time.monotonic() + 600
+    while time.monotonic() < deadline:
+        status = cluster.savepoint(job_id, trigger_id)
+        if status.state == "COMPLETED":
+            if status.failure:
+                raise StromError(f"the savepoint failed: {status.failure}")
+            return status.location
+        time.sleep(0.1)  # polling the JobManager for the savepoint's end
+    raise StromError("the savepoint did not complete within 10 minutes")
+
+
+def _command_savepoint(args: argparse.Namespace) -> int:
+    if args.dispose:
+        from strom.checkpoint_storage import storage_for
+
+        storage = storage_for(None)
+        if storage.read_metadata(args.dispose) is None:
+            raise StromError(f"'{args.dispose}' is not a savepoint (it has no _metadata)")
+        print(f"Disposing savepoint '{args.dispose}'.")
+        storage.discard(args.dispose)
+        print(f"Savepoint '{args.dispose}' disposed.")
+        return 0
+    if not args.job_id:
+        raise StromError("strom savepoint needs a job id: strom savepoint <jobid> [dir]")
+    with ClusterClient(_jobmanager_address(args)) as cluster:
+        print(f"Triggering savepoint for job {args.job_id}.")
+        print("Waiting for response...")
+        trigger_id = cluster.trigger_savepoint(args.job_id, _absolute(args.target_directory))
+        location = _await_savepoint(cluster, args.job_id, trigger_id)
+    print(f"Savepoint completed. Path: file:{location}")
+    print("You can resume your program from this savepoint with the run command.")
+    return 0
+
+
+def _command_stop(args: argparse.Namespace) -> int:
+    with ClusterClient(_jobmanager_address(args)) as cluster:
+        print(f"Suspending job {args.job_id}.")
+        trigger_id = cluster.trigger_savepoint(
+            args.job_id, _absolute(args.savepoint_path), then="stop"
+        )
+        location = _await_savepoint(cluster, args.job_id, trigger_id)
+    print(f"Savepoint completed. Path: file:{location}")
+    return 0
+
+
+def _absolute(path: str | None) -> str | None:
+    return os.path.abspath(path) if path else None
+
+
 def _command_cluster(args: argparse.Namespace) -> int:
     address = _jobmanager_address(args)
     with ClusterClient(address) as cluster:
@@ -260,6 +325,8 @@ _COMMANDS = {
     "list": _command_list,
     "cancel": _command_cancel,
     "cluster": _command_cluster,
+    "savepoint": _command_savepoint,
+    "stop": _command_stop,
 }
 
 

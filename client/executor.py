@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import os
 import sys
 import threading
 import uuid
@@ -104,6 +105,10 @@ def submit_job(graph: JobGraph, job_root: str) -> ClusterJobClient:
     cleanups: list[Callable[[], None]] = []
     config = dict(context.config)
     config.update(graph.settings.get("configuration") or {})
+    if context.savepoint_path:
+        config["execution.savepoint.path"] = os.path.abspath(context.savepoint_path)
+        if context.allow_non_restored_state:
+            config["execution.savepoint.ignore-unclaimed-state"] = "true"
     if context.target == "remote":
         address = context.jobmanager or "localhost:6123"
         files = collect_job_files(job_root)

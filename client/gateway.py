@@ -48,7 +48,11 @@ class ClusterClient:
                     f"(bin/start-cluster.sh) and is jobmanager.rpc.address/port right? "
                     f"({code.name}: {error.details()})"
                 ) from None
-            if code in (grpc.StatusCode.NOT_FOUND, grpc.StatusCode.INVALID_ARGUMENT):
+            if code in (
+                grpc.StatusCode.NOT_FOUND,
+                grpc.StatusCode.INVALID_ARGUMENT,
+                grpc.StatusCode.FAILED_PRECONDITION,
+            ):
                 raise StromError(error.details()) from None
             raise StromError(f"the JobManager answered {code.name}: {error.details()}") from None
 
@@ -71,6 +75,14 @@ class ClusterClient:
         """The job's details once it has ended, or after ``timeout_s``."""
         request = pb.AwaitJobRequest(job_id=job_id, timeout_ms=int(timeout_s * 1000))
         return self._call("AwaitJob", request, timeout=timeout_s + 30)
+
+    def trigger_savepoint(self, job_id: str, target_dir: str | None, then: str = "") -> str:
+        request = pb.SavepointRequest(job_id=job_id, target_dir=target_dir or "", then=then)
+        return self._call("TriggerSavepoint", request).trigger_id
+
+    def savepoint(self, job_id: str, trigger_id: str) -> pb.SavepointStatus:
+        request = pb.SavepointStatusRequest(job_id=job_id, trigger_id=trigger_id)
+        return self._call("GetSavepoint", request)
 
     def cancel(self, job_id: str) -> None:
         self._call("CancelJob", pb.JobId(job_id=job_id))

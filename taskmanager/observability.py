@@ -47,6 +47,7 @@ MAX_TAIL_BYTES = 8 * 1024 * 1024
 SAMPLE_INTERVAL_S = 0.1
 SAMPLE_WINDOW = 10  # samples: one second
 SAMPLER_IDLE_S = 60.0
+CPU_MIN_INTERVAL_S = 0.5
 PROMETHEUS_CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 _SERVER_MARK = "_strom_observability"
 _PORT_RANGE = re.compile(r"^\s*(\d{1,5})\s*(?:-\s*(\d{1,5})\s*)?$")
@@ -269,6 +270,7 @@ class ObservabilityService(observability_pb2_grpc.TaskManagerObservabilityServic
         self._process = psutil.Process()
         self._process.cpu_percent(None)  # the next call measures from here
         self._cpu_lock = threading.Lock()
+        self._cpu = (time.monotonic(), 0.0)  # (when measured, percent of one core)
         self._started = time.time()
         self._http: ThreadingHTTPServer | None = None
         self._http_thread: threading.Thread | None = None
@@ -378,7 +380,10 @@ class ObservabilityService(observability_pb2_grpc.TaskManagerObservabilityServic
         process = self._process
         memory = psutil.virtual_memory()
         with self._cpu_lock:
-            cpu = process.cpu_percent(None)
+            measured, cpu = self._cpu
+            if time.monotonic() - measured >= CPU_MIN_INTERVAL_S:  # shorter spans read as 0
+                cpu = process.cpu_percent(None)
+                self._cpu = (time.monotonic(), cpu)
         try:
             open_files = process.num_fds()
         except (AttributeError, psutil.Error):

@@ -69,18 +69,25 @@ class ReaderSource(SourceDriver):
         from taskmanager.runtime.task import BATCH_SIZE, TaskCancelled
 
         source = self.spec.args["source"]
-        reader = source.create_reader(self.context.subtask_index, self.context.parallelism)
-        self.reader = reader
-        if self.restore is not None:
-            if self.restore.rescaled:
+        context, restore = self.context, self.restore
+        rescale = getattr(source, "restore_reader", None)
+        if restore is not None and (restore.rescaled or callable(rescale)):
+            if not callable(rescale):
                 raise RuntimeError(
-                    f"the source '{self.context.operator_name}' cannot be restored at another "
-                    f"parallelism ({self.restore.old_parallelism} -> "
-                    f"{self.restore.parallelism}) yet; restore it at its earlier parallelism"
+                    f"the source '{context.operator_name}' cannot be restored at another "
+                    f"parallelism ({restore.old_parallelism} -> {restore.parallelism}); "
+                    "restore it at its earlier parallelism"
                 )
-            own = self.restore.own()
+            positions = {i: s.get("position") for i, s in restore.snapshots.items()}
+            reader = rescale(
+                positions, restore.old_parallelism, context.subtask_index, context.parallelism
+            )
+        else:
+            reader = source.create_reader(context.subtask_index, context.parallelism)
+            own = restore.own() if restore is not None else None
             if own is not None and "position" in own:
                 reader.restore_position(own["position"])
+        self.reader = reader
         try:
             while True:
                 task.run_mailbox()

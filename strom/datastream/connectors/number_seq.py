@@ -71,3 +71,55 @@ class NumberSequenceReader(SourceReader):
                 f"position {position!r} is outside this reader's range [{self._low}, {self._high})"
             )
         self._next = position
+
+
+class _RangesReader(SourceReader):
+    """Reads several ranges in turn; made when a sequence is restored at a new parallelism.
+    Its position is the list of ``(next, high)`` still to read."""
+
+    def __init__(self, ranges: list[tuple[int, int]]) -> None:
+        self._ranges = [(low, high) for low, high in ranges if low < high]
+
+    def read_batch(self, max_records: int) -> list | None:
+        while self._ranges and self._ranges[0][0] >= self._ranges[0][1]:
+            self._ranges.pop(0)
+        if not self._ranges:
+            return None
+        low, high = self._ranges[0]
+        stop = min(low + max(1, max_records), high)
+        self._ranges[0] = (stop, high)
+        return list(range(low, stop))
+
+    def snapshot_position(self) -> list[tuple[int, int]]:
+        return list(self._ranges)
+
+    def restore_position(self, position: object) -> None:
+        self._ranges = [tuple(r) for r in position]  # type: ignore[union-attr]
+
+
+def _remaining(source: NumberSequenceSource, old: int, parallelism: int, position) -> list:
+    if isinstance(position, list):
+        return [tuple(r) for r in position]
+    count = source.end - source.start + 1
+    high = source.start + count * (old + 1) // parallelism
+    low = source.start + count * old // parallelism
+    return [(low if position is None else int(position), high)]
+
+
+def _restore_reader(
+    self: NumberSequenceSource,
+    positions: dict[int, object],
+    old_parallelism: int,
+    subtask_index: int,
+    parallelism: int,
+) -> SourceReader:
+    """A reader of what old subtasks had left, for a restore at another parallelism: the old
+    subtasks' remaining ranges are dealt round-robin to the new subtasks."""
+    check_subtask(subtask_index, parallelism)
+    ranges: list = []
+    for old in range(old_parallelism):
+        ranges.extend(_remaining(self, old, old_parallelism, positions.get(old)))
+    return _RangesReader(ranges[subtask_index::parallelism])
+
+
+NumberSequenceSource.restore_reader = _restore_reader
