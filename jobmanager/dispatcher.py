@@ -344,6 +344,7 @@ class Dispatcher:
                 state = record.graph.state
                 if state in TERMINAL_JOB_STATES and record.ended_at < 0:
                     record.ended_at = time.time()
+                    self._clean_up_checkpoints(record)
                 self._job_state_changed.notify_all()
             log.info("job %s (%s) is %s", record.job_id, record.graph.name, state)
 
@@ -360,6 +361,18 @@ class Dispatcher:
                     record.coordinator.counts["restored"] += 1
             self._pending.append(record.job_id)
         self.wake()
+
+    def _clean_up_checkpoints(self, record: JobRecord) -> None:
+        """A finished job's checkpoints go; a cancelled one's as the retention setting says;
+        a failed job keeps them (to resume from by hand)."""
+        coordinator = record.coordinator
+        if coordinator is None or not coordinator.completed:
+            return
+        retention = record.config["execution.checkpointing.externalized-checkpoint-retention"]
+        state = record.graph.state
+        if state == "FINISHED" or (state == "CANCELED" and retention == "DELETE_ON_CANCELLATION"):
+            for checkpoint in coordinator.completed:
+                record.storage.discard(checkpoint.external_path)
 
     def fail_job(self, record: JobRecord, reason: str) -> None:
         with self.lock:

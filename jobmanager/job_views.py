@@ -218,6 +218,7 @@ def job_view(
         "status-counts": status_counts,
         "plan": plan,
         "attempt": attempt,
+        "restarts": int(details.get("restarts", attempt)),
         "failure": details.get("failure") or "",
         "status-message": details.get("status-message") or "",
     }
@@ -291,23 +292,30 @@ def _exception_name(traceback_text: str) -> str:
 def exceptions_view(details: dict[str, Any], max_exceptions: int = 20) -> dict[str, Any]:
     """``/jobs/<jid>/exceptions``: the job's failures, newest first.
 
-    ``details["exceptions"]``, when the dispatcher keeps a history, is a list of
-    ``{"failure", "timestamp", "task"?, "location"?}``, oldest first; otherwise the job's
-    failure text is the one entry.
+    ``details["exceptions"]``, when the dispatcher keeps a history, lists
+    ``{"exception" (or "failure"), "location"?, "timestamp"?, "task"?}`` newest first; without
+    one the job's failure text is the one entry. An entry without a time gets the job's last
+    change.
     """
-    history = list(details.get("exceptions") or [])
+    fallback = details.get("end-time", -1)
+    if not fallback or fallback < 0:
+        fallback = details.get("last-modification", _millis(time.time()))
+    history = []
+    for entry in details.get("exceptions") or []:
+        text = entry.get("exception") or entry.get("failure") or entry.get("stacktrace") or ""
+        if text:
+            history.append({**entry, "failure": text})
     if not history and details.get("failure"):
-        end = details.get("end-time", -1)
-        stamp = end if end and end > 0 else details.get("last-modification", _millis(time.time()))
-        history = [{"failure": details["failure"], "timestamp": stamp}]
-    history.sort(key=lambda e: e.get("timestamp", 0), reverse=True)
+        history = [{"failure": details["failure"]}]
+    if all("timestamp" in entry for entry in history):
+        history.sort(key=lambda e: e["timestamp"], reverse=True)
     truncated = len(history) > max_exceptions
     history = history[:max_exceptions]
     entries = [
         {
             "exceptionName": _exception_name(entry["failure"]),
             "stacktrace": entry["failure"],
-            "timestamp": entry.get("timestamp", 0),
+            "timestamp": int(entry.get("timestamp") or fallback),
             "taskName": entry.get("task"),
             "location": entry.get("location"),
             "endpoint": entry.get("location"),

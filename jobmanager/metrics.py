@@ -105,7 +105,7 @@ def jobmanager_families(
     records_out = gauge("job_task_numRecordsOut", "Records the job vertex's subtasks have written")
     for job in jobs:
         labels = {"job_id": job["jid"], "job_name": job["name"]}
-        restarts.add(int(job.get("attempt", 0)), **labels)
+        restarts.add(int(job.get("restarts", job.get("attempt", 0))), **labels)
         running = job["state"] == "RUNNING" and job.get("start-time", -1) > 0
         uptime.add(max(0, now_ms - job["start-time"]) if running else 0, **labels)
         for vertex in job.get("vertices", []):

@@ -25,6 +25,7 @@ from strom.rpc import cluster_pb2_grpc
 from taskmanager.network.gate_registry import GateRegistry
 from taskmanager.network.input_gate import GateClosed
 from taskmanager.runtime.task import Task, TaskId
+from taskmanager.state.heap import KeyedSnapshot
 
 log = logging.getLogger(__name__)
 
@@ -42,6 +43,10 @@ class CheckpointServices:
 
     def _write(self, task: Task, checkpoint_id: int, options: dict, states: dict) -> None:
         stub = self.deployer._stub(self.jobmanager_address)
+        for state in states.values():
+            keyed = state.get("keyed") if isinstance(state, dict) else None
+            if isinstance(keyed, KeyedSnapshot):
+                state["keyed"] = keyed.by_key_group()
         try:
             data = pickle.dumps(states, protocol=5)
         except Exception:
@@ -68,7 +73,17 @@ class CheckpointServices:
                 timeout=30,
             )
         except Exception as error:
-            log.warning("snapshot %d of %s failed: %s", checkpoint_id, task.name, error)
+            gone = isinstance(error, grpc.RpcError) and error.code() in (
+                grpc.StatusCode.UNAVAILABLE,
+                grpc.StatusCode.CANCELLED,
+            )
+            log.log(
+                logging.INFO if gone else logging.WARNING,
+                "snapshot %d of %s failed: %s",
+                checkpoint_id,
+                task.name,
+                error,
+            )
             try:
                 stub.DeclineCheckpoint(
                     pb.CheckpointDecline(

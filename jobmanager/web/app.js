@@ -220,7 +220,7 @@ function overviewPage() {
 
 // ------------------------------------------------------------------ the job graph
 
-const NODE_W = 250, NODE_H = 112, GAP_X = 120, GAP_Y = 36, MARGIN = 24;
+const NODE_W = 250, NODE_H = 122, GAP_X = 120, GAP_Y = 36, MARGIN = 24;
 
 // Places plan nodes in columns by their longest distance from a source; orders each column by
 // the mean row of its inputs so that edges cross little.
@@ -325,7 +325,7 @@ function drawGraph(plan, vertices, selected, onSelect) {
     h("circle", { class: `bp-${level}`, cx: 17, cy: 88, r: 5 }),
     h("text", { class: "small", x: 28, y: 92 },
       `Backpressure: ${level.toUpperCase()} (${pct(m["backpressured-ratio"])})`),
-    h("text", { class: "small", x: 190, y: 92 }, `Busy ${pct(m["busy-ratio"])}`));
+    h("text", { class: "small", x: 12, y: 111 }, `Busy: ${pct(m["busy-ratio"])}`));
     svg.append(g);
   }
   return svg;
@@ -379,7 +379,7 @@ function jobPage(jid, tab) {
           h("span", {}, "Started ", h("b", {}, fmtTime(job["start-time"]))),
           h("span", {}, "Duration ", h("b", {}, fmtDuration(job.duration))),
           job["end-time"] > 0 ? h("span", {}, "Ended ", h("b", {}, fmtTime(job["end-time"]))) : null,
-          h("span", {}, "Restarts ", h("b", {}, job.attempt || 0)))),
+          h("span", {}, "Restarts ", h("b", {}, job.restarts ?? job.attempt ?? 0)))),
       actions);
     message.replaceChildren(
       job["status-message"] ? notice(job["status-message"]) : "",

@@ -29,6 +29,8 @@ class HeapKeyedStateBackend:
         self.current_key: Any = None
         self.tables: dict[str, dict[Any, Any]] = {}
         self._states: dict[str, api.State] = {}
+        #: key -> key group, filled while snapshots are written (never on the hot path)
+        self._key_groups: dict[Any, int] = {}
 
     def table(self, name: str) -> dict[Any, Any]:
         table = self.tables.get(name)
@@ -60,20 +62,19 @@ class HeapKeyedStateBackend:
 
     # -------------------------------------------------------------- snapshots
 
-    def snapshot(self) -> dict[str, dict[int, dict[Any, Any]]]:
-        """``{state name: {key group: {key: value}}}`` — a deep-enough copy for async writing."""
-        result: dict[str, dict[int, dict[Any, Any]]] = {}
-        maxp = self.max_parallelism
+    def snapshot(self) -> KeyedSnapshot:
+        """A copy of the state as it is now, cheap on the task thread; grouping the entries
+        by key group happens later, off the task thread (``KeyedSnapshot.by_key_group``)."""
+        tables: dict[str, dict[Any, Any]] = {}
         for name, table in self.tables.items():
-            groups: dict[int, dict[Any, Any]] = {}
-            for key, value in table.items():
-                if isinstance(value, list):
-                    value = list(value)
-                elif isinstance(value, dict):
-                    value = dict(value)
-                groups.setdefault(key_group_of(key, maxp), {})[key] = value
-            result[name] = groups
-        return result
+            copied = dict(table)
+            for key, value in copied.items():
+                if type(value) is list:  # list and map state change in place: copy them
+                    copied[key] = list(value)
+                elif type(value) is dict:
+                    copied[key] = dict(value)
+            tables[name] = copied
+        return KeyedSnapshot(tables, self.max_parallelism, self._key_groups)
 
     def restore(self, snapshots: Iterable[dict[str, dict[int, dict[Any, Any]]]], groups: range):
         """Load the entries of the key groups in ``groups`` from one or more snapshots."""
@@ -83,6 +84,30 @@ class HeapKeyedStateBackend:
                 for group, entries in by_group.items():
                     if group in groups:
                         table.update(entries)
+
+
+class KeyedSnapshot:
+    """Keyed state copied at a barrier, grouped by key group when it is written."""
+
+    def __init__(self, tables: dict, max_parallelism: int, memo: dict[Any, int]) -> None:
+        self.tables, self.max_parallelism, self._memo = tables, max_parallelism, memo
+
+    def by_key_group(self) -> dict[str, dict[int, dict[Any, Any]]]:
+        """``{state name: {key group: {key: value}}}``, the stored form."""
+        memo, maxp = self._memo, self.max_parallelism
+        result: dict[str, dict[int, dict[Any, Any]]] = {}
+        for name, table in self.tables.items():
+            groups: dict[int, dict[Any, Any]] = {}
+            for key, value in table.items():
+                group = memo.get(key)
+                if group is None:
+                    group = memo[key] = key_group_of(key, maxp)
+                entries = groups.get(group)
+                if entries is None:
+                    entries = groups[group] = {}
+                entries[key] = value
+            result[name] = groups
+        return result
 
 
 class HeapValueState(api.ValueState):

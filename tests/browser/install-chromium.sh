@@ -22,6 +22,6 @@ if [ "$(id -u)" -ne 0 ]; then
 fi
 export DEBIAN_FRONTEND=noninteractive
 $SUDO apt-get update -q >/dev/null
-$SUDO apt-get install -y -q --no-install-recommends chromium fonts-dejavu-core >/dev/null
+$SUDO apt-get install -y -q chromium fonts-dejavu-core >/dev/null
 test -x /usr/bin/chromium
 echo "install-chromium: $(/usr/bin/chromium --version 2>/dev/null || echo chromium installed)"
