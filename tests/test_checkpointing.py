@@ -145,3 +145,26 @@ def test_without_restart_strategy_the_failure_fails_the_job(mode, tmp_path):
     build_job(env, 100, tmp_path / "out", fail_at=50)
     with pytest.raises(Exception, match="injected failure at 50"):
         mode.execute(env, "no restarts")
+
+
+def test_job_waits_for_slots_after_losing_its_only_taskmanager(local_cluster, tmp_path):
+    cluster = local_cluster(slots=2).start(taskmanagers=1)
+    count = 40_000
+    output, checkpoints = tmp_path / "out", tmp_path / "checkpoints"
+    env = checkpointed_env(checkpoints)
+    build_job(env, count, output)
+    with remote(cluster.address):
+        client = env.execute_async("waits for slots")
+    poll_for(lambda: completed_checkpoints(checkpoints) > 0, timeout=60, what="a checkpoint")
+    only = cluster.taskmanagers[0]
+    only.send_signal(signal.SIGKILL)
+    only.wait()
+    with ClusterClient(cluster.address) as jobs:
+        poll_for(
+            lambda: "waiting for 2 free slot(s)" in jobs.job(client.get_job_id()).status_message,
+            what="the job to wait for slots",
+        )
+        assert jobs.job(client.get_job_id()).summary.state == "CREATED"
+    cluster.start_taskmanager()
+    client.get_job_execution_result()
+    assert committed_output(output) == expected_output(count)
