@@ -433,8 +433,12 @@ class RestServer:
 
     def _jobmanager_config(self) -> list[dict[str, str]]:
         config = self.jm.config
+
+        def text(value: Any) -> str:
+            return str(value).lower() if isinstance(value, bool) else str(value)
+
         return [
-            {"key": key, "value": str(config[key])}
+            {"key": key, "value": text(config[key])}
             for key in sorted(config)
             if config[key] is not None
         ]

@@ -218,6 +218,14 @@ class TaskDeployer:
                 pass
         return pb.Ack(ok=True)
 
+    def cancel_everything(self) -> int:
+        """Cancel every task without waiting; returns how many there were."""
+        with self.lock:
+            tasks = list(self.tasks.values())
+        for task in tasks:
+            task.cancel()
+        return len(tasks)
+
     def cancel_all(self) -> None:
         with self.lock:
             tasks = list(self.tasks.values())

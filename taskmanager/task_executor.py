@@ -169,6 +169,14 @@ class TaskExecutor:
             except Exception:  # keep retrying whatever happened
                 log.exception("JobManager session failed")
             self.registered.clear()
+            if not self._stopped.is_set():
+                # The JobManager has declared us lost (or is gone): it restarts our tasks
+                # elsewhere, so ours must stop before we register anew, as in Flink.
+                cancelled = self.deployer.cancel_everything()
+                if cancelled:
+                    log.warning(
+                        "lost the JobManager session: cancelled %d running task(s)", cancelled
+                    )
             if self._stopped.wait(backoff):
                 break
             backoff = min(backoff * 2, maximum)

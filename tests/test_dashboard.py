@@ -375,12 +375,20 @@ def test_dashboard_pages(browser, cluster, jobs, screenshots):
     assert "127.0.0.1" in browser.text("#tm-table")
     browser.screenshot(screenshots / "06-taskmanagers.png")
     tm_id = http_json(rest + "/taskmanagers")["taskmanagers"][0]["id"]
-    browser.click(f'#tm-table tr[data-tm="{tm_id}"] a.log-link')
+    browser.click(f'#tm-table tr[data-tm="{tm_id}"] a.mono')
+    browser.wait_for(
+        "[...document.querySelectorAll('#tm-tasks tbody tr')].some(r =>"
+        " r.textContent.includes('Slow Sink'))",
+        "the TaskManager's running tasks",
+    )
+    assert "1 / 2" in browser.text("#tm-summary")
+    browser.screenshot(screenshots / "07-taskmanager-metrics.png")
+    browser.click("#tab-log")
     browser.wait_for(
         "(document.querySelector('#log-view')?.textContent || '').includes('started on')",
         "the TaskManager's log",
     )
-    browser.screenshot(screenshots / "07-taskmanager-log.png")
+    browser.screenshot(screenshots / "08-taskmanager-log.png")
     browser.open(f"{url}#/taskmanagers/{urllib.parse.quote(tm_id, safe='')}/stdout")
     browser.wait_for(
         "!(document.querySelector('#stdout-view')?.textContent || 'Loading').startsWith('Loading')",
@@ -395,13 +403,13 @@ def test_dashboard_pages(browser, cluster, jobs, screenshots):
         "the JobManager's configuration",
     )
     assert str(cluster.rest_port) in browser.text("#jm-config")
-    browser.screenshot(screenshots / "08-jobmanager-config.png")
+    browser.screenshot(screenshots / "09-jobmanager-config.png")
     browser.open(url + "#/jobmanager/log")
     browser.wait_for(
         "(document.querySelector('#jm-log')?.textContent || '').includes('JobManager')",
         "the JobManager's log",
     )
-    browser.screenshot(screenshots / "09-jobmanager-log.png")
+    browser.screenshot(screenshots / "10-jobmanager-log.png")
 
     # Cancel from the page cancels the job.
     browser.open(f"{url}#/jobs/{running}")
@@ -419,9 +427,9 @@ def test_dashboard_pages(browser, cluster, jobs, screenshots):
         "the page to show CANCELED",
     )
     assert not browser.evaluate("!!document.querySelector('#cancel-job')")
-    browser.screenshot(screenshots / "10-cancelled-job.png")
+    browser.screenshot(screenshots / "11-cancelled-job.png")
 
     assert not browser.errors, browser.errors
     written = sorted(p.name for p in screenshots.glob("*.png"))
-    assert len(written) == 10, written
+    assert len(written) == 11, written
     print(f"dashboard screenshots in {screenshots}: {', '.join(written)}", file=sys.stderr)

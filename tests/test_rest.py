@@ -533,6 +533,38 @@ def test_cancel_running_job(rest, jobs):
     assert rest.get("/overview").json["jobs-cancelled"] == 1
 
 
+def test_prometheus_text_escapes_label_values_and_help():
+    from jobmanager import metrics as jm_metrics
+    from taskmanager import observability
+
+    name = 'a "quoted" name\\ with\na newline'
+    for render, family_type in (
+        (jm_metrics.render, jm_metrics.MetricFamily),
+        (observability.render_prometheus, observability.MetricFamily),
+    ):
+        family = family_type("strom_test_value", "help with \\ and\nnewline")
+        family.add(1.5, job_name=name)
+        family.add(float("nan"), job_name="nan")
+        family.add(7, job_name="int")
+        parsed = families(render([family]))["strom_test_value"]
+        by_name = {s.labels["job_name"]: s.value for s in parsed.samples}
+        assert by_name[name] == 1.5 and by_name["int"] == 7
+        assert by_name["nan"] != by_name["nan"]  # NaN
+        assert parsed.documentation == "help with \\ and\nnewline"
+
+
+def test_prometheus_port_setting_names_what_is_allowed():
+    from strom.errors import ConfigurationError
+    from taskmanager.observability import parse_port_range
+
+    assert parse_port_range(None) is None
+    assert parse_port_range("0") == range(0, 1)
+    assert parse_port_range("9249-9251") == range(9249, 9252)
+    for bad in ("9260-9249", "70000", "port", "1-2-3"):
+        with pytest.raises(ConfigurationError, match="metrics.reporter.prom.port"):
+            parse_port_range(bad)
+
+
 def test_every_operation_in_openapi_was_exercised(openapi, request):
     module = request.node.module
     selected = {item.name for item in request.session.items if item.module is module}

@@ -653,7 +653,7 @@ function logView(path, id) {
 
 function taskManagerPage(id, tab) {
   const errors = h("div");
-  const summary = h("div");
+  const summary = h("div", { id: "tm-summary" });
   const base = `#/taskmanagers/${encodeURIComponent(id)}`;
   const tabs = h("nav", { class: "tabs" }, ["metrics", "log", "stdout"].map((name) =>
     h("a", { href: `${base}/${name}`, id: `tab-${name}`, class: name === tab ? "active" : "" },
@@ -691,7 +691,8 @@ function taskManagerPage(id, tab) {
           h("td", {}, h("a", { href: `#/jobs/${t.jobId}`, class: "mono" }, t.jobId.slice(0, 8))),
           h("td", {}, t.name), h("td", { class: "num" }, t.subtask), h("td", {}, badge(t.status)),
           h("td", { class: "num" }, fmtCount(t["read-records"])),
-          h("td", { class: "num" }, fmtCount(t["write-records"])))), "No tasks running here"),
+          h("td", { class: "num" }, fmtCount(t["write-records"])))), "No tasks running here",
+        { id: "tm-tasks" }),
         h("h2", {}, "Details"),
         h("div", { class: "panel" }, h("dl", { class: "kv" },
           h("dt", {}, "Address"), h("dd", { class: "mono" }, tm.address),
