@@ -274,7 +274,9 @@ class TaskDeployer:
             vertex_id=task.id.vertex_id,
             subtask=task.id.subtask,
             records_in=task.records_in,
-            records_out=task.records_out,
+            records_out=task.records_out
+            if task.vertex.is_source
+            else max(task.records_out, sum(w.records_out for w in task.writers)),
         )
 
     def metrics(self) -> list[pb.TaskMetrics]:

@@ -27,6 +27,7 @@ from strom.rpc import cluster_pb2 as pb
 from strom.rpc import cluster_pb2_grpc
 from taskmanager.deployment import TaskDeployer
 from taskmanager.network.data_service import SERVER_OPTIONS, DataExchangeService
+from taskmanager.observability import ObservabilityService
 
 log = logging.getLogger(__name__)
 
@@ -81,6 +82,7 @@ class TaskExecutor:
         self._executor: futures.ThreadPoolExecutor | None = None
         self._gc_threshold = gc.get_threshold()
         self.deployer = TaskDeployer(lambda: self.resource_id, lambda: self.address)
+        self.observability = ObservabilityService(self)
 
     @property
     def address(self) -> str:
@@ -109,6 +111,7 @@ class TaskExecutor:
             TaskExecutorGateway(self), server
         )
         DataExchangeService(self.deployer.gates).add_to_server(server)
+        self.observability.add_to_server(server)
         target = f"{bind_host}:{self.config['taskmanager.rpc.port']}"
         try:
             self.port = server.add_insecure_port(target)
@@ -140,6 +143,7 @@ class TaskExecutor:
         if self._session_thread is not None:
             self._session_thread.join(timeout=5)
         self.deployer.close()
+        self.observability.close()
         if self._server is not None:
             self._server.stop(0.5).wait()
             self._executor.shutdown(wait=False)

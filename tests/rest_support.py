@@ -4,10 +4,6 @@ Its processes log the way ``bin/strom-daemon.sh`` makes them: ``STROM_LOG_FILE``
 one's ``.log`` and its stdout and stderr go to the ``.out`` beside it, so the log and stdout
 endpoints have files to show. The job functions live here because the tests' folder travels
 with every job, so TaskManagers import them by module name.
-
-Run as a script (``python tests/rest_support.py taskmanager ...``) it starts a TaskManager and
-registers the observability service on its gRPC server when ``taskmanager/task_executor.py``
-does not do so itself yet.
 """
 
 from __future__ import annotations
@@ -103,10 +99,7 @@ def observed_cluster_class():
         def _spawn(self, module: str, name: str) -> subprocess.Popen:
             self._count += 1
             stem = self.log_dir / f"strom-test-{name}-{self._count}-localhost"
-            if module == "taskmanager":
-                command = [sys.executable, str(Path(__file__).resolve()), "taskmanager"]
-            else:
-                command = [sys.executable, "-m", module]
+            command = [sys.executable, "-m", module]
             out = open(stem.with_suffix(".out"), "wb")  # noqa: SIM115
             process = subprocess.Popen(
                 [*command, "--conf-dir", str(self.conf_dir)],
@@ -122,36 +115,3 @@ def observed_cluster_class():
             return process
 
     return ObservedCluster
-
-
-def _run_taskmanager(argv: list[str]) -> int:
-    """A TaskManager whose gRPC server serves TaskManagerObservability, hook or not."""
-    import logging
-
-    from taskmanager import task_executor
-    from taskmanager.entrypoint import main
-    from taskmanager.observability import ObservabilityService
-
-    original_start = task_executor.TaskExecutor.start
-
-    def start(self) -> None:
-        original_start(self)
-        if getattr(self._server, "_strom_observability", None) is None:
-            # task_executor.py does not register the service yet: add it to the running server
-            # (through its generic handlers; gRPC warns that the fast path is closed by now).
-            grpc_logger = logging.getLogger("grpc._server")
-            level = grpc_logger.level
-            grpc_logger.setLevel(logging.ERROR)
-            try:
-                self.observability = ObservabilityService(self).add_to_server(self._server)
-            finally:
-                grpc_logger.setLevel(level)
-
-    task_executor.TaskExecutor.start = start
-    return main(argv)
-
-
-if __name__ == "__main__":
-    if sys.argv[1:2] != ["taskmanager"]:
-        raise SystemExit("usage: rest_support.py taskmanager [--conf-dir DIR] [-D key=value]")
-    sys.exit(_run_taskmanager(sys.argv[2:]))

@@ -417,11 +417,6 @@ def test_finished_job_details(rest, jobs):
     assert exceptions["root-exception"] is None and exceptions["exceptionHistory"]["entries"] == []
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="taskmanager/runtime counts a source's records twice: sources.py adds each batch "
-    "to task.records_out and Task._end_of_input adds the writers' counts again",
-)
 def test_a_finished_sources_records_out_counts_each_record_once(rest, jobs):
     job = rest.get(f"/jobs/{jobs['finished']}").json
     by_name = {v["name"]: v for v in job["vertices"]}

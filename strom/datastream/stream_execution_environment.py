@@ -263,6 +263,7 @@ class StreamExecutionEnvironment:
             configuration.update(self._restart_strategy.to_configuration())
         return {
             "buffer_timeout_ms": self.get_buffer_timeout(),
+            "auto_watermark_interval_ms": self._execution_config.get_auto_watermark_interval(),
             "runtime_mode": self._runtime_mode.name,
             "configuration": configuration,
             "job_parameters": dict(self._job_parameters),

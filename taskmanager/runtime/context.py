@@ -25,6 +25,7 @@ class OperatorContext:
     attempt: int = 0
     job_parameters: dict[str, str] = field(default_factory=dict)
     keyed_backend: Any = None
+    auto_watermark_interval_ms: int = 200
     _runtime_context: Any = None
 
     @property
@@ -129,46 +130,68 @@ class StreamingRuntimeContext(api.RuntimeContext):
         return self._backend("get_aggregating_state").get_state(state_descriptor)
 
 
-class ProcessingTimeOnlyTimerService(api.TimerService):
-    """Time queries; timers arrive with the event-time work."""
+class OperatorTimerService(api.TimerService):
+    """``ctx.timer_service()``: time queries, and timers for the current key when keyed."""
 
-    def __init__(self) -> None:
-        self.watermark = MIN_WATERMARK
+    def __init__(self, operator: Any = None, backend: Any = None) -> None:
+        self._operator = operator
+        self._backend = backend
 
     def current_processing_time(self) -> int:
         return int(time.time() * 1000)
 
     def current_watermark(self) -> int:
-        return self.watermark
+        return self._operator.current_watermark if self._operator is not None else MIN_WATERMARK
 
-    def _unsupported(self, *args: Any) -> None:
-        raise NotImplementedError("timers are not available yet in this version of Strom")
+    def _timers(self, what: str) -> Any:
+        timers = getattr(self._operator, "timers", None)
+        if timers is None:
+            raise RuntimeError(
+                f"{what}: timers need a keyed stream. Did you forget key_by() before process()?"
+            )
+        return timers
 
-    register_processing_time_timer = _unsupported
-    register_event_time_timer = _unsupported
-    delete_processing_time_timer = _unsupported
-    delete_event_time_timer = _unsupported
+    def register_processing_time_timer(self, timestamp: int) -> None:
+        timers = self._timers("register_processing_time_timer")
+        timers.register_processing_time_timer(self._backend.current_key, int(timestamp))
+
+    def register_event_time_timer(self, timestamp: int) -> None:
+        timers = self._timers("register_event_time_timer")
+        timers.register_event_time_timer(self._backend.current_key, int(timestamp))
+
+    def delete_processing_time_timer(self, timestamp: int) -> None:
+        timers = self._timers("delete_processing_time_timer")
+        timers.delete_processing_time_timer(self._backend.current_key, int(timestamp))
+
+    def delete_event_time_timer(self, timestamp: int) -> None:
+        timers = self._timers("delete_event_time_timer")
+        timers.delete_event_time_timer(self._backend.current_key, int(timestamp))
 
 
 class ProcessContext:
-    """The ``ctx`` of ``process_element``: the record's timestamp, time, and the current key."""
+    """The ``ctx`` of ``process_element`` and ``on_timer``: the record's (or timer's)
+    timestamp, the timer service, the current key and the time domain of a firing timer."""
 
-    def __init__(self, context: OperatorContext, backend: Any = None) -> None:
+    def __init__(self, context: OperatorContext, backend: Any = None, operator: Any = None):
         self._context = context
         self._backend = backend
         self.current_timestamp: int | None = None
-        self._timer_service = ProcessingTimeOnlyTimerService()
+        self.domain: str | None = None
+        self._timer_service = OperatorTimerService(operator, backend)
 
     def timestamp(self) -> int | None:
         return self.current_timestamp
 
-    def timer_service(self) -> ProcessingTimeOnlyTimerService:
+    def timer_service(self) -> OperatorTimerService:
         return self._timer_service
 
     def get_current_key(self) -> Any:
         if self._backend is None:
             raise RuntimeError("get_current_key() is only available on a keyed stream")
         return self._backend.current_key
+
+    def time_domain(self) -> Any:
+        return getattr(api.TimeDomain, self.domain) if self.domain else None
 
     def output(self, output_tag: Any, value: Any) -> None:
         raise NotImplementedError("side outputs are not available yet in this version of Strom")

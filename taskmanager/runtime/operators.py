@@ -9,12 +9,15 @@ append; everything else is paid once per batch.
 from __future__ import annotations
 
 import sys
+import time
 from collections.abc import Callable
 from typing import Any
 
 from strom.graph.partitioning import key_group_range
 from strom.graph.stream_graph import OperatorSpec
-from taskmanager.runtime.context import OperatorContext, ProcessContext
+from taskmanager.network.elements import WATERMARK
+from taskmanager.runtime.context import MIN_WATERMARK, OperatorContext, ProcessContext
+from taskmanager.runtime.timers import InternalTimerService
 from taskmanager.state.heap import HeapKeyedStateBackend
 from taskmanager.state.operator_state import (
     FunctionInitializationContext,
@@ -24,6 +27,7 @@ from taskmanager.state.operator_state import (
 )
 
 _MISSING = object()
+MAX_WATERMARK = 2**63 - 1
 
 
 def user_function(function: Any, method: str) -> Callable[..., Any]:
@@ -38,6 +42,12 @@ class Output:
     """Where an operator's results go: chained operators (direct calls) and record writers."""
 
     __slots__ = ("emit", "targets", "writers")
+
+    def emit_watermark(self, timestamp: int) -> None:
+        for target in self.targets:
+            target.process_watermark(timestamp)
+        for writer in self.writers:
+            writer.broadcast((WATERMARK, timestamp))
 
     def __init__(self, targets: list[Operator], writers: list[Any]) -> None:
         self.targets = targets
@@ -122,9 +132,19 @@ class Operator:
     def process_batch(self, values: list, timestamps: list | None) -> None:
         raise NotImplementedError
 
+    current_watermark = MIN_WATERMARK
+
     def process_watermark(self, timestamp: int) -> None:
-        for target in self.output.targets:
-            target.process_watermark(timestamp)
+        """Event time reached ``timestamp``: fire what is due, then pass it on."""
+        self.current_watermark = timestamp
+        self.output.emit_watermark(timestamp)
+
+    def next_processing_timer(self) -> int | None:
+        """When this operator next needs ``fire_processing_timers`` (epoch ms), if ever."""
+        return None
+
+    def fire_processing_timers(self, now_ms: int) -> None:
+        pass
 
     def end_input(self) -> None:
         """All input has arrived (a bounded stream ended)."""
@@ -194,7 +214,7 @@ class ProcessOperator(Operator):
     def open(self) -> None:
         super().open()
         self.call = user_function(self.function, "process_element")
-        self.ctx = ProcessContext(self.context)
+        self.ctx = ProcessContext(self.context, None, self)
 
     def process_batch(self, values, timestamps):
         f, ctx = self.call, self.ctx
@@ -374,12 +394,17 @@ class AggregationOperator(KeyedOperator):
 
 
 class KeyedProcessOperator(KeyedOperator):
-    """A ``KeyedProcessFunction`` with keyed state from ``get_runtime_context()``."""
+    """A ``KeyedProcessFunction`` with keyed state and timers (event and processing time)."""
+
+    def initialize_state(self, restore: OperatorRestore | None) -> None:
+        super().initialize_state(restore)
+        self.timers = InternalTimerService(self.backend)
 
     def open(self) -> None:
         super().open()
         self.call = user_function(self.function, "process_element")
-        self.ctx = ProcessContext(self.context, self.backend)
+        self.on_timer = getattr(self.function, "on_timer", None)
+        self.ctx = ProcessContext(self.context, self.backend, self)
 
     def process_batch(self, values, timestamps):
         f, ctx, key_of, backend = self.call, self.ctx, self.key_of, self.backend
@@ -398,25 +423,94 @@ class KeyedProcessOperator(KeyedOperator):
         if out:
             self.output.emit(out, stamps)
 
+    def _fire(self, due, domain: str) -> None:
+        on_timer = self.on_timer
+        if not callable(on_timer):
+            for _ in due:
+                pass
+            return
+        ctx, backend = self.ctx, self.backend
+        for timestamp, key in due:
+            backend.current_key = key
+            ctx.current_timestamp = timestamp
+            ctx.domain = domain
+            result = on_timer(timestamp, ctx)
+            if result is not None:
+                values = list(result)
+                if values:
+                    self.output.emit(values, [timestamp] * len(values))
+        ctx.domain = None
+
+    def process_watermark(self, timestamp: int) -> None:
+        self.current_watermark = timestamp
+        self._fire(self.timers.due_event_timers(timestamp), "EVENT_TIME")
+        self.output.emit_watermark(timestamp)
+
+    def next_processing_timer(self) -> int | None:
+        return self.timers.next_processing_time()
+
+    def fire_processing_timers(self, now_ms: int) -> None:
+        self._fire(self.timers.due_processing_timers(now_ms), "PROCESSING_TIME")
+
+
+class WatermarkGenerator:
+    """Periodic watermarks from a ``WatermarkStrategy``: the highest timestamp seen, less the
+    allowed out-of-orderness, less 1 ms (as Flink's generators)."""
+
+    def __init__(self, strategy: Any, interval_ms: int) -> None:
+        kind = getattr(strategy, "kind", "none")
+        self.enabled = strategy is not None and kind != "none"
+        self.lag = int(getattr(strategy, "max_out_of_orderness_ms", 0) or 0)
+        self.interval_s = max(1, interval_ms) / 1000.0
+        self.max_timestamp: int | None = None
+        self.emitted = MIN_WATERMARK
+        self.next_at = 0.0
+
+    def observe(self, stamps: list | None) -> None:
+        if self.enabled and stamps:
+            highest = max(s for s in stamps if s is not None) if None in stamps else max(stamps)
+            if self.max_timestamp is None or highest > self.max_timestamp:
+                self.max_timestamp = highest
+
+    def due(self, now: float) -> int | None:
+        """The watermark to emit now, if it is time and it advanced."""
+        if not self.enabled or now < self.next_at or self.max_timestamp is None:
+            return None
+        self.next_at = now + self.interval_s
+        watermark = self.max_timestamp - self.lag - 1
+        if watermark <= self.emitted:
+            return None
+        self.emitted = watermark
+        return watermark
+
 
 class TimestampsOperator(Operator):
-    """``assign_timestamps_and_watermarks``: stamps records with the strategy's assigner."""
+    """``assign_timestamps_and_watermarks``: stamps records with the strategy's assigner and
+    emits its watermarks; watermarks from upstream are replaced, except the final one."""
 
     def open(self) -> None:
         super().open()
         strategy = self.spec.args.get("strategy")
         self.assigner = getattr(strategy, "timestamp_assigner", None)
+        self.generator = WatermarkGenerator(strategy, self.context.auto_watermark_interval_ms)
 
     def process_batch(self, values, timestamps):
         assign = self.assigner
         if assign is None:
-            self.output.emit(values, timestamps)
-            return
-        if timestamps is None:
+            stamps = timestamps
+        elif timestamps is None:
             stamps = [assign(v, None) for v in values]
         else:
             stamps = [assign(v, t) for v, t in zip(values, timestamps, strict=True)]
         self.output.emit(values, stamps)
+        self.generator.observe(stamps)
+        watermark = self.generator.due(time.monotonic())
+        if watermark is not None:
+            Operator.process_watermark(self, watermark)
+
+    def process_watermark(self, timestamp: int) -> None:
+        if timestamp == MAX_WATERMARK:
+            Operator.process_watermark(self, timestamp)
 
 
 class SinkContext:
@@ -431,8 +525,6 @@ class SinkContext:
         return self.timestamp_value
 
     def current_processing_time(self) -> int:
-        import time
-
         return int(time.time() * 1000)
 
     def current_watermark(self) -> int:

@@ -8,8 +8,10 @@ from typing import TYPE_CHECKING, Any
 from strom.graph.stream_graph import OperatorSpec
 from taskmanager.runtime.context import OperatorContext
 from taskmanager.runtime.operators import (
+    MAX_WATERMARK,
     FunctionState,
     Output,
+    WatermarkGenerator,
     is_checkpointed_function,
     user_function,
 )
@@ -31,6 +33,7 @@ class SourceDriver:
         self.restore: OperatorRestore | None = None
         strategy = spec.args.get("strategy")
         self.assigner = getattr(strategy, "timestamp_assigner", None)
+        self.watermarks = WatermarkGenerator(strategy, context.auto_watermark_interval_ms)
 
     def cancel(self) -> None:
         self.cancelled = True
@@ -44,11 +47,26 @@ class SourceDriver:
     def notify_checkpoint_complete(self, checkpoint_id: int) -> None:
         pass
 
-    def emit(self, task: Task, values: list) -> None:
+    def emit(self, task: Task, values: list, stamps: list | None = None) -> None:
         task.records_out += len(values)
         assign = self.assigner
-        stamps = [assign(v, None) for v in values] if assign is not None else None
+        if assign is not None:
+            if stamps is None:
+                stamps = [assign(v, None) for v in values]
+            else:
+                stamps = [assign(v, t) for v, t in zip(values, stamps, strict=True)]
         self.output.emit(values, stamps)
+        self.watermarks.observe(stamps)
+        self.emit_due_watermark()
+
+    def emit_due_watermark(self) -> None:
+        watermark = self.watermarks.due(time.monotonic())
+        if watermark is not None:
+            self.output.emit_watermark(watermark)
+
+    def end_of_input(self) -> None:
+        """A bounded source ended: event time jumps to the end, so every timer fires."""
+        self.output.emit_watermark(MAX_WATERMARK)
 
     def run(self, task: Task) -> None:
         raise NotImplementedError
@@ -100,6 +118,7 @@ class ReaderSource(SourceDriver):
                     self.emit(task, values)
                     task.flush_due()
                 else:
+                    self.emit_due_watermark()
                     deadline = task.flush_due()
                     wait = _IDLE_WAIT_S
                     if deadline is not None:
@@ -140,6 +159,11 @@ class _SourceContext:
 
     def emit_watermark(self, watermark: Any) -> None:
         self.flush()
+        timestamp = getattr(watermark, "get_timestamp", None)
+        value = timestamp() if callable(timestamp) else int(watermark)
+        if value > self.driver.watermarks.emitted:
+            self.driver.watermarks.emitted = value
+            self.driver.output.emit_watermark(value)
 
     def mark_as_temporarily_idle(self) -> None:
         pass
@@ -153,9 +177,8 @@ class _SourceContext:
         if self.values:
             values, stamps = self.values, self.stamps
             self.values, self.stamps = [], []
-            self.task.records_out += len(values)
             has_stamps = any(s is not None for s in stamps)
-            self.driver.output.emit(values, stamps if has_stamps else None)
+            self.driver.emit(self.task, values, stamps if has_stamps else None)
         self.task.run_mailbox()
         self.task.flush_due()
 

@@ -183,6 +183,7 @@ class Task:
             max_parallelism=self.vertex.max_parallelism,
             attempt=self.id.attempt,
             job_parameters=self.job_parameters,
+            auto_watermark_interval_ms=self.graph.settings.get("auto_watermark_interval_ms", 200),
         )
 
     def _setup(self) -> None:
@@ -332,6 +333,11 @@ class Task:
         watermarks = [MIN_WATERMARK] * open_channels
         current_watermark = MIN_WATERMARK
         writers = self.writers
+        timer_operators = [
+            op
+            for op in self.operators
+            if type(op).next_processing_timer is not Operator.next_processing_timer
+        ]
         timeout: float | None = None
         while open_channels:
             item = gate.poll(timeout)
@@ -361,9 +367,18 @@ class Task:
                     if low > current_watermark:
                         current_watermark = low
                         head.process_watermark(low)
-            if writers:
-                deadline = self.flush_due()
-                timeout = None if deadline is None else max(0.0, deadline - time.monotonic())
+            deadline = self.flush_due() if writers else None
+            if timer_operators:
+                now_ms = int(time.time() * 1000)
+                for operator in timer_operators:
+                    due = operator.next_processing_timer()
+                    if due is not None and due <= now_ms:
+                        operator.fire_processing_timers(now_ms)
+                        due = operator.next_processing_timer()
+                    if due is not None:
+                        at = time.monotonic() + max(0, due - now_ms) / 1000.0
+                        deadline = at if deadline is None else min(deadline, at)
+            timeout = None if deadline is None else max(0.0, deadline - time.monotonic())
 
     def run_mailbox(self) -> None:
         """Run pending mailbox actions (sources call this between batches)."""
@@ -376,14 +391,17 @@ class Task:
                 element()
 
     def _end_of_input(self) -> None:
+        if self.source is not None:
+            self.source.end_of_input()
         for operator in self.operators:
             operator.end_input()
         for writer in self.writers:
             writer.flush()
             writer.broadcast((END_OF_PARTITION,))
         for writer in self.writers:
-            self.records_out += writer.records_out
             writer.close()
+        if self.source is None:
+            self.records_out = sum(writer.records_out for writer in self.writers)
 
     def _abort(self) -> None:
         for operator in self.operators:

@@ -69,10 +69,13 @@ class HeapKeyedStateBackend:
         for name, table in self.tables.items():
             copied = dict(table)
             for key, value in copied.items():
-                if type(value) is list:  # list and map state change in place: copy them
+                kind = type(value)
+                if kind is list:  # list, map state and timers change in place: copy them
                     copied[key] = list(value)
-                elif type(value) is dict:
+                elif kind is dict:
                     copied[key] = dict(value)
+                elif kind is set:
+                    copied[key] = set(value)
             tables[name] = copied
         return KeyedSnapshot(tables, self.max_parallelism, self._key_groups)
 
