@@ -5,15 +5,18 @@ keys them by page, keeps a running count with ``reduce`` and prints a page's cou
 reaches a multiple of ``--every`` (1,000). Bounded (``--count``, 10,000 events) the job ends
 like a batch job; with ``--forever`` it streams until you press Ctrl-C.
 
-    python examples/streaming_events.py                       # embedded, 10,000 events
-    python examples/streaming_events.py --forever             # embedded, until Ctrl-C
-    python examples/streaming_events.py --count 5000 --parallelism 2
-    bin/strom run examples/streaming_events.py --count 5000   # on a cluster (TaskManager .out)
+    python examples/streaming_events.py                    # embedded, 10,000 events
+    python examples/streaming_events.py --forever          # embedded, until Ctrl-C
+    python examples/streaming_events.py --count 2000 --every 100 --parallelism 2
+    bin/strom run -p 2 examples/streaming_events.py --count 5000
+
+On a cluster the counts go to the TaskManagers' ``.out`` files, as ``print()`` does in Flink.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import random
 import sys
 from collections.abc import Iterator
@@ -21,6 +24,7 @@ from typing import Any
 
 from strom.common import Types
 from strom.datastream import SourceFunction, StreamExecutionEnvironment
+from strom.errors import JobExecutionError
 
 PAGES = ["/home", "/search", "/product", "/cart", "/checkout"]
 PAGE_WEIGHTS = [40, 25, 20, 10, 5]
@@ -73,7 +77,13 @@ def page_views(count: int | None, every: int, seed: int, parallelism: int | None
         .filter(lambda total: total[1] % every == 0)
         .print()
     )
-    env.execute("streaming_events")
+    job_client = env.execute_async("streaming_events")
+    try:
+        job_client.get_job_execution_result()
+    except KeyboardInterrupt:  # Ctrl-C: cancel the job and wait until it has stopped
+        job_client.cancel()
+        with contextlib.suppress(JobExecutionError):
+            job_client.get_job_execution_result()
 
 
 if __name__ == "__main__":
@@ -87,12 +97,7 @@ if __name__ == "__main__":
         "--parallelism", type=int, help="operator parallelism (1, or strom run's -p)"
     )
     arguments = parser.parse_args(sys.argv[1:])
-    try:
-        page_views(
-            None if arguments.forever else arguments.count,
-            arguments.every,
-            arguments.seed,
-            arguments.parallelism,
-        )
-    except KeyboardInterrupt:
-        print("stopped", file=sys.stderr)
+    if arguments.every < 1:
+        parser.error("--every must be at least 1")
+    count = None if arguments.forever else arguments.count
+    page_views(count, arguments.every, arguments.seed, arguments.parallelism)

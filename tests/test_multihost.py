@@ -1,17 +1,25 @@
-"""A cluster across three hosts: bin/ scripts over real ssh, jps per host, and a host lost.
+"""A cluster across three hosts: bin/ scripts over real ssh, jps per host, jobs whose records
+cross the network, and hosts lost (crashed or partitioned) while a checkpointed job runs.
 
 The hosts are network namespaces with their own sshd, name, processes and pid folder
 (tests/netns/hosts.py). The scripts run here, in this machine's own namespace, as on an admin
 box: the JobManager starts over ssh on host 1, TaskManagers over ssh on hosts 2 and 3 (host 3
-twice). Needs root; elsewhere the module is skipped with the reason. No fixed sleeps.
+twice). Jobs are submitted from here too (``bin/strom run -m``, or ``remote()`` from this
+process), so their clients talk to the hosts over the bridge. All hosts share the file system:
+job output and checkpoints go to folders of the test's tmp dir, as to a shared mount.
+Needs root; elsewhere the module is skipped with the reason. No fixed sleeps.
 """
 
 from __future__ import annotations
 
+import json
 import os
 import pwd
+import re
 import signal
 import subprocess
+import time
+from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -19,8 +27,20 @@ import psutil
 import pytest
 import yaml
 from harness import REPO_ROOT, http_json, poll_for, python_env
+from jobs_support import remote
 from netns.hosts import NetnsHost, NetnsHosts, Unavailable
+from test_checkpointing import (
+    KEYS,
+    checkpointed_env,
+    committed_output,
+    completed_checkpoints,
+    expected_output,
+)
 
+from strom.common import Encoder
+from strom.datastream import MapFunction, StreamExecutionEnvironment
+from strom.datastream.connectors.file_system import FileSink
+from strom.datastream.connectors.number_seq import NumberSequenceSource
 from strom.process_identity import JOBMANAGER, TASKMANAGER, role_of
 
 pytestmark = pytest.mark.timeout(120)
@@ -69,11 +89,17 @@ class Cluster:
     log_dir: Path
     pid_dir: Path
     rest_port: int
+    rpc_port: int
     env: dict[str, str] = field(default_factory=dict)
 
     @property
     def rest_url(self) -> str:
         return f"http://{self.hosts[0].address}:{self.rest_port}"
+
+    @property
+    def jobmanager(self) -> str:
+        """``host:port`` of the JobManager's RPC, as ``strom run -m`` takes it."""
+        return f"{self.hosts[0].name}:{self.rpc_port}"
 
     def run(self, script: str, *args: str) -> subprocess.CompletedProcess:
         return subprocess.run(
@@ -122,6 +148,54 @@ class Cluster:
             path.name for path in host.private_path(self.pid_dir).glob("*.pid") if path.is_file()
         )
 
+    def job(self, job_id: str) -> dict:
+        return http_json(f"{self.rest_url}/jobs/{job_id}", timeout=2)
+
+    def subtasks(self, job_id: str) -> list[dict]:
+        """Every subtask of the job's current attempt, with its vertex's name added."""
+        job = self.job(job_id)
+        found = []
+        for vertex in job["vertices"]:
+            view = http_json(f"{self.rest_url}/jobs/{job_id}/vertices/{vertex['id']}", timeout=2)
+            found += [{**subtask, "vertex": vertex["name"]} for subtask in view["subtasks"]]
+        return found
+
+    def host_of(self, taskmanager_ids: dict[str, str], taskmanager_id: str) -> str:
+        """The host name of a TaskManager (from ``taskmanager_ids``, else ``/taskmanagers``)."""
+        if taskmanager_id not in taskmanager_ids:
+            taskmanager_ids.update({tm["id"]: tm["hostname"] for tm in self.taskmanagers()})
+        return taskmanager_ids[taskmanager_id]
+
+    def running_on(self, job_id: str, taskmanager_ids: dict[str, str]) -> dict[str, set[str]]:
+        """``{vertex name: host names}`` of the job's subtasks, once all of them run."""
+        subtasks = self.subtasks(job_id)
+        if not subtasks or any(s["status"] != "RUNNING" for s in subtasks):
+            return {}
+        hosts: dict[str, set[str]] = {}
+        for subtask in subtasks:
+            host = self.host_of(taskmanager_ids, subtask["taskmanager-id"])
+            hosts.setdefault(subtask["vertex"], set()).add(host)
+        return hosts
+
+    def start_taskmanager(self, host: NetnsHost) -> None:
+        """``bin/taskmanager.sh start`` on ``host`` over ssh, as an operator would."""
+        command = " ".join(
+            [
+                f"STROM_CONF_DIR={self.conf_dir}",
+                f"STROM_LOG_DIR={self.log_dir}",
+                f"STROM_PID_DIR={self.pid_dir}",
+                f"{BIN / 'taskmanager.sh'} start",
+            ]
+        )
+        result = host.ssh(command, timeout=SCRIPT_TIMEOUT_S)
+        assert result.returncode == 0, f"{command} on {host.name}: {result.stdout}{result.stderr}"
+
+    def taskmanager_logs(self, host: NetnsHost) -> str:
+        return "".join(
+            path.read_text(errors="replace")
+            for path in sorted(self.log_dir.glob(f"strom-{USER}-taskmanager-*-{host.name}.log"))
+        )
+
     def logs(self) -> str:
         if not self.log_dir.exists():
             return ""
@@ -139,10 +213,10 @@ def cluster(hosts, tmp_path):
     conf_dir.mkdir()
     # Every host has a pid folder of its own at this path, as each machine has its own /tmp.
     hosts.make_private(pid_dir)
-    rest_port = h1.free_port()
+    rest_port, rpc_port = h1.free_port(), h1.free_port()
     config = {
         "jobmanager.rpc.address": h1.name,
-        "jobmanager.rpc.port": h1.free_port(),
+        "jobmanager.rpc.port": rpc_port,
         "rest.port": rest_port,
         "taskmanager.numberOfTaskSlots": 2,
         "heartbeat.interval": "200 ms",
@@ -152,7 +226,7 @@ def cluster(hosts, tmp_path):
     (conf_dir / "strom-conf.yaml").write_text(yaml.safe_dump(config))
     (conf_dir / "masters").write_text(f"{h1.name}\n")
     (conf_dir / "slaves").write_text(f"{h2.name}\n{h3.name}\n{h3.name}\n")
-    setup = Cluster(hosts, tmp_path, conf_dir, log_dir, pid_dir, rest_port)
+    setup = Cluster(hosts, tmp_path, conf_dir, log_dir, pid_dir, rest_port, rpc_port)
     setup.env = python_env(
         STROM_CONF_DIR=str(conf_dir),
         STROM_LOG_DIR=str(log_dir),
@@ -288,3 +362,293 @@ def test_host_lost_and_back(cluster, hosts):
 
     cluster.ok("stop-cluster.sh")
     assert cluster.processes() == []
+
+
+# ------------------------------------------------------------------ jobs across the hosts
+
+WORD_COUNT_JOB = '''
+"""A keyed count whose records cross the network: numbers -> words -> key_by -> running counts."""
+import json
+import sys
+
+from strom.common import Encoder
+from strom.datastream import StreamExecutionEnvironment
+from strom.datastream.connectors.file_system import FileSink
+from strom.datastream.connectors.number_seq import NumberSequenceSource
+
+count, words, output, collected = int(sys.argv[1]), int(sys.argv[2]), sys.argv[3], sys.argv[4]
+env = StreamExecutionEnvironment.get_execution_environment()
+numbers = env.from_source(NumberSequenceSource(1, count), None, "numbers")
+counts = (
+    numbers.map(lambda n: (f"w{n % words}", 1))
+    .key_by(lambda pair: pair[0])
+    .reduce(lambda a, b: (a[0], a[1] + b[1]))
+)
+counts.sink_to(FileSink.for_row_format(output, Encoder.simple_string_encoder()).build())
+with counts.execute_and_collect("word count across hosts") as results:
+    seen = [list(value) for value in results]
+with open(collected, "w") as file:
+    json.dump(seen, file)
+'''
+
+
+def running_counts(words: list[str]) -> Counter:
+    """Every ``(word, n)`` a running count per word emits, as ``repr`` strings."""
+    totals = Counter(words)
+    return Counter(repr((word, n)) for word, total in totals.items() for n in range(1, total + 1))
+
+
+def test_job_across_hosts_with_exact_results(cluster, hosts, tmp_path):
+    h1, h2, h3 = hosts
+    cluster.ok("start-cluster.sh")
+    cluster.wait_for_taskmanagers(3)
+    taskmanager_ids = {tm["id"]: tm["hostname"] for tm in cluster.taskmanagers()}
+    count, words = 20_000, 23
+    job_file, output, collected = tmp_path / "job.py", tmp_path / "out", tmp_path / "collected.json"
+    job_file.write_text(WORD_COUNT_JOB)
+
+    # The client runs here (this machine's namespace) and reaches host 1 over the bridge; the
+    # collect sinks on hosts 2 and 3 push their results back to it the same way.
+    run = subprocess.run(
+        [str(BIN / "strom"), "run", "-p", "4", "-m", cluster.jobmanager, str(job_file),
+         str(count), str(words), str(output), str(collected)],
+        env=cluster.env, cwd=str(tmp_path), capture_output=True, text=True,
+        timeout=SCRIPT_TIMEOUT_S, check=False,
+    )  # fmt: skip
+    assert run.returncode == 0, f"strom run failed:\n{run.stdout}\n{run.stderr}\n{cluster.logs()}"
+    (job_id,) = re.findall(r"Job has been submitted with JobID ([0-9a-f]{32})", run.stdout)
+    assert f"Job with JobID {job_id} has finished." in run.stdout
+
+    expected = running_counts([f"w{n % words}" for n in range(1, count + 1)])
+    assert Counter(repr(tuple(value)) for value in json.loads(collected.read_text())) == expected
+    assert committed_output(output) == expected
+
+    # Every vertex ran 4 subtasks spread over the TaskManagers of hosts 2 and 3: each source
+    # subtask emits every word, and the keyed subtasks on both hosts each own some words, so
+    # records went from host to host over the network.
+    assert cluster.job(job_id)["state"] == "FINISHED"
+    subtasks = cluster.subtasks(job_id)
+    by_vertex: dict[str, list[dict]] = {}
+    for subtask in subtasks:
+        by_vertex.setdefault(subtask["vertex"], []).append(subtask)
+    assert len(by_vertex) >= 2, by_vertex  # the source chain and the keyed chain
+    for vertex, its in by_vertex.items():
+        assert len(its) == 4, (vertex, its)
+        ran_on = Counter(taskmanager_ids[s["taskmanager-id"]] for s in its)
+        assert set(ran_on) == {h2.name, h3.name}, (vertex, ran_on)
+        assert len({s["taskmanager-id"] for s in its}) == 3, (vertex, its)  # all three TMs
+        assert all(s["metrics"]["write-records"] > 0 or s["metrics"]["read-records"] > 0
+                   for s in its), (vertex, its)  # fmt: skip
+    keyed = [s for s in subtasks if "reduce" in s["vertex"].lower()]
+    assert keyed and {taskmanager_ids[s["taskmanager-id"]] for s in keyed
+                      if s["metrics"]["read-records"] > 0} == {h2.name, h3.name}  # fmt: skip
+
+
+# ------------------------------------------------------------------ hosts lost while a job runs
+
+
+class Paced(MapFunction):
+    """``(value % KEYS, 1)``; slow (about 1,000 records a second) while the ``hold`` file
+    exists, so a test can keep a job running as long as it needs and then let it finish."""
+
+    def __init__(self, hold: str) -> None:
+        self.hold = hold
+
+    def map(self, value: int) -> tuple:
+        if value % 10 == 0 and os.path.exists(self.hold):
+            time.sleep(0.01)
+        return (value % KEYS, 1)
+
+
+@dataclass
+class HeldJob:
+    """A checkpointed job at parallelism 2 writing exactly-once files, held mid-way."""
+
+    client: object
+    job_id: str
+    count: int
+    output: Path
+    checkpoints: Path
+    hold: Path
+
+    def release(self) -> None:
+        self.hold.unlink()
+
+
+def start_held_job(cluster: Cluster, tmp_path: Path, count: int = 20_000) -> HeldJob:
+    output, checkpoints, hold = tmp_path / "out", tmp_path / "checkpoints", tmp_path / "hold"
+    hold.touch()
+    # Checkpoints and output in folders every host sees (state.checkpoints.dir on a shared
+    # mount): the job restarts on other hosts from what the lost one wrote.
+    env = checkpointed_env(checkpoints)  # p=2, every 250 ms, fixed-delay restarts (20, 200 ms)
+    numbers = env.from_source(NumberSequenceSource(1, count), None, "numbers").uid("numbers")
+    counts = (
+        numbers.map(Paced(str(hold)))
+        .uid("paced")
+        .key_by(lambda pair: pair[0])
+        .reduce(lambda a, b: (a[0], a[1] + b[1]))
+        .uid("counts")
+    )
+    sink = FileSink.for_row_format(str(output), Encoder.simple_string_encoder()).build()
+    counts.sink_to(sink).uid("files")
+    with remote(cluster.jobmanager):
+        client = env.execute_async("held across hosts")
+    return HeldJob(client, client.get_job_id(), count, output, checkpoints, hold)
+
+
+def wait_until_running_with_a_checkpoint(
+    cluster: Cluster, job: HeldJob, taskmanager_ids: dict[str, str]
+) -> set[str]:
+    """Wait for all subtasks running and a completed checkpoint; the hosts running subtasks."""
+    placement = poll_for(
+        lambda: cluster.running_on(job.job_id, taskmanager_ids),
+        timeout=30,
+        what="the job's subtasks to run",
+    )
+    poll_for(lambda: completed_checkpoints(job.checkpoints) > 0, timeout=30, what="a checkpoint")
+    return set().union(*placement.values())
+
+
+def wait_for_loss(cluster: Cluster, victim: NetnsHost, since: float) -> float:
+    """Wait until no TaskManager of ``victim`` is registered; seconds since ``since``."""
+    poll_for(
+        lambda: all(tm["hostname"] != victim.name for tm in cluster.taskmanagers()),
+        timeout=HEARTBEAT_TIMEOUT_S + 10,
+        what=f"the JobManager to declare {victim.name}'s TaskManagers lost",
+    )
+    return time.monotonic() - since
+
+
+def wait_for_restart_elsewhere(
+    cluster: Cluster, job: HeldJob, victim: NetnsHost, taskmanager_ids: dict[str, str]
+) -> set[str]:
+    def restarted() -> set[str] | None:
+        if cluster.job(job.job_id)["restarts"] < 1:
+            return None
+        placement = cluster.running_on(job.job_id, taskmanager_ids)
+        hosts = set().union(*placement.values()) if placement else set()
+        return hosts if hosts and victim.name not in hosts else None
+
+    try:
+        return poll_for(restarted, timeout=30, what="the job to run again on the other hosts")
+    except TimeoutError as error:
+        raise AssertionError(
+            f"{error}\njob: {json.dumps(cluster.job(job.job_id), indent=1)[:6000]}\n"
+            f"subtasks: {json.dumps(cluster.subtasks(job.job_id), indent=1)[:6000]}\n"
+            f"{cluster.logs()}"
+        ) from None
+
+
+def pick_victim(hosts: NetnsHosts, used: set[str]) -> NetnsHost:
+    """A host running some of the job's subtasks (host 3 if it does: it has two TaskManagers)."""
+    h1, h2, h3 = hosts
+    assert h1.name not in used and used <= {h2.name, h3.name}, used
+    return h3 if h3.name in used else h2
+
+
+def test_host_crash_during_checkpointed_job_keeps_output_exactly_once(cluster, hosts, tmp_path):
+    cluster.ok("start-cluster.sh")
+    cluster.wait_for_taskmanagers(3)
+    taskmanager_ids = {tm["id"]: tm["hostname"] for tm in cluster.taskmanagers()}
+    job = start_held_job(cluster, tmp_path)
+    victim = pick_victim(hosts, wait_until_running_with_a_checkpoint(cluster, job, taskmanager_ids))
+    victim_taskmanagers = sum(1 for host in taskmanager_ids.values() if host == victim.name)
+
+    # The host crashes: its cable is cut (nothing it could still send gets out) and every
+    # process on it dies. Only heartbeats missing for heartbeat.timeout tell the JobManager.
+    cut = time.monotonic()
+    victim.link_down()
+    assert victim.kill_all(keep_sshd=True)
+    noticed = wait_for_loss(cluster, victim, cut)
+    assert HEARTBEAT_TIMEOUT_S * 0.9 <= noticed <= HEARTBEAT_TIMEOUT_S + 3, noticed
+    wait_for_restart_elsewhere(cluster, job, victim, taskmanager_ids)
+    assert cluster.processes(victim) == []
+
+    job.release()
+    job.client.get_job_execution_result()
+    assert cluster.job(job.job_id)["state"] == "FINISHED"
+    assert committed_output(job.output) == expected_output(job.count)
+
+    # The host is back; its TaskManagers are started again over ssh and the cluster uses them:
+    # a job needing every slot of the cluster runs subtasks on them.
+    victim.link_up()
+    for _ in range(victim_taskmanagers):
+        cluster.start_taskmanager(victim)
+    overview = cluster.wait_for_taskmanagers(3, timeout=30)
+    assert overview["slots-total"] == 6
+    env = StreamExecutionEnvironment.get_execution_environment()
+    env.set_parallelism(6)
+    count, output = 600, tmp_path / "all-slots"
+    numbers = env.from_source(NumberSequenceSource(1, count), None, "numbers")
+    sink = FileSink.for_row_format(str(output), Encoder.simple_string_encoder()).build()
+    numbers.map(lambda n: n * 2).sink_to(sink)
+    with remote(cluster.jobmanager):
+        result = env.execute("all slots")
+    assert Counter(committed_output(output)) == Counter(str(n * 2) for n in range(1, count + 1))
+    ran_on = Counter(
+        cluster.host_of(taskmanager_ids, s["taskmanager-id"])
+        for s in cluster.subtasks(result.get_job_id())
+    )
+    assert ran_on[victim.name] == 2 * victim_taskmanagers, ran_on
+
+
+@pytest.mark.parametrize("taskmanager_timeout", [None, "30 s"], ids=["same-timeout", "zombie"])
+def test_partitioned_host_returning_late_commits_nothing(
+    cluster, hosts, tmp_path, taskmanager_timeout
+):
+    if taskmanager_timeout:
+        # The TaskManagers' own conf (each worker host has its own copy) waits much longer for
+        # the JobManager than the JobManager waits for them: cut off, they keep running their
+        # tasks, and learn they were declared lost only when the link is back.
+        config = yaml.safe_load((cluster.conf_dir / "strom-conf.yaml").read_text())
+        config["heartbeat.timeout"] = taskmanager_timeout
+        for host in hosts[1:]:
+            private = host.make_private(cluster.conf_dir)
+            for name in ("masters", "slaves"):
+                (private / name).write_text((cluster.conf_dir / name).read_text())
+            (private / "strom-conf.yaml").write_text(yaml.safe_dump(config))
+    cluster.ok("start-cluster.sh")
+    cluster.wait_for_taskmanagers(3)
+    taskmanager_ids = {tm["id"]: tm["hostname"] for tm in cluster.taskmanagers()}
+    job = start_held_job(cluster, tmp_path)
+    victim = pick_victim(hosts, wait_until_running_with_a_checkpoint(cluster, job, taskmanager_ids))
+    on_victim = cluster.processes(victim)
+    assert on_victim
+
+    # Partition: the victim's TaskManagers live on, cut off from the JobManager and the rest.
+    cut = time.monotonic()
+    victim.link_down()
+    noticed = wait_for_loss(cluster, victim, cut)
+    assert HEARTBEAT_TIMEOUT_S * 0.9 <= noticed <= HEARTBEAT_TIMEOUT_S + 3, noticed
+    wait_for_restart_elsewhere(cluster, job, victim, taskmanager_ids)
+    assert job.client.get_job_status() == "RUNNING"
+
+    # The host comes back while the job still runs elsewhere: its TaskManagers (the same
+    # processes) cancel what they ran for the old attempt and register anew, with free slots.
+    victim.link_up()
+    poll_for(
+        lambda: (
+            sorted(tm["hostname"] for tm in cluster.taskmanagers()).count(victim.name)
+            == len(on_victim)
+        ),
+        timeout=30,
+        what=f"{victim.name}'s TaskManagers to register again",
+    )
+    assert all(process.is_running() for process in on_victim)
+    assert cluster.processes(victim) == on_victim
+    cancelled = re.findall(
+        r"lost the JobManager session: cancelled (\d+) running task\(s\)",
+        cluster.taskmanager_logs(victim),
+    )
+    assert cancelled and all(int(n) > 0 for n in cancelled), cluster.taskmanager_logs(victim)
+    for tm in cluster.taskmanagers():
+        if tm["hostname"] == victim.name:
+            assert tm["freeSlots"] == tm["slotsNumber"], tm
+    assert job.client.get_job_status() == "RUNNING"
+
+    job.release()
+    job.client.get_job_execution_result()
+    details = cluster.job(job.job_id)
+    assert details["state"] == "FINISHED"
+    assert details["restarts"] == 1, details["exceptions"] if "exceptions" in details else details
+    assert committed_output(job.output) == expected_output(job.count)

@@ -26,7 +26,14 @@ from strom.graph.stream_graph import HEAD, NEVER, OperatorSpec, Transformation
 if TYPE_CHECKING:
     from strom.datastream.stream_execution_environment import StreamExecutionEnvironment
 
-__all__ = ["DataStream", "DataStreamSink", "KeyedStream", "CloseableIterator"]
+__all__ = [
+    "AllWindowedStream",
+    "CloseableIterator",
+    "DataStream",
+    "DataStreamSink",
+    "KeyedStream",
+    "WindowedStream",
+]
 
 
 def _describe(function: Any) -> str:
@@ -268,6 +275,10 @@ class DataStream:
         spec = OperatorSpec("timestamps", args={"strategy": watermark_strategy})
         return DataStream(self._env, self._add("Timestamps/Watermarks", spec, self.get_type()))
 
+    def window_all(self, window_assigner: Any) -> AllWindowedStream:
+        """Windows over the whole stream (one subtask), e.g. ``TumblingEventTimeWindows``."""
+        return AllWindowedStream(self.key_by(_constant_key), window_assigner)
+
     # ------------------------------------------------------------ sinks
 
     def add_sink(self, sink_func: Any) -> DataStreamSink:
@@ -446,6 +457,21 @@ class KeyedStream(DataStream):
     def key_by(self, key_selector: Any, key_type: Any = None) -> KeyedStream:
         return self._origin.key_by(key_selector, key_type)
 
+    def window(self, window_assigner: Any) -> WindowedStream:
+        """Cut each key's records into windows, e.g. ``TumblingEventTimeWindows.of(...)``."""
+        return WindowedStream(self, window_assigner)
+
+    def count_window(self, size: int, slide: int = 0) -> WindowedStream:
+        """Windows of ``size`` records per key (sliding by ``slide`` when given)."""
+        from strom.datastream.window import (
+            CountSlidingWindowAssigner,
+            CountTumblingWindowAssigner,
+        )
+
+        if slide:
+            return WindowedStream(self, CountSlidingWindowAssigner.of(size, slide))
+        return WindowedStream(self, CountTumblingWindowAssigner.of(size))
+
     def add_sink(self, sink_func: Any) -> DataStreamSink:
         return self._as_stream().add_sink(sink_func)
 
@@ -477,3 +503,114 @@ class CloseableIterator(Iterator[Any]):
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+class WindowedStream:
+    """A keyed stream cut into windows: ``key_by(...).window(assigner)``.
+
+    Example::
+
+        ds.key_by(lambda e: e[0]) \\
+          .window(TumblingEventTimeWindows.of(Time.seconds(10))) \\
+          .reduce(lambda a, b: (a[0], a[1] + b[1]))
+    """
+
+    def __init__(self, keyed: KeyedStream, assigner: Any) -> None:
+        if not callable(getattr(assigner, "assign_windows", None)):
+            raise TypeError(
+                f"window() takes a WindowAssigner such as TumblingEventTimeWindows.of(...); "
+                f"got {type(assigner).__name__}"
+            )
+        self._keyed = keyed
+        self._args: dict[str, Any] = {
+            "assigner": assigner,
+            "trigger": None,
+            "allowed_lateness": 0,
+        }
+
+    def get_execution_environment(self) -> StreamExecutionEnvironment:
+        return self._keyed._env
+
+    def trigger(self, trigger: Any) -> WindowedStream:
+        """Decide when windows fire with this ``Trigger`` instead of the assigner's default."""
+        if not callable(getattr(trigger, "on_element", None)):
+            raise TypeError("trigger() takes a Trigger such as CountTrigger.of(5)")
+        self._args["trigger"] = trigger
+        return self
+
+    def allowed_lateness(self, time_ms: Any) -> WindowedStream:
+        """Keep windows this long after the watermark passed their end: late records fire
+        them again (instead of being dropped)."""
+        to_ms = getattr(time_ms, "to_milliseconds", None)
+        self._args["allowed_lateness"] = int(to_ms() if callable(to_ms) else time_ms)
+        return self
+
+    def side_output_late_data(self, output_tag: Any) -> WindowedStream:
+        raise NotImplementedError("side outputs are not available yet in this version of Strom")
+
+    def _window(self, name: str, args: dict[str, Any], output_type: Any) -> DataStream:
+        spec = OperatorSpec("window", args={**self._args, **args})
+        return self._keyed._keyed(name, spec, output_type)
+
+    def reduce(
+        self, reduce_function: Any, window_function: Any = None, output_type: Any = None
+    ) -> DataStream:
+        """Combine each window's records incrementally; optionally hand the result to a
+        ``WindowFunction``/``ProcessWindowFunction``."""
+        _check_function(reduce_function, "reduce", "reduce")
+        return self._window(
+            "Window(Reduce)",
+            {"mode": "reduce", "function": reduce_function, "window_function": window_function},
+            output_type,
+        )
+
+    def aggregate(
+        self,
+        aggregate_function: Any,
+        window_function: Any = None,
+        accumulator_type: Any = None,
+        output_type: Any = None,
+    ) -> DataStream:
+        """Aggregate each window with an ``AggregateFunction`` (create_accumulator, add,
+        get_result, merge); optionally hand the result to a window function."""
+        if not callable(getattr(aggregate_function, "add", None)):
+            raise TypeError("aggregate() takes an AggregateFunction")
+        return self._window(
+            "Window(Aggregate)",
+            {
+                "mode": "aggregate",
+                "function": aggregate_function,
+                "window_function": window_function,
+            },
+            output_type,
+        )
+
+    def apply(self, window_function: Any, output_type: Any = None) -> DataStream:
+        """Call ``WindowFunction.apply(key, window, inputs)`` with all records of a window."""
+        _check_function(window_function, "apply", "apply")
+        return self._window(
+            "Window(Apply)", {"mode": "list", "window_function": window_function}, output_type
+        )
+
+    def process(self, process_window_function: Any, output_type: Any = None) -> DataStream:
+        """Call ``ProcessWindowFunction.process(key, context, elements)``; ``context.window()``
+        is the window."""
+        _check_function(process_window_function, "process", "process")
+        return self._window(
+            "Window(Process)",
+            {"mode": "list", "window_function": process_window_function},
+            output_type,
+        )
+
+
+class AllWindowedStream(WindowedStream):
+    """Windows over a whole (non-keyed) stream: ``window_all(assigner)``; runs at
+    parallelism 1, as in Flink."""
+
+    def _window(self, name: str, args: dict[str, Any], output_type: Any) -> DataStream:
+        name = name.replace("Window(", "AllWindow(")
+        return super()._window(name, args, output_type).set_parallelism(1)
+
+
+def _constant_key(value: Any) -> int:
+    return 0

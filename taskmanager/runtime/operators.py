@@ -664,6 +664,10 @@ def create_operator(spec: OperatorSpec, context: OperatorContext) -> Operator:
     """The runtime operator for a spec (sources are driven by the task, not created here)."""
     if spec.is_keyed and spec.kind in ("map", "flat_map", "filter"):
         return KeyedMapLikeOperator(spec, context)
+    if spec.kind == "window":
+        from taskmanager.runtime.windows import WindowOperator
+
+        return WindowOperator(spec, context)
     try:
         operator_class = _OPERATORS[spec.kind]
     except KeyError:

@@ -1,0 +1,407 @@
+"""The window operator: assigns records to windows per key, asks the trigger when to fire,
+and runs the window function over what each window holds.
+
+Window contents, trigger state and window timers all live in the operator's keyed state, so
+windows are checkpointed by key group with everything else and restored with their keys.
+"""
+
+from __future__ import annotations
+
+import heapq
+import itertools
+import time
+from typing import Any
+
+from taskmanager.runtime.operators import MAX_WATERMARK, KeyedOperator, user_function
+from taskmanager.state.operator_state import OperatorRestore
+
+CONTENTS = "__window_contents"  # key -> {window: accumulator or list}
+TRIGGER_STATE = "__window_trigger"  # key -> {(window, state name): value}
+EVENT_TIMERS = "__window_timers_event"  # key -> {(timestamp, window)}
+PROCESSING_TIMERS = "__window_timers_processing"
+SESSIONS = "__window_sessions"  # key -> [windows] (merging assigners)
+
+_MISSING = object()
+
+
+class _PartitionedValue:
+    """Trigger state (value/reducing semantics) of one (key, window)."""
+
+    def __init__(self, store: dict, slot: tuple, descriptor: Any) -> None:
+        self.store, self.slot = store, slot
+        reduce = getattr(descriptor, "get_reduce_function", None)
+        self.reduce = user_function(reduce(), "reduce") if callable(reduce) else None
+
+    def get(self) -> Any:
+        return self.store.get(self.slot)
+
+    value = get
+
+    def update(self, value: Any) -> None:
+        self.store[self.slot] = value
+
+    def add(self, value: Any) -> None:
+        current = self.store.get(self.slot, _MISSING)
+        if current is _MISSING or self.reduce is None:
+            self.store[self.slot] = value
+        else:
+            self.store[self.slot] = self.reduce(current, value)
+
+    def clear(self) -> None:
+        self.store.pop(self.slot, None)
+
+
+class _TriggerContext:
+    """What a trigger sees of the runtime for one (key, window)."""
+
+    def __init__(self, operator: WindowOperator) -> None:
+        self.operator = operator
+        self.key: Any = None
+        self.window: Any = None
+        self.merged: list = []
+
+    def get_current_processing_time(self) -> int:
+        return int(time.time() * 1000)
+
+    def get_current_watermark(self) -> int:
+        return self.operator.current_watermark
+
+    def register_processing_time_timer(self, t: int) -> None:
+        self.operator.register_timer(PROCESSING_TIMERS, self.key, int(t), self.window)
+
+    def register_event_time_timer(self, t: int) -> None:
+        self.operator.register_timer(EVENT_TIMERS, self.key, int(t), self.window)
+
+    def delete_processing_time_timer(self, t: int) -> None:
+        self.operator.delete_timer(PROCESSING_TIMERS, self.key, int(t), self.window)
+
+    def delete_event_time_timer(self, t: int) -> None:
+        self.operator.delete_timer(EVENT_TIMERS, self.key, int(t), self.window)
+
+    def get_partitioned_state(self, descriptor: Any) -> _PartitionedValue:
+        store = self.operator.trigger_state.setdefault(self.key, {})
+        return _PartitionedValue(store, (self.window, descriptor.get_name()), descriptor)
+
+    def merge_partitioned_state(self, descriptor: Any) -> None:
+        store = self.operator.trigger_state.setdefault(self.key, {})
+        target = _PartitionedValue(store, (self.window, descriptor.get_name()), descriptor)
+        for window in self.merged:
+            slot = (window, descriptor.get_name())
+            if slot in store:
+                target.add(store.pop(slot))
+
+    def get_metric_group(self) -> Any:
+        return self.operator.context.runtime_context.get_metrics_group()
+
+
+class _WindowContext:
+    """``context`` of ``ProcessWindowFunction.process``."""
+
+    def __init__(self, operator: WindowOperator, window: Any) -> None:
+        self._operator, self._window = operator, window
+
+    def window(self) -> Any:
+        return self._window
+
+    def current_processing_time(self) -> int:
+        return int(time.time() * 1000)
+
+    def current_watermark(self) -> int:
+        return self._operator.current_watermark
+
+    def window_state(self) -> Any:
+        return self._operator.context.runtime_context
+
+    def global_state(self) -> Any:
+        return self._operator.context.runtime_context
+
+    def output(self, output_tag: Any, value: Any) -> None:
+        raise NotImplementedError("side outputs are not available yet in this version of Strom")
+
+
+class _AssignerContext:
+    def __init__(self, operator: WindowOperator) -> None:
+        self._operator = operator
+
+    def get_current_processing_time(self) -> int:
+        return int(time.time() * 1000)
+
+    def get_runtime_context(self) -> Any:
+        return self._operator.context.runtime_context
+
+
+class _MergeCallback:
+    def __init__(self) -> None:
+        self.merges: list[tuple[list, Any]] = []
+
+    def merge(self, to_be_merged: Any, merge_result: Any) -> None:
+        self.merges.append((list(to_be_merged), merge_result))
+
+
+class WindowOperator(KeyedOperator):
+    def initialize_state(self, restore: OperatorRestore | None) -> None:
+        super().initialize_state(restore)
+        backend = self.backend
+        self.contents = backend.table(CONTENTS)
+        self.trigger_state = backend.table(TRIGGER_STATE)
+        self.sessions = backend.table(SESSIONS)
+        self._heaps: dict[str, list] = {EVENT_TIMERS: [], PROCESSING_TIMERS: []}
+        self._sequence = itertools.count()
+        for table in (EVENT_TIMERS, PROCESSING_TIMERS):
+            for key, entries in backend.table(table).items():
+                for timestamp, window in entries:
+                    self._heaps[table].append((timestamp, next(self._sequence), key, window))
+            heapq.heapify(self._heaps[table])
+
+    def open(self) -> None:
+        super().open()
+        args = self.spec.args
+        self.assigner = args["assigner"]
+        self.trigger = args.get("trigger") or self.assigner.get_default_trigger(None)
+        self.lateness = int(args.get("allowed_lateness") or 0)
+        self.mode = args["mode"]
+        function = args.get("function")
+        if self.mode == "reduce":
+            self.reduce = user_function(function, "reduce")
+        self.aggregate = function if self.mode == "aggregate" else None
+        self.window_function = args.get("window_function")
+        self.event_time = bool(self.assigner.is_event_time())
+        self.merging = callable(getattr(self.assigner, "merge_windows", None))
+        self.trigger_context = _TriggerContext(self)
+        self.assigner_context = _AssignerContext(self)
+
+    # -------------------------------------------------------------- timers
+
+    def register_timer(self, table: str, key: Any, timestamp: int, window: Any) -> None:
+        entries = self.backend.table(table).setdefault(key, set())
+        if (timestamp, window) not in entries:
+            entries.add((timestamp, window))
+            heapq.heappush(self._heaps[table], (timestamp, next(self._sequence), key, window))
+
+    def delete_timer(self, table: str, key: Any, timestamp: int, window: Any) -> None:
+        entries = self.backend.table(table).get(key)
+        if entries is not None:
+            entries.discard((timestamp, window))
+            if not entries:
+                del self.backend.table(table)[key]
+
+    def _due(self, table: str, until: int):
+        heap, entries_of = self._heaps[table], self.backend.table(table)
+        while heap and heap[0][0] <= until:
+            timestamp, _, key, window = heapq.heappop(heap)
+            entries = entries_of.get(key)
+            if entries is None or (timestamp, window) not in entries:
+                continue
+            entries.discard((timestamp, window))
+            if not entries:
+                del entries_of[key]
+            yield timestamp, key, window
+
+    # -------------------------------------------------------------- records
+
+    def _cleanup_time(self, window: Any) -> int:
+        end = window.max_timestamp()
+        if not self.event_time:
+            return end
+        return min(end + self.lateness, MAX_WATERMARK)
+
+    def _is_late(self, window: Any) -> bool:
+        return self.event_time and self._cleanup_time(window) <= self.current_watermark
+
+    def _add(self, current: Any, value: Any) -> Any:
+        if self.mode == "reduce":
+            return value if current is _MISSING else self.reduce(current, value)
+        if self.mode == "aggregate":
+            if current is _MISSING:
+                current = self.aggregate.create_accumulator()
+            return self.aggregate.add(value, current)
+        if current is _MISSING:
+            return [value]
+        current.append(value)
+        return current
+
+    def _combine(self, a: Any, b: Any) -> Any:
+        if self.mode == "reduce":
+            return self.reduce(a, b)
+        if self.mode == "aggregate":
+            return self.aggregate.merge(a, b)
+        return a + b
+
+    def process_batch(self, values, timestamps):
+        key_of, backend = self.key_of, self.backend
+        out: list = []
+        stamps: list = []
+        for index, value in enumerate(values):
+            key = key_of(value)
+            backend.current_key = key
+            if self.event_time:
+                stamp = None if timestamps is None else timestamps[index]
+                if stamp is None:
+                    raise RuntimeError(
+                        "an event-time window got a record without a timestamp: did you forget "
+                        "assign_timestamps_and_watermarks() or a WatermarkStrategy with a "
+                        "timestamp assigner on the source?"
+                    )
+            else:
+                stamp = int(time.time() * 1000)
+            windows = self.assigner.assign_windows(value, stamp, self.assigner_context)
+            if self.merging:
+                windows = self._merge(key, windows)
+            per_key = self.contents.get(key)
+            if per_key is None:
+                per_key = self.contents[key] = {}
+            for window in windows:
+                if self._is_late(window):
+                    continue  # dropped (side outputs for late data are not there yet)
+                per_key[window] = self._add(per_key.get(window, _MISSING), value)
+                ctx = self.trigger_context
+                ctx.key, ctx.window = key, window
+                result = self.trigger.on_element(value, stamp, window, ctx)
+                self._act(result, key, window, out, stamps)
+                self.register_timer(
+                    EVENT_TIMERS if self.event_time else PROCESSING_TIMERS,
+                    key,
+                    self._cleanup_time(window),
+                    ("cleanup", window),
+                )
+            if not per_key:
+                self.contents.pop(key, None)
+        if out:
+            self.output.emit(out, stamps)
+
+    def _merge(self, key: Any, new_windows: list) -> list:
+        """Sessions: fold the new window into the key's windows it overlaps."""
+        existing = list(self.sessions.get(key, []))
+        callback = _MergeCallback()
+        self.assigner.merge_windows(existing + list(new_windows), callback)
+        contents = self.contents.setdefault(key, {})
+        result = set(existing) | set(new_windows)
+        for merged, into in callback.merges:
+            accumulated = _MISSING
+            for window in merged:
+                result.discard(window)
+                if window in contents:
+                    part = contents.pop(window)
+                    accumulated = (
+                        part if accumulated is _MISSING else self._combine(accumulated, part)
+                    )
+                self.delete_timer(
+                    EVENT_TIMERS if self.event_time else PROCESSING_TIMERS,
+                    key,
+                    self._cleanup_time(window),
+                    ("cleanup", window),
+                )
+                ctx = self.trigger_context
+                ctx.key, ctx.window = key, window
+                self.trigger.clear(window, ctx)
+            result.add(into)
+            if accumulated is not _MISSING:
+                contents[into] = accumulated
+            ctx = self.trigger_context
+            ctx.key, ctx.window, ctx.merged = key, into, merged
+            self.trigger.on_merge(into, ctx)
+            ctx.merged = []
+        self.sessions[key] = sorted(result, key=lambda w: (w.start, w.end))
+        # The new records go to the window that now covers them.
+        covering = []
+        for window in new_windows:
+            for candidate in self.sessions[key]:
+                if candidate.start <= window.start and window.end <= candidate.end:
+                    covering.append(candidate)
+                    break
+        return covering
+
+    def _act(self, result: Any, key: Any, window: Any, out: list, stamps: list) -> None:
+        if result is None:
+            return
+        if result.is_fire():
+            per_key = self.contents.get(key, {})
+            if window in per_key:
+                produced = self._fire(key, window, per_key[window])
+                out.extend(produced)
+                stamps.extend([window.max_timestamp()] * len(produced))
+        if result.is_purge():
+            per_key = self.contents.get(key)
+            if per_key is not None:
+                per_key.pop(window, None)
+
+    def _fire(self, key: Any, window: Any, contents: Any) -> list:
+        if self.mode == "reduce":
+            elements = [contents]
+        elif self.mode == "aggregate":
+            elements = [self.aggregate.get_result(contents)]
+        else:
+            elements = list(contents)
+        function = self.window_function
+        if function is None:
+            return elements
+        process = getattr(function, "process", None)
+        if callable(process):
+            result = process(key, _WindowContext(self, window), elements)
+        else:
+            result = user_function(function, "apply")(key, window, elements)
+        return list(result) if result is not None else []
+
+    # -------------------------------------------------------------- time
+
+    def _on_timers(self, due, event_time: bool) -> None:
+        out: list = []
+        stamps: list = []
+        ctx = self.trigger_context
+        for timestamp, key, window in due:
+            self.backend.current_key = key
+            if isinstance(window, tuple) and window and window[0] == "cleanup":
+                self._clear(key, window[1])
+                continue
+            ctx.key, ctx.window = key, window
+            if event_time:
+                result = self.trigger.on_event_time(timestamp, window, ctx)
+            else:
+                result = self.trigger.on_processing_time(timestamp, window, ctx)
+            self._act(result, key, window, out, stamps)
+        if out:
+            self.output.emit(out, stamps)
+
+    def _clear(self, key: Any, window: Any) -> None:
+        per_key = self.contents.get(key)
+        if per_key is not None:
+            per_key.pop(window, None)
+            if not per_key:
+                del self.contents[key]
+        ctx = self.trigger_context
+        ctx.key, ctx.window = key, window
+        self.trigger.clear(window, ctx)
+        store = self.trigger_state.get(key)
+        if store is not None:
+            for slot in [s for s in store if s[0] == window]:
+                del store[slot]
+            if not store:
+                del self.trigger_state[key]
+        if self.merging and key in self.sessions:
+            remaining = [w for w in self.sessions[key] if w != window]
+            if remaining:
+                self.sessions[key] = remaining
+            else:
+                del self.sessions[key]
+
+    def process_watermark(self, timestamp: int) -> None:
+        self.current_watermark = timestamp
+        self._on_timers(self._due(EVENT_TIMERS, timestamp), True)
+        self.output.emit_watermark(timestamp)
+
+    def next_processing_timer(self) -> int | None:
+        heap, entries_of = self._heaps[PROCESSING_TIMERS], self.backend.table(PROCESSING_TIMERS)
+        while heap:
+            timestamp, _, key, window = heap[0]
+            if (timestamp, window) in entries_of.get(key, ()):
+                return timestamp
+            heapq.heappop(heap)
+        return None
+
+    def fire_processing_timers(self, now_ms: int) -> None:
+        self._on_timers(self._due(PROCESSING_TIMERS, now_ms), False)
+
+    def end_input(self) -> None:
+        """A bounded input ended: processing-time windows still open fire now."""
+        if not self.event_time:
+            self._on_timers(self._due(PROCESSING_TIMERS, MAX_WATERMARK), False)
