@@ -168,3 +168,53 @@ def test_job_waits_for_slots_after_losing_its_only_taskmanager(local_cluster, tm
     cluster.start_taskmanager()
     client.get_job_execution_result()
     assert committed_output(output) == expected_output(count)
+
+
+class SlowEvents(MapFunction):
+    def map(self, value: int) -> tuple:
+        if value % 10 == 0:
+            time.sleep(0.002)
+        return (value % KEYS, 1, value)
+
+
+def test_windowed_job_survives_sigkill_with_exactly_the_undisturbed_output(local_cluster, tmp_path):
+    from strom.common import Time, WatermarkStrategy
+    from strom.datastream.window import TumblingEventTimeWindows
+
+    cluster = local_cluster(slots=2).start(taskmanagers=2)
+    count = 40_000
+    output, checkpoints = tmp_path / "out", tmp_path / "checkpoints"
+    env = checkpointed_env(checkpoints)
+    strategy = WatermarkStrategy.for_monotonous_timestamps().with_timestamp_assigner(
+        lambda event, _: event[2]
+    )
+    windows = (
+        env.from_source(NumberSequenceSource(1, count), None, "numbers")
+        .uid("numbers")
+        .map(SlowEvents())
+        .uid("events")
+        .assign_timestamps_and_watermarks(strategy)
+        .uid("stamps")
+        .key_by(lambda e: e[0])
+        .window(TumblingEventTimeWindows.of(Time.milliseconds(1000)))
+        .reduce(lambda a, b: (a[0], a[1] + b[1], max(a[2], b[2])))
+        .uid("windows")
+        .map(lambda w: (w[0], w[2] // 1000, w[1]))
+        .uid("shape")
+    )
+    sink = FileSink.for_row_format(str(output), Encoder.simple_string_encoder()).build()
+    windows.sink_to(sink).uid("files")
+    with remote(cluster.address):
+        client = env.execute_async("windows under SIGKILL")
+    poll_for(lambda: completed_checkpoints(checkpoints) > 1, timeout=60, what="checkpoints")
+    assert client.get_job_status() == "RUNNING", "the job ended before the failure"
+    pid = random.Random(3).choice(pids_running(cluster, client.get_job_id()))
+    victim = next(tm for tm in cluster.taskmanagers if tm.pid == pid)
+    victim.send_signal(signal.SIGKILL)
+    victim.wait()
+    cluster.start_taskmanager(wait=False)
+    client.get_job_execution_result()
+    expected: Counter = Counter()
+    for value in range(1, count + 1):
+        expected[(value % KEYS, value // 1000)] += 1
+    assert committed_output(output) == Counter(repr((k, w, n)) for (k, w), n in expected.items())

@@ -10,7 +10,7 @@ import subprocess
 import sys
 import threading
 from collections import Counter, defaultdict
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 from types import ModuleType
 
@@ -42,14 +42,12 @@ def run_example(name: str, *args: str) -> list[str]:
     return result.stdout.splitlines()
 
 
-def running_counts(keys: Iterable[object]) -> list[tuple[object, int]]:
+def running_counts(keys: Iterable[object]) -> Iterator[tuple[object, int]]:
     """``(key, count so far)`` for every key in order: what ``key_by(...).reduce(sum)`` emits."""
     counts: Counter = Counter()
-    updates = []
     for key in keys:
         counts[key] += 1
-        updates.append((key, counts[key]))
-    return updates
+        yield key, counts[key]
 
 
 # ------------------------------------------------------------------ word_count.py
@@ -84,7 +82,7 @@ def test_word_count_reads_input_and_writes_part_files(tmp_path: Path):
 # ------------------------------------------------------------------ streaming_events.py
 
 
-def expected_page_counts(count: int | None, every: int, seed: int = 42) -> Iterable[str]:
+def expected_page_counts(count: int | None, every: int, seed: int = 42) -> Iterator[str]:
     events = load_example("streaming_events").click_events(seed, count)
     for page, total in running_counts(page for _, page, _ in events):
         if total % every == 0:

@@ -138,6 +138,11 @@ class _MergeCallback:
         self.merges.append((list(to_be_merged), merge_result))
 
 
+def _rank(window: Any) -> int:
+    """At equal times a window fires before its state is cleaned up."""
+    return 1 if isinstance(window, tuple) else 0
+
+
 class WindowOperator(KeyedOperator):
     def initialize_state(self, restore: OperatorRestore | None) -> None:
         super().initialize_state(restore)
@@ -150,7 +155,9 @@ class WindowOperator(KeyedOperator):
         for table in (EVENT_TIMERS, PROCESSING_TIMERS):
             for key, entries in backend.table(table).items():
                 for timestamp, window in entries:
-                    self._heaps[table].append((timestamp, next(self._sequence), key, window))
+                    self._heaps[table].append(
+                        (timestamp, _rank(window), next(self._sequence), key, window)
+                    )
             heapq.heapify(self._heaps[table])
 
     def open(self) -> None:
@@ -176,7 +183,10 @@ class WindowOperator(KeyedOperator):
         entries = self.backend.table(table).setdefault(key, set())
         if (timestamp, window) not in entries:
             entries.add((timestamp, window))
-            heapq.heappush(self._heaps[table], (timestamp, next(self._sequence), key, window))
+            heapq.heappush(
+                self._heaps[table],
+                (timestamp, _rank(window), next(self._sequence), key, window),
+            )
 
     def delete_timer(self, table: str, key: Any, timestamp: int, window: Any) -> None:
         entries = self.backend.table(table).get(key)
@@ -188,7 +198,7 @@ class WindowOperator(KeyedOperator):
     def _due(self, table: str, until: int):
         heap, entries_of = self._heaps[table], self.backend.table(table)
         while heap and heap[0][0] <= until:
-            timestamp, _, key, window = heapq.heappop(heap)
+            timestamp, _, _, key, window = heapq.heappop(heap)
             entries = entries_of.get(key)
             if entries is None or (timestamp, window) not in entries:
                 continue
@@ -392,7 +402,7 @@ class WindowOperator(KeyedOperator):
     def next_processing_timer(self) -> int | None:
         heap, entries_of = self._heaps[PROCESSING_TIMERS], self.backend.table(PROCESSING_TIMERS)
         while heap:
-            timestamp, _, key, window = heap[0]
+            timestamp, _, _, key, window = heap[0]
             if (timestamp, window) in entries_of.get(key, ()):
                 return timestamp
             heapq.heappop(heap)

@@ -72,8 +72,8 @@ class HeapKeyedStateBackend:
                 kind = type(value)
                 if kind is list:  # list, map state and timers change in place: copy them
                     copied[key] = list(value)
-                elif kind is dict:
-                    copied[key] = dict(value)
+                elif kind is dict:  # window contents hold lists that grow in place
+                    copied[key] = {k: list(v) if type(v) is list else v for k, v in value.items()}
                 elif kind is set:
                     copied[key] = set(value)
             tables[name] = copied
