@@ -142,7 +142,7 @@ class Window(ABC):
         """The largest timestamp that still belongs to the window."""
 
 
-class TimeWindow(Window):
+class TimeWindow(tuple, Window):
     """The time interval ``[start, end)`` in epoch milliseconds.
 
     Example::
@@ -154,11 +154,15 @@ class TimeWindow(Window):
         TimeWindow(start=0, end=12000)
     """
 
-    __slots__ = ("start", "end")
+    # A tuple underneath: hashing and comparing windows (done per record by the window
+    # operator) then run in C.
+    __slots__ = ()
 
-    def __init__(self, start: int, end: int) -> None:
-        self.start = start
-        self.end = end
+    def __new__(cls, start: int, end: int) -> TimeWindow:
+        return tuple.__new__(cls, (start, end))
+
+    start = property(operator.itemgetter(0), doc="The first millisecond of the window.")
+    end = property(operator.itemgetter(1), doc="The first millisecond after the window.")
 
     def max_timestamp(self) -> int:
         return self.end - 1
@@ -216,35 +220,7 @@ class TimeWindow(Window):
             if len(members) > 1:
                 merge(members, cover)
 
-    def __eq__(self, other: object) -> bool:
-        return (
-            type(other) is TimeWindow
-            and self.start == other.start  # type: ignore[attr-defined]
-            and self.end == other.end  # type: ignore[attr-defined]
-        )
-
-    def __hash__(self) -> int:
-        return hash((self.start, self.end))
-
-    def __lt__(self, other: TimeWindow) -> bool:
-        if type(other) is not TimeWindow:
-            return NotImplemented
-        return (self.start, self.end) < (other.start, other.end)
-
-    def __le__(self, other: TimeWindow) -> bool:
-        if type(other) is not TimeWindow:
-            return NotImplemented
-        return (self.start, self.end) <= (other.start, other.end)
-
-    def __gt__(self, other: TimeWindow) -> bool:
-        if type(other) is not TimeWindow:
-            return NotImplemented
-        return (self.start, self.end) > (other.start, other.end)
-
-    def __ge__(self, other: TimeWindow) -> bool:
-        if type(other) is not TimeWindow:
-            return NotImplemented
-        return (self.start, self.end) >= (other.start, other.end)
+    # Equality, hashing and order are the tuple's (start, end).
 
     def __reduce__(self) -> tuple[Any, ...]:
         return TimeWindow, (self.start, self.end)

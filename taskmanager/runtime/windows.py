@@ -12,6 +12,7 @@ import itertools
 import time
 from typing import Any
 
+from strom.datastream.window import TimeWindow
 from taskmanager.runtime.operators import MAX_WATERMARK, KeyedOperator, user_function
 from taskmanager.state.operator_state import OperatorRestore
 
@@ -176,6 +177,37 @@ class WindowOperator(KeyedOperator):
         self.merging = callable(getattr(self.assigner, "merge_windows", None))
         self.trigger_context = _TriggerContext(self)
         self.assigner_context = _AssignerContext(self)
+        # The common case (event-time windows that do not merge, the default trigger, no
+        # allowed lateness) takes a fast path: each window fires and is cleared when the
+        # watermark passes its end, and its timer is implied by its contents (so restoring
+        # the contents restores the timers).
+        from strom.datastream.window import EventTimeTrigger, TumblingEventTimeWindows
+
+        self.fast = (
+            type(self.trigger) is EventTimeTrigger
+            and self.event_time
+            and not self.merging
+            and self.lateness == 0
+        )
+        self.tumbling = None
+        if self.fast and type(self.assigner) is TumblingEventTimeWindows:
+            self.tumbling = (self.assigner.get_size(), self.assigner.get_offset())
+        if self.tumbling is not None:
+            # Tumbling windows are kept by their start (an int) and fire in start order:
+            # start -> keys with that window, and a heap of the starts.
+            self._keys_by_start: dict[int, list] = {}
+            for key, per_key in self.contents.items():
+                for start in per_key:
+                    self._keys_by_start.setdefault(start, []).append(key)
+            self._starts = list(self._keys_by_start)
+            heapq.heapify(self._starts)
+        elif self.fast:
+            self._fast_heap = [
+                (window.end - 1, next(self._sequence), key, window)
+                for key, per_key in self.contents.items()
+                for window in per_key
+            ]
+            heapq.heapify(self._fast_heap)
 
     # -------------------------------------------------------------- timers
 
@@ -237,7 +269,144 @@ class WindowOperator(KeyedOperator):
             return self.aggregate.merge(a, b)
         return a + b
 
+    def _process_tumbling(self, values: list, timestamps: list) -> None:
+        key_of, contents = self.key_of, self.contents
+        keys_by_start, starts = self._keys_by_start, self._starts
+        size, offset = self.tumbling
+        watermark = self.current_watermark
+        reduce = self.reduce if self.mode == "reduce" else None
+        push = heapq.heappush
+        for index, value in enumerate(values):
+            stamp = timestamps[index]
+            start = stamp - (stamp - offset) % size
+            if start + size - 1 <= watermark:
+                continue  # late: dropped (side outputs for late data are not there yet)
+            key = key_of(value)
+            per_key = contents.get(key)
+            if per_key is None:
+                per_key = contents[key] = {}
+            current = per_key.get(start, _MISSING)
+            if current is _MISSING:
+                keys = keys_by_start.get(start)
+                if keys is None:
+                    keys_by_start[start] = [key]
+                    push(starts, start)
+                else:
+                    keys.append(key)
+                if reduce is not None:
+                    per_key[start] = value
+                    continue
+            if reduce is not None:
+                per_key[start] = reduce(current, value)
+            else:
+                self.backend.current_key = key
+                per_key[start] = self._add(current, value)
+
+    def _fire_tumbling(self, watermark: int) -> None:
+        size = self.tumbling[0]
+        starts, keys_by_start, contents = self._starts, self._keys_by_start, self.contents
+        plain = self.mode == "reduce" and self.window_function is None
+        out: list = []
+        stamps: list = []
+        while starts and starts[0] + size - 1 <= watermark:
+            start = heapq.heappop(starts)
+            end = start + size
+            window = TimeWindow(start, end)
+            fired = 0
+            for key in keys_by_start.pop(start, ()):
+                per_key = contents.get(key)
+                if per_key is None:
+                    continue
+                accumulated = per_key.pop(start, _MISSING)
+                if not per_key:
+                    del contents[key]
+                if accumulated is _MISSING:
+                    continue
+                if plain:
+                    out.append(accumulated)
+                    fired += 1
+                    continue
+                self.backend.current_key = key
+                produced = self._fire(key, window, accumulated)
+                out.extend(produced)
+                fired += len(produced)
+            stamps.extend([end - 1] * fired)
+        if out:
+            self.output.emit(out, stamps)
+
+    def _process_fast(self, values: list, timestamps: list | None) -> None:
+        if timestamps is None:
+            raise RuntimeError(
+                "an event-time window got records without timestamps: did you forget "
+                "assign_timestamps_and_watermarks() or a WatermarkStrategy with a timestamp "
+                "assigner on the source?"
+            )
+        key_of, contents, heap, sequence = (
+            self.key_of,
+            self.contents,
+            self._fast_heap,
+            self._sequence,
+        )
+        watermark = self.current_watermark
+        mode = self.mode
+        reduce = self.reduce if mode == "reduce" else None
+        tumbling = self.tumbling
+        assign, context = self.assigner.assign_windows, self.assigner_context
+        push = heapq.heappush
+        for index, value in enumerate(values):
+            stamp = timestamps[index]
+            key = key_of(value)
+            if tumbling is not None:
+                size, offset = tumbling
+                start = stamp - (stamp - offset) % size
+                windows = (TimeWindow(start, start + size),)
+            else:
+                windows = assign(value, stamp, context)
+            per_key = contents.get(key)
+            if per_key is None:
+                per_key = contents[key] = {}
+            for window in windows:
+                end = window.end
+                if end - 1 <= watermark:
+                    continue  # late: dropped (side outputs for late data are not there yet)
+                current = per_key.get(window, _MISSING)
+                if current is _MISSING:
+                    push(heap, (end - 1, next(sequence), key, window))
+                    if reduce is not None:
+                        per_key[window] = value
+                        continue
+                if reduce is not None:
+                    per_key[window] = reduce(current, value)
+                else:
+                    self.backend.current_key = key
+                    per_key[window] = self._add(current, value)
+
+    def _fire_fast(self, watermark: int) -> None:
+        heap, contents = self._fast_heap, self.contents
+        out: list = []
+        stamps: list = []
+        pop = heapq.heappop
+        while heap and heap[0][0] <= watermark:
+            fire_at, _, key, window = pop(heap)
+            per_key = contents.get(key)
+            if per_key is None or window not in per_key:
+                continue
+            self.backend.current_key = key
+            produced = self._fire(key, window, per_key.pop(window))
+            if not per_key:
+                del contents[key]
+            out.extend(produced)
+            stamps.extend([fire_at] * len(produced))
+        if out:
+            self.output.emit(out, stamps)
+
     def process_batch(self, values, timestamps):
+        if self.fast:
+            if self.tumbling is not None and timestamps is not None:
+                self._process_tumbling(values, timestamps)
+            else:
+                self._process_fast(values, timestamps)
+            return
         key_of, backend = self.key_of, self.backend
         out: list = []
         stamps: list = []
@@ -396,7 +565,12 @@ class WindowOperator(KeyedOperator):
 
     def process_watermark(self, timestamp: int) -> None:
         self.current_watermark = timestamp
-        self._on_timers(self._due(EVENT_TIMERS, timestamp), True)
+        if self.tumbling is not None:
+            self._fire_tumbling(timestamp)
+        elif self.fast:
+            self._fire_fast(timestamp)
+        else:
+            self._on_timers(self._due(EVENT_TIMERS, timestamp), True)
         self.output.emit_watermark(timestamp)
 
     def next_processing_timer(self) -> int | None:
