@@ -37,10 +37,12 @@ class ClusterJobClient(JobClient):
         job_id: str,
         detached: bool = False,
         on_done: Callable[[], None] | None = None,
+        embedded: bool = False,
     ) -> None:
         self.cluster = cluster
         self.job_id = job_id
         self.detached = detached
+        self.embedded = embedded
         self._on_done = on_done
         self._done_lock = threading.Lock()
         self._final: pb.JobDetails | None = None
@@ -60,10 +62,23 @@ class ClusterJobClient(JobClient):
         """Block until the job reaches a terminal state; returns its final details."""
         if self._final is not None:
             return self._final
-        while True:
-            details = self.cluster.await_job(self.job_id, timeout_s=10.0)
-            if details.summary.state in _TERMINAL:
-                break
+        try:
+            while True:
+                details = self.cluster.await_job(self.job_id, timeout_s=1.0)
+                if details.summary.state in _TERMINAL:
+                    break
+        except KeyboardInterrupt:
+            if self.embedded:
+                # Ctrl-C ends an embedded job with the program, as PyFlink's local runs do;
+                # a job on a cluster keeps running (cancel it with strom cancel).
+                try:
+                    self.cluster.cancel(self.job_id)
+                    self.cluster.await_job(self.job_id, timeout_s=10.0)
+                except Exception:
+                    pass
+                finally:
+                    self._finish()
+            raise
         self._final = details
         self._finish()
         return details
@@ -157,7 +172,13 @@ def submit_job(graph: JobGraph, job_root: str) -> ClusterJobClient:
             except Exception:
                 pass
 
-    return ClusterJobClient(cluster, job_id, detached=context.detached, on_done=done)
+    return ClusterJobClient(
+        cluster,
+        job_id,
+        detached=context.detached,
+        on_done=done,
+        embedded=context.target != "remote",
+    )
 
 
 def _cluster_settings(config: dict) -> dict:
