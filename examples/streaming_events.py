@@ -16,7 +16,6 @@ On a cluster the counts go to the TaskManagers' ``.out`` files, as ``print()`` d
 from __future__ import annotations
 
 import argparse
-import contextlib
 import random
 import sys
 from collections.abc import Iterator
@@ -24,7 +23,6 @@ from typing import Any
 
 from strom.common import Types
 from strom.datastream import SourceFunction, StreamExecutionEnvironment
-from strom.errors import JobExecutionError
 
 PAGES = ["/home", "/search", "/product", "/cart", "/checkout"]
 PAGE_WEIGHTS = [40, 25, 20, 10, 5]
@@ -77,13 +75,7 @@ def page_views(count: int | None, every: int, seed: int, parallelism: int | None
         .filter(lambda total: total[1] % every == 0)
         .print()
     )
-    job_client = env.execute_async("streaming_events")
-    try:
-        job_client.get_job_execution_result()
-    except KeyboardInterrupt:  # Ctrl-C: cancel the job and wait until it has stopped
-        job_client.cancel()
-        with contextlib.suppress(JobExecutionError):
-            job_client.get_job_execution_result()
+    env.execute("streaming_events")  # Ctrl-C cancels the job and stops it
 
 
 if __name__ == "__main__":
@@ -100,4 +92,7 @@ if __name__ == "__main__":
     if arguments.every < 1:
         parser.error("--every must be at least 1")
     count = None if arguments.forever else arguments.count
-    page_views(count, arguments.every, arguments.seed, arguments.parallelism)
+    try:
+        page_views(count, arguments.every, arguments.seed, arguments.parallelism)
+    except KeyboardInterrupt:
+        print("stopped", file=sys.stderr)

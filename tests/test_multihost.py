@@ -558,43 +558,65 @@ def pick_victim(hosts: NetnsHosts, used: set[str]) -> NetnsHost:
 
 def test_host_crash_during_checkpointed_job_keeps_output_exactly_once(cluster, hosts, tmp_path):
     cluster.ok("start-cluster.sh")
+    print('T', round(time.monotonic() % 1000, 2), 'cluster.ok("start-cluster.sh")')
     cluster.wait_for_taskmanagers(3)
+    print('T', round(time.monotonic() % 1000, 2), 'cluster.wait_for_taskmanagers(3)')
     taskmanager_ids = {tm["id"]: tm["hostname"] for tm in cluster.taskmanagers()}
     job = start_held_job(cluster, tmp_path)
+    print('T', round(time.monotonic() % 1000, 2), 'job = start_held_job(cluster, tmp_path)')
     victim = pick_victim(hosts, wait_until_running_with_a_checkpoint(cluster, job, taskmanager_ids))
+    print('T', round(time.monotonic() % 1000, 2), 'victim = pick_victim(hosts, wait_until_r')
     victim_taskmanagers = sum(1 for host in taskmanager_ids.values() if host == victim.name)
+    print('T', round(time.monotonic() % 1000, 2), 'victim_taskmanagers = sum(1 for host in ')
 
     # The host crashes: its cable is cut (nothing it could still send gets out) and every
     # process on it dies. Only heartbeats missing for heartbeat.timeout tell the JobManager.
     cut = time.monotonic()
+    print('T', round(time.monotonic() % 1000, 2), 'cut = time.monotonic()')
     victim.link_down()
+    print('T', round(time.monotonic() % 1000, 2), 'victim.link_down()')
     assert victim.kill_all(keep_sshd=True)
+    print('T', round(time.monotonic() % 1000, 2), 'assert victim.kill_all(keep_sshd=True)')
     noticed = wait_for_loss(cluster, victim, cut)
+    print('T', round(time.monotonic() % 1000, 2), 'noticed = wait_for_loss(cluster, victim,')
     assert HEARTBEAT_TIMEOUT_S * 0.9 <= noticed <= HEARTBEAT_TIMEOUT_S + 3, noticed
     wait_for_restart_elsewhere(cluster, job, victim, taskmanager_ids)
+    print('T', round(time.monotonic() % 1000, 2), 'wait_for_restart_elsewhere(cluster, job,')
     assert cluster.processes(victim) == []
+    print('T', round(time.monotonic() % 1000, 2), 'assert cluster.processes(victim) == []')
 
     job.release()
+    print('T', round(time.monotonic() % 1000, 2), 'job.release()')
     job.client.get_job_execution_result()
+    print('T', round(time.monotonic() % 1000, 2), 'job.client.get_job_execution_result()')
     assert cluster.job(job.job_id)["state"] == "FINISHED"
     assert committed_output(job.output) == expected_output(job.count)
+    print('T', round(time.monotonic() % 1000, 2), 'assert committed_output(job.output) == e')
 
     # The host is back; its TaskManagers are started again over ssh and the cluster uses them:
     # a job needing every slot of the cluster runs subtasks on them.
     victim.link_up()
+    print('T', round(time.monotonic() % 1000, 2), 'victim.link_up()')
     for _ in range(victim_taskmanagers):
         cluster.start_taskmanager(victim)
     overview = cluster.wait_for_taskmanagers(3, timeout=30)
+    print('T', round(time.monotonic() % 1000, 2), 'overview = cluster.wait_for_taskmanagers')
     assert overview["slots-total"] == 6
     env = StreamExecutionEnvironment.get_execution_environment()
+    print('T', round(time.monotonic() % 1000, 2), 'env = StreamExecutionEnvironment.get_exe')
     env.set_parallelism(6)
+    print('T', round(time.monotonic() % 1000, 2), 'env.set_parallelism(6)')
     count, output = 600, tmp_path / "all-slots"
     numbers = env.from_source(NumberSequenceSource(1, count), None, "numbers")
+    print('T', round(time.monotonic() % 1000, 2), 'numbers = env.from_source(NumberSequence')
     sink = FileSink.for_row_format(str(output), Encoder.simple_string_encoder()).build()
+    print('T', round(time.monotonic() % 1000, 2), 'sink = FileSink.for_row_format(str(outpu')
     numbers.map(lambda n: n * 2).sink_to(sink)
+    print('T', round(time.monotonic() % 1000, 2), 'numbers.map(lambda n: n * 2).sink_to(sin')
     with remote(cluster.jobmanager):
         result = env.execute("all slots")
     assert Counter(committed_output(output)) == Counter(str(n * 2) for n in range(1, count + 1))
+    print('T', round(time.monotonic() % 1000, 2), 'assert Counter(committed_output(output))')
     ran_on = Counter(
         cluster.host_of(taskmanager_ids, s["taskmanager-id"])
         for s in cluster.subtasks(result.get_job_id())
@@ -618,20 +640,30 @@ def test_partitioned_host_returning_late_commits_nothing(
                 (private / name).write_text((cluster.conf_dir / name).read_text())
             (private / "strom-conf.yaml").write_text(yaml.safe_dump(config))
     cluster.ok("start-cluster.sh")
+    print('T', round(time.monotonic() % 1000, 2), 'cluster.ok("start-cluster.sh")')
     cluster.wait_for_taskmanagers(3)
+    print('T', round(time.monotonic() % 1000, 2), 'cluster.wait_for_taskmanagers(3)')
     taskmanager_ids = {tm["id"]: tm["hostname"] for tm in cluster.taskmanagers()}
     job = start_held_job(cluster, tmp_path)
+    print('T', round(time.monotonic() % 1000, 2), 'job = start_held_job(cluster, tmp_path)')
     victim = pick_victim(hosts, wait_until_running_with_a_checkpoint(cluster, job, taskmanager_ids))
+    print('T', round(time.monotonic() % 1000, 2), 'victim = pick_victim(hosts, wait_until_r')
     on_victim = cluster.processes(victim)
+    print('T', round(time.monotonic() % 1000, 2), 'on_victim = cluster.processes(victim)')
     assert on_victim
     cancel_line = re.compile(r"lost the JobManager session: cancelled (\d+) running task\(s\)")
+    print('T', round(time.monotonic() % 1000, 2), 'cancel_line = re.compile(r"lost the JobM')
 
     # Partition: the victim's TaskManagers live on, cut off from the JobManager and the rest.
     cut = time.monotonic()
+    print('T', round(time.monotonic() % 1000, 2), 'cut = time.monotonic()')
     victim.link_down()
+    print('T', round(time.monotonic() % 1000, 2), 'victim.link_down()')
     noticed = wait_for_loss(cluster, victim, cut)
+    print('T', round(time.monotonic() % 1000, 2), 'noticed = wait_for_loss(cluster, victim,')
     assert HEARTBEAT_TIMEOUT_S * 0.9 <= noticed <= HEARTBEAT_TIMEOUT_S + 3, noticed
     wait_for_restart_elsewhere(cluster, job, victim, taskmanager_ids)
+    print('T', round(time.monotonic() % 1000, 2), 'wait_for_restart_elsewhere(cluster, job,')
     assert job.client.get_job_status() == "RUNNING"
     if taskmanager_timeout:
         # Still waiting for their JobManager: their tasks of the old attempt run on.
@@ -647,6 +679,7 @@ def test_partitioned_host_returning_late_commits_nothing(
     # The host comes back while the job still runs elsewhere: its TaskManagers (the same
     # processes) have cancelled what they ran for the old attempt and register anew.
     victim.link_up()
+    print('T', round(time.monotonic() % 1000, 2), 'victim.link_up()')
     poll_for(
         lambda: (
             sorted(tm["hostname"] for tm in cluster.taskmanagers()).count(victim.name)
@@ -656,6 +689,7 @@ def test_partitioned_host_returning_late_commits_nothing(
         what=f"{victim.name}'s TaskManagers to register again",
     )
     assert all(process.is_running() for process in on_victim)
+    print('T', round(time.monotonic() % 1000, 2), 'assert all(process.is_running() for proc')
     assert cluster.processes(victim) == on_victim
     cancelled = poll_for(
         lambda: cancel_line.findall(cluster.taskmanager_logs(victim)),
@@ -663,6 +697,7 @@ def test_partitioned_host_returning_late_commits_nothing(
         what=f"{victim.name}'s TaskManagers to cancel their tasks of the old attempt",
     )
     assert all(int(n) > 0 for n in cancelled), cluster.taskmanager_logs(victim)
+    print('T', round(time.monotonic() % 1000, 2), 'assert all(int(n) > 0 for n in cancelled')
     for tm in cluster.taskmanagers():
         if tm["hostname"] == victim.name:
             assert tm["freeSlots"] == tm["slotsNumber"], tm
@@ -671,8 +706,13 @@ def test_partitioned_host_returning_late_commits_nothing(
     # Nothing the old attempt wrote on the returned host after it was declared lost is
     # committed, and its late reports do not fail the job again.
     job.release()
+    print('T', round(time.monotonic() % 1000, 2), 'job.release()')
     job.client.get_job_execution_result()
+    print('T', round(time.monotonic() % 1000, 2), 'job.client.get_job_execution_result()')
     details = cluster.job(job.job_id)
+    print('T', round(time.monotonic() % 1000, 2), 'details = cluster.job(job.job_id)')
     assert details["state"] == "FINISHED"
     assert details["restarts"] == 1, details["failure"]
+    print('T', round(time.monotonic() % 1000, 2), 'assert details["restarts"] == 1, details')
     assert committed_output(job.output) == expected_output(job.count)
+    print('T', round(time.monotonic() % 1000, 2), 'assert committed_output(job.output) == e')
