@@ -128,6 +128,13 @@ def test_sigkill_of_taskmanagers_at_random_moments_keeps_output_exactly_once(
     assert details.summary.state == "FINISHED"
     assert details.restarts >= kills
     assert committed_output(output) == expected_output(count)
+    stats = http_json(f"{cluster.rest_url}/jobs/{job_id}/checkpoints")
+    assert stats["counts"]["completed"] >= 3 and stats["counts"]["restored"] >= kills
+    latest = stats["latest"]["completed"]
+    assert latest["id"] > 0 and latest["state_size"] > 0 and "chk-" in latest["external_path"]
+    exceptions = http_json(f"{cluster.rest_url}/jobs/{job_id}/exceptions")
+    entries = exceptions["exceptionHistory"]["entries"]
+    assert len(entries) >= kills and "was lost" in entries[0]["stacktrace"]
 
 
 def test_failure_in_user_code_restarts_from_checkpoint_exactly_once(mode, tmp_path):
