@@ -14,13 +14,11 @@ it has input queued. The sampler stops by itself when nobody asked for a minute.
 from __future__ import annotations
 
 import logging
-import math
 import os
 import re
 import threading
 import time
 from collections import deque
-from collections.abc import Iterable
 from dataclasses import dataclass, field
 from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -31,6 +29,8 @@ import grpc
 import psutil
 
 from strom.errors import ConfigurationError
+from strom.prometheus import MetricFamily
+from strom.prometheus import render as render_prometheus
 from strom.rpc import observability_pb2 as pb
 from strom.rpc import observability_pb2_grpc
 
@@ -98,51 +98,6 @@ def read_log_tail(path: Path | None, max_bytes: int, what: str) -> pb.LogTail:
 
 
 # ---------------------------------------------------------------- Prometheus text
-
-
-@dataclass
-class MetricFamily:
-    """One metric family of the Prometheus text format: name, type, help and samples."""
-
-    name: str
-    help: str
-    type: str = "gauge"
-    samples: list[tuple[dict[str, str], float]] = field(default_factory=list)
-
-    def add(self, value: float, **labels: Any) -> None:
-        self.samples.append(({k: str(v) for k, v in labels.items()}, value))
-
-
-def _escape_label(value: str) -> str:
-    return value.replace("\\", "\\\\").replace("\n", "\\n").replace('"', '\\"')
-
-
-def _format_value(value: float) -> str:
-    if isinstance(value, bool):
-        return "1" if value else "0"
-    if isinstance(value, int):
-        return str(value)
-    if math.isnan(value):
-        return "NaN"
-    if math.isinf(value):
-        return "+Inf" if value > 0 else "-Inf"
-    return repr(float(value))
-
-
-def render_prometheus(families: Iterable[MetricFamily]) -> str:
-    """The Prometheus text exposition format (version 0.0.4) of ``families``."""
-    lines: list[str] = []
-    for family in families:
-        help_text = family.help.replace("\\", "\\\\").replace("\n", "\\n")
-        lines.append(f"# HELP {family.name} {help_text}")
-        lines.append(f"# TYPE {family.name} {family.type}")
-        for labels, value in family.samples:
-            if labels:
-                body = ",".join(f'{k}="{_escape_label(v)}"' for k, v in labels.items())
-                lines.append(f"{family.name}{{{body}}} {_format_value(value)}")
-            else:
-                lines.append(f"{family.name} {_format_value(value)}")
-    return "\n".join(lines) + "\n"
 
 
 # ---------------------------------------------------------------- configuration

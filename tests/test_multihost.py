@@ -37,8 +37,9 @@ from test_checkpointing import (
     expected_output,
 )
 
-from strom.common import Encoder
-from strom.datastream import MapFunction, StreamExecutionEnvironment
+from client.gateway import ClusterClient
+from strom.common import Encoder, RestartStrategies
+from strom.datastream import MapFunction, SinkFunction, StreamExecutionEnvironment
 from strom.datastream.connectors.file_system import FileSink
 from strom.datastream.connectors.number_seq import NumberSequenceSource
 from strom.process_identity import JOBMANAGER, TASKMANAGER, role_of
@@ -149,14 +150,23 @@ class Cluster:
         )
 
     def job(self, job_id: str) -> dict:
-        return http_json(f"{self.rest_url}/jobs/{job_id}", timeout=2)
+        return http_json(f"{self.rest_url}/jobs/{job_id}", timeout=5)
+
+    def job_state(self, job_id: str) -> tuple[str, int]:
+        """The job's state and restarts, from the JobManager's gRPC gateway. (Cheaper than
+        REST while a TaskManager of the job is unreachable: REST's job views ask the job's
+        TaskManagers for live metrics, waiting up to a second for each that does not answer.)
+        """
+        with ClusterClient(self.jobmanager, timeout=5) as client:
+            details = client.job(job_id)
+        return details.summary.state, details.restarts
 
     def subtasks(self, job_id: str) -> list[dict]:
         """Every subtask of the job's current attempt, with its vertex's name added."""
         job = self.job(job_id)
         found = []
         for vertex in job["vertices"]:
-            view = http_json(f"{self.rest_url}/jobs/{job_id}/vertices/{vertex['id']}", timeout=2)
+            view = http_json(f"{self.rest_url}/jobs/{job_id}/vertices/{vertex['id']}", timeout=5)
             found += [{**subtask, "vertex": vertex["name"]} for subtask in view["subtasks"]]
         return found
 
@@ -448,11 +458,12 @@ def test_job_across_hosts_with_exact_results(cluster, hosts, tmp_path):
 
 
 class Paced(MapFunction):
-    """``(value % KEYS, 1)``; about 100 records a second while the ``hold`` file exists, so a
-    test can keep a job running as long as it needs, then let it finish at full speed.
+    """``(value % KEYS, 1)``; about 1,000 records a second while the ``hold`` file exists (a
+    source batch of 1,024 records a second), so a test can keep a job running as long as it
+    needs, then let it finish at full speed.
 
-    Held this slowly, a producer whose consumer sits on a host that was just cut off does not
-    fill its channel (gRPC's 64 KB window) for tens of seconds, so it is never blocked when
+    Held this slowly, a producer whose consumer sits on a host just cut off fills neither its
+    channel's buffer nor gRPC's 64 KB window for many seconds, so it is not yet blocked when
     the failover cancels it (see test_failover_cancels_a_producer_blocked_on_a_lost_host)."""
 
     def __init__(self, hold: str) -> None:
@@ -464,7 +475,7 @@ class Paced(MapFunction):
     def map(self, value: int) -> tuple:
         if self.held:
             if os.path.exists(self.hold):
-                time.sleep(0.01)
+                time.sleep(0.001)
             else:
                 self.held = False
         return (value % KEYS, 1)
@@ -485,7 +496,7 @@ class HeldJob:
         self.hold.unlink()
 
 
-def start_held_job(cluster: Cluster, tmp_path: Path, count: int = 20_000) -> HeldJob:
+def start_held_job(cluster: Cluster, tmp_path: Path, count: int = 200_000) -> HeldJob:
     output, checkpoints, hold = tmp_path / "out", tmp_path / "checkpoints", tmp_path / "hold"
     hold.touch()
     # Checkpoints and output in folders every host sees (state.checkpoints.dir on a shared
@@ -530,17 +541,22 @@ def wait_for_loss(cluster: Cluster, victim: NetnsHost, since: float) -> float:
 
 
 def wait_for_restart_elsewhere(
-    cluster: Cluster, job: HeldJob, victim: NetnsHost, taskmanager_ids: dict[str, str]
+    cluster: Cluster,
+    job: HeldJob,
+    victim: NetnsHost,
+    taskmanager_ids: dict[str, str],
+    timeout: float = 30,
 ) -> set[str]:
     def restarted() -> set[str] | None:
-        if cluster.job(job.job_id)["restarts"] < 1:
+        state, restarts = cluster.job_state(job.job_id)
+        if state != "RUNNING" or restarts < 1:
             return None
         placement = cluster.running_on(job.job_id, taskmanager_ids)
         hosts = set().union(*placement.values()) if placement else set()
         return hosts if hosts and victim.name not in hosts else None
 
     try:
-        return poll_for(restarted, timeout=30, what="the job to run again on the other hosts")
+        return poll_for(restarted, timeout=timeout, what="the job to run again on the other hosts")
     except TimeoutError as error:
         raise AssertionError(
             f"{error}\njob: {json.dumps(cluster.job(job.job_id), indent=1)[:6000]}\n"
@@ -558,65 +574,44 @@ def pick_victim(hosts: NetnsHosts, used: set[str]) -> NetnsHost:
 
 def test_host_crash_during_checkpointed_job_keeps_output_exactly_once(cluster, hosts, tmp_path):
     cluster.ok("start-cluster.sh")
-    print('T', round(time.monotonic() % 1000, 2), 'cluster.ok("start-cluster.sh")')
     cluster.wait_for_taskmanagers(3)
-    print('T', round(time.monotonic() % 1000, 2), 'cluster.wait_for_taskmanagers(3)')
     taskmanager_ids = {tm["id"]: tm["hostname"] for tm in cluster.taskmanagers()}
     job = start_held_job(cluster, tmp_path)
-    print('T', round(time.monotonic() % 1000, 2), 'job = start_held_job(cluster, tmp_path)')
     victim = pick_victim(hosts, wait_until_running_with_a_checkpoint(cluster, job, taskmanager_ids))
-    print('T', round(time.monotonic() % 1000, 2), 'victim = pick_victim(hosts, wait_until_r')
     victim_taskmanagers = sum(1 for host in taskmanager_ids.values() if host == victim.name)
-    print('T', round(time.monotonic() % 1000, 2), 'victim_taskmanagers = sum(1 for host in ')
 
     # The host crashes: its cable is cut (nothing it could still send gets out) and every
     # process on it dies. Only heartbeats missing for heartbeat.timeout tell the JobManager.
     cut = time.monotonic()
-    print('T', round(time.monotonic() % 1000, 2), 'cut = time.monotonic()')
     victim.link_down()
-    print('T', round(time.monotonic() % 1000, 2), 'victim.link_down()')
     assert victim.kill_all(keep_sshd=True)
-    print('T', round(time.monotonic() % 1000, 2), 'assert victim.kill_all(keep_sshd=True)')
     noticed = wait_for_loss(cluster, victim, cut)
-    print('T', round(time.monotonic() % 1000, 2), 'noticed = wait_for_loss(cluster, victim,')
     assert HEARTBEAT_TIMEOUT_S * 0.9 <= noticed <= HEARTBEAT_TIMEOUT_S + 3, noticed
+    # It reboots, without Strom running: the job restarts on the remaining hosts meanwhile.
+    victim.link_up()
     wait_for_restart_elsewhere(cluster, job, victim, taskmanager_ids)
-    print('T', round(time.monotonic() % 1000, 2), 'wait_for_restart_elsewhere(cluster, job,')
     assert cluster.processes(victim) == []
-    print('T', round(time.monotonic() % 1000, 2), 'assert cluster.processes(victim) == []')
 
     job.release()
-    print('T', round(time.monotonic() % 1000, 2), 'job.release()')
     job.client.get_job_execution_result()
-    print('T', round(time.monotonic() % 1000, 2), 'job.client.get_job_execution_result()')
     assert cluster.job(job.job_id)["state"] == "FINISHED"
     assert committed_output(job.output) == expected_output(job.count)
-    print('T', round(time.monotonic() % 1000, 2), 'assert committed_output(job.output) == e')
 
-    # The host is back; its TaskManagers are started again over ssh and the cluster uses them:
-    # a job needing every slot of the cluster runs subtasks on them.
-    victim.link_up()
-    print('T', round(time.monotonic() % 1000, 2), 'victim.link_up()')
+    # Its TaskManagers are started again over ssh and the cluster uses them: a job needing
+    # every slot of the cluster runs subtasks on them.
     for _ in range(victim_taskmanagers):
         cluster.start_taskmanager(victim)
     overview = cluster.wait_for_taskmanagers(3, timeout=30)
-    print('T', round(time.monotonic() % 1000, 2), 'overview = cluster.wait_for_taskmanagers')
     assert overview["slots-total"] == 6
     env = StreamExecutionEnvironment.get_execution_environment()
-    print('T', round(time.monotonic() % 1000, 2), 'env = StreamExecutionEnvironment.get_exe')
     env.set_parallelism(6)
-    print('T', round(time.monotonic() % 1000, 2), 'env.set_parallelism(6)')
     count, output = 600, tmp_path / "all-slots"
     numbers = env.from_source(NumberSequenceSource(1, count), None, "numbers")
-    print('T', round(time.monotonic() % 1000, 2), 'numbers = env.from_source(NumberSequence')
     sink = FileSink.for_row_format(str(output), Encoder.simple_string_encoder()).build()
-    print('T', round(time.monotonic() % 1000, 2), 'sink = FileSink.for_row_format(str(outpu')
     numbers.map(lambda n: n * 2).sink_to(sink)
-    print('T', round(time.monotonic() % 1000, 2), 'numbers.map(lambda n: n * 2).sink_to(sin')
     with remote(cluster.jobmanager):
         result = env.execute("all slots")
     assert Counter(committed_output(output)) == Counter(str(n * 2) for n in range(1, count + 1))
-    print('T', round(time.monotonic() % 1000, 2), 'assert Counter(committed_output(output))')
     ran_on = Counter(
         cluster.host_of(taskmanager_ids, s["taskmanager-id"])
         for s in cluster.subtasks(result.get_job_id())
@@ -640,30 +635,20 @@ def test_partitioned_host_returning_late_commits_nothing(
                 (private / name).write_text((cluster.conf_dir / name).read_text())
             (private / "strom-conf.yaml").write_text(yaml.safe_dump(config))
     cluster.ok("start-cluster.sh")
-    print('T', round(time.monotonic() % 1000, 2), 'cluster.ok("start-cluster.sh")')
     cluster.wait_for_taskmanagers(3)
-    print('T', round(time.monotonic() % 1000, 2), 'cluster.wait_for_taskmanagers(3)')
     taskmanager_ids = {tm["id"]: tm["hostname"] for tm in cluster.taskmanagers()}
     job = start_held_job(cluster, tmp_path)
-    print('T', round(time.monotonic() % 1000, 2), 'job = start_held_job(cluster, tmp_path)')
     victim = pick_victim(hosts, wait_until_running_with_a_checkpoint(cluster, job, taskmanager_ids))
-    print('T', round(time.monotonic() % 1000, 2), 'victim = pick_victim(hosts, wait_until_r')
     on_victim = cluster.processes(victim)
-    print('T', round(time.monotonic() % 1000, 2), 'on_victim = cluster.processes(victim)')
     assert on_victim
     cancel_line = re.compile(r"lost the JobManager session: cancelled (\d+) running task\(s\)")
-    print('T', round(time.monotonic() % 1000, 2), 'cancel_line = re.compile(r"lost the JobM')
 
     # Partition: the victim's TaskManagers live on, cut off from the JobManager and the rest.
     cut = time.monotonic()
-    print('T', round(time.monotonic() % 1000, 2), 'cut = time.monotonic()')
     victim.link_down()
-    print('T', round(time.monotonic() % 1000, 2), 'victim.link_down()')
     noticed = wait_for_loss(cluster, victim, cut)
-    print('T', round(time.monotonic() % 1000, 2), 'noticed = wait_for_loss(cluster, victim,')
     assert HEARTBEAT_TIMEOUT_S * 0.9 <= noticed <= HEARTBEAT_TIMEOUT_S + 3, noticed
     wait_for_restart_elsewhere(cluster, job, victim, taskmanager_ids)
-    print('T', round(time.monotonic() % 1000, 2), 'wait_for_restart_elsewhere(cluster, job,')
     assert job.client.get_job_status() == "RUNNING"
     if taskmanager_timeout:
         # Still waiting for their JobManager: their tasks of the old attempt run on.
@@ -679,7 +664,6 @@ def test_partitioned_host_returning_late_commits_nothing(
     # The host comes back while the job still runs elsewhere: its TaskManagers (the same
     # processes) have cancelled what they ran for the old attempt and register anew.
     victim.link_up()
-    print('T', round(time.monotonic() % 1000, 2), 'victim.link_up()')
     poll_for(
         lambda: (
             sorted(tm["hostname"] for tm in cluster.taskmanagers()).count(victim.name)
@@ -689,7 +673,6 @@ def test_partitioned_host_returning_late_commits_nothing(
         what=f"{victim.name}'s TaskManagers to register again",
     )
     assert all(process.is_running() for process in on_victim)
-    print('T', round(time.monotonic() % 1000, 2), 'assert all(process.is_running() for proc')
     assert cluster.processes(victim) == on_victim
     cancelled = poll_for(
         lambda: cancel_line.findall(cluster.taskmanager_logs(victim)),
@@ -697,7 +680,6 @@ def test_partitioned_host_returning_late_commits_nothing(
         what=f"{victim.name}'s TaskManagers to cancel their tasks of the old attempt",
     )
     assert all(int(n) > 0 for n in cancelled), cluster.taskmanager_logs(victim)
-    print('T', round(time.monotonic() % 1000, 2), 'assert all(int(n) > 0 for n in cancelled')
     for tm in cluster.taskmanagers():
         if tm["hostname"] == victim.name:
             assert tm["freeSlots"] == tm["slotsNumber"], tm
@@ -706,13 +688,93 @@ def test_partitioned_host_returning_late_commits_nothing(
     # Nothing the old attempt wrote on the returned host after it was declared lost is
     # committed, and its late reports do not fail the job again.
     job.release()
-    print('T', round(time.monotonic() % 1000, 2), 'job.release()')
     job.client.get_job_execution_result()
-    print('T', round(time.monotonic() % 1000, 2), 'job.client.get_job_execution_result()')
     details = cluster.job(job.job_id)
-    print('T', round(time.monotonic() % 1000, 2), 'details = cluster.job(job.job_id)')
     assert details["state"] == "FINISHED"
     assert details["restarts"] == 1, details["failure"]
-    print('T', round(time.monotonic() % 1000, 2), 'assert details["restarts"] == 1, details')
     assert committed_output(job.output) == expected_output(job.count)
-    print('T', round(time.monotonic() % 1000, 2), 'assert committed_output(job.output) == e')
+
+
+class Discard(SinkFunction):
+    def invoke(self, value, context) -> None:
+        pass
+
+
+class FailoverStuck(Exception):
+    """The job stays FAILING: a subtask on a live TaskManager never finishes cancelling."""
+
+
+@pytest.mark.xfail(
+    strict=True,
+    raises=FailoverStuck,
+    reason=(
+        "product bug: Task.cancel() (taskmanager/runtime/task.py) does not cancel the task's "
+        "output channels, so a producer blocked by back pressure on a RemoteOutputChannel to a "
+        "host that was cut off never ends; the JobManager waits for it and the job stays "
+        "FAILING (until TCP gives up, ~15 min)"
+    ),
+)
+def test_failover_cancels_a_producer_blocked_on_a_lost_host(cluster, hosts):
+    h1, h2, h3 = hosts
+    cluster.ok("start-cluster.sh")
+    cluster.wait_for_taskmanagers(3)
+    taskmanager_ids = {tm["id"]: tm["hostname"] for tm in cluster.taskmanagers()}
+    # At full speed, p=4 (so subtasks on both worker hosts), many keys (so every keyed subtask
+    # gets records): the producers on host 3 fill their channels to host 2 within
+    # milliseconds of its link going down, and wait there for room.
+    env = StreamExecutionEnvironment.get_execution_environment()
+    env.set_parallelism(4)
+    env.set_restart_strategy(RestartStrategies.fixed_delay_restart(20, 200))
+    numbers = env.from_source(NumberSequenceSource(1, 10**10), None, "numbers")
+    (
+        numbers.map(lambda n: (n % 1000, 1))
+        .key_by(lambda pair: pair[0])
+        .reduce(lambda a, b: (a[0], a[1] + b[1]))
+        .add_sink(Discard())
+    )
+    with remote(cluster.jobmanager):
+        client = env.execute_async("endless across hosts")
+    job_id = client.get_job_id()
+
+    def keyed_subtasks_on_both_hosts_read() -> bool:
+        placement = cluster.running_on(job_id, taskmanager_ids)
+        readers = {
+            cluster.host_of(taskmanager_ids, s["taskmanager-id"])
+            for s in cluster.subtasks(job_id)
+            if "reduce" in s["vertex"].lower() and s["metrics"]["read-records"] > 0
+        }
+        return bool(placement) and readers == {h2.name, h3.name}
+
+    try:
+        poll_for(keyed_subtasks_on_both_hosts_read, timeout=30, what="records between hosts")
+        cut = time.monotonic()
+        h2.link_down()  # host 3 keeps 4 slots: enough to run the job again
+        wait_for_loss(cluster, h2, cut)
+
+        def restarted_on_host3() -> bool:
+            state, restarts = cluster.job_state(job_id)
+            if state != "RUNNING" or restarts < 1:
+                return False
+            placement = cluster.running_on(job_id, taskmanager_ids)
+            return bool(placement) and set().union(*placement.values()) == {h3.name}
+
+        try:
+            # Heartbeat timeout, then cancelling the old attempt (the JobManager may first
+            # spend 10 s on a CancelTasks call to the lost TaskManager), then the restart.
+            poll_for(restarted_on_host3, timeout=15, what="the job to run again on host 3")
+        except TimeoutError:
+            job = cluster.job(job_id)
+            stuck = [
+                s
+                for s in cluster.subtasks(job_id)
+                if s["status"] == "RUNNING"
+                and cluster.host_of(taskmanager_ids, s["taskmanager-id"]) == h3.name
+            ]
+            if job["state"] == "FAILING" and job["restarts"] == 0 and stuck:
+                raise FailoverStuck(
+                    f"job FAILING for 15 s after the loss; still running on {h3.name}: "
+                    f"{[(s['vertex'], s['subtask']) for s in stuck]}"
+                ) from None
+            raise
+    finally:
+        client.cancel()

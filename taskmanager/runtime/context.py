@@ -35,45 +35,6 @@ class OperatorContext:
         return self._runtime_context
 
 
-class _NoOpMetricGroup:
-    """Metrics are accepted and ignored for now; user code calling them keeps working."""
-
-    def add_group(self, name: str, extra: str | None = None) -> _NoOpMetricGroup:
-        return self
-
-    def counter(self, name: str) -> _NoOpCounter:
-        return _NoOpCounter()
-
-    def gauge(self, name: str, obj: Any) -> None:
-        return None
-
-    def meter(self, name: str, time_span_in_seconds: int = 60) -> _NoOpCounter:
-        return _NoOpCounter()
-
-    def distribution(self, name: str) -> _NoOpCounter:
-        return _NoOpCounter()
-
-
-class _NoOpCounter:
-    def __init__(self) -> None:
-        self.count = 0
-
-    def inc(self, n: int = 1) -> None:
-        self.count += n
-
-    def dec(self, n: int = 1) -> None:
-        self.count -= n
-
-    def mark_event(self, n: int = 1) -> None:
-        self.count += n
-
-    def update(self, value: int) -> None:
-        self.count = value
-
-    def get_count(self) -> int:
-        return self.count
-
-
 class StreamingRuntimeContext(api.RuntimeContext):
     """``get_runtime_context()`` of a function: subtask facts and keyed state."""
 
@@ -101,9 +62,6 @@ class StreamingRuntimeContext(api.RuntimeContext):
 
     def get_job_parameter(self, key: str, default_value: str | None = None) -> str | None:
         return self._context.job_parameters.get(key, default_value)
-
-    def get_metrics_group(self) -> _NoOpMetricGroup:
-        return _NoOpMetricGroup()
 
     def _backend(self, what: str) -> Any:
         backend = self._context.keyed_backend

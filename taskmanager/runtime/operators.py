@@ -208,6 +208,32 @@ class FilterOperator(Operator):
             self.output.emit([p[0] for p in pairs], [p[1] for p in pairs])
 
 
+def run_process_function(
+    operator: Operator,
+    values: list,
+    timestamps: list | None,
+    key_of: Callable[[Any], Any] | None = None,
+    backend: HeapKeyedStateBackend | None = None,
+) -> None:
+    """``process_element(value, ctx)`` for a batch; outputs keep their input's timestamp."""
+    f, ctx = operator.call, operator.ctx
+    out: list = []
+    stamps: list | None = None if timestamps is None else []
+    for index, value in enumerate(values):
+        if key_of is not None:
+            backend.current_key = key_of(value)
+        stamp = None if timestamps is None else timestamps[index]
+        ctx.current_timestamp = stamp
+        result = f(value, ctx)
+        if result is not None:
+            before = len(out)
+            out.extend(result)
+            if stamps is not None:
+                stamps.extend([stamp] * (len(out) - before))
+    if out:
+        operator.output.emit(out, stamps)
+
+
 class ProcessOperator(Operator):
     """A ``ProcessFunction``: ``process_element(value, ctx)`` returns or yields outputs."""
 
@@ -217,20 +243,7 @@ class ProcessOperator(Operator):
         self.ctx = ProcessContext(self.context, None, self)
 
     def process_batch(self, values, timestamps):
-        f, ctx = self.call, self.ctx
-        out: list = []
-        stamps: list | None = None if timestamps is None else []
-        for index, value in enumerate(values):
-            stamp = None if timestamps is None else timestamps[index]
-            ctx.current_timestamp = stamp
-            result = f(value, ctx)
-            if result is not None:
-                before = len(out)
-                out.extend(result)
-                if stamps is not None:
-                    stamps.extend([stamp] * (len(out) - before))
-        if out:
-            self.output.emit(out, stamps)
+        run_process_function(self, values, timestamps)
 
 
 class KeyedOperator(Operator):
@@ -407,21 +420,7 @@ class KeyedProcessOperator(KeyedOperator):
         self.ctx = ProcessContext(self.context, self.backend, self)
 
     def process_batch(self, values, timestamps):
-        f, ctx, key_of, backend = self.call, self.ctx, self.key_of, self.backend
-        out: list = []
-        stamps: list | None = None if timestamps is None else []
-        for index, value in enumerate(values):
-            backend.current_key = key_of(value)
-            stamp = None if timestamps is None else timestamps[index]
-            ctx.current_timestamp = stamp
-            result = f(value, ctx)
-            if result is not None:
-                before = len(out)
-                out.extend(result)
-                if stamps is not None:
-                    stamps.extend([stamp] * (len(out) - before))
-        if out:
-            self.output.emit(out, stamps)
+        run_process_function(self, values, timestamps, self.key_of, self.backend)
 
     def _fire(self, due, domain: str) -> None:
         on_timer = self.on_timer
