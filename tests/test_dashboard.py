@@ -27,6 +27,7 @@ from jobs_support import remote
 from rest_support import SlowSink, Ticker, failing_job, first, observed_cluster_class, parity
 
 from strom.datastream import StreamExecutionEnvironment
+from strom.datastream.connectors.number_seq import NumberSequenceSource
 from strom.errors import JobExecutionError
 
 websocket = pytest.importorskip("websocket", reason="websocket-client is a test dependency")
@@ -245,9 +246,8 @@ def jobs(cluster):
     with remote(cluster.address):
         env = StreamExecutionEnvironment.get_execution_environment()
         env.set_parallelism(2)
-        if hasattr(env, "enable_checkpointing"):
-            env.enable_checkpointing(100)
-        numbers = env.from_collection(list(range(400))).name("Numbers")
+        env.enable_checkpointing(100)
+        numbers = env.from_source(NumberSequenceSource(0, 399), None, "Numbers").name("Numbers")
         numbers.map(slow_add).name("Slow Add").key_by(lambda v: v % 4).add_sink(lambda v: None)
         ids["finished"] = env.execute("dashboard finished job").get_job_id()
 
@@ -350,6 +350,7 @@ def test_dashboard_pages(browser, cluster, jobs, screenshots):
         "Object.fromEntries([...document.querySelectorAll('#checkpoint-counts [data-count]')]"
         ".map(e => [e.dataset.count, Number(e.textContent)]))"
     )
+    assert stats["counts"]["completed"] >= 1, "the finished job took checkpoints"
     assert shown["completed"] == stats["counts"]["completed"]
     assert shown["failed"] == stats["counts"]["failed"]
     rows = browser.evaluate(
