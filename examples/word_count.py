@@ -15,14 +15,13 @@ import sys
 import tempfile
 
 from strom.common import Encoder, Types
+from strom.datastream import StreamExecutionEnvironment
 from strom.datastream.connectors.file_system import (
     FileSink,
     FileSource,
     OutputFileConfig,
     StreamFormat,
 )
-
-from strom.datastream import StreamExecutionEnvironment
 
 WORDS = [
     "To be, or not to be, that is the question:",

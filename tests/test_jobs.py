@@ -10,9 +10,8 @@ from collections import Counter
 
 import pytest
 from jobs_support import multiset
-from strom.common import Row, Types
-from strom.datastream.connectors.number_seq import NumberSequenceSource
 
+from strom.common import Row, Types
 from strom.datastream import (
     AggregateFunction,
     AggregatingStateDescriptor,
@@ -32,6 +31,7 @@ from strom.datastream import (
     StreamExecutionEnvironment,
     ValueStateDescriptor,
 )
+from strom.datastream.connectors.number_seq import NumberSequenceSource
 
 
 def env_with(parallelism: int = 1) -> StreamExecutionEnvironment:
