@@ -134,6 +134,13 @@ class Task:
         except GateClosed:
             pass
         self.gate.close()
+        # A send blocked by back pressure (say, towards a host that was cut off) must end
+        # too, or the task never stops and its job never restarts.
+        for writer in list(self.writers):
+            try:
+                writer.cancel()
+            except Exception:
+                log.debug("cancelling an output of %s failed", self.name, exc_info=True)
 
     # -------------------------------------------------------------- the task thread
 
