@@ -153,6 +153,7 @@ class JobManagerGateway(cluster_pb2_grpc.JobManagerGatewayServicer):
             failure=details["failure"],
             status_message=details["status-message"],
             restarts=details["restarts"],
+            attempt=details["attempt"],
         )
 
     def CancelJob(self, request: pb.JobId, context) -> pb.Ack:

@@ -38,6 +38,16 @@ class CheckpointServices:
         self.jobmanager_address = jobmanager_address
         self.storage = storage_for(None)
 
+    def attempt_is_current(self, job_id: str, attempt: int) -> bool:
+        """Whether the JobManager still runs ``attempt`` of the job (False if unreachable)."""
+        try:
+            details = self.deployer._stub(self.jobmanager_address).GetJob(
+                pb.JobId(job_id=job_id), timeout=10
+            )
+        except grpc.RpcError:
+            return False
+        return details.attempt == attempt and details.summary.state == "RUNNING"
+
     def write_snapshot(self, task: Task, checkpoint_id: int, options: dict, states: dict) -> None:
         self.deployer.snapshot_pool.submit(self._write, task, checkpoint_id, options, states)
 

@@ -254,20 +254,22 @@ class VertexDetails(_message.Message):
     def __init__(self, id: _Optional[str] = ..., name: _Optional[str] = ..., parallelism: _Optional[int] = ..., status: _Optional[str] = ..., records_in: _Optional[int] = ..., records_out: _Optional[int] = ..., tasks: _Optional[_Mapping[str, int]] = ...) -> None: ...
 
 class JobDetails(_message.Message):
-    __slots__ = ("summary", "vertices", "failure", "status_message", "plan", "restarts")
+    __slots__ = ("summary", "vertices", "failure", "status_message", "plan", "restarts", "attempt")
     SUMMARY_FIELD_NUMBER: _ClassVar[int]
     VERTICES_FIELD_NUMBER: _ClassVar[int]
     FAILURE_FIELD_NUMBER: _ClassVar[int]
     STATUS_MESSAGE_FIELD_NUMBER: _ClassVar[int]
     PLAN_FIELD_NUMBER: _ClassVar[int]
     RESTARTS_FIELD_NUMBER: _ClassVar[int]
+    ATTEMPT_FIELD_NUMBER: _ClassVar[int]
     summary: JobSummary
     vertices: _containers.RepeatedCompositeFieldContainer[VertexDetails]
     failure: str
     status_message: str
     plan: bytes
     restarts: int
-    def __init__(self, summary: _Optional[_Union[JobSummary, _Mapping]] = ..., vertices: _Optional[_Iterable[_Union[VertexDetails, _Mapping]]] = ..., failure: _Optional[str] = ..., status_message: _Optional[str] = ..., plan: _Optional[bytes] = ..., restarts: _Optional[int] = ...) -> None: ...
+    attempt: int
+    def __init__(self, summary: _Optional[_Union[JobSummary, _Mapping]] = ..., vertices: _Optional[_Iterable[_Union[VertexDetails, _Mapping]]] = ..., failure: _Optional[str] = ..., status_message: _Optional[str] = ..., plan: _Optional[bytes] = ..., restarts: _Optional[int] = ..., attempt: _Optional[int] = ...) -> None: ...
 
 class Ack(_message.Message):
     __slots__ = ("ok", "message")

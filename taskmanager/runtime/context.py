@@ -26,6 +26,8 @@ class OperatorContext:
     job_parameters: dict[str, str] = field(default_factory=dict)
     keyed_backend: Any = None
     auto_watermark_interval_ms: int = 200
+    #: asks the JobManager whether this attempt is still the job's current one
+    attempt_is_current: Any = None
     _runtime_context: Any = None
 
     @property

@@ -617,6 +617,13 @@ class SinkWriterOperator(Operator):
         self.writer.write_batch(values)
 
     def end_input(self) -> None:
+        # A TaskManager declared lost may still run an old attempt to its end: it must not
+        # commit beside the attempt that replaced it. Ask the JobManager first.
+        is_current = self.context.attempt_is_current
+        if is_current is not None and not is_current():
+            raise RuntimeError(
+                "this attempt of the job was replaced by a newer one; its output is not committed"
+            )
         self.writer.finish()
 
     def close(self) -> None:

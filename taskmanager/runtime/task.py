@@ -191,6 +191,7 @@ class Task:
             attempt=self.id.attempt,
             job_parameters=self.job_parameters,
             auto_watermark_interval_ms=self.graph.settings.get("auto_watermark_interval_ms", 200),
+            attempt_is_current=self._attempt_is_current if self.checkpoints else None,
         )
 
     def _setup(self) -> None:
@@ -231,6 +232,9 @@ class Task:
         if self.cancelled:
             raise TaskCancelled()
         self.head = self.operators[0] if self.operators and not self.vertex.is_source else None
+
+    def _attempt_is_current(self) -> bool:
+        return self.checkpoints.attempt_is_current(self.id.job_id, self.id.attempt)
 
     def _restore_for(self, uid: str) -> OperatorRestore | None:
         """The earlier snapshots of operator ``uid``, if the job is restoring."""
