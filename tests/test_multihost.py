@@ -18,6 +18,7 @@ import pwd
 import re
 import signal
 import subprocess
+import sys
 import time
 from collections import Counter
 from dataclasses import dataclass, field
@@ -459,18 +460,17 @@ def test_job_across_hosts_with_exact_results(cluster, hosts, tmp_path):
 
 class Paced(MapFunction):
     """``(value % KEYS, 1)``; about 1,000 records a second while the ``hold`` file exists (a
-    source batch of 1,024 records a second), so a test can keep a job running as long as it
-    needs, then let it finish at full speed.
+    source batch of 1,024 records a second), so a test can keep a job running, checkpointing,
+    for as long as it needs, then let it finish at full speed."""
 
-    Held this slowly, a producer whose consumer sits on a host just cut off fills neither its
-    channel's buffer nor gRPC's 64 KB window for many seconds, so it is not yet blocked when
-    the failover cancels it (see test_failover_cancels_a_producer_blocked_on_a_lost_host)."""
-
-    def __init__(self, hold: str) -> None:
+    def __init__(self, hold: str, first_attempt_hold: str | None = None) -> None:
         self.hold = hold
+        self.first_attempt_hold = first_attempt_hold  # holds attempt 0 instead of ``hold``
 
     def open(self, runtime_context) -> None:
         self.held = True
+        if self.first_attempt_hold and runtime_context.get_attempt_number() == 0:
+            self.hold = self.first_attempt_hold
 
     def map(self, value: int) -> tuple:
         if self.held:
@@ -491,20 +491,27 @@ class HeldJob:
     output: Path
     checkpoints: Path
     hold: Path
+    first_attempt_hold: Path | None = None
 
     def release(self) -> None:
         self.hold.unlink()
 
 
-def start_held_job(cluster: Cluster, tmp_path: Path, count: int = 200_000) -> HeldJob:
+def start_held_job(
+    cluster: Cluster, tmp_path: Path, count: int = 200_000, hold_first_attempt: bool = False
+) -> HeldJob:
+    """Submit the job from here; ``hold_first_attempt`` gives attempt 0 a hold of its own."""
     output, checkpoints, hold = tmp_path / "out", tmp_path / "checkpoints", tmp_path / "hold"
     hold.touch()
+    first = tmp_path / "hold-first-attempt" if hold_first_attempt else None
+    if first:
+        first.touch()
     # Checkpoints and output in folders every host sees (state.checkpoints.dir on a shared
     # mount): the job restarts on other hosts from what the lost one wrote.
     env = checkpointed_env(checkpoints)  # p=2, every 250 ms, fixed-delay restarts (20, 200 ms)
     numbers = env.from_source(NumberSequenceSource(1, count), None, "numbers").uid("numbers")
     counts = (
-        numbers.map(Paced(str(hold)))
+        numbers.map(Paced(str(hold), str(first) if first else None))
         .uid("paced")
         .key_by(lambda pair: pair[0])
         .reduce(lambda a, b: (a[0], a[1] + b[1]))
@@ -514,7 +521,7 @@ def start_held_job(cluster: Cluster, tmp_path: Path, count: int = 200_000) -> He
     counts.sink_to(sink).uid("files")
     with remote(cluster.jobmanager):
         client = env.execute_async("held across hosts")
-    return HeldJob(client, client.get_job_id(), count, output, checkpoints, hold)
+    return HeldJob(client, client.get_job_id(), count, output, checkpoints, hold, first)
 
 
 def wait_until_running_with_a_checkpoint(
@@ -565,11 +572,43 @@ def wait_for_restart_elsewhere(
         ) from None
 
 
+def give_own_heartbeat_timeout(cluster: Cluster, hosts: list[NetnsHost], timeout: str) -> None:
+    """Give ``hosts`` a conf folder of their own (each machine its own copy of the conf) in
+    which ``heartbeat.timeout`` is ``timeout``: their TaskManagers then wait that long for a
+    silent JobManager, while the JobManager (host 1, the shared conf) still waits 2 s."""
+    config = yaml.safe_load((cluster.conf_dir / "strom-conf.yaml").read_text())
+    config["heartbeat.timeout"] = timeout
+    for host in hosts:
+        private = host.make_private(cluster.conf_dir)
+        for name in ("masters", "slaves"):
+            (private / name).write_text((cluster.conf_dir / name).read_text())
+        (private / "strom-conf.yaml").write_text(yaml.safe_dump(config))
+
+
 def pick_victim(hosts: NetnsHosts, used: set[str]) -> NetnsHost:
     """A host running some of the job's subtasks (host 3 if it does: it has two TaskManagers)."""
     h1, h2, h3 = hosts
     assert h1.name not in used and used <= {h2.name, h3.name}, used
     return h3 if h3.name in used else h2
+
+
+def start_job_on_host3_only(
+    cluster: Cluster, hosts: NetnsHosts, tmp_path: Path, hold_first_attempt: bool = False
+) -> tuple[HeldJob, list[dict]]:
+    """A held job whose first attempt runs on host 3 alone (its two TaskManagers); host 2's
+    TaskManager is started after it, as the spare that its restart will run on. Returns the
+    job and host 3's TaskManagers (from ``/taskmanagers``)."""
+    h1, h2, h3 = hosts
+    (cluster.conf_dir / "slaves").write_text(f"{h3.name}\n{h3.name}\n")
+    cluster.ok("start-cluster.sh")
+    cluster.wait_for_taskmanagers(2)
+    on_host3 = cluster.taskmanagers()
+    taskmanager_ids = {tm["id"]: tm["hostname"] for tm in on_host3}
+    job = start_held_job(cluster, tmp_path, hold_first_attempt=hold_first_attempt)
+    assert wait_until_running_with_a_checkpoint(cluster, job, taskmanager_ids) == {h3.name}
+    cluster.start_taskmanager(h2)
+    cluster.wait_for_taskmanagers(3)
+    return job, on_host3
 
 
 def test_host_crash_during_checkpointed_job_keeps_output_exactly_once(cluster, hosts, tmp_path):
@@ -623,24 +662,16 @@ def test_host_crash_during_checkpointed_job_keeps_output_exactly_once(cluster, h
 def test_partitioned_host_returning_late_commits_nothing(
     cluster, hosts, tmp_path, taskmanager_timeout
 ):
+    h1, h2, victim = hosts
     if taskmanager_timeout:
-        # The TaskManagers' own conf (each worker host has its own copy) waits much longer for
-        # the JobManager than the JobManager waits for them: cut off, they keep running their
-        # tasks, and learn they were declared lost only when the link is back.
-        config = yaml.safe_load((cluster.conf_dir / "strom-conf.yaml").read_text())
-        config["heartbeat.timeout"] = taskmanager_timeout
-        for host in hosts[1:]:
-            private = host.make_private(cluster.conf_dir)
-            for name in ("masters", "slaves"):
-                (private / name).write_text((cluster.conf_dir / name).read_text())
-            (private / "strom-conf.yaml").write_text(yaml.safe_dump(config))
-    cluster.ok("start-cluster.sh")
-    cluster.wait_for_taskmanagers(3)
+        # Host 3's TaskManagers wait much longer for the JobManager than it waits for them:
+        # cut off, they keep running their tasks, and learn they were declared lost only when
+        # the link is back.
+        give_own_heartbeat_timeout(cluster, [victim], taskmanager_timeout)
+    job, _ = start_job_on_host3_only(cluster, hosts, tmp_path)
     taskmanager_ids = {tm["id"]: tm["hostname"] for tm in cluster.taskmanagers()}
-    job = start_held_job(cluster, tmp_path)
-    victim = pick_victim(hosts, wait_until_running_with_a_checkpoint(cluster, job, taskmanager_ids))
     on_victim = cluster.processes(victim)
-    assert on_victim
+    assert len(on_victim) == 2
     cancel_line = re.compile(r"lost the JobManager session: cancelled (\d+) running task\(s\)")
 
     # Partition: the victim's TaskManagers live on, cut off from the JobManager and the rest.
@@ -700,20 +731,10 @@ class Discard(SinkFunction):
         pass
 
 
-class FailoverStuck(Exception):
-    """The job stays FAILING: a subtask on a live TaskManager never finishes cancelling."""
+class CancelHung(AssertionError):
+    """Subtasks on a live TaskManager did not end when the failover cancelled them."""
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=FailoverStuck,
-    reason=(
-        "product bug: Task.cancel() (taskmanager/runtime/task.py) does not cancel the task's "
-        "output channels, so a producer blocked by back pressure on a RemoteOutputChannel to a "
-        "host that was cut off never ends; the JobManager waits for it and the job stays "
-        "FAILING (until TCP gives up, ~15 min)"
-    ),
-)
 def test_failover_cancels_a_producer_blocked_on_a_lost_host(cluster, hosts):
     h1, h2, h3 = hosts
     cluster.ok("start-cluster.sh")
@@ -736,6 +757,12 @@ def test_failover_cancels_a_producer_blocked_on_a_lost_host(cluster, hosts):
         client = env.execute_async("endless across hosts")
     job_id = client.get_job_id()
 
+    def tasks() -> tuple[int, dict[str, dict[str, int]]]:
+        """Restarts, and each vertex's subtask count per state (cheap: gRPC, no REST)."""
+        with ClusterClient(cluster.jobmanager, timeout=5) as gateway:
+            details = gateway.job(job_id)
+        return details.restarts, {v.name: dict(v.tasks) for v in details.vertices}
+
     def keyed_subtasks_on_both_hosts_read() -> bool:
         placement = cluster.running_on(job_id, taskmanager_ids)
         readers = {
@@ -745,9 +772,15 @@ def test_failover_cancels_a_producer_blocked_on_a_lost_host(cluster, hosts):
         }
         return bool(placement) and readers == {h2.name, h3.name}
 
+    def explained(condition, timeout: float, what: str, failure=AssertionError) -> None:
+        try:
+            poll_for(condition, timeout=timeout, what=what)
+        except TimeoutError as error:
+            raise failure(f"{error}: {tasks()}\n{cluster.logs()}") from None
+
     stuck = False
     try:
-        poll_for(keyed_subtasks_on_both_hosts_read, timeout=30, what="records between hosts")
+        explained(keyed_subtasks_on_both_hosts_read, 30, "records between hosts")
         on_host3 = Counter(
             s["vertex"]
             for s in cluster.subtasks(job_id)
@@ -759,29 +792,18 @@ def test_failover_cancels_a_producer_blocked_on_a_lost_host(cluster, hosts):
         h2.link_down()  # host 3 keeps 4 slots: enough to run the job again
         wait_for_loss(cluster, h2, cut)
 
-        def tasks() -> tuple[int, dict[str, dict[str, int]]]:
-            """Restarts, and each vertex's subtask count per state (cheap: gRPC, no REST)."""
-            with ClusterClient(cluster.jobmanager, timeout=5) as gateway:
-                details = gateway.job(job_id)
-            return details.restarts, {v.name: dict(v.tasks) for v in details.vertices}
-
         def cancelled(vertex: str, count: int) -> bool:
             restarts, counts = tasks()
             return restarts >= 1 or counts[vertex].get("canceled", 0) >= count
 
         # The JobManager cancels the old attempt on host 3 (after spending up to 10 s on a
         # CancelTasks call to the lost TaskManager, see the report): the keyed subtasks there,
-        # which only wait for input, end at once...
-        poll_for(lambda: cancelled(keyed, on_host3[keyed]), timeout=15, what="the cancel")
-        # ... and the sources on the same TaskManagers, blocked sending to host 2, must too.
-        try:
-            poll_for(lambda: cancelled(sources, on_host3[sources]), timeout=3, what="sources")
-        except TimeoutError:
-            stuck = True
-            raise FailoverStuck(
-                f"{on_host3[sources]} source subtask(s) on {h3.name} still run 3 s after their "
-                f"TaskManagers cancelled the job's other subtasks: {tasks()}"
-            ) from None
+        # which only wait for input, end at once, and so must the sources on the same
+        # TaskManagers, blocked sending to host 2.
+        stuck = True
+        explained(lambda: cancelled(keyed, on_host3[keyed]), 15, "the cancel", CancelHung)
+        explained(lambda: cancelled(sources, on_host3[sources]), 3, "the sources", CancelHung)
+        stuck = False
 
         def restarted_on_host3() -> bool:
             state, restarts = cluster.job_state(job_id)
@@ -790,9 +812,78 @@ def test_failover_cancels_a_producer_blocked_on_a_lost_host(cluster, hosts):
             placement = cluster.running_on(job_id, taskmanager_ids)
             return bool(placement) and set().union(*placement.values()) == {h3.name}
 
-        poll_for(restarted_on_host3, timeout=10, what="the job to run again on host 3")
+        explained(restarted_on_host3, 10, "the job to run again on host 3")
     finally:
         client.cancel()
         if stuck:  # those tasks would hold up stopping their TaskManagers for seconds
             for process in cluster.processes(h3):
                 process.kill()
+
+
+class ZombieCommitted(AssertionError):
+    """Output of a TaskManager declared lost was committed next to its replacement's."""
+
+
+def old_attempt_tasks(host: NetnsHost, addresses: list[str], job_id: str) -> list[list]:
+    """``[attempt, is_source, state, records_in]`` of the job's subtasks of attempt 0 on the
+    TaskManagers at ``addresses``, asked from inside ``host`` (this machine cannot reach it
+    while its link is down)."""
+    code = (
+        "import json, sys, grpc\n"
+        "from strom.rpc import observability_pb2 as pb, observability_pb2_grpc as rpc\n"
+        "found = []\n"
+        "for address in sys.argv[2:]:\n"
+        "    with grpc.insecure_channel(address) as channel:\n"
+        "        metrics = rpc.TaskManagerObservabilityStub(channel).GetMetrics(\n"
+        "            pb.ObservedMetricsRequest(job_id=sys.argv[1]), timeout=5)\n"
+        "    found += [[s.attempt, s.is_source, s.state, s.records_in]\n"
+        "              for s in metrics.subtasks if s.attempt == 0]\n"
+        "print(json.dumps(found))\n"
+    )
+    result = host.run(
+        [sys.executable, "-c", code, job_id, *addresses], env=python_env(), check=True
+    )
+    return json.loads(result.stdout)
+
+
+def test_partitioned_host_finishing_its_old_attempt_commits_nothing(cluster, hosts, tmp_path):
+    h1, h2, h3 = hosts
+    # Host 3's TaskManagers wait 30 s for a silent JobManager: cut off, they run on.
+    give_own_heartbeat_timeout(cluster, [h3], "30 s")
+    job, taskmanagers = start_job_on_host3_only(cluster, hosts, tmp_path, hold_first_attempt=True)
+    taskmanager_ids = {tm["id"]: tm["hostname"] for tm in cluster.taskmanagers()}
+
+    cut = time.monotonic()
+    h3.link_down()
+    wait_for_loss(cluster, h3, cut)
+    wait_for_restart_elsewhere(cluster, job, h3, taskmanager_ids)  # on host 2, held
+
+    # Cut off, host 3 runs its old attempt to the end of the input.
+    assert job.first_attempt_hold is not None
+    job.first_attempt_hold.unlink()
+    addresses = [tm["address"] for tm in taskmanagers]
+
+    def old_attempt_done() -> bool:
+        tasks = old_attempt_tasks(h3, addresses, job.job_id)
+        running = [t for t in tasks if t[2] == "RUNNING"]
+        read = sum(t[3] for t in tasks if not t[1])
+        return not running or read >= job.count
+
+    poll_for(old_attempt_done, timeout=30, what="host 3 to run its old attempt to the end")
+
+    h3.link_up()
+    poll_for(
+        lambda: [tm["hostname"] for tm in cluster.taskmanagers()].count(h3.name) == 2,
+        timeout=30,
+        what="host 3's TaskManagers to register again",
+    )
+    job.release()
+    job.client.get_job_execution_result()
+    assert cluster.job_state(job.job_id) == ("FINISHED", 1)
+    committed, expected = committed_output(job.output), expected_output(job.count)
+    extra = committed - expected
+    if extra:
+        raise ZombieCommitted(
+            f"{sum(extra.values())} line(s) committed beyond the {job.count} expected"
+        )
+    assert committed == expected

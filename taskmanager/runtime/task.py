@@ -136,6 +136,12 @@ class Task:
         self.gate.close()
         # A send blocked by back pressure (say, towards a host that was cut off) must end
         # too, or the task never stops and its job never restarts.
+        # Off the caller's thread: closing a channel to an unreachable host can block.
+        threading.Thread(
+            target=self._cancel_outputs, name=f"cancel {self.name}", daemon=True
+        ).start()
+
+    def _cancel_outputs(self) -> None:
         for writer in list(self.writers):
             try:
                 writer.cancel()
