@@ -309,15 +309,21 @@ class Dispatcher:
                 return
 
     def _cancel_tasks(self, record: JobRecord) -> None:
-        addresses = {address for _, address in record.placement.values()}
-        for address in addresses:
+        """Tell every registered TaskManager running the job to cancel it, all at once: a
+        lost TaskManager is not asked (and cannot hold up the others)."""
+        with self.lock:
+            registered = {tm.address for tm in self.jm.registry.all()}
+        addresses = {a for _, a in record.placement.values() if a in registered}
+        request = pb.CancelTasksRequest(job_id=record.job_id, attempt=record.graph.attempt)
+
+        def cancel(address: str) -> None:
             try:
-                self._stub(address).CancelTasks(
-                    pb.CancelTasksRequest(job_id=record.job_id, attempt=record.graph.attempt),
-                    timeout=10,
-                )
+                self._stub(address).CancelTasks(request, timeout=5)
             except grpc.RpcError as error:
                 log.info("could not cancel tasks on %s: %s", address, error.code())
+
+        for address in addresses:
+            threading.Thread(target=cancel, args=(address,), daemon=True).start()
 
     def _apply(self, record: JobRecord, decision: Decision) -> None:
         if decision.restart_after is not None:

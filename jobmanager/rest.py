@@ -480,11 +480,12 @@ class RestServer:
         """What the TaskManagers running the job sample right now; None for a job not running."""
         if details["state"] in job_views.TERMINAL_STATES or details["state"] == "CREATED":
             return None
-        addresses = {
+        registered = {tm["address"] for tm in self.jm.taskmanagers()}
+        addresses = {  # a TaskManager declared lost is not asked (it would only time out)
             subtask["host"]
             for vertex in details.get("vertices", [])
             for subtask in vertex.get("subtasks", [])
-            if subtask.get("host")
+            if subtask.get("host") in registered
         }
         answers = self.observer.metrics_of(addresses, details["jid"], timeout=_LIVE_TIMEOUT_S)
         live = job_views.LiveSample()
