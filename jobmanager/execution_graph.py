@@ -60,7 +60,6 @@ class ExecutionGraph:
     failure: str = ""
     status_message: str = ""
     subtasks: dict[tuple[str, int], Subtask] = field(default_factory=dict)
-    timestamps: dict[str, float] = field(default_factory=dict)
     #: asked when the job fails: seconds until a restart, or None to fail for good
     restart_policy: Any = None
     restarts: int = 0

@@ -78,6 +78,12 @@ def completed_checkpoints(checkpoints: Path) -> int:
     return max((int(p.parent.name[4:]) for p in checkpoints.rglob("chk-*/_metadata")), default=0)
 
 
+def source_records(cluster, job_id: str) -> int:
+    """How many records the job's source subtasks have emitted (as last reported)."""
+    with ClusterClient(cluster.address) as jobs:
+        return jobs.job(job_id).vertices[0].records_out
+
+
 def pids_running(cluster, job_id: str) -> list[int]:
     """The pids of the TaskManagers that run the job's subtasks right now."""
     job = f"{cluster.rest_url}/jobs/{job_id}"
@@ -114,7 +120,15 @@ def test_sigkill_of_taskmanagers_at_random_moments_keeps_output_exactly_once(
         )
         if client.get_job_status() == "FINISHED":
             break
-        time.sleep(rng.uniform(0.0, 0.4))  # a random moment between checkpoints
+        # A random moment between checkpoints: after a random number of further records.
+        target = source_records(cluster, job_id) + rng.randrange(0, 1500)
+        poll_for(
+            lambda t=target: (
+                source_records(cluster, job_id) >= t or client.get_job_status() != "RUNNING"
+            ),
+            timeout=60,
+            what="the job to read further",
+        )
         pid = rng.choice(pids_running(cluster, job_id))
         victim = next(tm for tm in cluster.taskmanagers if tm.pid == pid)
         victim.send_signal(signal.SIGKILL)

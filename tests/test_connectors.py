@@ -10,11 +10,11 @@ import os
 import pickle
 import random
 import re
-import time
 from collections import Counter
 
 import cloudpickle
 import pytest
+from harness import poll_for
 
 from strom.common import Duration, Encoder
 from strom.datastream.connectors import DeliveryGuarantee, Sink, Source, file_system
@@ -377,17 +377,19 @@ def test_continuous_file_source(tmp_path):
     readers = [source.create_reader(i, 2) for i in range(2)]
 
     def drain(expected: int, wait: float = 2.0) -> list:
-        """Poll every reader until ``expected`` values arrived, then a little longer."""
+        """Poll every reader until ``expected`` values arrived, then read once more."""
         out: list = []
-        deadline = time.monotonic() + wait
-        while time.monotonic() < deadline:
+
+        def read_all() -> bool:
             for reader in readers:
                 values = reader.read_batch(100)
                 assert values is not None, "an unbounded reader never ends"
                 out.extend(values)
-            if len(out) >= expected:
-                deadline = min(deadline, time.monotonic() + 0.05)
-            time.sleep(0.002)
+            return len(out) >= expected
+
+        if expected:
+            poll_for(read_all, timeout=wait, interval=0.002, what=f"{expected} values")
+        read_all()
         return out
 
     assert sorted(drain(2)) == ["1", "2"]
@@ -399,19 +401,14 @@ def test_continuous_file_source(tmp_path):
     # Resume: take a position half-way through a new file; nothing is read twice or lost.
     write(folder / "fourth.txt", "7\n8\n9\n")
     owner = next(r for r in readers if r._is_mine(str(folder / "fourth.txt")))
-    first: list = []
-    deadline = time.monotonic() + 2
-    while not first and time.monotonic() < deadline:
-        first = owner.read_batch(1)
-        time.sleep(0.002)
+    first: list = poll_for(lambda: owner.read_batch(1), timeout=2, interval=0.002)
     position = pickle.loads(pickle.dumps(owner.snapshot_position()))
     restored = source.create_reader(readers.index(owner), 2)
     restored.restore_position(position)
     rest: list = []
-    deadline = time.monotonic() + 2
-    while len(rest) < 2 and time.monotonic() < deadline:
-        rest.extend(restored.read_batch(100))
-        time.sleep(0.002)
+    poll_for(
+        lambda: rest.extend(restored.read_batch(100)) or len(rest) >= 2, timeout=2, interval=0.002
+    )
     rest.extend(restored.read_batch(100))
     assert first + rest == ["7", "8", "9"]
     for reader in readers + [restored]:

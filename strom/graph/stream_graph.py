@@ -49,8 +49,6 @@ class Transformation:
     is_source: bool = False
     #: for two-input operators: which input each entry of ``inputs`` feeds
     input_indexes: list[int] | None = None
-    #: set on transformations whose parallelism the user fixed (sources with a set parallelism)
-    parallelism_fixed: bool = False
 
     @property
     def is_virtual(self) -> bool:
@@ -71,12 +69,6 @@ class StreamGraph:
         transformation = Transformation(next(self._ids), name, list(inputs), **kwargs)
         self.transformations.append(transformation)
         return transformation
-
-    def sinks_reachable(self) -> bool:
-        return any(
-            t.operator is not None and t.operator.kind.startswith("sink")
-            for t in self.transformations
-        )
 
     def clear(self) -> None:
         self.transformations.clear()

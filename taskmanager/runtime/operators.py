@@ -271,34 +271,52 @@ class KeyedOperator(Operator):
 class KeyedMapLikeOperator(KeyedOperator):
     """map / flat_map / filter on a keyed stream: the user's function may use keyed state."""
 
+    def __init__(self, spec: OperatorSpec, context: OperatorContext) -> None:
+        super().__init__(spec, context)
+        # Chosen once here (outputs bind process_batch before open), not per record.
+        self.process_batch = {
+            "map": self._map,
+            "filter": self._filter,
+            "flat_map": self._flat_map,
+        }[spec.kind]
+
     def open(self) -> None:
         super().open()
-        kind = self.spec.kind
-        self.call = user_function(self.function, kind)
+        self.call = user_function(self.function, self.spec.kind)
 
-    def process_batch(self, values, timestamps):
-        f, key_of, backend, kind = self.call, self.key_of, self.backend, self.spec.kind
+    def _map(self, values, timestamps):
+        f, key_of, backend = self.call, self.key_of, self.backend
+        out = []
+        for value in values:
+            backend.current_key = key_of(value)
+            out.append(f(value))
+        self.output.emit(out, timestamps)
+
+    def _filter(self, values, timestamps):
+        f, key_of, backend = self.call, self.key_of, self.backend
+        kept: list = []
+        stamps: list | None = None if timestamps is None else []
+        for index, value in enumerate(values):
+            backend.current_key = key_of(value)
+            if f(value):
+                kept.append(value)
+                if stamps is not None:
+                    stamps.append(timestamps[index])
+        if kept:
+            self.output.emit(kept, stamps)
+
+    def _flat_map(self, values, timestamps):
+        f, key_of, backend = self.call, self.key_of, self.backend
         out: list = []
         stamps: list | None = None if timestamps is None else []
         for index, value in enumerate(values):
             backend.current_key = key_of(value)
             result = f(value)
-            if kind == "map":
-                out.append(result)
-            elif kind == "filter":
-                if not result:
-                    continue
-                out.append(value)
-            else:
-                if result is None:
-                    continue
+            if result is not None:
                 before = len(out)
                 out.extend(result)
                 if stamps is not None:
                     stamps.extend([timestamps[index]] * (len(out) - before))
-                continue
-            if stamps is not None:
-                stamps.append(timestamps[index])
         if out:
             self.output.emit(out, stamps)
 
@@ -538,8 +556,6 @@ class SinkFunctionOperator(Operator):
         invoke = getattr(self.function, "invoke", None)
         self.sink_context = SinkContext()
         if callable(invoke):
-            ctx = self.sink_context
-            self.call = lambda value: invoke(value, ctx)
             self.invoke = invoke
         else:
             self.call = self.function
