@@ -9,7 +9,7 @@ import signal
 import sys
 import threading
 from collections.abc import Callable
-from typing import Protocol
+from typing import Protocol, TextIO
 
 from strom.configuration import StromConfig, load_configuration, parse_dynamic_properties
 from strom.errors import StromError
@@ -36,6 +36,42 @@ def configure_logging(log_file: str | None, level: str = "INFO") -> None:
     root.setLevel(level)
 
 
+class LineAtomicWriter:
+    """A text stream whose lines are never mixed with another thread's.
+
+    ``print(x)`` writes ``x`` and the newline in two calls, so two task threads printing at
+    once could produce ``1> a2> b`` in a TaskManager's ``.out`` file. Each thread's text is kept
+    until it ends a line and whole lines are written under one lock, as Java's ``println`` is.
+    """
+
+    def __init__(self, stream: TextIO) -> None:
+        self._stream = stream
+        self._lock = threading.Lock()
+        self._pending = threading.local()
+
+    def write(self, text: str) -> int:
+        held = getattr(self._pending, "text", "")
+        if "\n" not in text:
+            self._pending.text = held + text
+            return len(text)
+        end = text.rindex("\n") + 1
+        self._pending.text = text[end:]
+        with self._lock:
+            self._stream.write(held + text[:end])
+        return len(text)
+
+    def flush(self) -> None:
+        held = getattr(self._pending, "text", "")
+        with self._lock:
+            if held:
+                self._pending.text = ""
+                self._stream.write(held)
+            self._stream.flush()
+
+    def __getattr__(self, name: str) -> object:
+        return getattr(self._stream, name)
+
+
 def run_daemon(
     role: str, description: str, argv: list[str] | None, build: Callable[[StromConfig], Service]
 ) -> int:
@@ -57,6 +93,7 @@ def run_daemon(
         help="set a configuration key, overriding strom-conf.yaml",
     )
     args = parser.parse_args(argv)
+    sys.stdout = LineAtomicWriter(sys.stdout)  # type: ignore[assignment]
     configure_logging(os.environ.get("STROM_LOG_FILE"), os.environ.get("STROM_LOG_LEVEL", "INFO"))
     log = logging.getLogger(role)
     try:

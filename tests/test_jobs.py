@@ -6,6 +6,7 @@ submitted over gRPC to a JobManager with two TaskManager processes.
 
 from __future__ import annotations
 
+import re
 from collections import Counter
 
 import pytest
@@ -359,11 +360,15 @@ def test_print_and_sink_function_output(mode, capfd):
         cluster = mode.cluster
         from harness import poll_for
 
-        poll_for(lambda: "value-5" in cluster.logs(), what="printed lines in the .out files")
+        poll_for(
+            lambda: cluster.logs().count("> value-") >= 6 and "sink got single-5" in cluster.logs(),
+            what="printed lines in the .out files",
+        )
         out = cluster.logs()
-    printed = [line for line in out.splitlines() if "value-" in line]
-    assert sorted(line.split("> ", 1)[1] for line in printed if "> " in line)[-6:] == sorted(
-        f"value-{x}" for x in range(6)
-    )
-    assert all(line.split(">")[0].strip() in ("1", "2") for line in printed[-6:])
+    # In embedded mode the user's own print() in Collect may split a line of print()'s (it
+    # writes text and newline separately); the TaskManagers' stdout keeps lines whole.
+    pattern = r"^(\d)> (value-\d)$" if mode.name == "cluster" else r"(\d)> (value-\d)"
+    printed = re.findall(pattern, out, re.MULTILINE)
+    assert sorted(value for _, value in printed) == [f"value-{x}" for x in range(6)]
+    assert {subtask for subtask, _ in printed} <= {"1", "2"}
     assert "sink got single-5" in out
