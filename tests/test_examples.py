@@ -10,11 +10,12 @@ import subprocess
 import sys
 import threading
 from collections import Counter, defaultdict
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
+from datetime import UTC, datetime
 from pathlib import Path
 from types import ModuleType
 
-from harness import REPO_ROOT, kill_tree, poll_for, python_env
+from harness import REPO_ROOT, LocalCluster, kill_tree, poll_for, python_env
 
 EXAMPLES = REPO_ROOT / "examples"
 SUBTASK_PREFIX = re.compile(r"^(\d+)> (.*)$")
@@ -162,3 +163,235 @@ def test_keyed_state_alerts_on_a_large_transaction_right_after_a_small_one():
         small_before[account] = amount < 1.00
     assert len(expected) > 10
     assert run_example("keyed_state") == expected
+
+
+# ------------------------------------------------------------------ event time: shared checks
+
+
+def hms(millis: int) -> str:
+    return datetime.fromtimestamp(millis / 1000, tz=UTC).strftime("%H:%M:%S")
+
+
+def assert_out_of_order_within(timestamps: list[int], bound_ms: int) -> None:
+    """The input really is out of order, but never by ``bound_ms`` or more: with a watermark
+    that trails the newest timestamp by ``bound_ms`` no record is late, which is what makes the
+    examples' output the same on every run."""
+    newest, behind = timestamps[0], 0
+    for timestamp in timestamps:
+        if timestamp < newest:
+            behind += 1
+            assert newest - timestamp < bound_ms, (timestamp, newest)
+        newest = max(newest, timestamp)
+    assert behind > len(timestamps) // 20, f"only {behind} of {len(timestamps)} out of order"
+
+
+def in_firing_order(lines: Iterable[str], time_of: Callable[[str], str]) -> list[list[str]]:
+    """``lines`` cut where ``time_of(line)`` changes; each run sorted. Windows and timers fire in
+    event-time order; the order of those that fire at the same time is the runtime's."""
+    runs: list[list[str]] = []
+    last = None
+    for line in lines:
+        if not runs or time_of(line) != last:
+            runs.append([])
+            last = time_of(line)
+        runs[-1].append(line)
+    return [sorted(run) for run in runs]
+
+
+def bin_strom_run(cluster: LocalCluster, example: str, *args: str) -> None:
+    """``bin/strom run -p 2 examples/<example>.py args`` against ``cluster``, as a user types it."""
+    result = subprocess.run(
+        [str(REPO_ROOT / "bin" / "strom"), "run", "-p", "2", str(EXAMPLES / f"{example}.py")]
+        + list(args),
+        capture_output=True,
+        text=True,
+        timeout=120,
+        cwd=str(REPO_ROOT),
+        env=python_env(STROM_CONF_DIR=str(cluster.conf_dir), STROM_PYTHON=sys.executable),
+    )
+    assert result.returncode == 0, f"{example} exited {result.returncode}:\n{result.stderr}"
+    assert "Job Runtime:" in result.stdout, result.stdout
+
+
+def printed_on_cluster(cluster: LocalCluster, pattern: str, count: int) -> list[tuple[str, str]]:
+    """``(subtask, line)`` of the ``count`` lines ``print()`` wrote to the TaskManagers' stdout
+    that match ``pattern``, once they are all there."""
+    regex = re.compile(rf"^(\d+)> ({pattern})$", re.MULTILINE)
+    poll_for(
+        lambda: len(regex.findall(cluster.logs())) >= count,
+        what=f"{count} printed lines matching {pattern!r}",
+    )
+    return regex.findall(cluster.logs())
+
+
+def check_per_subtask(
+    printed: list[tuple[str, str]],
+    expected: list[str],
+    key_of: Callable[[str], str],
+    time_of: Callable[[str], str],
+) -> set[str]:
+    """At parallelism 2 each key's lines come from one subtask, which prints them in firing
+    order; the two subtasks together print ``expected``. The subtasks that printed."""
+    assert Counter(line for _, line in printed) == Counter(expected)
+    subtask_of: dict[str, str] = {}
+    for subtask, line in printed:
+        assert subtask_of.setdefault(key_of(line), subtask) == subtask, f"{line}: two subtasks"
+    subtasks = set(subtask_of.values())
+    assert subtasks <= {"1", "2"}
+    for subtask in subtasks:
+        lines = [line for s, line in printed if s == subtask]
+        own = [line for line in expected if subtask_of[key_of(line)] == subtask]
+        assert in_firing_order(lines, time_of) == in_firing_order(own, time_of), subtask
+    return subtasks
+
+
+# ------------------------------------------------------------------ event_time_windows.py
+
+
+def expected_page_statistics(count: int, size_s: int, slide_s: int) -> list[str]:
+    """The example's lines in the order the windows end, from its input and plain Python."""
+    size, slide = size_s * 1000, slide_s * 1000
+    per_window: defaultdict[tuple[int, str], list] = defaultdict(lambda: [0, set()])
+    views = load_example("event_time_windows").page_views(count)
+    assert_out_of_order_within([timestamp for _, _, timestamp in views], 5_000)
+    for user, page, timestamp in views:
+        start = timestamp - timestamp % slide  # the last window that holds the view
+        while start > timestamp - size:
+            per_window[(start, page)][0] += 1
+            per_window[(start, page)][1].add(user)
+            start -= slide
+    return [
+        f"{hms(start)}-{hms(start + size)} {page:<9} views={views:<4} visitors={len(users)}"
+        for (start, page), (views, users) in sorted(per_window.items())
+    ]
+
+
+def window_span(line: str) -> str:
+    return line.split()[0]
+
+
+def test_event_time_windows_counts_views_and_visitors_per_page_and_minute():
+    expected = expected_page_statistics(1500, 60, 60)
+    assert len(expected) == 50  # ten minutes, five pages
+    lines = run_example("event_time_windows")
+    assert in_firing_order(lines, window_span) == in_firing_order(expected, window_span)
+
+
+def test_event_time_windows_slide():
+    expected = expected_page_statistics(400, 120, 30)
+    lines = run_example("event_time_windows", "--count", "400", "--size", "120", "--slide", "30")
+    assert in_firing_order(lines, window_span) == in_firing_order(expected, window_span)
+    assert window_span(lines[0]) == "08:58:30-09:00:30"  # a view's first window starts early
+
+
+# ------------------------------------------------------------------ session_windows.py
+
+
+def expected_sessions(users: int, gap_ms: int = 5 * 60_000) -> list[str]:
+    """The example's lines in the order the sessions end, from its input and plain Python."""
+    clicks = load_example("session_windows").clicks(users)
+    assert_out_of_order_within([timestamp for _, _, timestamp in clicks], 10_000)
+    times_of: defaultdict[str, list[int]] = defaultdict(list)
+    for user, _, timestamp in clicks:
+        times_of[user].append(timestamp)
+    sessions = []  # (end, line)
+    for user, times in times_of.items():
+        times.sort()
+        first, count = times[0], 0
+        for previous, timestamp in zip(times, times[1:] + [None], strict=True):
+            count += 1
+            if timestamp is not None:
+                # No pause is near the gap, so no click's lateness can decide a session.
+                assert abs(timestamp - previous - gap_ms) > 10_000
+            if timestamp is None or timestamp - previous > gap_ms:
+                end = previous + gap_ms
+                sessions.append((end, f"{user:<8} {hms(first)}-{hms(end)} clicks={count}"))
+                first, count = timestamp, 0
+    assert len(sessions) > len(times_of)  # some users come back
+    return [line for _, line in sorted(sessions)]
+
+
+def session_end(line: str) -> str:
+    return line.split()[1].split("-")[1]
+
+
+def test_session_windows_prints_each_users_sessions():
+    expected = expected_sessions(40)
+    lines = run_example("session_windows")
+    assert in_firing_order(lines, session_end) == in_firing_order(expected, session_end)
+
+
+# ------------------------------------------------------------------ timer_alert.py
+
+
+def expected_alerts(sensors: int, seconds: int, threshold: float, duration_s: int) -> list[str]:
+    """The example's alerts in time order: a run of readings above ``threshold`` that no cooler
+    reading ends within ``duration_s`` (or that the input ends) alerts ``duration_s`` after its
+    first reading."""
+    readings = load_example("timer_alert").readings(sensors, seconds)
+    assert_out_of_order_within([timestamp for _, _, timestamp in readings], 3_000)
+    duration = duration_s * 1000
+    per_sensor: defaultdict[str, list[tuple[float, int]]] = defaultdict(list)
+    for sensor, temperature, timestamp in readings:
+        per_sensor[sensor].append((temperature, timestamp))
+    alerts, cut_short, mixed_up = [], 0, 0
+    for sensor, series in per_sensor.items():
+        in_order = sorted(series, key=lambda reading: reading[1])
+        mixed_up += series != in_order
+        hot_since = None
+        for temperature, timestamp in [*in_order, (float("-inf"), None)]:
+            if temperature > threshold:
+                hot_since = timestamp if hot_since is None else hot_since
+                continue
+            if hot_since is not None:
+                if timestamp is None or timestamp - hot_since >= duration:
+                    alerts.append((hot_since + duration, sensor, hot_since))
+                else:
+                    cut_short += 1
+            hot_since = None
+    assert mixed_up == len(per_sensor)  # every sensor's readings arrive out of order
+    assert cut_short > 0  # some timers are deleted again
+    return [
+        f"{hms(at)} ALERT {sensor}: above {threshold} for {duration_s} s, since {hms(since)}"
+        for at, sensor, since in sorted(alerts)
+    ]
+
+
+def alert_time(line: str) -> str:
+    return line.split()[0]
+
+
+def test_timer_alert_alerts_on_sensors_too_hot_for_30_seconds():
+    expected = expected_alerts(4, 600, 80.0, 30)
+    assert len(expected) > 5
+    lines = run_example("timer_alert")
+    assert in_firing_order(lines, alert_time) == in_firing_order(expected, alert_time)
+
+
+def test_timer_alert_with_other_sensors_threshold_and_duration():
+    expected = expected_alerts(10, 300, 78.5, 20)
+    assert len(expected) > 5
+    arguments = ["--sensors", "10", "--seconds", "300", "--threshold", "78.5", "--duration", "20"]
+    lines = run_example("timer_alert", *arguments)
+    assert in_firing_order(lines, alert_time) == in_firing_order(expected, alert_time)
+
+
+# ------------------------------------------------------------------ on a cluster
+
+
+def test_event_time_examples_run_on_a_cluster_at_parallelism_2(shared_cluster):
+    """``bin/strom run -p 2``: each example's keys spread over two subtasks of the cluster."""
+    bin_strom_run(shared_cluster, "event_time_windows", "--count", "600")
+    bin_strom_run(shared_cluster, "session_windows")
+    bin_strom_run(shared_cluster, "timer_alert", "--sensors", "20", "--seconds", "300")
+    windows = expected_page_statistics(600, 60, 60)
+    sessions = expected_sessions(40)
+    alerts = expected_alerts(20, 300, 80.0, 30)
+    checks = [
+        (r"\S+ /\S+ +views=.*", windows, lambda line: line.split()[1], window_span),
+        (r"user-\S+ +\S+ clicks=\d+", sessions, lambda line: line.split()[0], session_end),
+        (r"\S+ ALERT sensor-.*", alerts, lambda line: line.split()[2], alert_time),
+    ]
+    for pattern, expected, key_of, time_of in checks:
+        printed = printed_on_cluster(shared_cluster, pattern, len(expected))
+        assert check_per_subtask(printed, expected, key_of, time_of) == {"1", "2"}
