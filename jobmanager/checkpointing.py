@@ -1,9 +1,16 @@
 """Checkpoints and savepoints of running jobs: the I/O around each job's coordinator.
 
-Triggers go to the TaskManagers that run a job's sources; acknowledgements come back with
+Triggers go to the TaskManagers that run a job's tasks; acknowledgements come back with
 where each task wrote its snapshot. When every task has acknowledged, the metadata is written
 (last), the checkpoint counts, the tasks are told (two-phase-commit sinks commit) and
 checkpoints no longer retained are deleted.
+
+Checkpoints go on after some tasks finished (say, a bounded source of rules beside an
+endless stream of events), as Flink's do since 1.15: a finished task acknowledges by having
+finished, with no state, and a restore keeps it finished: its source reads nothing more. What
+it sent before finishing is in the state of the tasks downstream, which take a checkpoint's
+snapshot only once each input has delivered its barrier or ended; a task whose inputs all
+ended without the barrier takes the snapshot then, before its own end of input.
 """
 
 from __future__ import annotations
@@ -46,6 +53,18 @@ def settings_from(config: Any) -> CheckpointSettings:
     )
 
 
+def finished_handle(record: JobRecord, vertex_id: str) -> dict[str, Any]:
+    """The acknowledgement of a task that has finished: its operators, no state."""
+    node = next(n for n in record.plan["nodes"] if n["id"] == vertex_id)
+    return {
+        "finished": True,
+        "operators": [op["uid"] for op in node["operators"]],
+        "parallelism": node["parallelism"],
+        "max_parallelism": node["max_parallelism"],
+        "size": 0,
+    }
+
+
 def metadata_of(record: JobRecord, done_id: int, handles: dict, savepoint: bool) -> dict:
     operators: dict[str, dict[str, Any]] = {}
     for (vertex_id, subtask), handle in handles.items():
@@ -57,9 +76,13 @@ def metadata_of(record: JobRecord, done_id: int, handles: dict, savepoint: bool)
                     "max_parallelism": handle["max_parallelism"],
                     "vertex": vertex_id,
                     "files": {},
+                    "finished": [],
                 },
             )
-            entry["files"][subtask] = handle["path"]
+            if handle.get("finished"):
+                entry["finished"].append(subtask)
+            else:
+                entry["files"][subtask] = handle["path"]
     return {
         "job_id": record.job_id,
         "job_name": record.graph.name,
@@ -102,8 +125,39 @@ class Checkpointing:
                 log.exception("checkpoint scheduling failed")
 
     def _ready(self, record: JobRecord) -> bool:
+        """Whether a checkpoint can start: every task running or finished, one running."""
         graph = record.graph
-        return graph.state == RUNNING and all(s.state == "RUNNING" for s in graph.subtasks.values())
+        states = [s.state for s in graph.subtasks.values()]
+        return (
+            graph.state == RUNNING
+            and all(s in ("RUNNING", "FINISHED") for s in states)
+            and "RUNNING" in states
+        )
+
+    def _acknowledge_finished(self, record: JobRecord, checkpoint_id: int) -> bool:
+        """Finished tasks acknowledge ``checkpoint_id`` at once (lock held); True when that
+        completes it."""
+        coordinator = record.coordinator
+        pending = coordinator.pending.get(checkpoint_id) if coordinator else None
+        if pending is None:
+            return False
+        complete = False
+        for key, subtask in record.graph.subtasks.items():
+            if subtask.state == "FINISHED" and key not in pending.acknowledged:
+                handle = finished_handle(record, subtask.vertex_id)
+                complete = coordinator.acknowledge(checkpoint_id, key, handle) or complete
+        return complete
+
+    def task_finished(self, record: JobRecord) -> None:
+        """A task finished: it acknowledges the checkpoints still waiting for it."""
+        with self.lock:
+            coordinator = record.coordinator
+            if coordinator is None or record.graph.state != RUNNING:
+                return
+            done = [c for c in list(coordinator.pending) if self._acknowledge_finished(record, c)]
+            done_pending = [coordinator.pending[c] for c in done]
+        for pending in done_pending:
+            self._complete(record, pending.id, pending.is_savepoint, pending.target)
 
     def tick(self, now: float) -> None:
         triggers, failed_jobs = [], []
@@ -117,7 +171,9 @@ class Checkpointing:
                         failed_jobs.append(record)
                     self._savepoint_failed(record, checkpoint_id, "expired before completing")
                 if self._ready(record) and coordinator.due(now):
-                    triggers.append((record, coordinator.trigger(now)))
+                    checkpoint_id = coordinator.trigger(now)
+                    self._acknowledge_finished(record, checkpoint_id)
+                    triggers.append((record, checkpoint_id))
         for record, checkpoint_id in triggers:
             self._send_trigger(record, checkpoint_id, False, None)
         for record in failed_jobs:
@@ -135,11 +191,12 @@ class Checkpointing:
             if not self._ready(record):
                 raise ValueError(
                     f"job {record.job_id} is {record.graph.state}; a savepoint needs every task "
-                    "running"
+                    "running or finished"
                 )
             coordinator = self.coordinator_for(record)
             location = record.storage.savepoint_location(directory, record.job_id)
             checkpoint_id = coordinator.trigger(time.time(), is_savepoint=True, target=location)
+            self._acknowledge_finished(record, checkpoint_id)
             trigger_id = uuid.uuid4().hex
             self.savepoints[trigger_id] = {
                 "job_id": record.job_id,
@@ -156,7 +213,9 @@ class Checkpointing:
     ) -> None:
         graph = record.graph
         location = location or record.storage.checkpoint_location(record.job_id, checkpoint_id)
-        sources = {s.location for s in graph.subtasks.values() if s.vertex_id in record.sources}
+        # Every TaskManager with running tasks: sources inject the barrier, and a task whose
+        # inputs all finish without it takes its snapshot then.
+        running = {s.location for s in graph.subtasks.values() if s.state == "RUNNING"}
         request = pb.CheckpointTrigger(
             job_id=record.job_id,
             attempt=graph.attempt,
@@ -166,7 +225,7 @@ class Checkpointing:
             is_savepoint=savepoint,
             exactly_once=record.coordinator.settings.exactly_once,
         )
-        for address in sources:
+        for address in running:
             try:
                 self.dispatcher._stub(address).TriggerCheckpoint(request, timeout=10)
             except grpc.RpcError as error:

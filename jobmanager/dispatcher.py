@@ -456,6 +456,8 @@ class Dispatcher:
             decision = record.graph.task_state_changed(
                 update.vertex_id, update.subtask, update.attempt, update.state, update.failure
             )
+        if update.state == "FINISHED" and update.attempt == record.graph.attempt:
+            self.checkpointing.task_finished(record)
         self._apply(record, decision)
 
     def update_metrics(self, metrics: list[pb.TaskMetrics]) -> None:

@@ -13,7 +13,7 @@ import shutil
 import sys
 import tempfile
 import threading
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 
 import cloudpickle
@@ -48,20 +48,21 @@ class CheckpointServices:
             return False
         return details.attempt == attempt and details.summary.state == "RUNNING"
 
-    def write_snapshot(self, task: Task, checkpoint_id: int, options: dict, states: dict) -> None:
-        self.deployer.snapshot_pool.submit(self._write, task, checkpoint_id, options, states)
+    def write_snapshot(self, task: Task, checkpoint_id: int, options: dict, states: dict) -> Future:
+        """Write and acknowledge the snapshot off the task's thread; done when acknowledged."""
+        return self.deployer.snapshot_pool.submit(self._write, task, checkpoint_id, options, states)
 
     def _write(self, task: Task, checkpoint_id: int, options: dict, states: dict) -> None:
         stub = self.deployer._stub(self.jobmanager_address)
-        for state in states.values():
-            keyed = state.get("keyed") if isinstance(state, dict) else None
-            if isinstance(keyed, KeyedSnapshot):
-                state["keyed"] = keyed.by_key_group()
         try:
-            data = pickle.dumps(states, protocol=5)
-        except Exception:
-            data = cloudpickle.dumps(states, protocol=5)
-        try:
+            for state in states.values():
+                keyed = state.get("keyed") if isinstance(state, dict) else None
+                if isinstance(keyed, KeyedSnapshot):
+                    state["keyed"] = keyed.stored()  # serialized already, at the barrier
+            try:
+                data = pickle.dumps(states, protocol=5)
+            except Exception:
+                data = cloudpickle.dumps(states, protocol=5)
             name = f"{task.id.vertex_id}-{task.id.subtask}-a{task.id.attempt}.state"
             path = self.storage.write_state(options["location"], name, data)
             handle = {
@@ -201,22 +202,23 @@ class TaskDeployer:
             ]
 
     def trigger_checkpoint(self, request: pb.CheckpointTrigger) -> pb.Ack:
-        """Post the checkpoint into the mailbox of this job's source tasks here."""
+        """Post the checkpoint into the mailbox of this job's tasks here: sources take their
+        snapshot at once, other tasks when their inputs end without its barrier."""
         options = {
             "location": request.location,
             "savepoint": request.is_savepoint,
             "exactly_once": request.exactly_once,
             "timestamp": request.timestamp,
         }
-        sources = [t for t in self._tasks_of(request.job_id, request.attempt) if t.vertex.is_source]
-        for task in sources:
+        tasks = self._tasks_of(request.job_id, request.attempt)
+        for task in tasks:
             try:
                 task.gate.post(
                     lambda task=task: task.trigger_checkpoint(request.checkpoint_id, options)
                 )
             except GateClosed:
                 pass
-        return pb.Ack(ok=True, message=str(len(sources)))
+        return pb.Ack(ok=True, message=str(len(tasks)))
 
     def notify_checkpoint_complete(self, request: pb.CheckpointNotice) -> pb.Ack:
         for task in self._tasks_of(request.job_id, request.attempt):

@@ -730,3 +730,20 @@ def test_record_writer_fills_missing_timestamps_and_broadcasts_in_order():
     writer.broadcast(EOP)
     writer.close()
     assert all(channel.closed and channel.elements[-1] == EOP for channel in channels)
+
+
+@pytest.mark.parametrize(
+    "keys",
+    [
+        [f"k{i}" for i in range(8)],
+        [f"user-{i}" for i in range(15)],
+        [b"a%d" % i for i in range(16)],
+        [i + 0.5 for i in range(8)],
+    ],
+)
+def test_similar_keys_spread_over_subtasks(keys):
+    # Keys that differ only in their last character once all landed on one subtask (CRC-32's
+    # low bits are linear in the input).
+    for parallelism in (2, 3):
+        subtasks = {key_group_of(key, 128) * parallelism // 128 for key in keys}
+        assert len(subtasks) == parallelism, (keys, parallelism)

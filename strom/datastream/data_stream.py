@@ -10,6 +10,7 @@ import inspect
 from collections.abc import Callable, Iterator
 from typing import TYPE_CHECKING, Any
 
+from strom.datastream.output_tag import tag_id_of
 from strom.graph.partitioning import (
     BroadcastPartitioner,
     CustomPartitioner,
@@ -255,11 +256,33 @@ class DataStream:
         """Send each record to a uniformly random subtask."""
         return self._partition(ShufflePartitioner(), "Shuffle")
 
-    def broadcast(self, *broadcast_state_descriptors: Any) -> DataStream:
-        """Send every record to every subtask of the next operator."""
+    def broadcast(self, *broadcast_state_descriptors: Any) -> Any:
+        """Send every record to every subtask of the next operator.
+
+        With ``MapStateDescriptor``s, returns a ``BroadcastStream`` to ``connect`` another
+        stream to: its records fill broadcast state every subtask sees.
+        """
         if broadcast_state_descriptors:
-            raise NotImplementedError("broadcast state arrives with the time and windows work")
+            from strom.datastream.connected_streams import BroadcastStream
+
+            return BroadcastStream(self, broadcast_state_descriptors)
         return self._partition(BroadcastPartitioner(), "Broadcast")
+
+    def connect(self, ds: Any) -> Any:
+        """Process this stream and ``ds`` together: ``ConnectedStreams`` (``map``/
+        ``flat_map``/``process`` with a Co-function), or with a ``BroadcastStream`` a
+        ``BroadcastConnectedStream``."""
+        from strom.datastream.connected_streams import (
+            BroadcastConnectedStream,
+            BroadcastStream,
+            ConnectedStreams,
+        )
+
+        if isinstance(ds, BroadcastStream):
+            return BroadcastConnectedStream(self, ds)
+        if not isinstance(ds, DataStream):
+            raise TypeError(f"connect() takes a DataStream or BroadcastStream; got {ds!r}")
+        return ConnectedStreams(self, ds)
 
     def global_(self) -> DataStream:
         return self._partition(GlobalPartitioner(), "Global")
@@ -275,9 +298,44 @@ class DataStream:
         spec = OperatorSpec("timestamps", args={"strategy": watermark_strategy})
         return DataStream(self._env, self._add("Timestamps/Watermarks", spec, self.get_type()))
 
+    def get_side_output(self, output_tag: Any) -> DataStream:
+        """The records this operator sent to ``output_tag`` with ``ctx.output(tag, value)``
+        (or a window's late records, see ``side_output_late_data``).
+
+        Example: ``main.get_side_output(OutputTag("rejected")).print()``
+        """
+        tag_id = tag_id_of(output_tag)
+        source = self._transformation
+        if source.is_virtual:
+            raise TypeError(
+                "get_side_output() applies to the operator that emits the side output "
+                "(e.g. the result of process()), not to a re-partitioned stream"
+            )
+        transformation = self._env._stream_graph.add(
+            f"SideOutput({tag_id})",
+            [source],
+            side_output=tag_id,
+            output_type=output_tag.type_info,
+        )
+        return DataStream(self._env, transformation)
+
     def window_all(self, window_assigner: Any) -> AllWindowedStream:
         """Windows over the whole stream (one subtask), e.g. ``TumblingEventTimeWindows``."""
         return AllWindowedStream(self.key_by(_constant_key), window_assigner)
+
+    def join(self, other_stream: DataStream) -> Any:
+        """Window join: ``join(other).where(key).equal_to(key).window(assigner).apply(f)``
+        calls ``f`` for each pair of equal-keyed records in the same window (``JoinedStreams``)."""
+        from strom.datastream.join import JoinedStreams
+
+        return JoinedStreams(self, other_stream)
+
+    def co_group(self, other_stream: DataStream) -> Any:
+        """Like ``join``, but ``apply`` gets all of a key's records of a window from both
+        streams at once (``CoGroupedStreams``)."""
+        from strom.datastream.join import CoGroupedStreams
+
+        return CoGroupedStreams(self, other_stream)
 
     # ------------------------------------------------------------ sinks
 
@@ -321,12 +379,15 @@ class DataStream:
         iterator = collect.iterator(job_client)
         if limit is None:
             return iterator
-        results = []
+        results: list = []
+        if limit <= 0:
+            iterator.close()
+            return results
         with iterator:
             for value in iterator:
-                if len(results) >= limit:
-                    break
                 results.append(value)
+                if len(results) >= limit:
+                    break  # not waiting for one more: an endless job may have no more
         return results
 
 
@@ -472,6 +533,13 @@ class KeyedStream(DataStream):
             return WindowedStream(self, CountSlidingWindowAssigner.of(size, slide))
         return WindowedStream(self, CountTumblingWindowAssigner.of(size))
 
+    def interval_join(self, keyed_stream: KeyedStream) -> Any:
+        """Join each record with the other keyed stream's records of the same key within a
+        time interval of it: ``interval_join(other).between(lower, upper).process(f)``."""
+        from strom.datastream.join import IntervalJoin
+
+        return IntervalJoin(self, keyed_stream)
+
     def add_sink(self, sink_func: Any) -> DataStreamSink:
         return self._as_stream().add_sink(sink_func)
 
@@ -546,7 +614,11 @@ class WindowedStream:
         return self
 
     def side_output_late_data(self, output_tag: Any) -> WindowedStream:
-        raise NotImplementedError("side outputs are not available yet in this version of Strom")
+        """Send records too late for every window (past watermark and allowed lateness) to
+        ``output_tag`` instead of dropping them; read them with ``get_side_output(tag)`` on the
+        window's result."""
+        self._args["late_data_tag"] = tag_id_of(output_tag)
+        return self
 
     def _window(self, name: str, args: dict[str, Any], output_type: Any) -> DataStream:
         spec = OperatorSpec("window", args={**self._args, **args})

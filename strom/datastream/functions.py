@@ -18,11 +18,14 @@ __all__ = [
     "BroadcastProcessFunction",
     "CheckpointedFunction",
     "CoFlatMapFunction",
+    "CoGroupFunction",
     "CoMapFunction",
     "CoProcessFunction",
     "FilterFunction",
+    "FlatJoinFunction",
     "FlatMapFunction",
     "Function",
+    "JoinFunction",
     "KeySelector",
     "KeyedBroadcastProcessFunction",
     "KeyedCoProcessFunction",
@@ -34,6 +37,7 @@ __all__ = [
     "Partitioner",
     "ProcessAllWindowFunction",
     "ProcessFunction",
+    "ProcessJoinFunction",
     "ProcessWindowFunction",
     "ReduceFunction",
     "RuntimeContext",
@@ -824,3 +828,96 @@ class SourceFunction(Function):
 class ParallelSourceFunction(SourceFunction):
     """A ``SourceFunction`` that runs with the operator's parallelism; each instance reads
     its share, e.g. by ``runtime_context.get_index_of_this_subtask()``."""
+
+
+# ------------------------------------------------------------------ joins
+
+
+class JoinFunction(Function):
+    """One output for each pair of records, one from each side, that a window join matched.
+
+    Example::
+
+        class Pair(JoinFunction):
+            def join(self, first, second):
+                return first[0], first[1], second[1]
+
+        orders.join(payments).where(lambda o: o[0]).equal_to(lambda p: p[0]) \\
+              .window(TumblingEventTimeWindows.of(Time.seconds(10))).apply(Pair())
+    """
+
+    @abstractmethod
+    def join(self, first: Any, second: Any) -> Any:
+        """The output for ``first`` (of the first stream) and ``second`` (of the second)."""
+
+
+class FlatJoinFunction(Function):
+    """Zero, one or many outputs for each pair of records a window join matched.
+
+    Example::
+
+        class PairIfPaid(FlatJoinFunction):
+            def join(self, first, second):
+                if second[1] >= first[1]:
+                    yield first[0], second[1]
+    """
+
+    @abstractmethod
+    def join(self, first: Any, second: Any) -> Iterable[Any]:
+        """The outputs for ``first`` and ``second`` (return or yield them)."""
+
+
+class CoGroupFunction(Function):
+    """All records of one key and one window from both sides at once; also sees a key whose
+    window holds records of one side only (an outer join, for instance).
+
+    Example::
+
+        class Totals(CoGroupFunction):
+            def co_group(self, first, second):
+                yield sum(o[1] for o in first), sum(p[1] for p in second)
+    """
+
+    @abstractmethod
+    def co_group(self, first: Iterable[Any], second: Iterable[Any]) -> Iterable[Any]:
+        """The outputs for the records of the first and of the second stream (either may
+        be empty, not both)."""
+
+
+class ProcessJoinFunction(Function):
+    """Called for each pair of records an interval join matched, with their timestamps.
+
+    Example::
+
+        class Within(ProcessJoinFunction):
+            def process_element(self, left, right, ctx):
+                yield left, right, ctx.get_right_timestamp() - ctx.get_left_timestamp()
+
+        clicks.key_by(lambda c: c[0]).interval_join(views.key_by(lambda v: v[0])) \\
+              .between(Time.seconds(-5), Time.seconds(5)).process(Within())
+    """
+
+    class Context(ABC):
+        """The timestamps of the pair being joined."""
+
+        @abstractmethod
+        def get_left_timestamp(self) -> int:
+            """The event time of the left (first) record."""
+
+        @abstractmethod
+        def get_right_timestamp(self) -> int:
+            """The event time of the right (second) record."""
+
+        @abstractmethod
+        def get_timestamp(self) -> int:
+            """The event time of the outputs: the later of the two records' timestamps."""
+
+        @abstractmethod
+        def output(self, output_tag: Any, value: Any) -> None:
+            """Emit ``value`` to the side output ``output_tag``."""
+
+    @abstractmethod
+    def process_element(
+        self, left: Any, right: Any, ctx: ProcessJoinFunction.Context
+    ) -> Iterable[Any] | None:
+        """The outputs for a matched pair (return or yield them)."""

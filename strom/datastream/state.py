@@ -242,7 +242,17 @@ class OperatorStateStore(ABC):
 
 
 class StateTtlConfig:
-    """Time-to-live of state entries; build it with ``StateTtlConfig.new_builder(Time)``.
+    """Time-to-live of keyed state; build it with ``StateTtlConfig.new_builder(Time)``.
+
+    A value expires ``ttl`` after it was last written (``OnCreateAndWrite``, the default) or
+    last read or written (``OnReadAndWrite``), in processing time. Each element of a
+    ``ListState`` and each entry of a ``MapState`` expires on its own. Expired values are not
+    returned (``NeverReturnExpired``, the default) or returned until they are cleaned up
+    (``ReturnExpiredIfNotCleanedUp``); they are removed when a read finds them, a few keys at a
+    time as the state is accessed (unless ``disable_cleanup_in_background()``), and before
+    snapshots with ``cleanup_full_snapshot()``. Checkpoints keep the timestamps, so state
+    restored after a failure expires when it would have. Operator and broadcast state have no
+    TTL.
 
     Example::
 
@@ -274,9 +284,79 @@ class StateTtlConfig:
         ProcessingTime = 0
 
     class CleanupStrategies:
-        """How expired entries are removed."""
+        """How expired entries are removed, besides when a read finds them expired.
 
-        def __init__(self, strategies: dict[str, Any], is_cleanup_in_background: bool) -> None:
+        ``get_incremental_cleanup_strategy()`` gives the default ``(5, False)`` strategy when
+        cleanup in background is on (the default) and no incremental cleanup was configured,
+        as in Flink, where the heap state backend then cleans up incrementally.
+        """
+
+        class Strategies(Enum):
+            """The kinds of cleanup a ``StateTtlConfig`` can configure."""
+
+            FULL_STATE_SCAN_SNAPSHOT = 0
+            INCREMENTAL_CLEANUP = 1
+            ROCKSDB_COMPACTION_FILTER = 2
+
+        class CleanupStrategy:
+            """Base of the settings of one cleanup strategy."""
+
+            def __eq__(self, other: object) -> bool:
+                return type(other) is type(self) and vars(other) == vars(self)
+
+            def __hash__(self) -> int:
+                return hash((type(self).__name__, tuple(sorted(vars(self).items()))))
+
+            def __repr__(self) -> str:
+                fields = ", ".join(f"{k.lstrip('_')}={v!r}" for k, v in vars(self).items())
+                return f"{type(self).__name__}({fields})"
+
+        class EmptyCleanupStrategy(CleanupStrategy):
+            """A strategy without settings (cleanup in full snapshot)."""
+
+        class IncrementalCleanupStrategy(CleanupStrategy):
+            """Check ``cleanup_size`` entries of a state for expiry on every access of it."""
+
+            def __init__(self, cleanup_size: int, run_cleanup_for_every_record: bool) -> None:
+                if not isinstance(cleanup_size, int) or cleanup_size <= 0:
+                    raise ValueError(
+                        "cleanup_incrementally() needs a positive number of entries to check "
+                        f"per access; got cleanup_size={cleanup_size!r}"
+                    )
+                self._cleanup_size = cleanup_size
+                self._run_cleanup_for_every_record = bool(run_cleanup_for_every_record)
+
+            def get_cleanup_size(self) -> int:
+                return self._cleanup_size
+
+            def run_cleanup_for_every_record(self) -> bool:
+                return self._run_cleanup_for_every_record
+
+        class RocksdbCompactFilterCleanupStrategy(CleanupStrategy):
+            """Settings of cleanup in RocksDB compaction (kept for PyFlink compatibility; the
+            heap state backend does not use them)."""
+
+            def __init__(
+                self,
+                query_time_after_num_entries: int,
+                periodic_compaction_time: Time | None = None,
+            ) -> None:
+                self._query_time_after_num_entries = query_time_after_num_entries
+                self._periodic_compaction_time = (
+                    Time.days(30) if periodic_compaction_time is None else periodic_compaction_time
+                )
+
+            def get_query_time_after_num_entries(self) -> int:
+                return self._query_time_after_num_entries
+
+            def get_periodic_compaction_time(self) -> Time:
+                return self._periodic_compaction_time
+
+        def __init__(
+            self,
+            strategies: dict[StateTtlConfig.CleanupStrategies.Strategies, Any],
+            is_cleanup_in_background: bool,
+        ) -> None:
             self._strategies = dict(strategies)
             self._is_cleanup_in_background = is_cleanup_in_background
 
@@ -284,13 +364,22 @@ class StateTtlConfig:
             return self._is_cleanup_in_background
 
         def in_full_snapshot(self) -> bool:
-            return "full_snapshot" in self._strategies
+            """Whether expired entries are left out of full snapshots."""
+            return _Strategies.FULL_STATE_SCAN_SNAPSHOT in self._strategies
 
-        def get_incremental_cleanup_strategy(self) -> Any:
-            return self._strategies.get("incremental")
+        def get_incremental_cleanup_strategy(
+            self,
+        ) -> StateTtlConfig.CleanupStrategies.IncrementalCleanupStrategy | None:
+            """The incremental cleanup to run: the configured one, else the default one when
+            cleanup in background is on, else None."""
+            default = _DEFAULT_INCREMENTAL_CLEANUP if self._is_cleanup_in_background else None
+            return self._strategies.get(_Strategies.INCREMENTAL_CLEANUP, default)
 
-        def get_rocksdb_compact_filter_cleanup_strategy(self) -> Any:
-            return self._strategies.get("rocksdb_compaction_filter")
+        def get_rocksdb_compact_filter_cleanup_strategy(
+            self,
+        ) -> StateTtlConfig.CleanupStrategies.RocksdbCompactFilterCleanupStrategy | None:
+            default = _DEFAULT_ROCKSDB_CLEANUP if self._is_cleanup_in_background else None
+            return self._strategies.get(_Strategies.ROCKSDB_COMPACTION_FILTER, default)
 
         def __eq__(self, other: object) -> bool:
             return (
@@ -300,10 +389,8 @@ class StateTtlConfig:
             )
 
         def __repr__(self) -> str:
-            return (
-                f"CleanupStrategies({self._strategies}, "
-                f"in_background={self._is_cleanup_in_background})"
-            )
+            names = ", ".join(strategy.name for strategy in self._strategies)
+            return f"CleanupStrategies([{names}], in_background={self._is_cleanup_in_background})"
 
     def __init__(
         self,
@@ -359,7 +446,7 @@ class StateTtlConfig:
             self._update_type = StateTtlConfig.UpdateType.OnCreateAndWrite
             self._state_visibility = StateTtlConfig.StateVisibility.NeverReturnExpired
             self._ttl_time_characteristic = StateTtlConfig.TtlTimeCharacteristic.ProcessingTime
-            self._strategies: dict[str, Any] = {}
+            self._strategies: dict[StateTtlConfig.CleanupStrategies.Strategies, Any] = {}
             self._is_cleanup_in_background = True
 
         def set_update_type(self, update_type: StateTtlConfig.UpdateType) -> StateTtlConfig.Builder:
@@ -398,26 +485,38 @@ class StateTtlConfig:
             )
 
         def cleanup_full_snapshot(self) -> StateTtlConfig.Builder:
-            """Drop expired entries when taking a full snapshot."""
-            self._strategies["full_snapshot"] = True
+            """Leave expired entries out of full snapshots (checkpoints and savepoints)."""
+            self._strategies[_Strategies.FULL_STATE_SCAN_SNAPSHOT] = _EMPTY_STRATEGY
             return self
 
         def cleanup_incrementally(
             self, cleanup_size: int, run_cleanup_for_every_record: bool
         ) -> StateTtlConfig.Builder:
-            self._strategies["incremental"] = (cleanup_size, run_cleanup_for_every_record)
+            """Check ``cleanup_size`` entries of the state for expiry on each access of it.
+
+            ``run_cleanup_for_every_record`` is accepted for PyFlink compatibility; Strom runs
+            the check on state accesses only.
+            """
+            self._strategies[_Strategies.INCREMENTAL_CLEANUP] = (
+                StateTtlConfig.CleanupStrategies.IncrementalCleanupStrategy(
+                    cleanup_size, run_cleanup_for_every_record
+                )
+            )
             return self
 
         def cleanup_in_rocksdb_compact_filter(
             self, query_time_after_num_entries: int, periodic_compaction_time: Time | None = None
         ) -> StateTtlConfig.Builder:
-            self._strategies["rocksdb_compaction_filter"] = (
-                query_time_after_num_entries,
-                periodic_compaction_time,
+            """Accepted for PyFlink compatibility; the heap state backend has no compaction."""
+            self._strategies[_Strategies.ROCKSDB_COMPACTION_FILTER] = (
+                StateTtlConfig.CleanupStrategies.RocksdbCompactFilterCleanupStrategy(
+                    query_time_after_num_entries, periodic_compaction_time
+                )
             )
             return self
 
         def disable_cleanup_in_background(self) -> StateTtlConfig.Builder:
+            """No default incremental cleanup: only reads (and configured strategies) clean."""
             self._is_cleanup_in_background = False
             return self
 
@@ -435,13 +534,27 @@ class StateTtlConfig:
             )
 
 
+_Cleanup = StateTtlConfig.CleanupStrategies
+_Strategies = _Cleanup.Strategies
+_EMPTY_STRATEGY = _Cleanup.EMPTY_STRATEGY = _Cleanup.EmptyCleanupStrategy()
+_DEFAULT_INCREMENTAL_CLEANUP = _Cleanup.DEFAULT_INCREMENTAL_CLEANUP_STRATEGY = (
+    _Cleanup.IncrementalCleanupStrategy(5, False)
+)
+_DEFAULT_ROCKSDB_CLEANUP = _Cleanup.DEFAULT_ROCKSDB_COMPACT_FILTER_CLEANUP_STRATEGY = (
+    _Cleanup.RocksdbCompactFilterCleanupStrategy(1000)
+)
+
+
 def _check_ttl(ttl: Any) -> Time:
     if isinstance(ttl, Time):
-        return ttl
-    to_ms = getattr(ttl, "to_milliseconds", None)  # accept a Duration as well
-    if callable(to_ms):
-        return Time.milliseconds(to_ms())
-    raise TypeError(f"the TTL must be a Time such as Time.days(1); got {ttl!r}")
+        result = ttl
+    elif callable(getattr(ttl, "to_milliseconds", None)):  # accept a Duration as well
+        result = Time.milliseconds(ttl.to_milliseconds())
+    else:
+        raise TypeError(f"the TTL must be a Time such as Time.days(1); got {ttl!r}")
+    if result.to_milliseconds() <= 0:
+        raise ValueError(f"the TTL must be positive; got {ttl!r}")
+    return result
 
 
 # ------------------------------------------------------------------ descriptors
@@ -474,7 +587,8 @@ class StateDescriptor(ABC):  # noqa: B024 - a base of concrete descriptors only
         return self.type_info
 
     def enable_time_to_live(self, ttl_config: StateTtlConfig) -> None:
-        """Expire entries of this state after the TTL of ``ttl_config``."""
+        """Expire values of this (keyed) state as ``ttl_config`` says; a config whose update
+        type is ``Disabled`` leaves the state without TTL."""
         if not isinstance(ttl_config, StateTtlConfig):
             raise TypeError(
                 "enable_time_to_live() takes a StateTtlConfig "

@@ -35,6 +35,9 @@ class ChainedOperator:
     chained_outputs: list[int] = field(default_factory=list)
     #: edges (by id) this one writes its output to
     network_outputs: list[int] = field(default_factory=list)
+    #: per side output (``OutputTag`` id): the chained operators and edges it goes to
+    chained_side_outputs: dict[str, list[int]] = field(default_factory=dict)
+    network_side_outputs: dict[str, list[int]] = field(default_factory=dict)
 
 
 @dataclass
@@ -60,6 +63,7 @@ class JobEdge:
     target_vertex: str
     partitioner: Partitioner
     target_input: int = 0  # which input of a two-input head operator
+    side_output: str | None = None  # the side output of the source operator it carries
 
 
 @dataclass
@@ -112,6 +116,7 @@ class JobGraph:
                             "id": edge.source_vertex,
                             "ship_strategy": repr(edge.partitioner),
                             "side": "first" if edge.target_input == 0 else "second",
+                            **({"side_output": edge.side_output} if edge.side_output else {}),
                         }
                         for edge in self.inputs_of(vertex.id)
                     ],
@@ -128,22 +133,26 @@ class _PhysicalInput:
     source: Transformation
     partitioner: Partitioner | None  # None: none given
     input_index: int
+    side_output: str | None = None  # None: the main output of ``source``
 
 
 def _physical_inputs(t: Transformation) -> list[_PhysicalInput]:
-    """Resolve virtual transformations (partitionings, unions) between ``t`` and its inputs."""
+    """Resolve virtual transformations (partitionings, unions, side outputs) between ``t``
+    and its inputs."""
     result: list[_PhysicalInput] = []
     indexes = t.input_indexes or [0] * len(t.inputs)
 
-    def walk(node: Transformation, partitioner: Partitioner | None, index: int) -> None:
+    def walk(
+        node: Transformation, partitioner: Partitioner | None, index: int, tag: str | None
+    ) -> None:
         if not node.is_virtual:
-            result.append(_PhysicalInput(node, partitioner, index))
+            result.append(_PhysicalInput(node, partitioner, index, tag))
             return
         for upstream in node.inputs:
-            walk(upstream, node.partitioner or partitioner, index)
+            walk(upstream, node.partitioner or partitioner, index, node.side_output or tag)
 
     for node, index in zip(t.inputs, indexes, strict=True):
-        walk(node, None, index)
+        walk(node, None, index, None)
     return result
 
 
@@ -223,8 +232,12 @@ def build_job_graph(
     for t in physical:
         for physical_input in inputs[t.id]:
             upstream = physical_input.source
+            tag = physical_input.side_output
             if head_of[t.id] == head_of[upstream.id] and head_of[t.id] != t.id:
-                chained[upstream.id].chained_outputs.append(t.id)
+                if tag is None:
+                    chained[upstream.id].chained_outputs.append(t.id)
+                else:
+                    chained[upstream.id].chained_side_outputs.setdefault(tag, []).append(t.id)
                 continue
             partitioner = physical_input.partitioner
             if partitioner is None:
@@ -249,9 +262,13 @@ def build_job_graph(
                 target_vertex=vertices[head_of[t.id]].id,
                 partitioner=partitioner,
                 target_input=physical_input.input_index,
+                side_output=tag,
             )
             edges.append(edge)
-            chained[upstream.id].network_outputs.append(edge.id)
+            if tag is None:
+                chained[upstream.id].network_outputs.append(edge.id)
+            else:
+                chained[upstream.id].network_side_outputs.setdefault(tag, []).append(edge.id)
 
     return JobGraph(job_name, list(vertices.values()), edges, dict(settings or {}))
 

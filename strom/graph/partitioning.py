@@ -28,23 +28,30 @@ def _mix64(value: int) -> int:
     return value
 
 
+def _spread(crc: int) -> int:
+    """A CRC-32 with its bits mixed (Fibonacci hashing). CRC-32 is linear, so keys that differ
+    only in a last character ("k0", "k1", ...) have equal low bits: taken as they are, they all
+    fell into the key groups of one subtask."""
+    return ((crc * 0x9E3779B1) & 0xFFFFFFFF) >> 16
+
+
 def stable_hash(key: Any) -> int:
     """A non-negative hash that is the same in every process on every host.
 
     Python's ``hash()`` of ``str`` is salted per process, so it must never decide placement.
     """
     if isinstance(key, str):
-        return zlib.crc32(key.encode("utf-8", "surrogatepass"))
+        return _spread(zlib.crc32(key.encode("utf-8", "surrogatepass")))
     if isinstance(key, bool) or key is None:
         return _mix64(int(bool(key)) + (2 if key is None else 0))
     if isinstance(key, int):
         return _mix64(key)
     if isinstance(key, (bytes, bytearray, memoryview)):
-        return zlib.crc32(bytes(key))
+        return _spread(zlib.crc32(bytes(key)))
     if isinstance(key, float):
         if key.is_integer():
             return _mix64(int(key))
-        return zlib.crc32(struct.pack("<d", key))
+        return _spread(zlib.crc32(struct.pack("<d", key)))
     if isinstance(key, (tuple, list)):
         result = 17
         for item in key:

@@ -1,7 +1,8 @@
 """The stream graph: the transformations a program records through the DataStream API.
 
 Physical transformations carry an :class:`OperatorSpec` (what runs); virtual ones only
-re-route records (a partitioning, a union) and disappear when the job graph is built.
+re-route records (a partitioning, a union, a side output) and disappear when the job graph is
+built.
 """
 
 from __future__ import annotations
@@ -49,6 +50,8 @@ class Transformation:
     is_source: bool = False
     #: for two-input operators: which input each entry of ``inputs`` feeds
     input_indexes: list[int] | None = None
+    #: virtual: the side output (an ``OutputTag`` id) of its input this stream carries
+    side_output: str | None = None
 
     @property
     def is_virtual(self) -> bool:

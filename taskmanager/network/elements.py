@@ -9,6 +9,8 @@ batch and a tuple is the cheapest object Python has:
 - ``(BARRIER, checkpoint_id, options)``: checkpoint barrier ``checkpoint_id``; ``options`` is
   a small dict (checkpoint type, alignment, target) the runtime reads.
 - ``(END_OF_PARTITION,)``: the producer of this channel will send nothing more.
+- ``(WATERMARK_STATUS, idle)``: the producer is idle (sends neither records nor watermarks for
+  now, so consumers leave this channel out of their event time) or active again.
 
 Only a remote channel serialises: ``encode`` turns an element into bytes once per batch and
 ``decode`` turns them back. Record batches are pickled (protocol 5), falling back to cloudpickle
@@ -31,6 +33,7 @@ __all__ = [
     "END_OF_PARTITION_ELEMENT",
     "RECORDS",
     "WATERMARK",
+    "WATERMARK_STATUS",
     "DecodeError",
     "barrier",
     "decode",
@@ -43,6 +46,7 @@ RECORDS = 0
 WATERMARK = 1
 BARRIER = 2
 END_OF_PARTITION = 3
+WATERMARK_STATUS = 4
 
 #: the one end-of-partition element; elements are immutable, so all senders share it
 END_OF_PARTITION_ELEMENT = (END_OF_PARTITION,)
@@ -52,6 +56,8 @@ _TAG_RECORDS = b"\x00"
 _TAG_WATERMARK = b"\x01"
 _TAG_BARRIER = b"\x02"
 _TAG_END_OF_PARTITION = b"\x03"
+_TAG_IDLE = b"\x04"
+_TAG_ACTIVE = b"\x05"
 _TAG_WATERMARK_PICKLED = b"\x11"  # a watermark that does not fit in a signed 64-bit int
 _TAG_BARRIER_PICKLED = b"\x12"  # a barrier whose id does not fit, or that has options
 
@@ -114,6 +120,8 @@ def encode(element: tuple) -> bytes:
         return _TAG_BARRIER_PICKLED + _dumps((checkpoint_id, options))
     if kind == END_OF_PARTITION:
         return _TAG_END_OF_PARTITION
+    if kind == WATERMARK_STATUS:
+        return _TAG_IDLE if element[1] else _TAG_ACTIVE
     raise ValueError(f"not a stream element: {element!r:.200}")
 
 
@@ -138,6 +146,10 @@ def decode(data: bytes) -> tuple:
             if len(data) != 1:
                 raise DecodeError("trailing bytes after an end-of-partition")
             return END_OF_PARTITION_ELEMENT
+        if tag in (4, 5):
+            if len(data) != 1:
+                raise DecodeError("trailing bytes after a watermark status")
+            return (WATERMARK_STATUS, tag == 4)
         if tag == 0x11:
             return (WATERMARK, pickle.loads(memoryview(data)[1:]))
         if tag == 0x12:

@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from strom.datastream import functions as api
+from strom.datastream.output_tag import tag_id_of
 
 MIN_WATERMARK = -(2**63)
 
@@ -135,6 +136,7 @@ class ProcessContext:
     def __init__(self, context: OperatorContext, backend: Any = None, operator: Any = None):
         self._context = context
         self._backend = backend
+        self._operator = operator
         self.current_timestamp: int | None = None
         self.domain: str | None = None
         self._timer_service = OperatorTimerService(operator, backend)
@@ -154,4 +156,5 @@ class ProcessContext:
         return getattr(api.TimeDomain, self.domain) if self.domain else None
 
     def output(self, output_tag: Any, value: Any) -> None:
-        raise NotImplementedError("side outputs are not available yet in this version of Strom")
+        """Emit ``value`` to the side output ``output_tag``, with the current timestamp."""
+        self._operator.output.side_output(tag_id_of(output_tag), value, self.current_timestamp)

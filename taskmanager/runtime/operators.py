@@ -15,7 +15,7 @@ from typing import Any
 
 from strom.graph.partitioning import key_group_range
 from strom.graph.stream_graph import OperatorSpec
-from taskmanager.network.elements import WATERMARK
+from taskmanager.network.elements import WATERMARK, WATERMARK_STATUS
 from taskmanager.runtime.context import MIN_WATERMARK, OperatorContext, ProcessContext
 from taskmanager.runtime.timers import InternalTimerService
 from taskmanager.state.heap import HeapKeyedStateBackend
@@ -39,19 +39,33 @@ def user_function(function: Any, method: str) -> Callable[..., Any]:
 
 
 class Output:
-    """Where an operator's results go: chained operators (direct calls) and record writers."""
+    """Where an operator's results go: chained operators (direct calls) and record writers;
+    ``side`` holds the consumers of each side output (by ``OutputTag`` id)."""
 
-    __slots__ = ("emit", "targets", "writers")
+    __slots__ = ("emit", "side", "targets", "writers")
 
     def emit_watermark(self, timestamp: int) -> None:
         for target in self.targets:
             target.process_watermark(timestamp)
         for writer in self.writers:
             writer.broadcast((WATERMARK, timestamp))
+        for side in self.side.values():
+            side.emit_watermark(timestamp)
 
-    def __init__(self, targets: list[Operator], writers: list[Any]) -> None:
+    def emit_watermark_status(self, idle: bool) -> None:
+        for target in self.targets:
+            target.process_watermark_status(idle)
+        for writer in self.writers:
+            writer.broadcast((WATERMARK_STATUS, idle))
+        for side in self.side.values():
+            side.emit_watermark_status(idle)
+
+    def __init__(
+        self, targets: list[Operator], writers: list[Any], side: dict[str, Output] | None = None
+    ) -> None:
         self.targets = targets
         self.writers = writers
+        self.side = side or {}
         calls = [t.process_batch for t in targets] + [w.emit for w in writers]
         if len(calls) == 1:
             self.emit = calls[0]
@@ -64,6 +78,12 @@ class Output:
                     call(values, timestamps)
 
             self.emit = emit
+
+    def side_output(self, tag_id: str, value: Any, timestamp: int | None) -> None:
+        """One record to a side output; dropped when nothing consumes that side output."""
+        side = self.side.get(tag_id)
+        if side is not None:
+            side.emit([value], None if timestamp is None else [timestamp])
 
 
 def _drop(values: list, timestamps: list | None) -> None:
@@ -138,6 +158,10 @@ class Operator:
         """Event time reached ``timestamp``: fire what is due, then pass it on."""
         self.current_watermark = timestamp
         self.output.emit_watermark(timestamp)
+
+    def process_watermark_status(self, idle: bool) -> None:
+        """All inputs went idle (no records or watermarks for a while), or one is active again."""
+        self.output.emit_watermark_status(idle)
 
     def next_processing_timer(self) -> int | None:
         """When this operator next needs ``fire_processing_timers`` (epoch ms), if ever."""
@@ -214,9 +238,11 @@ def run_process_function(
     timestamps: list | None,
     key_of: Callable[[Any], Any] | None = None,
     backend: HeapKeyedStateBackend | None = None,
+    call: Callable[[Any, Any], Any] | None = None,
 ) -> None:
-    """``process_element(value, ctx)`` for a batch; outputs keep their input's timestamp."""
-    f, ctx = operator.call, operator.ctx
+    """``process_element(value, ctx)`` (or ``call``) for a batch; outputs keep their input's
+    timestamp."""
+    f, ctx = call or operator.call, operator.ctx
     out: list = []
     stamps: list | None = None if timestamps is None else []
     for index, value in enumerate(values):
@@ -482,8 +508,14 @@ class WatermarkGenerator:
         self.max_timestamp: int | None = None
         self.emitted = MIN_WATERMARK
         self.next_at = 0.0
+        idleness_ms = getattr(strategy, "idleness_ms", None) if self.enabled else None
+        #: ``with_idleness``: seconds without records after which the output is idle
+        self.idle_timeout_s = idleness_ms / 1000.0 if idleness_ms else None
+        self.idle = False
+        self.last_record_at = time.monotonic()
 
     def observe(self, stamps: list | None) -> None:
+        self.last_record_at = time.monotonic()
         if self.enabled and stamps:
             highest = max(s for s in stamps if s is not None) if None in stamps else max(stamps)
             if self.max_timestamp is None or highest > self.max_timestamp:
@@ -499,6 +531,27 @@ class WatermarkGenerator:
             return None
         self.emitted = watermark
         return watermark
+
+    def status_change(self, now: float, has_records: bool) -> bool | None:
+        """``True`` when the output goes idle now (no records for the idle timeout),
+        ``False`` when records arrive at an idle output, else None."""
+        if self.idle_timeout_s is None:
+            return None
+        if has_records:
+            if self.idle:
+                self.idle = False
+                return False
+            return None
+        if not self.idle and now - self.last_record_at >= self.idle_timeout_s:
+            self.idle = True
+            return True
+        return None
+
+    def idle_deadline(self) -> float | None:
+        """When (monotonic seconds) the output goes idle unless records come, if it may."""
+        if self.idle_timeout_s is None or self.idle:
+            return None
+        return self.last_record_at + self.idle_timeout_s
 
 
 class TimestampsOperator(Operator):
@@ -519,15 +572,33 @@ class TimestampsOperator(Operator):
             stamps = [assign(v, None) for v in values]
         else:
             stamps = [assign(v, t) for v, t in zip(values, timestamps, strict=True)]
+        generator = self.generator
+        if generator.idle and generator.status_change(0.0, True) is False:
+            self.output.emit_watermark_status(False)
         self.output.emit(values, stamps)
-        self.generator.observe(stamps)
-        watermark = self.generator.due(time.monotonic())
+        generator.observe(stamps)
+        watermark = generator.due(time.monotonic())
         if watermark is not None:
             Operator.process_watermark(self, watermark)
 
     def process_watermark(self, timestamp: int) -> None:
         if timestamp == MAX_WATERMARK:
             Operator.process_watermark(self, timestamp)
+
+    def process_watermark_status(self, idle: bool) -> None:
+        pass  # this operator decides its output's status (with_idleness) itself
+
+    # ``with_idleness``: a processing-time deadline after the last record marks it idle.
+
+    def next_processing_timer(self) -> int | None:
+        deadline = self.generator.idle_deadline()
+        if deadline is None:
+            return None
+        return int(time.time() * 1000 + max(0.0, deadline - time.monotonic()) * 1000)
+
+    def fire_processing_timers(self, now_ms: int) -> None:
+        if self.generator.status_change(time.monotonic(), False):
+            self.output.emit_watermark_status(True)
 
 
 class SinkContext:
@@ -690,6 +761,14 @@ def create_operator(spec: OperatorSpec, context: OperatorContext) -> Operator:
         from taskmanager.runtime.windows import WindowOperator
 
         return WindowOperator(spec, context)
+    if spec.kind == "interval_join":
+        from taskmanager.runtime.joins import IntervalJoinOperator
+
+        return IntervalJoinOperator(spec, context)
+    if spec.kind.startswith(("co_", "keyed_co_", "broadcast_", "keyed_broadcast_")):
+        from taskmanager.runtime.two_input import create_two_input_operator
+
+        return create_two_input_operator(spec, context)
     try:
         operator_class = _OPERATORS[spec.kind]
     except KeyError:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import time
 from typing import TYPE_CHECKING, Any
 
+from strom.datastream.connectors.base import FINISHED_POSITION
 from strom.graph.stream_graph import OperatorSpec
 from taskmanager.runtime.context import OperatorContext
 from taskmanager.runtime.operators import (
@@ -49,6 +50,9 @@ class SourceDriver:
 
     def emit(self, task: Task, values: list, stamps: list | None = None) -> None:
         task.records_out += len(values)
+        if self.watermarks.idle:
+            self.watermarks.idle = False
+            self.output.emit_watermark_status(False)
         assign = self.assigner
         if assign is not None:
             if stamps is None:
@@ -60,9 +64,16 @@ class SourceDriver:
         self.emit_due_watermark()
 
     def emit_due_watermark(self) -> None:
-        watermark = self.watermarks.due(time.monotonic())
+        now = time.monotonic()
+        watermark = self.watermarks.due(now)
         if watermark is not None:
             self.output.emit_watermark(watermark)
+
+    def check_idle(self) -> None:
+        """No records now: after the strategy's idle timeout (``with_idleness``), tell the
+        consumers to leave this subtask out of their event time until records come again."""
+        if self.watermarks.status_change(time.monotonic(), False):
+            self.output.emit_watermark_status(True)
 
     def end_of_input(self) -> None:
         """A bounded source ended: event time jumps to the end, so every timer fires."""
@@ -88,6 +99,8 @@ class ReaderSource(SourceDriver):
 
         source = self.spec.args["source"]
         context, restore = self.context, self.restore
+        if restore is not None and restore.finished:
+            return  # it had read everything before the checkpoint
         rescale = getattr(source, "restore_reader", None)
         if restore is not None and (restore.rescaled or callable(rescale)):
             if not callable(rescale):
@@ -96,7 +109,10 @@ class ReaderSource(SourceDriver):
                     f"parallelism ({restore.old_parallelism} -> {restore.parallelism}); "
                     "restore it at its earlier parallelism"
                 )
-            positions = {i: s.get("position") for i, s in restore.snapshots.items()}
+            positions = {
+                i: FINISHED_POSITION if s.get("finished") else s.get("position")
+                for i, s in restore.snapshots.items()
+            }
             reader = rescale(
                 positions, restore.old_parallelism, context.subtask_index, context.parallelism
             )
@@ -119,6 +135,7 @@ class ReaderSource(SourceDriver):
                     task.flush_due()
                 else:
                     self.emit_due_watermark()
+                    self.check_idle()
                     deadline = task.flush_due()
                     wait = _IDLE_WAIT_S
                     if deadline is not None:
@@ -166,7 +183,12 @@ class _SourceContext:
             self.driver.output.emit_watermark(value)
 
     def mark_as_temporarily_idle(self) -> None:
-        pass
+        """Consumers leave this source out of their event time until it emits again."""
+        self.flush()
+        watermarks = self.driver.watermarks
+        if not watermarks.idle:
+            watermarks.idle = True
+            self.driver.output.emit_watermark_status(True)
 
     def get_checkpoint_lock(self) -> Any:
         import threading
@@ -212,6 +234,8 @@ class FunctionSource(SourceDriver):
                 pass
 
     def run(self, task: Task) -> None:
+        if self.restore is not None and self.restore.finished:
+            return  # it had ended before the checkpoint
         function = self.spec.function
         opener = getattr(function, "open", None)
         if callable(opener):

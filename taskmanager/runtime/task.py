@@ -14,6 +14,8 @@ import threading
 import time
 import traceback
 from collections.abc import Callable
+from concurrent import futures
+from concurrent.futures import Future
 from dataclasses import dataclass
 from typing import Any
 
@@ -24,14 +26,20 @@ from taskmanager.network.channels import (
     OutputChannel,
     RemoteOutputChannel,
 )
-from taskmanager.network.elements import BARRIER, END_OF_PARTITION, RECORDS, WATERMARK
+from taskmanager.network.elements import (
+    BARRIER,
+    END_OF_PARTITION,
+    RECORDS,
+    WATERMARK,
+    WATERMARK_STATUS,
+)
 from taskmanager.network.gate_registry import GateRegistry
 from taskmanager.network.input_gate import GateClosed, InputGate
 from taskmanager.network.record_writer import RecordWriter
 from taskmanager.runtime.context import MIN_WATERMARK, OperatorContext
 from taskmanager.runtime.operators import Operator, Output, create_operator
 from taskmanager.runtime.sources import create_source
-from taskmanager.state.operator_state import OperatorRestore
+from taskmanager.state.operator_state import FINISHED, OperatorRestore
 
 log = logging.getLogger(__name__)
 
@@ -40,6 +48,8 @@ BATCH_SIZE = 1024
 GATE_CAPACITY = 16
 GATE_LOOKUP_TIMEOUT_S = 60.0
 _FLUSH_WHEN_FULL_MS = 365 * 24 * 3600 * 1000
+#: how long a finishing task waits for its last snapshots to be acknowledged
+SNAPSHOT_WAIT_S = 30.0
 
 
 class TaskCancelled(Exception):
@@ -110,6 +120,14 @@ class Task:
         self._barriers: set[int] = set()  # channels that delivered that barrier
         self._finished_channels: list[bool] = []
         self._barrier_options: dict[str, Any] = {}
+        self._idle_channels: list[bool] = []
+        self._idle = False  # every input is idle (or finished)
+        self._last_snapshot = 0  # the newest checkpoint this task took its snapshot for
+        #: the newest checkpoint triggered here (not at a source), and its options
+        self._triggered: tuple[int, dict[str, Any]] = (0, {})
+        #: snapshot writes not yet acknowledged; FINISHED is reported after them, so the
+        #: JobManager never takes a task that snapshotted a checkpoint for one that had not
+        self._snapshot_writes: list[Future] = []
         self.thread = threading.Thread(target=self.run, name=f"task {self.name}", daemon=True)
 
     # -------------------------------------------------------------- control (any thread)
@@ -176,6 +194,8 @@ class Task:
             self._close(quietly=True)
         self.gates.unregister(self.id.job_id, self.id.attempt, self.vertex.id, self.id.subtask)
         self.gate.close()
+        if state == "FINISHED" and self._snapshot_writes:
+            futures.wait(self._snapshot_writes, timeout=SNAPSHOT_WAIT_S)
         self._transition(state, failure)
 
     def _transition(self, state: str, failure: str = "") -> None:
@@ -216,9 +236,17 @@ class Task:
         # Wire outputs back to front so each operator's targets already exist.
         outputs: dict[int, Output] = {}
         for chained in reversed(self.vertex.operators):
+            side = {
+                tag: Output(
+                    [operators[t] for t in chained.chained_side_outputs.get(tag, [])],
+                    [writers_by_edge[e] for e in chained.network_side_outputs.get(tag, [])],
+                )
+                for tag in {*chained.chained_side_outputs, *chained.network_side_outputs}
+            }
             outputs[chained.id] = Output(
                 [operators[target] for target in chained.chained_outputs],
                 [writers_by_edge[edge] for edge in chained.network_outputs],
+                side,
             )
             if chained.id in operators:
                 operators[chained.id].output = outputs[chained.id]
@@ -247,7 +275,8 @@ class Task:
         entry = self.restore.get("operators", {}).get(uid)
         if entry is None:
             return None
-        loaded: dict[int, dict[str, Any]] = {}
+        # A subtask that had finished stays finished (its source reads nothing more).
+        loaded: dict[int, dict[str, Any]] = dict.fromkeys(entry.get("finished", ()), FINISHED)
         cache = self.restore.setdefault("_loaded", {})
         for subtask, path in entry["files"].items():
             if path not in cache:
@@ -260,11 +289,18 @@ class Task:
     # -------------------------------------------------------------- checkpoints
 
     def trigger_checkpoint(self, checkpoint_id: int, options: dict[str, Any]) -> None:
-        """At a source task (mailbox action): snapshot, then send the barrier downstream."""
-        if self.state == "RUNNING" and self.source is not None:
+        """Mailbox action. A source snapshots, then sends the barrier downstream. Another
+        task remembers the checkpoint: if its inputs all end without delivering the barrier
+        (their tasks finished), it takes the snapshot when the last one ends."""
+        if self.state != "RUNNING" or checkpoint_id <= self._last_snapshot:
+            return
+        if self.source is not None:
             self._snapshot(checkpoint_id, options)
+        elif checkpoint_id > self._triggered[0]:
+            self._triggered = (checkpoint_id, options)
 
     def _snapshot(self, checkpoint_id: int, options: dict[str, Any]) -> None:
+        self._last_snapshot = checkpoint_id
         timestamp = options.get("timestamp", 0)
         states: dict[str, Any] = {}
         if self.source is not None:
@@ -273,7 +309,10 @@ class Task:
             states[self._uids[id(operator)]] = operator.snapshot_state(checkpoint_id, timestamp)
         for writer in self.writers:
             writer.broadcast((BARRIER, checkpoint_id, options))
-        self.checkpoints.write_snapshot(self, checkpoint_id, options, states)
+        written = self.checkpoints.write_snapshot(self, checkpoint_id, options, states)
+        if written is not None:
+            self._snapshot_writes = [f for f in self._snapshot_writes if not f.done()]
+            self._snapshot_writes.append(written)
 
     def notify_checkpoint_complete(self, checkpoint_id: int) -> None:
         """Mailbox action: the checkpoint is complete everywhere; commit what it covered."""
@@ -344,10 +383,15 @@ class Task:
 
     def _input_loop(self) -> None:
         gate, head = self.gate, self.head
-        process = head.process_batch
+        # Per channel, the head's method for its input (the second input of a two-input
+        # operator has its own).
+        by_input = [head.process_batch, getattr(head, "process_batch2", None)]
+        input_of_edge = {e.id: e.target_input for e in self.graph.inputs_of(self.vertex.id)}
+        process_of = [by_input[input_of_edge[edge_id]] for edge_id, _ in self.layout]
         open_channels = len(self.layout)
         finished = self._finished_channels = [False] * open_channels
         watermarks = [MIN_WATERMARK] * open_channels
+        idle = self._idle_channels = [False] * open_channels
         current_watermark = MIN_WATERMARK
         writers = self.writers
         timer_operators = [
@@ -355,7 +399,7 @@ class Task:
             for op in self.operators
             if type(op).next_processing_timer is not Operator.next_processing_timer
         ]
-        timeout: float | None = None
+        timeout: float | None = 0.0  # first look at timers and flushes, then wait
         while open_channels:
             item = gate.poll(timeout)
             if item is not None:
@@ -365,22 +409,39 @@ class Task:
                 elif element[0] == RECORDS:
                     values = element[1]
                     self.records_in += len(values)
-                    process(values, element[2])
+                    process_of[channel](values, element[2])
                 elif element[0] == END_OF_PARTITION:
                     if not finished[channel]:
                         finished[channel] = True
                         open_channels -= 1
                         if self._aligning is not None:
                             self._maybe_aligned()
+                        elif not open_channels and self._triggered[0] > self._last_snapshot:
+                            self._snapshot(*self._triggered)
                 elif element[0] == BARRIER:
                     self._barrier_options = element[2] or {}
                     self._on_barrier(channel, element[1], self._barrier_options)
                 elif element[0] == WATERMARK:
                     watermarks[channel] = max(watermarks[channel], element[1])
-                    low = min(
-                        (w for w, done in zip(watermarks, finished, strict=True) if not done),
-                        default=current_watermark,
-                    )
+                    low = self._low_watermark(watermarks, current_watermark)
+                    if low > current_watermark:
+                        current_watermark = low
+                        head.process_watermark(low)
+                elif element[0] == WATERMARK_STATUS:
+                    idle[channel] = element[1]
+                    all_idle = all(idle[c] or finished[c] for c in range(len(idle)))
+                    if all_idle != self._idle:
+                        self._idle = all_idle
+                        head.process_watermark_status(all_idle)
+                    # Event time goes on without the idle channels (never backwards); when
+                    # the last one goes idle, to the highest any channel reached (as Flink).
+                    if all_idle:
+                        low = max(
+                            (w for c, w in enumerate(watermarks) if not finished[c]),
+                            default=current_watermark,
+                        )
+                    else:
+                        low = self._low_watermark(watermarks, current_watermark)
                     if low > current_watermark:
                         current_watermark = low
                         head.process_watermark(low)
@@ -396,6 +457,14 @@ class Task:
                         at = time.monotonic() + max(0, due - now_ms) / 1000.0
                         deadline = at if deadline is None else min(deadline, at)
             timeout = None if deadline is None else max(0.0, deadline - time.monotonic())
+
+    def _low_watermark(self, watermarks: list[int], current: int) -> int:
+        """The minimum watermark over the channels neither finished nor idle."""
+        idle, finished = self._idle_channels, self._finished_channels
+        return min(
+            (w for c, w in enumerate(watermarks) if not (finished[c] or idle[c])),
+            default=current,
+        )
 
     def run_mailbox(self) -> None:
         """Run pending mailbox actions (sources call this between batches)."""

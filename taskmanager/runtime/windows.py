@@ -12,6 +12,7 @@ import itertools
 import time
 from typing import Any
 
+from strom.datastream.output_tag import tag_id_of
 from strom.datastream.window import TimeWindow
 from taskmanager.runtime.operators import MAX_WATERMARK, KeyedOperator, user_function
 from taskmanager.state.operator_state import OperatorRestore
@@ -117,7 +118,10 @@ class _WindowContext:
         return self._operator.context.runtime_context
 
     def output(self, output_tag: Any, value: Any) -> None:
-        raise NotImplementedError("side outputs are not available yet in this version of Strom")
+        """Emit ``value`` to a side output, stamped with the window's last timestamp."""
+        self._operator.output.side_output(
+            tag_id_of(output_tag), value, self._window.max_timestamp()
+        )
 
 
 class _AssignerContext:
@@ -167,6 +171,8 @@ class WindowOperator(KeyedOperator):
         self.assigner = args["assigner"]
         self.trigger = args.get("trigger") or self.assigner.get_default_trigger(None)
         self.lateness = int(args.get("allowed_lateness") or 0)
+        #: the side output (tag id) of records too late for any window; else they are dropped
+        self.late_tag = args.get("late_data_tag")
         self.mode = args["mode"]
         function = args.get("function")
         if self.mode == "reduce":
@@ -280,7 +286,9 @@ class WindowOperator(KeyedOperator):
             stamp = timestamps[index]
             start = stamp - (stamp - offset) % size
             if start + size - 1 <= watermark:
-                continue  # late: dropped (side outputs for late data are not there yet)
+                if self.late_tag is not None:
+                    self.output.side_output(self.late_tag, value, stamp)
+                continue
             key = key_of(value)
             per_key = contents.get(key)
             if per_key is None:
@@ -365,10 +373,12 @@ class WindowOperator(KeyedOperator):
             per_key = contents.get(key)
             if per_key is None:
                 per_key = contents[key] = {}
+            accepted = False
             for window in windows:
                 end = window.end
                 if end - 1 <= watermark:
-                    continue  # late: dropped (side outputs for late data are not there yet)
+                    continue  # late for this window
+                accepted = True
                 current = per_key.get(window, _MISSING)
                 if current is _MISSING:
                     push(heap, (end - 1, next(sequence), key, window))
@@ -380,6 +390,11 @@ class WindowOperator(KeyedOperator):
                 else:
                     self.backend.current_key = key
                     per_key[window] = self._add(current, value)
+            if not accepted:
+                if not per_key:
+                    del contents[key]
+                if self.late_tag is not None:
+                    self.output.side_output(self.late_tag, value, stamp)
 
     def _fire_fast(self, watermark: int) -> None:
         heap, contents = self._fast_heap, self.contents
@@ -429,9 +444,11 @@ class WindowOperator(KeyedOperator):
             per_key = self.contents.get(key)
             if per_key is None:
                 per_key = self.contents[key] = {}
+            accepted = False
             for window in windows:
                 if self._is_late(window):
-                    continue  # dropped (side outputs for late data are not there yet)
+                    continue  # late for this window
+                accepted = True
                 per_key[window] = self._add(per_key.get(window, _MISSING), value)
                 ctx = self.trigger_context
                 ctx.key, ctx.window = key, window
@@ -443,6 +460,8 @@ class WindowOperator(KeyedOperator):
                     self._cleanup_time(window),
                     ("cleanup", window),
                 )
+            if not accepted and self.late_tag is not None:
+                self.output.side_output(self.late_tag, value, stamp)
             if not per_key:
                 self.contents.pop(key, None)
         if out:

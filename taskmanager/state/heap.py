@@ -1,17 +1,25 @@
 """The heap keyed state backend: per-state dicts keyed by the record key.
 
-Key groups are computed when state is snapshotted, not on every access, so the hot path is
-one dict lookup. A snapshot groups entries by key group, which is what lets state be restored
-at another parallelism (DESIGN.md §4).
+The hot path is one dict lookup: nothing tracks key groups per access. A subtask only holds
+keys of the key groups it owns (its records come through a key-group partitioner), so a
+snapshot is the subtask's tables as they are, and the key group of every entry follows from its
+key (DESIGN.md §4). A restore takes a snapshot whole when all of the key groups its subtask
+owned are now its own (always, at the same parallelism), skips it when none are, and otherwise
+keeps the entries of its own key groups one by one, which is what lets state be restored at
+another parallelism.
 """
 
 from __future__ import annotations
 
+import pickle
 from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass
 from typing import Any
 
+import cloudpickle
+
 from strom.datastream import state as api
-from strom.graph.partitioning import key_group_of
+from strom.graph.partitioning import key_group_of, key_group_range
 
 _MISSING = object()
 
@@ -24,13 +32,15 @@ def _function(function: Any, method: str) -> Callable[..., Any]:
 class HeapKeyedStateBackend:
     """All keyed state of one operator in one subtask; ``current_key`` scopes every access."""
 
-    def __init__(self, max_parallelism: int) -> None:
+    def __init__(
+        self, max_parallelism: int, ttl_time_provider: Callable[[], int] | None = None
+    ) -> None:
         self.max_parallelism = max_parallelism
         self.current_key: Any = None
+        #: the clock of state TTL in epoch ms; None is processing time (see ttl.py)
+        self.ttl_time_provider = ttl_time_provider
         self.tables: dict[str, dict[Any, Any]] = {}
         self._states: dict[str, api.State] = {}
-        #: key -> key group, filled while snapshots are written (never on the hot path)
-        self._key_groups: dict[Any, int] = {}
 
     def table(self, name: str) -> dict[Any, Any]:
         table = self.tables.get(name)
@@ -39,14 +49,20 @@ class HeapKeyedStateBackend:
         return table
 
     def get_state(self, descriptor: api.StateDescriptor) -> api.State:
-        """The state object for a descriptor; the same object for the same name."""
+        """The state object for a descriptor; the same object for the same name. A descriptor
+        with an enabled ``StateTtlConfig`` gets a state that enforces it (``ttl.py``)."""
         name = descriptor.get_name()
         existing = self._states.get(name)
         if existing is not None:
             return existing
         table = self.table(name)
-        if isinstance(descriptor, api.ValueStateDescriptor):
-            state: api.State = HeapValueState(self, table)
+        ttl_config = descriptor.ttl_config
+        if ttl_config is not None and ttl_config.is_enabled():
+            from taskmanager.state.ttl import ttl_state  # ttl.py builds on this module
+
+            state: api.State = ttl_state(self, descriptor, table)
+        elif isinstance(descriptor, api.ValueStateDescriptor):
+            state = HeapValueState(self, table)
         elif isinstance(descriptor, api.ListStateDescriptor):
             state = HeapListState(self, table)
         elif isinstance(descriptor, api.MapStateDescriptor):
@@ -63,54 +79,88 @@ class HeapKeyedStateBackend:
     # -------------------------------------------------------------- snapshots
 
     def snapshot(self) -> KeyedSnapshot:
-        """A copy of the state as it is now, cheap on the task thread; grouping the entries
-        by key group happens later, off the task thread (``KeyedSnapshot.by_key_group``)."""
-        tables: dict[str, dict[Any, Any]] = {}
-        for name, table in self.tables.items():
-            copied = dict(table)
-            for key, value in copied.items():
-                kind = type(value)
-                if kind is list:  # list, map state and timers change in place: copy them
-                    copied[key] = list(value)
-                elif kind is dict:  # window contents hold lists that grow in place
-                    copied[key] = {k: list(v) if type(v) is list else v for k, v in value.items()}
-                elif kind is set:
-                    copied[key] = set(value)
-            tables[name] = copied
-        return KeyedSnapshot(tables, self.max_parallelism, self._key_groups)
+        """The state as it is at the barrier, serialized here on the task thread.
 
-    def restore(self, snapshots: Iterable[dict[str, dict[int, dict[Any, Any]]]], groups: range):
-        """Load the entries of the key groups in ``groups`` from one or more snapshots."""
+        Pickling holds the GIL, so it stops every task thread of the process for as long
+        wherever it runs; doing it here costs the stream no more than in the writer thread, and
+        saves copying the tables first. It also makes the snapshot exact: values that change in
+        place later (lists, maps, timers, window contents) cannot reach it."""
+        tables = self.tables
+        try:
+            try:
+                data = pickle.dumps(tables, protocol=5)
+            except Exception:  # e.g. a lambda in state: cloudpickle writes it by value
+                data = cloudpickle.dumps(tables, protocol=5)
+        except Exception as error:  # the checkpoint is declined, the stream goes on
+            return KeyedSnapshot(None, self.max_parallelism, error)
+        return KeyedSnapshot(data, self.max_parallelism)
+
+    def restore(self, snapshots: Iterable[StoredKeyedState], groups: range) -> None:
+        """Load the entries of the key groups in ``groups`` from earlier subtasks' snapshots."""
         for snapshot in snapshots:
-            for name, by_group in snapshot.items():
+            stored = snapshot.stored
+            if isinstance(stored, tuple) and stored[:1] == (SNAPSHOT_FORMAT,):
+                self._restore_tables(stored, snapshot.owned_key_groups(), groups)
+                continue
+            # The form before SNAPSHOT_FORMAT: {state name: {key group: {key: value}}}
+            for name, by_group in stored.items():
                 table = self.table(name)
                 for group, entries in by_group.items():
                     if group in groups:
                         table.update(entries)
 
+    def _restore_tables(self, stored: tuple, owned: range | None, groups: range) -> None:
+        _, max_parallelism, data = stored
+        known = owned is not None and max_parallelism == self.max_parallelism
+        if known and (owned.stop <= groups.start or owned.start >= groups.stop):
+            return  # none of its key groups is ours: not even unpickled
+        tables: dict[str, dict[Any, Any]] = pickle.loads(data)
+        whole = known and groups.start <= owned.start and owned.stop <= groups.stop
+        for name, entries in tables.items():
+            table = self.table(name)
+            if whole:
+                table.update(entries)
+                continue
+            maxp = self.max_parallelism
+            table.update(
+                {key: value for key, value in entries.items() if key_group_of(key, maxp) in groups}
+            )
+
+
+#: Tags the stored form of a keyed snapshot, ``(SNAPSHOT_FORMAT, max parallelism, data)``,
+#: where ``data`` is the pickle of ``{state name: {key: value}}``.
+SNAPSHOT_FORMAT = "strom.heap-keyed/2"
+
 
 class KeyedSnapshot:
-    """Keyed state copied at a barrier, grouped by key group when it is written."""
+    """Keyed state serialized at a barrier, waiting to be written with the task's snapshot."""
 
-    def __init__(self, tables: dict, max_parallelism: int, memo: dict[Any, int]) -> None:
-        self.tables, self.max_parallelism, self._memo = tables, max_parallelism, memo
+    def __init__(
+        self, data: bytes | None, max_parallelism: int, error: Exception | None = None
+    ) -> None:
+        self.data, self.max_parallelism, self.error = data, max_parallelism, error
 
-    def by_key_group(self) -> dict[str, dict[int, dict[Any, Any]]]:
-        """``{state name: {key group: {key: value}}}``, the stored form."""
-        memo, maxp = self._memo, self.max_parallelism
-        result: dict[str, dict[int, dict[Any, Any]]] = {}
-        for name, table in self.tables.items():
-            groups: dict[int, dict[Any, Any]] = {}
-            for key, value in table.items():
-                group = memo.get(key)
-                if group is None:
-                    group = memo[key] = key_group_of(key, maxp)
-                entries = groups.get(group)
-                if entries is None:
-                    entries = groups[group] = {}
-                entries[key] = value
-            result[name] = groups
-        return result
+    def stored(self) -> tuple[str, int, bytes]:
+        """The form kept in the checkpoint; raises what made serializing the state fail."""
+        if self.error is not None:
+            raise self.error
+        return (SNAPSHOT_FORMAT, self.max_parallelism, self.data)
+
+
+@dataclass(frozen=True)
+class StoredKeyedState:
+    """One earlier subtask's keyed snapshot, as a restore finds it in a checkpoint."""
+
+    subtask: int
+    parallelism: int
+    stored: Any
+
+    def owned_key_groups(self) -> range | None:
+        """The key groups the subtask owned, which are all its snapshot can hold."""
+        stored = self.stored
+        if not (isinstance(stored, tuple) and stored[:1] == (SNAPSHOT_FORMAT,)):
+            return None
+        return key_group_range(self.subtask, self.parallelism, stored[1])
 
 
 class HeapValueState(api.ValueState):

@@ -11,6 +11,7 @@ from collections.abc import Iterable
 from typing import Any
 
 from strom.datastream import state as api
+from taskmanager.state.heap import StoredKeyedState
 
 
 class _OperatorListState(api.ListState):
@@ -89,6 +90,10 @@ class FunctionSnapshotContext:
         return self._timestamp
 
 
+#: the snapshot of a subtask that had finished when the checkpoint was taken
+FINISHED: dict[str, Any] = {"finished": True}
+
+
 class OperatorRestore:
     """The snapshots of one operator (by uid) from every subtask of the earlier run."""
 
@@ -108,6 +113,11 @@ class OperatorRestore:
     def rescaled(self) -> bool:
         return self.old_parallelism != self.parallelism
 
+    @property
+    def finished(self) -> bool:
+        """Whether this subtask had finished (same parallelism only)."""
+        return not self.rescaled and bool((self.snapshots.get(self.subtask) or {}).get("finished"))
+
     def own(self) -> dict[str, Any] | None:
         """This subtask's own earlier snapshot (same parallelism only)."""
         if self.rescaled:
@@ -117,8 +127,13 @@ class OperatorRestore:
     def all(self) -> list[dict[str, Any]]:
         return [self.snapshots[index] for index in sorted(self.snapshots)]
 
-    def keyed(self) -> list[Any]:
-        return [s["keyed"] for s in self.all() if s.get("keyed")]
+    def keyed(self) -> list[StoredKeyedState]:
+        """Every earlier subtask's keyed state, with what tells which key groups it held."""
+        return [
+            StoredKeyedState(index, self.old_parallelism, self.snapshots[index]["keyed"])
+            for index in sorted(self.snapshots)
+            if self.snapshots[index].get("keyed")
+        ]
 
     def assigned(self) -> list[dict[str, Any]]:
         """Old subtasks' snapshots this subtask takes over (old index mod new parallelism)."""

@@ -13,7 +13,11 @@ from __future__ import annotations
 from abc import ABC, abstractmethod
 from enum import Enum
 
-__all__ = ["DeliveryGuarantee", "Sink", "SinkWriter", "Source", "SourceReader"]
+__all__ = ["FINISHED_POSITION", "DeliveryGuarantee", "Sink", "SinkWriter", "Source", "SourceReader"]
+
+#: the position, in a restore at another parallelism, of an old subtask that had read
+#: everything and finished before the checkpoint
+FINISHED_POSITION = "finished"
 
 
 class DeliveryGuarantee(Enum):

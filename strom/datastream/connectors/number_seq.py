@@ -2,7 +2,12 @@
 
 from __future__ import annotations
 
-from strom.datastream.connectors.base import Source, SourceReader, check_subtask
+from strom.datastream.connectors.base import (
+    FINISHED_POSITION,
+    Source,
+    SourceReader,
+    check_subtask,
+)
 
 __all__ = ["NumberSequenceSource"]
 
@@ -98,6 +103,8 @@ class _RangesReader(SourceReader):
 
 
 def _remaining(source: NumberSequenceSource, old: int, parallelism: int, position) -> list:
+    if position == FINISHED_POSITION:
+        return []
     if isinstance(position, list):
         return [tuple(r) for r in position]
     count = source.end - source.start + 1
