@@ -229,3 +229,47 @@ def test_late_records_are_dropped_unless_within_allowed_lateness(mode):
     )
     results = [(r[1] // 10 * 10, r[2]) for r in mode.collect(windows)]
     assert results == [(0, 1), (10, 1), (0, 11), (60, 1)]
+
+
+class FiringsPerWindow(ProcessWindowFunction):
+    """Counts firings in per-window state and in the key's global state; ``clear`` sees the
+    window's state when the window goes."""
+
+    def open(self, runtime_context):
+        from strom.common import Types
+        from strom.datastream import ValueStateDescriptor
+
+        self.descriptor = ValueStateDescriptor("firings", Types.INT())
+        self.opened = True
+
+    def process(self, key, context, elements):
+        assert self.opened, "open() was not called"
+        in_window = context.window_state().get_state(self.descriptor)
+        in_key = context.global_state().get_state(self.descriptor)
+        in_window.update((in_window.value() or 0) + 1)
+        in_key.update((in_key.value() or 0) + 1)
+        yield key, context.window().start, len(list(elements)), in_window.value()
+
+    def clear(self, context):
+        assert context.window_state().get_state(self.descriptor).value() == 2
+        context.window_state().get_state(self.descriptor).clear()
+
+
+def test_process_window_function_per_window_and_global_state(mode):
+    data = [(f"k{i % 2}", t, 1) for i, t in enumerate(range(0, 400, 5))]
+    env = StreamExecutionEnvironment.get_execution_environment()
+    env.set_parallelism(2)
+    results = mode.collect(
+        stamped(env, data)
+        .key_by(lambda e: e[0])
+        .window(TumblingEventTimeWindows.of(Time.milliseconds(40)))
+        .trigger(CountTrigger.of(2))
+        .process(FiringsPerWindow())
+    )
+    # Each window of a key holds 4 records: the count trigger fires at the 2nd and 4th,
+    # and the per-window count restarts in every window.
+    expected = []
+    for key in ("k0", "k1"):
+        for start in range(0, 400, 40):
+            expected += [(key, start, 2, 1), (key, start, 4, 2)]
+    assert sorted(results) == sorted(expected)

@@ -15,6 +15,7 @@ from typing import Any
 from strom.datastream.output_tag import tag_id_of
 from strom.datastream.window import TimeWindow
 from taskmanager.runtime.operators import MAX_WATERMARK, KeyedOperator, user_function
+from taskmanager.state.heap import HeapKeyedStateBackend
 from taskmanager.state.operator_state import OperatorRestore
 
 CONTENTS = "__window_contents"  # key -> {window: accumulator or list}
@@ -111,10 +112,14 @@ class _WindowContext:
     def current_watermark(self) -> int:
         return self._operator.current_watermark
 
-    def window_state(self) -> Any:
-        return self._operator.context.runtime_context
+    def window_state(self) -> WindowStateStore:
+        """Keyed state of this key in this window only; cleared with the window."""
+        store = self._operator.window_states
+        store.backend.current_key = self._window
+        return store
 
     def global_state(self) -> Any:
+        """Keyed state of this key across all its windows."""
         return self._operator.context.runtime_context
 
     def output(self, output_tag: Any, value: Any) -> None:
@@ -122,6 +127,88 @@ class _WindowContext:
         self._operator.output.side_output(
             tag_id_of(output_tag), value, self._window.max_timestamp()
         )
+
+
+WINDOW_STATE_PREFIX = "__window__/"
+
+
+class _PerWindowTable:
+    """A table of per-window state as the Heap*State classes see it: indexed by window, for
+    the keyed backend's current key. Stored in the keyed backend as key -> {window: value},
+    so it is snapshotted and redistributed by key group like any keyed state."""
+
+    __slots__ = ("keyed", "outer")
+
+    def __init__(self, outer: dict, keyed: HeapKeyedStateBackend) -> None:
+        self.outer, self.keyed = outer, keyed
+
+    def _inner(self, create: bool = False) -> dict | None:
+        inner = self.outer.get(self.keyed.current_key)
+        if inner is None and create:
+            inner = self.outer[self.keyed.current_key] = {}
+        return inner
+
+    def get(self, window: Any, default: Any = None) -> Any:
+        inner = self._inner()
+        return default if inner is None else inner.get(window, default)
+
+    def __getitem__(self, window: Any) -> Any:
+        inner = self._inner()
+        if inner is None:
+            raise KeyError(window)
+        return inner[window]
+
+    def __contains__(self, window: Any) -> bool:
+        inner = self._inner()
+        return inner is not None and window in inner
+
+    def __setitem__(self, window: Any, value: Any) -> None:
+        self._inner(create=True)[window] = value
+
+    def setdefault(self, window: Any, default: Any) -> Any:
+        return self._inner(create=True).setdefault(window, default)
+
+    def pop(self, window: Any, default: Any = None) -> Any:
+        inner = self._inner()
+        if inner is None:
+            return default
+        value = inner.pop(window, default)
+        if not inner:
+            del self.outer[self.keyed.current_key]
+        return value
+
+
+class _PerWindowBackend(HeapKeyedStateBackend):
+    """Makes the usual state objects for per-window state: its ``current_key`` is the
+    window; the tables live in the operator's keyed backend (see ``_PerWindowTable``)."""
+
+    def __init__(self, keyed: HeapKeyedStateBackend) -> None:
+        super().__init__(keyed.max_parallelism, keyed.ttl_time_provider)
+        self.keyed = keyed
+
+    def table(self, name: str) -> Any:
+        table = self.tables.get(name)
+        if table is None:
+            outer = self.keyed.table(WINDOW_STATE_PREFIX + name)
+            table = self.tables[name] = _PerWindowTable(outer, self.keyed)
+        return table
+
+    def clear_window(self, window: Any) -> None:
+        """Drop the current key's state in ``window`` (the window is gone)."""
+        for table in self.tables.values():
+            table.pop(window, None)
+
+
+class WindowStateStore:
+    """``context.window_state()``: get_state & co. scoped to the key and the window."""
+
+    def __init__(self, keyed: HeapKeyedStateBackend) -> None:
+        self.backend = _PerWindowBackend(keyed)
+
+    def get_state(self, state_descriptor: Any) -> Any:
+        return self.backend.get_state(state_descriptor)
+
+    get_list_state = get_map_state = get_reducing_state = get_aggregating_state = get_state
 
 
 class _AssignerContext:
@@ -179,6 +266,13 @@ class WindowOperator(KeyedOperator):
             self.reduce = user_function(function, "reduce")
         self.aggregate = function if self.mode == "aggregate" else None
         self.window_function = args.get("window_function")
+        self.window_states = WindowStateStore(self.backend)
+        for function in self._functions():
+            opener = getattr(function, "open", None)
+            if callable(opener):
+                opener(self.context.runtime_context)
+        # ProcessWindowFunction.clear(context) runs when a window is dropped.
+        self.clear_function = getattr(self.window_function, "clear", None)
         self.event_time = bool(self.assigner.is_event_time())
         self.merging = callable(getattr(self.assigner, "merge_windows", None))
         self.trigger_context = _TriggerContext(self)
@@ -336,6 +430,7 @@ class WindowOperator(KeyedOperator):
                     continue
                 self.backend.current_key = key
                 produced = self._fire(key, window, accumulated)
+                self._window_dropped(window)
                 out.extend(produced)
                 fired += len(produced)
             stamps.extend([end - 1] * fired)
@@ -408,6 +503,7 @@ class WindowOperator(KeyedOperator):
                 continue
             self.backend.current_key = key
             produced = self._fire(key, window, per_key.pop(window))
+            self._window_dropped(window)
             if not per_key:
                 del contents[key]
             out.extend(produced)
@@ -540,6 +636,24 @@ class WindowOperator(KeyedOperator):
             result = user_function(function, "apply")(key, window, elements)
         return list(result) if result is not None else []
 
+    def _window_dropped(self, window: Any) -> None:
+        """The current key's ``window`` is gone: ``clear`` of a ProcessWindowFunction, and
+        its per-window state."""
+        if self.clear_function is not None and callable(self.clear_function):
+            self.clear_function(_WindowContext(self, window))
+        if self.window_states.backend.tables:
+            self.window_states.backend.clear_window(window)
+
+    def _functions(self) -> list:
+        args = self.spec.args
+        return [f for f in (args.get("function"), args.get("window_function")) if f is not None]
+
+    def close(self) -> None:
+        for function in self._functions():
+            closer = getattr(function, "close", None)
+            if callable(closer):
+                closer()
+
     # -------------------------------------------------------------- time
 
     def _on_timers(self, due, event_time: bool) -> None:
@@ -575,6 +689,7 @@ class WindowOperator(KeyedOperator):
                 del store[slot]
             if not store:
                 del self.trigger_state[key]
+        self._window_dropped(window)
         if self.merging and key in self.sessions:
             remaining = [w for w in self.sessions[key] if w != window]
             if remaining:
