@@ -133,3 +133,15 @@ def test_state_pickle_cannot_write_is_written_by_value_or_fails_only_the_checkpo
     assert isinstance(snapshot, KeyedSnapshot)
     with pytest.raises(TypeError):
         snapshot.stored()
+
+
+def test_state_that_refers_to_itself_still_snapshots():
+    backend = HeapKeyedStateBackend(MAX_PARALLELISM)
+    state = backend.get_state(ValueStateDescriptor("graph", ANY))
+    node: list = ["node"]
+    node.append(node)
+    backend.current_key = "k"
+    state.update(node)
+    files = {0: {"keyed": backend.snapshot().stored()}}
+    value = restored(files, 1, 0, 1).tables["graph"]["k"]
+    assert value[0] == "node" and value[1] is value

@@ -11,6 +11,7 @@ another parallelism.
 
 from __future__ import annotations
 
+import io
 import pickle
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
@@ -84,16 +85,16 @@ class HeapKeyedStateBackend:
         Pickling holds the GIL, so it stops every task thread of the process for as long
         wherever it runs; doing it here costs the stream no more than in the writer thread, and
         saves copying the tables first. It also makes the snapshot exact: values that change in
-        place later (lists, maps, timers, window contents) cannot reach it."""
-        tables = self.tables
-        try:
+        place later (lists, maps, timers, window contents) cannot reach it. If no way of
+        serializing works, the snapshot carries the error: the checkpoint is declined and the
+        stream goes on."""
+        error: Exception | None = None
+        for serialize in _SERIALIZERS:
             try:
-                data = pickle.dumps(tables, protocol=5)
-            except Exception:  # e.g. a lambda in state: cloudpickle writes it by value
-                data = cloudpickle.dumps(tables, protocol=5)
-        except Exception as error:  # the checkpoint is declined, the stream goes on
-            return KeyedSnapshot(None, self.max_parallelism, error)
-        return KeyedSnapshot(data, self.max_parallelism)
+                return KeyedSnapshot(serialize(self.tables), self.max_parallelism)
+            except Exception as failure:
+                error = failure
+        return KeyedSnapshot(None, self.max_parallelism, error)
 
     def restore(self, snapshots: Iterable[StoredKeyedState], groups: range) -> None:
         """Load the entries of the key groups in ``groups`` from earlier subtasks' snapshots."""
@@ -126,6 +127,23 @@ class HeapKeyedStateBackend:
                 {key: value for key, value in entries.items() if key_group_of(key, maxp) in groups}
             )
 
+
+def _pickle_without_memo(tables: dict[str, dict[Any, Any]]) -> bytes:
+    """Pickle without remembering every object written: about three times as fast on many
+    small values. Each entry is written on its own, as Flink serializes state per entry (two
+    entries sharing one object get a copy each when restored); a cycle raises ValueError."""
+    buffer = io.BytesIO()
+    pickler = pickle.Pickler(buffer, protocol=5)
+    pickler.fast = True
+    pickler.dump(tables)
+    return buffer.getvalue()
+
+
+_SERIALIZERS: tuple[Callable[[Any], bytes], ...] = (
+    _pickle_without_memo,
+    lambda tables: pickle.dumps(tables, protocol=5),  # cycles in state
+    lambda tables: cloudpickle.dumps(tables, protocol=5),  # e.g. a lambda in state
+)
 
 #: Tags the stored form of a keyed snapshot, ``(SNAPSHOT_FORMAT, max parallelism, data)``,
 #: where ``data`` is the pickle of ``{state name: {key: value}}``.
