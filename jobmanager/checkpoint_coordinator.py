@@ -52,6 +52,10 @@ class FailedCheckpoint:
     is_savepoint: bool = False
 
 
+#: the checkpoint interval once all sources have finished (see ``due``)
+DRAINING_INTERVAL_MS = 100
+
+
 class CheckpointCoordinator:
     """Checkpoint ids grow for the life of the job, across restarts."""
 
@@ -70,11 +74,15 @@ class CheckpointCoordinator:
 
     # -------------------------------------------------------------- triggering
 
-    def due(self, now: float) -> bool:
-        """Whether a periodic checkpoint should be triggered now."""
+    def due(self, now: float, draining: bool = False) -> bool:
+        """Whether a periodic checkpoint should be triggered now. ``draining``: every source
+        has finished, so the tasks left end as soon as a checkpoint commits their output; it
+        comes after ``DRAINING_INTERVAL_MS`` rather than the whole interval."""
         interval = self.settings.interval_ms
         if not interval:
             return False
+        if draining:
+            interval = min(interval, DRAINING_INTERVAL_MS)
         if len([p for p in self.pending.values() if not p.is_savepoint]) >= max(
             1, self.settings.max_concurrent
         ):

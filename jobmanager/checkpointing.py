@@ -134,6 +134,14 @@ class Checkpointing:
             and "RUNNING" in states
         )
 
+    @staticmethod
+    def _draining(record: JobRecord) -> bool:
+        """Every source task has finished; the rest of the job is ending."""
+        return not any(
+            s.state == "RUNNING" and s.vertex_id in record.sources
+            for s in record.graph.subtasks.values()
+        )
+
     def _acknowledge_finished(self, record: JobRecord, checkpoint_id: int) -> bool:
         """Finished tasks acknowledge ``checkpoint_id`` at once (lock held); True when that
         completes it."""
@@ -170,7 +178,7 @@ class Checkpointing:
                     if coordinator.fail(checkpoint_id, now, "expired before completing"):
                         failed_jobs.append(record)
                     self._savepoint_failed(record, checkpoint_id, "expired before completing")
-                if self._ready(record) and coordinator.due(now):
+                if self._ready(record) and coordinator.due(now, self._draining(record)):
                     checkpoint_id = coordinator.trigger(now)
                     self._acknowledge_finished(record, checkpoint_id)
                     triggers.append((record, checkpoint_id))

@@ -294,6 +294,7 @@ class Dispatcher:
                 config=request.config,
                 jobmanager_address=self.jm.advertised_address,
                 restore=restore,
+                checkpointing=bool(record.coordinator and record.coordinator.settings.interval_ms),
             )
             try:
                 answer = self._stub(address).DeployTasks(deployment, timeout=_RPC_TIMEOUT_S)

@@ -151,6 +151,7 @@ class TaskDeployer:
                     parameters,
                     checkpoints,
                     dict(restore) if restore else None,
+                    checkpointing=request.checkpointing,
                 )
                 self.tasks[task_id] = task
                 created.append(task)

@@ -28,6 +28,17 @@ def test_a_checkpoint_completes_when_every_task_acknowledged():
     assert c.counts == {"triggered": 1, "completed": 1, "failed": 0, "restored": 0}
 
 
+def test_once_sources_finished_checkpoints_come_sooner():
+    c = coordinator()
+    cid = c.trigger(0.0)
+    for task in TASKS:
+        c.acknowledge(cid, task, {"path": "p"})
+    c.complete(cid, 0.01, "/chk-1", 1)
+    assert not c.due(0.05, draining=True)  # draining: every 100 ms instead of every second
+    assert c.due(0.11, draining=True)
+    assert not c.due(0.11)
+
+
 def test_retention_min_pause_and_subsumption():
     c = coordinator(min_pause_ms=500, max_concurrent=2, num_retained=1)
     first = c.trigger(0.0)

@@ -239,3 +239,35 @@ def test_windowed_job_survives_sigkill_with_exactly_the_undisturbed_output(local
     for value in range(1, count + 1):
         expected[(value % KEYS, value // 1000)] += 1
     assert committed_output(output) == Counter(repr((k, w, n)) for (k, w), n in expected.items())
+
+
+class SlowSecondHalf(MapFunction):
+    """Subtask 0's numbers pass at once; subtask 1's slowly, and in the first attempt subtask
+    1 fails as soon as subtask 0's last number is visible in the committed output."""
+
+    def __init__(self, half: int, output: str) -> None:
+        self.half, self.output = half, output
+
+    def open(self, runtime_context: RuntimeContext) -> None:
+        self.attempt = runtime_context.get_attempt_number()
+
+    def map(self, value: int) -> int:
+        if value > self.half:
+            time.sleep(0.0005)  # a throttle: subtask 1 is still running when subtask 0 ends
+            if self.attempt == 0 and value % 20 == 0:
+                if str(self.half) in committed_output(Path(self.output)):
+                    raise RuntimeError("injected failure after subtask 0 committed its end")
+        return value
+
+
+def test_a_sink_subtask_that_ended_commits_with_a_final_checkpoint(mode, tmp_path):
+    """A FileSink subtask that reaches its end while others run commits with the next
+    checkpoint, not at once: a restart from an earlier checkpoint would repeat its output."""
+    count = 4_000
+    output, checkpoints = tmp_path / "out", tmp_path / "checkpoints"
+    env = checkpointed_env(checkpoints)
+    numbers = env.from_source(NumberSequenceSource(1, count), None, "numbers")
+    sink = FileSink.for_row_format(str(output), Encoder.simple_string_encoder()).build()
+    numbers.map(SlowSecondHalf(count // 2, str(output))).sink_to(sink)
+    mode.execute(env, "final checkpoint")
+    assert committed_output(output) == Counter(str(v) for v in range(1, count + 1))

@@ -298,7 +298,7 @@ class TaskSpec(_message.Message):
     def __init__(self, vertex_id: _Optional[str] = ..., subtask: _Optional[int] = ...) -> None: ...
 
 class DeployTasksRequest(_message.Message):
-    __slots__ = ("job_id", "attempt", "job_name", "job_graph", "files", "tasks", "locations", "config", "jobmanager_address", "restore")
+    __slots__ = ("job_id", "attempt", "job_name", "job_graph", "files", "tasks", "locations", "config", "jobmanager_address", "restore", "checkpointing")
     class ConfigEntry(_message.Message):
         __slots__ = ("key", "value")
         KEY_FIELD_NUMBER: _ClassVar[int]
@@ -316,6 +316,7 @@ class DeployTasksRequest(_message.Message):
     CONFIG_FIELD_NUMBER: _ClassVar[int]
     JOBMANAGER_ADDRESS_FIELD_NUMBER: _ClassVar[int]
     RESTORE_FIELD_NUMBER: _ClassVar[int]
+    CHECKPOINTING_FIELD_NUMBER: _ClassVar[int]
     job_id: str
     attempt: int
     job_name: str
@@ -326,7 +327,8 @@ class DeployTasksRequest(_message.Message):
     config: _containers.ScalarMap[str, str]
     jobmanager_address: str
     restore: bytes
-    def __init__(self, job_id: _Optional[str] = ..., attempt: _Optional[int] = ..., job_name: _Optional[str] = ..., job_graph: _Optional[bytes] = ..., files: _Optional[_Iterable[_Union[JobFile, _Mapping]]] = ..., tasks: _Optional[_Iterable[_Union[TaskSpec, _Mapping]]] = ..., locations: _Optional[_Iterable[_Union[TaskLocation, _Mapping]]] = ..., config: _Optional[_Mapping[str, str]] = ..., jobmanager_address: _Optional[str] = ..., restore: _Optional[bytes] = ...) -> None: ...
+    checkpointing: bool
+    def __init__(self, job_id: _Optional[str] = ..., attempt: _Optional[int] = ..., job_name: _Optional[str] = ..., job_graph: _Optional[bytes] = ..., files: _Optional[_Iterable[_Union[JobFile, _Mapping]]] = ..., tasks: _Optional[_Iterable[_Union[TaskSpec, _Mapping]]] = ..., locations: _Optional[_Iterable[_Union[TaskLocation, _Mapping]]] = ..., config: _Optional[_Mapping[str, str]] = ..., jobmanager_address: _Optional[str] = ..., restore: _Optional[bytes] = ..., checkpointing: _Optional[bool] = ...) -> None: ...
 
 class CancelTasksRequest(_message.Message):
     __slots__ = ("job_id", "attempt")

@@ -29,6 +29,8 @@ class OperatorContext:
     auto_watermark_interval_ms: int = 200
     #: asks the JobManager whether this attempt is still the job's current one
     attempt_is_current: Any = None
+    #: the job takes checkpoints
+    checkpointing: bool = False
     _runtime_context: Any = None
 
     @property

@@ -173,6 +173,10 @@ class Operator:
     def end_input(self) -> None:
         """All input has arrived (a bounded stream ended)."""
 
+    def awaits_final_checkpoint(self) -> bool:
+        """After ``end_input``: whether the task must wait for a checkpoint to complete."""
+        return False
+
     def close(self) -> None:
         closer = getattr(self.function, "close", None)
         if callable(closer) and not isinstance(self.function, type):
@@ -683,6 +687,8 @@ class SinkWriterOperator(Operator):
             self.context.subtask_index, self.context.parallelism
         )
         self.pending: dict[int, Any] = {}
+        #: with checkpointing, after the end of input: the final checkpoint (0: not taken yet)
+        self.final_checkpoint: int | None = None
         if restore is not None:
             for snapshot in restore.assigned():
                 for committables in snapshot.get("committables", []):
@@ -694,11 +700,18 @@ class SinkWriterOperator(Operator):
     def snapshot_state(self, checkpoint_id: int, timestamp: int) -> dict[str, Any]:
         committables = self.writer.prepare_commit(checkpoint_id)
         self.pending[checkpoint_id] = committables
+        if self.final_checkpoint == 0:
+            self.final_checkpoint = checkpoint_id
         return {"committables": [self.pending[c] for c in sorted(self.pending)]}
 
     def notify_checkpoint_complete(self, checkpoint_id: int) -> None:
         for done in [c for c in sorted(self.pending) if c <= checkpoint_id]:
             self.writer.commit(self.pending.pop(done))
+        if self.final_checkpoint and self.final_checkpoint <= checkpoint_id:
+            self.final_checkpoint = None  # everything is committed
+
+    def awaits_final_checkpoint(self) -> bool:
+        return self.final_checkpoint is not None
 
     def process_batch(self, values, timestamps):
         self.writer.write_batch(values)
@@ -711,7 +724,10 @@ class SinkWriterOperator(Operator):
             raise RuntimeError(
                 "this attempt of the job was replaced by a newer one; its output is not committed"
             )
-        self.writer.finish()
+        if self.context.checkpointing:
+            self.final_checkpoint = 0  # commit with the next checkpoint (see Task)
+        else:
+            self.writer.finish()
 
     def close(self) -> None:
         self.writer.close()

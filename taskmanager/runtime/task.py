@@ -86,6 +86,7 @@ class Task:
         job_parameters: dict[str, str] | None = None,
         checkpoints: Any = None,
         restore: dict[str, Any] | None = None,
+        checkpointing: bool = False,
     ) -> None:
         self.id = task_id
         self.graph = graph
@@ -115,11 +116,14 @@ class Task:
         self.source = None
         #: writes snapshots off the task thread and acknowledges them (see deployment.py)
         self.checkpoints = checkpoints
+        #: the job takes checkpoints (two-phase-commit sinks end with a final one)
+        self.checkpointing = checkpointing
         self.restore = restore or {}
         self._aligning: int | None = None  # the checkpoint whose barriers are being aligned
         self._barriers: set[int] = set()  # channels that delivered that barrier
         self._finished_channels: list[bool] = []
         self._barrier_options: dict[str, Any] = {}
+        self._input_ended = False  # end of input handled; outputs closed
         self._idle_channels: list[bool] = []
         self._idle = False  # every input is idle (or finished)
         self._last_snapshot = 0  # the newest checkpoint this task took its snapshot for
@@ -178,6 +182,7 @@ class Task:
             else:
                 self._input_loop()
             self._end_of_input()
+            self._await_final_checkpoint()
             self._close(quietly=False)
             state = "FINISHED"
         except TaskCancelled:
@@ -218,6 +223,7 @@ class Task:
             job_parameters=self.job_parameters,
             auto_watermark_interval_ms=self.graph.settings.get("auto_watermark_interval_ms", 200),
             attempt_is_current=self._attempt_is_current if self.checkpoints else None,
+            checkpointing=self.checkpointing,
         )
 
     def _setup(self) -> None:
@@ -294,7 +300,7 @@ class Task:
         (their tasks finished), it takes the snapshot when the last one ends."""
         if self.state != "RUNNING" or checkpoint_id <= self._last_snapshot:
             return
-        if self.source is not None:
+        if self.source is not None or self._input_ended:
             self._snapshot(checkpoint_id, options)
         elif checkpoint_id > self._triggered[0]:
             self._triggered = (checkpoint_id, options)
@@ -307,8 +313,9 @@ class Task:
             states[self.vertex.head.uid] = self.source.snapshot_state(checkpoint_id, timestamp)
         for operator in self.operators:
             states[self._uids[id(operator)]] = operator.snapshot_state(checkpoint_id, timestamp)
-        for writer in self.writers:
-            writer.broadcast((BARRIER, checkpoint_id, options))
+        if not self._input_ended:  # after the end, the outputs are closed
+            for writer in self.writers:
+                writer.broadcast((BARRIER, checkpoint_id, options))
         written = self.checkpoints.write_snapshot(self, checkpoint_id, options, states)
         if written is not None:
             self._snapshot_writes = [f for f in self._snapshot_writes if not f.done()]
@@ -486,8 +493,23 @@ class Task:
             writer.broadcast((END_OF_PARTITION,))
         for writer in self.writers:
             writer.close()
+        self._input_ended = True
         if self.source is None:
             self.records_out = sum(writer.records_out for writer in self.writers)
+
+    def _await_final_checkpoint(self) -> None:
+        """Keep running mailbox actions until operators that commit with checkpoints (a
+        FileSink's writer) saw a checkpoint taken after their end of input complete. Their
+        output becomes final only then, as in Flink: committing at once could duplicate it
+        if the job restarted from an earlier checkpoint."""
+        waiting = [op for op in self.operators if op.awaits_final_checkpoint()]
+        while waiting:
+            item = self.gate.poll(0.1)
+            if item is not None and item[0] < 0:
+                item[1]()
+            if self.cancelled:
+                raise TaskCancelled()
+            waiting = [op for op in waiting if op.awaits_final_checkpoint()]
 
     def _abort(self) -> None:
         for operator in self.operators:
