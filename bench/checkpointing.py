@@ -147,11 +147,14 @@ def recovery_run(work: Path, delay_ms: int) -> float:
         victim_pid = next(tm.pid for tm in cluster.taskmanagers() if tm.free_slots == 0)
         killed_at = time.time()
         os.kill(victim_pid, signal.SIGKILL)
-        while not os.path.exists(marker):
+        stamps: list[str] = []
+        while not stamps:  # the file may exist a moment before its first line is in it
             if time.time() - killed_at > 60:
                 raise RuntimeError("the job did not recover within 60 s")
             time.sleep(0.01)
-        first = min(float(line) for line in Path(marker).read_text().split())
+            if os.path.exists(marker):
+                stamps = Path(marker).read_text().split()
+        first = min(float(line) for line in stamps)
         job.cancel()
         return first - killed_at
     finally:
