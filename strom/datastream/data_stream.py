@@ -62,14 +62,14 @@ def _check_function(function: Any, method: str, api: str) -> Any:
     )
 
 
-def _key_selector(key_selector: Any) -> Callable[[Any], Any]:
+def _key_selector(key_selector: Any, api: str = "key_by") -> Callable[[Any], Any]:
     selector = getattr(key_selector, "get_key", None)
     if callable(selector):
         return selector
     if callable(key_selector):
         return key_selector
     raise TypeError(
-        "key_by() needs a callable or a KeySelector with get_key(value); "
+        f"{api}() needs a callable or a KeySelector with get_key(value); "
         f"got {type(key_selector).__name__}"
     )
 

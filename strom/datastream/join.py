@@ -18,7 +18,13 @@ from collections.abc import Callable, Iterable
 from typing import Any
 
 from strom.common.time import to_milliseconds
-from strom.datastream.data_stream import DataStream, KeyedStream, WindowedStream, _check_function
+from strom.datastream.data_stream import (
+    DataStream,
+    KeyedStream,
+    WindowedStream,
+    _check_function,
+    _key_selector,
+)
 from strom.datastream.functions import FlatJoinFunction, WindowFunction
 from strom.graph.stream_graph import OperatorSpec
 
@@ -59,18 +65,6 @@ class UnionKeySelector:
     __call__ = get_key
 
 
-def _key_selector(key_selector: Any, api: str) -> Callable[[Any], Any]:
-    selector = getattr(key_selector, "get_key", None)
-    if callable(selector):
-        return selector
-    if callable(key_selector):
-        return key_selector
-    raise TypeError(
-        f"{api}() needs a callable or a KeySelector with get_key(value); "
-        f"got {type(key_selector).__name__}"
-    )
-
-
 def _check_stream(stream: Any, other: DataStream, api: str, kind: type = DataStream) -> None:
     if not isinstance(stream, kind):
         raise TypeError(f"{api}() takes a {kind.__name__}; got {type(stream).__name__}")
@@ -105,13 +99,10 @@ def _keyed_union(
 # ---------------------------------------------------------------------- window joins
 
 
-class CoGroupWindowFunction(WindowFunction):
-    """Splits a window's tagged records by side and hands both to the co-group function."""
+class _Wrapper:
+    """Hands ``open``/``close`` on to the user's function it wraps (``self.function``)."""
 
-    def __init__(self, co_group: Any) -> None:
-        self.function = co_group
-        bound = getattr(co_group, "co_group", None)
-        self.co_group = bound if callable(bound) else co_group
+    function: Any
 
     def open(self, runtime_context: Any) -> None:
         opener = getattr(self.function, "open", None)
@@ -122,6 +113,15 @@ class CoGroupWindowFunction(WindowFunction):
         closer = getattr(self.function, "close", None)
         if callable(closer):
             closer()
+
+
+class CoGroupWindowFunction(_Wrapper, WindowFunction):
+    """Splits a window's tagged records by side and hands both to the co-group function."""
+
+    def __init__(self, co_group: Any) -> None:
+        self.function = co_group
+        bound = getattr(co_group, "co_group", None)
+        self.co_group = bound if callable(bound) else co_group
 
     def apply(self, key: Any, window: Any, inputs: Iterable[Any]) -> Iterable[Any]:
         first: list = []
@@ -132,7 +132,7 @@ class CoGroupWindowFunction(WindowFunction):
         return () if result is None else result
 
 
-class JoinCoGroupFunction:
+class JoinCoGroupFunction(_Wrapper):
     """A join as a co-group: the join function over every pair of a window's two sides, so
     a key with records on one side only yields nothing (an inner join)."""
 
@@ -141,16 +141,6 @@ class JoinCoGroupFunction:
         bound = getattr(join, "join", None)
         self.join = bound if callable(bound) else join
         self.flat = isinstance(join, FlatJoinFunction)
-
-    def open(self, runtime_context: Any) -> None:
-        opener = getattr(self.function, "open", None)
-        if callable(opener):
-            opener(runtime_context)
-
-    def close(self) -> None:
-        closer = getattr(self.function, "close", None)
-        if callable(closer):
-            closer()
 
     def co_group(self, first: list, second: list) -> list:
         join = self.join

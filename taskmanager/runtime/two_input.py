@@ -251,9 +251,10 @@ class BroadcastContext(ProcessContext):
 
 
 class _BroadcastStateMixin:
-    """Holds, snapshots and restores the broadcast states of an operator."""
+    """Holds, snapshots and restores the broadcast states of an operator, and switches the
+    context between read-only (regular input) and writable (broadcast input)."""
 
-    def _init_broadcast(self, restore: OperatorRestore | None) -> None:
+    def initialize_state(self, restore: OperatorRestore | None) -> None:
         self.declared = {d.get_name() for d in self.spec.args.get("broadcast_descriptors", [])}
         self.broadcast_states: dict[str, dict] = {}
         if restore is not None:
@@ -263,69 +264,46 @@ class _BroadcastStateMixin:
                         name: dict(entries) for name, entries in snapshot["broadcast"].items()
                     }
                     break
+        super().initialize_state(restore)
 
-    def _snapshot_broadcast(self, state: dict[str, Any]) -> dict[str, Any]:
+    def snapshot_state(self, checkpoint_id: int, timestamp: int) -> dict[str, Any]:
+        state = super().snapshot_state(checkpoint_id, timestamp)
         state["broadcast"] = {name: dict(e) for name, e in self.broadcast_states.items()}
         return state
+
+    def _open_contexts(self, backend: Any, kind: str) -> None:
+        self.call2 = _required(self.function, "process_broadcast_element", kind)
+        self.ctx = self.read_only = BroadcastContext(self, backend, writable=False)
+        self.writable = BroadcastContext(self, backend, writable=True)
+
+    def process_batch2(self, values, timestamps):
+        self.ctx = self.writable
+        try:
+            run_process_function(self, values, timestamps, call=self.call2)
+        finally:
+            self.ctx = self.read_only
 
 
 class BroadcastProcessOperator(_BroadcastStateMixin, Operator):
     """``BroadcastProcessFunction``: the first input is the regular one, the second the
     broadcast one."""
 
-    def initialize_state(self, restore: OperatorRestore | None) -> None:
-        self._init_broadcast(restore)
-        super().initialize_state(restore)
-
-    def snapshot_state(self, checkpoint_id: int, timestamp: int) -> dict[str, Any]:
-        return self._snapshot_broadcast(super().snapshot_state(checkpoint_id, timestamp))
-
     def open(self) -> None:
         super().open()
         self.call = user_function(self.function, "process_element")
-        self.call2 = _required(
-            self.function, "process_broadcast_element", "BroadcastProcessFunction"
-        )
-        self.ctx = self.read_only = BroadcastContext(self, None, writable=False)
-        self.writable = BroadcastContext(self, None, writable=True)
+        self._open_contexts(None, "BroadcastProcessFunction")
 
     def process_batch(self, values, timestamps):
-        self.ctx = self.read_only
         run_process_function(self, values, timestamps)
-
-    def process_batch2(self, values, timestamps):
-        self.ctx = self.writable
-        try:
-            run_process_function(self, values, timestamps, call=self.call2)
-        finally:
-            self.ctx = self.read_only
 
 
 class KeyedBroadcastProcessOperator(_BroadcastStateMixin, KeyedProcessOperator):
     """``KeyedBroadcastProcessFunction``: keyed state and timers for the keyed input,
     broadcast state written by the broadcast input."""
 
-    def initialize_state(self, restore: OperatorRestore | None) -> None:
-        self._init_broadcast(restore)
-        super().initialize_state(restore)
-
-    def snapshot_state(self, checkpoint_id: int, timestamp: int) -> dict[str, Any]:
-        return self._snapshot_broadcast(super().snapshot_state(checkpoint_id, timestamp))
-
     def open(self) -> None:
         super().open()
-        self.call2 = _required(
-            self.function, "process_broadcast_element", "KeyedBroadcastProcessFunction"
-        )
-        self.ctx = self.read_only = BroadcastContext(self, self.backend, writable=False)
-        self.writable = BroadcastContext(self, self.backend, writable=True)
-
-    def process_batch2(self, values, timestamps):
-        self.ctx = self.writable
-        try:
-            run_process_function(self, values, timestamps, call=self.call2)
-        finally:
-            self.ctx = self.read_only
+        self._open_contexts(self.backend, "KeyedBroadcastProcessFunction")
 
 
 TWO_INPUT_OPERATORS: dict[str, type[Operator]] = {
