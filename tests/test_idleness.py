@@ -125,17 +125,17 @@ def test_watermark_status_crosses_the_network(idle_first):
     assert decode(encode(element)) == element
 
 
-def test_with_idleness_in_assign_timestamps_and_watermarks(mode):
+@pytest.mark.parametrize("chained", [True, False])
+def test_with_idleness_in_assign_timestamps_and_watermarks(mode, chained):
     env = env_with(2)
     strategy = (
         WatermarkStrategy.for_monotonous_timestamps()
         .with_timestamp_assigner(lambda e, _: e[1])
         .with_idleness(Duration.of_millis(200))
     )
-    stamped = (
-        env.from_source(SilentSource(), WatermarkStrategy.no_watermarks(), "silent")
-        .forward()
-        .assign_timestamps_and_watermarks(strategy)
-        .start_new_chain()
-    )
+    source = env.from_source(SilentSource(), WatermarkStrategy.no_watermarks(), "silent")
+    if chained:  # in the source's task
+        stamped = source.assign_timestamps_and_watermarks(strategy)
+    else:  # in a task of its own
+        stamped = source.forward().assign_timestamps_and_watermarks(strategy).start_new_chain()
     assert collect_closed_windows(mode, window_counts(stamped)) == expected_counts()

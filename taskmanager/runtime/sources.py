@@ -137,6 +137,10 @@ class ReaderSource(SourceDriver):
                     self.emit_due_watermark()
                     self.check_idle()
                     deadline = task.flush_due()
+                    if task.timer_operators:
+                        at = task.fire_processing_timers()
+                        if at is not None:
+                            deadline = at if deadline is None else min(deadline, at)
                     wait = _IDLE_WAIT_S
                     if deadline is not None:
                         wait = max(0.0, min(wait, deadline - time.monotonic()))

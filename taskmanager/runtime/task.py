@@ -124,6 +124,7 @@ class Task:
         self._finished_channels: list[bool] = []
         self._barrier_options: dict[str, Any] = {}
         self._input_ended = False  # end of input handled; outputs closed
+        self.timer_operators: list[Operator] = []  # operators with processing-time timers
         self._idle_channels: list[bool] = []
         self._idle = False  # every input is idle (or finished)
         self._last_snapshot = 0  # the newest checkpoint this task took its snapshot for
@@ -272,6 +273,11 @@ class Task:
         if self.cancelled:
             raise TaskCancelled()
         self.head = self.operators[0] if self.operators and not self.vertex.is_source else None
+        self.timer_operators = [
+            op
+            for op in self.operators
+            if type(op).next_processing_timer is not Operator.next_processing_timer
+        ]
 
     def _attempt_is_current(self) -> bool:
         return self.checkpoints.attempt_is_current(self.id.job_id, self.id.attempt)
@@ -401,11 +407,7 @@ class Task:
         idle = self._idle_channels = [False] * open_channels
         current_watermark = MIN_WATERMARK
         writers = self.writers
-        timer_operators = [
-            op
-            for op in self.operators
-            if type(op).next_processing_timer is not Operator.next_processing_timer
-        ]
+        timer_operators = self.timer_operators
         timeout: float | None = 0.0  # first look at timers and flushes, then wait
         while open_channels:
             item = gate.poll(timeout)
@@ -454,16 +456,25 @@ class Task:
                         head.process_watermark(low)
             deadline = self.flush_due() if writers else None
             if timer_operators:
-                now_ms = int(time.time() * 1000)
-                for operator in timer_operators:
-                    due = operator.next_processing_timer()
-                    if due is not None and due <= now_ms:
-                        operator.fire_processing_timers(now_ms)
-                        due = operator.next_processing_timer()
-                    if due is not None:
-                        at = time.monotonic() + max(0, due - now_ms) / 1000.0
-                        deadline = at if deadline is None else min(deadline, at)
+                at = self.fire_processing_timers()
+                if at is not None:
+                    deadline = at if deadline is None else min(deadline, at)
             timeout = None if deadline is None else max(0.0, deadline - time.monotonic())
+
+    def fire_processing_timers(self) -> float | None:
+        """Fire the operators' processing-time timers that are due (also ``with_idleness``);
+        when (monotonic seconds) the next one is, if any. Sources call it between batches."""
+        deadline = None
+        now_ms = int(time.time() * 1000)
+        for operator in self.timer_operators:
+            due = operator.next_processing_timer()
+            if due is not None and due <= now_ms:
+                operator.fire_processing_timers(now_ms)
+                due = operator.next_processing_timer()
+            if due is not None:
+                at = time.monotonic() + max(0, due - now_ms) / 1000.0
+                deadline = at if deadline is None else min(deadline, at)
+        return deadline
 
     def _low_watermark(self, watermarks: list[int], current: int) -> int:
         """The minimum watermark over the channels neither finished nor idle."""
