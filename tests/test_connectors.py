@@ -157,6 +157,27 @@ def test_sources_travel_with_cloudpickle():
     assert read_all(source, 1) == [[Ellipsis, 1]]
 
 
+_LOADS: list = []
+
+
+def _load_counted() -> str:
+    _LOADS.append(1)
+    return "loaded"
+
+
+class _CountsItsLoads:
+    def __reduce__(self):
+        return (_load_counted, ())
+
+
+def test_collection_values_are_unpickled_only_by_the_subtask_that_reads_them():
+    # A TaskManager loads a job graph once per subtask; only the source's reader needs them.
+    copies = [pickle.loads(cloudpickle.dumps(CollectionSource([_CountsItsLoads()]))) for _ in "abc"]
+    assert _LOADS == []
+    assert read_all(copies[0], 1) == [["loaded"]]
+    assert len(_LOADS) == 1
+
+
 # ---------------------------------------------------------------------- file source
 
 

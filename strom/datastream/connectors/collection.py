@@ -5,6 +5,8 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import Any
 
+import cloudpickle
+
 from strom.datastream.connectors.base import Source, SourceReader, check_subtask
 
 __all__ = ["CollectionSource"]
@@ -20,7 +22,25 @@ class CollectionSource(Source):
     """
 
     def __init__(self, values: Iterable[Any]) -> None:
-        self.values = list(values)
+        self._values: list | None = list(values)
+        self._blob: bytes | None = None
+
+    @property
+    def values(self) -> list:
+        if self._values is None:
+            self._values = cloudpickle.loads(self._blob)
+        return self._values
+
+    # A job graph is loaded once per subtask on a TaskManager: the values travel as one blob
+    # that only the reading subtask unpickles (a large collection once, not once a subtask).
+
+    def __getstate__(self) -> dict[str, Any]:
+        if self._blob is None:
+            self._blob = cloudpickle.dumps(self._values, protocol=5)
+        return {"_values": None, "_blob": self._blob}
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.__dict__.update(state)
 
     def is_bounded(self) -> bool:
         return True
