@@ -516,7 +516,8 @@ class Dispatcher:
             details["restarts"] = graph.restarts
             details["restart-strategy"] = record.strategy.describe()
             details["exceptions"] = [
-                {"exception": text, "location": where} for text, where in reversed(graph.failures)
+                {"exception": text, "location": where, "timestamp": at}
+                for text, where, at in reversed(graph.failures)
             ]
             details["plan"] = record.plan
             vertices = []

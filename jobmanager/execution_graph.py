@@ -7,6 +7,8 @@ Job states are Flink's: CREATED, RUNNING, FINISHED, FAILING, FAILED, CANCELLING,
 
 from __future__ import annotations
 
+import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -63,8 +65,11 @@ class ExecutionGraph:
     #: asked when the job fails: seconds until a restart, or None to fail for good
     restart_policy: Any = None
     restarts: int = 0
-    #: every failure, oldest first: (root cause text, the subtask or TaskManager it came from)
-    failures: list[tuple[str, str]] = field(default_factory=list)
+    #: every failure, oldest first: (root cause text, the subtask or TaskManager it came from,
+    #: when it was seen in epoch ms)
+    failures: list[tuple[str, str, int]] = field(default_factory=list)
+    #: the clock of failure times (epoch seconds); a test may pass its own
+    clock: Callable[[], float] = time.time
     _pending_restart: float | None = None
     _stopping: bool = False
 
@@ -142,7 +147,7 @@ class ExecutionGraph:
     def _failing(self, cause: str, where: str) -> None:
         self.state = FAILING
         self.failure = cause
-        self.failures.append((cause, where))
+        self.failures.append((cause, where, int(self.clock() * 1000)))
         self._pending_restart = self.restart_policy() if self.restart_policy else None
 
     def begin_attempt(self) -> None:
@@ -194,7 +199,7 @@ class ExecutionGraph:
         if self.state in TERMINAL_JOB_STATES:
             return Decision()
         self.failure = reason
-        self.failures.append((reason, "JobManager"))
+        self.failures.append((reason, "JobManager", int(self.clock() * 1000)))
         if self.state in (CREATED, RESTARTING):
             self.state = FAILED
             return decision

@@ -84,3 +84,16 @@ def test_slot_sharing_groups_add_up():
     assert graph.slots_required() == 5
     placement = graph.assign([(f"tm{i}", f"h{i}") for i in range(5)])
     assert placement[("v2", 0)] == ("tm2", "h2")
+
+
+def test_each_failure_keeps_its_own_time():
+    graph = running_graph()
+    now = [1000.0]
+    graph.clock = lambda: now[0]
+    graph.task_state_changed("v2", 1, 0, "FAILED", "Traceback: first")
+    now[0] = 1002.5
+    graph.fail("Exceeded checkpoint tolerable failure threshold.")
+    assert [(cause[:16], at) for cause, _, at in graph.failures] == [
+        ("Traceback: first", 1_000_000),
+        ("Exceeded checkpo", 1_002_500),
+    ]
