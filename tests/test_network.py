@@ -747,3 +747,49 @@ def test_similar_keys_spread_over_subtasks(keys):
     for parallelism in (2, 3):
         subtasks = {key_group_of(key, 128) * parallelism // 128 for key in keys}
         assert len(subtasks) == parallelism, (keys, parallelism)
+
+
+class StuckChannel(OutputChannel):
+    """A send waits for room until the channel is abandoned; ``cancel`` may hang (a gRPC
+    stream to a host that is gone) until ``release`` is set."""
+
+    def __init__(self, release: threading.Event) -> None:
+        self.abandoned = threading.Event()
+        self.release = release
+
+    def send(self, element) -> None:
+        self.abandoned.wait()
+        raise ChannelError("cancelled")
+
+    def close(self) -> None:
+        pass
+
+    def abandon(self) -> None:
+        self.abandoned.set()
+
+    def cancel(self) -> None:
+        self.abandon()
+        self.release.wait()
+
+
+def test_cancel_wakes_a_send_blocked_on_any_channel_even_if_another_cancel_hangs():
+    release = threading.Event()
+    first, second = StuckChannel(release), StuckChannel(release)
+    writer = RecordWriter(ForwardPartitioner(), [first, second], 1, 2, batch_size=1)
+    sender_done = threading.Event()
+
+    def send() -> None:
+        try:
+            writer.emit([1], None)  # subtask 1 forwards to channel 1: blocks there
+        except ChannelError:
+            pass
+        sender_done.set()
+
+    threading.Thread(target=send, daemon=True).start()
+    canceller = threading.Thread(target=writer.cancel, daemon=True)
+    canceller.start()
+    try:
+        poll_for(sender_done.is_set, timeout=5, what="the blocked send to end")
+    finally:
+        release.set()
+        canceller.join(5)

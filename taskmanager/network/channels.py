@@ -80,6 +80,10 @@ class OutputChannel(ABC):
         """Abandon the channel at once, dropping what was not delivered (failover)."""
         self.close()
 
+    def abandon(self) -> None:  # noqa: B027 - optional: most channels never block for long
+        """Wake a ``send`` waiting for room, which then raises; never blocks. ``cancel``
+        follows (and may block on the network)."""
+
     @property
     def backpressured(self) -> bool:
         """Whether a ``send`` is waiting right now for the consumer to make room."""
@@ -307,14 +311,17 @@ class RemoteOutputChannel(OutputChannel):
         finally:
             self._release()
 
-    def cancel(self) -> None:
-        """Abandon the stream at once; the receiver drops nothing already delivered."""
+    def abandon(self) -> None:
         with self._cond:
             self._closed = True
             if self._error is None:
                 self._error = f"data channel {self.key.describe()} was cancelled"
             self._buffer.clear()
             self._cond.notify_all()
+
+    def cancel(self) -> None:
+        """Abandon the stream at once; the receiver drops nothing already delivered."""
+        self.abandon()
         self._call.cancel()
         self._release()
 

@@ -194,6 +194,11 @@ class RecordWriter:
         self._stamps = [None] * len(self.channels)
         self._pending_channels = 0
         self._deadline = None
+        # First wake every send waiting for room (never blocks), then tear the channels down:
+        # cancelling a gRPC stream to a lost host can block, and must not keep a producer
+        # blocked on another of its channels waiting.
+        for channel in self.channels:
+            channel.abandon()
         for channel in self.channels:
             try:
                 channel.cancel()
