@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import faulthandler
 import logging
 import os
 import signal
@@ -94,6 +95,8 @@ def run_daemon(
     )
     args = parser.parse_args(argv)
     sys.stdout = LineAtomicWriter(sys.stdout)  # type: ignore[assignment]
+    # `kill -USR1 <pid>` writes every thread's stack to the .out file (as jstack for Flink).
+    faulthandler.register(signal.SIGUSR1, all_threads=True)
     configure_logging(os.environ.get("STROM_LOG_FILE"), os.environ.get("STROM_LOG_LEVEL", "INFO"))
     log = logging.getLogger(role)
     try:

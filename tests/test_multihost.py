@@ -207,11 +207,11 @@ class Cluster:
             for path in sorted(self.log_dir.glob(f"strom-{USER}-taskmanager-*-{host.name}.log"))
         )
 
-    def logs(self) -> str:
+    def logs(self, tail: int = 3000) -> str:
         if not self.log_dir.exists():
             return ""
         return "\n".join(
-            f"--- {path.name}\n{path.read_text(errors='replace')[-3000:]}"
+            f"--- {path.name}\n{path.read_text(errors='replace')[-tail:]}"
             for path in sorted(self.log_dir.iterdir())
             if path.is_file()
         )
@@ -772,7 +772,19 @@ def test_failover_cancels_a_producer_blocked_on_a_lost_host(cluster, hosts):
         try:
             poll_for(condition, timeout=timeout, what=what)
         except TimeoutError as error:
-            raise AssertionError(f"{error}: {tasks()}\n{cluster.logs()}") from None
+            # Every thread's stack of host 3's TaskManagers, into their .out files.
+            outs = sorted(cluster.log_dir.glob("*h3.out"))
+            sizes = [p.stat().st_size for p in outs]
+            for process in cluster.processes(h3):
+                process.send_signal(signal.SIGUSR1)
+            try:
+                poll_for(
+                    lambda: all(p.stat().st_size > s for p, s in zip(outs, sizes, strict=True)),
+                    timeout=5,
+                )
+            except TimeoutError:
+                pass
+            raise AssertionError(f"{error}: {tasks()}\n{cluster.logs(20_000)}") from None
 
     stuck = False
     try:
@@ -798,7 +810,7 @@ def test_failover_cancels_a_producer_blocked_on_a_lost_host(cluster, hosts):
         # TaskManagers, blocked sending to host 2.
         stuck = True
         explained(lambda: cancelled(keyed, on_host3[keyed]), 15, "the cancel")
-        explained(lambda: cancelled(sources, on_host3[sources]), 3, "the sources")
+        explained(lambda: cancelled(sources, on_host3[sources]), 10, "the sources")
         stuck = False
 
         def restarted_on_host3() -> bool:
