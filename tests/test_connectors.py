@@ -642,3 +642,17 @@ def test_file_sink_rejects_bad_arguments(tmp_path):
         FileSink.for_row_format(str(tmp_path), Encoder.simple_string_encoder()).with_rolling_policy(
             5
         )
+
+
+def test_number_sequence_restore_keeps_each_subtask_on_its_own_range_when_one_finished():
+    # Subtask 0 had finished, subtask 1 had numbers left: at the same parallelism subtask 1
+    # must read them (dealing the remaining ranges round-robin gave them to subtask 0, which
+    # stays finished, and they were lost).
+    from strom.datastream.connectors.base import FINISHED_POSITION
+
+    source = NumberSequenceSource(0, 99)
+    positions = {0: FINISHED_POSITION, 1: 80}
+    first = source.restore_reader(positions, 2, 0, 2)
+    second = source.restore_reader(positions, 2, 1, 2)
+    assert first.read_batch(100) is None
+    assert second.read_batch(100) == list(range(80, 100))

@@ -123,6 +123,9 @@ def _restore_reader(
     """A reader of what old subtasks had left, for a restore at another parallelism: the old
     subtasks' remaining ranges are dealt round-robin to the new subtasks."""
     check_subtask(subtask_index, parallelism)
+    if old_parallelism == parallelism:  # each subtask goes on with what it had left
+        own = positions.get(subtask_index)
+        return _RangesReader(_remaining(self, subtask_index, parallelism, own))
     ranges: list = []
     for old in range(old_parallelism):
         ranges.extend(_remaining(self, old, old_parallelism, positions.get(old)))
