@@ -193,20 +193,32 @@ class ExecutionGraph:
         self._stopping = True
         return self._settle(decision)
 
-    def fail(self, reason: str) -> Decision:
-        """Fail the job from outside its tasks (deployment error, slot timeout)."""
-        decision = Decision(job_state_changed=True, release_slots=True)
+    def fail(self, reason: str, restartable: bool = True) -> Decision:
+        """Fail the job from outside its tasks (a deployment that did not load, a slot
+        timeout, too many failed checkpoints), under the restart strategy like a failed task.
+
+        Subtasks no TaskManager has reported yet (CREATED, SCHEDULED, DEPLOYING) count as
+        failed: a deployment that could not load reports nothing, and waiting for them kept
+        the job FAILING (and a cancel CANCELLING) for good. Any of them that do run are
+        cancelled with the rest, and their late reports are ignored."""
         if self.state in TERMINAL_JOB_STATES:
             return Decision()
-        self.failure = reason
-        self.failures.append((reason, "JobManager", int(self.clock() * 1000)))
+        decision = Decision(job_state_changed=True, release_slots=True)
         if self.state in (CREATED, RESTARTING):
+            self.failure = reason
+            self.failures.append((reason, "JobManager", int(self.clock() * 1000)))
             self.state = FAILED
             return decision
-        self.state = FAILING
-        self._pending_restart = None
-        decision.cancel_tasks = True
-        return self._settle(decision)
+        for subtask in self.subtasks.values():
+            if subtask.state in ("CREATED", "SCHEDULED", "DEPLOYING"):
+                subtask.state = "FAILED"
+        if self.state == RUNNING:
+            self._failing(reason, "JobManager")
+            if not restartable:
+                self._pending_restart = None
+        else:
+            self.failures.append((reason, "JobManager", int(self.clock() * 1000)))
+        return self._settle(Decision(job_state_changed=True, cancel_tasks=True))
 
     def _settle(self, decision: Decision) -> Decision:
         states = [s.state for s in self.subtasks.values()]
