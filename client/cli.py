@@ -19,7 +19,11 @@ from datetime import datetime
 from pathlib import Path
 
 from client.gateway import ClusterClient
-from strom.configuration import load_configuration, parse_dynamic_properties
+from strom.configuration import (
+    check_job_settings,
+    load_configuration,
+    parse_dynamic_properties,
+)
 from strom.datastream import execution_context
 from strom.errors import ClusterUnreachableError, JobExecutionError, StromError
 
@@ -132,9 +136,9 @@ def _command_run(args: argparse.Namespace) -> int:
     if args.python_file and args.program:
         arguments = [args.program] + arguments
     address = _jobmanager_address(args)
+    dynamic = check_job_settings(parse_dynamic_properties(args.dynamic), "-D")
     with ClusterClient(address) as cluster:
-        cluster.overview()  # fail plainly now if there is no cluster
-    dynamic = parse_dynamic_properties(args.dynamic)
+        overview = cluster.overview()  # fail plainly now if there is no cluster
     if args.parallelism is not None and args.parallelism < 1:
         raise StromError(f"-p takes a parallelism of at least 1; got {args.parallelism}")
     context = execution_context.ExecutionContext(
@@ -143,6 +147,7 @@ def _command_run(args: argparse.Namespace) -> int:
         parallelism=args.parallelism,
         detached=args.detached,
         config=dynamic,
+        cluster_config=dict(overview.job_defaults),
         savepoint_path=args.savepoint,
         allow_non_restored_state=args.allowNonRestoredState,
     )

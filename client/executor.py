@@ -12,6 +12,7 @@ from collections.abc import Callable
 from client.gateway import ClusterClient
 from client.packaging import collect_job_files
 from strom.addresses import address_reaching
+from strom.configuration import CLIENT_KEYS, OPTIONS, check_job_settings
 from strom.datastream import execution_context
 from strom.datastream.stream_execution_environment import JobClient, JobExecutionResult
 from strom.errors import JobExecutionError
@@ -118,8 +119,13 @@ def submit_job(graph: JobGraph, job_root: str) -> ClusterJobClient:
     if context.target == "plan":
         raise PlanRequested(graph.plan_json())
     cleanups: list[Callable[[], None]] = []
-    config = dict(context.config)
-    config.update(graph.settings.get("configuration") or {})
+    own = dict(graph.settings.get("configuration") or {})
+    if context.target == "remote":
+        check_job_settings(
+            {k: v for k, v in own.items() if k in OPTIONS}, "the job's configuration"
+        )
+    config = {k: v for k, v in context.config.items() if k not in CLIENT_KEYS}
+    config.update(own)
     if context.savepoint_path:
         config["execution.savepoint.path"] = os.path.abspath(context.savepoint_path)
         if context.allow_non_restored_state:
@@ -183,6 +189,4 @@ def submit_job(graph: JobGraph, job_root: str) -> ClusterJobClient:
 
 def _cluster_settings(config: dict) -> dict:
     """The job's settings that are cluster configuration keys (for the mini-cluster)."""
-    from strom.configuration import OPTIONS
-
     return {k: v for k, v in config.items() if k in OPTIONS}

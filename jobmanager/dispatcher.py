@@ -206,7 +206,6 @@ class Dispatcher:
                 log.exception("scheduling failed")
 
     def _schedule(self) -> None:
-        timeout_s = self.jm.config["slot.request.timeout"] / 1000.0
         to_deploy: list[JobRecord] = []
         failed: list[tuple[JobRecord, Decision]] = []
         with self.lock:
@@ -217,6 +216,8 @@ class Dispatcher:
                     self._pending.remove(job_id)
                     continue
                 needed = graph.slots_required()
+                # the job's own setting (strom run -D, its code) over the cluster's
+                timeout_s = record.config["slot.request.timeout"] / 1000.0
                 slots = self.jm.registry.allocate(job_id, needed)
                 if slots is None:
                     if graph.attempt > 0:

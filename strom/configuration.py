@@ -486,6 +486,34 @@ OPTIONS: dict[str, ConfigOption] = {
 }
 
 
+#: Keys that one job may set (strom run -D, the job's own configuration), with Flink's
+#: precedence: the job's code over -D over the cluster configuration.
+JOB_KEYS = frozenset(
+    key
+    for key in OPTIONS
+    if key.startswith(("execution.", "restart-strategy.", "state.", "pipeline."))
+    or key in ("parallelism.default", "slot.request.timeout")
+)
+#: Keys the client reads to reach the cluster; they are not shipped with a job.
+CLIENT_KEYS = frozenset(
+    ("jobmanager.rpc.address", "jobmanager.rpc.port", "rest.address", "rest.port")
+)
+
+
+def check_job_settings(settings: Mapping[str, Any], source: str) -> dict[str, Any]:
+    """Validate settings meant for one job; a key that configures the cluster rather than a
+    job is an error naming it (it would otherwise be ignored in silence)."""
+    for key, value in settings.items():
+        validate(key, value, source)
+        if key not in JOB_KEYS and key not in CLIENT_KEYS:
+            raise ConfigurationError(
+                f"The configuration key '{key}' given in {source} cannot apply to one job: it "
+                "configures the cluster's processes. Set it in conf/strom-conf.yaml of the "
+                "cluster and restart the processes it concerns."
+            )
+    return dict(settings)
+
+
 def flatten(tree: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
     """Turn nested maps into flat dotted keys; a full key found on the way wins as it is."""
     flat: dict[str, Any] = {}

@@ -41,7 +41,10 @@ def write(path: Path, body: str) -> Path:
 def cluster(tmp_path_factory):
     from harness import LocalCluster
 
-    cluster = LocalCluster(tmp_path_factory.mktemp("lifecycle"), slots=2)
+    # The cluster configuration holds a job-level key, as a user's conf/ would.
+    cluster = LocalCluster(
+        tmp_path_factory.mktemp("lifecycle"), slots=2, **{"execution.buffer-timeout": "2 s"}
+    )
     try:
         cluster.start(taskmanagers=1)
         yield cluster
@@ -110,3 +113,107 @@ def test_cancel_of_a_job_whose_code_cannot_load_ends_canceled(cluster, tmp_path)
     assert cancel.returncode == 0, cancel.stdout + cancel.stderr
     poll_for(lambda: job_state(cluster, job_id)["state"] == "CANCELED", timeout=20)
     poll_for(lambda: cluster.overview()["slots-available"] == 2, what="the slots to be free")
+
+
+# ------------------------------------------------------------------ item 5: settings take effect
+
+LATENCY_JOB = """
+    import sys, time
+    from strom.datastream import StreamExecutionEnvironment
+    from strom.datastream.functions import SourceFunction
+
+    class Ticks(SourceFunction):
+        def run(self, ctx):
+            for i in range(12):
+                ctx.collect((i, time.time()))
+                time.sleep(0.25)
+
+        def cancel(self):
+            pass
+
+    OUT = sys.argv[1]  # travels with the function (the TaskManager has its own argv)
+
+    def latency(record):
+        with open(OUT, "a") as out:
+            out.write(f"{time.time() - record[1]:.3f}\\n")
+        return record
+
+    env = StreamExecutionEnvironment.get_execution_environment()
+    if len(sys.argv) > 2:
+        env.set_buffer_timeout(int(sys.argv[2]))
+    env.add_source(Ticks()).key_by(lambda r: r[0] % 2).map(latency)
+    env.execute("latency")
+"""
+
+
+@pytest.mark.parametrize(
+    "flags, code_ms, slow",
+    [
+        ([], None, True),  # the cluster's 2 s applies
+        (["-D", "execution.buffer-timeout=0ms"], None, False),  # -D over the cluster
+        (["-D", "execution.buffer-timeout=0ms"], 2000, True),  # the job's code over -D
+    ],
+    ids=["cluster-config", "dynamic-property", "job-code"],
+)
+def test_buffer_timeout_from_cluster_config_dynamic_property_and_code(
+    cluster, tmp_path, flags, code_ms, slow
+):
+    """The largest record latency across a network edge shows the buffer timeout in force:
+    about 2 s with the cluster's setting, about nothing with 0 ms (records every 250 ms)."""
+    job = write(tmp_path / "job" / "job.py", LATENCY_JOB)
+    out = tmp_path / "latencies.txt"
+    extra = [str(code_ms)] if code_ms is not None else []
+    result = strom(cluster, "run", *flags, str(job), str(out), *extra)
+    assert result.returncode == 0, result.stdout + result.stderr
+    worst = max(float(line) for line in out.read_text().split())
+    if slow:
+        assert worst >= 1.5, worst
+    else:
+        assert worst < 0.5, worst
+
+
+def test_slot_request_timeout_from_dynamic_property_applies_to_the_job(cluster, tmp_path):
+    job = write(tmp_path / "job" / "job.py", LATENCY_JOB)
+    result = strom(
+        cluster, "run", "-p", "3", "-D", "slot.request.timeout=1s", str(job), "/dev/null"
+    )
+    assert result.returncode != 0
+    assert "slot.request.timeout (1000 ms)" in result.stderr, result.stderr
+
+
+def test_parallelism_from_dynamic_property(cluster, tmp_path):
+    job = write(
+        tmp_path / "job" / "job.py",
+        """
+        from strom.datastream import StreamExecutionEnvironment
+        env = StreamExecutionEnvironment.get_execution_environment()
+        env.from_collection(list(range(10))).rebalance().map(lambda x: x).print()
+        env.execute("parallelism")
+        """,
+    )
+    result = strom(cluster, "run", "-D", "parallelism.default=2", str(job))
+    assert result.returncode == 0, result.stdout + result.stderr
+    details = job_state(cluster, JOB_ID.search(result.stdout).group(1))
+    assert max(v["parallelism"] for v in details["vertices"]) == 2
+
+
+def test_a_cluster_key_given_to_a_job_is_an_error_naming_it(cluster, tmp_path):
+    job = write(
+        tmp_path / "job" / "job.py",
+        """
+        from strom.datastream import StreamExecutionEnvironment
+        env = StreamExecutionEnvironment.get_execution_environment(
+            {"heartbeat.timeout": "1 min"}
+        )
+        env.from_collection([1]).print()
+        env.execute("cluster key in code")
+        """,
+    )
+    jobs_before = len(http_json(f"{cluster.rest_url}/jobs/overview")["jobs"])
+    flag = strom(cluster, "run", "-D", "taskmanager.numberOfTaskSlots=4", str(job))
+    assert flag.returncode != 0
+    assert "'taskmanager.numberOfTaskSlots'" in flag.stderr and "-D" in flag.stderr
+    code = strom(cluster, "run", str(job))
+    assert code.returncode != 0
+    assert "'heartbeat.timeout'" in code.stdout + code.stderr
+    assert len(http_json(f"{cluster.rest_url}/jobs/overview")["jobs"]) == jobs_before
