@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import logging
 from collections.abc import Iterator
 from typing import TYPE_CHECKING
@@ -158,6 +159,7 @@ class JobManagerGateway(cluster_pb2_grpc.JobManagerGatewayServicer):
             ],
             failure=details["failure"],
             status_message=details["status-message"],
+            plan=json.dumps(details["plan"]).encode(),
             restarts=details["restarts"],
             attempt=details["attempt"],
             exceptions=[

@@ -217,3 +217,134 @@ def test_a_cluster_key_given_to_a_job_is_an_error_naming_it(cluster, tmp_path):
     assert code.returncode != 0
     assert "'heartbeat.timeout'" in code.stdout + code.stderr
     assert len(http_json(f"{cluster.rest_url}/jobs/overview")["jobs"]) == jobs_before
+
+
+# ------------------------------------------------------------------ item 6: not in the dark
+
+TICKS_JOB = """
+    import sys, time
+    from strom.datastream import StreamExecutionEnvironment
+    from strom.datastream.functions import SourceFunction
+
+    COUNT = int(sys.argv[1])  # travels with the function
+
+    class Ticks(SourceFunction):
+        def run(self, ctx):
+            for i in range(COUNT):
+                ctx.collect(i)
+                time.sleep(0.1)
+
+        def cancel(self):
+            pass
+
+    env = StreamExecutionEnvironment.get_execution_environment()
+    env.add_source(Ticks()).key_by(lambda x: x % 3).map(lambda x: x + 1).print()
+    env.execute("ticks")
+"""
+
+
+def test_a_job_waiting_for_slots_says_so_at_once(cluster, tmp_path):
+    job = write(tmp_path / "job" / "job.py", TICKS_JOB)
+    result = strom(cluster, "run", "-p", "3", "-D", "slot.request.timeout=3s", str(job), "5")
+    assert result.returncode != 0
+    assert "is waiting for 3 slots, 2 available" in result.stdout, result.stdout
+    waiting = result.stdout.index("is waiting for 3 slots")
+    assert result.stdout.index("submitted") < waiting  # said while it waited, not after
+
+
+POISON_JOB = """
+    from strom.datastream import StreamExecutionEnvironment
+
+    def check(x):
+        if x == 3:
+            raise ValueError(f"poison record {x}")
+        return x
+
+    env = StreamExecutionEnvironment.get_execution_environment()
+    env.from_collection(list(range(6))).map(check).print()
+    env.execute("poison")
+"""
+
+
+def test_a_restart_loop_shows_each_restart_and_its_cause(cluster, tmp_path):
+    job = write(tmp_path / "job" / "job.py", POISON_JOB)
+    restarts = [
+        "-D",
+        "restart-strategy.type=fixed-delay",
+        "-D",
+        "restart-strategy.fixed-delay.attempts=3",
+        "-D",
+        "restart-strategy.fixed-delay.delay=700 ms",
+    ]
+    result = strom(cluster, "run", *restarts, str(job))
+    assert result.returncode != 0
+    for n in (1, 2, 3):
+        assert f"restarts (restart {n}): ValueError: poison record 3" in result.stdout, (
+            result.stdout
+        )
+    assert "(restart 4)" not in result.stdout
+    assert "ValueError: poison record 3" in result.stderr  # the final failure, as before
+
+
+def test_a_long_job_shows_progress_lines_when_not_on_a_terminal(cluster, tmp_path):
+    job = write(tmp_path / "job" / "job.py", TICKS_JOB)
+    result = strom(cluster, "run", "-D", "client.progress.interval=500ms", str(job), "30")
+    assert result.returncode == 0, result.stdout + result.stderr
+    progress = re.findall(r"running \d+:\d\d: records in (\d+), records out (\d+)", result.stdout)
+    assert len(progress) >= 2, result.stdout
+    counts = [int(read) for read, _ in progress]
+    assert counts == sorted(counts) and counts[-1] > 0
+    assert "\r" not in result.stdout
+
+
+def test_a_long_job_redraws_one_progress_line_on_a_terminal(cluster, tmp_path):
+    import os
+    import pty
+
+    job = write(tmp_path / "job" / "job.py", TICKS_JOB)
+    leader, follower = pty.openpty()
+    env = python_env(STROM_CONF_DIR=str(cluster.conf_dir))
+    process = subprocess.Popen(
+        [sys.executable, "-m", "client.cli", "run", str(job), "20"],
+        stdout=follower,
+        stderr=subprocess.DEVNULL,
+        cwd=str(REPO_ROOT),
+        env=env,
+    )
+    os.close(follower)
+    output = b""
+    try:
+        while True:
+            try:
+                chunk = os.read(leader, 4096)
+            except OSError:
+                break  # the other end closed
+            if not chunk:
+                break
+            output += chunk
+    finally:
+        process.wait(timeout=60)
+        os.close(leader)
+    text = output.decode(errors="replace")
+    assert process.returncode == 0, text
+    assert re.search(r"\rJob [0-9a-f]{32} running \d+:\d\d: records in \d+", text), text
+    assert "Job Runtime:" in text
+
+
+def test_the_readme_cluster_example_fits_the_shipped_conf():
+    """The README's quick start runs `strom run -p N` on the cluster `conf/` describes."""
+    import yaml
+
+    conf = yaml.safe_load((REPO_ROOT / "conf" / "strom-conf.yaml").read_text())
+    slots_per_tm = int(conf.get("taskmanager.numberOfTaskSlots", 1))
+    slaves = [
+        line.strip()
+        for line in (REPO_ROOT / "conf" / "slaves").read_text().splitlines()
+        if line.strip() and not line.startswith("#")
+    ]
+    readme = (REPO_ROOT / "README.md").read_text()
+    quick_start = readme[readme.index("## Running a cluster") :]
+    quick_start = quick_start[: quick_start.index("```", quick_start.index("```") + 3)]
+    wanted = [int(p) for p in re.findall(r"strom run -p (\d+)", quick_start)]
+    assert wanted, "the README's cluster example runs no job"
+    assert max(wanted) <= slots_per_tm * len(slaves)

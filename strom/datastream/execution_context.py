@@ -20,6 +20,14 @@ class ExecutionContext:
     allow_non_restored_state: bool = False
     #: the folder whose files travel with the job (default: the main script's folder)
     job_root: str | None = None
+    #: what ships besides the script's folder (strom run -pyfs and what -pyreq installed;
+    #: -pyarch)
+    python_files: list[str] = field(default_factory=list)
+    python_archives: list[str] = field(default_factory=list)
+    #: client.job-files.max-size
+    job_files_max_bytes: int = 64 * 1024 * 1024
+    #: how often the attached client prints a progress line when not on a terminal
+    progress_interval_s: float = 10.0
     #: job ids submitted under this context, in order (the CLI reports them)
     submitted: list[str] = field(default_factory=list)
 
