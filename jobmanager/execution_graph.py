@@ -16,6 +16,8 @@ CREATED, RUNNING, FINISHED = "CREATED", "RUNNING", "FINISHED"
 FAILING, FAILED, CANCELLING, CANCELED = "FAILING", "FAILED", "CANCELLING", "CANCELED"
 RESTARTING = "RESTARTING"
 TERMINAL_JOB_STATES = (FINISHED, FAILED, CANCELED)
+#: how many failures a job's exception history keeps (the newest)
+MAX_FAILURES = 100
 TERMINAL_TASK_STATES = ("FINISHED", "FAILED", "CANCELED")
 TASK_STATES = (
     ("CREATED", "SCHEDULED", "DEPLOYING", "RUNNING") + TERMINAL_TASK_STATES + ("CANCELING",)
@@ -147,8 +149,14 @@ class ExecutionGraph:
     def _failing(self, cause: str, where: str) -> None:
         self.state = FAILING
         self.failure = cause
-        self.failures.append((cause, where, int(self.clock() * 1000)))
+        self._record_failure(cause, where)
         self._pending_restart = self.restart_policy() if self.restart_policy else None
+
+    def _record_failure(self, cause: str, where: str) -> None:
+        """Keep the newest ``MAX_FAILURES`` failures: a job restarting for weeks must not grow
+        its history without bound (Flink keeps a bounded exception history too)."""
+        self.failures.append((cause, where, int(self.clock() * 1000)))
+        del self.failures[:-MAX_FAILURES]
 
     def begin_attempt(self) -> None:
         """After RESTARTING's delay: a new attempt waits for slots like a new job."""
@@ -206,7 +214,7 @@ class ExecutionGraph:
         decision = Decision(job_state_changed=True, release_slots=True)
         if self.state in (CREATED, RESTARTING):
             self.failure = reason
-            self.failures.append((reason, "JobManager", int(self.clock() * 1000)))
+            self._record_failure(reason, "JobManager")
             self.state = FAILED
             return decision
         for subtask in self.subtasks.values():
@@ -217,7 +225,7 @@ class ExecutionGraph:
             if not restartable:
                 self._pending_restart = None
         else:
-            self.failures.append((reason, "JobManager", int(self.clock() * 1000)))
+            self._record_failure(reason, "JobManager")
         return self._settle(Decision(job_state_changed=True, cancel_tasks=True))
 
     def _settle(self, decision: Decision) -> Decision:

@@ -127,3 +127,19 @@ def test_cancel_after_a_deployment_failure_ends_canceled():
     assert graph.state == "CANCELLING"
     graph.fail("cannot load the job graph: ModuleNotFoundError")
     assert graph.state == "CANCELED"
+
+
+def test_the_exception_history_of_a_restart_loop_is_bounded():
+    from jobmanager.execution_graph import MAX_FAILURES
+
+    graph = running_graph()
+    graph.restart_policy = lambda: 0.0
+    for attempt in range(MAX_FAILURES + 50):
+        graph.task_state_changed("v1", 0, attempt, "FAILED", f"failure {attempt}")
+        for key in graph.subtasks:
+            graph.task_state_changed(*key, attempt, "CANCELED")
+        assert graph.state == "RESTARTING"
+        graph.begin_attempt()
+        graph.assign([("tm1", "h1:1"), ("tm2", "h2:1")])
+    assert len(graph.failures) == MAX_FAILURES
+    assert graph.failures[-1][0] == f"failure {MAX_FAILURES + 49}"
