@@ -6,6 +6,7 @@ from __future__ import annotations
 import os
 
 import psutil
+import pytest
 from harness import http_json, poll_for
 from jobs_support import remote
 
@@ -28,13 +29,20 @@ def test_a_finished_jobs_graph_bytes_are_released_by_the_jobmanager(local_cluste
     the collection each run (it grew by ~53 MB per run, never freed)."""
     cluster = local_cluster(slots=1).start(taskmanagers=1)
     jobmanager = psutil.Process(cluster.jobmanager.pid)
+    before = jobmanager.memory_info().rss
     payload = [os.urandom(MB) for _ in range(50)]  # 50 MB that does not pickle smaller
-    run_job(cluster.address, payload, "big 1")
-    after_first = jobmanager.memory_info().rss
-    for run in range(2, 7):
+    for run in range(6):
         run_job(cluster.address, payload, f"big {run}")
-    growth = jobmanager.memory_info().rss - after_first
-    assert growth < 60 * MB, f"the JobManager grew by {growth / MB:.0f} MB over 5 runs"
+
+    def growth() -> int:
+        return jobmanager.memory_info().rss - before
+
+    # Buffers of the last job's transfer may be freed just after it ended: poll, with a bound
+    # of two collections' worth (kept: six, over 300 MB).
+    try:
+        poll_for(lambda: growth() < 110 * MB, timeout=15, what="the JobManager to shrink")
+    except TimeoutError:
+        pytest.fail(f"the JobManager grew by {growth() / MB:.0f} MB over 6 runs of 50 MB")
     jobs = http_json(f"{cluster.rest_url}/jobs/overview")["jobs"]
     assert [j["state"] for j in jobs] == ["FINISHED"] * 6  # the history is still there
 
