@@ -348,3 +348,59 @@ def test_the_readme_cluster_example_fits_the_shipped_conf():
     wanted = [int(p) for p in re.findall(r"strom run -p (\d+)", quick_start)]
     assert wanted, "the README's cluster example runs no job"
     assert max(wanted) <= slots_per_tm * len(slaves)
+
+
+RESTARTING_JOB = """
+    import sys
+    from strom.common.restart_strategy import RestartStrategies
+    from strom.datastream import StreamExecutionEnvironment
+
+    def check(x):
+        if x == 3:
+            raise ValueError("poison")
+        return x
+
+    env = StreamExecutionEnvironment.get_execution_environment()
+    if sys.argv[1:] == ["no-restart-in-code"]:
+        env.set_restart_strategy(RestartStrategies.no_restart())
+    env.from_collection(list(range(6))).map(check)
+    env.execute("restarts")
+"""
+
+
+@pytest.mark.parametrize(
+    "flags, code, restarts",
+    [
+        ([], [], 2),  # the cluster's fixed-delay strategy, 2 attempts
+        (["-D", "restart-strategy.type=none"], [], 0),  # -D over the cluster
+        (["-D", "restart-strategy.fixed-delay.attempts=4"], [], 4),
+        (["-D", "restart-strategy.fixed-delay.attempts=4"], ["no-restart-in-code"], 0),
+    ],
+    ids=["cluster-config", "dynamic-none", "dynamic-attempts", "job-code"],
+)
+def test_restart_strategy_precedence(local_cluster, tmp_path, flags, code, restarts):
+    cluster = local_cluster(
+        slots=1,
+        **{
+            "restart-strategy.type": "fixed-delay",
+            "restart-strategy.fixed-delay.attempts": 2,
+            "restart-strategy.fixed-delay.delay": "50 ms",
+        },
+    ).start(taskmanagers=1)
+    job = write(tmp_path / "job" / "job.py", RESTARTING_JOB)
+    result = strom(cluster, "run", *flags, str(job), *code)
+    assert result.returncode != 0 and "ValueError: poison" in result.stderr
+    details = job_state(cluster, JOB_ID.search(result.stdout).group(1))
+    assert (details["state"], details["restarts"]) == ("FAILED", restarts)
+
+
+def test_checkpointing_from_a_dynamic_property(cluster, tmp_path):
+    job = write(tmp_path / "job" / "job.py", TICKS_JOB)
+    result = strom(
+        cluster, "run", "-d", "-D", "execution.checkpointing.interval=200ms", str(job), "1000"
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    job_id = JOB_ID.search(result.stdout).group(1)
+    checkpoints = f"{cluster.rest_url}/jobs/{job_id}/checkpoints"
+    poll_for(lambda: http_json(checkpoints)["counts"]["completed"] >= 2, what="checkpoints")
+    assert strom(cluster, "cancel", job_id).returncode == 0
