@@ -323,6 +323,13 @@ def _command_run(args: argparse.Namespace) -> int:
         print(_RULE, file=sys.stderr)
         print(" The program finished with the following exception:\n", file=sys.stderr)
         print(str(error), file=sys.stderr)
+        if "ModuleNotFoundError" in str(error):
+            print(
+                "\nA module the job uses could not be imported where it ran. Modules beside "
+                "the script ship with it; ship others with -pyfs (a .py file, folder or zip) "
+                "or -pyreq (a requirements file).",
+                file=sys.stderr,
+            )
         return 1
     except SystemExit as exit_:
         if exit_.code not in (None, 0):

@@ -91,6 +91,7 @@ def test_a_job_whose_code_cannot_load_fails_at_once_and_the_client_says_why(clus
     )
     assert result.returncode != 0, result.stdout + result.stderr
     assert "ModuleNotFoundError" in result.stderr and "clientonly" in result.stderr
+    assert "ship others with -pyfs" in result.stderr
     details = job_state(cluster, JOB_ID.search(result.stdout).group(1))
     assert details["state"] == "FAILED"
     assert details["restarts"] == 1  # the restart strategy was asked, as for any failure
