@@ -1,8 +1,10 @@
 """``strom``: run jobs on a cluster and look after them, with the flags of Flink's CLI.
 
-strom run [-p N] [-d] [-m host:port] [-D key=value] job.py [args...]
+strom run [-p N] [-d] [-s savepoint [-n]] [-m host:port] [-D key=value]
+          [-pyfs files] [-pyarch zips] [-pyreq requirements.txt] job.py [args...]
+strom run ... -pym module -pyfs files [args...]
 strom list [-r] [-s] [-a]
-strom cancel <jobid>
+strom cancel [-w seconds] <jobid>
 strom info job.py [args...]
 strom cluster
 """
@@ -13,13 +15,18 @@ import argparse
 import os
 import runpy
 import sys
+import tempfile
 import time
 import traceback
 from datetime import datetime
 from pathlib import Path
 
 from client.gateway import ClusterClient
-from strom.configuration import load_configuration, parse_dynamic_properties
+from strom.configuration import (
+    check_job_settings,
+    load_configuration,
+    parse_dynamic_properties,
+)
 from strom.datastream import execution_context
 from strom.errors import ClusterUnreachableError, JobExecutionError, StromError
 
@@ -54,13 +61,28 @@ def _add_cluster_options(parser: argparse.ArgumentParser) -> None:
     )
 
 
+def _version() -> str:
+    import platform
+
+    import strom
+
+    return f"Strom {strom.__version__} (Python {platform.python_version()})"
+
+
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="strom", description="Run and manage Strom jobs on a cluster."
     )
+    parser.add_argument("-v", "--version", action="version", version=_version())
     commands = parser.add_subparsers(dest="command", metavar="<action>")
 
-    run = commands.add_parser("run", help="run a job program on the cluster")
+    run = commands.add_parser(
+        "run",
+        help="run a job program on the cluster",
+        description="Run a job program on the cluster. What the job ships to the "
+        "TaskManagers is its script's folder and what -pyfs, -pyarch and -pyreq name, "
+        "within client.job-files.max-size.",
+    )
     _add_cluster_options(run)
     run.add_argument("-p", "--parallelism", type=int, help="the job's default parallelism")
     run.add_argument("-d", "--detached", action="store_true", help="return once submitted")
@@ -69,6 +91,49 @@ def _parser() -> argparse.ArgumentParser:
         "-n", "--allowNonRestoredState", action="store_true", help="skip state of missing operators"
     )
     run.add_argument("-py", "--python", dest="python_file", help="the job's Python file")
+    run.add_argument(
+        "-pym",
+        "--pyModule",
+        dest="python_module",
+        metavar="MODULE",
+        help="the job's entry module, found in what -pyfs names",
+    )
+    run.add_argument(
+        "-pyfs",
+        "--pyFiles",
+        dest="python_files",
+        action="append",
+        default=[],
+        metavar="FILES",
+        help="comma-separated .py files, folders and .zip/.whl/.egg files the job imports "
+        "from; they go on its path in the client and on the TaskManagers",
+    )
+    run.add_argument(
+        "-pyreq",
+        "--pyRequirements",
+        dest="python_requirements",
+        metavar="FILE[#CACHE]",
+        help="a requirements.txt installed for the job (offline from CACHE when given) and "
+        "shipped with it; the cluster must run the client's Python version and platform",
+    )
+    run.add_argument(
+        "-pyarch",
+        "--pyArchives",
+        dest="python_archives",
+        action="append",
+        default=[],
+        metavar="ZIP[#TARGET]",
+        help="comma-separated zip archives unpacked into the job's folder on the "
+        "TaskManagers under TARGET (default: the archive's file name)",
+    )
+    run.add_argument(
+        "-pyexec",
+        "--pyExecutable",
+        dest="python_executable",
+        metavar="PATH",
+        help="accepted for PyFlink's sake; Strom runs user functions in the TaskManagers' "
+        "own Python (their slot processes fork from it), so it must be that version",
+    )
     run.add_argument("program", nargs="?", help="the job's Python file")
     run.add_argument("arguments", nargs=argparse.REMAINDER, help="arguments for the program")
 
@@ -78,8 +143,22 @@ def _parser() -> argparse.ArgumentParser:
     listing.add_argument("-s", "--scheduled", action="store_true", help="only scheduled jobs")
     listing.add_argument("-a", "--all", action="store_true", help="all jobs, ended ones too")
 
-    cancel = commands.add_parser("cancel", help="cancel a running job")
+    cancel = commands.add_parser(
+        "cancel",
+        help="cancel a job",
+        description="Ask the JobManager to cancel a job, then wait for its final state. Its "
+        "tasks are interrupted; a task that ignores that past task.cancellation.timeout has "
+        "its slot process killed.",
+    )
     _add_cluster_options(cancel)
+    cancel.add_argument(
+        "-w",
+        "--wait",
+        type=float,
+        default=60.0,
+        metavar="SECONDS",
+        help="how long to wait for the final state (0: return once requested; default 60)",
+    )
     cancel.add_argument("job_id")
 
     info = commands.add_parser("info", help="print a job program's plan as JSON")
@@ -109,7 +188,7 @@ def _parser() -> argparse.ArgumentParser:
 # ------------------------------------------------------------------ run / info
 
 
-def _run_program(program: str, arguments: list[str]) -> None:
+def _run_program(program: str, arguments: list[str], path_entries: list[str] = ()) -> None:
     path = Path(program)
     if not path.is_file():
         raise StromError(f"the job file '{program}' does not exist")
@@ -117,24 +196,106 @@ def _run_program(program: str, arguments: list[str]) -> None:
         raise StromError(f"the job file '{program}' is not a Python file (.py)")
     saved_argv, saved_path = sys.argv, list(sys.path)
     sys.argv = [str(path)] + list(arguments)
-    sys.path.insert(0, str(path.resolve().parent))
+    sys.path[:0] = [str(path.resolve().parent), *path_entries]
     try:
         runpy.run_path(str(path), run_name="__main__")
     finally:
         sys.argv, sys.path[:] = saved_argv, saved_path
 
 
+def _run_module(module: str, arguments: list[str], path_entries: list[str]) -> None:
+    saved_argv, saved_path = sys.argv, list(sys.path)
+    sys.argv = [module] + list(arguments)
+    sys.path[:0] = path_entries
+    try:
+        runpy.run_module(module, run_name="__main__", alter_sys=True)
+    except ImportError as error:
+        if getattr(error, "name", None) and module.startswith(error.name):
+            raise StromError(
+                f"-pym: no module '{module}' in what -pyfs names ({', '.join(path_entries)})"
+            ) from None
+        raise
+    finally:
+        sys.argv, sys.path[:] = saved_argv, saved_path
+
+
+def _split(values: list[str]) -> list[str]:
+    return [item.strip() for value in values for item in value.split(",") if item.strip()]
+
+
+def _python_path_entries(python_files: list[str]) -> list[str]:
+    """Where the client imports -pyfs entries from: a folder, a zip, or a file's folder."""
+    entries = []
+    for entry in python_files:
+        path = Path(entry).resolve()
+        entries.append(str(path.parent if path.is_file() and path.suffix == ".py" else path))
+    return entries
+
+
+def _check_python_executable(executable: str | None) -> None:
+    """-pyexec: Strom cannot run another interpreter on the TaskManagers; accept only one
+    of the client's Python version, and say so, rather than ignore it."""
+    if not executable:
+        return
+    import shutil
+    import subprocess
+
+    found = shutil.which(executable) or (executable if Path(executable).is_file() else None)
+    if found is None:
+        raise StromError(f"-pyexec: '{executable}' is not an executable")
+    probe = subprocess.run(
+        [found, "-c", "import sys; print('%d.%d' % sys.version_info[:2])"],
+        capture_output=True,
+        text=True,
+    )
+    mine = f"{sys.version_info[0]}.{sys.version_info[1]}"
+    if probe.returncode != 0 or probe.stdout.strip() != mine:
+        raise StromError(
+            f"-pyexec: '{executable}' runs Python {probe.stdout.strip() or '?'}, the client "
+            f"Python {mine}. Strom runs user functions in the TaskManagers' own Python (slot "
+            "processes fork from it); start the cluster with the Python the job needs"
+        )
+    print(
+        f"Note: -pyexec {executable}: user functions run in the TaskManagers' own Python "
+        f"{mine}, not in a separate interpreter.",
+        file=sys.stderr,
+    )
+
+
 def _command_run(args: argparse.Namespace) -> int:
     program = args.python_file or args.program
-    if not program:
-        raise StromError("strom run needs a job file: strom run [options] job.py [args...]")
     arguments = args.arguments
-    if args.python_file and args.program:
+    if args.python_module:
+        if args.python_file:
+            raise StromError("give either -py or -pym, not both")
+        if args.program:
+            arguments = [args.program] + arguments
+        program = None
+    elif not program:
+        raise StromError(
+            "strom run needs a job: strom run [options] job.py [args...], -py job.py or "
+            "-pym module -pyfs files"
+        )
+    elif args.python_file and args.program:
         arguments = [args.program] + arguments
+    python_files = _split(args.python_files)
+    if args.python_module and not python_files:
+        raise StromError("-pym needs -pyfs naming where the module is, as in PyFlink")
+    _check_python_executable(args.python_executable)
+    if args.python_requirements:
+        from client.packaging import install_requirements
+
+        staging = tempfile.TemporaryDirectory(prefix="strom-pyreq-")
+        cleanup_staging = staging.cleanup
+        install_requirements(args.python_requirements, staging.name)
+        python_files.append(staging.name)  # shipped, and on the client's path
+    else:
+        cleanup_staging = None
     address = _jobmanager_address(args)
+    dynamic = check_job_settings(parse_dynamic_properties(args.dynamic), "-D")
+    client_config = load_configuration(overrides=dynamic)
     with ClusterClient(address) as cluster:
-        cluster.overview()  # fail plainly now if there is no cluster
-    dynamic = parse_dynamic_properties(args.dynamic)
+        overview = cluster.overview()  # fail plainly now if there is no cluster
     if args.parallelism is not None and args.parallelism < 1:
         raise StromError(f"-p takes a parallelism of at least 1; got {args.parallelism}")
     context = execution_context.ExecutionContext(
@@ -143,16 +304,32 @@ def _command_run(args: argparse.Namespace) -> int:
         parallelism=args.parallelism,
         detached=args.detached,
         config=dynamic,
+        cluster_config=dict(overview.job_defaults),
         savepoint_path=args.savepoint,
         allow_non_restored_state=args.allowNonRestoredState,
+        python_files=python_files,
+        python_archives=_split(args.python_archives),
+        job_files_max_bytes=client_config["client.job-files.max-size"],
+        progress_interval_s=client_config["client.progress.interval"] / 1000.0,
     )
+    path_entries = _python_path_entries(python_files)
     previous = execution_context.set_current(context)
     try:
-        _run_program(program, arguments)
+        if program is None:
+            _run_module(args.python_module, arguments, path_entries)
+        else:
+            _run_program(program, arguments, path_entries)
     except JobExecutionError as error:
         print(_RULE, file=sys.stderr)
         print(" The program finished with the following exception:\n", file=sys.stderr)
         print(str(error), file=sys.stderr)
+        if "ModuleNotFoundError" in str(error):
+            print(
+                "\nA module the job uses could not be imported where it ran. Modules beside "
+                "the script ship with it; ship others with -pyfs (a .py file, folder or zip) "
+                "or -pyreq (a requirements file).",
+                file=sys.stderr,
+            )
         return 1
     except SystemExit as exit_:
         if exit_.code not in (None, 0):
@@ -165,6 +342,8 @@ def _command_run(args: argparse.Namespace) -> int:
         return 1
     finally:
         execution_context.set_current(previous)
+        if cleanup_staging is not None:
+            cleanup_staging()
     if not context.submitted:
         print("The program ran but submitted no job (did it call env.execute()?).")
         return 1
@@ -242,9 +421,23 @@ def _command_list(args: argparse.Namespace) -> int:
 
 def _command_cancel(args: argparse.Namespace) -> int:
     with ClusterClient(_jobmanager_address(args)) as cluster:
-        print(f"Cancelling job {args.job_id}.")
         cluster.cancel(args.job_id)
-    print(f"Cancelled job {args.job_id}.")
+        print(f"Cancellation requested for job {args.job_id}.", flush=True)
+        if args.wait <= 0:
+            return 0
+        deadline = time.monotonic() + args.wait
+        state = cluster.job(args.job_id).summary.state
+        while state not in ("CANCELED", "FINISHED", "FAILED"):
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                print(
+                    f"Job {args.job_id} is still {state} after {args.wait:g} s; its tasks have "
+                    "not ended (see task.cancellation.timeout). strom list shows when it does.",
+                    file=sys.stderr,
+                )
+                return 1
+            state = cluster.await_job(args.job_id, timeout_s=min(remaining, 5.0)).summary.state
+    print(f"Job {args.job_id} is {state}.")
     return 0
 
 

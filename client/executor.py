@@ -11,7 +11,9 @@ from collections.abc import Callable
 
 from client.gateway import ClusterClient
 from client.packaging import collect_job_files
+from client.progress import JobWatch
 from strom.addresses import address_reaching
+from strom.configuration import CLIENT_KEYS, OPTIONS, check_job_settings
 from strom.datastream import execution_context
 from strom.datastream.stream_execution_environment import JobClient, JobExecutionResult
 from strom.errors import JobExecutionError
@@ -38,6 +40,7 @@ class ClusterJobClient(JobClient):
         detached: bool = False,
         on_done: Callable[[], None] | None = None,
         embedded: bool = False,
+        watch: JobWatch | None = None,
     ) -> None:
         self.cluster = cluster
         self.job_id = job_id
@@ -46,6 +49,8 @@ class ClusterJobClient(JobClient):
         self._on_done = on_done
         self._done_lock = threading.Lock()
         self._final: pb.JobDetails | None = None
+        #: what the attached client tells while the job runs (None: nothing)
+        self.watch = watch
 
     def get_job_id(self) -> str:
         return self.job_id
@@ -63,10 +68,17 @@ class ClusterJobClient(JobClient):
         if self._final is not None:
             return self._final
         try:
-            while True:
+            if self.watch is not None:
+                details = self.cluster.job(self.job_id)  # say at once if it waits for slots
+            else:
                 details = self.cluster.await_job(self.job_id, timeout_s=1.0)
+            while True:
+                if self.watch is not None:
+                    self.watch.update(details)
                 if details.summary.state in _TERMINAL:
                     break
+                poll_s = 0.5 if self.watch is not None else 1.0
+                details = self.cluster.await_job(self.job_id, timeout_s=poll_s)
         except KeyboardInterrupt:
             if self.embedded:
                 # Ctrl-C ends an embedded job with the program, as PyFlink's local runs do;
@@ -79,6 +91,9 @@ class ClusterJobClient(JobClient):
                 finally:
                     self._finish()
             raise
+        finally:
+            if self.watch is not None:
+                self.watch.close()
         self._final = details
         self._finish()
         return details
@@ -118,15 +133,25 @@ def submit_job(graph: JobGraph, job_root: str) -> ClusterJobClient:
     if context.target == "plan":
         raise PlanRequested(graph.plan_json())
     cleanups: list[Callable[[], None]] = []
-    config = dict(context.config)
-    config.update(graph.settings.get("configuration") or {})
+    own = dict(graph.settings.get("configuration") or {})
+    if context.target == "remote":
+        check_job_settings(
+            {k: v for k, v in own.items() if k in OPTIONS}, "the job's configuration"
+        )
+    config = {k: v for k, v in context.config.items() if k not in CLIENT_KEYS}
+    config.update(own)
     if context.savepoint_path:
         config["execution.savepoint.path"] = os.path.abspath(context.savepoint_path)
         if context.allow_non_restored_state:
             config["execution.savepoint.ignore-unclaimed-state"] = "true"
     if context.target == "remote":
         address = context.jobmanager or "localhost:6123"
-        files = collect_job_files(job_root)
+        files = collect_job_files(
+            job_root,
+            context.python_files,
+            context.python_archives,
+            context.job_files_max_bytes,
+        )
         host = address.rsplit(":", 1)[0]
     else:
         from client.minicluster import MiniCluster
@@ -172,17 +197,23 @@ def submit_job(graph: JobGraph, job_root: str) -> ClusterJobClient:
             except Exception:
                 pass
 
+    watch = None
+    if context.target == "remote" and not context.detached:
+        watch = JobWatch(
+            job_id,
+            lambda: cluster.overview().slots_available,
+            interval_s=context.progress_interval_s,
+        )
     return ClusterJobClient(
         cluster,
         job_id,
         detached=context.detached,
         on_done=done,
         embedded=context.target != "remote",
+        watch=watch,
     )
 
 
 def _cluster_settings(config: dict) -> dict:
     """The job's settings that are cluster configuration keys (for the mini-cluster)."""
-    from strom.configuration import OPTIONS
-
     return {k: v for k, v in config.items() if k in OPTIONS}

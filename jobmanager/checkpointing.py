@@ -316,6 +316,13 @@ class Checkpointing:
         for checkpoint_id in record.coordinator.abort_all(time.time(), reason):
             self._savepoint_failed(record, checkpoint_id, reason)
 
+    def forget(self, job_id: str) -> None:
+        """A job left the history: its savepoint triggers go too. Caller holds the lock."""
+        for trigger_id in [t for t, s in self.savepoints.items() if s["job_id"] == job_id]:
+            del self.savepoints[trigger_id]
+        for key in [k for k in self._savepoint_of_checkpoint if k[0] == job_id]:
+            del self._savepoint_of_checkpoint[key]
+
     # -------------------------------------------------------------- savepoints
 
     def _savepoint_done(self, record: JobRecord, checkpoint_id: int, location: str) -> None:

@@ -202,11 +202,11 @@ class Dispatcher:
                 return
             try:
                 self._schedule()
+                self.expire_history()
             except Exception:
                 log.exception("scheduling failed")
 
     def _schedule(self) -> None:
-        timeout_s = self.jm.config["slot.request.timeout"] / 1000.0
         to_deploy: list[JobRecord] = []
         failed: list[tuple[JobRecord, Decision]] = []
         with self.lock:
@@ -217,6 +217,8 @@ class Dispatcher:
                     self._pending.remove(job_id)
                     continue
                 needed = graph.slots_required()
+                # the job's own setting (strom run -D, its code) over the cluster's
+                timeout_s = record.config["slot.request.timeout"] / 1000.0
                 slots = self.jm.registry.allocate(job_id, needed)
                 if slots is None:
                     if graph.attempt > 0:
@@ -352,6 +354,8 @@ class Dispatcher:
                 if state in TERMINAL_JOB_STATES and record.ended_at < 0:
                     record.ended_at = time.time()
                     self._clean_up_checkpoints(record)
+                    self._release(record)
+                    self._expire_history(record.ended_at)
                 self._job_state_changed.notify_all()
             log.info("job %s (%s) is %s", record.job_id, record.graph.name, state)
 
@@ -368,6 +372,33 @@ class Dispatcher:
                     record.coordinator.counts["restored"] += 1
             self._pending.append(record.job_id)
         self.wake()
+
+    def _release(self, record: JobRecord) -> None:
+        """An ended job keeps what its history shows, not its code: the pickled graph and the
+        job's files (50 MB for a job with a 50 MB collection) go now."""
+        request = record.request
+        record.request = pb.SubmitJobRequest(
+            job_id=request.job_id, job_name=request.job_name, config=request.config
+        )
+        record.checkpoint_metadata.clear()
+        record.placement = {}
+
+    def _expire_history(self, now: float) -> None:
+        """Keep ended jobs as Flink's job store does: at most ``jobstore.max-capacity`` of
+        them, none ended more than ``jobstore.expiration-time`` ago. Caller holds the lock."""
+        capacity = self.jm.config["jobstore.max-capacity"]
+        expiration_s = self.jm.config["jobstore.expiration-time"] / 1000.0
+        ended = sorted((r for r in self.jobs.values() if r.ended_at > 0), key=lambda r: r.ended_at)
+        excess = max(0, len(ended) - capacity)
+        for index, record in enumerate(ended):
+            if index < excess or now - record.ended_at > expiration_s:
+                del self.jobs[record.job_id]
+                self.checkpointing.forget(record.job_id)
+
+    def expire_history(self) -> None:
+        """Drop ended jobs past ``jobstore.expiration-time`` (called periodically)."""
+        with self.lock:
+            self._expire_history(time.time())
 
     def _clean_up_checkpoints(self, record: JobRecord) -> None:
         """A finished job's checkpoints go; a cancelled one's as the retention setting says;

@@ -16,6 +16,8 @@ CREATED, RUNNING, FINISHED = "CREATED", "RUNNING", "FINISHED"
 FAILING, FAILED, CANCELLING, CANCELED = "FAILING", "FAILED", "CANCELLING", "CANCELED"
 RESTARTING = "RESTARTING"
 TERMINAL_JOB_STATES = (FINISHED, FAILED, CANCELED)
+#: how many failures a job's exception history keeps (the newest)
+MAX_FAILURES = 100
 TERMINAL_TASK_STATES = ("FINISHED", "FAILED", "CANCELED")
 TASK_STATES = (
     ("CREATED", "SCHEDULED", "DEPLOYING", "RUNNING") + TERMINAL_TASK_STATES + ("CANCELING",)
@@ -147,8 +149,14 @@ class ExecutionGraph:
     def _failing(self, cause: str, where: str) -> None:
         self.state = FAILING
         self.failure = cause
-        self.failures.append((cause, where, int(self.clock() * 1000)))
+        self._record_failure(cause, where)
         self._pending_restart = self.restart_policy() if self.restart_policy else None
+
+    def _record_failure(self, cause: str, where: str) -> None:
+        """Keep the newest ``MAX_FAILURES`` failures: a job restarting for weeks must not grow
+        its history without bound (Flink keeps a bounded exception history too)."""
+        self.failures.append((cause, where, int(self.clock() * 1000)))
+        del self.failures[:-MAX_FAILURES]
 
     def begin_attempt(self) -> None:
         """After RESTARTING's delay: a new attempt waits for slots like a new job."""
@@ -193,20 +201,32 @@ class ExecutionGraph:
         self._stopping = True
         return self._settle(decision)
 
-    def fail(self, reason: str) -> Decision:
-        """Fail the job from outside its tasks (deployment error, slot timeout)."""
-        decision = Decision(job_state_changed=True, release_slots=True)
+    def fail(self, reason: str, restartable: bool = True) -> Decision:
+        """Fail the job from outside its tasks (a deployment that did not load, a slot
+        timeout, too many failed checkpoints), under the restart strategy like a failed task.
+
+        Subtasks no TaskManager has reported yet (CREATED, SCHEDULED, DEPLOYING) count as
+        failed: a deployment that could not load reports nothing, and waiting for them kept
+        the job FAILING (and a cancel CANCELLING) for good. Any of them that do run are
+        cancelled with the rest, and their late reports are ignored."""
         if self.state in TERMINAL_JOB_STATES:
             return Decision()
-        self.failure = reason
-        self.failures.append((reason, "JobManager", int(self.clock() * 1000)))
+        decision = Decision(job_state_changed=True, release_slots=True)
         if self.state in (CREATED, RESTARTING):
+            self.failure = reason
+            self._record_failure(reason, "JobManager")
             self.state = FAILED
             return decision
-        self.state = FAILING
-        self._pending_restart = None
-        decision.cancel_tasks = True
-        return self._settle(decision)
+        for subtask in self.subtasks.values():
+            if subtask.state in ("CREATED", "SCHEDULED", "DEPLOYING"):
+                subtask.state = "FAILED"
+        if self.state == RUNNING:
+            self._failing(reason, "JobManager")
+            if not restartable:
+                self._pending_restart = None
+        else:
+            self._record_failure(reason, "JobManager")
+        return self._settle(Decision(job_state_changed=True, cancel_tasks=True))
 
     def _settle(self, decision: Decision) -> Decision:
         states = [s.state for s in self.subtasks.values()]

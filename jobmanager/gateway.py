@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import logging
 from collections.abc import Iterator
 from typing import TYPE_CHECKING
@@ -9,6 +10,7 @@ from typing import TYPE_CHECKING
 import grpc
 
 from jobmanager.resource_manager import Hardware
+from strom.configuration import JOB_KEYS
 from strom.rpc import cluster_pb2 as pb
 from strom.rpc import cluster_pb2_grpc
 
@@ -90,6 +92,11 @@ class JobManagerGateway(cluster_pb2_grpc.JobManagerGatewayServicer):
             jobs_failed=o["jobs-failed"],
             strom_version=o["strom-version"],
             jobmanager_id=self.jm.jobmanager_id,
+            job_defaults={
+                key: str(value)
+                for key, value in self.jm.config.explicit().items()
+                if key in JOB_KEYS and value is not None
+            },
         )
 
     def ListTaskManagers(self, request: pb.Empty, context) -> pb.TaskManagerList:
@@ -152,8 +159,15 @@ class JobManagerGateway(cluster_pb2_grpc.JobManagerGatewayServicer):
             ],
             failure=details["failure"],
             status_message=details["status-message"],
+            plan=json.dumps(details["plan"]).encode(),
             restarts=details["restarts"],
             attempt=details["attempt"],
+            exceptions=[
+                pb.JobException(
+                    exception=e["exception"], location=e["location"], timestamp=e["timestamp"]
+                )
+                for e in reversed(details["exceptions"])
+            ],
         )
 
     def CancelJob(self, request: pb.JobId, context) -> pb.Ack:

@@ -74,6 +74,36 @@ def parse_duration_ms(value: Any) -> int:
     return number * _DURATION_UNITS_MS[unit]
 
 
+_MEMORY_UNITS = {
+    "": 1,
+    "b": 1,
+    "bytes": 1,
+    "k": 1024,
+    "kb": 1024,
+    "kibibytes": 1024,
+    "m": 1024**2,
+    "mb": 1024**2,
+    "mebibytes": 1024**2,
+    "g": 1024**3,
+    "gb": 1024**3,
+    "gibibytes": 1024**3,
+}
+
+
+def parse_memory_bytes(value: Any) -> int:
+    """A memory size as Flink writes it (``64 mb``, ``1 gb``, ``512k``) or a number of bytes."""
+    if isinstance(value, bool):
+        raise ValueError(value)
+    if isinstance(value, int):
+        if value < 0:
+            raise ValueError(value)
+        return value
+    match = _DURATION_RE.match(str(value))
+    if not match or match.group(2).lower() not in _MEMORY_UNITS:
+        raise ValueError(value)
+    return int(match.group(1)) * _MEMORY_UNITS[match.group(2).lower()]
+
+
 def _int_in(low: int, high: int | None = None) -> Callable[[Any], int]:
     def parse(value: Any) -> int:
         if isinstance(value, bool):
@@ -475,6 +505,36 @@ OPTIONS: dict[str, ConfigOption] = {
             "Whether the dashboard may submit jobs.",
         ),
         ConfigOption(
+            "jobstore.max-capacity",
+            2**31 - 1,
+            _int_in(0),
+            "an integer of at least 0",
+            "How many ended jobs the JobManager keeps in its history (the oldest go first).",
+        ),
+        ConfigOption(
+            "jobstore.expiration-time",
+            3_600_000,
+            parse_duration_ms,
+            _DURATION,
+            "How long the JobManager keeps an ended job in its history.",
+        ),
+        ConfigOption(
+            "client.progress.interval",
+            10_000,
+            parse_duration_ms,
+            _DURATION,
+            "How often an attached strom run prints a progress line when its output is not a "
+            "terminal (on a terminal the line is redrawn in place).",
+        ),
+        ConfigOption(
+            "client.job-files.max-size",
+            64 * 1024**2,
+            parse_memory_bytes,
+            "a memory size such as 64 mb or 1 gb (a bare number is bytes)",
+            "The most a job may ship to the TaskManagers: its script's folder and what "
+            "-pyfs, -pyarch and -pyreq name.",
+        ),
+        ConfigOption(
             "metrics.reporter.prom.port",
             None,
             _optional(_text),
@@ -484,6 +544,34 @@ OPTIONS: dict[str, ConfigOption] = {
         ),
     ]
 }
+
+
+#: Keys that one job may set (strom run -D, the job's own configuration), with Flink's
+#: precedence: the job's code over -D over the cluster configuration.
+JOB_KEYS = frozenset(
+    key
+    for key in OPTIONS
+    if key.startswith(("execution.", "restart-strategy.", "state.", "pipeline."))
+    or key in ("parallelism.default", "slot.request.timeout")
+)
+#: Keys the client reads to reach the cluster; they are not shipped with a job.
+CLIENT_KEYS = frozenset(key for key in OPTIONS if key.startswith("client.")) | frozenset(
+    ("jobmanager.rpc.address", "jobmanager.rpc.port", "rest.address", "rest.port")
+)
+
+
+def check_job_settings(settings: Mapping[str, Any], source: str) -> dict[str, Any]:
+    """Validate settings meant for one job; a key that configures the cluster rather than a
+    job is an error naming it (it would otherwise be ignored in silence)."""
+    for key, value in settings.items():
+        validate(key, value, source)
+        if key not in JOB_KEYS and key not in CLIENT_KEYS:
+            raise ConfigurationError(
+                f"The configuration key '{key}' given in {source} cannot apply to one job: it "
+                "configures the cluster's processes. Set it in conf/strom-conf.yaml of the "
+                "cluster and restart the processes it concerns."
+            )
+    return dict(settings)
 
 
 def flatten(tree: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:

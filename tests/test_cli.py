@@ -170,7 +170,8 @@ def test_detached_run_list_and_cancel(cluster, tmp_path):
         rf"\d\d\.\d\d\.\d{{4}} \d\d:\d\d:\d\d : {job_id} : slow job \(RUNNING\)", listing
     )
     cancel = strom(cluster, "cancel", job_id)
-    assert cancel.returncode == 0 and f"Cancelled job {job_id}." in cancel.stdout
+    assert cancel.returncode == 0 and f"Cancellation requested for job {job_id}." in cancel.stdout
+    assert f"Job {job_id} is CANCELED." in cancel.stdout
     poll_for(
         lambda: http_json(f"{cluster.rest_url}/jobs/{job_id}")["state"] == "CANCELED",
         what="the job to be cancelled",

@@ -97,3 +97,49 @@ def test_each_failure_keeps_its_own_time():
         ("Traceback: first", 1_000_000),
         ("Exceeded checkpo", 1_002_500),
     ]
+
+
+def test_a_deployment_that_cannot_load_fails_the_job_without_waiting_for_reports():
+    """No TaskManager reports a subtask whose deployment failed (issue 10, item 2): the job
+    must not wait for them in FAILING."""
+    graph = running_graph()
+    graph.task_state_changed("v1", 0, 0, "RUNNING")  # deployed to tm1; tm2 could not load it
+    decision = graph.fail("cannot load the job graph: ModuleNotFoundError('clientonly')")
+    assert decision.cancel_tasks and graph.state == "FAILING"
+    graph.task_state_changed("v2", 0, 0, "RUNNING")  # a late report changes nothing
+    graph.task_state_changed("v1", 0, 0, "CANCELED")
+    assert graph.state == "FAILED"
+    assert "ModuleNotFoundError" in graph.failure
+
+
+def test_a_deployment_failure_goes_through_the_restart_strategy():
+    graph = running_graph()
+    graph.restart_policy = lambda: 0.5
+    decision = graph.fail("cannot load the job graph: ModuleNotFoundError")
+    assert graph.state == "RESTARTING" and decision.restart_after == 0.5
+    graph.begin_attempt()
+    assert graph.cancel().job_state_changed and graph.state == "CANCELED"
+
+
+def test_cancel_after_a_deployment_failure_ends_canceled():
+    graph = running_graph()
+    graph.cancel()
+    assert graph.state == "CANCELLING"
+    graph.fail("cannot load the job graph: ModuleNotFoundError")
+    assert graph.state == "CANCELED"
+
+
+def test_the_exception_history_of_a_restart_loop_is_bounded():
+    from jobmanager.execution_graph import MAX_FAILURES
+
+    graph = running_graph()
+    graph.restart_policy = lambda: 0.0
+    for attempt in range(MAX_FAILURES + 50):
+        graph.task_state_changed("v1", 0, attempt, "FAILED", f"failure {attempt}")
+        for key in graph.subtasks:
+            graph.task_state_changed(*key, attempt, "CANCELED")
+        assert graph.state == "RESTARTING"
+        graph.begin_attempt()
+        graph.assign([("tm1", "h1:1"), ("tm2", "h2:1")])
+    assert len(graph.failures) == MAX_FAILURES
+    assert graph.failures[-1][0] == f"failure {MAX_FAILURES + 49}"

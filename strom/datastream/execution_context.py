@@ -12,11 +12,22 @@ class ExecutionContext:
     jobmanager: str | None = None
     parallelism: int | None = None
     detached: bool = False
+    #: job settings given with -D (over the cluster's, under the job's own)
     config: dict[str, str] = field(default_factory=dict)
+    #: the cluster configuration's job-level settings, as the JobManager reports them
+    cluster_config: dict[str, str] = field(default_factory=dict)
     savepoint_path: str | None = None
     allow_non_restored_state: bool = False
     #: the folder whose files travel with the job (default: the main script's folder)
     job_root: str | None = None
+    #: what ships besides the script's folder (strom run -pyfs and what -pyreq installed;
+    #: -pyarch)
+    python_files: list[str] = field(default_factory=list)
+    python_archives: list[str] = field(default_factory=list)
+    #: client.job-files.max-size
+    job_files_max_bytes: int = 64 * 1024 * 1024
+    #: how often the attached client prints a progress line when not on a terminal
+    progress_interval_s: float = 10.0
     #: job ids submitted under this context, in order (the CLI reports them)
     submitted: list[str] = field(default_factory=list)
 
@@ -33,3 +44,19 @@ def set_current(context: ExecutionContext) -> ExecutionContext:
     global _current
     previous, _current = _current, context
     return previous
+
+
+def job_setting(job_configuration: dict, key: str) -> object:
+    """A job-level setting with Flink's precedence: the job's own configuration, then -D,
+    then the cluster configuration, then the default (parsed and validated)."""
+    from strom.configuration import OPTIONS, validate
+
+    context = current()
+    for layer, source in (
+        (job_configuration, "the job's configuration"),
+        (context.config, "-D"),
+        (context.cluster_config, "the cluster configuration"),
+    ):
+        if key in layer:
+            return validate(key, layer[key], source)
+    return OPTIONS[key].default

@@ -13,7 +13,6 @@ from typing import Any
 from strom.datastream.data_stream import DataStream
 from strom.datastream.execution_mode import RuntimeExecutionMode
 from strom.graph.job_graph import JobGraph, build_job_graph
-from strom.graph.partitioning import DEFAULT_MAX_PARALLELISM
 from strom.graph.stream_graph import OperatorSpec, StreamGraph
 
 __all__ = ["StreamExecutionEnvironment", "JobExecutionResult", "JobClient"]
@@ -87,9 +86,10 @@ class StreamExecutionEnvironment:
             to_dict = getattr(configuration, "to_dict", None)
             self._configuration = dict(to_dict() if callable(to_dict) else configuration)
         context = execution_context.current()
-        self._parallelism: int = context.parallelism or int(
-            self._configuration.get("parallelism.default", 1)
-        )
+        if "parallelism.default" in self._configuration or not context.parallelism:
+            self._parallelism: int = int(self._setting("parallelism.default"))
+        else:
+            self._parallelism = context.parallelism  # strom run -p, as -D parallelism.default
         self._max_parallelism: int | None = None
         self._buffer_timeout_ms: int | None = None
         self._chaining = True
@@ -129,7 +129,7 @@ class StreamExecutionEnvironment:
         return self
 
     def get_max_parallelism(self) -> int:
-        return self._max_parallelism or DEFAULT_MAX_PARALLELISM
+        return self._max_parallelism or int(self._setting("pipeline.max-parallelism"))
 
     def set_buffer_timeout(self, timeout_millis: int) -> StreamExecutionEnvironment:
         """How long a batch of records may wait before it is sent; 0 sends every record."""
@@ -139,9 +139,16 @@ class StreamExecutionEnvironment:
         return self
 
     def get_buffer_timeout(self) -> int:
+        """The job's buffer timeout in ms: set_buffer_timeout(), else
+        ``execution.buffer-timeout`` of the job's configuration, -D or the cluster's."""
         if self._buffer_timeout_ms is not None:
             return self._buffer_timeout_ms
-        return 100
+        return int(self._setting("execution.buffer-timeout"))
+
+    def _setting(self, key: str) -> Any:
+        from strom.datastream import execution_context
+
+        return execution_context.job_setting(self._configuration, key)
 
     def disable_operator_chaining(self) -> StreamExecutionEnvironment:
         """Run every operator in a task of its own (for debugging; slower)."""

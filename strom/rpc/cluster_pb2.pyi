@@ -131,7 +131,14 @@ class TaskManagerList(_message.Message):
     def __init__(self, taskmanagers: _Optional[_Iterable[_Union[TaskManagerInfo, _Mapping]]] = ...) -> None: ...
 
 class ClusterOverview(_message.Message):
-    __slots__ = ("taskmanagers", "slots_total", "slots_available", "jobs_running", "jobs_finished", "jobs_cancelled", "jobs_failed", "strom_version", "jobmanager_id")
+    __slots__ = ("taskmanagers", "slots_total", "slots_available", "jobs_running", "jobs_finished", "jobs_cancelled", "jobs_failed", "strom_version", "jobmanager_id", "job_defaults")
+    class JobDefaultsEntry(_message.Message):
+        __slots__ = ("key", "value")
+        KEY_FIELD_NUMBER: _ClassVar[int]
+        VALUE_FIELD_NUMBER: _ClassVar[int]
+        key: str
+        value: str
+        def __init__(self, key: _Optional[str] = ..., value: _Optional[str] = ...) -> None: ...
     TASKMANAGERS_FIELD_NUMBER: _ClassVar[int]
     SLOTS_TOTAL_FIELD_NUMBER: _ClassVar[int]
     SLOTS_AVAILABLE_FIELD_NUMBER: _ClassVar[int]
@@ -141,6 +148,7 @@ class ClusterOverview(_message.Message):
     JOBS_FAILED_FIELD_NUMBER: _ClassVar[int]
     STROM_VERSION_FIELD_NUMBER: _ClassVar[int]
     JOBMANAGER_ID_FIELD_NUMBER: _ClassVar[int]
+    JOB_DEFAULTS_FIELD_NUMBER: _ClassVar[int]
     taskmanagers: int
     slots_total: int
     slots_available: int
@@ -150,7 +158,8 @@ class ClusterOverview(_message.Message):
     jobs_failed: int
     strom_version: str
     jobmanager_id: str
-    def __init__(self, taskmanagers: _Optional[int] = ..., slots_total: _Optional[int] = ..., slots_available: _Optional[int] = ..., jobs_running: _Optional[int] = ..., jobs_finished: _Optional[int] = ..., jobs_cancelled: _Optional[int] = ..., jobs_failed: _Optional[int] = ..., strom_version: _Optional[str] = ..., jobmanager_id: _Optional[str] = ...) -> None: ...
+    job_defaults: _containers.ScalarMap[str, str]
+    def __init__(self, taskmanagers: _Optional[int] = ..., slots_total: _Optional[int] = ..., slots_available: _Optional[int] = ..., jobs_running: _Optional[int] = ..., jobs_finished: _Optional[int] = ..., jobs_cancelled: _Optional[int] = ..., jobs_failed: _Optional[int] = ..., strom_version: _Optional[str] = ..., jobmanager_id: _Optional[str] = ..., job_defaults: _Optional[_Mapping[str, str]] = ...) -> None: ...
 
 class JobFile(_message.Message):
     __slots__ = ("path", "content")
@@ -254,7 +263,7 @@ class VertexDetails(_message.Message):
     def __init__(self, id: _Optional[str] = ..., name: _Optional[str] = ..., parallelism: _Optional[int] = ..., status: _Optional[str] = ..., records_in: _Optional[int] = ..., records_out: _Optional[int] = ..., tasks: _Optional[_Mapping[str, int]] = ...) -> None: ...
 
 class JobDetails(_message.Message):
-    __slots__ = ("summary", "vertices", "failure", "status_message", "plan", "restarts", "attempt")
+    __slots__ = ("summary", "vertices", "failure", "status_message", "plan", "restarts", "attempt", "exceptions")
     SUMMARY_FIELD_NUMBER: _ClassVar[int]
     VERTICES_FIELD_NUMBER: _ClassVar[int]
     FAILURE_FIELD_NUMBER: _ClassVar[int]
@@ -262,6 +271,7 @@ class JobDetails(_message.Message):
     PLAN_FIELD_NUMBER: _ClassVar[int]
     RESTARTS_FIELD_NUMBER: _ClassVar[int]
     ATTEMPT_FIELD_NUMBER: _ClassVar[int]
+    EXCEPTIONS_FIELD_NUMBER: _ClassVar[int]
     summary: JobSummary
     vertices: _containers.RepeatedCompositeFieldContainer[VertexDetails]
     failure: str
@@ -269,7 +279,18 @@ class JobDetails(_message.Message):
     plan: bytes
     restarts: int
     attempt: int
-    def __init__(self, summary: _Optional[_Union[JobSummary, _Mapping]] = ..., vertices: _Optional[_Iterable[_Union[VertexDetails, _Mapping]]] = ..., failure: _Optional[str] = ..., status_message: _Optional[str] = ..., plan: _Optional[bytes] = ..., restarts: _Optional[int] = ..., attempt: _Optional[int] = ...) -> None: ...
+    exceptions: _containers.RepeatedCompositeFieldContainer[JobException]
+    def __init__(self, summary: _Optional[_Union[JobSummary, _Mapping]] = ..., vertices: _Optional[_Iterable[_Union[VertexDetails, _Mapping]]] = ..., failure: _Optional[str] = ..., status_message: _Optional[str] = ..., plan: _Optional[bytes] = ..., restarts: _Optional[int] = ..., attempt: _Optional[int] = ..., exceptions: _Optional[_Iterable[_Union[JobException, _Mapping]]] = ...) -> None: ...
+
+class JobException(_message.Message):
+    __slots__ = ("exception", "location", "timestamp")
+    EXCEPTION_FIELD_NUMBER: _ClassVar[int]
+    LOCATION_FIELD_NUMBER: _ClassVar[int]
+    TIMESTAMP_FIELD_NUMBER: _ClassVar[int]
+    exception: str
+    location: str
+    timestamp: int
+    def __init__(self, exception: _Optional[str] = ..., location: _Optional[str] = ..., timestamp: _Optional[int] = ...) -> None: ...
 
 class Ack(_message.Message):
     __slots__ = ("ok", "message")
