@@ -1,6 +1,6 @@
 """Connectors, with PyFlink's names (``pyflink.datastream.connectors``)."""
 
-from strom.datastream.connectors import base, collection, file_system, number_seq
+from strom.datastream.connectors import base, collection, file_system, number_seq, redis
 from strom.datastream.connectors.base import (
     DeliveryGuarantee,
     Sink,
@@ -19,4 +19,5 @@ __all__ = [
     "collection",
     "file_system",
     "number_seq",
+    "redis",
 ]

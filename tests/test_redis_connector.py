@@ -1,0 +1,209 @@
+"""Redis Streams source and sink against a real redis-server: positions, bounded reading,
+watermarks from entry ids, and exactly-once / at-least-once output through TaskManagers
+SIGKILLed mid-job and through a savepoint restored at another parallelism."""
+
+from __future__ import annotations
+
+import re
+from collections import Counter
+
+import pytest
+from harness import poll_for
+from jobs_support import Mode, remote
+from services import RedisServer, kill_taskmanagers_during
+from test_checkpointing import KEYS, Throttle, checkpointed_env, expected_output
+from test_savepoints import strom_cli
+
+from client.gateway import ClusterClient
+from strom.common import WatermarkStrategy
+from strom.datastream import ProcessFunction, StreamExecutionEnvironment, execution_context
+from strom.datastream.connectors.base import DeliveryGuarantee
+from strom.datastream.connectors.redis import (
+    EntryIdTimestampAssigner,
+    RedisStartingPosition,
+    RedisStreamSink,
+    RedisStreamSource,
+)
+
+
+@pytest.fixture
+def redis_server():
+    server = RedisServer()
+    yield server
+    server.stop()
+
+
+def fill(server: RedisServer, streams: list[str], count: int) -> None:
+    """Entries ``{"n": 1..count}`` dealt round-robin over ``streams``."""
+    client = server.client()
+    pipeline = client.pipeline(transaction=False)
+    for n in range(1, count + 1):
+        pipeline.xadd(streams[n % len(streams)], {"n": n})
+        if n % 5000 == 0:
+            pipeline.execute()
+    pipeline.execute()
+
+
+def number_of(entry) -> int:
+    return int(entry.fields["n"])
+
+
+def source(server: RedisServer, streams: list[str], bounded: bool = True, position=None):
+    builder = (
+        RedisStreamSource.builder()
+        .set_host("127.0.0.1")
+        .set_port(server.port)
+        .set_streams(streams)
+        .set_deserializer(number_of)
+    )
+    if position is not None:
+        builder.set_starting_position(position)
+    return (builder.set_bounded() if bounded else builder).build()
+
+
+def sink(server: RedisServer, stream: str, guarantee: DeliveryGuarantee):
+    return (
+        RedisStreamSink.builder()
+        .set_host("127.0.0.1")
+        .set_port(server.port)
+        .set_stream(stream)
+        .set_serializer(lambda pair: {"key": pair[0], "count": pair[1]})
+        .set_delivery_guarantee(guarantee)
+        .build()
+    )
+
+
+def counting_job(env, server, streams, out, guarantee, bounded=True) -> None:
+    numbers = env.from_source(source(server, streams, bounded), None, "redis").uid("redis-in")
+    counts = (
+        numbers.map(Throttle())
+        .uid("throttle")
+        .key_by(lambda pair: pair[0])
+        .reduce(lambda a, b: (a[0], a[1] + b[1]))
+        .uid("counts")
+    )
+    counts.sink_to(sink(server, out, guarantee)).uid("redis-out")
+
+
+def output_of(server: RedisServer, stream: str) -> Counter:
+    entries = server.client().xrange(stream)
+    return Counter(repr((int(f["key"]), int(f["count"]))) for _, f in entries)
+
+
+def test_bounded_source_reads_each_entry_once_from_the_starting_position(redis_server):
+    streams = ["a", "b", "c"]
+    fill(redis_server, streams, 300)
+    env = StreamExecutionEnvironment.get_execution_environment()
+    env.set_parallelism(2)
+    mode = Mode("embedded")
+    everything = mode.collect(env.from_source(source(redis_server, streams), None, "all"))
+    assert sorted(everything) == list(range(1, 301))
+
+    # From an id: only the entries after it (stream "a" holds the multiples of 3).
+    cut = redis_server.client().xrange("a")[49][0]
+    fill(redis_server, ["a"], 5)
+    env = StreamExecutionEnvironment.get_execution_environment()
+    env.set_parallelism(1)
+    later = mode.collect(
+        env.from_source(
+            source(redis_server, ["a"], position=RedisStartingPosition.from_id(cut)), None, "a"
+        )
+    )
+    assert later == [n for n in range(1, 301) if n % 3 == 0][50:] + [1, 2, 3, 4, 5]
+
+    env = StreamExecutionEnvironment.get_execution_environment()
+    latest = source(redis_server, streams, position=RedisStartingPosition.latest())
+    assert mode.collect(env.from_source(latest, None, "latest")) == []
+
+
+class EventTime(ProcessFunction):
+    def process_element(self, value, ctx):
+        yield (value.id, ctx.timestamp())
+
+
+def test_watermarks_and_timestamps_come_from_the_entry_ids(redis_server):
+    client = redis_server.client()
+    for n in range(1, 4):
+        client.xadd("timed", {"n": n}, id=f"{n * 1000}-0")
+    env = StreamExecutionEnvironment.get_execution_environment()
+    env.set_parallelism(1)
+    entries = (
+        RedisStreamSource.builder()
+        .set_port(redis_server.port)
+        .set_host("127.0.0.1")
+        .set_streams(["timed"])
+        .set_bounded()
+        .build()
+    )
+    strategy = WatermarkStrategy.for_monotonous_timestamps().with_timestamp_assigner(
+        EntryIdTimestampAssigner()
+    )
+    stamped = env.from_source(entries, strategy, "timed").process(EventTime())
+    assert Mode("embedded").collect(stamped) == [
+        ("1000-0", 1000),
+        ("2000-0", 2000),
+        ("3000-0", 3000),
+    ]
+
+
+@pytest.mark.parametrize(
+    "guarantee", [DeliveryGuarantee.EXACTLY_ONCE, DeliveryGuarantee.AT_LEAST_ONCE]
+)
+def test_keyed_counts_to_redis_survive_sigkilled_taskmanagers(
+    local_cluster, tmp_path, redis_server, guarantee
+):
+    cluster = local_cluster(slots=2).start(taskmanagers=2)
+    count, streams = 60_000, ["in-0", "in-1", "in-2"]
+    fill(redis_server, streams, count)
+    checkpoints = tmp_path / "checkpoints"
+    env = checkpointed_env(checkpoints)
+    counting_job(env, redis_server, streams, "out", guarantee)
+    with remote(cluster.address):
+        client = env.execute_async(f"redis {guarantee.name} under SIGKILL")
+    kills = kill_taskmanagers_during(cluster, client, checkpoints, seed=11)
+    assert kills >= 2, "the job ended before the failures could be injected"
+    client.get_job_execution_result()
+    expected = expected_output(count)
+    got = output_of(redis_server, "out")
+    if guarantee == DeliveryGuarantee.EXACTLY_ONCE:
+        assert got == expected
+    else:
+        assert set(got) == set(expected)  # repeats allowed, losses not
+        assert sum(got.values()) >= sum(expected.values())
+
+
+def test_savepoint_resumes_each_stream_at_its_position_at_another_parallelism(
+    local_cluster, tmp_path, redis_server
+):
+    cluster = local_cluster(slots=2).start(taskmanagers=2)
+    count, streams = 30_000, ["s0", "s1", "s2", "s3", "s4"]
+    fill(redis_server, streams, count)
+
+    def submit(parallelism: int, savepoint: str | None = None) -> str:
+        env = StreamExecutionEnvironment.get_execution_environment()
+        env.set_parallelism(parallelism)
+        env.enable_checkpointing(60_000)
+        counting_job(env, redis_server, streams, "out", DeliveryGuarantee.EXACTLY_ONCE)
+        with remote(cluster.address):
+            execution_context.current().savepoint_path = savepoint
+            return env.execute_async(f"redis p={parallelism}").get_job_id()
+
+    job_id = submit(2)
+    with ClusterClient(cluster.address) as jobs:
+        poll_for(lambda: jobs.job(job_id).vertices[0].records_out > 3000, what="progress")
+        stop = strom_cli(cluster, "stop", "--savepoint-path", str(tmp_path / "sp"), job_id)
+        assert stop.returncode == 0, stop.stderr
+        location = re.search(r"Savepoint completed\. Path: file:(\S+)", stop.stdout).group(1)
+        poll_for(lambda: jobs.job(job_id).summary.state == "FINISHED", what="the job to stop")
+        partial = output_of(redis_server, "out")
+        assert 0 < sum(partial.values()) < count  # committed with the savepoint, cut short
+
+        resumed = submit(3, savepoint=location)
+        poll_for(
+            lambda: jobs.job(resumed).summary.state in ("FINISHED", "FAILED"),
+            timeout=120,
+            what="the resumed job to end",
+        )
+        assert jobs.job(resumed).summary.state == "FINISHED", jobs.job(resumed).failure
+    assert output_of(redis_server, "out") == expected_output(count)
+    assert KEYS == 7
