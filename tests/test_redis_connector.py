@@ -73,7 +73,9 @@ def sink(server: RedisServer, stream: str, guarantee: DeliveryGuarantee):
     )
 
 
-def counting_job(env, server, streams, out, guarantee, bounded=True) -> None:
+def counting_job(env, server, streams, out, guarantee, bounded=True, jdbc=None) -> None:
+    """Numbers from Redis -> (n % 7, 1) -> running count per key -> Redis stream ``out``
+    (or the JDBC sink ``jdbc``)."""
     numbers = env.from_source(source(server, streams, bounded), None, "redis").uid("redis-in")
     counts = (
         numbers.map(Throttle())
@@ -82,7 +84,10 @@ def counting_job(env, server, streams, out, guarantee, bounded=True) -> None:
         .reduce(lambda a, b: (a[0], a[1] + b[1]))
         .uid("counts")
     )
-    counts.sink_to(sink(server, out, guarantee)).uid("redis-out")
+    if jdbc is not None:
+        counts.add_sink(jdbc).uid("postgres-out")
+    else:
+        counts.sink_to(sink(server, out, guarantee)).uid("redis-out")
 
 
 def output_of(server: RedisServer, stream: str) -> Counter:

@@ -1,6 +1,6 @@
 """Connectors, with PyFlink's names (``pyflink.datastream.connectors``)."""
 
-from strom.datastream.connectors import base, collection, file_system, number_seq, redis
+from strom.datastream.connectors import base, collection, file_system, jdbc, number_seq, redis
 from strom.datastream.connectors.base import (
     DeliveryGuarantee,
     Sink,
@@ -18,6 +18,7 @@ __all__ = [
     "base",
     "collection",
     "file_system",
+    "jdbc",
     "number_seq",
     "redis",
 ]
