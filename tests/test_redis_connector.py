@@ -212,3 +212,25 @@ def test_savepoint_resumes_each_stream_at_its_position_at_another_parallelism(
         assert jobs.job(resumed).summary.state == "FINISHED", jobs.job(resumed).failure
     assert output_of(redis_server, "out") == expected_output(count)
     assert KEYS == 7
+
+
+def test_redis_word_count_example_counts_the_lines_of_a_stream(redis_server):
+    import subprocess
+    import sys
+
+    from harness import REPO_ROOT, python_env
+
+    redis_server.client().xadd("lines", {"line": "to be or not to be"})
+    result = subprocess.run(
+        [sys.executable, str(REPO_ROOT / "examples" / "redis_word_count.py")]
+        + ["--host", "127.0.0.1", "--port", str(redis_server.port), "--bounded", "--fill"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env=python_env(),
+    )
+    assert result.returncode == 0, result.stderr
+    counts = dict(line.split() for line in result.stdout.splitlines())
+    assert counts["to"] == "6" and counts["be"] == "4" and counts["question"] == "1"
+    entries = redis_server.client().xrange("word-counts")
+    assert len(entries) == 6 + 10 + 8 + 7 + 9  # one running count per word of every line
