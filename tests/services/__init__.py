@@ -124,7 +124,6 @@ class PostgresServer:
             "max_prepared_transactions": "50",
             "max_connections": "100",
             "fsync": "off",
-            "synchronous_commit": "off",
             "full_page_writes": "off",
             "shared_buffers": "32MB",
         }
@@ -155,7 +154,7 @@ class PostgresServer:
     def query(self, sql: str, params: tuple = ()) -> list[tuple]:
         """Rows of one statement (none for statements without a result)."""
         with self.connect() as connection, connection.cursor() as cursor:
-            cursor.execute(sql, params)
+            cursor.execute(sql, params or None)
             return cursor.fetchall() if cursor.description else []
 
     def stop(self) -> None:

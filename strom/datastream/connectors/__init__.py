@@ -1,6 +1,14 @@
 """Connectors, with PyFlink's names (``pyflink.datastream.connectors``)."""
 
-from strom.datastream.connectors import base, collection, file_system, jdbc, number_seq, redis
+from strom.datastream.connectors import (
+    base,
+    collection,
+    file_system,
+    jdbc,
+    number_seq,
+    postgres_cdc,
+    redis,
+)
 from strom.datastream.connectors.base import (
     DeliveryGuarantee,
     Sink,
@@ -20,5 +28,6 @@ __all__ = [
     "file_system",
     "jdbc",
     "number_seq",
+    "postgres_cdc",
     "redis",
 ]
