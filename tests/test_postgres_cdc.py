@@ -196,3 +196,38 @@ def test_cdc_to_keyed_totals_in_postgres_exactly_through_sigkills(
     assert postgres.query("SELECT count(*) FROM orders")[0][0] > 500  # changes were made
     # The slot moved on with the completed checkpoints.
     poll_for(lambda: confirmed(postgres) > first, what="the slot to advance")
+
+
+def test_cdc_to_redis_example_appends_each_customers_totals(local_cluster, tmp_path, postgres):
+    from services import RedisServer
+    from test_examples import load_example
+
+    redis_server = RedisServer()
+    try:
+        example = load_example("postgres_cdc_to_redis")
+        postgres.query("INSERT INTO orders VALUES (1, 7, 30), (2, 8, 5)")
+        args = example.parser().parse_args(
+            ["--pg-host", "127.0.0.1", "--pg-port", str(postgres.port), "--user", postgres.user]
+            + ["--redis-host", "127.0.0.1", "--redis-port", str(redis_server.port)]
+        )
+        cluster = local_cluster(slots=2).start(taskmanagers=1)
+        env = checkpointed_env(tmp_path / "checkpoints", parallelism=1)
+        example.build(env, args)
+        with remote(cluster.address):
+            client = env.execute_async("cdc to redis example")
+        poll_for(lambda: postgres.query("SELECT 1 FROM pg_replication_slots"), what="the slot")
+        postgres.query("UPDATE orders SET amount = 40 WHERE id = 1")
+        postgres.query("DELETE FROM orders WHERE id = 2")
+
+        def latest() -> dict:
+            entries = redis_server.client().xrange("customer-totals")
+            return {f["customer"]: (f["total"], f["orders"]) for _, f in entries}
+
+        poll_for(
+            lambda: latest() == {"7": ("40", "1"), "8": ("0", "0")},
+            what="the totals after the update and the delete",
+        )
+        assert len(redis_server.client().xrange("customer-totals")) == 5  # 2 +I, -U, +U, -D
+        client.cancel()
+    finally:
+        redis_server.stop()
