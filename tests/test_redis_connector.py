@@ -121,6 +121,17 @@ def test_bounded_source_reads_each_entry_once_from_the_starting_position(redis_s
     assert mode.collect(env.from_source(latest, None, "latest")) == []
 
 
+def test_one_stream_is_split_into_shares_among_subtasks(redis_server):
+    fill(redis_server, ["one"], 2000)
+    env = StreamExecutionEnvironment.get_execution_environment()
+    env.set_parallelism(3)
+    read = env.from_source(source(redis_server, ["one"]), None, "one")
+    shares = read.map(lambda n: n)  # the map runs in the source's task: its subtask's share
+    assert sorted(Mode("embedded").collect(shares)) == list(range(1, 2001))
+    assert [len(source(redis_server, ["one"]).assignment(i, 3)) for i in range(3)] == [1, 1, 1]
+    assert source(redis_server, ["a", "b"]).assignment(2, 3) == [("a", 1, 2)]
+
+
 class EventTime(ProcessFunction):
     def process_element(self, value, ctx):
         yield (value.id, ctx.timestamp())
@@ -177,11 +188,15 @@ def test_keyed_counts_to_redis_survive_sigkilled_taskmanagers(
         assert sum(got.values()) >= sum(expected.values())
 
 
+@pytest.mark.parametrize(
+    "streams", [["s0", "s1", "s2", "s3", "s4"], ["big"]], ids=["streams", "shares"]
+)
 def test_savepoint_resumes_each_stream_at_its_position_at_another_parallelism(
-    local_cluster, tmp_path, redis_server
+    local_cluster, tmp_path, redis_server, streams
 ):
+    """Whole streams dealt to subtasks, and one stream split into shares (2, then 3)."""
     cluster = local_cluster(slots=2).start(taskmanagers=2)
-    count, streams = 30_000, ["s0", "s1", "s2", "s3", "s4"]
+    count = 30_000
     fill(redis_server, streams, count)
 
     def submit(parallelism: int, savepoint: str | None = None) -> str:

@@ -176,13 +176,28 @@ class RedisStreamSource(Source):
     def is_bounded(self) -> bool:
         return self.bounded
 
-    def _streams_of(self, subtask_index: int, parallelism: int) -> list[str]:
-        return [s for j, s in enumerate(self.streams) if j % parallelism == subtask_index]
+    def assignment(self, subtask_index: int, parallelism: int) -> list[tuple[str, int, int]]:
+        """What a subtask reads: ``(stream, share, shares)`` triples. With at least as many
+        streams as subtasks, stream ``j`` goes whole to subtask ``j % parallelism``; with fewer,
+        the subtasks on one stream split its entries into ``shares`` by entry id, each reading
+        the stream and emitting the entries of its share."""
+        count = len(self.streams)
+        if count >= parallelism:
+            return [
+                (s, 0, 1) for j, s in enumerate(self.streams) if j % parallelism == subtask_index
+            ]
+        stream = subtask_index % count
+        shares = len(range(stream, parallelism, count))
+        return [(self.streams[stream], subtask_index // count, shares)]
 
     def create_reader(self, subtask_index: int, parallelism: int) -> RedisStreamReader:
         check_subtask(subtask_index, parallelism)
         return RedisStreamReader(
-            self, {s: None for s in self._streams_of(subtask_index, parallelism)}
+            self,
+            {
+                s: _fresh(share, shares)
+                for s, share, shares in self.assignment(subtask_index, parallelism)
+            },
         )
 
     def restore_reader(
@@ -193,18 +208,28 @@ class RedisStreamSource(Source):
         parallelism: int,
     ) -> RedisStreamReader:
         """The reader of subtask ``subtask_index`` after a restore, also at another
-        parallelism: each of its streams goes on from where the old subtask that read it was."""
+        parallelism: each stream goes on from where its old readers were, and entries an old
+        reader had emitted are not emitted again."""
         check_subtask(subtask_index, parallelism)
-        known: dict[str, Any] = {}
-        for old in range(old_parallelism):
-            position = positions.get(old)
-            old_streams = self._streams_of(old, old_parallelism)
-            if position == FINISHED_POSITION:
-                known.update({s: "finished" for s in old_streams})
-            elif isinstance(position, dict):
-                known.update(position)
-        mine = self._streams_of(subtask_index, parallelism)
-        return RedisStreamReader(self, {s: known.get(s) for s in mine})
+        old: dict[str, list[dict]] = {}
+        for index in range(old_parallelism):
+            position = positions.get(index)
+            for stream, share, shares in self.assignment(index, old_parallelism):
+                if position == FINISHED_POSITION:
+                    state: dict = {**_fresh(share, shares), "finished": True}
+                elif isinstance(position, dict) and stream in position:
+                    state = dict(position[stream])
+                else:  # not started before the checkpoint
+                    state = _fresh(share, shares)
+                old.setdefault(stream, []).append(state)
+        mine = {}
+        for stream, share, shares in self.assignment(subtask_index, parallelism):
+            before = old.get(stream, [])
+            if len(before) == 1 and (before[0]["share"], before[0]["shares"]) == (share, shares):
+                mine[stream] = before[0]  # the same reader as before
+            else:
+                mine[stream] = _merged(before, share, shares)
+        return RedisStreamReader(self, mine)
 
     def __repr__(self) -> str:
         return f"RedisStreamSource({self.host}:{self.port}, {self.streams})"
@@ -283,14 +308,54 @@ class RedisStreamSourceBuilder:
         )
 
 
-class RedisStreamReader(SourceReader):
-    """Reads whole streams with ``XREAD``. Its position maps each stream to
-    ``(last id read, end id or None)`` or to ``"finished"``; streams not started yet map to
-    None and are started from the source's starting position."""
+def _fresh(share: int, shares: int) -> dict:
+    """A stream reader's state before it starts: ``last`` is the last id read, ``end`` the
+    last id of a bounded read, ``layers`` the ``(shares, {share: last id})`` of earlier
+    layouts whose readers emitted entries up to those ids."""
+    return {"last": None, "end": None, "share": share, "shares": shares, "layers": []}
 
-    def __init__(self, source: RedisStreamSource, positions: dict[str, Any]) -> None:
+
+def _merged(before: list[dict], share: int, shares: int) -> dict:
+    """A stream reader's state for a new layout, from the states of the old readers."""
+    state = _fresh(share, shares)
+    if before and all(old.get("finished") for old in before):
+        state["finished"] = True
+        return state
+    ends = [old["end"] for old in before if old["end"] is not None]
+    state["end"] = max(ends, key=_parse_id) if ends else None
+    lasts = [old["last"] for old in before]
+    if before and all(last is not None for last in lasts):
+        state["last"] = min(lasts, key=_parse_id)  # the earliest old reader's position
+    emitted = {}
+    for old in before:
+        state["layers"].extend(old["layers"])
+        last = old["end"] if old.get("finished") else old["last"]
+        if last is not None:
+            emitted[old["share"]] = last
+    if emitted:
+        state["layers"].append((before[0]["shares"], emitted))
+    return state
+
+
+def _share_of(entry_id: tuple[int, int], shares: int) -> int:
+    return (entry_id[0] + entry_id[1]) % shares
+
+
+def _emitted_before(entry_id: tuple[int, int], layers: list) -> bool:
+    for shares, lasts in layers:
+        last = lasts.get(_share_of(entry_id, shares))
+        if last is not None and entry_id <= _parse_id(last):
+            return True
+    return False
+
+
+class RedisStreamReader(SourceReader):
+    """Reads streams with ``XREAD``. Its position maps each stream to its state (see
+    ``_fresh``); a stream not started yet is started from the source's starting position."""
+
+    def __init__(self, source: RedisStreamSource, streams: dict[str, dict]) -> None:
         self.source = source
-        self.positions: dict[str, Any] = dict(positions)
+        self.streams: dict[str, dict] = {s: dict(state) for s, state in streams.items()}
         self.client: Any = None
         deserializer = source.deserializer
         if deserializer is not None and not callable(deserializer):
@@ -300,59 +365,73 @@ class RedisStreamReader(SourceReader):
     def _start(self) -> None:
         source = self.source
         self.client = _client(source.host, source.port, source.db, source.password)
-        for stream, position in self.positions.items():
-            if position is not None:
+        for stream, state in self.streams.items():
+            if state.get("finished"):
                 continue
-            starting = source.starting_position
-            if starting.kind == "latest":
-                last = _last_id(self.client, stream)
-            elif starting.kind == "id":
-                last = starting.entry_id
-            else:
-                last = "0-0"
-            end = _last_id(self.client, stream) if source.bounded else None
-            self.positions[stream] = (last, end)
+            if state["last"] is None:
+                starting = source.starting_position
+                if starting.kind == "latest":
+                    state["last"] = _last_id(self.client, stream)
+                elif starting.kind == "id":
+                    state["last"] = starting.entry_id
+                else:
+                    state["last"] = "0-0"
+            if source.bounded and state["end"] is None:
+                state["end"] = _last_id(self.client, stream)
 
     def read_batch(self, max_records: int) -> list | None:
         if self.client is None:
             self._start()
         active = {}
-        for stream, position in self.positions.items():
-            if position == "finished":
+        for stream, state in self.streams.items():
+            if state.get("finished"):
                 continue
-            last, end = position
-            if end is not None and _parse_id(last) >= _parse_id(end):
-                self.positions[stream] = "finished"
+            end = state["end"]
+            if end is not None and _parse_id(state["last"]) >= _parse_id(end):
+                state["finished"] = True
                 continue
-            active[stream] = last
+            active[stream] = state["last"]
         if not active:
             return None if self.source.bounded else []
         reply = self.client.xread(active, count=max(1, max_records))
         values: list = []
         deserialize = self.deserialize
         for stream, entries in reply or ():
-            last, end = self.positions[stream]
-            limit = _parse_id(end) if end is not None else None
-            finished = False
+            state = self.streams[stream]
+            limit = _parse_id(state["end"]) if state["end"] is not None else None
+            share, shares, layers = state["share"], state["shares"], state["layers"]
+            last = state["last"]
             for entry_id, fields in entries:
-                if limit is not None and _parse_id(entry_id) > limit:
-                    finished = True
+                parsed = _parse_id(entry_id)
+                if limit is not None and parsed > limit:
+                    state["finished"] = True
                     break
+                last = entry_id
+                if shares > 1 and _share_of(parsed, shares) != share:
+                    continue
+                if layers and _emitted_before(parsed, layers):
+                    continue
                 entry = RedisStreamEntry(stream, entry_id, fields)
                 values.append(deserialize(entry) if deserialize is not None else entry)
-                last = entry_id
-            self.positions[stream] = "finished" if finished else (last, end)
+            state["last"] = last
+            if layers:  # layouts whose readers were all behind this one matter no more
+                position = _parse_id(last)
+                state["layers"] = [
+                    (n, lasts)
+                    for n, lasts in layers
+                    if any(position < _parse_id(v) for v in lasts.values())
+                ]
         return values
 
-    def snapshot_position(self) -> dict[str, Any]:
-        return dict(self.positions)
+    def snapshot_position(self) -> dict[str, dict]:
+        return {s: dict(state, layers=list(state["layers"])) for s, state in self.streams.items()}
 
     def restore_position(self, position: object) -> None:
         if not isinstance(position, dict):
             raise ValueError(f"not a Redis stream position: {position!r}")
-        for stream in self.positions:
-            if stream in position:
-                self.positions[stream] = position[stream]
+        for stream in self.streams:
+            if isinstance(position.get(stream), dict):
+                self.streams[stream] = dict(position[stream])
 
     def close(self) -> None:
         if self.client is not None:
