@@ -31,6 +31,7 @@ from __future__ import annotations
 
 import struct
 import threading
+import time
 from typing import Any
 
 from strom.common.types import Row, RowKind
@@ -59,6 +60,9 @@ def parse_lsn(text: str) -> int:
     high, _, low = text.partition("/")
     return (int(high, 16) << 32) | int(low, 16)
 
+
+#: how long a reader that found no new changes waits before decoding the slot again
+_IDLE_PEEK_S = 0.05
 
 #: the newest snapshot position of each running CDC reader in this process, for the chained
 #: checkpoint listener that advances the slot (readers are not told of completed checkpoints)
@@ -239,6 +243,7 @@ class PostgresCDCReader(SourceReader):
         self.pending: list[tuple[int, list[Row]]] = []  # whole transactions not yet emitted
         self.token = (source.slot, 0)
         self.restored = False
+        self.next_peek_at = 0.0
 
     # ------------------------------------------------------------ start
 
@@ -316,7 +321,12 @@ class PostgresCDCReader(SourceReader):
             if rows:
                 return rows  # the snapshot, in one step: no checkpoint falls inside it
         if not self.pending:
+            now = time.monotonic()
+            if now < self.next_peek_at:
+                return []
             self._peek()
+            if not self.pending:  # nothing new: ask the server again a little later
+                self.next_peek_at = now + _IDLE_PEEK_S
         out: list[Row] = []
         while self.pending and len(out) < max_records:
             end, rows = self.pending[0]

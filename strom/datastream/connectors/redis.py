@@ -1,8 +1,9 @@
 """Redis Streams: ``RedisStreamSource`` and ``RedisStreamSink``, exactly once.
 
 The source reads entries of one or more streams with ``XREAD``; each subtask reads whole
-streams (stream ``j`` of the list goes to subtask ``j % parallelism``), and its position is the
-last entry id read of each of its streams, so a restart resumes right after it. The sink appends
+streams (stream ``j`` of the list goes to subtask ``j % parallelism``), or, with fewer streams
+than subtasks, a share of one stream's entries. Its position is the last entry id read of each
+of its streams, so a restart resumes right after it. The sink appends
 entries with ``XADD``; with ``DeliveryGuarantee.EXACTLY_ONCE`` a checkpoint's entries are held
 back and appended when the checkpoint completes, in one ``MULTI``/``EXEC`` together with a
 per-subtask marker of the last committed checkpoint, so that committing again after a restart
@@ -442,9 +443,9 @@ class RedisStreamReader(SourceReader):
 class RedisStreamSink(Sink):
     """Appends records to a Redis stream as entries, with the chosen ``DeliveryGuarantee``:
 
-    - ``NONE``: appended as they come, in pipelined batches; a failure may lose the unsent.
-    - ``AT_LEAST_ONCE``: as ``NONE``, and everything is appended before a checkpoint
-      completes, so a restart repeats but never loses entries.
+    - ``NONE`` and ``AT_LEAST_ONCE``: appended as they come, in pipelined batches, so
+      everything is appended before a checkpoint completes and a restart repeats entries but
+      never loses one.
     - ``EXACTLY_ONCE``: a checkpoint's entries are appended when it completes, atomically with
       a marker of the last committed checkpoint of the subtask (key
       ``strom:sink:<sink id>:<subtask>``), so each record is appended once. Entries appear
@@ -559,7 +560,7 @@ class RedisStreamSinkBuilder:
         return self
 
     def set_batch_size(self, batch_size: int) -> RedisStreamSinkBuilder:
-        """Entries per pipelined round trip (``NONE`` and ``AT_LEAST_ONCE``)."""
+        """At most this many entries per pipelined round trip (``NONE``, ``AT_LEAST_ONCE``)."""
         self._batch_size = max(1, int(batch_size))
         return self
 
@@ -605,8 +606,7 @@ class RedisStreamWriter(SinkWriter):
         stream_of, serialize = self.stream_of, self.sink.serializer
         self.buffer.extend((stream_of(v), serialize(v)) for v in values)
         if self.sink.guarantee != DeliveryGuarantee.EXACTLY_ONCE:
-            if len(self.buffer) >= self.sink.batch_size:
-                self._flush()
+            self._flush()  # the runtime hands over batches already: no entry waits here
 
     def _append(self, pipeline: Any, entries: list[tuple[str, dict]]) -> None:
         max_len = self.sink.max_len
@@ -617,12 +617,12 @@ class RedisStreamWriter(SinkWriter):
                 pipeline.xadd(stream, fields, maxlen=max_len, approximate=True)
 
     def _flush(self) -> None:
-        if not self.buffer:
-            return
-        pipeline = self.client.pipeline(transaction=False)
-        self._append(pipeline, self.buffer)
-        pipeline.execute()
-        self.buffer = []
+        size = self.sink.batch_size
+        while self.buffer:
+            pipeline = self.client.pipeline(transaction=False)
+            self._append(pipeline, self.buffer[:size])
+            pipeline.execute()
+            del self.buffer[:size]
 
     def prepare_commit(self, checkpoint_id: int) -> object:
         if self.sink.guarantee == DeliveryGuarantee.EXACTLY_ONCE:
