@@ -150,3 +150,51 @@ def test_redis_to_postgres_survives_sigkilled_taskmanagers(
     else:
         assert set(got) == set(expected) and sum(got.values()) >= count
     assert RedisStreamSource  # the source module is the one the job used
+
+
+def test_exactly_once_sink_resumes_from_a_savepoint_at_another_parallelism(
+    local_cluster, tmp_path, postgres, redis_server
+):
+    """Stopped with a savepoint at parallelism 2, resumed at 3: the prepared transactions of
+    the old subtasks are committed by the new ones, and every row is there once."""
+    import re
+
+    from harness import poll_for
+    from test_savepoints import strom_cli
+
+    from client.gateway import ClusterClient
+    from strom.datastream import execution_context
+
+    postgres.query("CREATE TABLE counts (key int, n int)")
+    cluster = local_cluster(slots=2).start(taskmanagers=2)
+    count, streams = 30_000, ["s0", "s1", "s2"]
+    fill(redis_server, streams, count)
+
+    def submit(parallelism: int, savepoint: str | None = None) -> str:
+        env = StreamExecutionEnvironment.get_execution_environment()
+        env.set_parallelism(parallelism)
+        env.enable_checkpointing(60_000)
+        jdbc = JdbcSink.exactly_once_sink(
+            "INSERT INTO counts (key, n) VALUES (?, ?)", ROW_TYPE, options(postgres)
+        )
+        counting_job(env, redis_server, streams, None, DeliveryGuarantee.NONE, jdbc=jdbc)
+        with remote(cluster.address):
+            execution_context.current().savepoint_path = savepoint
+            return env.execute_async(f"postgres p={parallelism}").get_job_id()
+
+    job_id = submit(2)
+    with ClusterClient(cluster.address) as jobs:
+        poll_for(lambda: jobs.job(job_id).vertices[0].records_out > 3000, what="progress")
+        stop = strom_cli(cluster, "stop", "--savepoint-path", str(tmp_path / "sp"), job_id)
+        assert stop.returncode == 0, stop.stderr
+        location = re.search(r"Savepoint completed\. Path: file:(\S+)", stop.stdout).group(1)
+        poll_for(lambda: jobs.job(job_id).summary.state == "FINISHED", what="the job to stop")
+        resumed = submit(3, savepoint=location)
+        poll_for(
+            lambda: jobs.job(resumed).summary.state in ("FINISHED", "FAILED"),
+            timeout=120,
+            what="the resumed job to end",
+        )
+        assert jobs.job(resumed).summary.state == "FINISHED", jobs.job(resumed).failure
+    assert output_rows(postgres) == expected_output(count)
+    assert postgres.query("SELECT gid FROM pg_prepared_xacts") == []
