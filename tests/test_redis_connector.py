@@ -249,3 +249,44 @@ def test_redis_word_count_example_counts_the_lines_of_a_stream(redis_server):
     assert counts["to"] == "6" and counts["be"] == "4" and counts["question"] == "1"
     entries = redis_server.client().xrange("word-counts")
     assert len(entries) == 6 + 10 + 8 + 7 + 9  # one running count per word of every line
+
+
+def test_an_idle_stream_does_not_hold_back_event_time(local_cluster, redis_server):
+    """Two streams on two subtasks, one silent: with ``with_idleness`` the windows of the
+    other fire while the job runs, with event time from the entry ids."""
+    from strom.common import Duration, Time
+    from strom.datastream.window import TumblingEventTimeWindows
+
+    cluster = local_cluster(slots=2).start(taskmanagers=1)
+    client = redis_server.client()
+    client.xadd("quiet", {"n": 0}, id="1-0")
+    env = StreamExecutionEnvironment.get_execution_environment()
+    env.set_parallelism(2)
+    entries = (
+        RedisStreamSource.builder()
+        .set_host("127.0.0.1")
+        .set_port(redis_server.port)
+        .set_streams(["busy", "quiet"])
+        .build()
+    )
+    strategy = (
+        WatermarkStrategy.for_monotonous_timestamps()
+        .with_timestamp_assigner(EntryIdTimestampAssigner())
+        .with_idleness(Duration.of_millis(200))
+    )
+    windows = (
+        env.from_source(entries, strategy, "entries")
+        .map(lambda entry: (entry.stream, 1))
+        .key_by(lambda pair: pair[0])
+        .window(TumblingEventTimeWindows.of(Time.seconds(1)))
+        .reduce(lambda a, b: (a[0], a[1] + b[1]))
+    )
+    windows.sink_to(sink(redis_server, "windows", DeliveryGuarantee.AT_LEAST_ONCE))
+    with remote(cluster.address):
+        job = env.execute_async("idle redis stream")
+    for ms in (1000, 1100, 1200, 2000, 2100, 3500):
+        client.xadd("busy", {"n": ms}, id=f"{ms}-0")
+    poll_for(lambda: client.xlen("windows") >= 2, what="two windows of the busy stream")
+    job.cancel()
+    counts = [(f["key"], int(f["count"])) for _, f in client.xrange("windows")]
+    assert counts[:2] == [("busy", 3), ("busy", 2)]
