@@ -170,6 +170,8 @@ class RemoteOutputChannel(OutputChannel):
         # Everything below is guarded by the connection's lock (``_cond`` shares it).
         self._queue: deque[bytes] = deque()
         self._credit = 0
+        self._taken = 0  # elements handed to the connection
+        self._gone: str | None = None  # the consumer closed its input after taking everything
         self._open_sent = False
         self._closed = False  # no more sends; the channel ends once the queue is drained
         self._close_sent = False
@@ -205,6 +207,8 @@ class RemoteOutputChannel(OutputChannel):
                 raise ChannelError(self._error)
             if self._closed:
                 raise ChannelError(f"send on closed data channel {self.key.describe()}")
+            if self._gone is not None:
+                raise ChannelError(self._gone)
             queue.append(payload)
             self.elements_sent += 1
             if self._credit and not self._dirty:
@@ -317,6 +321,7 @@ class RemoteOutputChannel(OutputChannel):
                 payloads.append(payload)
                 credit -= 1
             self._credit = credit
+            self._taken += len(payloads)
             message.payloads.extend(payloads)
             self._last_progress = now
             useful = True
@@ -334,6 +339,11 @@ class RemoteOutputChannel(OutputChannel):
         if self._error is None and not self._confirmed:
             self._error = error
         self._queue.clear()
+        self._cond.notify_all()
+
+    def _consumer_gone(self, error: str) -> None:
+        self._gone = error
+        self._confirmed = True
         self._cond.notify_all()
 
     def _confirm(self, delivered: int) -> None:

@@ -214,7 +214,15 @@ class OutboundConnection:
                         if channel._queue or (channel._closed and not channel._close_sent):
                             self.mark(channel)
                     if message.HasField("failure"):
-                        channel._fail(_describe_failure(channel, message.failure))
+                        error = _describe_failure(channel, message.failure)
+                        if (
+                            message.failure.reason == pb.CONSUMER_CLOSED
+                            and message.delivered == channel._taken
+                            and not channel._queue
+                        ):
+                            channel._consumer_gone(error)  # everything sent had arrived
+                        else:
+                            channel._fail(error)
                         self._channels.pop(message.channel_id, None)
                     elif message.closed:
                         channel._confirm(message.delivered)

@@ -292,9 +292,14 @@ class _InboundConnection:
         self._fail(channel, pb.BAD_DATA, f"{channel.where}: {reason}")
 
     def _fail(self, channel: _InboundChannel, reason: int, message: str) -> None:
+        # ``delivered`` lets a producer whose every element arrived before the consumer closed
+        # its input end the channel without an error.
         self._answer(
             channel,
-            pb.ChannelMessage(failure=pb.ChannelFailure(reason=reason, message=message)),
+            pb.ChannelMessage(
+                failure=pb.ChannelFailure(reason=reason, message=message),
+                delivered=channel.delivered,
+            ),
         )
 
     def _answer(self, channel: _InboundChannel, message: pb.ChannelMessage) -> None:
