@@ -7,8 +7,10 @@ InputGate, as a task's mailbox loop would. Reported per path:
 - the element codec alone (pickle a batch, unpickle it),
 - LocalOutputChannel + InputGate (no serialisation),
 - RecordWriter (forward; hash by key over 4 channels) + LocalOutputChannel + InputGate,
-- RemoteOutputChannel over loopback gRPC to a DataExchangeService + InputGate, with the
-  recommended server options and with gRPC's defaults.
+- RemoteOutputChannel over loopback gRPC to a DataExchangeService + InputGate in this process,
+- RemoteOutputChannel to a consumer in another process (``--serve`` mode of this script), over
+  1, 16 and 64 channels multiplexed on the one connection between the two processes, with
+  batches of 1024 records and of 1 record (the per-element cost of the transport).
 
 Not a test: numbers depend on the machine; they show where the per-batch cost goes.
 """
@@ -16,6 +18,8 @@ Not a test: numbers depend on the machine; they show where the per-batch cost go
 from __future__ import annotations
 
 import argparse
+import os
+import subprocess
 import sys
 import threading
 import time
@@ -115,7 +119,8 @@ def bench_writer(batches: list[list[int]], records: int, batch: int, keyed: bool
 def bench_remote(batches: list[list[int]], records: int, options: list) -> float:
     registry = GateRegistry()
     server = grpc.server(futures.ThreadPoolExecutor(max_workers=8), options=options)
-    DataExchangeService(registry).add_to_server(server)
+    service = DataExchangeService(registry, bind_host="127.0.0.1")
+    service.add_to_server(server)
     port = server.add_insecure_port("127.0.0.1:0")
     server.start()
     try:
@@ -133,7 +138,77 @@ def bench_remote(batches: list[list[int]], records: int, options: list) -> float
         return timed(produce, gate, 1, records)
     finally:
         server.stop(grace=None).wait()
+        service.stop()
         close_all_channels()
+
+
+def serve(channels: int) -> None:
+    """The consumer process: one gate of ``channels`` channels; for each ``go`` line on stdin,
+    consume until every channel ended and print the records and seconds since the first one."""
+    registry = GateRegistry()
+    server = grpc.server(futures.ThreadPoolExecutor(max_workers=2), options=SERVER_OPTIONS)
+    DataExchangeService(registry, bind_host="127.0.0.1").add_to_server(server)
+    port = server.add_insecure_port("127.0.0.1:0")
+    server.start()
+    print(port, flush=True)
+    for attempt, _ in enumerate(sys.stdin):
+        gate = InputGate(channels, int(os.environ.get("BENCH_GATE_CAPACITY", "8")))
+        registry.register("bench", attempt, "sink", 0, gate)
+        print("ready", flush=True)
+        start = None
+        seen = finished = 0
+        while finished < channels:
+            _, element = gate.poll(None)
+            if start is None:
+                start = time.perf_counter()
+            if element[0] == RECORDS:
+                seen += len(element[1])
+            elif element[0] == END_OF_PARTITION:
+                finished += 1
+        print(seen, time.perf_counter() - start, flush=True)
+        gate.close()
+        registry.unregister("bench", attempt, "sink", 0)
+
+
+class CrossProcess:
+    """A consumer process (this script with ``--serve``) and the producer side in this one."""
+
+    def __init__(self, channels: int) -> None:
+        self.channels = channels
+        self.process = subprocess.Popen(
+            [sys.executable, __file__, "--serve", str(channels)],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            text=True,
+        )
+        self.address = f"127.0.0.1:{int(self.process.stdout.readline())}"
+        self.attempt = 0
+
+    def run(self, batches: list[list[int]], records: int) -> float:
+        """Records per second from the first send to the consumer's last end-of-partition."""
+        self.process.stdin.write("go\n")
+        self.process.stdin.flush()
+        assert self.process.stdout.readline().strip() == "ready"
+        outs = [
+            RemoteOutputChannel(self.address, ChannelKey("bench", self.attempt, "sink", 0, c))
+            for c in range(self.channels)
+        ]
+        self.attempt += 1
+        sends = [out.send for out in outs]
+        n = len(sends)
+        for i, batch in enumerate(batches):
+            sends[i % n]((RECORDS, batch, None))
+        for out in outs:
+            out.send(EOP)
+        for out in outs:
+            out.close()
+        seen, seconds = self.process.stdout.readline().split()
+        assert int(seen) == records, (seen, records)
+        return records / float(seconds)
+
+    def stop(self) -> None:
+        self.process.stdin.close()
+        self.process.wait(10)
 
 
 def main() -> None:
@@ -141,7 +216,11 @@ def main() -> None:
     parser.add_argument("--records", type=int, default=1_000_000)
     parser.add_argument("--batch", type=int, default=1024)
     parser.add_argument("--repeat", type=int, default=3, help="report the best of N runs")
+    parser.add_argument("--serve", type=int, help=argparse.SUPPRESS)
     args = parser.parse_args()
+    if args.serve:
+        serve(args.serve)
+        return
     batches = batches_of(args.records, args.batch)
     records = args.records
     print(f"{records:,} int records in batches of {args.batch}, best of {args.repeat}")
@@ -160,14 +239,23 @@ def main() -> None:
             "RemoteOutputChannel, loopback (SERVER_OPTIONS)",
             lambda: bench_remote(batches, records, SERVER_OPTIONS),
         ),
-        (
-            "RemoteOutputChannel, loopback (gRPC defaults)",
-            lambda: bench_remote(batches, records, []),
-        ),
     ]
     for name, run in rows:
         rate = max(run() for _ in range(args.repeat))
         print(f"  {name:<48} {rate:>14,.0f} records/s")
+    singles = batches_of(min(records, 50_000), 1)
+    for channels in (1, 16, 64):
+        peer = CrossProcess(channels)
+        try:
+            for label, data, count in [
+                (f"batch {args.batch}", batches, records),
+                ("batch 1", singles, len(singles)),
+            ]:
+                rate = max(peer.run(data, count) for _ in range(args.repeat))
+                name = f"other process, {channels} channel(s), {label}"
+                print(f"  {name:<48} {rate:>14,.0f} records/s")
+        finally:
+            peer.stop()
 
 
 if __name__ == "__main__":
