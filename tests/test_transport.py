@@ -27,7 +27,8 @@ from taskmanager.network import (
     InputGate,
     RemoteOutputChannel,
 )
-from taskmanager.network.channels import open_channel_count
+from taskmanager.network.channels import SMALL_QUEUE, open_channel_count
+from taskmanager.network.data_service import BACKLOG_BYTES, EXTRA_CREDITS
 
 PEER = str(Path(__file__).resolve().parent / "transport_peer.py")
 EOP = (END_OF_PARTITION,)
@@ -217,9 +218,11 @@ def test_credits_let_exactly_one_element_through_per_element_taken(data_server):
     sent = SimpleNamespace(count=0)
     stop = threading.Event()
 
+    padding = b"x" * (BACKLOG_BYTES + 100)  # large elements: no credits beyond the gate
+
     def flood() -> None:
         while not stop.is_set():
-            out.send((RECORDS, [sent.count], None))
+            out.send((RECORDS, [sent.count, padding], None))
             sent.count += 1
 
     flooding = run_in_thread(flood)
@@ -227,12 +230,49 @@ def test_credits_let_exactly_one_element_through_per_element_taken(data_server):
         poll_for(lambda: out.backpressured and gate.pending(0) == 3, what="credits to run out")
         assert sent.count == 3 + 2  # the gate's three slots and the channel's queue of two
         for taken in range(1, 6):
-            assert gate.poll(10)[1] == (RECORDS, [taken - 1], None)
+            assert gate.poll(10)[1] == (RECORDS, [taken - 1, padding], None)
             # The credit for the freed slot brings exactly one more element over.
             poll_for(
                 lambda: gate.pending(0) == 3 and sent.count == 5 + taken and out.backpressured,  # noqa: B023
                 what="one more element",
             )
+    finally:
+        stop.set()
+        out.cancel()
+        flooding.done.wait(10)
+        gate.close()
+        data_server.registry.unregister(job, 0, "v", 0)
+
+
+def test_small_elements_earn_extra_credits_up_to_a_bound(data_server):
+    # At buffer timeout 0 every record is an element: with credits for the gate's slots only,
+    # each slot would cost a round trip between the processes.
+    job = uuid.uuid4().hex
+    gate = InputGate(1, capacity_per_channel=2)
+    data_server.registry.register(job, 0, "v", 0, gate)
+    out = RemoteOutputChannel(data_server.address, ChannelKey(job, 0, "v", 0, 0))
+    stop = threading.Event()
+
+    def flood() -> None:
+        i = 0
+        while not stop.is_set():
+            out.send((RECORDS, [i], None))
+            i += 1
+
+    flooding = run_in_thread(flood)
+    try:
+        for i in range(500):  # the receiver learns that this channel's elements are small
+            assert gate.poll(10)[1] == (RECORDS, [i], None)
+        last = [-1]
+
+        def stalled() -> bool:
+            previous, last[0] = last[0], out.elements_sent
+            return out.backpressured and last[0] == previous
+
+        poll_for(stalled, what="the producer to stall")
+        ahead = out.elements_sent - 500  # sent and not taken: queued, in flight or held
+        assert 2 + 8 < ahead <= 2 + EXTRA_CREDITS + SMALL_QUEUE + 1, ahead
+        assert 2 < gate.pending(0) <= 2 + EXTRA_CREDITS
     finally:
         stop.set()
         out.cancel()

@@ -139,11 +139,18 @@ def open_channel_count() -> int:
     return _connection.connection_count()
 
 
+#: a channel's queue takes more than ``capacity`` elements while they hold fewer bytes than this
+QUEUE_BYTES = 64 * 1024
+#: but never more elements than this
+SMALL_QUEUE = 256
+
+
 class RemoteOutputChannel(OutputChannel):
     """A channel to a consumer in another process, multiplexed over the process's one
     connection to it.
 
-    ``send`` encodes the element and queues the bytes in a buffer of ``capacity`` elements.
+    ``send`` encodes the element and queues the bytes in a buffer of ``capacity`` elements (or
+    more while they hold less than ``QUEUE_BYTES``: small elements, up to ``SMALL_QUEUE``).
     The connection sends queued elements only against credits from the receiver, one per free
     slot of the consumer's gate channel, so when the consumer falls behind the buffer fills and
     ``send`` blocks: back pressure reaches the producer, at most ``capacity`` elements wait
@@ -169,6 +176,7 @@ class RemoteOutputChannel(OutputChannel):
         self.elements_sent = 0
         # Everything below is guarded by the connection's lock (``_cond`` shares it).
         self._queue: deque[bytes] = deque()
+        self._queued_bytes = 0
         self._credit = 0
         self._taken = 0  # elements handed to the connection
         self._gone: str | None = None  # the consumer closed its input after taking everything
@@ -197,7 +205,12 @@ class RemoteOutputChannel(OutputChannel):
         cond = self._cond
         with cond:
             queue = self._queue
-            while len(queue) >= self.capacity and self._error is None and not self._closed:
+            while (
+                len(queue) >= self.capacity
+                and (self._queued_bytes >= QUEUE_BYTES or len(queue) >= SMALL_QUEUE)
+                and self._error is None
+                and not self._closed
+            ):
                 self._senders_waiting += 1
                 try:
                     cond.wait()
@@ -210,6 +223,7 @@ class RemoteOutputChannel(OutputChannel):
             if self._gone is not None:
                 raise ChannelError(self._gone)
             queue.append(payload)
+            self._queued_bytes += len(payload)
             self.elements_sent += 1
             if self._credit and not self._dirty:
                 self._connection.mark(self)
@@ -251,6 +265,7 @@ class RemoteOutputChannel(OutputChannel):
                     )
                     self._cancel_requested = True
                     self._queue.clear()
+                    self._queued_bytes = 0
                     raise ChannelError(self._error)
         finally:
             self._release()
@@ -264,6 +279,7 @@ class RemoteOutputChannel(OutputChannel):
         if self._error is None:
             self._error = f"data channel {self.key.describe()} was cancelled"
         self._queue.clear()
+        self._queued_bytes = 0
         self._cond.notify_all()
 
     def cancel(self) -> None:
@@ -321,6 +337,7 @@ class RemoteOutputChannel(OutputChannel):
                 payloads.append(payload)
                 credit -= 1
             self._credit = credit
+            self._queued_bytes -= size
             self._taken += len(payloads)
             message.payloads.extend(payloads)
             self._last_progress = now
@@ -339,6 +356,7 @@ class RemoteOutputChannel(OutputChannel):
         if self._error is None and not self._confirmed:
             self._error = error
         self._queue.clear()
+        self._queued_bytes = 0
         self._cond.notify_all()
 
     def _consumer_gone(self, error: str) -> None:

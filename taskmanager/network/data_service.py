@@ -9,6 +9,14 @@ grants the producer one credit per free slot of that gate channel, and one more 
 consumer takes an element. Elements only come against credits, so ``InputGate.put`` never
 waits and one full channel never holds up the others on the connection.
 
+Small elements (a record each, at ``execution.buffer-timeout`` 0) would make every few gate
+slots a gRPC message each way, which costs far more than the elements; so while a channel's
+recent elements are small, the receiver grants up to ``EXTRA_CREDITS`` more than the gate's
+capacity, about ``BACKLOG_BYTES`` in all (as HTTP/2's window did when each channel was its own
+stream), and announces credits a quarter of the window at a time. The gate channel of a remote
+producer then holds up to its capacity plus those extra elements; once the elements are large,
+its capacity only.
+
 Whatever a peer sends, the process stays up: an element that does not decode, or data sent
 without credit, fails that channel (``BAD_DATA``, with a log line); a stream that breaks the
 protocol itself is ended with INVALID_ARGUMENT.
@@ -46,6 +54,14 @@ ENDPOINT_OPTIONS: list[tuple[str, int]] = [
     ("grpc.max_send_message_length", 64 * 1024 * 1024),
     ("grpc.so_reuseport", 0),
 ]
+
+#: how many credits a channel of small elements gets beyond its gate's free slots, at most
+EXTRA_CREDITS = 248
+#: about how many bytes of recent-sized elements those extra credits may bring
+BACKLOG_BYTES = 64 * 1024
+# The largest recent element size, forgetting by this factor per element: a few hundred small
+# elements after a large one earn the extra credits back.
+_SIZE_MEMORY = 0.9
 
 # How often a channel whose consumer is not registered yet looks again (seconds, doubling).
 _LOOKUP_FIRST_INTERVAL_S = 0.005
@@ -123,6 +139,7 @@ class _InboundChannel:
         "gate",
         "index",
         "credit",
+        "recent_size",
         "delivered",
         "close_requested",
         "finished",
@@ -140,6 +157,7 @@ class _InboundChannel:
         self.gate: InputGate | None = None
         self.index = header.channel
         self.credit = 0  # credits granted and not yet spent
+        self.recent_size = float(1 << 30)  # no extra credits until small elements were seen
         self.delivered = 0
         self.close_requested = False
         self.finished = False  # failed, closed or cancelled: later data is dropped
@@ -156,9 +174,11 @@ class _InboundConnection:
         self.peer = context.peer()
         self.loop = data_plane_loop()
         self.channels: dict[int, _InboundChannel] = {}
-        # Written by consumer threads (credits) and the loop (answers), sent by the writer.
+        # Written by consumer threads (elements taken) and the loop (answers), read by the writer.
         self._lock = threading.Lock()
-        self._credits: dict[int, int] = {}
+        self._consumed: dict[int, int] = {}
+        # Only the loop touches these two.
+        self._credits_out: dict[int, int] = {}
         self._answers: list[pb.ChannelMessage] = []
         self._wake_pending = False
         self._event = asyncio.Event()
@@ -202,31 +222,52 @@ class _InboundConnection:
             self._deliver(channel, message.payloads)
         if message.close and not channel.finished:
             channel.close_requested = True
-            if channel.gate is not None:
-                self._answer(channel, pb.ChannelMessage(closed=True, delivered=channel.delivered))
+            self._maybe_confirm_close(channel)
+
+    def _maybe_confirm_close(self, channel: _InboundChannel) -> None:
+        if channel.close_requested and channel.gate is not None:
+            self._answer(channel, pb.ChannelMessage(closed=True, delivered=channel.delivered))
 
     def _deliver(self, channel: _InboundChannel, payloads: Any) -> None:
         gate = channel.gate
         if gate is None or len(payloads) > channel.credit:
             self._reject(channel, f"{len(payloads)} element(s) sent without credit")
             return
-        put, index = gate.put, channel.index
+        put, index = gate.put_credited, channel.index
+        recent = channel.recent_size
         for payload in payloads:
+            size = len(payload)
+            recent = recent * _SIZE_MEMORY
+            if size > recent:
+                recent = size
             try:
                 element = decode(payload)
             except DecodeError as error:
                 self._reject(channel, f"bad frame: {error}")
                 return
             try:
-                put(index, element, 0)
+                put(index, element)
             except GateClosed:
                 self._fail(channel, pb.CONSUMER_CLOSED, f"{channel.where} closed its input")
                 return
-            except TimeoutError:  # the gate had no room although credit was granted
-                self._reject(channel, "an element arrived for a full channel")
-                return
             channel.credit -= 1
             channel.delivered += 1
+        channel.recent_size = recent
+
+    def _top_up(self, channel: _InboundChannel) -> None:
+        """Grant the producer the credits the channel has room for (see the module's doc)."""
+        gate = channel.gate
+        if gate is None:
+            return
+        extra = min(EXTRA_CREDITS, int(BACKLOG_BYTES // max(channel.recent_size, 1.0)))
+        window = gate.capacity_per_channel + extra
+        grant = window - channel.credit - gate.pending(channel.index)
+        # A quarter of the window at a time, or whatever there is when the producer runs short:
+        # every credit message makes the producer send a gRPC message.
+        quarter = window // 4
+        if grant > 0 and (grant >= quarter or channel.credit <= quarter):
+            channel.credit += grant
+            self._credits_out[channel.id] = self._credits_out.get(channel.id, 0) + grant
 
     async def _find_gate(self, channel: _InboundChannel) -> None:
         header, registry = channel.header, self.service.registry
@@ -254,33 +295,41 @@ class _InboundConnection:
         channel_id = channel.id
 
         def on_consumed() -> None:
-            self._grant(channel_id, 1)
+            self._taken(channel_id)
 
         def on_closed() -> None:
             self.loop.call_soon(self._gate_closed, channel_id)
 
         try:
-            free = gate.watch(channel.index, on_consumed, on_closed)
+            gate.watch(channel.index, on_consumed, on_closed)
         except GateClosed:
             self._fail(channel, pb.CONSUMER_CLOSED, f"{channel.where} closed its input")
             return
         channel.gate, channel.on_consumed = gate, on_consumed
         if channel.close_requested:
             self._answer(channel, pb.ChannelMessage(closed=True, delivered=0))
-        elif free:
-            self._grant(channel_id, free)
+        else:
+            self._top_up(channel)
+            self._wake()
 
     # ------------------------------------------------------------------ outcomes
 
-    def _grant(self, channel_id: int, credits: int) -> None:
-        # Any thread: a consumer took an element, or the loop opened a channel.
+    def _taken(self, channel_id: int) -> None:
+        # A consumer thread took an element from a watched channel: room for more.
         with self._lock:
             if self._ended:
                 return
-            self._credits[channel_id] = self._credits.get(channel_id, 0) + credits
+            self._consumed[channel_id] = self._consumed.get(channel_id, 0) + 1
             if not self._wake_pending:
                 self._wake_pending = True
                 self.loop.call_soon(self._event.set)
+
+    def _wake(self) -> None:
+        # On the loop: have the writer look at what is to send.
+        with self._lock:
+            if not self._wake_pending:
+                self._wake_pending = True
+                self._event.set()
 
     def _gate_closed(self, channel_id: int) -> None:
         channel = self.channels.get(channel_id)
@@ -306,11 +355,8 @@ class _InboundConnection:
         """Send a final word (closed or failed) about ``channel`` and forget it."""
         message.channel_id = channel.id
         self._finish(channel)
-        with self._lock:
-            self._answers.append(message)
-            if not self._wake_pending:
-                self._wake_pending = True
-                self._event.set()
+        self._answers.append(message)
+        self._wake()
 
     def _finish(self, channel: _InboundChannel) -> None:
         if channel.finished:
@@ -333,22 +379,24 @@ class _InboundConnection:
 
     async def _write(self) -> None:
         event = self._event
+        channels = self.channels
         while True:
             await event.wait()
             event.clear()
             with self._lock:
                 self._wake_pending = False
-                credits, self._credits = self._credits, {}
-                answers, self._answers = self._answers, []
+                consumed, self._consumed = self._consumed, {}
+            for channel_id in consumed:
+                channel = channels.get(channel_id)
+                if channel is not None and not channel.finished:
+                    self._top_up(channel)
+            credits, self._credits_out = self._credits_out, {}
+            answers, self._answers = self._answers, []
             messages = [
                 pb.ChannelMessage(channel_id=channel_id, credit=count)
                 for channel_id, count in credits.items()
-                if channel_id in self.channels and not self.channels[channel_id].finished
+                if channel_id in channels and not channels[channel_id].finished
             ]
-            for channel_id, count in credits.items():
-                channel = self.channels.get(channel_id)
-                if channel is not None and not channel.finished:
-                    channel.credit += count
             messages.extend(answers)
             if messages:
                 await self.context.write(pb.ConnectionFrame(messages=messages))

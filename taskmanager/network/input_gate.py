@@ -87,6 +87,22 @@ class InputGate:
                 # Several producers on one channel: pass a spare slot on.
                 self._space_available[channel].notify()
 
+    def put_credited(self, channel: int, element: Any) -> None:
+        """Append ``element`` to ``channel`` whatever it holds: for a watched channel, whose
+        producer sends only against credits, so the connection bounds what it holds.
+
+        Raises ``GateClosed`` when the gate is closed.
+        """
+        with self._lock:
+            if self._closed:
+                raise GateClosed(f"input gate closed; channel {channel} accepts no more data")
+            self._queues[channel].append(element)
+            if not self._is_ready[channel] and not self._blocked[channel]:
+                self._is_ready[channel] = True
+                self._ready.append(channel)
+                if self._waiting_consumers:
+                    self._data_available.notify()
+
     def _wait_for_space(self, channel: int, queue: deque, timeout: float | None) -> None:
         # Called with the lock held; returns with room in ``queue``.
         deadline = None if timeout is None else time.monotonic() + timeout
@@ -269,7 +285,8 @@ class InputGate:
         return self._closed
 
     def pending(self, channel: int) -> int:
-        """How many elements ``channel`` holds now (at most ``capacity_per_channel``)."""
+        """How many elements ``channel`` holds now (at most ``capacity_per_channel``, but for
+        a watched channel of small elements, see ``put_credited``)."""
         return len(self._queues[channel])
 
     def backpressured(self, channel: int) -> bool:
