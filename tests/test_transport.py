@@ -24,6 +24,8 @@ from taskmanager.network import (
     RECORDS,
     ChannelError,
     ChannelKey,
+    DataExchangeService,
+    GateRegistry,
     InputGate,
     RemoteOutputChannel,
 )
@@ -279,3 +281,20 @@ def test_small_elements_earn_extra_credits_up_to_a_bound(data_server):
         flooding.done.wait(10)
         gate.close()
         data_server.registry.unregister(job, 0, "v", 0)
+
+
+def test_the_data_endpoint_alone_is_an_address_producers_can_use():
+    # A process without a gRPC server of its own (a slot process) starts only the endpoint.
+    registry = GateRegistry()
+    service = DataExchangeService(registry, bind_host="127.0.0.1")
+    port = service.start()
+    gate = InputGate(1)
+    registry.register("job", 0, "v", 0, gate)
+    try:
+        out = RemoteOutputChannel(f"127.0.0.1:{port}", ChannelKey("job", 0, "v", 0, 0))
+        out.send(EOP)
+        out.close(timeout=20)
+        assert take(gate, 1) == [(0, EOP)]
+    finally:
+        gate.close()
+        service.stop()

@@ -71,10 +71,11 @@ _LOOKUP_MAX_INTERVAL_S = 0.1
 class DataExchangeService(data_pb2_grpc.DataExchangeServicer):
     """A process's data endpoint for the gates in ``registry``, and where to find it.
 
-    ``start`` (or ``add_to_server``, which starts it and makes the process's main gRPC server
-    answer ``Locate`` with its port) binds the endpoint on ``bind_host``. A channel whose
-    consumer is not registered waits up to ``lookup_timeout`` seconds for it, then fails with
-    ``NOT_DEPLOYED``.
+    ``start`` binds the endpoint on ``bind_host`` and returns its port; ``host:port`` is then
+    an address producers can use. ``add_to_server`` starts it too and makes the process's main
+    gRPC server answer ``Locate`` with that port, so the main server's address serves as well.
+    A channel whose consumer is not registered waits up to ``lookup_timeout`` seconds for it,
+    then fails with ``NOT_DEPLOYED``.
     """
 
     def __init__(
@@ -102,6 +103,8 @@ class DataExchangeService(data_pb2_grpc.DataExchangeServicer):
     async def _start(self) -> tuple[Any, int]:
         server = grpc.aio.server(options=ENDPOINT_OPTIONS)
         data_pb2_grpc.add_DataConnectionServicer_to_server(_ConnectionServicer(self), server)
+        # The endpoint says where it is too, so its own address serves as a process's address.
+        data_pb2_grpc.add_DataExchangeServicer_to_server(_EndpointLocator(self), server)
         host = f"[{self.bind_host}]" if ":" in self.bind_host else self.bind_host
         port = server.add_insecure_port(f"{host}:0")
         await server.start()
@@ -117,6 +120,14 @@ class DataExchangeService(data_pb2_grpc.DataExchangeServicer):
     def Locate(self, request: pb.LocateRequest, context: Any) -> pb.DataEndpoint:
         """Where this process's data endpoint listens."""
         return pb.DataEndpoint(port=self.port)
+
+
+class _EndpointLocator(data_pb2_grpc.DataExchangeServicer):
+    def __init__(self, service: DataExchangeService) -> None:
+        self.service = service
+
+    async def Locate(self, request: pb.LocateRequest, context: Any) -> pb.DataEndpoint:
+        return pb.DataEndpoint(port=self.service.port)
 
 
 class _ConnectionServicer(data_pb2_grpc.DataConnectionServicer):

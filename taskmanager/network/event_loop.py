@@ -10,6 +10,7 @@ starts no thread.
 from __future__ import annotations
 
 import asyncio
+import atexit
 import concurrent.futures
 import os
 import threading
@@ -36,6 +37,17 @@ class DataPlaneLoop:
         self.thread = threading.Thread(target=run, name="data-plane", daemon=True)
         self.thread.start()
         started.wait()
+        # Stop the loop before the interpreter tears gRPC down under it (which otherwise logs
+        # "Bad file descriptor" from gRPC's poller at exit).
+        atexit.register(self.stop)
+
+    def stop(self, timeout: float = 2.0) -> None:
+        """Stop the loop and wait up to ``timeout`` seconds for its thread (process exit)."""
+        if self.loop.is_closed() or not self.thread.is_alive():
+            return
+        self.loop.call_soon_threadsafe(self.loop.stop)
+        if threading.current_thread() is not self.thread:
+            self.thread.join(timeout)
 
     def call_soon(self, callback: Callable[..., Any], *args: Any) -> None:
         """Run ``callback(*args)`` on the loop soon; never blocks; safe from any thread."""
