@@ -29,7 +29,7 @@ from taskmanager.network import (
     InputGate,
     RemoteOutputChannel,
 )
-from taskmanager.network.channels import SMALL_QUEUE, open_channel_count
+from taskmanager.network.channels import BURST_BYTES, SMALL_QUEUE, open_channel_count
 from taskmanager.network.data_service import BACKLOG_BYTES, EXTRA_CREDITS
 
 PEER = str(Path(__file__).resolve().parent / "transport_peer.py")
@@ -298,3 +298,33 @@ def test_the_data_endpoint_alone_is_an_address_producers_can_use():
     finally:
         gate.close()
         service.stop()
+
+
+def test_credits_earned_by_small_elements_do_not_bring_as_many_large_ones(data_server):
+    job = uuid.uuid4().hex
+    gate = InputGate(1, capacity_per_channel=2)
+    data_server.registry.register(job, 0, "v", 0, gate)
+    out = RemoteOutputChannel(data_server.address, ChannelKey(job, 0, "v", 0, 0))
+    large = b"x" * (1024 * 1024)
+    try:
+        for i in range(1000):  # a quiet stretch of small elements earns extra credits
+            out.send((RECORDS, [i], None))
+            assert gate.poll(10)[1] == (RECORDS, [i], None)
+        sent = run_in_thread(lambda: [out.send((RECORDS, [large], None)) for _ in range(100)])
+        last = [-1]
+
+        def stalled() -> bool:
+            previous, last[0] = last[0], out.elements_sent
+            return out.backpressured and last[0] == previous
+
+        poll_for(stalled, timeout=30, what="the producer to stall")
+        # Held by the receiver: the gate's two slots and one burst, not 248 extra credits' worth.
+        held = gate.pending(0)
+        assert held <= 2 + BURST_BYTES // len(large) + 1, held
+        for _ in range(100):
+            assert gate.poll(10)[1][1] == [large]
+        assert sent.done.wait(20) and sent.error is None
+    finally:
+        out.cancel()
+        gate.close()
+        data_server.registry.unregister(job, 0, "v", 0)

@@ -143,6 +143,9 @@ def open_channel_count() -> int:
 QUEUE_BYTES = 64 * 1024
 #: but never more elements than this
 SMALL_QUEUE = 256
+#: what a channel sends, credits or not, before it hears from the receiver again: credits
+#: granted for small elements must not bring as many large ones (see data_service.py)
+BURST_BYTES = 4 * 1024 * 1024
 
 
 class RemoteOutputChannel(OutputChannel):
@@ -179,6 +182,7 @@ class RemoteOutputChannel(OutputChannel):
         self._queued_bytes = 0
         self._credit = 0
         self._taken = 0  # elements handed to the connection
+        self._burst = 0  # bytes sent since the receiver's last credit message
         self._gone: str | None = None  # the consumer closed its input after taking everything
         self._open_sent = False
         self._closed = False  # no more sends; the channel ends once the queue is drained
@@ -328,15 +332,23 @@ class RemoteOutputChannel(OutputChannel):
             self._open_sent = useful = True
         queue = self._queue
         size = 0
-        if self._credit and queue and self._error is None:
+        if self._credit and queue and self._error is None and self._burst < BURST_BYTES:
             payloads = []
             credit = self._credit
-            while queue and credit and (not payloads or size + len(queue[0]) <= budget):
+            burst = self._burst
+            while (
+                queue
+                and credit
+                and burst < BURST_BYTES
+                and (not payloads or size + len(queue[0]) <= budget)
+            ):
                 payload = queue.popleft()
                 size += len(payload)
+                burst += len(payload)
                 payloads.append(payload)
                 credit -= 1
             self._credit = credit
+            self._burst = burst
             self._queued_bytes -= size
             self._taken += len(payloads)
             message.payloads.extend(payloads)
@@ -350,7 +362,9 @@ class RemoteOutputChannel(OutputChannel):
 
     def _dirty_again(self) -> bool:
         """Whether what is left still has credit to go (more than fitted one message)."""
-        return bool(self._queue and self._credit and self._error is None)
+        return bool(
+            self._queue and self._credit and self._error is None and self._burst < BURST_BYTES
+        )
 
     def _fail(self, error: str) -> None:
         if self._error is None and not self._confirmed:

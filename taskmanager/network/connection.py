@@ -209,8 +209,11 @@ class OutboundConnection:
                     channel = self._channels.get(message.channel_id)
                     if channel is None:
                         continue  # cancelled meanwhile, or a confused peer: nothing to do
-                    if message.credit:
+                    if not message.closed and not message.HasField("failure"):
+                        # Credits, or none (the receiver's channel ran empty): either way the
+                        # receiver has taken what came before, and the burst allowance renews.
                         channel._credit += message.credit
+                        channel._burst = 0
                         if channel._queue or (channel._closed and not channel._close_sent):
                             self.mark(channel)
                     if message.HasField("failure"):

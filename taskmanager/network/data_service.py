@@ -33,6 +33,7 @@ import grpc
 
 from strom.rpc import data_pb2 as pb
 from strom.rpc import data_pb2_grpc
+from taskmanager.network.channels import BURST_BYTES
 from taskmanager.network.elements import DecodeError, decode
 from taskmanager.network.event_loop import data_plane_loop
 from taskmanager.network.gate_registry import GateRegistry
@@ -151,6 +152,7 @@ class _InboundChannel:
         "index",
         "credit",
         "recent_size",
+        "unanswered",
         "delivered",
         "close_requested",
         "finished",
@@ -169,6 +171,7 @@ class _InboundChannel:
         self.index = header.channel
         self.credit = 0  # credits granted and not yet spent
         self.recent_size = float(1 << 30)  # no extra credits until small elements were seen
+        self.unanswered = 0  # bytes received since the last message to the producer
         self.delivered = 0
         self.close_requested = False
         self.finished = False  # failed, closed or cancelled: later data is dropped
@@ -248,6 +251,7 @@ class _InboundConnection:
         recent = channel.recent_size
         for payload in payloads:
             size = len(payload)
+            channel.unanswered += size
             recent = recent * _SIZE_MEMORY
             if size > recent:
                 recent = size
@@ -276,9 +280,22 @@ class _InboundConnection:
         # A quarter of the window at a time, or whatever there is when the producer runs short:
         # every credit message makes the producer send a gRPC message.
         quarter = window // 4
+        pending = self._credits_out
         if grant > 0 and (grant >= quarter or channel.credit <= quarter):
             channel.credit += grant
-            self._credits_out[channel.id] = self._credits_out.get(channel.id, 0) + grant
+            pending[channel.id] = pending.get(channel.id, 0) + grant
+        elif (
+            channel.unanswered >= BURST_BYTES
+            and channel.credit > 0
+            and not gate.pending(channel.index)
+        ):
+            # The producer sent a burst's worth since it last heard from us and holds credits it
+            # does not use: it waits for a word (channels.BURST_BYTES), which the consumer,
+            # having taken everything, can now afford.
+            pending.setdefault(channel.id, 0)
+        else:
+            return
+        channel.unanswered = 0
 
     async def _find_gate(self, channel: _InboundChannel) -> None:
         header, registry = channel.header, self.service.registry
