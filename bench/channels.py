@@ -10,7 +10,8 @@ InputGate, as a task's mailbox loop would. Reported per path:
 - RemoteOutputChannel over loopback gRPC to a DataExchangeService + InputGate in this process,
 - RemoteOutputChannel to a consumer in another process (``--serve`` mode of this script), over
   1, 16 and 64 channels multiplexed on the one connection between the two processes, with
-  batches of 1024 records and of 1 record (the per-element cost of the transport).
+  batches of 1024 records and of 1 record (the per-element cost of the transport), and the
+  latency of single records sent at 1,000 a second (median and 99th percentile).
 
 Not a test: numbers depend on the machine; they show where the per-batch cost goes.
 """
@@ -144,7 +145,9 @@ def bench_remote(batches: list[list[int]], records: int, options: list) -> float
 
 def serve(channels: int) -> None:
     """The consumer process: one gate of ``channels`` channels; for each ``go`` line on stdin,
-    consume until every channel ended and print the records and seconds since the first one."""
+    consume until every channel ended and print the records, the seconds since the first one,
+    and the median and 99th percentile of how long a record whose value is its send time (a
+    float, from ``time.time()``) took to arrive, in ms (0 when there were none)."""
     registry = GateRegistry()
     server = grpc.server(futures.ThreadPoolExecutor(max_workers=2), options=SERVER_OPTIONS)
     DataExchangeService(registry, bind_host="127.0.0.1").add_to_server(server)
@@ -157,15 +160,20 @@ def serve(channels: int) -> None:
         print("ready", flush=True)
         start = None
         seen = finished = 0
+        delays = []
         while finished < channels:
             _, element = gate.poll(None)
             if start is None:
                 start = time.perf_counter()
             if element[0] == RECORDS:
                 seen += len(element[1])
+                if type(element[1][0]) is float:
+                    delays.append(time.time() - element[1][0])
             elif element[0] == END_OF_PARTITION:
                 finished += 1
-        print(seen, time.perf_counter() - start, flush=True)
+        delays = sorted(delays[len(delays) // 10 :]) or [0.0]  # from when the connection is up
+        p50, p99 = (1000 * delays[int(len(delays) * q)] for q in (0.5, 0.99))
+        print(seen, time.perf_counter() - start, p50, p99, flush=True)
         gate.close()
         registry.unregister("bench", attempt, "sink", 0)
 
@@ -202,9 +210,32 @@ class CrossProcess:
             out.send(EOP)
         for out in outs:
             out.close()
-        seen, seconds = self.process.stdout.readline().split()
+        seen, seconds, _, _ = self.process.stdout.readline().split()
         assert int(seen) == records, (seen, records)
         return records / float(seconds)
+
+    def latency(self, rate: int, seconds: float) -> tuple[float, float]:
+        """Median and 99th percentile, in ms, of one-record elements sent at ``rate`` a second
+        over channel 0 (``execution.buffer-timeout`` 0)."""
+        self.process.stdin.write("go\n")
+        self.process.stdin.flush()
+        assert self.process.stdout.readline().strip() == "ready"
+        outs = [
+            RemoteOutputChannel(self.address, ChannelKey("bench", self.attempt, "sink", 0, c))
+            for c in range(self.channels)
+        ]
+        self.attempt += 1
+        start = time.perf_counter()
+        for i in range(int(rate * seconds)):
+            wait = start + i / rate - time.perf_counter()
+            if wait > 0:
+                time.sleep(wait)
+            outs[0].send((RECORDS, [time.time()], None))
+        for out in outs:
+            out.send(EOP)
+            out.close()
+        _, _, p50, p99 = self.process.stdout.readline().split()
+        return float(p50), float(p99)
 
     def stop(self) -> None:
         self.process.stdin.close()
@@ -256,6 +287,14 @@ def main() -> None:
                 print(f"  {name:<48} {rate:>14,.0f} records/s")
         finally:
             peer.stop()
+    peer = CrossProcess(1)
+    try:
+        for _ in range(args.repeat):
+            p50, p99 = peer.latency(1000, 3.0)
+            name = "other process, 1,000 records/s one by one"
+            print(f"  {name:<48} p50 {p50:.2f} ms, p99 {p99:.2f} ms")
+    finally:
+        peer.stop()
 
 
 if __name__ == "__main__":
