@@ -28,6 +28,7 @@ from taskmanager.network import (
     GateRegistry,
     InputGate,
     RemoteOutputChannel,
+    close_all_channels,
 )
 from taskmanager.network.channels import BURST_BYTES, SMALL_QUEUE, open_channel_count
 from taskmanager.network.data_service import BACKLOG_BYTES, EXTRA_CREDITS
@@ -79,6 +80,7 @@ def peers():
     yield start
     for peer in started:
         peer.kill()
+    close_all_channels()  # a failed test's channels must not stay open for the next test
 
 
 def consumer_key(channel: int) -> ChannelKey:
@@ -125,15 +127,15 @@ def test_slow_consumer_bounds_producer_memory_and_other_channels_go_on(peers):
     for i in range(2000):
         fast.send((RECORDS, [i], None))
     fast.send(EOP)
-    fast.close(timeout=20)
-    assert consumer.ask("counts")[1] == 2001
+    fast.close(timeout=20)  # everything is in the consumer's gate; it takes it on its thread
+    poll_for(lambda: consumer.ask("counts")[1] == 2001, what="the fast channel to be consumed")
     assert not flooding.done.is_set() and slow.backpressured
 
     consumer.ask("unblock 0")
     assert flooding.done.wait(60) and flooding.error is None, flooding.error
     slow.send(EOP)
     slow.close(timeout=20)
-    assert consumer.ask("counts") == [total + 1, 2001]
+    poll_for(lambda: consumer.ask("counts") == [total + 1, 2001], what="everything consumed")
     assert open_channel_count() == 0
 
 
@@ -181,6 +183,7 @@ def data_server():
     served = start_data_server(lookup_timeout=10.0)
     yield served
     stop_data_server(served)
+    close_all_channels()
 
 
 def test_a_producer_process_that_dies_leaves_the_receiver_serving(peers, data_server):
