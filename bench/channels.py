@@ -7,8 +7,11 @@ InputGate, as a task's mailbox loop would. Reported per path:
 - the element codec alone (pickle a batch, unpickle it),
 - LocalOutputChannel + InputGate (no serialisation),
 - RecordWriter (forward; hash by key over 4 channels) + LocalOutputChannel + InputGate,
-- RemoteOutputChannel over loopback gRPC to a DataExchangeService + InputGate, with the
-  recommended server options and with gRPC's defaults.
+- RemoteOutputChannel over loopback gRPC to a DataExchangeService + InputGate in this process,
+- RemoteOutputChannel to a consumer in another process (``--serve`` mode of this script), over
+  1, 16 and 64 channels multiplexed on the one connection between the two processes, with
+  batches of 1024 records and of 1 record (the per-element cost of the transport), and the
+  latency of single records sent at 1,000 a second (median and 99th percentile).
 
 Not a test: numbers depend on the machine; they show where the per-batch cost goes.
 """
@@ -16,6 +19,8 @@ Not a test: numbers depend on the machine; they show where the per-batch cost go
 from __future__ import annotations
 
 import argparse
+import os
+import subprocess
 import sys
 import threading
 import time
@@ -115,7 +120,8 @@ def bench_writer(batches: list[list[int]], records: int, batch: int, keyed: bool
 def bench_remote(batches: list[list[int]], records: int, options: list) -> float:
     registry = GateRegistry()
     server = grpc.server(futures.ThreadPoolExecutor(max_workers=8), options=options)
-    DataExchangeService(registry).add_to_server(server)
+    service = DataExchangeService(registry, bind_host="127.0.0.1")
+    service.add_to_server(server)
     port = server.add_insecure_port("127.0.0.1:0")
     server.start()
     try:
@@ -133,7 +139,107 @@ def bench_remote(batches: list[list[int]], records: int, options: list) -> float
         return timed(produce, gate, 1, records)
     finally:
         server.stop(grace=None).wait()
+        service.stop()
         close_all_channels()
+
+
+def serve(channels: int) -> None:
+    """The consumer process: one gate of ``channels`` channels; for each ``go`` line on stdin,
+    consume until every channel ended and print the records, the seconds since the first one,
+    and the median and 99th percentile of how long a record whose value is its send time (a
+    float, from ``time.time()``) took to arrive, in ms (0 when there were none)."""
+    registry = GateRegistry()
+    server = grpc.server(futures.ThreadPoolExecutor(max_workers=2), options=SERVER_OPTIONS)
+    DataExchangeService(registry, bind_host="127.0.0.1").add_to_server(server)
+    port = server.add_insecure_port("127.0.0.1:0")
+    server.start()
+    print(port, flush=True)
+    for attempt, _ in enumerate(sys.stdin):
+        gate = InputGate(channels, int(os.environ.get("BENCH_GATE_CAPACITY", "8")))
+        registry.register("bench", attempt, "sink", 0, gate)
+        print("ready", flush=True)
+        start = None
+        seen = finished = 0
+        delays = []
+        while finished < channels:
+            _, element = gate.poll(None)
+            if start is None:
+                start = time.perf_counter()
+            if element[0] == RECORDS:
+                seen += len(element[1])
+                if type(element[1][0]) is float:
+                    delays.append(time.time() - element[1][0])
+            elif element[0] == END_OF_PARTITION:
+                finished += 1
+        delays = sorted(delays[len(delays) // 10 :]) or [0.0]  # from when the connection is up
+        p50, p99 = (1000 * delays[int(len(delays) * q)] for q in (0.5, 0.99))
+        print(seen, time.perf_counter() - start, p50, p99, flush=True)
+        gate.close()
+        registry.unregister("bench", attempt, "sink", 0)
+
+
+class CrossProcess:
+    """A consumer process (this script with ``--serve``) and the producer side in this one."""
+
+    def __init__(self, channels: int) -> None:
+        self.channels = channels
+        self.process = subprocess.Popen(
+            [sys.executable, __file__, "--serve", str(channels)],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            text=True,
+        )
+        self.address = f"127.0.0.1:{int(self.process.stdout.readline())}"
+        self.attempt = 0
+
+    def run(self, batches: list[list[int]], records: int) -> float:
+        """Records per second from the first send to the consumer's last end-of-partition."""
+        self.process.stdin.write("go\n")
+        self.process.stdin.flush()
+        assert self.process.stdout.readline().strip() == "ready"
+        outs = [
+            RemoteOutputChannel(self.address, ChannelKey("bench", self.attempt, "sink", 0, c))
+            for c in range(self.channels)
+        ]
+        self.attempt += 1
+        sends = [out.send for out in outs]
+        n = len(sends)
+        for i, batch in enumerate(batches):
+            sends[i % n]((RECORDS, batch, None))
+        for out in outs:
+            out.send(EOP)
+        for out in outs:
+            out.close()
+        seen, seconds, _, _ = self.process.stdout.readline().split()
+        assert int(seen) == records, (seen, records)
+        return records / float(seconds)
+
+    def latency(self, rate: int, seconds: float) -> tuple[float, float]:
+        """Median and 99th percentile, in ms, of one-record elements sent at ``rate`` a second
+        over channel 0 (``execution.buffer-timeout`` 0)."""
+        self.process.stdin.write("go\n")
+        self.process.stdin.flush()
+        assert self.process.stdout.readline().strip() == "ready"
+        outs = [
+            RemoteOutputChannel(self.address, ChannelKey("bench", self.attempt, "sink", 0, c))
+            for c in range(self.channels)
+        ]
+        self.attempt += 1
+        start = time.perf_counter()
+        for i in range(int(rate * seconds)):
+            wait = start + i / rate - time.perf_counter()
+            if wait > 0:
+                time.sleep(wait)
+            outs[0].send((RECORDS, [time.time()], None))
+        for out in outs:
+            out.send(EOP)
+            out.close()
+        _, _, p50, p99 = self.process.stdout.readline().split()
+        return float(p50), float(p99)
+
+    def stop(self) -> None:
+        self.process.stdin.close()
+        self.process.wait(10)
 
 
 def main() -> None:
@@ -141,7 +247,11 @@ def main() -> None:
     parser.add_argument("--records", type=int, default=1_000_000)
     parser.add_argument("--batch", type=int, default=1024)
     parser.add_argument("--repeat", type=int, default=3, help="report the best of N runs")
+    parser.add_argument("--serve", type=int, help=argparse.SUPPRESS)
     args = parser.parse_args()
+    if args.serve:
+        serve(args.serve)
+        return
     batches = batches_of(args.records, args.batch)
     records = args.records
     print(f"{records:,} int records in batches of {args.batch}, best of {args.repeat}")
@@ -160,14 +270,31 @@ def main() -> None:
             "RemoteOutputChannel, loopback (SERVER_OPTIONS)",
             lambda: bench_remote(batches, records, SERVER_OPTIONS),
         ),
-        (
-            "RemoteOutputChannel, loopback (gRPC defaults)",
-            lambda: bench_remote(batches, records, []),
-        ),
     ]
     for name, run in rows:
         rate = max(run() for _ in range(args.repeat))
         print(f"  {name:<48} {rate:>14,.0f} records/s")
+    singles = batches_of(min(records, 50_000), 1)
+    for channels in (1, 16, 64):
+        peer = CrossProcess(channels)
+        try:
+            for label, data, count in [
+                (f"batch {args.batch}", batches, records),
+                ("batch 1", singles, len(singles)),
+            ]:
+                rate = max(peer.run(data, count) for _ in range(args.repeat))
+                name = f"other process, {channels} channel(s), {label}"
+                print(f"  {name:<48} {rate:>14,.0f} records/s")
+        finally:
+            peer.stop()
+    peer = CrossProcess(1)
+    try:
+        for _ in range(args.repeat):
+            p50, p99 = peer.latency(1000, 3.0)
+            name = "other process, 1,000 records/s one by one"
+            print(f"  {name:<48} p50 {p50:.2f} ms, p99 {p99:.2f} ms")
+    finally:
+        peer.stop()
 
 
 if __name__ == "__main__":

@@ -110,7 +110,8 @@ class TaskExecutor:
         cluster_pb2_grpc.add_TaskExecutorGatewayServicer_to_server(
             TaskExecutorGateway(self), server
         )
-        DataExchangeService(self.deployer.gates).add_to_server(server)
+        self._data_service = DataExchangeService(self.deployer.gates, bind_host=bind_host)
+        self._data_service.add_to_server(server)
         self.observability.add_to_server(server)
         target = f"{bind_host}:{self.config['taskmanager.rpc.port']}"
         try:
@@ -147,6 +148,7 @@ class TaskExecutor:
         if self._server is not None:
             self._server.stop(0.5).wait()
             self._executor.shutdown(wait=False)
+            self._data_service.stop()
         log.info("TaskManager %s stopped", self.resource_id)
 
     # -------------------------------------------------------------- JobManager session

@@ -8,6 +8,7 @@ consumers, closed consumers).
 
 from __future__ import annotations
 
+import queue
 import threading
 import uuid
 from collections import Counter, namedtuple
@@ -52,7 +53,7 @@ from taskmanager.network import (
     encode,
 )
 from taskmanager.network.channels import open_channel_count
-from taskmanager.network.data_service import SERVER_OPTIONS
+from taskmanager.network.data_service import BACKLOG_BYTES, SERVER_OPTIONS
 
 EOP = (END_OF_PARTITION,)
 Point = namedtuple("Point", "x y")
@@ -76,11 +77,19 @@ class RowLike:
 
 def start_data_server(lookup_timeout: float) -> SimpleNamespace:
     registry = GateRegistry()
-    server = grpc.server(futures.ThreadPoolExecutor(max_workers=32), options=SERVER_OPTIONS)
-    DataExchangeService(registry, lookup_timeout=lookup_timeout).add_to_server(server)
+    server = grpc.server(futures.ThreadPoolExecutor(max_workers=4), options=SERVER_OPTIONS)
+    service = DataExchangeService(registry, lookup_timeout=lookup_timeout, bind_host="127.0.0.1")
+    service.add_to_server(server)
     port = server.add_insecure_port("127.0.0.1:0")
     server.start()
-    return SimpleNamespace(registry=registry, address=f"127.0.0.1:{port}", server=server)
+    return SimpleNamespace(
+        registry=registry, address=f"127.0.0.1:{port}", server=server, service=service
+    )
+
+
+def stop_data_server(served: SimpleNamespace) -> None:
+    served.server.stop(grace=None).wait()
+    served.service.stop()
 
 
 @pytest.fixture(scope="module")
@@ -88,7 +97,7 @@ def data_server():
     """A TaskManager's data plane on a loopback port: registry plus DataExchangeService."""
     served = start_data_server(lookup_timeout=10.0)
     yield served
-    served.server.stop(grace=None).wait()
+    stop_data_server(served)
     close_all_channels()
 
 
@@ -228,7 +237,10 @@ def test_backpressure_blocks_the_producer_and_then_delivers_everything_once(link
     capacity = 4
     connection = link(capacity=capacity)
     total = 2000
-    padding = b"x" * 16384  # so gRPC's flow-control window fills after few elements
+    padding = b"x" * 16384  # so the remote channel's extra credits are few
+    # A remote producer's channel holds its capacity plus the extra credits the receiver grants
+    # for elements of this size (about BACKLOG_BYTES of them); a local one its capacity.
+    limit = capacity if connection.transport == "local" else capacity + BACKLOG_BYTES // 16384
     progress = SimpleNamespace(sent=0)
 
     def produce() -> None:
@@ -250,7 +262,7 @@ def test_backpressure_blocks_the_producer_and_then_delivers_everything_once(link
         stalled = (
             bool(opened)
             and opened[0].backpressured
-            and connection.gate.pending(0) == capacity
+            and connection.gate.pending(0) >= capacity
             and progress.sent == last_seen[0]
         )
         last_seen[0] = progress.sent
@@ -259,13 +271,13 @@ def test_backpressure_blocks_the_producer_and_then_delivers_everything_once(link
     poll_for(producer_stalled, timeout=20, what="the producer to block on back pressure")
     assert not producer.done.is_set()
     assert progress.sent < total
-    assert connection.gate.pending(0) <= capacity
+    assert connection.gate.pending(0) <= limit
 
     received = []
     while True:
         channel, element = take(connection.gate, 1)[0]
         assert channel == 0
-        assert connection.gate.pending(0) <= capacity
+        assert connection.gate.pending(0) <= limit
         if element == EOP:
             break
         received.extend(index for index, _ in element[1])
@@ -379,7 +391,7 @@ def test_a_producer_reports_a_consumer_that_never_appears():
         with pytest.raises(ChannelError, match="not deployed"):
             out.close(timeout=10.0)
     finally:
-        served.server.stop(grace=None).wait()
+        stop_data_server(served)
 
 
 def test_a_producer_reports_a_peer_that_is_gone():
@@ -393,32 +405,82 @@ def test_a_producer_reports_a_peer_that_is_gone():
     assert open_channel_count() == 0
 
 
-def test_bad_frames_are_rejected_and_the_server_keeps_serving(data_server):
-    gate = InputGate(1)
+class RawConnection:
+    """A hand-driven ``DataConnection.Connect`` stream to a data endpoint (a misbehaving peer)."""
+
+    def __init__(self, address: str) -> None:
+        self.channel = grpc.insecure_channel(address)
+        port = data_pb2_grpc.DataExchangeStub(self.channel).Locate(pb.LocateRequest()).port
+        self.data = grpc.insecure_channel(f"127.0.0.1:{port}")
+        self.requests: queue.Queue = queue.Queue()
+        requests = iter(self.requests.get, None)
+        self.responses = data_pb2_grpc.DataConnectionStub(self.data).Connect(requests, timeout=20)
+
+    def send(self, *messages: pb.ChannelMessage) -> None:
+        self.requests.put(pb.ConnectionFrame(messages=list(messages)))
+
+    def answer(self, channel_id: int) -> pb.ChannelMessage:
+        """The next message about ``channel_id`` that is not a credit alone."""
+        for frame in self.responses:
+            for message in frame.messages:
+                if message.channel_id == channel_id and not message.credit:
+                    return message
+        raise AssertionError(f"the stream ended before an answer about channel {channel_id}")
+
+    def close(self) -> None:
+        self.requests.put(None)
+        self.data.close()
+        self.channel.close()
+
+
+def test_bad_frames_fail_their_channel_only_and_the_server_keeps_serving(data_server):
+    gate = InputGate(4)
     job = uuid.uuid4().hex
     data_server.registry.register(job, 0, "v", 0, gate)
-    header = pb.ChannelHeader(job_id=job, attempt=0, vertex_id="v", subtask=0, channel=0)
+
+    def header(channel: int) -> pb.ChannelHeader:
+        return pb.ChannelHeader(job_id=job, attempt=0, vertex_id="v", subtask=0, channel=channel)
+
+    raw = RawConnection(data_server.address)
     try:
-        with grpc.insecure_channel(data_server.address) as channel:
-            transfer = data_pb2_grpc.DataExchangeStub(channel).Transfer
-            bad_streams = {
-                "no header": [pb.DataFrame(payloads=[encode(EOP)])],
-                "garbage": [pb.DataFrame(header=header), pb.DataFrame(payloads=[b"\x00garbage"])],
-                "unknown tag": [pb.DataFrame(header=header), pb.DataFrame(payloads=[b"\x7f"])],
-                "bad channel": [
-                    pb.DataFrame(
-                        header=pb.ChannelHeader(job_id=job, vertex_id="v", channel=9),
-                        payloads=[encode(EOP)],
-                    )
-                ],
-            }
-            for name, frames in bad_streams.items():
-                with pytest.raises(grpc.RpcError) as failure:
-                    transfer(iter(frames), timeout=10)
-                assert failure.value.code() == grpc.StatusCode.INVALID_ARGUMENT, name
-            good = [pb.DataFrame(header=header), pb.DataFrame(payloads=[encode(EOP)])]
-            assert transfer(iter(good), timeout=10).elements == 1
-        assert take(gate, 1) == [(0, EOP)]
+        # Each bad channel fails alone, with BAD_DATA; the connection goes on.
+        raw.send(pb.ChannelMessage(channel_id=1, open=header(0)))
+        poll_for(lambda: gate.watched(0), timeout=10)
+        raw.send(pb.ChannelMessage(channel_id=1, payloads=[b"\x00garbage"]))
+        assert raw.answer(1).failure.reason == pb.BAD_DATA
+        raw.send(pb.ChannelMessage(channel_id=2, open=header(1)))
+        poll_for(lambda: gate.watched(1), timeout=10)
+        raw.send(pb.ChannelMessage(channel_id=2, payloads=[b"\x7f"]))
+        assert raw.answer(2).failure.reason == pb.BAD_DATA
+        raw.send(pb.ChannelMessage(channel_id=3, open=header(9)))
+        failure = raw.answer(3).failure
+        assert failure.reason == pb.BAD_DATA and "does not exist" in failure.message
+        # More elements than credits granted (the channel holds 8).
+        raw.send(pb.ChannelMessage(channel_id=4, open=header(2)))
+        poll_for(lambda: gate.watched(2), timeout=10)
+        raw.send(pb.ChannelMessage(channel_id=4, payloads=[encode(EOP)] * 9))
+        failure = raw.answer(4).failure
+        assert failure.reason == pb.BAD_DATA and "without credit" in failure.message
+        # A good channel on the same connection still delivers.
+        raw.send(pb.ChannelMessage(channel_id=5, open=header(3)))
+        poll_for(lambda: gate.watched(3), timeout=10)
+        raw.send(pb.ChannelMessage(channel_id=5, payloads=[encode(EOP)], close=True))
+        answer = raw.answer(5)
+        assert answer.closed and answer.delivered == 1
+        assert take(gate, 1) == [(3, EOP)]
+        # A message about a channel never opened breaks the protocol: the stream ends.
+        raw.send(pb.ChannelMessage(channel_id=77, payloads=[encode(EOP)]))
+        with pytest.raises(grpc.RpcError) as ended:
+            raw.answer(77)
+        assert ended.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    finally:
+        raw.close()
+    # The process serves the next producer as if nothing happened.
+    out = RemoteOutputChannel(data_server.address, ChannelKey(job, 0, "v", 0, 0))
+    out.send((RECORDS, [1], None))
+    out.close()
+    try:
+        assert take(gate, 1) == [(0, (RECORDS, [1], None))]
     finally:
         gate.close()
         data_server.registry.unregister(job, 0, "v", 0)

@@ -1,10 +1,22 @@
 from google.protobuf.internal import containers as _containers
+from google.protobuf.internal import enum_type_wrapper as _enum_type_wrapper
 from google.protobuf import descriptor as _descriptor
 from google.protobuf import message as _message
 from collections.abc import Iterable as _Iterable, Mapping as _Mapping
 from typing import ClassVar as _ClassVar, Optional as _Optional, Union as _Union
 
 DESCRIPTOR: _descriptor.FileDescriptor
+
+class FailureReason(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+    __slots__ = ()
+    FAILURE_UNSPECIFIED: _ClassVar[FailureReason]
+    CONSUMER_CLOSED: _ClassVar[FailureReason]
+    NOT_DEPLOYED: _ClassVar[FailureReason]
+    BAD_DATA: _ClassVar[FailureReason]
+FAILURE_UNSPECIFIED: FailureReason
+CONSUMER_CLOSED: FailureReason
+NOT_DEPLOYED: FailureReason
+BAD_DATA: FailureReason
 
 class ChannelHeader(_message.Message):
     __slots__ = ("job_id", "attempt", "vertex_id", "subtask", "channel")
@@ -20,16 +32,48 @@ class ChannelHeader(_message.Message):
     channel: int
     def __init__(self, job_id: _Optional[str] = ..., attempt: _Optional[int] = ..., vertex_id: _Optional[str] = ..., subtask: _Optional[int] = ..., channel: _Optional[int] = ...) -> None: ...
 
-class DataFrame(_message.Message):
-    __slots__ = ("header", "payloads")
-    HEADER_FIELD_NUMBER: _ClassVar[int]
-    PAYLOADS_FIELD_NUMBER: _ClassVar[int]
-    header: ChannelHeader
-    payloads: _containers.RepeatedScalarFieldContainer[bytes]
-    def __init__(self, header: _Optional[_Union[ChannelHeader, _Mapping]] = ..., payloads: _Optional[_Iterable[bytes]] = ...) -> None: ...
+class ChannelFailure(_message.Message):
+    __slots__ = ("reason", "message")
+    REASON_FIELD_NUMBER: _ClassVar[int]
+    MESSAGE_FIELD_NUMBER: _ClassVar[int]
+    reason: FailureReason
+    message: str
+    def __init__(self, reason: _Optional[_Union[FailureReason, str]] = ..., message: _Optional[str] = ...) -> None: ...
 
-class TransferAck(_message.Message):
-    __slots__ = ("elements",)
-    ELEMENTS_FIELD_NUMBER: _ClassVar[int]
-    elements: int
-    def __init__(self, elements: _Optional[int] = ...) -> None: ...
+class ChannelMessage(_message.Message):
+    __slots__ = ("channel_id", "open", "payloads", "close", "cancel", "credit", "closed", "delivered", "failure")
+    CHANNEL_ID_FIELD_NUMBER: _ClassVar[int]
+    OPEN_FIELD_NUMBER: _ClassVar[int]
+    PAYLOADS_FIELD_NUMBER: _ClassVar[int]
+    CLOSE_FIELD_NUMBER: _ClassVar[int]
+    CANCEL_FIELD_NUMBER: _ClassVar[int]
+    CREDIT_FIELD_NUMBER: _ClassVar[int]
+    CLOSED_FIELD_NUMBER: _ClassVar[int]
+    DELIVERED_FIELD_NUMBER: _ClassVar[int]
+    FAILURE_FIELD_NUMBER: _ClassVar[int]
+    channel_id: int
+    open: ChannelHeader
+    payloads: _containers.RepeatedScalarFieldContainer[bytes]
+    close: bool
+    cancel: bool
+    credit: int
+    closed: bool
+    delivered: int
+    failure: ChannelFailure
+    def __init__(self, channel_id: _Optional[int] = ..., open: _Optional[_Union[ChannelHeader, _Mapping]] = ..., payloads: _Optional[_Iterable[bytes]] = ..., close: _Optional[bool] = ..., cancel: _Optional[bool] = ..., credit: _Optional[int] = ..., closed: _Optional[bool] = ..., delivered: _Optional[int] = ..., failure: _Optional[_Union[ChannelFailure, _Mapping]] = ...) -> None: ...
+
+class ConnectionFrame(_message.Message):
+    __slots__ = ("messages",)
+    MESSAGES_FIELD_NUMBER: _ClassVar[int]
+    messages: _containers.RepeatedCompositeFieldContainer[ChannelMessage]
+    def __init__(self, messages: _Optional[_Iterable[_Union[ChannelMessage, _Mapping]]] = ...) -> None: ...
+
+class LocateRequest(_message.Message):
+    __slots__ = ()
+    def __init__(self) -> None: ...
+
+class DataEndpoint(_message.Message):
+    __slots__ = ("port",)
+    PORT_FIELD_NUMBER: _ClassVar[int]
+    port: int
+    def __init__(self, port: _Optional[int] = ...) -> None: ...

@@ -34,17 +34,17 @@ class DataExchangeStub:
         Args:
             channel: A grpc.Channel.
         """
-        self.Transfer = channel.stream_unary(
-                '/strom.rpc.DataExchange/Transfer',
-                request_serializer=strom_dot_rpc_dot_data__pb2.DataFrame.SerializeToString,
-                response_deserializer=strom_dot_rpc_dot_data__pb2.TransferAck.FromString,
+        self.Locate = channel.unary_unary(
+                '/strom.rpc.DataExchange/Locate',
+                request_serializer=strom_dot_rpc_dot_data__pb2.LocateRequest.SerializeToString,
+                response_deserializer=strom_dot_rpc_dot_data__pb2.DataEndpoint.FromString,
                 _registered_method=True)
 
 
 class DataExchangeServicer:
     """Missing associated documentation comment in .proto file."""
 
-    def Transfer(self, request_iterator, context):
+    def Locate(self, request, context):
         """Missing associated documentation comment in .proto file."""
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -53,10 +53,10 @@ class DataExchangeServicer:
 
 def add_DataExchangeServicer_to_server(servicer, server):
     rpc_method_handlers = {
-            'Transfer': grpc.stream_unary_rpc_method_handler(
-                    servicer.Transfer,
-                    request_deserializer=strom_dot_rpc_dot_data__pb2.DataFrame.FromString,
-                    response_serializer=strom_dot_rpc_dot_data__pb2.TransferAck.SerializeToString,
+            'Locate': grpc.unary_unary_rpc_method_handler(
+                    servicer.Locate,
+                    request_deserializer=strom_dot_rpc_dot_data__pb2.LocateRequest.FromString,
+                    response_serializer=strom_dot_rpc_dot_data__pb2.DataEndpoint.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -70,7 +70,7 @@ class DataExchange:
     """Missing associated documentation comment in .proto file."""
 
     @staticmethod
-    def Transfer(request_iterator,
+    def Locate(request,
             target,
             options=(),
             channel_credentials=None,
@@ -80,12 +80,84 @@ class DataExchange:
             wait_for_ready=None,
             timeout=None,
             metadata=None):
-        return grpc.experimental.stream_unary(
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/strom.rpc.DataExchange/Locate',
+            strom_dot_rpc_dot_data__pb2.LocateRequest.SerializeToString,
+            strom_dot_rpc_dot_data__pb2.DataEndpoint.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+
+class DataConnectionStub:
+    """Missing associated documentation comment in .proto file."""
+
+    def __init__(self, channel):
+        """Constructor.
+
+        Args:
+            channel: A grpc.Channel.
+        """
+        self.Connect = channel.stream_stream(
+                '/strom.rpc.DataConnection/Connect',
+                request_serializer=strom_dot_rpc_dot_data__pb2.ConnectionFrame.SerializeToString,
+                response_deserializer=strom_dot_rpc_dot_data__pb2.ConnectionFrame.FromString,
+                _registered_method=True)
+
+
+class DataConnectionServicer:
+    """Missing associated documentation comment in .proto file."""
+
+    def Connect(self, request_iterator, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+
+def add_DataConnectionServicer_to_server(servicer, server):
+    rpc_method_handlers = {
+            'Connect': grpc.stream_stream_rpc_method_handler(
+                    servicer.Connect,
+                    request_deserializer=strom_dot_rpc_dot_data__pb2.ConnectionFrame.FromString,
+                    response_serializer=strom_dot_rpc_dot_data__pb2.ConnectionFrame.SerializeToString,
+            ),
+    }
+    generic_handler = grpc.method_handlers_generic_handler(
+            'strom.rpc.DataConnection', rpc_method_handlers)
+    server.add_generic_rpc_handlers((generic_handler,))
+    server.add_registered_method_handlers('strom.rpc.DataConnection', rpc_method_handlers)
+
+
+ # This class is part of an EXPERIMENTAL API.
+class DataConnection:
+    """Missing associated documentation comment in .proto file."""
+
+    @staticmethod
+    def Connect(request_iterator,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.stream_stream(
             request_iterator,
             target,
-            '/strom.rpc.DataExchange/Transfer',
-            strom_dot_rpc_dot_data__pb2.DataFrame.SerializeToString,
-            strom_dot_rpc_dot_data__pb2.TransferAck.FromString,
+            '/strom.rpc.DataConnection/Connect',
+            strom_dot_rpc_dot_data__pb2.ConnectionFrame.SerializeToString,
+            strom_dot_rpc_dot_data__pb2.ConnectionFrame.FromString,
             options,
             channel_credentials,
             insecure,

@@ -1,11 +1,16 @@
-"""The data plane (DESIGN.md §5): stream elements, input gates, local and gRPC channels.
+"""The data plane (DESIGN.md §5): stream elements, input gates, local and remote channels.
 
 A producing subtask writes through a ``RecordWriter`` (partition, batch, flush on size or
 buffer timeout) into one ``OutputChannel`` per consumer: a ``LocalOutputChannel`` puts
-elements straight into the consumer's ``InputGate`` when both run in one TaskManager, a
-``RemoteOutputChannel`` streams them over gRPC to the ``DataExchangeService`` of the
-consumer's TaskManager, which finds the gate in its ``GateRegistry``. Every buffer on the way
-is bounded, so a slow consumer slows its producers.
+elements straight into the consumer's ``InputGate`` when both run in one process; a
+``RemoteOutputChannel`` is multiplexed, with every other channel from this process to the
+consumer's process, over one gRPC connection (``connection.py``) to that process's data
+endpoint, the ``DataExchangeService``, which finds the gate in its ``GateRegistry``. Flow
+control is credit-based per channel, as in Flink: the receiver grants one credit per element
+the gate has room for, so a slow channel holds up neither its connection nor the other
+channels on it, and a slow consumer slows its producers without anything growing without
+bound. Every connection of a process, in and out, runs on one event-loop thread
+(``event_loop.py``): threads do not grow with parallelism or with the number of peers.
 """
 
 from taskmanager.network.channels import (

@@ -6,8 +6,9 @@ Two implementations pass the same tests (tests/test_network.py):
   straight into the consumer's input gate. Nothing is copied or serialised, so the *same list
   objects* reach the consumer: a producer must not touch a list after sending it, and a
   consumer must treat what it receives as read-only (a broadcast hands one list to several).
-- ``RemoteOutputChannel``: the consumer runs in another TaskManager; one gRPC stream per
-  channel pair carries the elements, each serialised once (DESIGN.md §5).
+- ``RemoteOutputChannel``: the consumer runs in another process; the process's one connection
+  to that process carries the elements, each serialised once, with credit-based flow control
+  per channel (``connection.py``, DESIGN.md §5).
 
 Both block in ``send`` while the consumer's channel is full (back pressure) and raise
 ``ChannelError`` once the consumer is gone, so a producer never waits forever on a dead peer
@@ -23,11 +24,9 @@ from collections import deque
 from dataclasses import dataclass
 from typing import Any
 
-import grpc
-
 from strom.errors import StromError
 from strom.rpc import data_pb2 as pb
-from strom.rpc import data_pb2_grpc
+from taskmanager.network import connection as _connection
 from taskmanager.network.elements import encode
 from taskmanager.network.input_gate import GateClosed, InputGate
 
@@ -127,88 +126,41 @@ class LocalOutputChannel(OutputChannel):
         return f"LocalOutputChannel({self.channel_index})"
 
 
-# ---------------------------------------------------------------------- gRPC channel cache
-
-_CHANNEL_OPTIONS = [
-    ("grpc.max_send_message_length", -1),
-    ("grpc.max_receive_message_length", 64 * 1024 * 1024),
-    # A restarted TaskManager at the same address should be reachable again quickly.
-    ("grpc.initial_reconnect_backoff_ms", 100),
-    ("grpc.min_reconnect_backoff_ms", 100),
-    ("grpc.max_reconnect_backoff_ms", 2000),
-]
-
-_channels_lock = threading.Lock()
-_channels: dict[str, list[Any]] = {}  # address -> [grpc.Channel, users]
-
-
-def _acquire_channel(address: str) -> grpc.Channel:
-    """The process's one gRPC channel to ``address``; counts a user."""
-    with _channels_lock:
-        entry = _channels.get(address)
-        if entry is None:
-            entry = _channels[address] = [grpc.insecure_channel(address, _CHANNEL_OPTIONS), 0]
-        entry[1] += 1
-        return entry[0]
-
-
-def _release_channel(address: str, channel: grpc.Channel) -> None:
-    """Drops a user; the last one closes the gRPC channel."""
-    with _channels_lock:
-        entry = _channels.get(address)
-        if entry is None or entry[0] is not channel:
-            return  # closed by close_all_channels meanwhile
-        entry[1] -= 1
-        if entry[1] > 0:
-            return
-        del _channels[address]
-    # Closing a gRPC channel to a host that is gone can block for seconds: a cancelled task
-    # would report CANCELED only then (seen with thread dumps in the multi-host failover test).
-    threading.Thread(target=channel.close, name=f"close channel to {address}", daemon=True).start()
+# ---------------------------------------------------------------------- remote channel
 
 
 def close_all_channels() -> None:
-    """Close every cached gRPC channel (process shutdown); streams on them fail."""
-    with _channels_lock:
-        entries = list(_channels.values())
-        _channels.clear()
-    for channel, _users in entries:
-        channel.close()
+    """End every connection to another process (process shutdown); their channels fail."""
+    _connection.close_all_connections()
 
 
 def open_channel_count() -> int:
-    """How many gRPC channels to other TaskManagers this process holds (tests, metrics)."""
-    with _channels_lock:
-        return len(_channels)
+    """How many connections to other processes this process holds (tests, metrics)."""
+    return _connection.connection_count()
 
 
-# ---------------------------------------------------------------------- remote channel
-
-#: elements queued together travel in one gRPC message up to this many bytes
-_MAX_COALESCED_BYTES = 1024 * 1024
-
-_REASONS = {
-    grpc.StatusCode.ABORTED: "the consumer closed its input (it finished, failed or was cancelled)",
-    grpc.StatusCode.NOT_FOUND: "the consumer subtask is not deployed on that TaskManager",
-    grpc.StatusCode.UNAVAILABLE: "the TaskManager is unreachable or went away",
-    grpc.StatusCode.INVALID_ARGUMENT: "the receiving TaskManager rejected the data",
-    grpc.StatusCode.RESOURCE_EXHAUSTED: "a batch is larger than the receiver accepts",
-    grpc.StatusCode.UNIMPLEMENTED: "the peer at that address serves no data exchange",
-    grpc.StatusCode.CANCELLED: "the stream was cancelled",
-}
+#: a channel's queue takes more than ``capacity`` elements while they hold fewer bytes than this
+QUEUE_BYTES = 64 * 1024
+#: but never more elements than this
+SMALL_QUEUE = 256
+#: what a channel sends, credits or not, before it hears from the receiver again: credits
+#: granted for small elements must not bring as many large ones (see data_service.py)
+BURST_BYTES = 4 * 1024 * 1024
 
 
 class RemoteOutputChannel(OutputChannel):
-    """A channel to a consumer in another TaskManager, over one gRPC stream.
+    """A channel to a consumer in another process, multiplexed over the process's one
+    connection to it.
 
-    ``send`` encodes the element and queues the bytes in a buffer of ``capacity`` elements
-    that feeds the stream; gRPC takes whatever is queued as one message. When the consumer's
-    channel is full the receiver stops reading, HTTP/2 flow control stops gRPC from pulling
-    messages, the buffer fills and ``send`` blocks: back pressure reaches the producer without
-    anything growing without bound.
+    ``send`` encodes the element and queues the bytes in a buffer of ``capacity`` elements (or
+    more while they hold less than ``QUEUE_BYTES``: small elements, up to ``SMALL_QUEUE``).
+    The connection sends queued elements only against credits from the receiver, one per free
+    slot of the consumer's gate channel, so when the consumer falls behind the buffer fills and
+    ``send`` blocks: back pressure reaches the producer, at most ``capacity`` elements wait
+    here and at most the gate's capacity there, and other channels on the same connection go on.
 
-    The stream opens in the constructor (without blocking) with a header-only frame, so the
-    receiver starts looking for the consumer's gate before the first record exists.
+    The channel opens in the constructor (without blocking), so the receiver starts looking for
+    the consumer's gate before the first record exists.
     """
 
     def __init__(
@@ -225,33 +177,44 @@ class RemoteOutputChannel(OutputChannel):
         self.capacity = capacity
         self.close_timeout = close_timeout
         self.elements_sent = 0
-        self._cond = threading.Condition()
-        self._buffer: deque[bytes] = deque()
-        self._senders_waiting = 0
-        self._frames_waiting = False
-        self._closed = False  # no more sends; the stream ends once the buffer is drained
+        # Everything below is guarded by the connection's lock (``_cond`` shares it).
+        self._queue: deque[bytes] = deque()
+        self._queued_bytes = 0
+        self._credit = 0
+        self._taken = 0  # elements handed to the connection
+        self._burst = 0  # bytes sent since the receiver's last credit message
+        self._gone: str | None = None  # the consumer closed its input after taking everything
+        self._open_sent = False
+        self._closed = False  # no more sends; the channel ends once the queue is drained
+        self._close_sent = False
+        self._cancel_requested = False
+        self._confirmed = False  # the receiver took everything, close and all
         self._released = False
-        self._frames_done = False  # the request iterator has ended
-        self._last_progress = time.monotonic()  # when gRPC last took a frame
-        self._error: str | None = None  # why the stream failed, once it did
-        self._grpc_channel = _acquire_channel(target_address)
-        stub = data_pb2_grpc.DataExchangeStub(self._grpc_channel)
-        try:
-            self._call = stub.Transfer.future(self._frames())
-        except BaseException:
-            self._release()
-            raise
-        self._call.add_done_callback(self._on_done)
+        self._dirty = False  # in the connection's list of channels to look at
+        self._senders_waiting = 0
+        self._last_progress = time.monotonic()  # when the connection last took an element
+        self._error: str | None = None  # why the channel failed, once it did
+        connection = _connection.acquire_connection(target_address)
+        self._connection = connection
+        self._cond = threading.Condition(connection.lock)
+        with connection.lock:
+            self._id = connection.add(self)
+            connection.mark(self)  # the open message
 
     # ------------------------------------------------------------------ producer side
 
     def send(self, element: Any) -> None:
-        """Encode ``element`` and queue it for the stream; blocks while the buffer is full."""
+        """Encode ``element`` and queue it; blocks while ``capacity`` elements wait for credit."""
         payload = encode(element)
         cond = self._cond
         with cond:
-            buffer = self._buffer
-            while len(buffer) >= self.capacity and self._error is None and not self._closed:
+            queue = self._queue
+            while (
+                len(queue) >= self.capacity
+                and (self._queued_bytes >= QUEUE_BYTES or len(queue) >= SMALL_QUEUE)
+                and self._error is None
+                and not self._closed
+            ):
                 self._senders_waiting += 1
                 try:
                     cond.wait()
@@ -261,28 +224,34 @@ class RemoteOutputChannel(OutputChannel):
                 raise ChannelError(self._error)
             if self._closed:
                 raise ChannelError(f"send on closed data channel {self.key.describe()}")
-            buffer.append(payload)
+            if self._gone is not None:
+                raise ChannelError(self._gone)
+            queue.append(payload)
+            self._queued_bytes += len(payload)
             self.elements_sent += 1
-            if self._frames_waiting:
-                cond.notify_all()
+            if self._credit and not self._dirty:
+                self._connection.mark(self)
 
     def close(self, timeout: float | None = None) -> None:
-        """End the stream after everything queued was sent; wait for the receiver's ack.
+        """End the channel after everything queued was delivered; wait for the receiver's word.
 
-        ``timeout`` (default: ``close_timeout``; None waits as long as the stream is healthy)
-        bounds two waits: for the queued frames, how long gRPC may go without taking one —
-        a slow but live consumer is waited for — and then how long the receiver may take to
-        confirm. Raises ``ChannelError`` when the stream failed or a wait ran out.
+        ``timeout`` (default: ``close_timeout``; None waits as long as the peer is healthy)
+        bounds how long the connection may go without taking one of this channel's elements
+        (a slow but live consumer is waited for) and then how long the receiver may take to
+        confirm. Raises ``ChannelError`` when the channel failed or the wait ran out.
         Idempotent; a second call only reports a failure again.
         """
         wait = self.close_timeout if timeout is None else timeout
         cond = self._cond
         try:
             with cond:
-                self._closed = True
-                self._last_progress = time.monotonic()
-                cond.notify_all()
-                while not self._frames_done and self._error is None:
+                if not self._closed:
+                    self._closed = True
+                    self._last_progress = time.monotonic()
+                    cond.notify_all()
+                    if self._error is None:
+                        self._connection.mark(self)
+                while not self._confirmed and self._error is None:
                     if wait is None:
                         cond.wait()
                         continue
@@ -290,41 +259,40 @@ class RemoteOutputChannel(OutputChannel):
                     if remaining <= 0:
                         break
                     cond.wait(remaining)
-                stalled = not self._frames_done and self._error is None
-            if stalled:
-                self._call.cancel()
-                raise ChannelError(
-                    f"data channel {self.key.describe()} to {self.target_address}: the receiver "
-                    f"took nothing for {wait}s while the producer was closing the channel"
-                )
-            self._call.result(timeout=wait)
-        except grpc.FutureTimeoutError:
-            self._call.cancel()
-            raise ChannelError(
-                f"data channel {self.key.describe()} to {self.target_address}: the receiver "
-                f"did not confirm the end of the stream within {wait}s"
-            ) from None
-        except grpc.FutureCancelledError:
-            raise ChannelError(
-                self._error or f"data channel {self.key.describe()} was cancelled"
-            ) from None
-        except grpc.RpcError as error:
-            raise ChannelError(self._describe_failure(error)) from None
+                if self._error is not None:
+                    raise ChannelError(self._error)
+                if not self._confirmed:
+                    self._error = (
+                        f"{self._describe()} to {self.target_address}: the receiver did not "
+                        f"confirm the end of the channel within {wait}s (it took nothing "
+                        "for that long)"
+                    )
+                    self._cancel_requested = True
+                    self._queue.clear()
+                    self._queued_bytes = 0
+                    raise ChannelError(self._error)
         finally:
             self._release()
 
     def abandon(self) -> None:
         with self._cond:
-            self._closed = True
-            if self._error is None:
-                self._error = f"data channel {self.key.describe()} was cancelled"
-            self._buffer.clear()
-            self._cond.notify_all()
+            self._abandon()
+
+    def _abandon(self) -> None:
+        self._closed = True
+        if self._error is None:
+            self._error = f"data channel {self.key.describe()} was cancelled"
+        self._queue.clear()
+        self._queued_bytes = 0
+        self._cond.notify_all()
 
     def cancel(self) -> None:
-        """Abandon the stream at once; the receiver drops nothing already delivered."""
-        self.abandon()
-        self._call.cancel()
+        """Abandon the channel at once; the receiver drops nothing already delivered.
+        Never blocks on the network."""
+        with self._cond:
+            self._abandon()
+            if not self._confirmed:
+                self._cancel_requested = True
         self._release()
 
     @property
@@ -333,7 +301,7 @@ class RemoteOutputChannel(OutputChannel):
 
     @property
     def failed(self) -> bool:
-        """Whether the stream has failed (sends raise ``ChannelError``)."""
+        """Whether the channel has failed (sends raise ``ChannelError``)."""
         return self._error is not None
 
     def _release(self) -> None:
@@ -341,80 +309,81 @@ class RemoteOutputChannel(OutputChannel):
             if self._released:
                 return
             self._released = True
-        _release_channel(self.target_address, self._grpc_channel)
+        _connection.release_connection(self._connection, self)
 
-    # ------------------------------------------------------------------ gRPC side
+    # ------------------------------------------------------------------ the connection's side
+    # Called by the connection on its loop thread, with its lock held.
 
-    def _frames(self):
-        """The request iterator gRPC pulls from; it blocks while the buffer is empty."""
-        key = self.key
-        yield pb.DataFrame(
-            header=pb.ChannelHeader(
-                job_id=key.job_id,
-                attempt=key.attempt,
-                vertex_id=key.vertex_id,
-                subtask=key.subtask,
-                channel=key.channel,
-            )
+    def _collect(self, budget: int, now: float) -> tuple[pb.ChannelMessage | None, int]:
+        """The message that sends what this channel may send now, and its payload bytes."""
+        if self._cancel_requested:
+            if not self._open_sent:
+                return None, 0
+            return pb.ChannelMessage(channel_id=self._id, cancel=True), 0
+        message = pb.ChannelMessage(channel_id=self._id)
+        useful = False
+        if not self._open_sent:
+            key = self.key
+            message.open.job_id = key.job_id
+            message.open.attempt = key.attempt
+            message.open.vertex_id = key.vertex_id
+            message.open.subtask = key.subtask
+            message.open.channel = key.channel
+            self._open_sent = useful = True
+        queue = self._queue
+        size = 0
+        if self._credit and queue and self._error is None and self._burst < BURST_BYTES:
+            payloads = []
+            credit = self._credit
+            burst = self._burst
+            while (
+                queue
+                and credit
+                and burst < BURST_BYTES
+                and (not payloads or size + len(queue[0]) <= budget)
+            ):
+                payload = queue.popleft()
+                size += len(payload)
+                burst += len(payload)
+                payloads.append(payload)
+                credit -= 1
+            self._credit = credit
+            self._burst = burst
+            self._queued_bytes -= size
+            self._taken += len(payloads)
+            message.payloads.extend(payloads)
+            self._last_progress = now
+            useful = True
+            if self._senders_waiting or self._closed:
+                self._cond.notify_all()
+        if self._closed and not queue and not self._close_sent and self._error is None:
+            message.close = self._close_sent = useful = True
+        return (message if useful else None), size
+
+    def _dirty_again(self) -> bool:
+        """Whether what is left still has credit to go (more than fitted one message)."""
+        return bool(
+            self._queue and self._credit and self._error is None and self._burst < BURST_BYTES
         )
-        cond, buffer, clock = self._cond, self._buffer, time.monotonic
-        try:
-            while True:
-                with cond:
-                    while not buffer:
-                        if self._closed or self._error is not None:
-                            return
-                        self._frames_waiting = True
-                        try:
-                            cond.wait()
-                        finally:
-                            self._frames_waiting = False
-                    if self._error is not None:
-                        return
-                    # What is queued goes in one message, gRPC's cost being per message, up
-                    # to a size every receiver accepts (one element always goes).
-                    payloads = [buffer.popleft()]
-                    size = len(payloads[0])
-                    while buffer and size + len(buffer[0]) <= _MAX_COALESCED_BYTES:
-                        size += len(buffer[0])
-                        payloads.append(buffer.popleft())
-                    self._last_progress = clock()
-                    if self._senders_waiting:
-                        cond.notify_all()
-                yield pb.DataFrame(payloads=payloads)
-        finally:
-            with cond:
-                self._frames_done = True
-                cond.notify_all()
 
-    def _on_done(self, call: grpc.Future) -> None:
-        if call.cancelled():
-            error = f"data channel {self.key.describe()} was cancelled"
-        else:
-            exception = call.exception()
-            if exception is None:
-                if self._closed and not self._buffer:
-                    return  # the normal end
-                error = (
-                    f"data channel {self.key.describe()} at {self.target_address}: the "
-                    "receiver ended the stream before the producer did"
-                )
-            else:
-                error = self._describe_failure(exception)
-        with self._cond:
-            if self._error is None:
-                self._error = error
-            self._cond.notify_all()
+    def _fail(self, error: str) -> None:
+        if self._error is None and not self._confirmed:
+            self._error = error
+        self._queue.clear()
+        self._queued_bytes = 0
+        self._cond.notify_all()
 
-    def _describe_failure(self, error: BaseException) -> str:
-        code = getattr(error, "code", lambda: None)()
-        details = getattr(error, "details", lambda: None)() or str(error)
-        reason = _REASONS.get(code, "the stream failed")
-        name = code.name if code is not None else type(error).__name__
-        return (
-            f"data channel {self.key.describe()} to {self.target_address} failed: {reason} "
-            f"({name}: {details})"
-        )
+    def _consumer_gone(self, error: str) -> None:
+        self._gone = error
+        self._confirmed = True
+        self._cond.notify_all()
+
+    def _confirm(self, delivered: int) -> None:
+        self._confirmed = True
+        self._cond.notify_all()
+
+    def _describe(self) -> str:
+        return f"data channel {self.key.describe()}"
 
     def __repr__(self) -> str:
         return f"RemoteOutputChannel({self.target_address}, {self.key.describe()})"

@@ -1,126 +1,430 @@
-"""The receiving end of remote channels: a gRPC service that feeds input gates.
+"""The receiving end of connections: a process's data endpoint, feeding its input gates.
 
-Each ``Transfer`` stream serves one channel: its first frame names the consumer's gate and
-channel; later frames carry elements, each decoded and put into the gate in order. ``put``
-blocks while the channel is full, the handler then stops reading, and HTTP/2 flow control
-carries the back pressure to the producer. Whatever a peer sends, the process stays up:
-malformed frames end that stream with INVALID_ARGUMENT and a log line.
+Each peer that sends records to this process opens one ``DataConnection.Connect`` stream to
+the process's data endpoint and multiplexes its channels over it (proto/strom/rpc/data.proto).
+The endpoint is a gRPC asyncio server on the process's one data-plane loop (``event_loop.py``),
+so any number of peers and channels costs no thread. For each channel the receiver finds the
+consumer's gate in the ``GateRegistry`` (waiting for it: producers may be deployed first),
+grants the producer one credit per free slot of that gate channel, and one more each time the
+consumer takes an element. Elements only come against credits, so ``InputGate.put`` never
+waits and one full channel never holds up the others on the connection.
+
+Small elements (a record each, at ``execution.buffer-timeout`` 0) would make every few gate
+slots a gRPC message each way, which costs far more than the elements; so while a channel's
+recent elements are small, the receiver grants up to ``EXTRA_CREDITS`` more than the gate's
+capacity, about ``BACKLOG_BYTES`` in all (as HTTP/2's window did when each channel was its own
+stream), and announces credits a quarter of the window at a time. The gate channel of a remote
+producer then holds up to its capacity plus those extra elements; once the elements are large,
+its capacity only.
+
+Whatever a peer sends, the process stays up: an element that does not decode, or data sent
+without credit, fails that channel (``BAD_DATA``, with a log line); a stream that breaks the
+protocol itself is ended with INVALID_ARGUMENT.
 """
 
 from __future__ import annotations
 
+import asyncio
 import logging
-from collections.abc import Iterator
+import threading
+from typing import Any
 
 import grpc
 
 from strom.rpc import data_pb2 as pb
 from strom.rpc import data_pb2_grpc
+from taskmanager.network.channels import BURST_BYTES
 from taskmanager.network.elements import DecodeError, decode
+from taskmanager.network.event_loop import data_plane_loop
 from taskmanager.network.gate_registry import GateRegistry
 from taskmanager.network.input_gate import GateClosed, InputGate
 
-__all__ = ["SERVER_OPTIONS", "DataExchangeService"]
+__all__ = ["ENDPOINT_OPTIONS", "SERVER_OPTIONS", "DataExchangeService"]
 
 log = logging.getLogger(__name__)
 
-#: Options for the gRPC server hosting this service. gRPC's bandwidth-delay probing otherwise
-#: grows each stream's receive window to several MB, so that much data per channel would sit
-#: in flight ahead of a full input gate; without it a stream holds about 64 KB beyond the gate,
-#: which keeps back pressure and checkpoint barriers prompt. Large batches still pass.
+#: Options for the process's main gRPC server, which answers ``DataExchange.Locate``.
 SERVER_OPTIONS: list[tuple[str, int]] = [
-    ("grpc.http2.bdp_probe", 0),
     ("grpc.max_receive_message_length", 512 * 1024 * 1024),
 ]
 
-# How often a handler blocked on a full channel checks whether its producer is still there.
-_LIVENESS_INTERVAL_S = 1.0
+#: Options for the data endpoint. Credits bound what is in flight per channel, so HTTP/2's own
+#: window (grown by bandwidth-delay probing) only decides how fast a connection may go.
+ENDPOINT_OPTIONS: list[tuple[str, int]] = [
+    ("grpc.max_receive_message_length", 512 * 1024 * 1024),
+    ("grpc.max_send_message_length", 64 * 1024 * 1024),
+    ("grpc.so_reuseport", 0),
+]
 
+#: how many credits a channel of small elements gets beyond its gate's free slots, at most
+EXTRA_CREDITS = 248
+#: about how many bytes of recent-sized elements those extra credits may bring
+BACKLOG_BYTES = 64 * 1024
+# The largest recent element size, forgetting by this factor per element: a few hundred small
+# elements after a large one earn the extra credits back.
+_SIZE_MEMORY = 0.9
 
-class _StreamEnded(Exception):
-    """The producer cancelled or went away; nothing to answer."""
+# How often a channel whose consumer is not registered yet looks again (seconds, doubling).
+_LOOKUP_FIRST_INTERVAL_S = 0.005
+_LOOKUP_MAX_INTERVAL_S = 0.1
 
 
 class DataExchangeService(data_pb2_grpc.DataExchangeServicer):
-    """Serves ``DataExchange.Transfer`` for the gates in ``registry``.
+    """A process's data endpoint for the gates in ``registry``, and where to find it.
 
-    A stream whose consumer is not registered yet waits up to ``lookup_timeout`` seconds for
-    it (producers may be deployed first), then fails with NOT_FOUND.
+    ``start`` binds the endpoint on ``bind_host`` and returns its port; ``host:port`` is then
+    an address producers can use. ``add_to_server`` starts it too and makes the process's main
+    gRPC server answer ``Locate`` with that port, so the main server's address serves as well.
+    A channel whose consumer is not registered waits up to ``lookup_timeout`` seconds for it,
+    then fails with ``NOT_DEPLOYED``.
     """
 
-    def __init__(self, registry: GateRegistry, lookup_timeout: float = 30.0) -> None:
+    def __init__(
+        self, registry: GateRegistry, lookup_timeout: float = 30.0, bind_host: str = "0.0.0.0"
+    ) -> None:
         self.registry = registry
         self.lookup_timeout = lookup_timeout
+        self.bind_host = bind_host
+        self.port = 0
+        self._server: Any = None
+        self._lock = threading.Lock()
 
     def add_to_server(self, server: grpc.Server) -> None:
-        """Register this service with ``server`` (before it starts)."""
+        """Start the data endpoint and have ``server`` (before it starts) say where it is."""
+        self.start()
         data_pb2_grpc.add_DataExchangeServicer_to_server(self, server)
 
-    def Transfer(self, request_iterator: Iterator[pb.DataFrame], context) -> pb.TransferAck:
-        peer = context.peer()
-        try:
-            first = next(request_iterator, None)
-        except grpc.RpcError:
-            return pb.TransferAck()  # the producer went away before saying anything
-        if first is None or not first.HasField("header"):
-            self._reject(context, peer, "the first frame of a stream must carry a channel header")
-        header = first.header
-        where = (
+    def start(self) -> int:
+        """Start the data endpoint (once); returns its port."""
+        with self._lock:
+            if self._server is None:
+                self._server, self.port = data_plane_loop().run(self._start())
+            return self.port
+
+    async def _start(self) -> tuple[Any, int]:
+        server = grpc.aio.server(options=ENDPOINT_OPTIONS)
+        data_pb2_grpc.add_DataConnectionServicer_to_server(_ConnectionServicer(self), server)
+        # The endpoint says where it is too, so its own address serves as a process's address.
+        data_pb2_grpc.add_DataExchangeServicer_to_server(_EndpointLocator(self), server)
+        host = f"[{self.bind_host}]" if ":" in self.bind_host else self.bind_host
+        port = server.add_insecure_port(f"{host}:0")
+        await server.start()
+        return server, port
+
+    def stop(self) -> None:
+        """Stop the data endpoint; open connections end. Idempotent."""
+        with self._lock:
+            server, self._server = self._server, None
+        if server is not None:
+            data_plane_loop().run(server.stop(None))
+
+    def Locate(self, request: pb.LocateRequest, context: Any) -> pb.DataEndpoint:
+        """Where this process's data endpoint listens."""
+        return pb.DataEndpoint(port=self.port)
+
+
+class _EndpointLocator(data_pb2_grpc.DataExchangeServicer):
+    def __init__(self, service: DataExchangeService) -> None:
+        self.service = service
+
+    async def Locate(self, request: pb.LocateRequest, context: Any) -> pb.DataEndpoint:
+        return pb.DataEndpoint(port=self.service.port)
+
+
+class _ConnectionServicer(data_pb2_grpc.DataConnectionServicer):
+    def __init__(self, service: DataExchangeService) -> None:
+        self.service = service
+
+    async def Connect(self, request_iterator: Any, context: Any) -> None:
+        await _InboundConnection(self.service, context).serve()
+
+
+class _ProtocolError(Exception):
+    """The peer broke the connection protocol; the stream ends."""
+
+
+class _InboundChannel:
+    __slots__ = (
+        "id",
+        "header",
+        "where",
+        "gate",
+        "index",
+        "credit",
+        "recent_size",
+        "unanswered",
+        "delivered",
+        "close_requested",
+        "finished",
+        "lookup",
+        "on_consumed",
+    )
+
+    def __init__(self, channel_id: int, header: pb.ChannelHeader) -> None:
+        self.id = channel_id
+        self.header = header
+        self.where = (
             f"channel {header.channel} of subtask {header.subtask} of vertex "
             f"{header.vertex_id} (job {header.job_id}, attempt {header.attempt})"
         )
+        self.gate: InputGate | None = None
+        self.index = header.channel
+        self.credit = 0  # credits granted and not yet spent
+        self.recent_size = float(1 << 30)  # no extra credits until small elements were seen
+        self.unanswered = 0  # bytes received since the last message to the producer
+        self.delivered = 0
+        self.close_requested = False
+        self.finished = False  # failed, closed or cancelled: later data is dropped
+        self.lookup: asyncio.Task | None = None
+        self.on_consumed: Any = None
+
+
+class _InboundConnection:
+    """One peer's channels into this process; everything but the callbacks runs on the loop."""
+
+    def __init__(self, service: DataExchangeService, context: Any) -> None:
+        self.service = service
+        self.context = context
+        self.peer = context.peer()
+        self.loop = data_plane_loop()
+        self.channels: dict[int, _InboundChannel] = {}
+        # Written by consumer threads (elements taken) and the loop (answers), read by the writer.
+        self._lock = threading.Lock()
+        self._consumed: dict[int, int] = {}
+        # Only the loop touches these two.
+        self._credits_out: dict[int, int] = {}
+        self._answers: list[pb.ChannelMessage] = []
+        self._wake_pending = False
+        self._event = asyncio.Event()
+        self._ended = False
+
+    async def serve(self) -> None:
+        writer = asyncio.ensure_future(self._write())
         try:
-            gate = self.registry.get(
-                header.job_id, header.attempt, header.vertex_id, header.subtask, self.lookup_timeout
-            )
-        except LookupError as error:
-            context.abort(grpc.StatusCode.NOT_FOUND, str(error))
-        if not 0 <= header.channel < gate.num_channels:
-            self._reject(
-                context,
-                peer,
-                f"{where} does not exist: that gate has {gate.num_channels} channel(s)",
-            )
+            while True:
+                frame = await self.context.read()
+                if frame is grpc.aio.EOF:
+                    break
+                for message in frame.messages:
+                    self._handle(message)
+        except _ProtocolError as error:
+            log.warning("rejected a data connection from %s: %s", self.peer, error)
+            await self.context.abort(grpc.StatusCode.INVALID_ARGUMENT, str(error))
+        finally:
+            self._end()
+            writer.cancel()
+            await asyncio.gather(writer, return_exceptions=True)
 
-        channel = header.channel
-        delivered = 0
-        try:
-            for frame in _chain(first, request_iterator):
-                for payload in frame.payloads:
-                    try:
-                        element = decode(payload)
-                    except DecodeError as error:
-                        self._reject(context, peer, f"bad frame for {where}: {error}")
-                    _put(gate, channel, element, context)
-                    delivered += 1
-        except GateClosed:
-            context.abort(
-                grpc.StatusCode.ABORTED,
-                f"{where} closed its input (the consumer finished, failed or was cancelled)",
-            )
-        except (_StreamEnded, grpc.RpcError):
-            log.debug("producer %s of %s went away after %d elements", peer, where, delivered)
-            return pb.TransferAck(elements=delivered)
-        return pb.TransferAck(elements=delivered)
+    # ------------------------------------------------------------------ incoming messages
 
-    @staticmethod
-    def _reject(context, peer: str, message: str) -> None:
-        log.warning("rejected a data stream from %s: %s", peer, message)
-        context.abort(grpc.StatusCode.INVALID_ARGUMENT, message)
-
-
-def _chain(first: pb.DataFrame, rest: Iterator[pb.DataFrame]) -> Iterator[pb.DataFrame]:
-    yield first  # a header frame may carry elements too
-    yield from rest
-
-
-def _put(gate: InputGate, channel: int, element: object, context) -> None:
-    # Blocks while the channel is full, but notices a producer that cancelled meanwhile, so a
-    # dead stream does not pin a server thread for as long as the consumer stalls.
-    while True:
-        try:
-            gate.put(channel, element, timeout=_LIVENESS_INTERVAL_S)
+    def _handle(self, message: pb.ChannelMessage) -> None:
+        channel_id = message.channel_id
+        channel = self.channels.get(channel_id)
+        if message.HasField("open"):
+            if channel is not None:
+                raise _ProtocolError(f"channel id {channel_id} opened twice")
+            channel = self.channels[channel_id] = _InboundChannel(channel_id, message.open)
+            channel.lookup = asyncio.ensure_future(self._find_gate(channel))
+        elif channel is None:
+            raise _ProtocolError(f"a message for channel id {channel_id}, which was never opened")
+        if message.cancel:
+            self._finish(channel)
             return
-        except TimeoutError:
-            if not context.is_active():
-                raise _StreamEnded() from None
+        if channel.finished:
+            return  # sent before the producer heard that the channel failed
+        if message.payloads:
+            self._deliver(channel, message.payloads)
+        if message.close and not channel.finished:
+            channel.close_requested = True
+            self._maybe_confirm_close(channel)
+
+    def _maybe_confirm_close(self, channel: _InboundChannel) -> None:
+        if channel.close_requested and channel.gate is not None:
+            self._answer(channel, pb.ChannelMessage(closed=True, delivered=channel.delivered))
+
+    def _deliver(self, channel: _InboundChannel, payloads: Any) -> None:
+        gate = channel.gate
+        if gate is None or len(payloads) > channel.credit:
+            self._reject(channel, f"{len(payloads)} element(s) sent without credit")
+            return
+        put, index = gate.put_credited, channel.index
+        recent = channel.recent_size
+        for payload in payloads:
+            size = len(payload)
+            channel.unanswered += size
+            recent = recent * _SIZE_MEMORY
+            if size > recent:
+                recent = size
+            try:
+                element = decode(payload)
+            except DecodeError as error:
+                self._reject(channel, f"bad frame: {error}")
+                return
+            try:
+                put(index, element)
+            except GateClosed:
+                self._fail(channel, pb.CONSUMER_CLOSED, f"{channel.where} closed its input")
+                return
+            channel.credit -= 1
+            channel.delivered += 1
+        channel.recent_size = recent
+
+    def _top_up(self, channel: _InboundChannel) -> None:
+        """Grant the producer the credits the channel has room for (see the module's doc)."""
+        gate = channel.gate
+        if gate is None:
+            return
+        extra = min(EXTRA_CREDITS, int(BACKLOG_BYTES // max(channel.recent_size, 1.0)))
+        window = gate.capacity_per_channel + extra
+        grant = window - channel.credit - gate.pending(channel.index)
+        # A quarter of the window at a time, or whatever there is when the producer runs short:
+        # every credit message makes the producer send a gRPC message.
+        quarter = window // 4
+        pending = self._credits_out
+        if grant > 0 and (grant >= quarter or channel.credit <= quarter):
+            channel.credit += grant
+            pending[channel.id] = pending.get(channel.id, 0) + grant
+        elif (
+            channel.unanswered >= BURST_BYTES
+            and channel.credit > 0
+            and not gate.pending(channel.index)
+        ):
+            # The producer sent a burst's worth since it last heard from us and holds credits it
+            # does not use: it waits for a word (channels.BURST_BYTES), which the consumer,
+            # having taken everything, can now afford.
+            pending.setdefault(channel.id, 0)
+        else:
+            return
+        channel.unanswered = 0
+
+    async def _find_gate(self, channel: _InboundChannel) -> None:
+        header, registry = channel.header, self.service.registry
+        deadline = self.loop.loop.time() + self.service.lookup_timeout
+        interval = _LOOKUP_FIRST_INTERVAL_S
+        while True:
+            try:
+                gate = registry.get(
+                    header.job_id, header.attempt, header.vertex_id, header.subtask, 0
+                )
+                break
+            except LookupError as error:
+                if self.loop.loop.time() >= deadline:
+                    self._fail(channel, pb.NOT_DEPLOYED, str(error))
+                    return
+            await asyncio.sleep(interval)
+            interval = min(interval * 2, _LOOKUP_MAX_INTERVAL_S)
+        if channel.finished:
+            return
+        if not 0 <= channel.index < gate.num_channels:
+            self._reject(
+                channel, f"{channel.where} does not exist: that gate has {gate.num_channels}"
+            )
+            return
+        channel_id = channel.id
+
+        def on_consumed() -> None:
+            self._taken(channel_id)
+
+        def on_closed() -> None:
+            self.loop.call_soon(self._gate_closed, channel_id)
+
+        try:
+            gate.watch(channel.index, on_consumed, on_closed)
+        except GateClosed:
+            self._fail(channel, pb.CONSUMER_CLOSED, f"{channel.where} closed its input")
+            return
+        channel.gate, channel.on_consumed = gate, on_consumed
+        if channel.close_requested:
+            self._answer(channel, pb.ChannelMessage(closed=True, delivered=0))
+        else:
+            self._top_up(channel)
+            self._wake()
+
+    # ------------------------------------------------------------------ outcomes
+
+    def _taken(self, channel_id: int) -> None:
+        # A consumer thread took an element from a watched channel: room for more.
+        with self._lock:
+            if self._ended:
+                return
+            self._consumed[channel_id] = self._consumed.get(channel_id, 0) + 1
+            if not self._wake_pending:
+                self._wake_pending = True
+                self.loop.call_soon(self._event.set)
+
+    def _wake(self) -> None:
+        # On the loop: have the writer look at what is to send.
+        with self._lock:
+            if not self._wake_pending:
+                self._wake_pending = True
+                self._event.set()
+
+    def _gate_closed(self, channel_id: int) -> None:
+        channel = self.channels.get(channel_id)
+        if channel is not None and not channel.finished:
+            self._fail(channel, pb.CONSUMER_CLOSED, f"{channel.where} closed its input")
+
+    def _reject(self, channel: _InboundChannel, reason: str) -> None:
+        log.warning("rejected data from %s for %s: %s", self.peer, channel.where, reason)
+        self._fail(channel, pb.BAD_DATA, f"{channel.where}: {reason}")
+
+    def _fail(self, channel: _InboundChannel, reason: int, message: str) -> None:
+        # ``delivered`` lets a producer whose every element arrived before the consumer closed
+        # its input end the channel without an error.
+        self._answer(
+            channel,
+            pb.ChannelMessage(
+                failure=pb.ChannelFailure(reason=reason, message=message),
+                delivered=channel.delivered,
+            ),
+        )
+
+    def _answer(self, channel: _InboundChannel, message: pb.ChannelMessage) -> None:
+        """Send a final word (closed or failed) about ``channel`` and forget it."""
+        message.channel_id = channel.id
+        self._finish(channel)
+        self._answers.append(message)
+        self._wake()
+
+    def _finish(self, channel: _InboundChannel) -> None:
+        if channel.finished:
+            return
+        channel.finished = True
+        if channel.lookup is not None and not channel.lookup.done():
+            channel.lookup.cancel()
+        if channel.gate is not None:
+            channel.gate.unwatch(channel.index, channel.on_consumed)
+            # The entry stays (data the producer sent before it heard the end is dropped), but
+            # holds on to nothing.
+            channel.gate = channel.on_consumed = channel.lookup = None
+
+    def _end(self) -> None:
+        with self._lock:
+            self._ended = True
+        for channel in self.channels.values():
+            self._finish(channel)
+        self.channels.clear()
+
+    async def _write(self) -> None:
+        event = self._event
+        channels = self.channels
+        while True:
+            await event.wait()
+            event.clear()
+            with self._lock:
+                self._wake_pending = False
+                consumed, self._consumed = self._consumed, {}
+            for channel_id in consumed:
+                channel = channels.get(channel_id)
+                if channel is not None and not channel.finished:
+                    self._top_up(channel)
+            credits, self._credits_out = self._credits_out, {}
+            answers, self._answers = self._answers, []
+            messages = [
+                pb.ChannelMessage(channel_id=channel_id, credit=count)
+                for channel_id, count in credits.items()
+                if channel_id in channels and not channels[channel_id].finished
+            ]
+            messages.extend(answers)
+            if messages:
+                await self.context.write(pb.ConnectionFrame(messages=messages))

@@ -8,6 +8,11 @@ and user code runs on one thread only.
 
 A *blocked* channel keeps its data queued and is skipped by ``poll``; checkpoint barrier
 alignment blocks the channels whose barrier already arrived.
+
+A channel fed from another process is *watched* (``watch``): the receiving connection hands
+its producer one credit per free slot and gets one back each time ``poll`` takes an element
+from the channel, so remote data is only sent when there is room for it and ``put`` never
+waits for it (credit-based flow control, as in Flink).
 """
 
 from __future__ import annotations
@@ -56,6 +61,9 @@ class InputGate:
         # A blocked producer resumes once its channel drained to half: it then sends a burst
         # instead of one element per wake-up, which saves thread hand-offs under the GIL.
         self._resume_level = capacity_per_channel // 2
+        # Watched channels: called after ``poll`` took an element, and when the gate closes.
+        self._on_consumed: list[Callable[[], None] | None] = [None] * num_channels
+        self._on_closed: list[Callable[[], None] | None] = [None] * num_channels
 
     # ------------------------------------------------------------------ producers
 
@@ -78,6 +86,22 @@ class InputGate:
             if self._waiting_producers[channel] and len(queue) < self.capacity_per_channel:
                 # Several producers on one channel: pass a spare slot on.
                 self._space_available[channel].notify()
+
+    def put_credited(self, channel: int, element: Any) -> None:
+        """Append ``element`` to ``channel`` whatever it holds: for a watched channel, whose
+        producer sends only against credits, so the connection bounds what it holds.
+
+        Raises ``GateClosed`` when the gate is closed.
+        """
+        with self._lock:
+            if self._closed:
+                raise GateClosed(f"input gate closed; channel {channel} accepts no more data")
+            self._queues[channel].append(element)
+            if not self._is_ready[channel] and not self._blocked[channel]:
+                self._is_ready[channel] = True
+                self._ready.append(channel)
+                if self._waiting_consumers:
+                    self._data_available.notify()
 
     def _wait_for_space(self, channel: int, queue: deque, timeout: float | None) -> None:
         # Called with the lock held; returns with room in ``queue``.
@@ -141,7 +165,10 @@ class InputGate:
                         self._is_ready[channel] = False
                     if self._waiting_producers[channel] and len(queue) <= self._resume_level:
                         self._space_available[channel].notify()
-                    return (channel, element)
+                    consumed = self._on_consumed[channel]
+                    if consumed is None:
+                        return (channel, element)
+                    break
                 # Nothing to take: the slow path.
                 if timeout is None:
                     remaining = None
@@ -159,6 +186,36 @@ class InputGate:
                     self._data_available.wait(remaining)
                 finally:
                     self._waiting_consumers -= 1
+        consumed()  # outside the lock: it hands a credit to the connection of a watched channel
+        return (channel, element)
+
+    def watch(
+        self, channel: int, on_consumed: Callable[[], None], on_closed: Callable[[], None]
+    ) -> int:
+        """Call ``on_consumed`` after each element ``poll`` takes from ``channel``, and
+        ``on_closed`` once when the gate closes (both outside the gate's lock, on whichever
+        thread polls or closes). Returns how many free slots the channel has now.
+
+        Raises ``GateClosed`` when the gate is closed already.
+        """
+        with self._lock:
+            if self._closed:
+                raise GateClosed("input gate closed")
+            self._on_consumed[channel] = on_consumed
+            self._on_closed[channel] = on_closed
+            return max(0, self.capacity_per_channel - len(self._queues[channel]))
+
+    def watched(self, channel: int) -> bool:
+        """Whether a connection watches ``channel`` (its producer is in another process)."""
+        return self._on_consumed[channel] is not None
+
+    def unwatch(self, channel: int, on_consumed: Callable[[], None] | None = None) -> None:
+        """Stop calling back for ``channel`` (only if ``on_consumed`` is still the one watching,
+        when given)."""
+        with self._lock:
+            if on_consumed is None or self._on_consumed[channel] is on_consumed:
+                self._on_consumed[channel] = None
+                self._on_closed[channel] = None
 
     # ------------------------------------------------------------------ alignment
 
@@ -216,6 +273,11 @@ class InputGate:
             self._data_available.notify_all()
             for condition in self._space_available:
                 condition.notify_all()
+            on_closed = [callback for callback in self._on_closed if callback is not None]
+            self._on_consumed = [None] * self.num_channels
+            self._on_closed = [None] * self.num_channels
+        for callback in on_closed:
+            callback()
 
     @property
     def closed(self) -> bool:
@@ -223,11 +285,15 @@ class InputGate:
         return self._closed
 
     def pending(self, channel: int) -> int:
-        """How many elements ``channel`` holds now (at most ``capacity_per_channel``)."""
+        """How many elements ``channel`` holds now (at most ``capacity_per_channel``, but for
+        a watched channel of small elements, see ``put_credited``)."""
         return len(self._queues[channel])
 
     def backpressured(self, channel: int) -> bool:
-        """Whether a producer is waiting right now for room in ``channel``."""
+        """Whether a producer is waiting right now for room in ``channel`` (for a watched
+        channel: whether it is full, its remote producer then having no credit)."""
+        if self._on_consumed[channel] is not None:
+            return len(self._queues[channel]) >= self.capacity_per_channel
         return self._waiting_producers[channel] > 0
 
     def __repr__(self) -> str:
