@@ -46,6 +46,11 @@ class Encoder:
         encode = self.encode
         return b"".join([encode(v) for v in values])
 
+    def for_type(self, type_info: Any) -> Encoder:
+        """This encoder for a stream of ``type_info`` (the simple string encoder writes a typed
+        value as PyFlink's Java sink does: ``(a,1)`` for a tuple)."""
+        return self
+
     @staticmethod
     def simple_string_encoder(charset_name: str = "UTF-8") -> Encoder:
         """Writes ``str(value)`` in ``charset_name`` followed by a newline, per record."""
@@ -53,19 +58,26 @@ class Encoder:
 
 
 class _SimpleStringEncoder(Encoder):
-    def __init__(self, charset_name: str) -> None:
+    def __init__(self, charset_name: str, text: Callable[[Any], str] = str) -> None:
         super().__init__()
         self.charset = _check_charset(charset_name)
+        self.text = text
 
     def encode(self, value: Any) -> bytes:
-        return (str(value) + "\n").encode(self.charset)
+        return (self.text(value) + "\n").encode(self.charset)
 
     def encode_batch(self, values: Iterable[Any]) -> bytes:
-        strings = [str(v) for v in values]
+        text = self.text
+        strings = [text(v) for v in values]
         if not strings:
             return b""
         strings.append("")
         return "\n".join(strings).encode(self.charset)
+
+    def for_type(self, type_info: Any) -> Encoder:
+        from strom.common.type_values import java_string
+
+        return _SimpleStringEncoder(self.charset, java_string(type_info))
 
     def __repr__(self) -> str:
         return f"Encoder.simple_string_encoder({self.charset!r})"

@@ -6,6 +6,7 @@ while building a job raise here, at the call site, with a hint at the fix.
 
 from __future__ import annotations
 
+import copy
 import inspect
 from collections.abc import Callable, Iterator
 from typing import TYPE_CHECKING, Any
@@ -96,7 +97,12 @@ class DataStream:
         spec: OperatorSpec,
         output_type: Any = None,
         inputs: list[Transformation] | None = None,
+        shape: bool = True,
     ) -> Transformation:
+        """Record an operator; with ``shape`` its outputs take the form ``output_type`` gives
+        values (as PyFlink's encoding with that type), else they pass as they are."""
+        if shape and output_type is not None:
+            spec.output_type = output_type
         return self._env._stream_graph.add(
             name,
             inputs if inputs is not None else [self._transformation],
@@ -116,7 +122,7 @@ class DataStream:
 
     def _partition(self, partitioner: Partitioner, name: str) -> DataStream:
         transformation = self._env._stream_graph.add(
-            name, [self._transformation], partitioner=partitioner
+            name, [self._transformation], partitioner=partitioner, output_type=self.get_type()
         )
         return DataStream(self._env, transformation)
 
@@ -208,7 +214,7 @@ class DataStream:
         """Keep the records for which ``func`` is true. Example: ``ds.filter(lambda x: x > 0)``"""
         _check_function(func, "filter", "filter")
         spec = OperatorSpec("filter", func)
-        return DataStream(self._env, self._add("Filter", spec, self.get_type()))
+        return DataStream(self._env, self._add("Filter", spec, self.get_type(), shape=False))
 
     def process(self, func: Any, output_type: Any = None) -> DataStream:
         """Run a ``ProcessFunction``: ``process_element(value, ctx)`` yields outputs."""
@@ -224,7 +230,7 @@ class DataStream:
         selector = _key_selector(key_selector)
         partitioner = KeyGroupPartitioner(selector, self._env.get_max_parallelism())
         transformation = self._env._stream_graph.add(
-            "KeyBy", [self._transformation], partitioner=partitioner
+            "KeyBy", [self._transformation], partitioner=partitioner, output_type=self.get_type()
         )
         return KeyedStream(self._env, transformation, selector, self)
 
@@ -236,7 +242,9 @@ class DataStream:
             if stream._env is not self._env:
                 raise ValueError("union() of streams from different environments")
         transformation = self._env._stream_graph.add(
-            "Union", [self._transformation] + [s._transformation for s in streams]
+            "Union",
+            [self._transformation] + [s._transformation for s in streams],
+            output_type=self.get_type(),
         )
         return DataStream(self._env, transformation)
 
@@ -296,7 +304,8 @@ class DataStream:
     def assign_timestamps_and_watermarks(self, watermark_strategy: Any) -> DataStream:
         """Give records event timestamps (and, later, watermarks) from a ``WatermarkStrategy``."""
         spec = OperatorSpec("timestamps", args={"strategy": watermark_strategy})
-        return DataStream(self._env, self._add("Timestamps/Watermarks", spec, self.get_type()))
+        transformation = self._add("Timestamps/Watermarks", spec, self.get_type(), shape=False)
+        return DataStream(self._env, transformation)
 
     def get_side_output(self, output_tag: Any) -> DataStream:
         """The records this operator sent to ``output_tag`` with ``ctx.output(tag, value)``
@@ -352,6 +361,10 @@ class DataStream:
                 f"sink_to() needs a connector Sink (e.g. FileSink); got {type(sink).__name__}. "
                 "For a function, use add_sink()"
             )
+        encoder = getattr(sink, "encoder", None)
+        if self.get_type() is not None and callable(getattr(encoder, "for_type", None)):
+            sink = copy.copy(sink)  # the user's sink may serve streams of other types too
+            sink.encoder = encoder.for_type(self.get_type())
         name = f"Sink: {type(sink).__name__}"
         return DataStreamSink(self._env, self._add(name, OperatorSpec("sink_writer", sink)))
 
@@ -360,7 +373,8 @@ class DataStream:
         ``.out`` file on a cluster. With parallelism > 1 lines start with ``<subtask>> ``.
         At-least-once, as in Flink.
         """
-        spec = OperatorSpec("sink_print", args={"identifier": sink_identifier})
+        args = {"identifier": sink_identifier, "type_info": self.get_type()}
+        spec = OperatorSpec("sink_print", args=args)
         return DataStreamSink(self._env, self._add("Sink: Print to Std. Out", spec))
 
     def execute_and_collect(
@@ -445,9 +459,11 @@ class KeyedStream(DataStream):
         self._key_selector = key_selector
         self._origin = origin
 
-    def _keyed(self, name: str, spec: OperatorSpec, output_type: Any = None) -> DataStream:
+    def _keyed(
+        self, name: str, spec: OperatorSpec, output_type: Any = None, shape: bool = True
+    ) -> DataStream:
         spec.key_selector = self._key_selector
-        return DataStream(self._env, self._add(name, spec, output_type))
+        return DataStream(self._env, self._add(name, spec, output_type, shape=shape))
 
     def _not_on_partitioning(self, what: str) -> None:
         raise TypeError(
@@ -474,7 +490,7 @@ class KeyedStream(DataStream):
 
     def filter(self, func: Any) -> DataStream:
         _check_function(func, "filter", "filter")
-        return self._keyed("Filter", OperatorSpec("filter", func), self.get_type())
+        return self._keyed("Filter", OperatorSpec("filter", func), self.get_type(), shape=False)
 
     def reduce(self, func: Any) -> DataStream:
         """Combine each record with the key's running result: emits the new result each time.
@@ -630,6 +646,8 @@ class WindowedStream:
         """Combine each window's records incrementally; optionally hand the result to a
         ``WindowFunction``/``ProcessWindowFunction``."""
         _check_function(reduce_function, "reduce", "reduce")
+        if window_function is None and output_type is None:
+            output_type = self._keyed.get_type()  # as PyFlink: the reduced values keep it
         return self._window(
             "Window(Reduce)",
             {"mode": "reduce", "function": reduce_function, "window_function": window_function},

@@ -10,7 +10,7 @@ from __future__ import annotations
 from abc import ABC, abstractmethod
 from collections.abc import Iterable
 from enum import Enum
-from typing import Any
+from typing import Any, Generic, TypeVar
 
 __all__ = [
     "AggregateFunction",
@@ -48,6 +48,15 @@ __all__ = [
     "WindowFunction",
 ]
 
+# PyFlink's type variables, so that ``WindowFunction[tuple, tuple, str, TimeWindow]`` and
+# ``from pyflink.datastream.functions import KEY`` work unchanged.
+W = TypeVar("W")
+W2 = TypeVar("W2")
+IN = TypeVar("IN")
+IN1 = TypeVar("IN1")
+IN2 = TypeVar("IN2")
+OUT = TypeVar("OUT")
+KEY = TypeVar("KEY")
 
 # ------------------------------------------------------------------ time and timers
 
@@ -527,7 +536,7 @@ class KeyedCoProcessFunction(Function):
 # ------------------------------------------------------------------ window functions
 
 
-class WindowFunction(Function):
+class WindowFunction(Function, Generic[IN, OUT, KEY, W]):
     """Computes the outputs of one window of a key from all its elements.
 
     Example::
@@ -542,7 +551,7 @@ class WindowFunction(Function):
         """The outputs of ``window`` for ``key``."""
 
 
-class AllWindowFunction(Function):
+class AllWindowFunction(Function, Generic[IN, OUT, W]):
     """Computes the outputs of one window of a non-keyed stream."""
 
     @abstractmethod
@@ -550,7 +559,7 @@ class AllWindowFunction(Function):
         """The outputs of ``window``."""
 
 
-class ProcessWindowFunction(Function):
+class ProcessWindowFunction(Function, Generic[IN, OUT, KEY, W]):
     """Computes the outputs of one window of a key, with a context of times and state.
 
     Example::
@@ -560,7 +569,7 @@ class ProcessWindowFunction(Function):
                 yield key, context.window().end, max(elements)
     """
 
-    class Context(ABC):
+    class Context(ABC, Generic[W2]):
         """The window being evaluated, the times, and per-window and global state."""
 
         @abstractmethod
@@ -593,10 +602,10 @@ class ProcessWindowFunction(Function):
         """Called when the window is purged: clear its per-window state."""
 
 
-class ProcessAllWindowFunction(Function):
+class ProcessAllWindowFunction(Function, Generic[IN, OUT, W]):
     """Computes the outputs of one window of a non-keyed stream, with a context."""
 
-    class Context(ABC):
+    class Context(ABC, Generic[W2]):
         """The window being evaluated, and per-window and global state."""
 
         @abstractmethod
@@ -624,7 +633,7 @@ class ProcessAllWindowFunction(Function):
 # ------------------------------------------------------------------ broadcast
 
 
-class BroadcastProcessFunction(Function):
+class BroadcastProcessFunction(Function, Generic[IN1, IN2, OUT]):
     """Processes a non-keyed stream connected with a broadcast stream whose records update
     broadcast state that every parallel instance sees.
 
@@ -683,7 +692,7 @@ class BroadcastProcessFunction(Function):
         """Handle a record of the broadcast stream (typically: update broadcast state)."""
 
 
-class KeyedBroadcastProcessFunction(Function):
+class KeyedBroadcastProcessFunction(Function, Generic[KEY, IN1, IN2, OUT]):
     """Processes a keyed stream connected with a broadcast stream: keyed state, timers and
     broadcast state."""
 

@@ -199,6 +199,11 @@ class StreamExecutionEnvironment:
         from strom.datastream.connectors.collection import CollectionSource
 
         values = list(collection)
+        from strom.common.type_values import shaper
+
+        shape = shaper(type_info)
+        if shape is not None:  # the elements as PyFlink's encoding with type_info gives them
+            values = [None if v is None else shape(v) for v in values]
         spec = OperatorSpec(
             "source", args={"source": CollectionSource(values), "non_parallel": True}
         )
@@ -277,7 +282,7 @@ class StreamExecutionEnvironment:
                 "(e.g. print()) before calling execute()"
             )
         graph = build_job_graph(
-            self._stream_graph,
+            self._stream_graph.with_inputs(),
             job_name or "Strom Streaming Job",
             self._parallelism,
             self.get_max_parallelism(),

@@ -72,6 +72,10 @@ __all__ = [
 
 T = TypeVar("T")
 W = TypeVar("W")
+W2 = TypeVar("W2")
+IN = TypeVar("IN")
+OUT = TypeVar("OUT")
+KEY = TypeVar("KEY")
 
 #: A size, slide, offset or gap: ``Time.seconds(10)``, ``Duration.of_seconds(10)`` or 10_000.
 TimeLike = Time | Duration | int
@@ -463,7 +467,7 @@ class Trigger(ABC, Generic[T, W]):
         """Called when ``window`` is removed: delete its timers and its partitioned state."""
 
 
-class EventTimeTrigger(_Parameterized, Trigger[Any, Window]):
+class EventTimeTrigger(_Parameterized, Trigger[T, Window]):
     """Fires once the watermark passes the end of the window; the default trigger of the
     event-time assigners.
 
@@ -502,7 +506,7 @@ class EventTimeTrigger(_Parameterized, Trigger[Any, Window]):
         ctx.delete_event_time_timer(window.max_timestamp())
 
 
-class ProcessingTimeTrigger(_Parameterized, Trigger[Any, Window]):
+class ProcessingTimeTrigger(_Parameterized, Trigger[T, Window]):
     """Fires once the processing time passes the end of the window; the default trigger of
     the processing-time assigners."""
 
@@ -533,7 +537,7 @@ class ProcessingTimeTrigger(_Parameterized, Trigger[Any, Window]):
         ctx.delete_processing_time_timer(window.max_timestamp())
 
 
-class CountTrigger(_Parameterized, Trigger[Any, Window]):
+class CountTrigger(_Parameterized, Trigger[T, Window]):
     """Fires each time the window has received ``count`` more elements.
 
     Example::
@@ -581,7 +585,7 @@ class CountTrigger(_Parameterized, Trigger[Any, Window]):
         ctx.get_partitioned_state(self._count_state_descriptor).clear()
 
 
-class PurgingTrigger(_Parameterized, Trigger[Any, Window]):
+class PurgingTrigger(_Parameterized, Trigger[T, Window]):
     """Turns every FIRE of ``nested_trigger`` into FIRE_AND_PURGE.
 
     Example::
@@ -629,7 +633,7 @@ class PurgingTrigger(_Parameterized, Trigger[Any, Window]):
         self.nested_trigger.clear(window, ctx)
 
 
-class _ContinuousTimeTrigger(_Parameterized, Trigger[Any, TimeWindow]):
+class _ContinuousTimeTrigger(_Parameterized, Trigger[T, TimeWindow]):
     """Shared part of the continuous triggers: the next early firing is kept in a
     ``ReducingState`` (min) and set as a timer, never later than the window's end."""
 
@@ -771,7 +775,7 @@ class ContinuousProcessingTimeTrigger(_ContinuousTimeTrigger):
         return TriggerResult.CONTINUE
 
 
-class NeverTrigger(_Parameterized, Trigger[Any, Window]):
+class NeverTrigger(_Parameterized, Trigger[T, Window]):
     """Never fires; the default trigger of ``GlobalWindows`` (set another with
     ``.trigger(...)``)."""
 
@@ -855,7 +859,7 @@ class WindowAssigner(ABC, Generic[T, W]):
 class MergingWindowAssigner(WindowAssigner[T, W]):
     """An assigner whose windows can merge, such as session windows."""
 
-    class MergeCallback(ABC, Generic[W]):
+    class MergeCallback(ABC, Generic[W2]):
         """Receives the merges that ``merge_windows`` decides."""
 
         @abstractmethod
@@ -870,7 +874,7 @@ class MergingWindowAssigner(WindowAssigner[T, W]):
         that must become one window."""
 
 
-class _TumblingWindows(_Parameterized, WindowAssigner[Any, TimeWindow]):
+class _TumblingWindows(_Parameterized, WindowAssigner[T, TimeWindow]):
     """Shared part of the tumbling assigners: size and offset."""
 
     def __init__(self, size: TimeLike, offset: TimeLike = 0) -> None:
@@ -956,7 +960,7 @@ class TumblingProcessingTimeWindows(_TumblingWindows):
         return False
 
 
-class _SlidingWindows(_Parameterized, WindowAssigner[Any, TimeWindow]):
+class _SlidingWindows(_Parameterized, WindowAssigner[T, TimeWindow]):
     """Shared part of the sliding assigners: size, slide and offset."""
 
     def __init__(self, size: TimeLike, slide: TimeLike, offset: TimeLike = 0) -> None:
@@ -1069,7 +1073,7 @@ class SessionWindowTimeGapExtractor(ABC):
         """The session gap after ``element``, in milliseconds (positive)."""
 
 
-class _SessionWindows(_Parameterized, MergingWindowAssigner[Any, TimeWindow]):
+class _SessionWindows(_Parameterized, MergingWindowAssigner[T, TimeWindow]):
     """Shared part of the session assigners: windows that overlap or touch merge."""
 
     def merge_windows(
@@ -1254,7 +1258,7 @@ class DynamicProcessingTimeSessionWindows(_DynamicGapSessionWindows):
         return False
 
 
-class GlobalWindows(_Parameterized, WindowAssigner[Any, GlobalWindow]):
+class GlobalWindows(_Parameterized, WindowAssigner[T, GlobalWindow]):
     """Puts every element of a key into the one ``GlobalWindow``; it fires only through a
     trigger set with ``.trigger(...)`` (the default never fires).
 
@@ -1282,7 +1286,7 @@ class GlobalWindows(_Parameterized, WindowAssigner[Any, GlobalWindow]):
         return False
 
 
-class _CountWindows(_Parameterized, WindowAssigner[Any, CountWindow]):
+class _CountWindows(_Parameterized, WindowAssigner[T, CountWindow]):
     """Shared part of the count assigners: a per-key element counter in keyed state (through
     ``context.get_runtime_context()``), so it is checkpointed with the window contents.
 
