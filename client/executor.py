@@ -6,12 +6,14 @@ from __future__ import annotations
 import os
 import sys
 import threading
+import time
 import uuid
 from collections.abc import Callable
 
 from client.gateway import ClusterClient
 from client.packaging import collect_job_files
 from strom.addresses import address_reaching
+from strom.common.completable_future import CompletableFuture
 from strom.datastream import execution_context
 from strom.datastream.stream_execution_environment import JobClient, JobExecutionResult
 from strom.errors import JobExecutionError
@@ -57,6 +59,37 @@ class ClusterJobClient(JobClient):
 
     def cancel(self) -> None:
         self.cluster.cancel(self.job_id)
+
+    def trigger_savepoint(self, savepoint_directory: str | None = None) -> CompletableFuture:
+        return self._savepoint(savepoint_directory, "")
+
+    def stop_with_savepoint(
+        self, advance_to_end_of_event_time: bool, savepoint_directory: str | None = None
+    ) -> CompletableFuture:
+        return self._savepoint(savepoint_directory, "stop")
+
+    def _savepoint(self, directory: str | None, then: str) -> CompletableFuture:
+        """Trigger a savepoint and complete the future with its location once it is written."""
+        target = os.path.abspath(directory) if directory else None
+        trigger_id = self.cluster.trigger_savepoint(self.job_id, target, then=then)
+        future = CompletableFuture()
+
+        def wait() -> None:
+            try:
+                while True:
+                    status = self.cluster.savepoint(self.job_id, trigger_id)
+                    if status.state != "IN_PROGRESS":
+                        break
+                    time.sleep(0.05)
+                if status.failure:
+                    future.set_exception(RuntimeError(f"savepoint failed: {status.failure}"))
+                else:
+                    future.set_result(status.location)
+            except Exception as error:  # noqa: BLE001 - handed to the future's reader
+                future.set_exception(error)
+
+        threading.Thread(target=wait, name=f"savepoint-{self.job_id[:8]}", daemon=True).start()
+        return future
 
     def wait(self) -> pb.JobDetails:
         """Block until the job reaches a terminal state; returns its final details."""

@@ -1,9 +1,18 @@
 """Common types of the API, with PyFlink's names (``pyflink.common`` → ``strom.common``)."""
 
+from typing import Any
+
+from strom._unsupported import NO_SERIALIZERS, module_getattr
+from strom.common.completable_future import CompletableFuture
+from strom.common.config_options import ConfigOption, ConfigOptions
 from strom.common.configuration import Configuration
 from strom.common.execution_config import ExecutionConfig
-from strom.common.restart_strategy import RestartStrategies
+from strom.common.input_dependency_constraint import InputDependencyConstraint
+from strom.common.job_id import JobID
+from strom.common.job_status import JobStatus
+from strom.common.restart_strategy import RestartStrategies, RestartStrategyConfiguration
 from strom.common.serialization import (
+    ByteArraySchema,
     DeserializationSchema,
     Encoder,
     SerializationSchema,
@@ -15,13 +24,23 @@ from strom.common.types import Row, RowKind
 from strom.common.watermark_strategy import TimestampAssigner, Watermark, WatermarkStrategy
 
 __all__ = [
+    "ByteArraySchema",
+    "CompletableFuture",
+    "ConfigOption",
+    "ConfigOptions",
     "Configuration",
     "DeserializationSchema",
     "Duration",
     "Encoder",
     "ExecutionConfig",
     "Instant",
+    "InputDependencyConstraint",
+    "JobClient",
+    "JobExecutionResult",
+    "JobID",
+    "JobStatus",
     "RestartStrategies",
+    "RestartStrategyConfiguration",
     "Row",
     "RowKind",
     "SerializationSchema",
@@ -33,3 +52,21 @@ __all__ = [
     "Watermark",
     "WatermarkStrategy",
 ]
+
+_unsupported = module_getattr(
+    __name__,
+    {
+        "TypeSerializer": NO_SERIALIZERS,
+        "AssignerWithPeriodicWatermarksWrapper": "it wraps a Java watermark assigner; use "
+        "WatermarkStrategy with a TimestampAssigner",
+    },
+)
+
+
+def __getattr__(name: str) -> Any:
+    # Defined with the environment, which imports this package: loaded on first use.
+    if name in ("JobClient", "JobExecutionResult"):
+        from strom.datastream import stream_execution_environment
+
+        return getattr(stream_execution_environment, name)
+    return _unsupported(name)

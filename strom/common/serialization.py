@@ -6,7 +6,10 @@ import codecs
 from collections.abc import Callable, Iterable
 from typing import Any
 
+from strom._unsupported import module_getattr
+
 __all__ = [
+    "ByteArraySchema",
     "DeserializationSchema",
     "Encoder",
     "SerializationSchema",
@@ -100,6 +103,16 @@ class DeserializationSchema:
         return False
 
 
+class ByteArraySchema(SerializationSchema, DeserializationSchema):
+    """Messages as they are: bytes in, bytes out."""
+
+    def serialize(self, element: Any) -> bytes:
+        return bytes(element)
+
+    def deserialize(self, message: bytes) -> bytes:
+        return bytes(message)
+
+
 class SimpleStringSchema(SerializationSchema, DeserializationSchema):
     """Strings to and from bytes in one charset (UTF-8 by default).
 
@@ -126,3 +139,13 @@ class SimpleStringSchema(SerializationSchema, DeserializationSchema):
 
     def __repr__(self) -> str:
         return f"SimpleStringSchema({self.charset!r})"
+
+
+__getattr__ = module_getattr(
+    __name__,
+    {
+        "BulkWriterFactory": "bulk writers (Parquet, ORC, Avro) are Java libraries in PyFlink; "
+        "use FileSink.for_row_format with an Encoder",
+        "RowFieldExtractorSchema": "it belongs to PyFlink's Java Kafka and Kinesis sinks",
+    },
+)

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import copy
 import inspect
+import logging
 from collections.abc import Callable, Iterator
 from typing import TYPE_CHECKING, Any
 
@@ -30,12 +31,17 @@ if TYPE_CHECKING:
 
 __all__ = [
     "AllWindowedStream",
+    "BroadcastConnectedStream",
+    "BroadcastStream",
+    "ConnectedStreams",
     "CloseableIterator",
     "DataStream",
     "DataStreamSink",
     "KeyedStream",
     "WindowedStream",
 ]
+
+_log = logging.getLogger(__name__)
 
 
 def _describe(function: Any) -> str:
@@ -264,17 +270,54 @@ class DataStream:
         """Send each record to a uniformly random subtask."""
         return self._partition(ShufflePartitioner(), "Shuffle")
 
-    def broadcast(self, *broadcast_state_descriptors: Any) -> Any:
+    def broadcast(
+        self, broadcast_state_descriptor: Any = None, *other_broadcast_state_descriptors: Any
+    ) -> Any:
         """Send every record to every subtask of the next operator.
 
         With ``MapStateDescriptor``s, returns a ``BroadcastStream`` to ``connect`` another
         stream to: its records fill broadcast state every subtask sees.
         """
-        if broadcast_state_descriptors:
+        if broadcast_state_descriptor is not None:
             from strom.datastream.connected_streams import BroadcastStream
 
-            return BroadcastStream(self, broadcast_state_descriptors)
+            descriptors = (broadcast_state_descriptor, *other_broadcast_state_descriptors)
+            return BroadcastStream(self, descriptors)
         return self._partition(BroadcastPartitioner(), "Broadcast")
+
+    def force_non_parallel(self) -> DataStream:
+        """Run this operator as one subtask, and keep it so (parallelism and max parallelism 1)."""
+        self.set_parallelism(1)
+        self.set_max_parallelism(1)
+        self._physical().operator.args["non_parallel"] = True
+        return self
+
+    def set_buffer_timeout(self, timeout_millis: int) -> DataStream:
+        """Accepted as in PyFlink; Strom flushes every operator's output by the job's buffer
+        timeout (``env.set_buffer_timeout``)."""
+        self._physical()
+        _log.info(
+            "set_buffer_timeout(%s) on '%s': Strom uses the job's buffer timeout "
+            "(env.set_buffer_timeout) for every operator",
+            timeout_millis,
+            self.get_name(),
+        )
+        return self
+
+    def get_execution_config(self) -> Any:
+        return self._env.get_config()
+
+    def project(self, *field_indexes: int) -> DataStream:
+        """A stream of tuples of the given fields of this ``Types.TUPLE`` stream."""
+        from strom.common.typeinfo import TupleTypeInfo, Types
+
+        declared = self.get_type()
+        if not isinstance(declared, TupleTypeInfo):
+            raise TypeError("Only Tuple DataStreams can be projected.")
+        field_types = declared.get_field_types()
+        indexes = tuple(field_indexes)
+        output_type = Types.TUPLE([field_types[i] for i in indexes])
+        return self.map(lambda value: tuple(value[i] for i in indexes), output_type)
 
     def connect(self, ds: Any) -> Any:
         """Process this stream and ``ds`` together: ``ConnectedStreams`` (``map``/
@@ -361,6 +404,9 @@ class DataStream:
                 f"sink_to() needs a connector Sink (e.g. FileSink); got {type(sink).__name__}. "
                 "For a function, use add_sink()"
             )
+        transformer = getattr(sink, "get_transformer", None)
+        if callable(transformer) and transformer() is not None:
+            return transformer().apply(self).sink_to(_Preprocessed(sink))
         encoder = getattr(sink, "encoder", None)
         if self.get_type() is not None and callable(getattr(encoder, "for_type", None)):
             sink = copy.copy(sink)  # the user's sink may serve streams of other types too
@@ -534,6 +580,18 @@ class KeyedStream(DataStream):
     def key_by(self, key_selector: Any, key_type: Any = None) -> KeyedStream:
         return self._origin.key_by(key_selector, key_type)
 
+    def broadcast(self, *args: Any) -> Any:
+        raise TypeError("Cannot override partitioning for KeyedStream.")
+
+    def force_non_parallel(self) -> DataStream:
+        raise TypeError("Set force non-parallel for KeyedStream is not supported.")
+
+    def set_buffer_timeout(self, timeout_millis: int) -> DataStream:
+        raise TypeError("Set buffer timeout for KeyedStream is not supported.")
+
+    def project(self, *field_indexes: int) -> DataStream:
+        return self._as_stream().project(*field_indexes)
+
     def window(self, window_assigner: Any) -> WindowedStream:
         """Cut each key's records into windows, e.g. ``TumblingEventTimeWindows.of(...)``."""
         return WindowedStream(self, window_assigner)
@@ -579,6 +637,9 @@ class CloseableIterator(Iterator[Any]):
     def __next__(self) -> Any:
         return self._next()
 
+    def next(self) -> Any:
+        return self._next()
+
     def close(self) -> None:
         self._close()
 
@@ -614,6 +675,9 @@ class WindowedStream:
 
     def get_execution_environment(self) -> StreamExecutionEnvironment:
         return self._keyed._env
+
+    def get_input_type(self) -> Any:
+        return self._keyed.get_type()
 
     def trigger(self, trigger: Any) -> WindowedStream:
         """Decide when windows fire with this ``Trigger`` instead of the assigner's default."""
@@ -699,8 +763,57 @@ class AllWindowedStream(WindowedStream):
 
     def _window(self, name: str, args: dict[str, Any], output_type: Any) -> DataStream:
         name = name.replace("Window(", "AllWindow(")
+        if args.get("window_function") is not None:
+            args = {**args, "window_function": _AllWindowFunctionAdapter(args["window_function"])}
         return super()._window(name, args, output_type).set_parallelism(1)
+
+
+class _AllWindowFunctionAdapter:
+    """An ``AllWindowFunction``/``ProcessAllWindowFunction`` (or a callable taking
+    ``(window, inputs)``) called as the keyed window operator calls window functions: with
+    the constant key first, which it drops."""
+
+    def __init__(self, function: Any) -> None:
+        self.function = function
+        if callable(getattr(function, "process", None)):
+            self.process = lambda key, context, elements: function.process(context, elements)
+        else:
+            apply = getattr(function, "apply", function)
+            self.apply = lambda key, window, inputs: apply(window, inputs)
+        if callable(getattr(function, "clear", None)):
+            self.clear = function.clear
+
+    def open(self, runtime_context: Any) -> None:
+        opener = getattr(self.function, "open", None)
+        if callable(opener):
+            opener(runtime_context)
+
+    def close(self) -> None:
+        closer = getattr(self.function, "close", None)
+        if callable(closer):
+            closer()
 
 
 def _constant_key(value: Any) -> int:
     return 0
+
+
+class _Preprocessed:
+    """A ``SupportsPreprocessing`` sink whose transformer was applied already."""
+
+    def __init__(self, sink: Any) -> None:
+        self._sink = sink
+
+    def get_transformer(self) -> None:
+        return None
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.__dict__["_sink"], name)
+
+
+# PyFlink defines these in ``data_stream`` too.
+from strom.datastream.connected_streams import (  # noqa: E402
+    BroadcastConnectedStream,
+    BroadcastStream,
+    ConnectedStreams,
+)

@@ -12,9 +12,12 @@ from collections.abc import Iterable
 from enum import Enum
 from typing import Any, Generic, TypeVar
 
+from strom._unsupported import NOT_BUILT, module_getattr
+
 __all__ = [
     "AggregateFunction",
     "AllWindowFunction",
+    "BaseBroadcastProcessFunction",
     "BroadcastProcessFunction",
     "CheckpointedFunction",
     "CoFlatMapFunction",
@@ -633,7 +636,11 @@ class ProcessAllWindowFunction(Function, Generic[IN, OUT, W]):
 # ------------------------------------------------------------------ broadcast
 
 
-class BroadcastProcessFunction(Function, Generic[IN1, IN2, OUT]):
+class BaseBroadcastProcessFunction(Function):
+    """The base of ``BroadcastProcessFunction`` and ``KeyedBroadcastProcessFunction``."""
+
+
+class BroadcastProcessFunction(BaseBroadcastProcessFunction, Generic[IN1, IN2, OUT]):
     """Processes a non-keyed stream connected with a broadcast stream whose records update
     broadcast state that every parallel instance sees.
 
@@ -692,7 +699,7 @@ class BroadcastProcessFunction(Function, Generic[IN1, IN2, OUT]):
         """Handle a record of the broadcast stream (typically: update broadcast state)."""
 
 
-class KeyedBroadcastProcessFunction(Function, Generic[KEY, IN1, IN2, OUT]):
+class KeyedBroadcastProcessFunction(BaseBroadcastProcessFunction, Generic[KEY, IN1, IN2, OUT]):
     """Processes a keyed stream connected with a broadcast stream: keyed state, timers and
     broadcast state."""
 
@@ -930,3 +937,15 @@ class ProcessJoinFunction(Function):
         self, left: Any, right: Any, ctx: ProcessJoinFunction.Context
     ) -> Iterable[Any] | None:
         """The outputs for a matched pair (return or yield them)."""
+
+
+_ASYNC = NOT_BUILT + " (async I/O); call the service from a map() or process() function"
+__getattr__ = module_getattr(
+    __name__,
+    {
+        "AsyncFunction": _ASYNC,
+        "AsyncFunctionDescriptor": _ASYNC,
+        "AsyncRetryPredicate": _ASYNC,
+        "AsyncRetryStrategy": _ASYNC,
+    },
+)

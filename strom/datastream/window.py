@@ -25,6 +25,7 @@ from collections.abc import Callable, Collection, Iterable
 from enum import Enum
 from typing import Any, Generic, NoReturn, TypeVar
 
+from strom._unsupported import NO_SERIALIZERS, module_getattr
 from strom.common.time import Duration, Time, to_milliseconds
 from strom.common.typeinfo import Types
 from strom.common.watermark_strategy import MAX_TIMESTAMP, MIN_TIMESTAMP
@@ -545,13 +546,13 @@ class CountTrigger(_Parameterized, Trigger[T, Window]):
         ds.key_by(lambda v: v[0]).window(GlobalWindows.create()).trigger(CountTrigger.of(100))
     """
 
-    def __init__(self, count: int) -> None:
-        self._count = _positive_count(count, "CountTrigger.of(count)")
+    def __init__(self, window_size: int) -> None:
+        self._count = _positive_count(window_size, "CountTrigger.of(window_size)")
         self._count_state_descriptor = ReducingStateDescriptor("count", operator.add, Types.LONG())
 
     @staticmethod
-    def of(count: int) -> CountTrigger:
-        return CountTrigger(count)
+    def of(window_size: int) -> CountTrigger:
+        return CountTrigger(window_size)
 
     def get_count(self) -> int:
         return self._count
@@ -1385,3 +1386,13 @@ class CountSlidingWindowAssigner(_CountWindows):
             windows.append(CountWindow(window_id))
             window_id -= 1
         return windows
+
+
+__getattr__ = module_getattr(
+    __name__,
+    {
+        "TimeWindowSerializer": NO_SERIALIZERS,
+        "CountWindowSerializer": NO_SERIALIZERS,
+        "GlobalWindowSerializer": NO_SERIALIZERS,
+    },
+)
