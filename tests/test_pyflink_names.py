@@ -173,6 +173,32 @@ def test_pyflink_methods_exist_with_its_parameters():
     assert not problems, "\n".join(problems)
 
 
+def test_classes_pyflink_makes_generic_are_subscriptable():
+    """``class F(ProcessWindowFunction[tuple, tuple, str, TimeWindow])`` as in PyFlink."""
+    generic = [(name, cls) for name, cls, _ in _classes() if _is_generic(name)]
+    assert len(generic) > 30
+    not_subscriptable = []
+    for name, cls in generic:
+        parameters = len(_GENERIC[name])
+        try:
+            cls[(object,) * parameters if parameters > 1 else object]
+        except TypeError as error:
+            not_subscriptable.append(f"{name}: {error}")
+    assert not not_subscriptable, not_subscriptable
+
+
+_GENERIC = {
+    name: info.get("type_parameters", [])
+    for names in MODULES.values()
+    for name, info in names.items()
+    if info.get("generic")
+}
+
+
+def _is_generic(name: str) -> bool:
+    return name in _GENERIC
+
+
 def test_the_known_gaps_are_still_gaps():
     """An entry of MISSING_METHODS that Strom now has must leave the list."""
     present = []

@@ -681,7 +681,7 @@ class _ContinuousTimeTrigger(_Parameterized, Trigger[T, TimeWindow]):
             state.clear()
 
 
-class ContinuousEventTimeTrigger(_ContinuousTimeTrigger):
+class ContinuousEventTimeTrigger(_ContinuousTimeTrigger[T]):
     """Fires every ``interval`` of event time while the window is open (early results), and
     at the window's end.
 
@@ -734,7 +734,7 @@ class ContinuousEventTimeTrigger(_ContinuousTimeTrigger):
             ctx.register_event_time_timer(window.max_timestamp())
 
 
-class ContinuousProcessingTimeTrigger(_ContinuousTimeTrigger):
+class ContinuousProcessingTimeTrigger(_ContinuousTimeTrigger[T]):
     """Fires every ``interval`` of processing time while the window has elements.
 
     Example::
@@ -902,7 +902,7 @@ class _TumblingWindows(_Parameterized, WindowAssigner[T, TimeWindow]):
         return [TimeWindow(start, start + self._size)]
 
 
-class TumblingEventTimeWindows(_TumblingWindows):
+class TumblingEventTimeWindows(_TumblingWindows[T]):
     """Fixed-size, non-overlapping windows of event time.
 
     ``offset`` shifts the window starts, e.g. daily windows in UTC+8 with
@@ -935,7 +935,7 @@ class TumblingEventTimeWindows(_TumblingWindows):
         return True
 
 
-class TumblingProcessingTimeWindows(_TumblingWindows):
+class TumblingProcessingTimeWindows(_TumblingWindows[T]):
     """Fixed-size, non-overlapping windows of processing time (the clock when the element
     reaches the window operator).
 
@@ -996,7 +996,7 @@ class _SlidingWindows(_Parameterized, WindowAssigner[T, TimeWindow]):
         ]
 
 
-class SlidingEventTimeWindows(_SlidingWindows):
+class SlidingEventTimeWindows(_SlidingWindows[T]):
     """Windows of ``size`` that start every ``slide`` of event time, latest first; an element
     is in about ``size / slide`` windows (in none if it falls in a gap when ``slide > size``).
 
@@ -1031,7 +1031,7 @@ class SlidingEventTimeWindows(_SlidingWindows):
         return True
 
 
-class SlidingProcessingTimeWindows(_SlidingWindows):
+class SlidingProcessingTimeWindows(_SlidingWindows[T]):
     """Windows of ``size`` that start every ``slide`` of processing time.
 
     Example::
@@ -1083,7 +1083,7 @@ class _SessionWindows(_Parameterized, MergingWindowAssigner[T, TimeWindow]):
         TimeWindow.merge_windows(windows, callback)
 
 
-class _FixedGapSessionWindows(_SessionWindows):
+class _FixedGapSessionWindows(_SessionWindows[T]):
     def __init__(self, session_gap: TimeLike) -> None:
         self._session_gap = _positive_millis(session_gap, f"the gap of {type(self).__name__}")
 
@@ -1094,7 +1094,7 @@ class _FixedGapSessionWindows(_SessionWindows):
         return (self._session_gap,)
 
 
-class EventTimeSessionWindows(_FixedGapSessionWindows):
+class EventTimeSessionWindows(_FixedGapSessionWindows[T]):
     """Sessions of event time: an element opens ``[timestamp, timestamp + gap)`` and windows
     that overlap or touch merge, so a session ends after ``gap`` without elements.
 
@@ -1131,7 +1131,7 @@ class EventTimeSessionWindows(_FixedGapSessionWindows):
         return True
 
 
-class ProcessingTimeSessionWindows(_FixedGapSessionWindows):
+class ProcessingTimeSessionWindows(_FixedGapSessionWindows[T]):
     """Sessions of processing time: a key's session ends after ``gap`` without elements.
 
     Example::
@@ -1163,7 +1163,7 @@ class ProcessingTimeSessionWindows(_FixedGapSessionWindows):
         return False
 
 
-class _DynamicGapSessionWindows(_SessionWindows):
+class _DynamicGapSessionWindows(_SessionWindows[T]):
     def __init__(self, session_window_time_gap_extractor: GapExtractorLike) -> None:
         extractor = session_window_time_gap_extractor
         if callable(getattr(extractor, "extract", None)):
@@ -1198,7 +1198,7 @@ class _DynamicGapSessionWindows(_SessionWindows):
         return [TimeWindow(time, time + gap)]
 
 
-class DynamicEventTimeSessionWindows(_DynamicGapSessionWindows):
+class DynamicEventTimeSessionWindows(_DynamicGapSessionWindows[T]):
     """Event-time sessions whose gap depends on the element: an element opens
     ``[timestamp, timestamp + gap(element))``.
 
@@ -1232,7 +1232,7 @@ class DynamicEventTimeSessionWindows(_DynamicGapSessionWindows):
         return True
 
 
-class DynamicProcessingTimeSessionWindows(_DynamicGapSessionWindows):
+class DynamicProcessingTimeSessionWindows(_DynamicGapSessionWindows[T]):
     """Processing-time sessions whose gap depends on the element.
 
     Example::
@@ -1321,7 +1321,7 @@ class _CountWindows(_Parameterized, WindowAssigner[T, CountWindow]):
         return False
 
 
-class CountTumblingWindowAssigner(_CountWindows):
+class CountTumblingWindowAssigner(_CountWindows[T]):
     """Windows of ``size`` consecutive elements of a key: elements 0..size-1 go to
     ``CountWindow(0)``, the next ``size`` to ``CountWindow(1)``, and so on.
 
@@ -1347,7 +1347,7 @@ class CountTumblingWindowAssigner(_CountWindows):
         return [CountWindow(self._next_index(context) // self._window_size)]
 
 
-class CountSlidingWindowAssigner(_CountWindows):
+class CountSlidingWindowAssigner(_CountWindows[T]):
     """Windows of ``size`` consecutive elements of a key, one starting every ``slide``
     elements: ``CountWindow(i)`` holds elements ``i*slide .. i*slide+size-1`` (latest window
     first in the result of ``assign_windows``).

@@ -105,7 +105,13 @@ def _describe(value: object) -> dict:
                     "signature": _signature(function),
                     "static": isinstance(member, staticmethod),
                 }
-        return {"kind": "class", "methods": methods}
+        parameters = [str(p) for p in getattr(value, "__parameters__", ())]
+        return {
+            "kind": "class",
+            "methods": methods,
+            "generic": bool(parameters),
+            "type_parameters": parameters,
+        }
     if inspect.isfunction(value):
         return {"kind": "function", "signature": _signature(value)}
     if inspect.ismodule(value):
