@@ -152,6 +152,35 @@ def _classes():
                 yield name, cls, info["methods"]
 
 
+#: classes the API builds for the program (PyFlink's take Java objects): not constructed by users
+BUILT_BY_THE_API = {
+    "BroadcastConnectedStream",
+    "BroadcastStream",
+    "CloseableIterator",
+    "FileSink",
+    "KeyedStream",
+    "Sink",
+    "SinkFunction",
+    "Source",
+    "SourceFunction",
+    "StreamExecutionEnvironment",
+}
+
+
+def test_constructors_take_pyflink_parameters():
+    problems = []
+    for class_name, cls, methods in _classes():
+        info = methods.get("__init__")
+        if info is None or class_name in BUILT_BY_THE_API:
+            continue
+        expected = _pyflink_parameters(info["signature"] or "()")
+        if expected:
+            why = _compatible(expected, _strom_parameters(cls))
+            if why:
+                problems.append(f"{class_name}(): {why}: PyFlink {info['signature']}")
+    assert not problems, "\n".join(problems)
+
+
 def test_pyflink_methods_exist_with_its_parameters():
     problems = []
     for class_name, cls, methods in _classes():

@@ -83,7 +83,15 @@ def test_row_types_make_named_rows_and_keep_the_kind():
 
 
 def test_tuples_lists_and_untyped_values():
-    assert shaper(Types.TUPLE([Types.STRING(), Types.INT()]))(["a", 1]) == ("a", 1)
+    pair = shaper(Types.TUPLE([Types.STRING(), Types.INT()]))
+    assert pair(["a", 1]) == ("a", 1) and pair(("a", 1)) == ("a", 1)
+    assert pair(("a", None)) == ("a", None)
+    with pytest.raises(OverflowError, match="out of range for Types.INT"):
+        pair(("a", 2**40))
+    with pytest.raises(ValueError, match="has 2 fields; got 3"):
+        pair(("a", 1, 2))
+    single = shaper(Types.TUPLE([Types.FLOAT()]))((0.1,))
+    assert single == (struct.unpack("f", struct.pack("f", 0.1))[0],)
     assert shaper(Types.LIST(Types.FLOAT()))([1, 2]) == [1.0, 2.0]
     assert shaper(None) is None and shaper(Types.PICKLED_BYTE_ARRAY()) is None
 

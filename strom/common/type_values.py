@@ -122,7 +122,7 @@ def shaper(type_info: Any) -> Callable[[Any], Any] | None:
                 )
             return tuple(f(v) for f, v in zip(fields, values, strict=True))
 
-        return shape_tuple
+        return _fast_tuple(type_info.get_field_types(), fields, shape_tuple)
     if isinstance(type_info, ListTypeInfo | PrimitiveArrayTypeInfo):
         element_type = (
             type_info.get_element_type()
@@ -136,6 +136,49 @@ def shaper(type_info: Any) -> Callable[[Any], Any] | None:
         item = _nullable(shaper(type_info.get_value_type()))
         return lambda value: {key(k): item(v) for k, v in value.items()}
     return None
+
+
+def _fast_check(type_info: Any, name: str) -> str | None:
+    """An expression true when ``name`` already is a value of ``type_info`` as shaped (so it
+    can pass as it is), for the types where that test is cheap."""
+    if not isinstance(type_info, BasicTypeInfo):
+        return None
+    basic = type_info.get_basic_type()
+    if basic in _INT_RANGES:
+        low, high, _ = _INT_RANGES[basic]
+        return f"type({name}) is int and {low} <= {name} <= {high}"
+    return {
+        BasicType.STRING: f"type({name}) is str",
+        BasicType.DOUBLE: f"type({name}) is float",
+        BasicType.BOOLEAN: f"type({name}) is bool",
+    }.get(basic)
+
+
+def _fast_tuple(
+    field_types: list, fields: list[Callable[[Any], Any]], slow: Callable[[Any], tuple]
+) -> Callable[[Any], tuple]:
+    """``slow`` with a fast path generated for the field types: a tuple whose fields already
+    are what the types give passes through with one cheap test per field (a typed stream's
+    records are shaped at every operator, so this path is per record)."""
+    names = [f"x{i}" for i in range(len(fields))]
+    parts = []
+    for index, (name, field_type) in enumerate(zip(names, field_types, strict=True)):
+        check = _fast_check(field_type, name)
+        convert = f"_f{index}({name})"
+        parts.append(f"({name} if {check} else {convert})" if check else convert)
+    unpack = ", ".join(names) + ("," if len(names) == 1 else "")
+    rebuilt = ", ".join(parts) + ("," if len(parts) == 1 else "")
+    source = (
+        "def shape_tuple(value):\n"
+        "    if type(value) is not tuple or len(value) != _n:\n"
+        "        return _slow(value)\n"
+        f"    {unpack} = value\n"
+        f"    return ({rebuilt})\n"
+    )
+    namespace: dict[str, Any] = {"_slow": slow, "_n": len(fields)}
+    namespace.update({f"_f{i}": f for i, f in enumerate(fields)})
+    exec(compile(source, "<strom tuple shaper>", "exec"), namespace)  # from the types only
+    return namespace["shape_tuple"]
 
 
 def _row_shaper(type_info: RowTypeInfo) -> Callable[[Any], Row]:

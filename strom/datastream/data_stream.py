@@ -660,15 +660,15 @@ class WindowedStream:
           .reduce(lambda a, b: (a[0], a[1] + b[1]))
     """
 
-    def __init__(self, keyed: KeyedStream, assigner: Any) -> None:
-        if not callable(getattr(assigner, "assign_windows", None)):
+    def __init__(self, keyed_stream: KeyedStream, window_assigner: Any) -> None:
+        if not callable(getattr(window_assigner, "assign_windows", None)):
             raise TypeError(
                 f"window() takes a WindowAssigner such as TumblingEventTimeWindows.of(...); "
-                f"got {type(assigner).__name__}"
+                f"got {type(window_assigner).__name__}"
             )
-        self._keyed = keyed
+        self._keyed = keyed_stream
         self._args: dict[str, Any] = {
-            "assigner": assigner,
+            "assigner": window_assigner,
             "trigger": None,
             "allowed_lateness": 0,
         }

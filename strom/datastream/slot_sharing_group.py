@@ -12,8 +12,8 @@ __all__ = ["MemorySize", "SlotSharingGroup"]
 class MemorySize:
     """A number of bytes, e.g. ``MemorySize.of_mebi_bytes(100)``."""
 
-    def __init__(self, bytes_size: int = 0) -> None:
-        self._bytes = int(bytes_size)
+    def __init__(self, bytes_size: int | None = None) -> None:
+        self._bytes = int(bytes_size or 0)
 
     @staticmethod
     def of_mebi_bytes(mebi_bytes: int) -> MemorySize:

@@ -106,16 +106,11 @@ class ShapingOutput(Output):
         self.targets, self.writers, self.side = inner.targets, inner.writers, inner.side
         self.tag_shapes: dict[str, Callable[[Any], Any] | None] = {}
         inner_emit = inner.emit
-        if shape is not None:
-            typed = shape
-
-            def shape(value: Any) -> Any:
-                return None if value is None else typed(value)
-
+        typed = shape
         if not route:
 
             def emit(values: list, timestamps: list | None) -> None:
-                inner_emit([shape(v) for v in values], timestamps)
+                inner_emit([None if v is None else typed(v) for v in values], timestamps)
 
         else:
 
@@ -127,7 +122,7 @@ class ShapingOutput(Output):
                     if type(value) is tuple and value and isinstance(value[0], OutputTag):
                         self._to_side(value[0], value[1], stamp)
                         continue
-                    main.append(value if shape is None else shape(value))
+                    main.append(value if typed is None or value is None else typed(value))
                     if stamps is not None:
                         stamps.append(stamp)
                 if main:
