@@ -14,6 +14,7 @@ from client.gateway import ClusterClient
 from client.packaging import collect_job_files
 from strom.addresses import address_reaching
 from strom.common.completable_future import CompletableFuture
+from strom.common.job_status import JobStatusText
 from strom.datastream import execution_context
 from strom.datastream.stream_execution_environment import JobClient, JobExecutionResult
 from strom.errors import JobExecutionError
@@ -53,12 +54,17 @@ class ClusterJobClient(JobClient):
         return self.job_id
 
     def get_job_status(self) -> str:
+        """The job's state name, which also answers PyFlink's ``.result()`` (a JobStatus)."""
         if self._final is not None:
-            return self._final.summary.state
-        return self.cluster.job(self.job_id).summary.state
+            return JobStatusText(self._final.summary.state)
+        return JobStatusText(self.cluster.job(self.job_id).summary.state)
 
-    def cancel(self) -> None:
+    def cancel(self) -> CompletableFuture:
+        """Cancel the job; a completed future, as PyFlink returns one."""
         self.cluster.cancel(self.job_id)
+        done = CompletableFuture()
+        done.set_result(None)
+        return done
 
     def trigger_savepoint(self, savepoint_directory: str | None = None) -> CompletableFuture:
         return self._savepoint(savepoint_directory, "")

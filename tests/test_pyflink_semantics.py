@@ -353,3 +353,16 @@ def test_jvm_and_interpreter_settings_are_accepted_and_noted(tmp_path: Path, cap
     assert "no JVM" in caplog.text and "python.requirements" in caplog.text
     env.from_collection([1]).map(lambda x: x).print()
     env.execute("settings accepted")
+
+
+def test_job_client_answers_pyflink_future_calls():
+    """``execute_async().get_job_execution_result().result()`` is how PyFlink programs wait."""
+    from strom.common import JobStatus
+
+    env = env_with(1)
+    env.from_collection([1, 2]).map(lambda x: x).add_sink(lambda value: None)
+    client = env.execute_async("futures")
+    result = client.get_job_execution_result().result()
+    assert result.get_job_id() == client.get_job_id()
+    status = client.get_job_status()
+    assert status == "FINISHED" and status.result() is JobStatus.FINISHED

@@ -40,6 +40,11 @@ class JobExecutionResult:
     def get_all_accumulator_results(self) -> dict:
         return dict(self._accumulators)
 
+    def result(self, timeout: float | None = None) -> JobExecutionResult:
+        """This result: PyFlink's ``get_job_execution_result()`` returns a future of it, so
+        programs call ``.result()`` on it; Strom's returns it once the job has ended."""
+        return self
+
     def get_accumulator_result(self, accumulator_name: str) -> Any:
         return self._accumulators.get(accumulator_name)
 
