@@ -2,7 +2,7 @@
 
 from typing import Any
 
-from strom._unsupported import NO_SERIALIZERS, module_getattr
+from strom._unsupported import JVM_FORMAT, NO_SERIALIZERS, module_getattr
 from strom.common.completable_future import CompletableFuture
 from strom.common.config_options import ConfigOption, ConfigOptions
 from strom.common.configuration import Configuration
@@ -59,6 +59,17 @@ _unsupported = module_getattr(
         "TypeSerializer": NO_SERIALIZERS,
         "AssignerWithPeriodicWatermarksWrapper": "it wraps a Java watermark assigner; use "
         "WatermarkStrategy with a TimestampAssigner",
+        **dict.fromkeys(
+            [
+                "AvroRowDeserializationSchema",
+                "AvroRowSerializationSchema",
+                "CsvRowDeserializationSchema",
+                "CsvRowSerializationSchema",
+                "JsonRowDeserializationSchema",
+                "JsonRowSerializationSchema",
+            ],
+            JVM_FORMAT,
+        ),
     },
 )
 

@@ -81,6 +81,8 @@ def _signature(function: object) -> str | None:
 
 
 def _public_names(module: object) -> list[str]:
+    """``__all__`` (else the classes and functions the module defines); for a package, also
+    the PyFlink classes its ``_install()`` puts on it (``connectors.FileSink``, ...)."""
     names = getattr(module, "__all__", None)
     if names is None:
         names = [
@@ -89,6 +91,14 @@ def _public_names(module: object) -> list[str]:
             if not name.startswith("_")
             and getattr(value, "__module__", None) == module.__name__
             and (inspect.isclass(value) or inspect.isfunction(value))
+        ]
+    if hasattr(module, "__path__"):
+        names = list(names) + [
+            name
+            for name, value in vars(module).items()
+            if not name.startswith("_")
+            and (inspect.isclass(value) or inspect.isfunction(value))
+            and getattr(value, "__module__", "").startswith("pyflink.")
         ]
     return sorted(set(names))
 
