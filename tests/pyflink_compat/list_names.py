@@ -74,10 +74,15 @@ MODULES = [
 
 
 def _signature(function: object) -> str | None:
+    """The parameters with their defaults, without annotations (names and defaults are what
+    a call depends on)."""
     try:
-        return str(inspect.signature(function))
+        signature = inspect.signature(function)
     except (TypeError, ValueError):
         return None
+    empty = inspect.Parameter.empty
+    bare = [p.replace(annotation=empty) for p in signature.parameters.values()]
+    return str(signature.replace(parameters=bare, return_annotation=empty))
 
 
 def _public_names(module: object) -> list[str]:
@@ -111,10 +116,7 @@ def _describe(value: object) -> dict:
                 continue
             function = member.__func__ if isinstance(member, staticmethod | classmethod) else member
             if inspect.isfunction(function):
-                methods[name] = {
-                    "signature": _signature(function),
-                    "static": isinstance(member, staticmethod),
-                }
+                methods[name] = {"signature": _signature(function)}
         parameters = [str(p) for p in getattr(value, "__parameters__", ())]
         return {
             "kind": "class",
@@ -138,7 +140,7 @@ def main() -> int:
         listing["modules"][module_name] = {
             name: _describe(getattr(module, name)) for name in _public_names(module)
         }
-    OUTPUT.write_text(json.dumps(listing, indent=1, sort_keys=True) + "\n")
+    OUTPUT.write_text(json.dumps(listing, indent=0, sort_keys=True, separators=(",", ":")) + "\n")
     count = sum(len(names) for names in listing["modules"].values())
     print(f"{count} names of {len(MODULES)} modules written to {OUTPUT}")
     return 0
