@@ -141,6 +141,16 @@ def test_declared_types_shape_what_the_next_function_sees(mode):
     assert sorted(mode.collect(halves.map(lambda x: x))) == expected
 
 
+def test_streams_report_their_declared_type():
+    env = env_with(1)
+    untyped = env.from_collection([1])
+    assert untyped.get_type() == Types.PICKLED_BYTE_ARRAY()
+    typed = untyped.map(lambda x: (x, x), output_type=Types.TUPLE([Types.INT(), Types.INT()]))
+    assert typed.get_type() == Types.TUPLE([Types.INT(), Types.INT()])
+    assert typed.key_by(lambda t: t[0]).get_type() == typed.get_type()
+    assert typed.filter(lambda t: True).rebalance().get_type() == typed.get_type()
+
+
 def test_an_int_out_of_range_fails_the_job_with_a_clear_error(mode):
     env = env_with(1)
     stream = env.from_collection([1, 2**40]).map(lambda x: x, output_type=Types.INT())

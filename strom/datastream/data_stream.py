@@ -158,7 +158,14 @@ class DataStream:
         return self
 
     def get_type(self) -> Any:
-        return self._transformation.output_type
+        """The declared type of the records; ``Types.PICKLED_BYTE_ARRAY()`` (any Python object)
+        when none was declared, as in PyFlink."""
+        declared = self._transformation.output_type
+        if declared is None:
+            from strom.common.typeinfo import Types
+
+            return Types.PICKLED_BYTE_ARRAY()
+        return declared
 
     def set_parallelism(self, parallelism: int) -> DataStream:
         if not isinstance(parallelism, int) or parallelism < 1:
@@ -408,7 +415,7 @@ class DataStream:
         if callable(transformer) and transformer() is not None:
             return transformer().apply(self).sink_to(_Preprocessed(sink))
         encoder = getattr(sink, "encoder", None)
-        if self.get_type() is not None and callable(getattr(encoder, "for_type", None)):
+        if callable(getattr(encoder, "for_type", None)):
             sink = copy.copy(sink)  # the user's sink may serve streams of other types too
             sink.encoder = encoder.for_type(self.get_type())
         name = f"Sink: {type(sink).__name__}"
