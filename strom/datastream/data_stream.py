@@ -10,6 +10,7 @@ import copy
 import inspect
 import logging
 from collections.abc import Callable, Iterator
+from enum import Enum
 from typing import TYPE_CHECKING, Any
 
 from strom.datastream.output_tag import tag_id_of
@@ -500,6 +501,16 @@ class KeyedStream(DataStream):
         counts = words.map(lambda w: (w, 1)).key_by(lambda p: p[0]) \\
                       .reduce(lambda a, b: (a[0], a[1] + b[1]))
     """
+
+    class AccumulateType(Enum):
+        """The built-in rolling aggregations (``sum``, ``min``, ``max``, ``min_by``,
+        ``max_by``)."""
+
+        MIN = 1
+        MAX = 2
+        MIN_BY = 3
+        MAX_BY = 4
+        SUM = 5
 
     def __init__(
         self,

@@ -939,6 +939,11 @@ class ProcessJoinFunction(Function):
         """The outputs for a matched pair (return or yield them)."""
 
 
+# PyFlink defines the broadcast contexts on the common base.
+BaseBroadcastProcessFunction.BaseContext = BroadcastProcessFunction.BaseContext  # type: ignore[attr-defined]
+BaseBroadcastProcessFunction.Context = BroadcastProcessFunction.Context  # type: ignore[attr-defined]
+BaseBroadcastProcessFunction.ReadOnlyContext = BroadcastProcessFunction.ReadOnlyContext  # type: ignore[attr-defined]
+
 _ASYNC = NOT_BUILT + " (async I/O); call the service from a map() or process() function"
 __getattr__ = module_getattr(
     __name__,

@@ -90,8 +90,8 @@ class SlotSharingGroup:
             self._resources["task_heap_memory"] = task_heap_memory
             return self
 
-        def set_task_heap_memory_mb(self, task_heap_mb: int) -> SlotSharingGroup.Builder:
-            return self.set_task_heap_memory(MemorySize.of_mebi_bytes(task_heap_mb))
+        def set_task_heap_memory_mb(self, task_heap_memory_mb: int) -> SlotSharingGroup.Builder:
+            return self.set_task_heap_memory(MemorySize.of_mebi_bytes(task_heap_memory_mb))
 
         def set_task_off_heap_memory(
             self, task_off_heap_memory: MemorySize
@@ -99,8 +99,10 @@ class SlotSharingGroup:
             self._resources["task_off_heap_memory"] = task_off_heap_memory
             return self
 
-        def set_task_off_heap_memory_mb(self, task_off_heap_mb: int) -> SlotSharingGroup.Builder:
-            return self.set_task_off_heap_memory(MemorySize.of_mebi_bytes(task_off_heap_mb))
+        def set_task_off_heap_memory_mb(
+            self, task_off_heap_memory_mb: int
+        ) -> SlotSharingGroup.Builder:
+            return self.set_task_off_heap_memory(MemorySize.of_mebi_bytes(task_off_heap_memory_mb))
 
         def set_managed_memory(self, managed_memory: MemorySize) -> SlotSharingGroup.Builder:
             self._resources["managed_memory"] = managed_memory

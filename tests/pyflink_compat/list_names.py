@@ -118,12 +118,22 @@ def _describe(value: object) -> dict:
             if inspect.isfunction(function):
                 methods[name] = {"signature": _signature(function)}
         parameters = [str(p) for p in getattr(value, "__parameters__", ())]
-        return {
+        nested = {
+            name: _describe(member)
+            for name, member in vars(value).items()
+            if inspect.isclass(member)
+            and not name.startswith("_")
+            and member.__qualname__ == f"{value.__qualname__}.{name}"
+        }
+        described = {
             "kind": "class",
             "methods": methods,
             "generic": bool(parameters),
             "type_parameters": parameters,
         }
+        if nested:
+            described["nested"] = nested
+        return described
     if inspect.isfunction(value):
         return {"kind": "function", "signature": _signature(value)}
     if inspect.ismodule(value):

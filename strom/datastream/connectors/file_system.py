@@ -27,7 +27,7 @@ import zlib
 from collections.abc import Callable
 from typing import IO, Any, NamedTuple
 
-from strom._unsupported import JVM_FORMAT, NOT_BUILT, module_getattr
+from strom._unsupported import JVM_FORMAT, NOT_BUILT, module_getattr, raise_unsupported
 from strom.common.serialization import Encoder
 from strom.common.time import Duration, to_milliseconds
 from strom.datastream.connectors.base import Sink, SinkWriter, Source, SourceReader, check_subtask
@@ -872,6 +872,15 @@ class RowFormatBuilder:
         self._output_file_config = output_file_config
         return self
 
+    def enable_compact(self, strategy: Any, compactor: Any) -> RowFormatBuilder:
+        raise_unsupported(
+            "pyflink.datastream.connectors.file_system.FileSink.RowFormatBuilder.enable_compact",
+            NOT_BUILT + " (part files are not compacted)",
+        )
+
+    def disable_compact(self) -> RowFormatBuilder:
+        return self
+
     def build(self) -> FileSink:
         return FileSink(
             self._base_path,
@@ -884,6 +893,11 @@ class RowFormatBuilder:
 
 
 FileSink.RowFormatBuilder = RowFormatBuilder  # type: ignore[attr-defined]
+
+
+# PyFlink nests the builders in FileSink.
+FileSink.RowFormatBuilder = RowFormatBuilder  # type: ignore[attr-defined]
+FileSink.BaseBuilder = RowFormatBuilder  # type: ignore[attr-defined]
 
 
 class _PartFile:
