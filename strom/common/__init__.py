@@ -2,7 +2,7 @@
 
 from typing import Any
 
-from strom._unsupported import JVM_FORMAT, NO_SERIALIZERS, module_getattr
+from strom._unsupported import JVM_FORMAT, module_getattr
 from strom.common.completable_future import CompletableFuture
 from strom.common.config_options import ConfigOption, ConfigOptions
 from strom.common.configuration import Configuration
@@ -18,6 +18,7 @@ from strom.common.serialization import (
     SerializationSchema,
     SimpleStringSchema,
 )
+from strom.common.serializer import TypeSerializer
 from strom.common.time import Duration, Instant, Time
 from strom.common.typeinfo import TypeInformation, Types
 from strom.common.types import Row, RowKind
@@ -48,6 +49,7 @@ __all__ = [
     "Time",
     "TimestampAssigner",
     "TypeInformation",
+    "TypeSerializer",
     "Types",
     "Watermark",
     "WatermarkStrategy",
@@ -56,7 +58,6 @@ __all__ = [
 _unsupported = module_getattr(
     __name__,
     {
-        "TypeSerializer": NO_SERIALIZERS,
         "AssignerWithPeriodicWatermarksWrapper": "it wraps a Java watermark assigner; use "
         "WatermarkStrategy with a TimestampAssigner",
         **dict.fromkeys(

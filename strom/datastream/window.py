@@ -25,7 +25,7 @@ from collections.abc import Callable, Collection, Iterable
 from enum import Enum
 from typing import Any, Generic, NoReturn, TypeVar
 
-from strom._unsupported import NO_SERIALIZERS, module_getattr
+from strom.common.serializer import PickleTypeSerializer
 from strom.common.time import Duration, Time, to_milliseconds
 from strom.common.typeinfo import Types
 from strom.common.watermark_strategy import MAX_TIMESTAMP, MIN_TIMESTAMP
@@ -45,11 +45,13 @@ __all__ = [
     "CountTrigger",
     "CountTumblingWindowAssigner",
     "CountWindow",
+    "CountWindowSerializer",
     "DynamicEventTimeSessionWindows",
     "DynamicProcessingTimeSessionWindows",
     "EventTimeSessionWindows",
     "EventTimeTrigger",
     "GlobalWindow",
+    "GlobalWindowSerializer",
     "GlobalWindows",
     "MergingWindowAssigner",
     "NeverTrigger",
@@ -61,6 +63,7 @@ __all__ = [
     "SlidingEventTimeWindows",
     "SlidingProcessingTimeWindows",
     "TimeWindow",
+    "TimeWindowSerializer",
     "Trigger",
     "TriggerContext",
     "TriggerResult",
@@ -1388,11 +1391,13 @@ class CountSlidingWindowAssigner(_CountWindows[T]):
         return windows
 
 
-__getattr__ = module_getattr(
-    __name__,
-    {
-        "TimeWindowSerializer": NO_SERIALIZERS,
-        "CountWindowSerializer": NO_SERIALIZERS,
-        "GlobalWindowSerializer": NO_SERIALIZERS,
-    },
-)
+class TimeWindowSerializer(PickleTypeSerializer):
+    """Accepted from ``get_window_serializer()``; Strom pickles windows itself."""
+
+
+class CountWindowSerializer(PickleTypeSerializer):
+    """Accepted from ``get_window_serializer()``; Strom pickles windows itself."""
+
+
+class GlobalWindowSerializer(PickleTypeSerializer):
+    """Accepted from ``get_window_serializer()``; Strom pickles windows itself."""
