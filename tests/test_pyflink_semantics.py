@@ -376,3 +376,20 @@ def test_job_client_answers_pyflink_future_calls():
     assert result.get_job_id() == client.get_job_id()
     status = client.get_job_status()
     assert status == "FINISHED" and status.result() is JobStatus.FINISHED
+
+
+class _CtxOutput(KeyedProcessFunction):
+    def process_element(self, value, ctx):
+        ctx.output(FLOATS, value)
+        yield value
+
+
+FLOATS = OutputTag("floats", Types.FLOAT())
+
+
+def test_ctx_output_shapes_by_the_tag_type_too(mode):
+    env = env_with(1)
+    main = env.from_collection([0.1]).key_by(lambda v: 0).process(_CtxOutput())
+    side = main.get_side_output(FLOATS)
+    got = mode.collect(main.map(lambda v: ("main", v)).union(side.map(lambda v: ("side", v))))
+    assert sorted(got) == [("main", 0.1), ("side", struct.unpack("f", struct.pack("f", 0.1))[0])]

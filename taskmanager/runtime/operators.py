@@ -14,7 +14,7 @@ from collections.abc import Callable
 from typing import Any
 
 from strom.common.type_values import formatter, shaper
-from strom.datastream.output_tag import OutputTag
+from strom.datastream.output_tag import OutputTag, tag_id_of
 from strom.graph.partitioning import key_group_range
 from strom.graph.stream_graph import OperatorSpec
 from taskmanager.network.elements import WATERMARK, WATERMARK_STATUS
@@ -87,6 +87,10 @@ class Output:
         if side is not None:
             side.emit([value], None if timestamp is None else [timestamp])
 
+    def tagged_output(self, output_tag: Any, value: Any, timestamp: int | None) -> None:
+        """``ctx.output(output_tag, value)``: to the side output, shaped by the tag's type."""
+        self.side_output(tag_id_of(output_tag), value, timestamp)
+
 
 def _drop(values: list, timestamps: list | None) -> None:
     pass
@@ -129,6 +133,10 @@ class ShapingOutput(Output):
                     inner_emit(main, stamps)
 
         self.emit = emit
+
+    def tagged_output(self, output_tag: Any, value: Any, timestamp: int | None) -> None:
+        tag_id_of(output_tag)  # a clear error for anything but an OutputTag
+        self._to_side(output_tag, value, timestamp)
 
     def _to_side(self, tag: OutputTag, value: Any, stamp: int | None) -> None:
         tag_id = tag.tag_id
