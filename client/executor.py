@@ -6,6 +6,7 @@ from __future__ import annotations
 import os
 import sys
 import threading
+import time
 import uuid
 from collections.abc import Callable
 
@@ -13,6 +14,8 @@ from client.gateway import ClusterClient
 from client.packaging import collect_job_files
 from client.progress import JobWatch
 from strom.addresses import address_reaching
+from strom.common.completable_future import CompletableFuture
+from strom.common.job_status import JobStatusText
 from strom.configuration import CLIENT_KEYS, OPTIONS, check_job_settings
 from strom.datastream import execution_context
 from strom.datastream.stream_execution_environment import JobClient, JobExecutionResult
@@ -56,12 +59,48 @@ class ClusterJobClient(JobClient):
         return self.job_id
 
     def get_job_status(self) -> str:
+        """The job's state name, which also answers PyFlink's ``.result()`` (a JobStatus)."""
         if self._final is not None:
-            return self._final.summary.state
-        return self.cluster.job(self.job_id).summary.state
+            return JobStatusText(self._final.summary.state)
+        return JobStatusText(self.cluster.job(self.job_id).summary.state)
 
-    def cancel(self) -> None:
+    def cancel(self) -> CompletableFuture:
+        """Cancel the job; a completed future, as PyFlink returns one."""
         self.cluster.cancel(self.job_id)
+        done = CompletableFuture()
+        done.set_result(None)
+        return done
+
+    def trigger_savepoint(self, savepoint_directory: str | None = None) -> CompletableFuture:
+        return self._savepoint(savepoint_directory, "")
+
+    def stop_with_savepoint(
+        self, advance_to_end_of_event_time: bool, savepoint_directory: str | None = None
+    ) -> CompletableFuture:
+        return self._savepoint(savepoint_directory, "stop")
+
+    def _savepoint(self, directory: str | None, then: str) -> CompletableFuture:
+        """Trigger a savepoint and complete the future with its location once it is written."""
+        target = os.path.abspath(directory) if directory else None
+        trigger_id = self.cluster.trigger_savepoint(self.job_id, target, then=then)
+        future = CompletableFuture()
+
+        def wait() -> None:
+            try:
+                while True:
+                    status = self.cluster.savepoint(self.job_id, trigger_id)
+                    if status.state != "IN_PROGRESS":
+                        break
+                    time.sleep(0.05)
+                if status.failure:
+                    future.set_exception(RuntimeError(f"savepoint failed: {status.failure}"))
+                else:
+                    future.set_result(status.location)
+            except Exception as error:  # noqa: BLE001 - handed to the future's reader
+                future.set_exception(error)
+
+        threading.Thread(target=wait, name=f"savepoint-{self.job_id[:8]}", daemon=True).start()
+        return future
 
     def wait(self) -> pb.JobDetails:
         """Block until the job reaches a terminal state; returns its final details."""

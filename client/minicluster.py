@@ -13,6 +13,7 @@ from strom.configuration import StromConfig
 from taskmanager.task_executor import TaskExecutor
 
 _LOOPBACK = "127.0.0.1"
+_DAEMON_LOGGERS = ("jobmanager", "taskmanager", "client", "strom")
 
 
 class MiniCluster:
@@ -30,6 +31,12 @@ class MiniCluster:
     def start(self) -> MiniCluster:
         if not logging.getLogger().handlers:
             logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+        # A program that logs at INFO to stdout (PyFlink's examples do) must not get the
+        # embedded daemons' INFO lines among its output: PyFlink's JVM logs elsewhere.
+        for name in _DAEMON_LOGGERS:
+            daemon_logger = logging.getLogger(name)
+            if daemon_logger.level == logging.NOTSET:
+                daemon_logger.setLevel(logging.WARNING)
         jm_config = StromConfig(
             {
                 **self.overrides,

@@ -27,3 +27,8 @@ class JobExecutionError(StromError):
         if self.remote_traceback:
             return f"{text}\n\n{self.remote_traceback.rstrip()}"
         return text
+
+
+class UnsupportedFeatureError(StromError, NotImplementedError):
+    """A PyFlink name that Strom does not provide (e.g. a connector that is a JVM library);
+    the message starts with ``not supported in Strom:`` and says why and what to use instead."""

@@ -65,7 +65,7 @@ def test_positional_row():
     assert row[0:2] == [1, "a"]
     assert len(row) == 3
     assert list(row) == [1, "a", None]
-    assert repr(row) == "Row(1, 'a', None)"
+    assert repr(row) == "<Row(1, 'a', None)>"  # as PyFlink shows a row without names
     assert list(row._values) == [1, "a", None]
     assert 1 in row
     with pytest.raises(TypeError):

@@ -37,6 +37,35 @@ class Configuration:
 
     # -------------------------------------------------------------- typed access
 
+    @classmethod
+    def from_dict(cls, map: dict[str, str]) -> Configuration:  # noqa: A002 - PyFlink's name
+        """A configuration holding the entries of ``map``."""
+        configuration = cls()
+        for key, value in map.items():
+            configuration.set_string(key, str(value))
+        return configuration
+
+    @staticmethod
+    def parse_list_value(value: str) -> list[str]:
+        """The items of a ``;``-separated list value (quoted items may hold ``;``)."""
+        items, current, quote = [], "", None
+        for char in value:
+            if quote:
+                if char == quote:
+                    quote = None
+                else:
+                    current += char
+            elif char in "'\"":
+                quote = char
+            elif char == ";":
+                items.append(current)
+                current = ""
+            else:
+                current += char
+        if current or items:
+            items.append(current)
+        return items
+
     def get_string(self, key: str, default_value: str | None = None) -> str | None:
         """The value of ``key``, or ``default_value`` when it is not set."""
         return self._data.get(key, default_value)

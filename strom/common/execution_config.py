@@ -98,6 +98,94 @@ class ExecutionConfig:
     def get_global_job_parameters(self) -> dict[str, str]:
         return dict(self._job_parameters)
 
+    # Settings of Flink's JVM runtime (serializers, closure cleaning, latency markers) that
+    # have no effect in Strom; kept so that programs setting and reading them run unchanged.
+
+    def _flag(self, name: str, default: Any = False) -> Any:
+        return self.__dict__.setdefault("_flags", {}).get(name, default)
+
+    def _set(self, name: str, value: Any) -> ExecutionConfig:
+        self.__dict__.setdefault("_flags", {})[name] = value
+        return self
+
+    def enable_closure_cleaner(self) -> ExecutionConfig:
+        return self._set("closure_cleaner", True)
+
+    def disable_closure_cleaner(self) -> ExecutionConfig:
+        return self._set("closure_cleaner", False)
+
+    def is_closure_cleaner_enabled(self) -> bool:
+        return self._flag("closure_cleaner", True)
+
+    def enable_generic_types(self) -> ExecutionConfig:
+        return self._set("generic_types_disabled", False)
+
+    def disable_generic_types(self) -> ExecutionConfig:
+        return self._set("generic_types_disabled", True)
+
+    def has_generic_types_disabled(self) -> bool:
+        return self._flag("generic_types_disabled")
+
+    def enable_auto_generated_uids(self) -> ExecutionConfig:
+        return self._set("auto_uids", True)
+
+    def disable_auto_generated_uids(self) -> ExecutionConfig:
+        return self._set("auto_uids", False)
+
+    def has_auto_generated_uids_enabled(self) -> bool:
+        return self._flag("auto_uids", True)
+
+    def enable_force_kryo(self) -> ExecutionConfig:
+        return self._set("force_kryo", True)
+
+    def disable_force_kryo(self) -> ExecutionConfig:
+        return self._set("force_kryo", False)
+
+    def is_force_kryo_enabled(self) -> bool:
+        return self._flag("force_kryo")
+
+    def enable_force_avro(self) -> ExecutionConfig:
+        return self._set("force_avro", True)
+
+    def disable_force_avro(self) -> ExecutionConfig:
+        return self._set("force_avro", False)
+
+    def is_force_avro_enabled(self) -> bool:
+        return self._flag("force_avro")
+
+    def get_default_kryo_serializer_classes(self) -> dict[str, str]:
+        return {}
+
+    def get_registered_kryo_types(self) -> list[str]:
+        return []
+
+    def get_registered_pojo_types(self) -> list[str]:
+        return []
+
+    def set_latency_tracking_interval(self, interval: int) -> ExecutionConfig:
+        return self._set("latency_tracking_interval", interval)
+
+    def get_latency_tracking_interval(self) -> int:
+        return self._flag("latency_tracking_interval", 0)
+
+    def set_task_cancellation_interval(self, interval: int) -> ExecutionConfig:
+        return self._set("task_cancellation_interval", interval)
+
+    def get_task_cancellation_interval(self) -> int:
+        return self._flag("task_cancellation_interval", 30000)
+
+    def set_task_cancellation_timeout(self, timeout: int) -> ExecutionConfig:
+        return self._set("task_cancellation_timeout", timeout)
+
+    def get_task_cancellation_timeout(self) -> int:
+        return self._flag("task_cancellation_timeout", 180000)
+
+    def set_use_snapshot_compression(self, use_snapshot_compression: bool) -> ExecutionConfig:
+        return self._set("snapshot_compression", use_snapshot_compression)
+
+    def is_use_snapshot_compression(self) -> bool:
+        return self._flag("snapshot_compression")
+
     def __repr__(self) -> str:
         return (
             f"ExecutionConfig(parallelism={self.get_parallelism()}, "

@@ -6,7 +6,10 @@ import codecs
 from collections.abc import Callable, Iterable
 from typing import Any
 
+from strom._unsupported import module_getattr
+
 __all__ = [
+    "ByteArraySchema",
     "DeserializationSchema",
     "Encoder",
     "SerializationSchema",
@@ -46,6 +49,11 @@ class Encoder:
         encode = self.encode
         return b"".join([encode(v) for v in values])
 
+    def for_type(self, type_info: Any) -> Encoder:
+        """This encoder for a stream of ``type_info`` (the simple string encoder writes a typed
+        value as PyFlink's Java sink does: ``(a,1)`` for a tuple)."""
+        return self
+
     @staticmethod
     def simple_string_encoder(charset_name: str = "UTF-8") -> Encoder:
         """Writes ``str(value)`` in ``charset_name`` followed by a newline, per record."""
@@ -53,19 +61,26 @@ class Encoder:
 
 
 class _SimpleStringEncoder(Encoder):
-    def __init__(self, charset_name: str) -> None:
+    def __init__(self, charset_name: str, text: Callable[[Any], str] = str) -> None:
         super().__init__()
         self.charset = _check_charset(charset_name)
+        self.text = text
 
     def encode(self, value: Any) -> bytes:
-        return (str(value) + "\n").encode(self.charset)
+        return (self.text(value) + "\n").encode(self.charset)
 
     def encode_batch(self, values: Iterable[Any]) -> bytes:
-        strings = [str(v) for v in values]
+        text = self.text
+        strings = [text(v) for v in values]
         if not strings:
             return b""
         strings.append("")
         return "\n".join(strings).encode(self.charset)
+
+    def for_type(self, type_info: Any) -> Encoder:
+        from strom.common.type_values import java_string
+
+        return _SimpleStringEncoder(self.charset, java_string(type_info))
 
     def __repr__(self) -> str:
         return f"Encoder.simple_string_encoder({self.charset!r})"
@@ -86,6 +101,16 @@ class DeserializationSchema:
 
     def is_end_of_stream(self, next_element: Any) -> bool:
         return False
+
+
+class ByteArraySchema(SerializationSchema, DeserializationSchema):
+    """Messages as they are: bytes in, bytes out."""
+
+    def serialize(self, element: Any) -> bytes:
+        return bytes(element)
+
+    def deserialize(self, message: bytes) -> bytes:
+        return bytes(message)
 
 
 class SimpleStringSchema(SerializationSchema, DeserializationSchema):
@@ -114,3 +139,13 @@ class SimpleStringSchema(SerializationSchema, DeserializationSchema):
 
     def __repr__(self) -> str:
         return f"SimpleStringSchema({self.charset!r})"
+
+
+__getattr__ = module_getattr(
+    __name__,
+    {
+        "BulkWriterFactory": "bulk writers (Parquet, ORC, Avro) are Java libraries in PyFlink; "
+        "use FileSink.for_row_format with an Encoder",
+        "RowFieldExtractorSchema": "it belongs to PyFlink's Java Kafka and Kinesis sinks",
+    },
+)

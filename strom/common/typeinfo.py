@@ -36,6 +36,17 @@ class TypeInformation:
         """What makes two type informations of this class equal."""
         return ()
 
+    def need_conversion(self) -> bool:
+        """Whether values of this type change form between Python and the runtime (never:
+        Strom's runtime holds the Python values)."""
+        return False
+
+    def to_internal_type(self, obj: Any) -> Any:
+        return obj
+
+    def from_internal_type(self, obj: Any) -> Any:
+        return obj
+
     def __eq__(self, other: object) -> bool:
         return type(other) is type(self) and other._key() == self._key()  # type: ignore[attr-defined]
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from enum import Enum
-from typing import Any
+from typing import Any, NoReturn
 
 __all__ = ["Row", "RowKind"]
 
@@ -31,6 +31,11 @@ class RowKind(Enum):
 
     def __str__(self) -> str:
         return self.short_string()
+
+    def to_j_row_kind(self) -> NoReturn:
+        from strom._unsupported import raise_unsupported
+
+        raise_unsupported("pyflink.common.RowKind.to_j_row_kind", "Strom has no JVM")
 
 
 _SHORT_STRINGS = {
@@ -119,6 +124,23 @@ class Row:
 
         return {name: convert(value) for name, value in zip(fields, self._values, strict=True)}
 
+    @staticmethod
+    def of_kind(row_kind: RowKind, *args: Any, **kwargs: Any) -> Row:
+        """A row of the given kind: ``Row.of_kind(RowKind.DELETE, 1, "a")``."""
+        row = Row(*args, **kwargs)
+        row.set_row_kind(row_kind)
+        return row
+
+    def get_fields_by_names(self, names: list[str]) -> list[Any]:
+        """The values of the fields ``names``, in that order."""
+        fields = self.__dict__.get("_fields")
+        if fields is None or list(names) == fields:
+            return list(self._values)
+        unknown = [name for name in names if name not in fields]
+        if unknown:
+            raise ValueError(f"Field names {unknown} not exist in {fields}.")
+        return [self._values[fields.index(name)] for name in names]
+
     # -------------------------------------------------------------- access
 
     def _index_of(self, name: str) -> int:
@@ -195,6 +217,6 @@ class Row:
         fields = self.__dict__.get("_fields")
         if fields is not None:
             inner = ", ".join(f"{k}={v!r}" for k, v in zip(fields, self._values, strict=True))
-        else:
-            inner = ", ".join(repr(v) for v in self._values)
-        return f"Row({inner})"
+            return f"Row({inner})"
+        # as PyFlink shows a row without field names
+        return f"<Row({', '.join(repr(v) for v in self._values)})>"

@@ -10,6 +10,7 @@ from __future__ import annotations
 import copy
 from typing import Any
 
+from strom._unsupported import module_getattr
 from strom.common.time import Duration, to_milliseconds
 
 __all__ = ["TimestampAssigner", "Watermark", "WatermarkStrategy"]
@@ -170,3 +171,12 @@ class WatermarkStrategy:
         if self.idleness_ms is not None:
             parts.append(f"idleness_ms={self.idleness_ms}")
         return f"WatermarkStrategy({', '.join(parts)})"
+
+
+__getattr__ = module_getattr(
+    __name__,
+    {
+        "AssignerWithPeriodicWatermarksWrapper": "it wraps a Java watermark assigner; use "
+        "WatermarkStrategy with a TimestampAssigner",
+    },
+)

@@ -1,10 +1,16 @@
 """The DataStream API, with PyFlink's names (``pyflink.datastream`` → ``strom.datastream``)."""
 
+from strom._unsupported import NOT_BUILT, module_getattr
 from strom.datastream.checkpoint_config import (
     CheckpointConfig,
     CheckpointingMode,
     ExternalizedCheckpointCleanup,
     ExternalizedCheckpointRetention,
+)
+from strom.datastream.checkpoint_storage import (
+    CheckpointStorage,
+    FileSystemCheckpointStorage,
+    JobManagerCheckpointStorage,
 )
 from strom.datastream.connected_streams import (
     BroadcastConnectedStream,
@@ -16,11 +22,13 @@ from strom.datastream.data_stream import (
     DataStream,
     DataStreamSink,
     KeyedStream,
+    WindowedStream,
 )
 from strom.datastream.execution_mode import RuntimeExecutionMode
 from strom.datastream.functions import (
     AggregateFunction,
     AllWindowFunction,
+    BaseBroadcastProcessFunction,
     BroadcastProcessFunction,
     CheckpointedFunction,
     CoFlatMapFunction,
@@ -59,6 +67,7 @@ from strom.datastream.join import (
     JoinedStreams,
 )
 from strom.datastream.output_tag import OutputTag
+from strom.datastream.slot_sharing_group import MemorySize, SlotSharingGroup
 from strom.datastream.state import (
     AggregatingState,
     AggregatingStateDescriptor,
@@ -79,10 +88,26 @@ from strom.datastream.state import (
     ValueState,
     ValueStateDescriptor,
 )
+from strom.datastream.state_backend import (
+    EmbeddedRocksDBStateBackend,
+    HashMapStateBackend,
+    PredefinedOptions,
+    StateBackend,
+)
 from strom.datastream.stream_execution_environment import (
     JobClient,
     JobExecutionResult,
     StreamExecutionEnvironment,
+)
+from strom.datastream.window import (
+    CountWindow,
+    GlobalWindow,
+    MergingWindowAssigner,
+    TimeWindow,
+    Trigger,
+    TriggerResult,
+    Window,
+    WindowAssigner,
 )
 
 __all__ = [
@@ -91,11 +116,13 @@ __all__ = [
     "AggregatingStateDescriptor",
     "AllWindowFunction",
     "AppendingState",
+    "BaseBroadcastProcessFunction",
     "BroadcastConnectedStream",
     "BroadcastProcessFunction",
     "BroadcastState",
     "BroadcastStream",
     "CheckpointConfig",
+    "CheckpointStorage",
     "CheckpointedFunction",
     "CheckpointingMode",
     "CloseableIterator",
@@ -105,18 +132,24 @@ __all__ = [
     "CoMapFunction",
     "CoProcessFunction",
     "ConnectedStreams",
+    "CountWindow",
     "DataStream",
     "DataStreamSink",
+    "EmbeddedRocksDBStateBackend",
     "ExternalizedCheckpointCleanup",
     "ExternalizedCheckpointRetention",
+    "FileSystemCheckpointStorage",
     "FilterFunction",
     "FlatJoinFunction",
     "FlatMapFunction",
     "Function",
+    "GlobalWindow",
+    "HashMapStateBackend",
     "IntervalJoin",
     "IntervalJoined",
     "JobClient",
     "JobExecutionResult",
+    "JobManagerCheckpointStorage",
     "JoinFunction",
     "JoinedStreams",
     "KeySelector",
@@ -129,12 +162,15 @@ __all__ = [
     "MapFunction",
     "MapState",
     "MapStateDescriptor",
+    "MemorySize",
     "MergingState",
+    "MergingWindowAssigner",
     "NullByteKeySelector",
     "OperatorStateStore",
     "OutputTag",
     "ParallelSourceFunction",
     "Partitioner",
+    "PredefinedOptions",
     "ProcessAllWindowFunction",
     "ProcessFunction",
     "ProcessJoinFunction",
@@ -146,14 +182,36 @@ __all__ = [
     "RuntimeContext",
     "RuntimeExecutionMode",
     "SinkFunction",
+    "SlotSharingGroup",
     "SourceFunction",
     "State",
+    "StateBackend",
     "StateDescriptor",
     "StateTtlConfig",
     "StreamExecutionEnvironment",
     "TimeDomain",
+    "TimeWindow",
     "TimerService",
+    "Trigger",
+    "TriggerResult",
     "ValueState",
     "ValueStateDescriptor",
+    "Window",
+    "WindowAssigner",
     "WindowFunction",
+    "WindowedStream",
 ]
+
+
+_ASYNC = NOT_BUILT + " (async I/O); call the service from a map() or process() function"
+__getattr__ = module_getattr(
+    __name__,
+    {
+        "AsyncDataStream": _ASYNC,
+        "AsyncFunction": _ASYNC,
+        "AsyncRetryPredicate": _ASYNC,
+        "AsyncRetryStrategy": _ASYNC,
+        "CustomStateBackend": "it wraps a state backend written in Java",
+        "CustomCheckpointStorage": "it wraps a checkpoint storage written in Java",
+    },
+)

@@ -33,6 +33,7 @@ def _two_input(
         spec.key_selector = first._key_selector
         spec.args["key_selectors"] = (first._key_selector, second._key_selector)
     env = first._env
+    spec.output_type = output_type
     transformation = env._stream_graph.add(
         name,
         [first._transformation, second._transformation],
@@ -166,6 +167,7 @@ class BroadcastConnectedStream:
             spec = OperatorSpec("broadcast_process", func, None, args)
             name = "Broadcast Process"
         env = self.stream._env
+        spec.output_type = output_type
         transformation = env._stream_graph.add(
             name,
             [self.stream._transformation, self.broadcast_stream.stream._transformation],

@@ -6,8 +6,11 @@ while building a job raise here, at the call site, with a hint at the fix.
 
 from __future__ import annotations
 
+import copy
 import inspect
+import logging
 from collections.abc import Callable, Iterator
+from enum import Enum
 from typing import TYPE_CHECKING, Any
 
 from strom.datastream.output_tag import tag_id_of
@@ -29,12 +32,17 @@ if TYPE_CHECKING:
 
 __all__ = [
     "AllWindowedStream",
+    "BroadcastConnectedStream",
+    "BroadcastStream",
+    "ConnectedStreams",
     "CloseableIterator",
     "DataStream",
     "DataStreamSink",
     "KeyedStream",
     "WindowedStream",
 ]
+
+_log = logging.getLogger(__name__)
 
 
 def _describe(function: Any) -> str:
@@ -96,7 +104,12 @@ class DataStream:
         spec: OperatorSpec,
         output_type: Any = None,
         inputs: list[Transformation] | None = None,
+        shape: bool = True,
     ) -> Transformation:
+        """Record an operator; with ``shape`` its outputs take the form ``output_type`` gives
+        values (as PyFlink's encoding with that type), else they pass as they are."""
+        if shape and output_type is not None:
+            spec.output_type = output_type
         return self._env._stream_graph.add(
             name,
             inputs if inputs is not None else [self._transformation],
@@ -116,7 +129,7 @@ class DataStream:
 
     def _partition(self, partitioner: Partitioner, name: str) -> DataStream:
         transformation = self._env._stream_graph.add(
-            name, [self._transformation], partitioner=partitioner
+            name, [self._transformation], partitioner=partitioner, output_type=self.get_type()
         )
         return DataStream(self._env, transformation)
 
@@ -146,7 +159,14 @@ class DataStream:
         return self
 
     def get_type(self) -> Any:
-        return self._transformation.output_type
+        """The declared type of the records; ``Types.PICKLED_BYTE_ARRAY()`` (any Python object)
+        when none was declared, as in PyFlink."""
+        declared = self._transformation.output_type
+        if declared is None:
+            from strom.common.typeinfo import Types
+
+            return Types.PICKLED_BYTE_ARRAY()
+        return declared
 
     def set_parallelism(self, parallelism: int) -> DataStream:
         if not isinstance(parallelism, int) or parallelism < 1:
@@ -208,7 +228,7 @@ class DataStream:
         """Keep the records for which ``func`` is true. Example: ``ds.filter(lambda x: x > 0)``"""
         _check_function(func, "filter", "filter")
         spec = OperatorSpec("filter", func)
-        return DataStream(self._env, self._add("Filter", spec, self.get_type()))
+        return DataStream(self._env, self._add("Filter", spec, self.get_type(), shape=False))
 
     def process(self, func: Any, output_type: Any = None) -> DataStream:
         """Run a ``ProcessFunction``: ``process_element(value, ctx)`` yields outputs."""
@@ -224,7 +244,7 @@ class DataStream:
         selector = _key_selector(key_selector)
         partitioner = KeyGroupPartitioner(selector, self._env.get_max_parallelism())
         transformation = self._env._stream_graph.add(
-            "KeyBy", [self._transformation], partitioner=partitioner
+            "KeyBy", [self._transformation], partitioner=partitioner, output_type=self.get_type()
         )
         return KeyedStream(self._env, transformation, selector, self)
 
@@ -236,7 +256,9 @@ class DataStream:
             if stream._env is not self._env:
                 raise ValueError("union() of streams from different environments")
         transformation = self._env._stream_graph.add(
-            "Union", [self._transformation] + [s._transformation for s in streams]
+            "Union",
+            [self._transformation] + [s._transformation for s in streams],
+            output_type=self.get_type(),
         )
         return DataStream(self._env, transformation)
 
@@ -256,17 +278,54 @@ class DataStream:
         """Send each record to a uniformly random subtask."""
         return self._partition(ShufflePartitioner(), "Shuffle")
 
-    def broadcast(self, *broadcast_state_descriptors: Any) -> Any:
+    def broadcast(
+        self, broadcast_state_descriptor: Any = None, *other_broadcast_state_descriptors: Any
+    ) -> Any:
         """Send every record to every subtask of the next operator.
 
         With ``MapStateDescriptor``s, returns a ``BroadcastStream`` to ``connect`` another
         stream to: its records fill broadcast state every subtask sees.
         """
-        if broadcast_state_descriptors:
+        if broadcast_state_descriptor is not None:
             from strom.datastream.connected_streams import BroadcastStream
 
-            return BroadcastStream(self, broadcast_state_descriptors)
+            descriptors = (broadcast_state_descriptor, *other_broadcast_state_descriptors)
+            return BroadcastStream(self, descriptors)
         return self._partition(BroadcastPartitioner(), "Broadcast")
+
+    def force_non_parallel(self) -> DataStream:
+        """Run this operator as one subtask, and keep it so (parallelism and max parallelism 1)."""
+        self.set_parallelism(1)
+        self.set_max_parallelism(1)
+        self._physical().operator.args["non_parallel"] = True
+        return self
+
+    def set_buffer_timeout(self, timeout_millis: int) -> DataStream:
+        """Accepted as in PyFlink; Strom flushes every operator's output by the job's buffer
+        timeout (``env.set_buffer_timeout``)."""
+        self._physical()
+        _log.info(
+            "set_buffer_timeout(%s) on '%s': Strom uses the job's buffer timeout "
+            "(env.set_buffer_timeout) for every operator",
+            timeout_millis,
+            self.get_name(),
+        )
+        return self
+
+    def get_execution_config(self) -> Any:
+        return self._env.get_config()
+
+    def project(self, *field_indexes: int) -> DataStream:
+        """A stream of tuples of the given fields of this ``Types.TUPLE`` stream."""
+        from strom.common.typeinfo import TupleTypeInfo, Types
+
+        declared = self.get_type()
+        if not isinstance(declared, TupleTypeInfo):
+            raise TypeError("Only Tuple DataStreams can be projected.")
+        field_types = declared.get_field_types()
+        indexes = tuple(field_indexes)
+        output_type = Types.TUPLE([field_types[i] for i in indexes])
+        return self.map(lambda value: tuple(value[i] for i in indexes), output_type)
 
     def connect(self, ds: Any) -> Any:
         """Process this stream and ``ds`` together: ``ConnectedStreams`` (``map``/
@@ -296,7 +355,8 @@ class DataStream:
     def assign_timestamps_and_watermarks(self, watermark_strategy: Any) -> DataStream:
         """Give records event timestamps (and, later, watermarks) from a ``WatermarkStrategy``."""
         spec = OperatorSpec("timestamps", args={"strategy": watermark_strategy})
-        return DataStream(self._env, self._add("Timestamps/Watermarks", spec, self.get_type()))
+        transformation = self._add("Timestamps/Watermarks", spec, self.get_type(), shape=False)
+        return DataStream(self._env, transformation)
 
     def get_side_output(self, output_tag: Any) -> DataStream:
         """The records this operator sent to ``output_tag`` with ``ctx.output(tag, value)``
@@ -360,6 +420,13 @@ class DataStream:
                 f"sink_to() needs a connector Sink (e.g. FileSink); got {type(sink).__name__}. "
                 "For a function, use add_sink()"
             )
+        transformer = getattr(sink, "get_transformer", None)
+        if callable(transformer) and transformer() is not None:
+            return transformer().apply(self).sink_to(_Preprocessed(sink))
+        encoder = getattr(sink, "encoder", None)
+        if callable(getattr(encoder, "for_type", None)):
+            sink = copy.copy(sink)  # the user's sink may serve streams of other types too
+            sink.encoder = encoder.for_type(self.get_type())
         name = f"Sink: {type(sink).__name__}"
         return DataStreamSink(self._env, self._add(name, OperatorSpec("sink_writer", sink)))
 
@@ -368,7 +435,8 @@ class DataStream:
         ``.out`` file on a cluster. With parallelism > 1 lines start with ``<subtask>> ``.
         At-least-once, as in Flink.
         """
-        spec = OperatorSpec("sink_print", args={"identifier": sink_identifier})
+        args = {"identifier": sink_identifier, "type_info": self.get_type()}
+        spec = OperatorSpec("sink_print", args=args)
         return DataStreamSink(self._env, self._add("Sink: Print to Std. Out", spec))
 
     def execute_and_collect(
@@ -442,6 +510,16 @@ class KeyedStream(DataStream):
                       .reduce(lambda a, b: (a[0], a[1] + b[1]))
     """
 
+    class AccumulateType(Enum):
+        """The built-in rolling aggregations (``sum``, ``min``, ``max``, ``min_by``,
+        ``max_by``)."""
+
+        MIN = 1
+        MAX = 2
+        MIN_BY = 3
+        MAX_BY = 4
+        SUM = 5
+
     def __init__(
         self,
         env: StreamExecutionEnvironment,
@@ -453,9 +531,11 @@ class KeyedStream(DataStream):
         self._key_selector = key_selector
         self._origin = origin
 
-    def _keyed(self, name: str, spec: OperatorSpec, output_type: Any = None) -> DataStream:
+    def _keyed(
+        self, name: str, spec: OperatorSpec, output_type: Any = None, shape: bool = True
+    ) -> DataStream:
         spec.key_selector = self._key_selector
-        return DataStream(self._env, self._add(name, spec, output_type))
+        return DataStream(self._env, self._add(name, spec, output_type, shape=shape))
 
     def _not_on_partitioning(self, what: str) -> None:
         raise TypeError(
@@ -482,7 +562,7 @@ class KeyedStream(DataStream):
 
     def filter(self, func: Any) -> DataStream:
         _check_function(func, "filter", "filter")
-        return self._keyed("Filter", OperatorSpec("filter", func), self.get_type())
+        return self._keyed("Filter", OperatorSpec("filter", func), self.get_type(), shape=False)
 
     def reduce(self, func: Any) -> DataStream:
         """Combine each record with the key's running result: emits the new result each time.
@@ -525,6 +605,18 @@ class KeyedStream(DataStream):
 
     def key_by(self, key_selector: Any, key_type: Any = None) -> KeyedStream:
         return self._origin.key_by(key_selector, key_type)
+
+    def broadcast(self, *args: Any) -> Any:
+        raise TypeError("Cannot override partitioning for KeyedStream.")
+
+    def force_non_parallel(self) -> DataStream:
+        raise TypeError("Set force non-parallel for KeyedStream is not supported.")
+
+    def set_buffer_timeout(self, timeout_millis: int) -> DataStream:
+        raise TypeError("Set buffer timeout for KeyedStream is not supported.")
+
+    def project(self, *field_indexes: int) -> DataStream:
+        return self._as_stream().project(*field_indexes)
 
     def window(self, window_assigner: Any) -> WindowedStream:
         """Cut each key's records into windows, e.g. ``TumblingEventTimeWindows.of(...)``."""
@@ -571,6 +663,9 @@ class CloseableIterator(Iterator[Any]):
     def __next__(self) -> Any:
         return self._next()
 
+    def next(self) -> Any:
+        return self._next()
+
     def close(self) -> None:
         self._close()
 
@@ -591,21 +686,24 @@ class WindowedStream:
           .reduce(lambda a, b: (a[0], a[1] + b[1]))
     """
 
-    def __init__(self, keyed: KeyedStream, assigner: Any) -> None:
-        if not callable(getattr(assigner, "assign_windows", None)):
+    def __init__(self, keyed_stream: KeyedStream, window_assigner: Any) -> None:
+        if not callable(getattr(window_assigner, "assign_windows", None)):
             raise TypeError(
                 f"window() takes a WindowAssigner such as TumblingEventTimeWindows.of(...); "
-                f"got {type(assigner).__name__}"
+                f"got {type(window_assigner).__name__}"
             )
-        self._keyed = keyed
+        self._keyed = keyed_stream
         self._args: dict[str, Any] = {
-            "assigner": assigner,
+            "assigner": window_assigner,
             "trigger": None,
             "allowed_lateness": 0,
         }
 
     def get_execution_environment(self) -> StreamExecutionEnvironment:
         return self._keyed._env
+
+    def get_input_type(self) -> Any:
+        return self._keyed.get_type()
 
     def trigger(self, trigger: Any) -> WindowedStream:
         """Decide when windows fire with this ``Trigger`` instead of the assigner's default."""
@@ -638,6 +736,8 @@ class WindowedStream:
         """Combine each window's records incrementally; optionally hand the result to a
         ``WindowFunction``/``ProcessWindowFunction``."""
         _check_function(reduce_function, "reduce", "reduce")
+        if window_function is None and output_type is None:
+            output_type = self._keyed.get_type()  # as PyFlink: the reduced values keep it
         return self._window(
             "Window(Reduce)",
             {"mode": "reduce", "function": reduce_function, "window_function": window_function},
@@ -689,8 +789,57 @@ class AllWindowedStream(WindowedStream):
 
     def _window(self, name: str, args: dict[str, Any], output_type: Any) -> DataStream:
         name = name.replace("Window(", "AllWindow(")
+        if args.get("window_function") is not None:
+            args = {**args, "window_function": _AllWindowFunctionAdapter(args["window_function"])}
         return super()._window(name, args, output_type).set_parallelism(1)
+
+
+class _AllWindowFunctionAdapter:
+    """An ``AllWindowFunction``/``ProcessAllWindowFunction`` (or a callable taking
+    ``(window, inputs)``) called as the keyed window operator calls window functions: with
+    the constant key first, which it drops."""
+
+    def __init__(self, function: Any) -> None:
+        self.function = function
+        if callable(getattr(function, "process", None)):
+            self.process = lambda key, context, elements: function.process(context, elements)
+        else:
+            apply = getattr(function, "apply", function)
+            self.apply = lambda key, window, inputs: apply(window, inputs)
+        if callable(getattr(function, "clear", None)):
+            self.clear = function.clear
+
+    def open(self, runtime_context: Any) -> None:
+        opener = getattr(self.function, "open", None)
+        if callable(opener):
+            opener(runtime_context)
+
+    def close(self) -> None:
+        closer = getattr(self.function, "close", None)
+        if callable(closer):
+            closer()
 
 
 def _constant_key(value: Any) -> int:
     return 0
+
+
+class _Preprocessed:
+    """A ``SupportsPreprocessing`` sink whose transformer was applied already."""
+
+    def __init__(self, sink: Any) -> None:
+        self._sink = sink
+
+    def get_transformer(self) -> None:
+        return None
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.__dict__["_sink"], name)
+
+
+# PyFlink defines these in ``data_stream`` too.
+from strom.datastream.connected_streams import (  # noqa: E402
+    BroadcastConnectedStream,
+    BroadcastStream,
+    ConnectedStreams,
+)

@@ -10,11 +10,14 @@ from __future__ import annotations
 from abc import ABC, abstractmethod
 from collections.abc import Iterable
 from enum import Enum
-from typing import Any
+from typing import Any, Generic, TypeVar
+
+from strom._unsupported import NOT_BUILT, module_getattr
 
 __all__ = [
     "AggregateFunction",
     "AllWindowFunction",
+    "BaseBroadcastProcessFunction",
     "BroadcastProcessFunction",
     "CheckpointedFunction",
     "CoFlatMapFunction",
@@ -48,6 +51,15 @@ __all__ = [
     "WindowFunction",
 ]
 
+# PyFlink's type variables, so that ``WindowFunction[tuple, tuple, str, TimeWindow]`` and
+# ``from pyflink.datastream.functions import KEY`` work unchanged.
+W = TypeVar("W")
+W2 = TypeVar("W2")
+IN = TypeVar("IN")
+IN1 = TypeVar("IN1")
+IN2 = TypeVar("IN2")
+OUT = TypeVar("OUT")
+KEY = TypeVar("KEY")
 
 # ------------------------------------------------------------------ time and timers
 
@@ -527,7 +539,7 @@ class KeyedCoProcessFunction(Function):
 # ------------------------------------------------------------------ window functions
 
 
-class WindowFunction(Function):
+class WindowFunction(Function, Generic[IN, OUT, KEY, W]):
     """Computes the outputs of one window of a key from all its elements.
 
     Example::
@@ -542,7 +554,7 @@ class WindowFunction(Function):
         """The outputs of ``window`` for ``key``."""
 
 
-class AllWindowFunction(Function):
+class AllWindowFunction(Function, Generic[IN, OUT, W]):
     """Computes the outputs of one window of a non-keyed stream."""
 
     @abstractmethod
@@ -550,7 +562,7 @@ class AllWindowFunction(Function):
         """The outputs of ``window``."""
 
 
-class ProcessWindowFunction(Function):
+class ProcessWindowFunction(Function, Generic[IN, OUT, KEY, W]):
     """Computes the outputs of one window of a key, with a context of times and state.
 
     Example::
@@ -560,7 +572,7 @@ class ProcessWindowFunction(Function):
                 yield key, context.window().end, max(elements)
     """
 
-    class Context(ABC):
+    class Context(ABC, Generic[W2]):
         """The window being evaluated, the times, and per-window and global state."""
 
         @abstractmethod
@@ -593,10 +605,10 @@ class ProcessWindowFunction(Function):
         """Called when the window is purged: clear its per-window state."""
 
 
-class ProcessAllWindowFunction(Function):
+class ProcessAllWindowFunction(Function, Generic[IN, OUT, W]):
     """Computes the outputs of one window of a non-keyed stream, with a context."""
 
-    class Context(ABC):
+    class Context(ABC, Generic[W2]):
         """The window being evaluated, and per-window and global state."""
 
         @abstractmethod
@@ -624,7 +636,11 @@ class ProcessAllWindowFunction(Function):
 # ------------------------------------------------------------------ broadcast
 
 
-class BroadcastProcessFunction(Function):
+class BaseBroadcastProcessFunction(Function):
+    """The base of ``BroadcastProcessFunction`` and ``KeyedBroadcastProcessFunction``."""
+
+
+class BroadcastProcessFunction(BaseBroadcastProcessFunction, Generic[IN1, IN2, OUT]):
     """Processes a non-keyed stream connected with a broadcast stream whose records update
     broadcast state that every parallel instance sees.
 
@@ -683,7 +699,7 @@ class BroadcastProcessFunction(Function):
         """Handle a record of the broadcast stream (typically: update broadcast state)."""
 
 
-class KeyedBroadcastProcessFunction(Function):
+class KeyedBroadcastProcessFunction(BaseBroadcastProcessFunction, Generic[KEY, IN1, IN2, OUT]):
     """Processes a keyed stream connected with a broadcast stream: keyed state, timers and
     broadcast state."""
 
@@ -921,3 +937,20 @@ class ProcessJoinFunction(Function):
         self, left: Any, right: Any, ctx: ProcessJoinFunction.Context
     ) -> Iterable[Any] | None:
         """The outputs for a matched pair (return or yield them)."""
+
+
+# PyFlink defines the broadcast contexts on the common base.
+BaseBroadcastProcessFunction.BaseContext = BroadcastProcessFunction.BaseContext  # type: ignore[attr-defined]
+BaseBroadcastProcessFunction.Context = BroadcastProcessFunction.Context  # type: ignore[attr-defined]
+BaseBroadcastProcessFunction.ReadOnlyContext = BroadcastProcessFunction.ReadOnlyContext  # type: ignore[attr-defined]
+
+_ASYNC = NOT_BUILT + " (async I/O); call the service from a map() or process() function"
+__getattr__ = module_getattr(
+    __name__,
+    {
+        "AsyncFunction": _ASYNC,
+        "AsyncFunctionDescriptor": _ASYNC,
+        "AsyncRetryPredicate": _ASYNC,
+        "AsyncRetryStrategy": _ASYNC,
+    },
+)

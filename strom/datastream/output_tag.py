@@ -17,14 +17,18 @@ class OutputTag:
         class Split(ProcessFunction):
             def process_element(self, value, ctx):
                 if value < 0:
-                    ctx.output(late, value)   # to the side output
+                    yield late, value         # to the side output, as in PyFlink
                 else:
                     yield value               # to the main output
 
         main = ds.process(Split())
         main.get_side_output(late).print()
 
-    Two tags with the same id name the same side output.
+    Every function with side outputs in PyFlink (process, keyed process, co-process,
+    broadcast process, process window and join functions) emits to one by yielding
+    ``(output_tag, value)``; as in PyFlink such a pair stays in the main output when no side
+    output of the operator is read. ``ctx.output(tag, value)`` is a Strom extension that does
+    the same. Two tags with the same id name the same side output.
     """
 
     def __init__(self, tag_id: str, type_info: Any = None) -> None:

@@ -10,7 +10,7 @@ from __future__ import annotations
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterable, Iterator
 from enum import Enum
-from typing import Any
+from typing import Any, Generic, TypeVar
 
 from strom.common.time import Time
 from strom.common.typeinfo import TypeInformation, Types
@@ -37,6 +37,13 @@ __all__ = [
     "ValueStateDescriptor",
 ]
 
+# PyFlink's type variables of the state interfaces (``ValueState[int]``, ``MapState[str, int]``).
+T = TypeVar("T")
+K = TypeVar("K")
+V = TypeVar("V")
+IN = TypeVar("IN")
+OUT = TypeVar("OUT")
+
 
 # ------------------------------------------------------------------ state interfaces
 
@@ -49,7 +56,7 @@ class State(ABC):
         """Remove the value of the current key."""
 
 
-class ValueState(State):
+class ValueState(State, Generic[T]):
     """One value per key."""
 
     @abstractmethod
@@ -61,7 +68,7 @@ class ValueState(State):
         """Set the value of the current key (None clears it)."""
 
 
-class AppendingState(State):
+class AppendingState(State, Generic[IN, OUT]):
     """A state that values are added to and that is read as a whole."""
 
     @abstractmethod
@@ -73,19 +80,19 @@ class AppendingState(State):
         """Add ``value``."""
 
 
-class MergingState(AppendingState):
+class MergingState(AppendingState[IN, OUT]):
     """An appending state whose contents can be merged (for merging windows)."""
 
 
-class ReducingState(MergingState):
+class ReducingState(MergingState[T, T]):
     """One value per key, combined with each added value by a reduce function."""
 
 
-class AggregatingState(MergingState):
+class AggregatingState(MergingState[IN, OUT]):
     """An accumulator per key, fed by an ``AggregateFunction``; ``get`` returns its result."""
 
 
-class ListState(MergingState):
+class ListState(MergingState[T, Iterable[T]]):
     """A list of values per key."""
 
     @abstractmethod
@@ -108,7 +115,7 @@ class ListState(MergingState):
         return iter(self.get())
 
 
-class MapState(State):
+class MapState(State, Generic[K, V]):
     """A dict per key."""
 
     @abstractmethod
@@ -163,7 +170,7 @@ class MapState(State):
         return iter(self.keys())
 
 
-class ReadOnlyBroadcastState(State):
+class ReadOnlyBroadcastState(State, Generic[K, V]):
     """Broadcast state as a non-broadcast input sees it: read-only."""
 
     @abstractmethod
@@ -200,7 +207,7 @@ class ReadOnlyBroadcastState(State):
         return iter(self.keys())
 
 
-class BroadcastState(ReadOnlyBroadcastState):
+class BroadcastState(ReadOnlyBroadcastState[K, V]):
     """Broadcast state as the broadcast input sees it: writable."""
 
     @abstractmethod

@@ -6,6 +6,7 @@ run with ``strom run job.py`` it is submitted to the cluster the CLI names.
 
 from __future__ import annotations
 
+import logging
 import os
 import sys
 from typing import Any
@@ -16,6 +17,8 @@ from strom.graph.job_graph import JobGraph, build_job_graph
 from strom.graph.stream_graph import OperatorSpec, StreamGraph
 
 __all__ = ["StreamExecutionEnvironment", "JobExecutionResult", "JobClient"]
+
+_log = logging.getLogger(__name__)
 
 
 class JobExecutionResult:
@@ -36,8 +39,13 @@ class JobExecutionResult:
     def get_all_accumulator_results(self) -> dict:
         return dict(self._accumulators)
 
-    def get_accumulator_result(self, name: str) -> Any:
-        return self._accumulators.get(name)
+    def result(self, timeout: float | None = None) -> JobExecutionResult:
+        """This result: PyFlink's ``get_job_execution_result()`` returns a future of it, so
+        programs call ``.result()`` on it; Strom's returns it once the job has ended."""
+        return self
+
+    def get_accumulator_result(self, accumulator_name: str) -> Any:
+        return self._accumulators.get(accumulator_name)
 
     def is_job_execution_result(self) -> bool:
         return True
@@ -62,6 +70,16 @@ class JobClient:
         raise NotImplementedError
 
     def get_job_execution_result(self) -> JobExecutionResult:
+        raise NotImplementedError
+
+    def trigger_savepoint(self, savepoint_directory: str | None = None) -> Any:
+        """Take a savepoint; a ``CompletableFuture`` of its location."""
+        raise NotImplementedError
+
+    def stop_with_savepoint(
+        self, advance_to_end_of_event_time: bool, savepoint_directory: str | None = None
+    ) -> Any:
+        """Take a savepoint and stop the job; a ``CompletableFuture`` of its location."""
         raise NotImplementedError
 
 
@@ -199,6 +217,135 @@ class StreamExecutionEnvironment:
     def set_stream_time_characteristic(self, characteristic: Any) -> None:
         """Deprecated in Flink; event time is always available."""
 
+    # ------------------------------------------------------------ Python dependencies
+
+    def _append_setting(self, key: str, item: str, separator: str) -> None:
+        current = self._configuration.get(key)
+        self._configuration[key] = f"{current}{separator}{item}" if current else item
+
+    def add_python_file(self, file_path: str) -> None:
+        """Make a Python file, package directory or zip importable by the job's functions.
+
+        Recorded under Flink's ``python.files`` key (what ``strom run -pyfs`` sets), and, for
+        the embedded mini-cluster that runs tasks in this process, put on ``sys.path`` now.
+        """
+        path = os.path.abspath(file_path)
+        if not os.path.exists(path):
+            raise FileNotFoundError(f"add_python_file(): {file_path} does not exist")
+        self._append_setting("python.files", path, ",")
+        entry = os.path.dirname(path) if path.endswith(".py") else path
+        if entry not in sys.path:
+            sys.path.insert(0, entry)
+
+    def add_python_archive(self, archive_path: str, target_dir: str | None = None) -> None:
+        """An archive (zip) to extract for the job's functions, under ``target_dir`` (its file
+        name by default); recorded under Flink's ``python.archives`` key."""
+        path = os.path.abspath(archive_path)
+        if not os.path.exists(path):
+            raise FileNotFoundError(f"add_python_archive(): {archive_path} does not exist")
+        self._append_setting("python.archives", f"{path}#{target_dir}" if target_dir else path, ",")
+
+    def set_python_requirements(
+        self, requirements_file_path: str, requirements_cache_dir: str | None = None
+    ) -> None:
+        """The pip requirements of the job's functions (Flink's ``python.requirements``).
+
+        The embedded mini-cluster runs in this interpreter, so they must be installed here;
+        Strom logs a note rather than installing packages into the running environment.
+        """
+        path = os.path.abspath(requirements_file_path)
+        value = (
+            f"{path}#{os.path.abspath(requirements_cache_dir)}" if requirements_cache_dir else path
+        )
+        self._configuration["python.requirements"] = value
+        _log.info(
+            "set_python_requirements(%s): recorded as python.requirements; when run with "
+            "python the job uses the packages of this interpreter",
+            requirements_file_path,
+        )
+
+    def set_python_executable(self, python_exec: str) -> None:
+        """The interpreter for the job's functions (Flink's ``python.executable``). The
+        embedded mini-cluster runs in this interpreter and notes so when another is named."""
+        self._configuration["python.executable"] = python_exec
+        if os.path.realpath(python_exec) != os.path.realpath(sys.executable):
+            _log.info(
+                "set_python_executable(%s): recorded as python.executable; when run with "
+                "python the job runs in this interpreter (%s)",
+                python_exec,
+                sys.executable,
+            )
+
+    def add_jars(self, *jars_path: str) -> None:
+        """Accepted for PyFlink programs (``pipeline.jars``); Strom has no JVM to load jars."""
+        for jar in jars_path:
+            self._append_setting("pipeline.jars", jar, ";")
+        _log.info("add_jars(%s): Strom has no JVM; the jars are not used", ", ".join(jars_path))
+
+    def add_classpaths(self, *classpaths: str) -> None:
+        """Accepted for PyFlink programs (``pipeline.classpaths``); Strom has no JVM."""
+        for classpath in classpaths:
+            self._append_setting("pipeline.classpaths", classpath, ";")
+        _log.info("add_classpaths(%s): Strom has no JVM; not used", ", ".join(classpaths))
+
+    def register_cached_file(self, file_path: str, name: str, executable: bool = False) -> None:
+        """Recorded (Flink's ``pipeline.cached-files``); functions read the file by its path."""
+        flag = ",executable:true" if executable else ""
+        self._append_setting("pipeline.cached-files", f"name:{name},path:{file_path}{flag}", ";")
+
+    # ------------------------------------------------------------ other PyFlink settings
+
+    def register_slot_sharing_group(self, slot_sharing_group: Any) -> StreamExecutionEnvironment:
+        """Accepted: Strom places by slot sharing group name; resource profiles are not used."""
+        self.__dict__.setdefault("_slot_sharing_groups", {})[slot_sharing_group.get_name()] = (
+            slot_sharing_group
+        )
+        return self
+
+    def set_default_local_parallelism(self, parallelism: int) -> None:
+        """The parallelism of environments created for local runs (this environment's)."""
+        self.set_parallelism(parallelism)
+
+    def get_default_local_parallelism(self) -> int:
+        return self.get_parallelism()
+
+    def set_default_savepoint_directory(self, directory: str) -> StreamExecutionEnvironment:
+        self._configuration["state.savepoints.dir"] = directory
+        return self
+
+    def get_default_savepoint_directory(self) -> str | None:
+        return self._configuration.get("state.savepoints.dir")
+
+    def enable_changelog_state_backend(self, enabled: bool) -> StreamExecutionEnvironment:
+        """Accepted; Strom's snapshots are not changelog-based."""
+        self._configuration["state.changelog.enabled"] = "true" if enabled else "false"
+        return self
+
+    def is_changelog_state_backend_enabled(self) -> bool | None:
+        value = self._configuration.get("state.changelog.enabled")
+        return None if value is None else value == "true"
+
+    def get_checkpointing_consistency_mode(self) -> Any:
+        return self._checkpoint_config.get_checkpointing_mode()
+
+    def is_unaligned_checkpoints_enabled(self) -> bool:
+        return self._checkpoint_config.is_unaligned_checkpoints_enabled()
+
+    def is_force_unaligned_checkpoints(self) -> bool:
+        return self._checkpoint_config.is_force_unaligned_checkpoints()
+
+    def is_chaining_of_operators_with_different_max_parallelism_enabled(self) -> bool:
+        return True
+
+    def set_state_backend(self, state_backend: Any) -> StreamExecutionEnvironment:
+        """Accepts PyFlink's state backends; Strom keeps keyed state in memory and snapshots
+        it to the checkpoint storage (``HashMapStateBackend``)."""
+        self._state_backend = state_backend
+        return self
+
+    def get_state_backend(self) -> Any:
+        return getattr(self, "_state_backend", None)
+
     # ------------------------------------------------------------ sources
 
     def from_collection(self, collection: Any, type_info: Any = None) -> DataStream:
@@ -206,6 +353,11 @@ class StreamExecutionEnvironment:
         from strom.datastream.connectors.collection import CollectionSource
 
         values = list(collection)
+        from strom.common.type_values import shaper
+
+        shape = shaper(type_info)
+        if shape is not None:  # the elements as PyFlink's encoding with type_info gives them
+            values = [None if v is None else shape(v) for v in values]
         spec = OperatorSpec(
             "source", args={"source": CollectionSource(values), "non_parallel": True}
         )
@@ -288,7 +440,7 @@ class StreamExecutionEnvironment:
                 "(e.g. print()) before calling execute()"
             )
         graph = build_job_graph(
-            self._stream_graph,
+            self._stream_graph.with_inputs(),
             job_name or "Strom Streaming Job",
             self._parallelism,
             self.get_max_parallelism(),

@@ -25,6 +25,7 @@ from collections.abc import Callable, Collection, Iterable
 from enum import Enum
 from typing import Any, Generic, NoReturn, TypeVar
 
+from strom.common.serializer import PickleTypeSerializer
 from strom.common.time import Duration, Time, to_milliseconds
 from strom.common.typeinfo import Types
 from strom.common.watermark_strategy import MAX_TIMESTAMP, MIN_TIMESTAMP
@@ -44,11 +45,13 @@ __all__ = [
     "CountTrigger",
     "CountTumblingWindowAssigner",
     "CountWindow",
+    "CountWindowSerializer",
     "DynamicEventTimeSessionWindows",
     "DynamicProcessingTimeSessionWindows",
     "EventTimeSessionWindows",
     "EventTimeTrigger",
     "GlobalWindow",
+    "GlobalWindowSerializer",
     "GlobalWindows",
     "MergingWindowAssigner",
     "NeverTrigger",
@@ -60,6 +63,7 @@ __all__ = [
     "SlidingEventTimeWindows",
     "SlidingProcessingTimeWindows",
     "TimeWindow",
+    "TimeWindowSerializer",
     "Trigger",
     "TriggerContext",
     "TriggerResult",
@@ -72,6 +76,10 @@ __all__ = [
 
 T = TypeVar("T")
 W = TypeVar("W")
+W2 = TypeVar("W2")
+IN = TypeVar("IN")
+OUT = TypeVar("OUT")
+KEY = TypeVar("KEY")
 
 #: A size, slide, offset or gap: ``Time.seconds(10)``, ``Duration.of_seconds(10)`` or 10_000.
 TimeLike = Time | Duration | int
@@ -463,7 +471,7 @@ class Trigger(ABC, Generic[T, W]):
         """Called when ``window`` is removed: delete its timers and its partitioned state."""
 
 
-class EventTimeTrigger(_Parameterized, Trigger[Any, Window]):
+class EventTimeTrigger(_Parameterized, Trigger[T, Window]):
     """Fires once the watermark passes the end of the window; the default trigger of the
     event-time assigners.
 
@@ -502,7 +510,7 @@ class EventTimeTrigger(_Parameterized, Trigger[Any, Window]):
         ctx.delete_event_time_timer(window.max_timestamp())
 
 
-class ProcessingTimeTrigger(_Parameterized, Trigger[Any, Window]):
+class ProcessingTimeTrigger(_Parameterized, Trigger[T, Window]):
     """Fires once the processing time passes the end of the window; the default trigger of
     the processing-time assigners."""
 
@@ -533,7 +541,7 @@ class ProcessingTimeTrigger(_Parameterized, Trigger[Any, Window]):
         ctx.delete_processing_time_timer(window.max_timestamp())
 
 
-class CountTrigger(_Parameterized, Trigger[Any, Window]):
+class CountTrigger(_Parameterized, Trigger[T, Window]):
     """Fires each time the window has received ``count`` more elements.
 
     Example::
@@ -541,13 +549,13 @@ class CountTrigger(_Parameterized, Trigger[Any, Window]):
         ds.key_by(lambda v: v[0]).window(GlobalWindows.create()).trigger(CountTrigger.of(100))
     """
 
-    def __init__(self, count: int) -> None:
-        self._count = _positive_count(count, "CountTrigger.of(count)")
+    def __init__(self, window_size: int) -> None:
+        self._count = _positive_count(window_size, "CountTrigger.of(window_size)")
         self._count_state_descriptor = ReducingStateDescriptor("count", operator.add, Types.LONG())
 
     @staticmethod
-    def of(count: int) -> CountTrigger:
-        return CountTrigger(count)
+    def of(window_size: int) -> CountTrigger:
+        return CountTrigger(window_size)
 
     def get_count(self) -> int:
         return self._count
@@ -581,7 +589,7 @@ class CountTrigger(_Parameterized, Trigger[Any, Window]):
         ctx.get_partitioned_state(self._count_state_descriptor).clear()
 
 
-class PurgingTrigger(_Parameterized, Trigger[Any, Window]):
+class PurgingTrigger(_Parameterized, Trigger[T, Window]):
     """Turns every FIRE of ``nested_trigger`` into FIRE_AND_PURGE.
 
     Example::
@@ -629,7 +637,7 @@ class PurgingTrigger(_Parameterized, Trigger[Any, Window]):
         self.nested_trigger.clear(window, ctx)
 
 
-class _ContinuousTimeTrigger(_Parameterized, Trigger[Any, TimeWindow]):
+class _ContinuousTimeTrigger(_Parameterized, Trigger[T, TimeWindow]):
     """Shared part of the continuous triggers: the next early firing is kept in a
     ``ReducingState`` (min) and set as a timer, never later than the window's end."""
 
@@ -676,7 +684,7 @@ class _ContinuousTimeTrigger(_Parameterized, Trigger[Any, TimeWindow]):
             state.clear()
 
 
-class ContinuousEventTimeTrigger(_ContinuousTimeTrigger):
+class ContinuousEventTimeTrigger(_ContinuousTimeTrigger[T]):
     """Fires every ``interval`` of event time while the window is open (early results), and
     at the window's end.
 
@@ -729,7 +737,7 @@ class ContinuousEventTimeTrigger(_ContinuousTimeTrigger):
             ctx.register_event_time_timer(window.max_timestamp())
 
 
-class ContinuousProcessingTimeTrigger(_ContinuousTimeTrigger):
+class ContinuousProcessingTimeTrigger(_ContinuousTimeTrigger[T]):
     """Fires every ``interval`` of processing time while the window has elements.
 
     Example::
@@ -771,7 +779,7 @@ class ContinuousProcessingTimeTrigger(_ContinuousTimeTrigger):
         return TriggerResult.CONTINUE
 
 
-class NeverTrigger(_Parameterized, Trigger[Any, Window]):
+class NeverTrigger(_Parameterized, Trigger[T, Window]):
     """Never fires; the default trigger of ``GlobalWindows`` (set another with
     ``.trigger(...)``)."""
 
@@ -855,7 +863,7 @@ class WindowAssigner(ABC, Generic[T, W]):
 class MergingWindowAssigner(WindowAssigner[T, W]):
     """An assigner whose windows can merge, such as session windows."""
 
-    class MergeCallback(ABC, Generic[W]):
+    class MergeCallback(ABC, Generic[W2]):
         """Receives the merges that ``merge_windows`` decides."""
 
         @abstractmethod
@@ -870,7 +878,7 @@ class MergingWindowAssigner(WindowAssigner[T, W]):
         that must become one window."""
 
 
-class _TumblingWindows(_Parameterized, WindowAssigner[Any, TimeWindow]):
+class _TumblingWindows(_Parameterized, WindowAssigner[T, TimeWindow]):
     """Shared part of the tumbling assigners: size and offset."""
 
     def __init__(self, size: TimeLike, offset: TimeLike = 0) -> None:
@@ -897,7 +905,7 @@ class _TumblingWindows(_Parameterized, WindowAssigner[Any, TimeWindow]):
         return [TimeWindow(start, start + self._size)]
 
 
-class TumblingEventTimeWindows(_TumblingWindows):
+class TumblingEventTimeWindows(_TumblingWindows[T]):
     """Fixed-size, non-overlapping windows of event time.
 
     ``offset`` shifts the window starts, e.g. daily windows in UTC+8 with
@@ -930,7 +938,7 @@ class TumblingEventTimeWindows(_TumblingWindows):
         return True
 
 
-class TumblingProcessingTimeWindows(_TumblingWindows):
+class TumblingProcessingTimeWindows(_TumblingWindows[T]):
     """Fixed-size, non-overlapping windows of processing time (the clock when the element
     reaches the window operator).
 
@@ -956,7 +964,7 @@ class TumblingProcessingTimeWindows(_TumblingWindows):
         return False
 
 
-class _SlidingWindows(_Parameterized, WindowAssigner[Any, TimeWindow]):
+class _SlidingWindows(_Parameterized, WindowAssigner[T, TimeWindow]):
     """Shared part of the sliding assigners: size, slide and offset."""
 
     def __init__(self, size: TimeLike, slide: TimeLike, offset: TimeLike = 0) -> None:
@@ -991,7 +999,7 @@ class _SlidingWindows(_Parameterized, WindowAssigner[Any, TimeWindow]):
         ]
 
 
-class SlidingEventTimeWindows(_SlidingWindows):
+class SlidingEventTimeWindows(_SlidingWindows[T]):
     """Windows of ``size`` that start every ``slide`` of event time, latest first; an element
     is in about ``size / slide`` windows (in none if it falls in a gap when ``slide > size``).
 
@@ -1026,7 +1034,7 @@ class SlidingEventTimeWindows(_SlidingWindows):
         return True
 
 
-class SlidingProcessingTimeWindows(_SlidingWindows):
+class SlidingProcessingTimeWindows(_SlidingWindows[T]):
     """Windows of ``size`` that start every ``slide`` of processing time.
 
     Example::
@@ -1069,7 +1077,7 @@ class SessionWindowTimeGapExtractor(ABC):
         """The session gap after ``element``, in milliseconds (positive)."""
 
 
-class _SessionWindows(_Parameterized, MergingWindowAssigner[Any, TimeWindow]):
+class _SessionWindows(_Parameterized, MergingWindowAssigner[T, TimeWindow]):
     """Shared part of the session assigners: windows that overlap or touch merge."""
 
     def merge_windows(
@@ -1078,7 +1086,7 @@ class _SessionWindows(_Parameterized, MergingWindowAssigner[Any, TimeWindow]):
         TimeWindow.merge_windows(windows, callback)
 
 
-class _FixedGapSessionWindows(_SessionWindows):
+class _FixedGapSessionWindows(_SessionWindows[T]):
     def __init__(self, session_gap: TimeLike) -> None:
         self._session_gap = _positive_millis(session_gap, f"the gap of {type(self).__name__}")
 
@@ -1089,7 +1097,7 @@ class _FixedGapSessionWindows(_SessionWindows):
         return (self._session_gap,)
 
 
-class EventTimeSessionWindows(_FixedGapSessionWindows):
+class EventTimeSessionWindows(_FixedGapSessionWindows[T]):
     """Sessions of event time: an element opens ``[timestamp, timestamp + gap)`` and windows
     that overlap or touch merge, so a session ends after ``gap`` without elements.
 
@@ -1126,7 +1134,7 @@ class EventTimeSessionWindows(_FixedGapSessionWindows):
         return True
 
 
-class ProcessingTimeSessionWindows(_FixedGapSessionWindows):
+class ProcessingTimeSessionWindows(_FixedGapSessionWindows[T]):
     """Sessions of processing time: a key's session ends after ``gap`` without elements.
 
     Example::
@@ -1158,7 +1166,7 @@ class ProcessingTimeSessionWindows(_FixedGapSessionWindows):
         return False
 
 
-class _DynamicGapSessionWindows(_SessionWindows):
+class _DynamicGapSessionWindows(_SessionWindows[T]):
     def __init__(self, session_window_time_gap_extractor: GapExtractorLike) -> None:
         extractor = session_window_time_gap_extractor
         if callable(getattr(extractor, "extract", None)):
@@ -1193,7 +1201,7 @@ class _DynamicGapSessionWindows(_SessionWindows):
         return [TimeWindow(time, time + gap)]
 
 
-class DynamicEventTimeSessionWindows(_DynamicGapSessionWindows):
+class DynamicEventTimeSessionWindows(_DynamicGapSessionWindows[T]):
     """Event-time sessions whose gap depends on the element: an element opens
     ``[timestamp, timestamp + gap(element))``.
 
@@ -1227,7 +1235,7 @@ class DynamicEventTimeSessionWindows(_DynamicGapSessionWindows):
         return True
 
 
-class DynamicProcessingTimeSessionWindows(_DynamicGapSessionWindows):
+class DynamicProcessingTimeSessionWindows(_DynamicGapSessionWindows[T]):
     """Processing-time sessions whose gap depends on the element.
 
     Example::
@@ -1254,7 +1262,7 @@ class DynamicProcessingTimeSessionWindows(_DynamicGapSessionWindows):
         return False
 
 
-class GlobalWindows(_Parameterized, WindowAssigner[Any, GlobalWindow]):
+class GlobalWindows(_Parameterized, WindowAssigner[T, GlobalWindow]):
     """Puts every element of a key into the one ``GlobalWindow``; it fires only through a
     trigger set with ``.trigger(...)`` (the default never fires).
 
@@ -1282,7 +1290,7 @@ class GlobalWindows(_Parameterized, WindowAssigner[Any, GlobalWindow]):
         return False
 
 
-class _CountWindows(_Parameterized, WindowAssigner[Any, CountWindow]):
+class _CountWindows(_Parameterized, WindowAssigner[T, CountWindow]):
     """Shared part of the count assigners: a per-key element counter in keyed state (through
     ``context.get_runtime_context()``), so it is checkpointed with the window contents.
 
@@ -1316,7 +1324,7 @@ class _CountWindows(_Parameterized, WindowAssigner[Any, CountWindow]):
         return False
 
 
-class CountTumblingWindowAssigner(_CountWindows):
+class CountTumblingWindowAssigner(_CountWindows[T]):
     """Windows of ``size`` consecutive elements of a key: elements 0..size-1 go to
     ``CountWindow(0)``, the next ``size`` to ``CountWindow(1)``, and so on.
 
@@ -1342,7 +1350,7 @@ class CountTumblingWindowAssigner(_CountWindows):
         return [CountWindow(self._next_index(context) // self._window_size)]
 
 
-class CountSlidingWindowAssigner(_CountWindows):
+class CountSlidingWindowAssigner(_CountWindows[T]):
     """Windows of ``size`` consecutive elements of a key, one starting every ``slide``
     elements: ``CountWindow(i)`` holds elements ``i*slide .. i*slide+size-1`` (latest window
     first in the result of ``assign_windows``).
@@ -1381,3 +1389,15 @@ class CountSlidingWindowAssigner(_CountWindows):
             windows.append(CountWindow(window_id))
             window_id -= 1
         return windows
+
+
+class TimeWindowSerializer(PickleTypeSerializer):
+    """Accepted from ``get_window_serializer()``; Strom pickles windows itself."""
+
+
+class CountWindowSerializer(PickleTypeSerializer):
+    """Accepted from ``get_window_serializer()``; Strom pickles windows itself."""
+
+
+class GlobalWindowSerializer(PickleTypeSerializer):
+    """Accepted from ``get_window_serializer()``; Strom pickles windows itself."""

@@ -21,13 +21,16 @@ class OperatorSpec:
     """What a task runs for one operator: a kind the runtime knows and its arguments.
 
     ``function`` is the user's function object (or callable); ``key_selector`` is set for
-    operators on a keyed stream; ``args`` holds kind-specific settings.
+    operators on a keyed stream; ``args`` holds kind-specific settings; ``output_type`` is the
+    declared type (a ``TypeInformation``) that shapes the operator's outputs, as PyFlink's
+    encoding with that type does (``Row`` objects, 32-bit floats, range-checked ints).
     """
 
     kind: str
     function: Any = None
     key_selector: Any = None
     args: dict[str, Any] = field(default_factory=dict)
+    output_type: Any = None
 
     @property
     def is_keyed(self) -> bool:
@@ -75,3 +78,22 @@ class StreamGraph:
 
     def clear(self) -> None:
         self.transformations.clear()
+
+    def with_inputs(self) -> StreamGraph:
+        """The recorded transformations and everything they read from, in recording order.
+
+        After ``execute()`` clears the graph, a program may go on from a stream defined before
+        (PyFlink's examples call ``execute()`` once per result of one source): the next job
+        holds that stream's upstream operators again, as Flink's graph generator does.
+        """
+        seen: dict[int, Transformation] = {}
+        pending = list(self.transformations)
+        while pending:
+            transformation = pending.pop()
+            if transformation.id not in seen:
+                seen[transformation.id] = transformation
+                pending.extend(transformation.inputs)
+        closed = StreamGraph()
+        closed.transformations = [seen[i] for i in sorted(seen)]
+        closed._ids = self._ids
+        return closed

@@ -7,7 +7,6 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from strom.datastream import functions as api
-from strom.datastream.output_tag import tag_id_of
 
 MIN_WATERMARK = -(2**63)
 
@@ -159,4 +158,4 @@ class ProcessContext:
 
     def output(self, output_tag: Any, value: Any) -> None:
         """Emit ``value`` to the side output ``output_tag``, with the current timestamp."""
-        self._operator.output.side_output(tag_id_of(output_tag), value, self.current_timestamp)
+        self._operator.output.tagged_output(output_tag, value, self.current_timestamp)

@@ -53,9 +53,7 @@ class _JoinContext:
 
     def output(self, output_tag: Any, value: Any) -> None:
         """Emit ``value`` to a side output, with the pair's timestamp."""
-        from strom.datastream.output_tag import tag_id_of
-
-        self._operator.output.side_output(tag_id_of(output_tag), value, self.get_timestamp())
+        self._operator.output.tagged_output(output_tag, value, self.get_timestamp())
 
 
 class IntervalJoinOperator(KeyedOperator):

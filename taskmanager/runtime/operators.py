@@ -13,6 +13,8 @@ import time
 from collections.abc import Callable
 from typing import Any
 
+from strom.common.type_values import formatter, shaper
+from strom.datastream.output_tag import OutputTag, tag_id_of
 from strom.graph.partitioning import key_group_range
 from strom.graph.stream_graph import OperatorSpec
 from taskmanager.network.elements import WATERMARK, WATERMARK_STATUS
@@ -85,9 +87,75 @@ class Output:
         if side is not None:
             side.emit([value], None if timestamp is None else [timestamp])
 
+    def tagged_output(self, output_tag: Any, value: Any, timestamp: int | None) -> None:
+        """``ctx.output(output_tag, value)``: to the side output, shaped by the tag's type."""
+        self.side_output(tag_id_of(output_tag), value, timestamp)
+
 
 def _drop(values: list, timestamps: list | None) -> None:
     pass
+
+
+class ShapingOutput(Output):
+    """An operator's output as PyFlink's would be: values take the form of the declared output
+    type (``Row``, 32-bit floats, range-checked ints, tuples), and when the operator has side
+    outputs a yielded ``(output_tag, value)`` pair goes to that side output, shaped by the
+    tag's type (PyFlink's way to emit to a side output; it only does so when some side output
+    of the operator is consumed, and so does this)."""
+
+    __slots__ = ("inner", "tag_shapes")
+
+    def __init__(self, inner: Output, shape: Callable[[Any], Any] | None, route: bool) -> None:
+        self.inner = inner
+        self.targets, self.writers, self.side = inner.targets, inner.writers, inner.side
+        self.tag_shapes: dict[str, Callable[[Any], Any] | None] = {}
+        inner_emit = inner.emit
+        typed = shape
+        if not route:
+
+            def emit(values: list, timestamps: list | None) -> None:
+                inner_emit([None if v is None else typed(v) for v in values], timestamps)
+
+        else:
+
+            def emit(values: list, timestamps: list | None) -> None:
+                main: list = []
+                stamps: list | None = None if timestamps is None else []
+                for index, value in enumerate(values):
+                    stamp = None if timestamps is None else timestamps[index]
+                    if type(value) is tuple and value and isinstance(value[0], OutputTag):
+                        self._to_side(value[0], value[1], stamp)
+                        continue
+                    main.append(value if typed is None or value is None else typed(value))
+                    if stamps is not None:
+                        stamps.append(stamp)
+                if main:
+                    inner_emit(main, stamps)
+
+        self.emit = emit
+
+    def tagged_output(self, output_tag: Any, value: Any, timestamp: int | None) -> None:
+        tag_id_of(output_tag)  # a clear error for anything but an OutputTag
+        self._to_side(output_tag, value, timestamp)
+
+    def _to_side(self, tag: OutputTag, value: Any, stamp: int | None) -> None:
+        tag_id = tag.tag_id
+        if tag_id not in self.tag_shapes:
+            self.tag_shapes[tag_id] = shaper(tag.type_info)
+        shape = self.tag_shapes[tag_id]
+        if shape is not None and value is not None:
+            value = shape(value)
+        self.inner.side_output(tag_id, value, stamp)
+
+
+def shaping_output(output: Output, spec: OperatorSpec) -> Output:
+    """``output``, or a :class:`ShapingOutput` around it when the operator declares an output
+    type that changes values or has side outputs that ``yield tag, value`` may feed."""
+    shape = shaper(spec.output_type)
+    route = bool(output.side)
+    if isinstance(output, ShapingOutput) or (shape is None and not route):
+        return output
+    return ShapingOutput(output, shape, route)
 
 
 def is_checkpointed_function(function: Any) -> bool:
@@ -118,9 +186,18 @@ class Operator:
         self.spec = spec
         self.context = context
         self.function = spec.function
-        self.output: Output = Output([], [])
+        self._output: Output = Output([], [])
         self.records_in = 0
         self.function_state: FunctionState | None = None
+
+    @property
+    def output(self) -> Output:
+        """Where results go; set by the task, which wires the chain."""
+        return self._output
+
+    @output.setter
+    def output(self, output: Output) -> None:
+        self._output = shaping_output(output, self.spec)
 
     # -------------------------------------------------------------- checkpoints
 
@@ -664,10 +741,12 @@ class PrintOperator(Operator):
         if identifier:
             prefix = f"{identifier}:{prefix}" if prefix else f"{identifier}> "
         self.prefix = prefix
+        #: the text of a record, as PyFlink prints one of the stream's declared type
+        self.text = formatter(self.spec.args.get("type_info"))
 
     def process_batch(self, values, timestamps):
-        prefix = self.prefix
-        text = "".join(f"{prefix}{v}\n" for v in values)
+        prefix, text = self.prefix, self.text
+        text = "".join(f"{prefix}{text(v)}\n" for v in values)
         stream = sys.stdout
         stream.write(text)
         stream.flush()

@@ -12,7 +12,6 @@ import itertools
 import time
 from typing import Any
 
-from strom.datastream.output_tag import tag_id_of
 from strom.datastream.window import TimeWindow
 from taskmanager.runtime.operators import MAX_WATERMARK, KeyedOperator, user_function
 from taskmanager.state.heap import HeapKeyedStateBackend
@@ -124,9 +123,7 @@ class _WindowContext:
 
     def output(self, output_tag: Any, value: Any) -> None:
         """Emit ``value`` to a side output, stamped with the window's last timestamp."""
-        self._operator.output.side_output(
-            tag_id_of(output_tag), value, self._window.max_timestamp()
-        )
+        self._operator.output.tagged_output(output_tag, value, self._window.max_timestamp())
 
 
 WINDOW_STATE_PREFIX = "__window__/"

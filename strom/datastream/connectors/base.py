@@ -12,8 +12,18 @@ from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from enum import Enum
+from typing import Any
 
-__all__ = ["FINISHED_POSITION", "DeliveryGuarantee", "Sink", "SinkWriter", "Source", "SourceReader"]
+__all__ = [
+    "FINISHED_POSITION",
+    "DeliveryGuarantee",
+    "Sink",
+    "SinkWriter",
+    "Source",
+    "SourceReader",
+    "StreamTransformer",
+    "SupportsPreprocessing",
+]
 
 #: the position, in a restore at another parallelism, of an old subtask that had read
 #: everything and finished before the checkpoint
@@ -99,3 +109,20 @@ def check_subtask(subtask_index: int, parallelism: int) -> None:
     """Raise when ``subtask_index`` is not a subtask of ``parallelism``."""
     if parallelism < 1 or not 0 <= subtask_index < parallelism:
         raise ValueError(f"subtask {subtask_index} of parallelism {parallelism} does not exist")
+
+
+class StreamTransformer(ABC):
+    """Turns a stream into the stream a sink writes (``SupportsPreprocessing``)."""
+
+    @abstractmethod
+    def apply(self, ds: Any) -> Any:
+        """The stream to write instead of ``ds``."""
+
+
+class SupportsPreprocessing(ABC):
+    """A sink that reshapes the stream before writing it (``sink_to`` applies the
+    transformer first, as PyFlink does)."""
+
+    @abstractmethod
+    def get_transformer(self) -> StreamTransformer | None:
+        """The transformer to apply, or None."""

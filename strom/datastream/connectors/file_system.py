@@ -27,6 +27,7 @@ import zlib
 from collections.abc import Callable
 from typing import IO, Any, NamedTuple
 
+from strom._unsupported import JVM_FORMAT, NOT_BUILT, module_getattr, raise_unsupported
 from strom.common.serialization import Encoder
 from strom.common.time import Duration, to_milliseconds
 from strom.datastream.connectors.base import Sink, SinkWriter, Source, SourceReader, check_subtask
@@ -687,7 +688,7 @@ class BucketAssigner:
 
     @staticmethod
     def date_time_bucket_assigner(
-        format_str: str = "%Y-%m-%d--%H", timezone_id: str | None = None
+        format_str: str = "yyyy-MM-dd--HH", timezone_id: str | None = None
     ) -> BucketAssigner:
         """One bucket per period of processing time, named by ``format_str`` (strftime, or a
         Java pattern such as ``yyyy-MM-dd--HH``) in ``timezone_id`` (local time if None)."""
@@ -816,6 +817,10 @@ class FileSink(Sink):
         self.output_file_config = output_file_config or OutputFileConfig()
         self.bucket_check_interval = bucket_check_interval
 
+    def get_transformer(self) -> None:
+        """No reshaping before writing (``SupportsPreprocessing``)."""
+        return None
+
     @staticmethod
     def for_row_format(base_path: str, encoder: Encoder) -> RowFormatBuilder:
         """A builder of a sink writing each record with ``encoder`` under ``base_path``."""
@@ -867,6 +872,15 @@ class RowFormatBuilder:
         self._output_file_config = output_file_config
         return self
 
+    def enable_compact(self, strategy: Any, compactor: Any) -> RowFormatBuilder:
+        raise_unsupported(
+            "pyflink.datastream.connectors.file_system.FileSink.RowFormatBuilder.enable_compact",
+            NOT_BUILT + " (part files are not compacted)",
+        )
+
+    def disable_compact(self) -> RowFormatBuilder:
+        return self
+
     def build(self) -> FileSink:
         return FileSink(
             self._base_path,
@@ -879,6 +893,11 @@ class RowFormatBuilder:
 
 
 FileSink.RowFormatBuilder = RowFormatBuilder  # type: ignore[attr-defined]
+
+
+# PyFlink nests the builders in FileSink.
+FileSink.RowFormatBuilder = RowFormatBuilder  # type: ignore[attr-defined]
+FileSink.BaseBuilder = RowFormatBuilder  # type: ignore[attr-defined]
 
 
 class _PartFile:
@@ -1025,3 +1044,17 @@ class FileSinkWriter(SinkWriter):
         for part in self._open.values():
             self._rolled.append((part.in_progress, part.final))
         self._open.clear()
+
+
+__getattr__ = module_getattr(
+    __name__,
+    {
+        "BulkFormat": JVM_FORMAT,
+        "FileCompactStrategy": NOT_BUILT + " (part files are not compacted)",
+        "FileCompactor": NOT_BUILT + " (part files are not compacted)",
+        "FileEnumeratorProvider": "it plugs a Java file enumerator into FileSource",
+        "FileSplitAssignerProvider": "it plugs a Java split assigner into FileSource",
+        "StreamingFileSink": "the deprecated sink function; use FileSink, which writes the same "
+        "part files",
+    },
+)
