@@ -1,13 +1,14 @@
 """Word-count throughput: Strom against a plain Python loop doing the same work, same run.
 
-    python bench/wordcount.py                 # embedded, parallelism 1 (the target: >= 0.35)
+    python bench/wordcount.py                 # embedded, parallelism 1 (target: >= 0.50 of inline)
     python bench/wordcount.py --cluster 2     # also a 2-TaskManager cluster at parallelism 2
 
 The input is 2,000,000 words (a 10,000-word vocabulary, Zipf-skewed, 10 words a line) made
 from a fixed seed and written to a file. The job reads the file, splits lines (flat_map),
 keys by word, keeps a running count (reduce) and hands every result to a sink that drops it.
-The baseline runs the very same functions in one loop in this process. The script prints
-both throughputs and the ratio Strom/plain; machines are noisy, so only the ratio counts.
+Two baselines run in this process: the work written inline by hand (the target's baseline)
+and the very same user functions called in one loop. The script prints the throughputs and
+the ratios; machines are noisy, so only the ratios count.
 """
 
 from __future__ import annotations
@@ -86,15 +87,22 @@ def plain_loop(path: Path) -> float:
     return elapsed
 
 
-def idiomatic_loop(path: Path) -> float:
-    """What one would write by hand without functions; for reference only."""
+def inline_loop(path: Path) -> float:
+    """The same work written inline, as a user would write it by hand: split, count, and make
+    each running result ``(word, count)`` (the job hands every one to a sink). The target's
+    baseline (issue 12)."""
     started = time.perf_counter()
     counts: dict[str, int] = {}
+    result = None
     with open(path) as handle:
         for line in handle:
             for word in line.split():
-                counts[word] = counts.get(word, 0) + 1
-    return time.perf_counter() - started
+                count = counts.get(word, 0) + 1
+                counts[word] = count
+                result = (word, count)
+    elapsed = time.perf_counter() - started
+    assert result is not None and sum(counts.values()) == WORDS
+    return elapsed
 
 
 def strom_job(path: Path, parallelism: int) -> float:
@@ -189,21 +197,23 @@ def main() -> None:
         make_input(path)
         # Interleave the runs so that a machine slowing down or speeding up (these are
         # shared machines) affects both sides alike; the best run of each counts.
-        plain = idiomatic = embedded = float("inf")
+        plain = inline = embedded = float("inf")
         for _ in range(args.repeat):
             plain = min(plain, plain_loop(path))
-            idiomatic = min(idiomatic, idiomatic_loop(path))
+            inline = min(inline, inline_loop(path))
             embedded = min(embedded, strom_job(path, 1))
         print(f"words: {WORDS:,}")
         print(f"plain loop (same functions): {WORDS / plain:12,.0f} words/s")
-        print(f"hand-written dict loop:      {WORDS / idiomatic:12,.0f} words/s (reference)")
+        print(f"inline loop (by hand):       {WORDS / inline:12,.0f} words/s")
         print(f"strom embedded p=1:          {WORDS / embedded:12,.0f} words/s")
-        print(f"ratio strom/plain (p=1): {plain / embedded:.2f}  (target >= 0.35)")
+        print(f"ratio strom/inline (p=1): {inline / embedded:.2f}  (target >= 0.50)")
+        print(f"ratio strom/plain  (p=1): {plain / embedded:.2f}")
         if args.cluster:
             clustered = cluster_run(path, args.cluster, work)
             print(
                 f"strom cluster p={args.cluster} ({args.cluster} TaskManagers): "
-                f"{WORDS / clustered:12,.0f} words/s; ratio to plain {plain / clustered:.2f}"
+                f"{WORDS / clustered:12,.0f} words/s; ratio to inline {inline / clustered:.2f}, "
+                f"to embedded p=1 {embedded / clustered:.2f}"
             )
 
 
