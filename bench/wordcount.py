@@ -2,6 +2,7 @@
 
     python bench/wordcount.py                 # embedded, parallelism 1 (target: >= 0.50 of inline)
     python bench/wordcount.py --cluster 2     # also a 2-TaskManager cluster at parallelism 2
+    python bench/wordcount.py --cluster 1 --slots 2   # 1 TaskManager x 2 slots
 
 The input is 2,000,000 words (a 10,000-word vocabulary, Zipf-skewed, 10 words a line) made
 from a fixed seed and written to a file. The job reads the file, splits lines (flat_map),
@@ -14,11 +15,7 @@ the ratios; machines are noisy, so only the ratios count.
 from __future__ import annotations
 
 import argparse
-import os
 import random
-import signal
-import socket
-import subprocess
 import sys
 import tempfile
 import time
@@ -26,12 +23,11 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
+sys.path.insert(0, str(REPO / "bench"))
 
-from strom.datastream import (  # noqa: E402
-    SinkFunction,
-    StreamExecutionEnvironment,
-    execution_context,  # noqa: E402
-)
+from cluster import local_cluster  # noqa: E402
+
+from strom.datastream import SinkFunction, StreamExecutionEnvironment  # noqa: E402
 from strom.datastream.connectors.file_system import FileSource, StreamFormat  # noqa: E402
 
 WORDS = 2_000_000
@@ -121,74 +117,16 @@ def strom_job(path: Path, parallelism: int) -> float:
     return time.perf_counter() - started
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-def cluster_run(path: Path, taskmanagers: int, work: Path) -> float:
-    """Start a JobManager and TaskManagers as processes; run the job at that parallelism."""
-    conf = work / "conf"
-    conf.mkdir()
-    rpc, rest = _free_port(), _free_port()
-    (conf / "strom-conf.yaml").write_text(
-        f"jobmanager.rpc.address: 127.0.0.1\njobmanager.rpc.port: {rpc}\nrest.port: {rest}\n"
-        "taskmanager.numberOfTaskSlots: 1\n"
-    )
-    env = dict(os.environ, PYTHONPATH=str(REPO), STROM_CONF_DIR=str(conf))
-    processes = [
-        subprocess.Popen(
-            [sys.executable, "-m", "jobmanager"],
-            env=env,
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-        )
-    ]
-    try:
-        from client.gateway import ClusterClient
-
-        deadline = time.monotonic() + 30
-        for _ in range(taskmanagers):
-            processes.append(
-                subprocess.Popen(
-                    [sys.executable, "-m", "taskmanager"],
-                    env=env,
-                    stdout=subprocess.DEVNULL,
-                    stderr=subprocess.DEVNULL,
-                )
-            )
-        with ClusterClient(f"127.0.0.1:{rpc}") as cluster:
-            while True:
-                try:
-                    if cluster.overview().taskmanagers == taskmanagers:
-                        break
-                except Exception:
-                    pass
-                if time.monotonic() > deadline:
-                    raise RuntimeError("the cluster did not come up")
-                time.sleep(0.05)
-        context = execution_context.ExecutionContext(
-            target="remote", jobmanager=f"127.0.0.1:{rpc}", parallelism=taskmanagers
-        )
-        previous = execution_context.set_current(context)
-        try:
-            return strom_job(path, taskmanagers)
-        finally:
-            execution_context.set_current(previous)
-    finally:
-        for process in processes:
-            process.send_signal(signal.SIGTERM)
-        for process in processes:
-            try:
-                process.wait(10)
-            except subprocess.TimeoutExpired:
-                process.kill()
+def cluster_run(path: Path, taskmanagers: int, work: Path, slots: int = 1) -> float:
+    """Start a JobManager and TaskManagers as processes; run the job on all their slots."""
+    with local_cluster(taskmanagers, work, slots):
+        return strom_job(path, taskmanagers * slots)
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description="Strom word-count benchmark")
     parser.add_argument("--cluster", type=int, default=0, help="also run on N TaskManagers")
+    parser.add_argument("--slots", type=int, default=1, help="slots per TaskManager")
     parser.add_argument("--repeat", type=int, default=5, help="runs of each; the best counts")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory(prefix="strom-bench-") as tmp:
@@ -209,9 +147,10 @@ def main() -> None:
         print(f"ratio strom/inline (p=1): {inline / embedded:.2f}  (target >= 0.50)")
         print(f"ratio strom/plain  (p=1): {plain / embedded:.2f}")
         if args.cluster:
-            clustered = cluster_run(path, args.cluster, work)
+            clustered = cluster_run(path, args.cluster, work, args.slots)
+            p = args.cluster * args.slots
             print(
-                f"strom cluster p={args.cluster} ({args.cluster} TaskManagers): "
+                f"strom cluster p={p} ({args.cluster} TaskManagers x {args.slots} slots): "
                 f"{WORDS / clustered:12,.0f} words/s; ratio to inline {inline / clustered:.2f}, "
                 f"to embedded p=1 {embedded / clustered:.2f}"
             )
