@@ -170,10 +170,13 @@ def test_a_record_waits_one_buffer_timeout_end_to_end_not_one_per_buffer(mode):
     stream = env.add_source(TimedSource()).key_by(first_field).map(latency_of)
     latencies = sorted(mode.collect(stream))
     assert len(latencies) == int(RECORDS_PER_S * RUN_S)
-    # The oldest record of each batch waits about one timeout; two would be 600 ms.
-    worst = latencies[int(len(latencies) * 0.98)]
-    assert worst < TIMEOUT_MS / 1000 * 1.5, f"p98 latency {worst * 1000:.0f} ms"
-    assert latencies[-1] < TIMEOUT_MS / 1000 * 1.8
+    # A record taken in x ms after the oldest of its batch waits about (timeout - x) ms; with
+    # a second wait in the writer it was (2 * timeout - x): a median of 1.5 timeouts and a
+    # 90th percentile of 1.9. Scheduling delays on a loaded machine stay far below those.
+    timeout = TIMEOUT_MS / 1000
+    median, p90 = latencies[len(latencies) // 2], latencies[int(len(latencies) * 0.9)]
+    assert median < 1.0 * timeout, f"median latency {median * 1000:.0f} ms"
+    assert p90 < 1.4 * timeout, f"p90 latency {p90 * 1000:.0f} ms"
 
 
 @pytest.mark.parametrize("timeout_ms", [0])

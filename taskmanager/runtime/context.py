@@ -12,6 +12,10 @@ from strom.datastream.output_tag import tag_id_of
 MIN_WATERMARK = -(2**63)
 
 
+class TaskCancelled(Exception):
+    """Raised inside a task's thread to unwind it after a cancel."""
+
+
 @dataclass
 class OperatorContext:
     """The facts about one operator instance in one subtask."""

@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Any
 
 from strom.datastream.connectors.base import FINISHED_POSITION
 from strom.graph.stream_graph import OperatorSpec
-from taskmanager.runtime.context import OperatorContext
+from taskmanager.runtime.context import OperatorContext, TaskCancelled
 from taskmanager.runtime.operators import (
     MAX_WATERMARK,
     FunctionState,
@@ -176,23 +176,35 @@ class _SourceContext:
         self.task = task
         self.values: list = []
         self.stamps: list = []
+        self.has_stamps = False
         self.first_at = 0.0
+        self.deadline = 0.0  # when the buffer must be flushed: first_at + the buffer timeout
+        self.timeout_s = task.buffer_timeout_ms / 1000.0
 
     def collect(self, value: Any) -> None:
-        self.collect_with_timestamp(value, None)
-
-    def collect_with_timestamp(self, value: Any, timestamp: int | None) -> None:
-        from taskmanager.runtime.task import TaskCancelled
-
         if self.driver.cancelled:
             raise TaskCancelled()
-        if not self.values:
+        values = self.values
+        if not values:
             self.first_at = time.monotonic()
-        self.values.append(value)
+            self.deadline = self.first_at + self.timeout_s
+        values.append(value)
+        self.stamps.append(None)
+        if len(values) >= BATCH_SIZE or time.monotonic() >= self.deadline:
+            self.flush()
+
+    def collect_with_timestamp(self, value: Any, timestamp: int | None) -> None:
+        if timestamp is not None:
+            self.has_stamps = True
+        if self.driver.cancelled:
+            raise TaskCancelled()
+        values = self.values
+        if not values:
+            self.first_at = time.monotonic()
+            self.deadline = self.first_at + self.timeout_s
+        values.append(value)
         self.stamps.append(timestamp)
-        if len(self.values) >= BATCH_SIZE or (
-            time.monotonic() - self.first_at >= self.task.buffer_timeout_ms / 1000.0
-        ):
+        if len(values) >= BATCH_SIZE or time.monotonic() >= self.deadline:
             self.flush()
 
     def emit_watermark(self, watermark: Any) -> None:
@@ -219,9 +231,8 @@ class _SourceContext:
     def flush(self) -> None:
         task = self.task
         if self.values:
-            values, stamps = self.values, self.stamps
-            self.values, self.stamps = [], []
-            has_stamps = any(s is not None for s in stamps)
+            values, stamps, has_stamps = self.values, self.stamps, self.has_stamps
+            self.values, self.stamps, self.has_stamps = [], [], False
             # The records waited here since ``first_at``: the record writers count their
             # buffer timeout from then, so that a record waits one timeout in all, not one
             # here and one more in a writer.

@@ -34,7 +34,7 @@ from taskmanager.network.input_gate import GateClosed, InputGate
 from taskmanager.network.record_writer import RecordWriter
 from taskmanager.runtime.alignment import BarrierAligner
 from taskmanager.runtime.chain import build_chain
-from taskmanager.runtime.context import OperatorContext
+from taskmanager.runtime.context import OperatorContext, TaskCancelled
 from taskmanager.runtime.operators import Operator
 from taskmanager.runtime.sources import (
     BATCH_SIZE,
@@ -57,10 +57,6 @@ SOURCE_IDLE_WAIT_S = 0.01
 _FLUSH_WHEN_FULL_MS = 365 * 24 * 3600 * 1000
 #: how long a finishing task waits for its last snapshots to be acknowledged
 SNAPSHOT_WAIT_S = 30.0
-
-
-class TaskCancelled(Exception):
-    """Raised inside a task's thread to unwind it after a cancel."""
 
 
 @dataclass(frozen=True)
