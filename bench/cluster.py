@@ -10,7 +10,10 @@ import subprocess
 import sys
 import time
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
+
+import psutil
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -21,10 +24,44 @@ def _free_port() -> int:
         return sock.getsockname()[1]
 
 
+@dataclass
+class Cluster:
+    address: str
+    taskmanager_pids: list[int]
+
+    def cpu_seconds(self) -> float:
+        """CPU seconds the TaskManagers and every process under them used so far, ended
+        processes included once reaped (slot processes end with their job)."""
+        total = 0.0
+        for pid in self.taskmanager_pids:
+            root = psutil.Process(pid)
+            for process in [root, *root.children(recursive=True)]:
+                try:
+                    t = process.cpu_times()
+                except psutil.NoSuchProcess:
+                    continue
+                total += t.user + t.system + t.children_user + t.children_system
+        return total
+
+    def settled_cpu_seconds(self, processes: int, timeout: float = 10.0) -> float:
+        """``cpu_seconds`` once the TaskManagers are back to ``processes`` processes in all
+        (a finished job's slot processes reaped, so their time is counted)."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline and self.process_count() > processes:
+            time.sleep(0.05)
+        return self.cpu_seconds()
+
+    def process_count(self) -> int:
+        count = 0
+        for pid in self.taskmanager_pids:
+            count += 1 + len(psutil.Process(pid).children(recursive=True))
+        return count
+
+
 @contextlib.contextmanager
-def local_cluster(taskmanagers: int, work: Path, slots: int = 1) -> Iterator[str]:
+def local_cluster(taskmanagers: int, work: Path, slots: int = 1) -> Iterator[Cluster]:
     """Start a JobManager and ``taskmanagers`` TaskManagers of ``slots`` slots each; yields
-    the JobManager's address, and makes ``env.execute()`` submit there meanwhile."""
+    the cluster, and makes ``env.execute()`` submit to it meanwhile."""
     from strom.datastream import execution_context
 
     conf = work / f"conf-{time.monotonic_ns()}"
@@ -57,7 +94,7 @@ def local_cluster(taskmanagers: int, work: Path, slots: int = 1) -> Iterator[str
         context = execution_context.ExecutionContext(target="remote", jobmanager=address)
         previous = execution_context.set_current(context)
         try:
-            yield address
+            yield Cluster(address, [p.pid for p in processes[1:]])
         finally:
             execution_context.set_current(previous)
     finally:

@@ -97,7 +97,7 @@ def main() -> None:
         measure(1)
         return
     with tempfile.TemporaryDirectory(prefix="strom-latency-") as tmp:
-        with local_cluster(2, Path(tmp)):
+        with local_cluster(2, Path(tmp)):  # execute() now submits to it
             print(f"cluster: 2 TaskManagers x 1 slot, p=2, {RATE} records/s")
             measure(2)
 

@@ -117,10 +117,30 @@ def strom_job(path: Path, parallelism: int) -> float:
     return time.perf_counter() - started
 
 
-def cluster_run(path: Path, taskmanagers: int, work: Path, slots: int = 1) -> float:
-    """Start a JobManager and TaskManagers as processes; run the job on all their slots."""
-    with local_cluster(taskmanagers, work, slots):
-        return strom_job(path, taskmanagers * slots)
+def cpu_timed(run, *args) -> tuple[float, float]:
+    """(wall seconds, CPU seconds of this process) of ``run(*args)``."""
+    cpu = time.process_time()
+    wall = run(*args)
+    return wall, time.process_time() - cpu
+
+
+def cluster_runs(
+    path: Path, taskmanagers: int, work: Path, slots: int, repeat: int
+) -> dict[int, tuple[float, float]]:
+    """Start a JobManager and TaskManagers as processes; run the job at parallelism 1 and on
+    all their slots, ``repeat`` times each, interleaved. Per parallelism, the best wall time
+    and the least CPU seconds the TaskManagers (slot processes included) used in a run."""
+    parallelisms = sorted({1, taskmanagers * slots})
+    walls: dict[int, list[float]] = {p: [] for p in parallelisms}
+    cpus: dict[int, list[float]] = {p: [] for p in parallelisms}
+    with local_cluster(taskmanagers, work, slots) as cluster:
+        idle = cluster.process_count()
+        for _ in range(repeat):
+            for parallelism in parallelisms:
+                before = cluster.settled_cpu_seconds(idle)
+                walls[parallelism].append(strom_job(path, parallelism))
+                cpus[parallelism].append(cluster.settled_cpu_seconds(idle) - before)
+    return {p: (min(walls[p]), min(cpus[p])) for p in parallelisms}
 
 
 def main() -> None:
@@ -135,25 +155,46 @@ def main() -> None:
         make_input(path)
         # Interleave the runs so that a machine slowing down or speeding up (these are
         # shared machines) affects both sides alike; the best run of each counts.
-        plain = inline = embedded = float("inf")
+        runs: dict[str, list[tuple[float, float]]] = {"plain": [], "inline": [], "embedded": []}
         for _ in range(args.repeat):
-            plain = min(plain, plain_loop(path))
-            inline = min(inline, inline_loop(path))
-            embedded = min(embedded, strom_job(path, 1))
-        print(f"words: {WORDS:,}")
-        print(f"plain loop (same functions): {WORDS / plain:12,.0f} words/s")
-        print(f"inline loop (by hand):       {WORDS / inline:12,.0f} words/s")
-        print(f"strom embedded p=1:          {WORDS / embedded:12,.0f} words/s")
-        print(f"ratio strom/inline (p=1): {inline / embedded:.2f}  (target >= 0.50)")
-        print(f"ratio strom/plain  (p=1): {plain / embedded:.2f}")
-        if args.cluster:
-            clustered = cluster_run(path, args.cluster, work, args.slots)
-            p = args.cluster * args.slots
+            runs["plain"].append(cpu_timed(plain_loop, path))
+            runs["inline"].append(cpu_timed(inline_loop, path))
+            runs["embedded"].append(cpu_timed(strom_job, path, 1))
+        wall = {name: min(w for w, _ in values) for name, values in runs.items()}
+        cpu = {name: min(c for _, c in values) for name, values in runs.items()}
+        print(f"words: {WORDS:,}   best of {args.repeat}; wall time, and CPU time of the process")
+        for name, label in (
+            ("inline", "inline loop (by hand)"),
+            ("plain", "plain loop (same functions)"),
+            ("embedded", "strom embedded p=1"),
+        ):
             print(
-                f"strom cluster p={p} ({args.cluster} TaskManagers x {args.slots} slots): "
-                f"{WORDS / clustered:12,.0f} words/s; ratio to inline {inline / clustered:.2f}, "
-                f"to embedded p=1 {embedded / clustered:.2f}"
+                f"{label:28s} {WORDS / wall[name]:12,.0f} words/s  "
+                f"{wall[name]:6.2f} s wall  {cpu[name]:6.2f} s CPU"
             )
+        print(
+            f"ratio strom/inline (p=1): {wall['inline'] / wall['embedded']:.2f} wall, "
+            f"{cpu['inline'] / cpu['embedded']:.2f} CPU  (target >= 0.50)"
+        )
+        print(
+            f"ratio strom/plain  (p=1): {wall['plain'] / wall['embedded']:.2f} wall, "
+            f"{cpu['plain'] / cpu['embedded']:.2f} CPU"
+        )
+        if args.cluster:
+            shape = f"{args.cluster} TaskManagers x {args.slots} slots"
+            results = cluster_runs(path, args.cluster, work, args.slots, args.repeat)
+            for p, (clustered, cluster_cpu) in results.items():
+                print(
+                    f"strom cluster p={p} ({shape}): {WORDS / clustered:12,.0f} words/s  "
+                    f"{clustered:6.2f} s wall  {cluster_cpu:6.2f} s CPU in TaskManagers; "
+                    f"ratio to inline {wall['inline'] / clustered:.2f}"
+                )
+            if len(results) == 2:
+                (w1, c1), (wp, cp) = results.values()
+                print(
+                    f"cluster speed-up p={max(results)} vs p=1: {w1 / wp:.2f} wall; "
+                    f"CPU {cp / c1:.2f}x as much"
+                )
 
 
 if __name__ == "__main__":
