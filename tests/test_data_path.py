@@ -30,6 +30,10 @@ def test_the_key_cache_stays_bounded():
     for start in range(0, 3 * partitioner.CACHE_SIZE, 10_000):
         partitioner.split(list(range(start, start + 10_000)), None)
     assert len(partitioner._channels) <= partitioner.CACHE_SIZE + 10_000
+    big = KeyGroupPartitioner(lambda record: record, 128)
+    big.setup(0, 1, 3)
+    big.split(["x" * 10_000, ("a",) * 20, "small"], None)
+    assert list(big._channels) == ["small"]  # big keys are placed, not kept
 
 
 def test_record_batches_round_trip_with_shared_and_cyclic_records():

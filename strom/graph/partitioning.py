@@ -141,8 +141,9 @@ class KeyGroupPartitioner(Partitioner):
         self.key_selector = key_selector
         self.max_parallelism = max_parallelism
 
-    #: keys whose channel is remembered per producer; the cache is emptied when it is full
-    CACHE_SIZE = 65_536
+    #: keys whose channel is remembered per producer; the cache is emptied when it is full.
+    #: Only small keys are kept (``_small_key``), so it holds a few MB at most.
+    CACHE_SIZE = 16_384
 
     def setup(self, producer_index: int, producer_parallelism: int, n: int) -> None:
         self.n = n
@@ -173,7 +174,9 @@ class KeyGroupPartitioner(Partitioner):
                     key = key_of(value)
                     channel = lookup(key)
                     if channel is None:
-                        channel = cache[key] = place(key)
+                        channel = place(key)
+                        if _small_key(key):
+                            cache[key] = channel
                     buckets[channel].append(value)
                 return [(c, b, None) for c, b in enumerate(buckets) if b]
             stamp_buckets: list[list] = [[] for _ in range(n)]
@@ -181,7 +184,9 @@ class KeyGroupPartitioner(Partitioner):
                 key = key_of(value)
                 channel = lookup(key)
                 if channel is None:
-                    channel = cache[key] = place(key)
+                    channel = place(key)
+                    if _small_key(key):
+                        cache[key] = channel
                 buckets[channel].append(value)
                 stamp_buckets[channel].append(stamp)
             return [(c, b, stamp_buckets[c]) for c, b in enumerate(buckets) if b]
@@ -190,6 +195,22 @@ class KeyGroupPartitioner(Partitioner):
             # calling the key selector twice for a record cannot happen half way.
             channels = [place(key_of(v)) for v in values]
             return _split_by(channels, values, timestamps, n)
+
+
+_SCALARS = (int, float, bool, type(None))
+
+
+def _small_key(key: Any) -> bool:
+    """Whether a key is small enough to keep in a key cache: a scalar, a str or bytes of at
+    most 256 items, or a short tuple of those (a big key would keep its memory alive)."""
+    kind = type(key)
+    if kind in _SCALARS:
+        return True
+    if kind is str or kind is bytes:
+        return len(key) <= 256
+    if kind is tuple:
+        return len(key) <= 8 and all(_small_key(item) for item in key)
+    return False
 
 
 class RebalancePartitioner(Partitioner):
