@@ -141,13 +141,76 @@ class KeyGroupPartitioner(Partitioner):
         self.key_selector = key_selector
         self.max_parallelism = max_parallelism
 
+    #: keys whose channel is remembered per producer; the cache is emptied when it is full.
+    #: Only small keys are kept (``_small_key``), so it holds a few MB at most.
+    CACHE_SIZE = 16_384
+
+    def setup(self, producer_index: int, producer_parallelism: int, n: int) -> None:
+        self.n = n
+        # key -> channel. Python's hash() only finds the entry in this process; the channel
+        # itself comes from stable_hash, so placement is the same in every process. Equal
+        # keys have equal stable hashes (1 == 1.0 == True, "a" == "a"), so a cached entry is
+        # right for every key equal to it.
+        self._channels: dict[Any, int] = {}
+
+    def channel_of(self, key: Any) -> int:
+        """The consumer channel of ``key`` (its key group's subtask)."""
+        maxp = self.max_parallelism
+        return stable_hash(key) % maxp * self.n // maxp
+
     def split(self, values, timestamps):
         n = self.n
         if n == 1:
             return [(0, values, timestamps)]
-        key_of, maxp = self.key_selector, self.max_parallelism
-        channels = [stable_hash(key_of(v)) % maxp * n // maxp for v in values]
-        return _split_by(channels, values, timestamps, n)
+        key_of = self.key_selector
+        cache = self._channels
+        if len(cache) > self.CACHE_SIZE:
+            cache.clear()
+        lookup, place = cache.get, self.channel_of
+        buckets: list[list] = [[] for _ in range(n)]
+        try:
+            if timestamps is None:
+                for value in values:
+                    key = key_of(value)
+                    channel = lookup(key)
+                    if channel is None:
+                        channel = place(key)
+                        if _small_key(key):
+                            cache[key] = channel
+                    buckets[channel].append(value)
+                return [(c, b, None) for c, b in enumerate(buckets) if b]
+            stamp_buckets: list[list] = [[] for _ in range(n)]
+            for value, stamp in zip(values, timestamps, strict=True):
+                key = key_of(value)
+                channel = lookup(key)
+                if channel is None:
+                    channel = place(key)
+                    if _small_key(key):
+                        cache[key] = channel
+                buckets[channel].append(value)
+                stamp_buckets[channel].append(stamp)
+            return [(c, b, stamp_buckets[c]) for c, b in enumerate(buckets) if b]
+        except TypeError:
+            # An unhashable key (a list): no cache for this batch. Start it over, so that
+            # calling the key selector twice for a record cannot happen half way.
+            channels = [place(key_of(v)) for v in values]
+            return _split_by(channels, values, timestamps, n)
+
+
+_SCALARS = (int, float, bool, type(None))
+
+
+def _small_key(key: Any) -> bool:
+    """Whether a key is small enough to keep in a key cache: a scalar, a str or bytes of at
+    most 256 items, or a short tuple of those (a big key would keep its memory alive)."""
+    kind = type(key)
+    if kind in _SCALARS:
+        return True
+    if kind is str or kind is bytes:
+        return len(key) <= 256
+    if kind is tuple:
+        return len(key) <= 8 and all(_small_key(item) for item in key)
+    return False
 
 
 class RebalancePartitioner(Partitioner):

@@ -13,7 +13,8 @@ batch and a tuple is the cheapest object Python has:
   now, so consumers leave this channel out of their event time) or active again.
 
 Only a remote channel serialises: ``encode`` turns an element into bytes once per batch and
-``decode`` turns them back. Record batches are pickled (protocol 5), falling back to cloudpickle
+``decode`` turns them back. Record batches are pickled (protocol 5, without a memo: each record
+on its own), falling back to cloudpickle
 for what plain pickle refuses (lambdas, classes defined interactively); the other kinds use a
 fixed binary layout. ``decode`` raises ``DecodeError`` on malformed input and never anything
 that would take a process down.
@@ -21,6 +22,7 @@ that would take a process down.
 
 from __future__ import annotations
 
+import io
 import pickle
 import struct
 from typing import Any
@@ -99,6 +101,25 @@ def _dumps(obj: Any) -> bytes:
         return cloudpickle.dumps(obj, protocol=5)
 
 
+def _encode_records(obj: Any) -> bytes:
+    """The frame of a record batch: its tag, then its pickle written without a memo, about
+    twice as fast as ``_dumps`` on many small records. Every record is written on its own, as
+    Flink serializes each record (objects shared between records arrive as copies); a cycle
+    makes pickle raise, and then the batch goes the memoizing way."""
+    buffer = io.BytesIO()
+    buffer.write(_TAG_RECORDS)
+    pickler = pickle.Pickler(buffer, protocol=5)
+    pickler.fast = True
+    try:
+        pickler.dump(obj)
+    except Exception:
+        return _TAG_RECORDS + _dumps(obj)
+    data = buffer.getvalue()
+    if b"__main__" in data:
+        return _TAG_RECORDS + _dumps(obj)
+    return data
+
+
 def _fits_int64(value: Any) -> bool:
     return type(value) is int and _INT64_MIN <= value <= _INT64_MAX
 
@@ -107,7 +128,7 @@ def encode(element: tuple) -> bytes:
     """The wire form of ``element``; raises ``ValueError`` for something that is not one."""
     kind = element[0]
     if kind == RECORDS:
-        return _TAG_RECORDS + _dumps((element[1], element[2]))
+        return _encode_records((element[1], element[2]))
     if kind == WATERMARK:
         timestamp = element[1]
         if _fits_int64(timestamp):

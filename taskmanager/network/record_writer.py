@@ -55,6 +55,8 @@ class RecordWriter:
         self._sends = [channel.send for channel in self.channels]
         self._values: list[list] = [[] for _ in range(n)]
         self._stamps: list[list | None] = [None] * n
+        #: per channel: the pending list is not the writer's own (append to a copy)
+        self._shared = [False] * n
         self._pending_channels = 0  # how many channels have pending records
         self._deadline: float | None = None
         self._closed = False
@@ -84,19 +86,28 @@ class RecordWriter:
                 self._send_batch(channel, share, stamps)
             return
         pending_values = self._values
+        shared = self._shared
         for channel, share, stamps in self.partitioner.split(values, timestamps):
             pending = pending_values[channel]
             if not pending:
                 if len(share) >= batch_size:
                     self._send_batch(channel, share, stamps)  # nothing to merge: no copy
                     continue
-                # Copy: a partitioner may hand the same list to several channels (broadcast).
-                pending_values[channel] = share[:]
-                self._stamps[channel] = None if stamps is None else stamps[:]
+                # Kept as it is. The caller's own list (forward, broadcast: a partitioner
+                # may hand it to several channels, and chained operators get it too) is
+                # copied only if more records must be appended to it before it is sent.
+                pending_values[channel] = share
+                self._stamps[channel] = stamps
+                shared[channel] = share is values
                 self._pending_channels += 1
                 if self._deadline is None:
                     self._deadline = self._clock() + self._timeout_s
                 continue
+            if shared[channel]:
+                shared[channel] = False
+                pending = pending_values[channel] = pending[:]
+                if self._stamps[channel] is not None:
+                    self._stamps[channel] = self._stamps[channel][:]
             pending_stamps = self._stamps[channel]
             if stamps is not None:
                 if pending_stamps is None:

@@ -11,6 +11,10 @@ from strom.datastream import functions as api
 MIN_WATERMARK = -(2**63)
 
 
+class TaskCancelled(Exception):
+    """Raised inside a task's thread to unwind it after a cancel."""
+
+
 @dataclass
 class OperatorContext:
     """The facts about one operator instance in one subtask."""

@@ -1,4 +1,10 @@
-"""Source drivers: run a connector ``Source``'s reader or a ``SourceFunction`` in a task."""
+"""Source drivers: a connector ``Source``'s reader or a ``SourceFunction``, polled by the task.
+
+The task's one mailbox loop calls ``poll_next`` whenever no mailbox action is waiting (the shape
+of Flink's FLIP-27 sources, DESIGN.md §5): a reader source emits at most one batch and says
+whether more may be available now. A ``SourceFunction`` pushes records from its own ``run``;
+its ``collect`` hands the loop a turn between batches (``Task.yield_to_mailbox``).
+"""
 
 from __future__ import annotations
 
@@ -7,7 +13,7 @@ from typing import TYPE_CHECKING, Any
 
 from strom.datastream.connectors.base import FINISHED_POSITION
 from strom.graph.stream_graph import OperatorSpec
-from taskmanager.runtime.context import OperatorContext
+from taskmanager.runtime.context import OperatorContext, TaskCancelled
 from taskmanager.runtime.operators import (
     MAX_WATERMARK,
     FunctionState,
@@ -21,7 +27,13 @@ from taskmanager.state.operator_state import OperatorRestore
 if TYPE_CHECKING:
     from taskmanager.runtime.task import Task
 
-_IDLE_WAIT_S = 0.01
+#: records a source hands on at once (a reader's batch, a SourceFunction's buffer)
+BATCH_SIZE = 1024
+
+#: ``poll_next`` results
+MORE_AVAILABLE = "more"  # poll again as soon as the mailbox is empty
+NOTHING_AVAILABLE = "nothing"  # nothing now: the loop may wait a little before polling again
+END_OF_INPUT = "end"  # the source has ended
 
 
 class SourceDriver:
@@ -79,8 +91,13 @@ class SourceDriver:
         """A bounded source ended: event time jumps to the end, so every timer fires."""
         self.output.emit_watermark(MAX_WATERMARK)
 
-    def run(self, task: Task) -> None:
+    def poll_next(self, task: Task) -> str:
+        """Emit what the source has now; ``MORE_AVAILABLE``, ``NOTHING_AVAILABLE`` or
+        ``END_OF_INPUT``. Called on the task's thread by its mailbox loop."""
         raise NotImplementedError
+
+    def close(self) -> None:
+        """Release what the source holds (its reader); the task ends."""
 
 
 class ReaderSource(SourceDriver):
@@ -94,13 +111,15 @@ class ReaderSource(SourceDriver):
             return dict(own) if own else {}
         return {"position": self.reader.snapshot_position()}
 
-    def run(self, task: Task) -> None:
-        from taskmanager.runtime.task import BATCH_SIZE, TaskCancelled
+    _ended = False
 
+    def _open(self) -> Any:
+        """The reader, positioned where the restored checkpoint left off; None if the source
+        had read everything before that checkpoint."""
         source = self.spec.args["source"]
         context, restore = self.context, self.restore
         if restore is not None and restore.finished:
-            return  # it had read everything before the checkpoint
+            return None
         rescale = getattr(source, "restore_reader", None)
         if restore is not None and (restore.rescaled or callable(rescale)):
             if not callable(rescale):
@@ -113,41 +132,39 @@ class ReaderSource(SourceDriver):
                 i: FINISHED_POSITION if s.get("finished") else s.get("position")
                 for i, s in restore.snapshots.items()
             }
-            reader = rescale(
+            return rescale(
                 positions, restore.old_parallelism, context.subtask_index, context.parallelism
             )
-        else:
-            reader = source.create_reader(context.subtask_index, context.parallelism)
-            own = restore.own() if restore is not None else None
-            if own is not None and "position" in own:
-                reader.restore_position(own["position"])
-        self.reader = reader
-        try:
-            while True:
-                task.run_mailbox()
-                if self.cancelled:
-                    raise TaskCancelled()
-                values = reader.read_batch(BATCH_SIZE)
-                if values is None:
-                    return
-                if values:
-                    self.emit(task, values)
-                    task.flush_due()
-                else:
-                    self.emit_due_watermark()
-                    self.check_idle()
-                    deadline = task.flush_due()
-                    if task.timer_operators:
-                        at = task.fire_processing_timers()
-                        if at is not None:
-                            deadline = at if deadline is None else min(deadline, at)
-                    wait = _IDLE_WAIT_S
-                    if deadline is not None:
-                        wait = max(0.0, min(wait, deadline - time.monotonic()))
-                    item = task.gate.poll(wait)
-                    if item is not None and item[0] < 0:
-                        item[1]()
-        finally:
+        reader = source.create_reader(context.subtask_index, context.parallelism)
+        own = restore.own() if restore is not None else None
+        if own is not None and "position" in own:
+            reader.restore_position(own["position"])
+        return reader
+
+    def poll_next(self, task: Task) -> str:
+        reader = self.reader
+        if reader is None:
+            if self._ended:
+                return END_OF_INPUT
+            reader = self.reader = self._open()
+            if reader is None:
+                self._ended = True
+                return END_OF_INPUT
+        values = reader.read_batch(BATCH_SIZE)
+        if values is None:
+            self.close()
+            return END_OF_INPUT
+        if values:
+            self.emit(task, values)
+            return MORE_AVAILABLE
+        self.emit_due_watermark()
+        self.check_idle()
+        return NOTHING_AVAILABLE
+
+    def close(self) -> None:
+        reader = self.reader
+        if reader is not None and not self._ended:
+            self._ended = True
             reader.close()
 
 
@@ -159,23 +176,35 @@ class _SourceContext:
         self.task = task
         self.values: list = []
         self.stamps: list = []
+        self.has_stamps = False
         self.first_at = 0.0
+        self.deadline = 0.0  # when the buffer must be flushed: first_at + the buffer timeout
+        self.timeout_s = task.buffer_timeout_ms / 1000.0
 
     def collect(self, value: Any) -> None:
-        self.collect_with_timestamp(value, None)
-
-    def collect_with_timestamp(self, value: Any, timestamp: int | None) -> None:
-        from taskmanager.runtime.task import BATCH_SIZE, TaskCancelled
-
         if self.driver.cancelled:
             raise TaskCancelled()
-        if not self.values:
+        values = self.values
+        if not values:
             self.first_at = time.monotonic()
-        self.values.append(value)
+            self.deadline = self.first_at + self.timeout_s
+        values.append(value)
+        self.stamps.append(None)
+        if len(values) >= BATCH_SIZE or time.monotonic() >= self.deadline:
+            self.flush()
+
+    def collect_with_timestamp(self, value: Any, timestamp: int | None) -> None:
+        if timestamp is not None:
+            self.has_stamps = True
+        if self.driver.cancelled:
+            raise TaskCancelled()
+        values = self.values
+        if not values:
+            self.first_at = time.monotonic()
+            self.deadline = self.first_at + self.timeout_s
+        values.append(value)
         self.stamps.append(timestamp)
-        if len(self.values) >= BATCH_SIZE or (
-            time.monotonic() - self.first_at >= self.task.buffer_timeout_ms / 1000.0
-        ):
+        if len(values) >= BATCH_SIZE or time.monotonic() >= self.deadline:
             self.flush()
 
     def emit_watermark(self, watermark: Any) -> None:
@@ -200,13 +229,19 @@ class _SourceContext:
         return threading.RLock()
 
     def flush(self) -> None:
+        task = self.task
         if self.values:
-            values, stamps = self.values, self.stamps
-            self.values, self.stamps = [], []
-            has_stamps = any(s is not None for s in stamps)
-            self.driver.emit(self.task, values, stamps if has_stamps else None)
-        self.task.run_mailbox()
-        self.task.flush_due()
+            values, stamps, has_stamps = self.values, self.stamps, self.has_stamps
+            self.values, self.stamps, self.has_stamps = [], [], False
+            # The records waited here since ``first_at``: the record writers count their
+            # buffer timeout from then, so that a record waits one timeout in all, not one
+            # here and one more in a writer.
+            task.batch_origin = self.first_at
+            try:
+                self.driver.emit(task, values, stamps if has_stamps else None)
+            finally:
+                task.batch_origin = None
+        task.yield_to_mailbox()
 
 
 class FunctionSource(SourceDriver):
@@ -237,9 +272,14 @@ class FunctionSource(SourceDriver):
             except Exception:
                 pass
 
-    def run(self, task: Task) -> None:
-        if self.restore is not None and self.restore.finished:
-            return  # it had ended before the checkpoint
+    def poll_next(self, task: Task) -> str:
+        """Run the function's ``run`` to its end: it pushes its records, and each flush of
+        its buffer gives the task's loop a turn (mailbox actions, timers, due flushes)."""
+        if self.restore is None or not self.restore.finished:  # else it had ended before
+            self._run(task)
+        return END_OF_INPUT
+
+    def _run(self, task: Task) -> None:
         function = self.spec.function
         opener = getattr(function, "open", None)
         if callable(opener):

@@ -1,13 +1,15 @@
 """A task: one parallel subtask of a job vertex, running its operator chain on its own thread.
 
-The task's thread runs a mailbox loop (DESIGN.md §5): it takes one thing at a time from its
-input gate — a batch of records, a watermark, an end-of-partition, or a mailbox action such as
-a cancellation — so user functions and state need no locks.
+The task's thread runs one mailbox loop (DESIGN.md §5): it takes one thing at a time from its
+input gate — a mailbox action (a checkpoint trigger, a cancellation), a batch of records, a
+watermark, an end-of-partition — and, in a source task, polls the source whenever no mailbox
+action waits (FLIP-27). Between two steps it sends the batches whose buffer timeout passed and
+fires due processing-time timers. User functions and state thus need no locks. The chain's
+wiring is in ``chain.py``, event time in ``valve.py``, barrier alignment in ``alignment.py``.
 """
 
 from __future__ import annotations
 
-import copy
 import logging
 import pickle
 import threading
@@ -20,12 +22,6 @@ from dataclasses import dataclass
 from typing import Any
 
 from strom.graph.job_graph import JobGraph, JobVertex, input_channel_layout
-from taskmanager.network.channels import (
-    ChannelKey,
-    LocalOutputChannel,
-    OutputChannel,
-    RemoteOutputChannel,
-)
 from taskmanager.network.elements import (
     BARRIER,
     END_OF_PARTITION,
@@ -36,24 +32,31 @@ from taskmanager.network.elements import (
 from taskmanager.network.gate_registry import GateRegistry
 from taskmanager.network.input_gate import GateClosed, InputGate
 from taskmanager.network.record_writer import RecordWriter
-from taskmanager.runtime.context import MIN_WATERMARK, OperatorContext
-from taskmanager.runtime.operators import Operator, Output, create_operator
-from taskmanager.runtime.sources import create_source
+from taskmanager.runtime.alignment import BarrierAligner
+from taskmanager.runtime.chain import build_chain
+from taskmanager.runtime.context import OperatorContext, TaskCancelled
+from taskmanager.runtime.operators import Operator
+from taskmanager.runtime.sources import (
+    BATCH_SIZE,
+    END_OF_INPUT,
+    NOTHING_AVAILABLE,
+    SourceDriver,
+)
+from taskmanager.runtime.valve import WatermarkValve
 from taskmanager.state.operator_state import FINISHED, OperatorRestore
 
 log = logging.getLogger(__name__)
 
-BATCH_SIZE = 1024
+__all__ = ["BATCH_SIZE", "Task", "TaskCancelled", "TaskId"]
+
 #: batches buffered per input channel before the producer is held back
 GATE_CAPACITY = 16
-GATE_LOOKUP_TIMEOUT_S = 60.0
+#: how long a source task that found nothing to read waits before polling its source again
+#: (a mailbox action wakes it at once)
+SOURCE_IDLE_WAIT_S = 0.01
 _FLUSH_WHEN_FULL_MS = 365 * 24 * 3600 * 1000
 #: how long a finishing task waits for its last snapshots to be acknowledged
 SNAPSHOT_WAIT_S = 30.0
-
-
-class TaskCancelled(Exception):
-    """Raised inside a task's thread to unwind it after a cancel."""
 
 
 @dataclass(frozen=True)
@@ -62,16 +65,6 @@ class TaskId:
     attempt: int
     vertex_id: str
     subtask: int
-
-
-class _DisconnectedChannel(OutputChannel):
-    """A consumer this producer never sends to (forward and rescale edges)."""
-
-    def send(self, element: Any) -> None:
-        pass
-
-    def close(self) -> None:
-        pass
 
 
 class Task:
@@ -113,20 +106,21 @@ class Task:
         self.records_out = 0
         self.writers: list[RecordWriter] = []
         self.operators: list[Operator] = []
-        self.source = None
+        self.source: SourceDriver | None = None
+        self.head: Operator | None = None
         #: writes snapshots off the task thread and acknowledges them (see deployment.py)
         self.checkpoints = checkpoints
         #: the job takes checkpoints (two-phase-commit sinks end with a final one)
         self.checkpointing = checkpointing
         self.restore = restore or {}
-        self._aligning: int | None = None  # the checkpoint whose barriers are being aligned
-        self._barriers: set[int] = set()  # channels that delivered that barrier
-        self._finished_channels: list[bool] = []
-        self._barrier_options: dict[str, Any] = {}
+        self.valve = WatermarkValve(len(self.layout))
+        self.aligner = BarrierAligner(len(self.layout), self.gate.block, self.gate.unblock_all)
+        self._open_channels = len(self.layout)
         self._input_ended = False  # end of input handled; outputs closed
         self.timer_operators: list[Operator] = []  # operators with processing-time timers
-        self._idle_channels: list[bool] = []
-        self._idle = False  # every input is idle (or finished)
+        #: when the records being emitted entered the task (None: now). A source that
+        #: buffers records sets it, so the writers' buffer timeout runs from then.
+        self.batch_origin: float | None = None
         self._last_snapshot = 0  # the newest checkpoint this task took its snapshot for
         #: the newest checkpoint triggered here (not at a source), and its options
         self._triggered: tuple[int, dict[str, Any]] = (0, {})
@@ -178,10 +172,11 @@ class Task:
         try:
             self._transition("RUNNING")
             self._setup()
-            if self.source is not None:
-                self.source.run(self)
-            else:
-                self._input_loop()
+            try:
+                self._mailbox_loop()
+            finally:
+                if self.source is not None:
+                    self.source.close()
             self._end_of_input()
             self._await_final_checkpoint()
             self._close(quietly=False)
@@ -211,7 +206,8 @@ class Task:
         except Exception:
             log.exception("could not report state %s of task %s", state, self.name)
 
-    def _context(self, operator_name: str, uid: str) -> OperatorContext:
+    def operator_context(self, operator_name: str, uid: str) -> OperatorContext:
+        """The context of one operator of this task's chain."""
         return OperatorContext(
             job_id=self.id.job_id,
             task_name=self.vertex.name,
@@ -228,43 +224,22 @@ class Task:
         )
 
     def _setup(self) -> None:
-        writers_by_edge = {
-            edge.id: self._writer(edge) for edge in self.graph.outputs_of(self.vertex.id)
-        }
-        self.writers = list(writers_by_edge.values())
-        operators: dict[int, Operator] = {}
-        head = self.vertex.head
-        for chained in self.vertex.operators:
-            if chained is head and self.vertex.is_source:
-                continue
-            operators[chained.id] = create_operator(
-                chained.spec, self._context(chained.name, chained.uid)
-            )
-        # Wire outputs back to front so each operator's targets already exist.
-        outputs: dict[int, Output] = {}
-        for chained in reversed(self.vertex.operators):
-            side = {
-                tag: Output(
-                    [operators[t] for t in chained.chained_side_outputs.get(tag, [])],
-                    [writers_by_edge[e] for e in chained.network_side_outputs.get(tag, [])],
-                )
-                for tag in {*chained.chained_side_outputs, *chained.network_side_outputs}
-            }
-            outputs[chained.id] = Output(
-                [operators[target] for target in chained.chained_outputs],
-                [writers_by_edge[edge] for edge in chained.network_outputs],
-                side,
-            )
-            if chained.id in operators:
-                operators[chained.id].output = outputs[chained.id]
-        self.operators = [operators[c.id] for c in self.vertex.operators if c.id in operators]
-        self._uids = {
-            id(operators[c.id]): c.uid for c in self.vertex.operators if c.id in operators
-        }
-        if self.vertex.is_source:
-            self.source = create_source(head.spec, self._context(head.name, head.uid))
-            self.source.output = outputs[head.id]
-            self.source.initialize_state(self._restore_for(head.uid))
+        chain = build_chain(self, self._batch_clock)
+        self.writers = chain.writers
+        self.operators = chain.operators
+        self._uids = chain.uids
+        self.head = chain.head
+        self.timer_operators = chain.timer_operators
+        if self.head is not None:
+            # Per input channel, the head's method for its input (the second input of a
+            # two-input operator has its own).
+            head = self.head
+            by_input = [head.process_batch, getattr(head, "process_batch2", None)]
+            input_of = {e.id: e.target_input for e in self.graph.inputs_of(self.vertex.id)}
+            self._process_of = [by_input[input_of[edge_id]] for edge_id, _ in self.layout]
+        if chain.source is not None:
+            self.source = chain.source
+            self.source.initialize_state(self._restore_for(self.vertex.head.uid))
         for operator in self.operators:
             operator.initialize_state(self._restore_for(self._uids[id(operator)]))
         # Open downstream operators first, as Flink does.
@@ -272,12 +247,11 @@ class Task:
             operator.open()
         if self.cancelled:
             raise TaskCancelled()
-        self.head = self.operators[0] if self.operators and not self.vertex.is_source else None
-        self.timer_operators = [
-            op
-            for op in self.operators
-            if type(op).next_processing_timer is not Operator.next_processing_timer
-        ]
+
+    def _batch_clock(self) -> float:
+        """The writers' clock: when the records they are given entered this task."""
+        origin = self.batch_origin
+        return time.monotonic() if origin is None else origin
 
     def _attempt_is_current(self) -> bool:
         return self.checkpoints.attempt_is_current(self.id.job_id, self.id.attempt)
@@ -334,55 +308,6 @@ class Task:
         for operator in self.operators:
             operator.notify_checkpoint_complete(checkpoint_id)
 
-    def _on_barrier(self, channel: int, checkpoint_id: int, options: dict[str, Any]) -> None:
-        if self._aligning is not None and checkpoint_id < self._aligning:
-            return  # a barrier of a checkpoint already given up
-        if self._aligning is None or checkpoint_id > self._aligning:
-            self.gate.unblock_all()  # a newer checkpoint supersedes one still aligning
-            self._aligning, self._barriers = checkpoint_id, set()
-        self._barriers.add(channel)
-        if options.get("exactly_once", True):
-            self.gate.block(channel)  # hold this input back until every input is aligned
-        self._maybe_aligned(options)
-
-    def _maybe_aligned(self, options: dict[str, Any] | None = None) -> None:
-        if self._aligning is None:
-            return
-        finished = self._finished_channels
-        if all(done or c in self._barriers for c, done in enumerate(finished)):
-            checkpoint_id = self._aligning
-            self._aligning, self._barriers = None, set()
-            self._snapshot(checkpoint_id, options or self._barrier_options)
-            self.gate.unblock_all()
-
-    def _writer(self, edge: Any) -> RecordWriter:
-        target = self.graph.vertex(edge.target_vertex)
-        channels: list[OutputChannel] = []
-        for consumer in range(target.parallelism):
-            layout = input_channel_layout(self.graph, target.id, consumer)
-            try:
-                index = layout.index((edge.id, self.id.subtask))
-            except ValueError:
-                channels.append(_DisconnectedChannel())
-                continue
-            address = self.locations[(target.id, consumer)]
-            if address == self.own_address:
-                gate = self.gates.get(
-                    self.id.job_id, self.id.attempt, target.id, consumer, GATE_LOOKUP_TIMEOUT_S
-                )
-                channels.append(LocalOutputChannel(gate, index))
-            else:
-                key = ChannelKey(self.id.job_id, self.id.attempt, target.id, consumer, index)
-                channels.append(RemoteOutputChannel(address, key))
-        return RecordWriter(
-            copy.copy(edge.partitioner),
-            channels,
-            self.id.subtask,
-            self.vertex.parallelism,
-            batch_size=BATCH_SIZE,
-            buffer_timeout_ms=self.buffer_timeout_ms,
-        )
-
     def flush_due(self) -> float | None:
         """Send batches whose buffer timeout passed; the next deadline, if any."""
         deadline = None
@@ -394,76 +319,85 @@ class Task:
                 deadline = next_deadline
         return deadline
 
-    def _input_loop(self) -> None:
-        gate, head = self.gate, self.head
-        # Per channel, the head's method for its input (the second input of a two-input
-        # operator has its own).
-        by_input = [head.process_batch, getattr(head, "process_batch2", None)]
-        input_of_edge = {e.id: e.target_input for e in self.graph.inputs_of(self.vertex.id)}
-        process_of = [by_input[input_of_edge[edge_id]] for edge_id, _ in self.layout]
-        open_channels = len(self.layout)
-        finished = self._finished_channels = [False] * open_channels
-        watermarks = [MIN_WATERMARK] * open_channels
-        idle = self._idle_channels = [False] * open_channels
-        current_watermark = MIN_WATERMARK
-        writers = self.writers
+    def _mailbox_loop(self) -> None:
+        """The task's one loop: mailbox actions first, then input elements or, in a source
+        task, the source's poll; between steps, due flushes and timers."""
+        gate, source = self.gate, self.source
+        handle = self._on_element
         timer_operators = self.timer_operators
-        timeout: float | None = 0.0  # first look at timers and flushes, then wait
-        while open_channels:
-            item = gate.poll(timeout)
+        wait: float | None = 0.0  # first look at the mailbox, timers and flushes
+        while True:
+            item = gate.poll(wait)
+            polled = None
             if item is not None:
                 channel, element = item
                 if channel < 0:
                     element()
-                elif element[0] == RECORDS:
-                    values = element[1]
-                    self.records_in += len(values)
-                    process_of[channel](values, element[2])
-                elif element[0] == END_OF_PARTITION:
-                    if not finished[channel]:
-                        finished[channel] = True
-                        open_channels -= 1
-                        if self._aligning is not None:
-                            self._maybe_aligned()
-                        elif not open_channels and self._triggered[0] > self._last_snapshot:
-                            self._snapshot(*self._triggered)
-                elif element[0] == BARRIER:
-                    self._barrier_options = element[2] or {}
-                    self._on_barrier(channel, element[1], self._barrier_options)
-                elif element[0] == WATERMARK:
-                    watermarks[channel] = max(watermarks[channel], element[1])
-                    low = self._low_watermark(watermarks, current_watermark)
-                    if low > current_watermark:
-                        current_watermark = low
-                        head.process_watermark(low)
-                elif element[0] == WATERMARK_STATUS:
-                    idle[channel] = element[1]
-                    all_idle = all(idle[c] or finished[c] for c in range(len(idle)))
-                    if all_idle != self._idle:
-                        self._idle = all_idle
-                        head.process_watermark_status(all_idle)
-                    # Event time goes on without the idle channels (never backwards); when
-                    # the last one goes idle, to the highest any channel reached (as Flink).
-                    if all_idle:
-                        low = max(
-                            (w for c, w in enumerate(watermarks) if not finished[c]),
-                            default=current_watermark,
-                        )
-                    else:
-                        low = self._low_watermark(watermarks, current_watermark)
-                    if low > current_watermark:
-                        current_watermark = low
-                        head.process_watermark(low)
-            deadline = self.flush_due() if writers else None
+                else:
+                    handle(channel, element)
+                    if not self._open_channels:
+                        return
+            elif source is not None:
+                if self.cancelled:
+                    raise TaskCancelled()
+                polled = source.poll_next(self)
+                if polled == END_OF_INPUT:
+                    return
+            elif not self._open_channels:
+                return  # a task without inputs (it has nothing to do)
+            deadline = self.flush_due() if self.writers else None
             if timer_operators:
                 at = self.fire_processing_timers()
                 if at is not None:
                     deadline = at if deadline is None else min(deadline, at)
-            timeout = None if deadline is None else max(0.0, deadline - time.monotonic())
+            if source is not None and polled != NOTHING_AVAILABLE:
+                wait = 0.0  # poll the source again unless a mailbox action waits
+            else:
+                if source is not None:  # nothing to read: wait a little, or for mail
+                    idle = time.monotonic() + SOURCE_IDLE_WAIT_S
+                    deadline = idle if deadline is None else min(deadline, idle)
+                wait = None if deadline is None else max(0.0, deadline - time.monotonic())
+
+    def _on_element(self, channel: int, element: tuple) -> None:
+        """One element from input channel ``channel``."""
+        kind = element[0]
+        if kind == RECORDS:
+            values = element[1]
+            self.records_in += len(values)
+            self._process_of[channel](values, element[2])
+        elif kind == WATERMARK:
+            watermark = self.valve.on_watermark(channel, element[1])
+            if watermark is not None:
+                self.head.process_watermark(watermark)
+        elif kind == BARRIER:
+            aligned = self.aligner.on_barrier(channel, element[1], element[2] or {})
+            if aligned is not None:
+                self._snapshot(*aligned)
+        elif kind == END_OF_PARTITION:
+            if self.valve.finished[channel]:
+                return
+            self.valve.on_end(channel)
+            self._open_channels -= 1
+            aligning = self.aligner.aligning is not None
+            aligned = self.aligner.on_end(channel)
+            if aligned is not None:
+                self._snapshot(*aligned)
+            elif (
+                not aligning
+                and not self._open_channels
+                and self._triggered[0] > self._last_snapshot
+            ):
+                self._snapshot(*self._triggered)
+        elif kind == WATERMARK_STATUS:
+            change, watermark = self.valve.on_status(channel, element[1])
+            if change is not None:
+                self.head.process_watermark_status(change)
+            if watermark is not None:
+                self.head.process_watermark(watermark)
 
     def fire_processing_timers(self) -> float | None:
         """Fire the operators' processing-time timers that are due (also ``with_idleness``);
-        when (monotonic seconds) the next one is, if any. Sources call it between batches."""
+        when (monotonic seconds) the next one is, if any. The loop calls it between steps."""
         deadline = None
         now_ms = int(time.time() * 1000)
         for operator in self.timer_operators:
@@ -476,16 +410,8 @@ class Task:
                 deadline = at if deadline is None else min(deadline, at)
         return deadline
 
-    def _low_watermark(self, watermarks: list[int], current: int) -> int:
-        """The minimum watermark over the channels neither finished nor idle."""
-        idle, finished = self._idle_channels, self._finished_channels
-        return min(
-            (w for c, w in enumerate(watermarks) if not (finished[c] or idle[c])),
-            default=current,
-        )
-
     def run_mailbox(self) -> None:
-        """Run pending mailbox actions (sources call this between batches)."""
+        """Run pending mailbox actions."""
         while True:
             item = self.gate.poll(0)
             if item is None:
@@ -493,6 +419,15 @@ class Task:
             channel, element = item
             if channel < 0:
                 element()
+
+    def yield_to_mailbox(self) -> None:
+        """A turn of the mailbox loop for a source that pushes records from its own ``run``
+        (a ``SourceFunction``): pending mailbox actions, due flushes and timers."""
+        self.run_mailbox()
+        if self.writers:
+            self.flush_due()
+        if self.timer_operators:
+            self.fire_processing_timers()
 
     def _end_of_input(self) -> None:
         if self.source is not None:

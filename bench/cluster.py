@@ -1,0 +1,107 @@
+"""A local cluster for benchmarks: a JobManager and TaskManagers as processes on loopback."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import psutil
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+@dataclass
+class Cluster:
+    address: str
+    taskmanager_pids: list[int]
+
+    def cpu_seconds(self) -> float:
+        """CPU seconds the TaskManagers and every process under them used so far, ended
+        processes included once reaped (slot processes end with their job)."""
+        total = 0.0
+        for pid in self.taskmanager_pids:
+            root = psutil.Process(pid)
+            for process in [root, *root.children(recursive=True)]:
+                try:
+                    t = process.cpu_times()
+                except psutil.NoSuchProcess:
+                    continue
+                total += t.user + t.system + t.children_user + t.children_system
+        return total
+
+    def settled_cpu_seconds(self, processes: int, timeout: float = 10.0) -> float:
+        """``cpu_seconds`` once the TaskManagers are back to ``processes`` processes in all
+        (a finished job's slot processes reaped, so their time is counted)."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline and self.process_count() > processes:
+            time.sleep(0.05)
+        return self.cpu_seconds()
+
+    def process_count(self) -> int:
+        count = 0
+        for pid in self.taskmanager_pids:
+            count += 1 + len(psutil.Process(pid).children(recursive=True))
+        return count
+
+
+@contextlib.contextmanager
+def local_cluster(taskmanagers: int, work: Path, slots: int = 1) -> Iterator[Cluster]:
+    """Start a JobManager and ``taskmanagers`` TaskManagers of ``slots`` slots each; yields
+    the cluster, and makes ``env.execute()`` submit to it meanwhile."""
+    from strom.datastream import execution_context
+
+    conf = work / f"conf-{time.monotonic_ns()}"
+    conf.mkdir(parents=True)
+    rpc, rest = _free_port(), _free_port()
+    (conf / "strom-conf.yaml").write_text(
+        f"jobmanager.rpc.address: 127.0.0.1\njobmanager.rpc.port: {rpc}\nrest.port: {rest}\n"
+        f"taskmanager.numberOfTaskSlots: {slots}\n"
+    )
+    env = dict(os.environ, PYTHONPATH=str(REPO), STROM_CONF_DIR=str(conf))
+    quiet = {"stdout": subprocess.DEVNULL, "stderr": subprocess.DEVNULL, "env": env}
+    processes = [subprocess.Popen([sys.executable, "-m", "jobmanager"], **quiet)]
+    try:
+        from client.gateway import ClusterClient
+
+        for _ in range(taskmanagers):
+            processes.append(subprocess.Popen([sys.executable, "-m", "taskmanager"], **quiet))
+        deadline = time.monotonic() + 30
+        with ClusterClient(f"127.0.0.1:{rpc}") as cluster:
+            while True:
+                try:
+                    if cluster.overview().taskmanagers == taskmanagers:
+                        break
+                except Exception:
+                    pass
+                if time.monotonic() > deadline:
+                    raise RuntimeError("the cluster did not come up")
+                time.sleep(0.05)
+        address = f"127.0.0.1:{rpc}"
+        context = execution_context.ExecutionContext(target="remote", jobmanager=address)
+        previous = execution_context.set_current(context)
+        try:
+            yield Cluster(address, [p.pid for p in processes[1:]])
+        finally:
+            execution_context.set_current(previous)
+    finally:
+        for process in processes:
+            process.send_signal(signal.SIGTERM)
+        for process in processes:
+            try:
+                process.wait(10)
+            except subprocess.TimeoutExpired:
+                process.kill()

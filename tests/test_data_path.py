@@ -1,0 +1,76 @@
+"""The per-record path between tasks: key-group placement, the record codec, batch copies."""
+
+from __future__ import annotations
+
+from strom.graph.partitioning import ForwardPartitioner, KeyGroupPartitioner, key_group_of
+from taskmanager.network import RECORDS, OutputChannel, RecordWriter, decode, encode
+
+
+class Node:
+    def __init__(self, name: str) -> None:
+        self.name = name
+        self.next: Node | None = None
+
+
+def test_placement_is_the_key_group_of_every_key_across_batches_and_key_types():
+    keys = ["a", "b", "a", 7, 7.0, True, 1, None, b"x", (1, "a"), [1, "a"], -0.0, 0, "a"]
+    partitioner = KeyGroupPartitioner(lambda record: record[0], 128)
+    partitioner.setup(0, 1, 5)
+    for _ in range(2):  # the second batch is served from the cache
+        records = [(key, index) for index, key in enumerate(keys)]
+        for channel, share, stamps in partitioner.split(records, list(range(len(keys)))):
+            assert stamps == [index for _, index in share]
+            for key, _ in share:
+                assert channel == key_group_of(key, 128) * 5 // 128, key
+
+
+def test_the_key_cache_stays_bounded():
+    partitioner = KeyGroupPartitioner(lambda record: record, 128)
+    partitioner.setup(0, 1, 3)
+    for start in range(0, 3 * partitioner.CACHE_SIZE, 10_000):
+        partitioner.split(list(range(start, start + 10_000)), None)
+    assert len(partitioner._channels) <= partitioner.CACHE_SIZE + 10_000
+    big = KeyGroupPartitioner(lambda record: record, 128)
+    big.setup(0, 1, 3)
+    big.split(["x" * 10_000, ("a",) * 20, "small"], None)
+    assert list(big._channels) == ["small"]  # big keys are placed, not kept
+
+
+def test_record_batches_round_trip_with_shared_and_cyclic_records():
+    shared = {"big": list(range(100))}
+    node = Node("a")
+    node.next = node  # a cycle: the batch is pickled the memoizing way
+    for values in ([("w", 1), ("x", 2)], [shared, shared], [node], []):
+        element = decode(encode((RECORDS, values, None)))
+        assert element[0] == RECORDS
+        assert len(element[1]) == len(values)
+    again = decode(encode((RECORDS, [node], [5])))
+    assert again[1][0].next is again[1][0]
+    assert again[2] == [5]
+    assert decode(encode((RECORDS, [shared, shared], None)))[1] == [shared, shared]
+
+
+class Collecting(OutputChannel):
+    def __init__(self) -> None:
+        self.elements: list = []
+
+    def send(self, element) -> None:
+        self.elements.append(element)
+
+    def close(self) -> None:
+        pass
+
+
+def test_a_partial_batch_is_sent_without_a_copy_and_the_callers_list_is_never_changed():
+    channel = Collecting()
+    writer = RecordWriter(ForwardPartitioner(), [channel], 0, 1, batch_size=100)
+    first = [1, 2, 3]
+    writer.emit(first)
+    writer.flush()
+    assert channel.elements[0][1] is first  # sent as it was: no copy
+    second, third = [4, 5], [6]
+    writer.emit(second, [40, 50])
+    writer.emit(third, [60])  # merged into a copy: the emitted lists stay as they were
+    writer.flush()
+    assert channel.elements[1] == (RECORDS, [4, 5, 6], [40, 50, 60])
+    assert second == [4, 5] and third == [6]
