@@ -1,0 +1,385 @@
+"""The REST server's HTTP layer: aiohttp on one event-loop thread, with the JobManager's rules.
+
+Everything a network peer can do to the REST port is decided here, before a route runs:
+
+- **Requests that change anything** (every method but GET, HEAD and OPTIONS) need
+  ``Authorization: Bearer <security.rest.token>`` when a token is configured (401 without), and
+  are refused (403) from a web page of a foreign origin, so another site open in an
+  operator's browser can neither cancel nor stop jobs.
+- **CORS**: none by default (same-origin only); origins listed in
+  ``web.access-control-allow-origin`` get their origin echoed, never ``*``.
+- **Bodies**: JSON only (415 otherwise), at most ``rest.server.max-content-length`` bytes (413).
+- **Connections**: at most ``rest.server.max-connections`` open; one that has not sent a whole
+  request within ``rest.server.header-timeout`` is closed, as is one idle between requests for
+  ``rest.server.idle-timeout``. Idle and slow connections cost a socket and no thread, so a
+  flood of them cannot starve the JobManager's gRPC threads (heartbeats).
+- **Work**: routes run on ``rest.server.numThreads`` threads; when too many requests wait for
+  one, the rest are answered 503 at once.
+- **TLS** with ``security.ssl.rest.enabled`` and the certificate and key of
+  ``security.ssl.rest.keystore`` (PEM).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hmac
+import json
+import logging
+import socket
+import ssl
+import threading
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from http import HTTPStatus
+from pathlib import Path
+from typing import Any
+
+from aiohttp import web
+
+from strom.errors import ConfigurationError
+
+log = logging.getLogger(__name__)
+
+#: requests that may wait for a thread, per thread; more are answered 503 at once
+PENDING_PER_THREAD = 32
+SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
+_ALLOWED_METHODS = "GET, POST, PATCH, PUT, DELETE"
+
+
+@dataclass(frozen=True)
+class Answer:
+    """What a route produced: status, content type, body and extra headers."""
+
+    status: int
+    content_type: str
+    body: bytes
+    headers: dict[str, str]
+
+
+#: (method, request target as sent: path and query, parsed JSON body or None) -> Answer
+Dispatch = Callable[[str, str, Any], Answer]
+
+
+@dataclass(frozen=True)
+class RestPolicy:
+    """The REST server's security and resource settings, read from the configuration."""
+
+    token: str | None = None
+    allowed_origins: frozenset[str] = frozenset()
+    max_body_bytes: int = 1_048_576
+    header_timeout_s: float = 10.0
+    idle_timeout_s: float = 60.0
+    threads: int = 8
+    max_connections: int = 1000
+    ssl_context: ssl.SSLContext | None = None
+
+    @classmethod
+    def from_config(cls, config: Any) -> RestPolicy:
+        """The policy of ``config``; a missing or unreadable file is an error naming its key."""
+        return cls(
+            token=read_token(config),
+            allowed_origins=frozenset(
+                filter(None, (config["web.access-control-allow-origin"] or "").split(","))
+            ),
+            max_body_bytes=config["rest.server.max-content-length"],
+            header_timeout_s=config["rest.server.header-timeout"] / 1000.0,
+            idle_timeout_s=config["rest.server.idle-timeout"] / 1000.0,
+            threads=config["rest.server.numThreads"],
+            max_connections=config["rest.server.max-connections"],
+            ssl_context=server_ssl_context(config),
+        )
+
+    @property
+    def max_pending(self) -> int:
+        return self.threads * PENDING_PER_THREAD
+
+
+def read_token(config: Any) -> str | None:
+    """``security.rest.token``, else the first line of ``security.rest.token-file``."""
+    token = config["security.rest.token"]
+    path = config["security.rest.token-file"]
+    if token and path:
+        raise ConfigurationError(
+            "Set one of 'security.rest.token' and 'security.rest.token-file', not both."
+        )
+    if path:
+        try:
+            token = Path(path).read_text().strip()
+        except OSError as error:
+            raise ConfigurationError(
+                f"Cannot read the REST token file '{path}' (security.rest.token-file): {error}"
+            ) from None
+        if not token:
+            raise ConfigurationError(
+                f"The REST token file '{path}' (security.rest.token-file) is empty."
+            )
+    return token or None
+
+
+def server_ssl_context(config: Any) -> ssl.SSLContext | None:
+    """The REST server's TLS context when ``security.ssl.rest.enabled``, else None."""
+    if not config["security.ssl.rest.enabled"]:
+        return None
+    keystore = config["security.ssl.rest.keystore"]
+    if not keystore:
+        raise ConfigurationError(
+            "security.ssl.rest.enabled is true but 'security.ssl.rest.keystore' is not set: "
+            "give a PEM file with the server's certificate chain and private key."
+        )
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    context.minimum_version = ssl.TLSVersion.TLSv1_2
+    try:
+        context.load_cert_chain(keystore, password=config["security.ssl.rest.key-password"])
+    except (OSError, ssl.SSLError) as error:
+        raise ConfigurationError(
+            f"Cannot load the REST certificate and key from '{keystore}' "
+            f"(security.ssl.rest.keystore): {error}"
+        ) from None
+    return context
+
+
+def client_ssl_context(config: Any) -> ssl.SSLContext:
+    """What a client of the REST API trusts: ``security.ssl.rest.truststore`` or the system."""
+    truststore = config["security.ssl.rest.truststore"]
+    return (
+        ssl.create_default_context(cafile=truststore)
+        if truststore
+        else ssl.create_default_context()
+    )
+
+
+def _errors(status: int, message: str, **headers: str) -> web.Response:
+    return web.Response(
+        status=status,
+        body=json.dumps({"errors": [message]}).encode(),
+        headers={"Content-Type": "application/json", "Cache-Control": "no-cache", **headers},
+    )
+
+
+class _Refused(asyncio.Protocol):
+    """A connection over the limit: closed as soon as it is accepted."""
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        transport.close()
+
+
+class RestTransport:
+    """Serves ``dispatch`` over HTTP(S) on a socket bound at construction."""
+
+    def __init__(self, host: str, port: int, policy: RestPolicy, dispatch: Dispatch) -> None:
+        self.policy = policy
+        self._dispatch = dispatch
+        family = socket.AF_INET6 if ":" in host else socket.AF_INET
+        self._socket = socket.create_server((host, port), family=family, backlog=1024)
+        self.port: int = self._socket.getsockname()[1]
+        self._loop = asyncio.new_event_loop()
+        self._workers = ThreadPoolExecutor(policy.threads, thread_name_prefix="jm-rest-worker")
+        self._pending = 0
+        self._served: set[Any] = set()  # connections that got a whole request in time
+        self._thread: threading.Thread | None = None
+        self._runner: web.AppRunner | None = None
+        self._server: asyncio.AbstractServer | None = None
+        self._ready = threading.Event()
+        self._failure: BaseException | None = None
+        self.refused_connections = 0
+
+    # -------------------------------------------------------------- lifecycle
+
+    def start(self) -> None:
+        self._thread = threading.Thread(target=self._run, name="jm-rest", daemon=True)
+        self._thread.start()
+        self._ready.wait()
+        if self._failure is not None:
+            raise self._failure
+
+    def stop(self) -> None:
+        if self._thread is None:
+            self._socket.close()
+            return
+        future = asyncio.run_coroutine_threadsafe(self._shutdown(), self._loop)
+        try:
+            future.result(timeout=5)
+        except Exception:  # stopping anyway
+            log.debug("REST server shutdown", exc_info=True)
+        self._loop.call_soon_threadsafe(self._loop.stop)
+        self._thread.join(timeout=5)
+        self._workers.shutdown(wait=False, cancel_futures=True)
+
+    def _run(self) -> None:
+        asyncio.set_event_loop(self._loop)
+        try:
+            self._loop.run_until_complete(self._serve())
+        except BaseException as error:  # reported to start()
+            self._failure = error
+            self._ready.set()
+            return
+        self._ready.set()
+        self._loop.run_forever()
+        self._loop.close()
+
+    async def _serve(self) -> None:
+        app = web.Application(client_max_size=self.policy.max_body_bytes)
+        app.router.add_route("*", "/{path:.*}", self._handle)
+        self._runner = web.AppRunner(
+            app,
+            access_log=None,
+            handle_signals=False,
+            keepalive_timeout=self.policy.idle_timeout_s,
+            max_line_size=8190,
+            max_field_size=8190,
+        )
+        await self._runner.setup()
+        web_server = self._runner.server
+        assert web_server is not None
+        policy = self.policy
+
+        def protocol() -> asyncio.Protocol:
+            if len(web_server._connections) >= policy.max_connections:
+                self.refused_connections += 1
+                return _Refused()
+            handler = web_server()
+            self._loop.call_later(policy.header_timeout_s, self._close_if_silent, handler)
+            return handler
+
+        self._server = await self._loop.create_server(
+            protocol,
+            sock=self._socket,
+            ssl=policy.ssl_context,
+            ssl_handshake_timeout=policy.header_timeout_s if policy.ssl_context else None,
+            backlog=1024,
+        )
+
+    async def _shutdown(self) -> None:
+        if self._server is not None:
+            self._server.close()
+        if self._runner is not None:
+            await self._runner.cleanup()
+
+    def _close_if_silent(self, handler: Any) -> None:
+        """The header timeout: a connection that has sent no whole request yet is closed."""
+        if handler in self._served:
+            self._served.discard(handler)
+        else:
+            handler.force_close()
+
+    # -------------------------------------------------------------- requests
+
+    async def _handle(self, request: web.Request) -> web.StreamResponse:
+        self._served.add(request.protocol)
+        origin = request.headers.get("Origin")
+        cross_origin = origin is not None and origin != self._own_origin(request)
+        allowed_origin = origin if cross_origin and origin in self.policy.allowed_origins else None
+        cors = {"Access-Control-Allow-Origin": allowed_origin, "Vary": "Origin"}
+        if not allowed_origin:
+            cors = {"Vary": "Origin"}
+        if request.method == "OPTIONS":
+            return self._preflight(allowed_origin, cors)
+        response = await self._checked(request, cross_origin and not allowed_origin)
+        response.headers.update(cors)
+        response.headers.setdefault("Cache-Control", "no-cache")
+        response.headers["X-Content-Type-Options"] = "nosniff"
+        return response
+
+    @staticmethod
+    def _own_origin(request: web.Request) -> str:
+        return f"{request.scheme}://{request.host}"
+
+    def _preflight(self, allowed_origin: str | None, cors: dict[str, str]) -> web.Response:
+        if allowed_origin is None:
+            return _errors(
+                HTTPStatus.FORBIDDEN,
+                "Cross-origin requests are not allowed from this origin "
+                "(see web.access-control-allow-origin)",
+                **cors,
+            )
+        return web.Response(
+            status=HTTPStatus.NO_CONTENT,
+            headers={
+                **cors,
+                "Access-Control-Allow-Methods": _ALLOWED_METHODS,
+                "Access-Control-Allow-Headers": "Authorization, Content-Type",
+                "Access-Control-Max-Age": "600",
+            },
+        )
+
+    async def _checked(self, request: web.Request, foreign: bool) -> web.Response:
+        method = request.method
+        if method not in SAFE_METHODS:
+            if foreign:
+                return _errors(
+                    HTTPStatus.FORBIDDEN,
+                    f"A page of another origin ({request.headers.get('Origin')}) may not "
+                    f"{method} here (see web.access-control-allow-origin)",
+                )
+            if self.policy.token is not None and not self._authorized(request):
+                return _errors(
+                    HTTPStatus.UNAUTHORIZED,
+                    "This request changes the cluster and needs the access token: send "
+                    "'Authorization: Bearer <security.rest.token>'",
+                    **{"WWW-Authenticate": 'Bearer realm="strom"'},
+                )
+        body: Any = None
+        if request.body_exists:
+            length = request.content_length
+            if length is not None and length > self.policy.max_body_bytes:
+                return _errors(
+                    HTTPStatus.REQUEST_ENTITY_TOO_LARGE,
+                    f"The body is {length} bytes; at most {self.policy.max_body_bytes} are "
+                    "accepted (rest.server.max-content-length)",
+                    Connection="close",
+                )
+            if request.content_type != "application/json":
+                return _errors(
+                    HTTPStatus.UNSUPPORTED_MEDIA_TYPE,
+                    f"Bodies must be JSON (Content-Type: application/json), not "
+                    f"{request.content_type!r}",
+                )
+            try:
+                async with asyncio.timeout(self.policy.header_timeout_s):
+                    raw = await request.read()
+            except TimeoutError:
+                return _errors(
+                    HTTPStatus.REQUEST_TIMEOUT,
+                    "The body did not arrive in time",
+                    Connection="close",
+                )
+            except web.HTTPRequestEntityTooLarge:
+                return _errors(
+                    HTTPStatus.REQUEST_ENTITY_TOO_LARGE,
+                    f"The body is larger than {self.policy.max_body_bytes} bytes "
+                    "(rest.server.max-content-length)",
+                    Connection="close",
+                )
+            if raw.strip():
+                try:
+                    body = json.loads(raw)
+                except (ValueError, UnicodeDecodeError) as error:
+                    return _errors(
+                        HTTPStatus.BAD_REQUEST, f"Bad request: the body is not JSON: {error}"
+                    )
+        if self._pending >= self.policy.max_pending:
+            return _errors(
+                HTTPStatus.SERVICE_UNAVAILABLE,
+                "The JobManager is busy answering other REST requests; try again",
+                **{"Retry-After": "1"},
+            )
+        self._pending += 1
+        try:
+            answer = await self._loop.run_in_executor(
+                self._workers, self._dispatch, method, request.raw_path, body
+            )
+        finally:
+            self._pending -= 1
+        return web.Response(
+            status=answer.status,
+            body=answer.body,
+            headers={"Content-Type": answer.content_type, **answer.headers},
+        )
+
+    def _authorized(self, request: web.Request) -> bool:
+        scheme, _, presented = request.headers.get("Authorization", "").partition(" ")
+        expected = self.policy.token or ""
+        return scheme.lower() == "bearer" and hmac.compare_digest(
+            presented.strip().encode(), expected.encode()
+        )
