@@ -218,3 +218,17 @@ def test_trusted_pickled_metadata_converts_to_json(tmp_path):
         storage.read_metadata(str(folder))
     convert_pickled_metadata(str(folder))
     assert storage.read_metadata(str(folder))["operators"]["op"]["files"] == {0: "/s"}
+
+
+def test_daemons_warn_at_start_that_their_ports_run_code_without_internal_tls(cluster):
+    jobmanager = poll_for(
+        lambda: [p for p in cluster.log_dir.glob("jobmanager-*.log") if "TLS" in p.read_text()],
+        what="the JobManager's warning",
+    )[0].read_text()
+    assert "Internal TLS is off" in jobmanager and str(cluster.rpc_port) in jobmanager
+    assert "can run code" in jobmanager
+    taskmanager = poll_for(
+        lambda: [p for p in cluster.log_dir.glob("taskmanager-*.log") if "TLS" in p.read_text()],
+        what="the TaskManager's warning",
+    )[0].read_text()
+    assert "Internal TLS is off" in taskmanager and "can run code" in taskmanager
