@@ -164,6 +164,42 @@ class _Refused(asyncio.Protocol):
         transport.close()
 
 
+class _LimitedServer(web.Server):
+    """aiohttp's low-level server that refuses connections beyond ``limit`` as they come."""
+
+    def __init__(self, handler: Any, limit: int, max_body_bytes: int, **kwargs: Any) -> None:
+        super().__init__(handler, request_factory=self._request, **kwargs)
+        self.limit = limit
+        self.max_body_bytes = max_body_bytes
+        self.refused = 0
+        #: protocols handed out whose connection is not made yet (accepting, TLS handshake)
+        self.unmade: set[Any] = set()
+
+    def _request(self, message: Any, payload: Any, protocol: Any, writer: Any, task: Any):
+        return web.BaseRequest(
+            message,
+            payload,
+            protocol,
+            writer,
+            task,
+            self._loop,
+            client_max_size=self.max_body_bytes,
+        )
+
+    def protocol(self) -> asyncio.BaseProtocol:
+        """A handler for a new connection, or :class:`_Refused` when ``limit`` are open."""
+        if len(self._connections) + len(self.unmade) >= self.limit:
+            self.refused += 1
+            return _Refused()
+        handler = self()
+        self.unmade.add(handler)
+        return handler
+
+    def connection_made(self, handler: Any, transport: asyncio.Transport) -> None:
+        self.unmade.discard(handler)
+        super().connection_made(handler, transport)
+
+
 class RestTransport:
     """Serves ``dispatch`` over HTTP(S) on a socket bound at construction."""
 
@@ -178,11 +214,10 @@ class RestTransport:
         self._pending = 0
         self._served: set[Any] = set()  # connections that got a whole request in time
         self._thread: threading.Thread | None = None
-        self._runner: web.AppRunner | None = None
+        self._web_server: _LimitedServer | None = None
         self._server: asyncio.AbstractServer | None = None
         self._ready = threading.Event()
         self._failure: BaseException | None = None
-        self.refused_connections = 0
 
     # -------------------------------------------------------------- lifecycle
 
@@ -219,27 +254,23 @@ class RestTransport:
         self._loop.close()
 
     async def _serve(self) -> None:
-        app = web.Application(client_max_size=self.policy.max_body_bytes)
-        app.router.add_route("*", "/{path:.*}", self._handle)
-        self._runner = web.AppRunner(
-            app,
+        policy = self.policy
+        web_server = _LimitedServer(
+            self._handle,
+            policy.max_connections,
+            policy.max_body_bytes,
+            loop=self._loop,
             access_log=None,
-            handle_signals=False,
-            keepalive_timeout=self.policy.idle_timeout_s,
+            keepalive_timeout=policy.idle_timeout_s,
             max_line_size=8190,
             max_field_size=8190,
         )
-        await self._runner.setup()
-        web_server = self._runner.server
-        assert web_server is not None
-        policy = self.policy
+        self._web_server = web_server
 
-        def protocol() -> asyncio.Protocol:
-            if len(web_server._connections) >= policy.max_connections:
-                self.refused_connections += 1
-                return _Refused()
-            handler = web_server()
-            self._loop.call_later(policy.header_timeout_s, self._close_if_silent, handler)
+        def protocol() -> asyncio.BaseProtocol:
+            handler = web_server.protocol()
+            if not isinstance(handler, _Refused):
+                self._loop.call_later(policy.header_timeout_s, self._close_if_silent, handler)
             return handler
 
         self._server = await self._loop.create_server(
@@ -250,14 +281,21 @@ class RestTransport:
             backlog=1024,
         )
 
+    @property
+    def refused_connections(self) -> int:
+        """Connections closed at once because ``rest.server.max-connections`` were open."""
+        return self._web_server.refused if self._web_server is not None else 0
+
     async def _shutdown(self) -> None:
         if self._server is not None:
             self._server.close()
-        if self._runner is not None:
-            await self._runner.cleanup()
+        if self._web_server is not None:
+            await self._web_server.shutdown(timeout=1.0)
 
     def _close_if_silent(self, handler: Any) -> None:
         """The header timeout: a connection that has sent no whole request yet is closed."""
+        if self._web_server is not None:
+            self._web_server.unmade.discard(handler)  # its TLS handshake failed, if still there
         if handler in self._served:
             self._served.discard(handler)
         else:
@@ -265,7 +303,7 @@ class RestTransport:
 
     # -------------------------------------------------------------- requests
 
-    async def _handle(self, request: web.Request) -> web.StreamResponse:
+    async def _handle(self, request: web.BaseRequest) -> web.StreamResponse:
         self._served.add(request.protocol)
         origin = request.headers.get("Origin")
         cross_origin = origin is not None and origin != self._own_origin(request)
@@ -282,7 +320,7 @@ class RestTransport:
         return response
 
     @staticmethod
-    def _own_origin(request: web.Request) -> str:
+    def _own_origin(request: web.BaseRequest) -> str:
         return f"{request.scheme}://{request.host}"
 
     def _preflight(self, allowed_origin: str | None, cors: dict[str, str]) -> web.Response:
@@ -303,7 +341,7 @@ class RestTransport:
             },
         )
 
-    async def _checked(self, request: web.Request, foreign: bool) -> web.Response:
+    async def _checked(self, request: web.BaseRequest, foreign: bool) -> web.Response:
         method = request.method
         if method not in SAFE_METHODS:
             if foreign:
@@ -377,7 +415,7 @@ class RestTransport:
             headers={"Content-Type": answer.content_type, **answer.headers},
         )
 
-    def _authorized(self, request: web.Request) -> bool:
+    def _authorized(self, request: web.BaseRequest) -> bool:
         scheme, _, presented = request.headers.get("Authorization", "").partition(" ")
         expected = self.policy.token or ""
         return scheme.lower() == "bearer" and hmac.compare_digest(
