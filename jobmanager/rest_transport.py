@@ -32,11 +32,11 @@ from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from http import HTTPStatus
-from pathlib import Path
 from typing import Any
 
 from aiohttp import web
 
+from strom.configuration import rest_token
 from strom.errors import ConfigurationError
 
 log = logging.getLogger(__name__)
@@ -78,7 +78,7 @@ class RestPolicy:
     def from_config(cls, config: Any) -> RestPolicy:
         """The policy of ``config``; a missing or unreadable file is an error naming its key."""
         return cls(
-            token=read_token(config),
+            token=rest_token(config),
             allowed_origins=frozenset(
                 filter(None, (config["web.access-control-allow-origin"] or "").split(","))
             ),
@@ -93,28 +93,6 @@ class RestPolicy:
     @property
     def max_pending(self) -> int:
         return self.threads * PENDING_PER_THREAD
-
-
-def read_token(config: Any) -> str | None:
-    """``security.rest.token``, else the first line of ``security.rest.token-file``."""
-    token = config["security.rest.token"]
-    path = config["security.rest.token-file"]
-    if token and path:
-        raise ConfigurationError(
-            "Set one of 'security.rest.token' and 'security.rest.token-file', not both."
-        )
-    if path:
-        try:
-            token = Path(path).read_text().strip()
-        except OSError as error:
-            raise ConfigurationError(
-                f"Cannot read the REST token file '{path}' (security.rest.token-file): {error}"
-            ) from None
-        if not token:
-            raise ConfigurationError(
-                f"The REST token file '{path}' (security.rest.token-file) is empty."
-            )
-    return token or None
 
 
 def server_ssl_context(config: Any) -> ssl.SSLContext | None:

@@ -653,6 +653,29 @@ class StromConfig(Mapping[str, Any]):
         return f"{self['jobmanager.rpc.address']}:{self['jobmanager.rpc.port']}"
 
 
+def rest_token(config: Mapping[str, Any]) -> str | None:
+    """The cluster's access token: ``security.rest.token``, else the content of
+    ``security.rest.token-file``; None when neither is set."""
+    token = config["security.rest.token"]
+    path = config["security.rest.token-file"]
+    if token and path:
+        raise ConfigurationError(
+            "Set one of 'security.rest.token' and 'security.rest.token-file', not both."
+        )
+    if path:
+        try:
+            token = Path(path).read_text().strip()
+        except OSError as error:
+            raise ConfigurationError(
+                f"Cannot read the token file '{path}' (security.rest.token-file): {error}"
+            ) from None
+        if not token:
+            raise ConfigurationError(
+                f"The token file '{path}' (security.rest.token-file) is empty."
+            )
+    return token or None
+
+
 def parse_dynamic_properties(pairs: Iterable[str]) -> dict[str, str]:
     """``key=value`` strings (from ``-D``) as a dict; a malformed one is an error."""
     result = {}

@@ -436,7 +436,9 @@ def test_dashboard_pages(browser, cluster, jobs, screenshots):
     print(f"dashboard screenshots in {screenshots}: {', '.join(written)}", file=sys.stderr)
 
 
-def test_cancel_from_the_page_asks_for_the_access_token(browser, tmp_path, screenshots):
+def test_cancel_from_the_page_asks_for_the_access_token(
+    browser, tmp_path, screenshots, monkeypatch
+):
     """With security.rest.token set, the page's cancel asks for the token once per session."""
     from harness import LocalCluster
 
@@ -444,6 +446,7 @@ def test_cancel_from_the_page_asks_for_the_access_token(browser, tmp_path, scree
     cluster = LocalCluster(tmp_path / "cluster", slots=2, **{"security.rest.token": token})
     try:
         cluster.start(taskmanagers=1)
+        monkeypatch.setenv("STROM_CONF_DIR", str(cluster.conf_dir))  # the client's token
         with remote(cluster.address):
             env = StreamExecutionEnvironment.get_execution_environment()
             source = env.add_source(Ticker()).name("Ticker").set_parallelism(1)

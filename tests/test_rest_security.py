@@ -8,7 +8,9 @@ once, and the REST server goes on answering.
 
 from __future__ import annotations
 
+import contextlib
 import json
+import os
 import shutil
 import socket
 import ssl
@@ -17,16 +19,19 @@ import sys
 import time
 import urllib.error
 import urllib.request
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import pytest
-from harness import LocalCluster, http_json, poll_for
+from harness import REPO_ROOT, LocalCluster, http_json, poll_for, python_env
 from jobs_support import remote
 from rest_support import running_job
 
+from client.gateway import ClusterClient
 from strom.datastream import StreamExecutionEnvironment
+from strom.errors import StromError
 
 TOKEN = "s3cret-token-for-tests"
 FRIEND = "https://ops.example.com"
@@ -89,9 +94,23 @@ def cluster(tmp_path_factory):
         cluster.stop()
 
 
+@contextlib.contextmanager
+def configured_by(cluster: LocalCluster) -> Iterator[None]:
+    """Clients in this process read the cluster's configuration (and so its token)."""
+    before = os.environ.get("STROM_CONF_DIR")
+    os.environ["STROM_CONF_DIR"] = str(cluster.conf_dir)
+    try:
+        yield
+    finally:
+        if before is None:
+            os.environ.pop("STROM_CONF_DIR")
+        else:
+            os.environ["STROM_CONF_DIR"] = before
+
+
 @pytest.fixture(scope="module")
 def job(cluster) -> str:
-    with remote(cluster.address):
+    with configured_by(cluster), remote(cluster.address):
         env = StreamExecutionEnvironment.get_execution_environment()
         running_job(env)
         job_id = env.execute_async("rest security job").get_job_id()
@@ -213,6 +232,33 @@ def test_slow_idle_and_surplus_connections_are_closed(cluster, job):
             sock.close()
     poll_for(lambda: cluster.overview()["taskmanagers"] == 1, what="REST to answer again")
     assert state(cluster, job) == "RUNNING"
+
+
+def test_the_grpc_port_wants_the_token_too_and_the_cli_sends_it_from_its_config(cluster, job):
+    """Else the REST token is bypassed by cancelling through the JobManager's gRPC port."""
+    with ClusterClient(cluster.address, token="") as anonymous:
+        assert [j.job_id for j in anonymous.jobs()] == [job]  # reading needs no token
+        for attempt in (
+            lambda: anonymous.cancel(job),
+            lambda: anonymous.trigger_savepoint(job, None),
+        ):
+            with pytest.raises(StromError, match="access token"):
+                attempt()
+    with ClusterClient(cluster.address, token="wrong") as wrong:
+        with pytest.raises(StromError, match="access token"):
+            wrong.cancel(job)
+    assert state(cluster, job) == "RUNNING"
+
+    cancel = subprocess.run(
+        [sys.executable, "-m", "client.cli", "cancel", job],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        cwd=str(REPO_ROOT),
+        env=python_env(STROM_CONF_DIR=str(cluster.conf_dir)),
+    )
+    assert cancel.returncode == 0, cancel.stderr
+    poll_for(lambda: state(cluster, job) == "CANCELED", what="the CLI's cancel to take effect")
 
 
 def make_certificate(folder: Path) -> tuple[Path, Path]:
