@@ -32,12 +32,13 @@ from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from http import HTTPStatus
-from typing import Any
-
-from aiohttp import web
+from typing import TYPE_CHECKING, Any
 
 from strom.configuration import rest_token
 from strom.errors import ConfigurationError
+
+if TYPE_CHECKING:
+    from aiohttp import web
 
 log = logging.getLogger(__name__)
 
@@ -128,6 +129,8 @@ def client_ssl_context(config: Any) -> ssl.SSLContext:
 
 
 def _errors(status: int, message: str, **headers: str) -> web.Response:
+    from aiohttp import web
+
     return web.Response(
         status=status,
         body=json.dumps({"errors": [message]}).encode(),
@@ -142,40 +145,58 @@ class _Refused(asyncio.Protocol):
         transport.close()
 
 
-class _LimitedServer(web.Server):
-    """aiohttp's low-level server that refuses connections beyond ``limit`` as they come."""
+_server_class: type | None = None
 
-    def __init__(self, handler: Any, limit: int, max_body_bytes: int, **kwargs: Any) -> None:
-        super().__init__(handler, request_factory=self._request, **kwargs)
-        self.limit = limit
-        self.max_body_bytes = max_body_bytes
-        self.refused = 0
-        #: protocols handed out whose connection is not made yet (accepting, TLS handshake)
-        self.unmade: set[Any] = set()
 
-    def _request(self, message: Any, payload: Any, protocol: Any, writer: Any, task: Any):
-        return web.BaseRequest(
-            message,
-            payload,
-            protocol,
-            writer,
-            task,
-            self._loop,
-            client_max_size=self.max_body_bytes,
-        )
+def _limited_server(handler: Any, limit: int, max_body_bytes: int, **kwargs: Any) -> Any:
+    """aiohttp's low-level server that refuses connections beyond ``limit`` as they come.
 
-    def protocol(self) -> asyncio.BaseProtocol:
-        """A handler for a new connection, or :class:`_Refused` when ``limit`` are open."""
-        if len(self._connections) + len(self.unmade) >= self.limit:
-            self.refused += 1
-            return _Refused()
-        handler = self()
-        self.unmade.add(handler)
-        return handler
+    aiohttp is imported here, on the REST thread, not when the JobManager module is: it
+    takes a second on a loaded machine, and the embedded mini-cluster need not wait for it.
+    """
+    global _server_class
+    if _server_class is None:
+        from aiohttp import web
 
-    def connection_made(self, handler: Any, transport: asyncio.Transport) -> None:
-        self.unmade.discard(handler)
-        super().connection_made(handler, transport)
+        class LimitedServer(web.Server):
+            """A server counting connections from when their protocol is handed out."""
+
+            def __init__(
+                self, handler: Any, limit: int, max_body_bytes: int, **kwargs: Any
+            ) -> None:
+                super().__init__(handler, request_factory=self._request, **kwargs)
+                self.limit = limit
+                self.max_body_bytes = max_body_bytes
+                self.refused = 0
+                #: protocols handed out whose connection is not made yet (accepting, TLS handshake)
+                self.unmade: set[Any] = set()
+
+            def _request(self, message: Any, payload: Any, protocol: Any, writer: Any, task: Any):
+                return web.BaseRequest(
+                    message,
+                    payload,
+                    protocol,
+                    writer,
+                    task,
+                    self._loop,
+                    client_max_size=self.max_body_bytes,
+                )
+
+            def protocol(self) -> asyncio.BaseProtocol:
+                """A handler for a new connection, or :class:`_Refused` when ``limit`` are open."""
+                if len(self._connections) + len(self.unmade) >= self.limit:
+                    self.refused += 1
+                    return _Refused()
+                handler = self()
+                self.unmade.add(handler)
+                return handler
+
+            def connection_made(self, handler: Any, transport: asyncio.Transport) -> None:
+                self.unmade.discard(handler)
+                super().connection_made(handler, transport)
+
+        _server_class = LimitedServer
+    return _server_class(handler, limit, max_body_bytes, **kwargs)
 
 
 class RestTransport:
@@ -192,39 +213,39 @@ class RestTransport:
         self._pending = 0
         self._served: set[Any] = set()  # connections that got a whole request in time
         self._thread: threading.Thread | None = None
-        self._web_server: _LimitedServer | None = None
+        self._web_server: Any = None
         self._server: asyncio.AbstractServer | None = None
         self._ready = threading.Event()
-        self._failure: BaseException | None = None
 
     # -------------------------------------------------------------- lifecycle
 
     def start(self) -> None:
+        """Serve from a thread of its own; returns at once (the socket is bound already, so
+        early connections wait in its backlog while the thread imports aiohttp)."""
         self._thread = threading.Thread(target=self._run, name="jm-rest", daemon=True)
         self._thread.start()
-        self._ready.wait()
-        if self._failure is not None:
-            raise self._failure
 
     def stop(self) -> None:
         if self._thread is None:
             self._socket.close()
             return
-        future = asyncio.run_coroutine_threadsafe(self._shutdown(), self._loop)
-        try:
-            future.result(timeout=5)
-        except Exception:  # stopping anyway
-            log.debug("REST server shutdown", exc_info=True)
-        self._loop.call_soon_threadsafe(self._loop.stop)
-        self._thread.join(timeout=5)
+        if self._ready.wait(timeout=10):
+            future = asyncio.run_coroutine_threadsafe(self._shutdown(), self._loop)
+            try:
+                future.result(timeout=5)
+            except Exception:  # stopping anyway
+                log.debug("REST server shutdown", exc_info=True)
+            self._loop.call_soon_threadsafe(self._loop.stop)
+            self._thread.join(timeout=5)
+        self._socket.close()
         self._workers.shutdown(wait=False, cancel_futures=True)
 
     def _run(self) -> None:
         asyncio.set_event_loop(self._loop)
         try:
             self._loop.run_until_complete(self._serve())
-        except BaseException as error:  # reported to start()
-            self._failure = error
+        except BaseException:
+            log.exception("the REST server could not start")
             self._ready.set()
             return
         self._ready.set()
@@ -233,7 +254,7 @@ class RestTransport:
 
     async def _serve(self) -> None:
         policy = self.policy
-        web_server = _LimitedServer(
+        web_server = _limited_server(
             self._handle,
             policy.max_connections,
             policy.max_body_bytes,
@@ -282,6 +303,7 @@ class RestTransport:
     # -------------------------------------------------------------- requests
 
     async def _handle(self, request: web.BaseRequest) -> web.StreamResponse:
+
         self._served.add(request.protocol)
         origin = request.headers.get("Origin")
         cross_origin = origin is not None and origin != self._own_origin(request)
@@ -302,6 +324,8 @@ class RestTransport:
         return f"{request.scheme}://{request.host}"
 
     def _preflight(self, allowed_origin: str | None, cors: dict[str, str]) -> web.Response:
+        from aiohttp import web  # noqa: F811
+
         if allowed_origin is None:
             return _errors(
                 HTTPStatus.FORBIDDEN,
@@ -320,6 +344,8 @@ class RestTransport:
         )
 
     async def _checked(self, request: web.BaseRequest, foreign: bool) -> web.Response:
+        from aiohttp import web  # noqa: F811
+
         method = request.method
         if method not in SAFE_METHODS:
             if foreign:
