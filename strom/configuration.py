@@ -231,8 +231,9 @@ OPTIONS: dict[str, ConfigOption] = {
             None,
             _optional(_text),
             "a secret string",
-            "The access token REST requests that change anything (cancel, stop, savepoint) "
-            "must send as 'Authorization: Bearer <token>'; unset: no token is asked for.",
+            "The access token that requests changing jobs (REST cancel, stop, savepoint; gRPC "
+            "submit, cancel, savepoint) must send as 'Authorization: Bearer <token>'; the CLI "
+            "sends it from its configuration. Unset: no token is asked for.",
         ),
         ConfigOption(
             "security.rest.token-file",
