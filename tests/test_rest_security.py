@@ -194,6 +194,13 @@ def test_json_bodies_only_and_a_size_limit(cluster, job):
             "\r\nContent-Type: application/json\r\nContent-Length: 99999999999\r\n\r\n{".encode()
         )
         assert sock.recv(4096).startswith(b"HTTP/1.1 413")
+    # A body that never arrives in full is given up after the header timeout (1 s).
+    with socket.create_connection(("127.0.0.1", cluster.rest_port), timeout=10) as sock:
+        sock.sendall(
+            f"POST /jobs/{job}/savepoints HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {TOKEN}"
+            "\r\nContent-Type: application/json\r\nContent-Length: 100\r\n\r\n{".encode()
+        )
+        assert sock.recv(4096).startswith(b"HTTP/1.1 408")
     assert state(cluster, job) == "RUNNING"
     assert cluster.jobmanager.poll() is None
 
@@ -316,13 +323,15 @@ class TlsCluster(LocalCluster):
 
 def test_rest_over_tls(tmp_path):
     keystore, cert = make_certificate(tmp_path)
+    token_file = tmp_path / "token"
+    token_file.write_text(TOKEN + "\n")
     cluster = TlsCluster(
         tmp_path / "cluster",
         trust=cert,
         **{
             "security.ssl.rest.enabled": True,
             "security.ssl.rest.keystore": str(keystore),
-            "security.rest.token": TOKEN,
+            "security.rest.token-file": str(token_file),
         },
     )
     try:
@@ -341,3 +350,26 @@ def test_rest_over_tls(tmp_path):
         raise
     finally:
         cluster.stop()
+
+
+def test_rest_security_settings_are_checked_with_messages_naming_the_key(tmp_path):
+    from jobmanager.rest_transport import RestPolicy
+    from strom.configuration import StromConfig
+    from strom.errors import ConfigurationError
+
+    with pytest.raises(ConfigurationError, match="web.access-control-allow-origin"):
+        StromConfig({"web.access-control-allow-origin": "*"})
+    with pytest.raises(ConfigurationError, match="security.ssl.rest.keystore"):
+        RestPolicy.from_config(StromConfig({"security.ssl.rest.enabled": True}))
+    empty = tmp_path / "empty-token"
+    empty.write_text("\n")
+    with pytest.raises(ConfigurationError, match="is empty"):
+        RestPolicy.from_config(StromConfig({"security.rest.token-file": str(empty)}))
+    with pytest.raises(ConfigurationError, match="not both"):
+        RestPolicy.from_config(
+            StromConfig({"security.rest.token": "a", "security.rest.token-file": str(empty)})
+        )
+    policy = RestPolicy.from_config(
+        StromConfig({"web.access-control-allow-origin": f"{FRIEND}, http://localhost:3000"})
+    )
+    assert policy.allowed_origins == {FRIEND, "http://localhost:3000"} and policy.token is None
