@@ -211,7 +211,8 @@ class RestTransport:
         self._loop = asyncio.new_event_loop()
         self._workers = ThreadPoolExecutor(policy.threads, thread_name_prefix="jm-rest-worker")
         self._pending = 0
-        self._served: set[Any] = set()  # connections that got a whole request in time
+        #: connections that have not yet sent a whole request; closed at the header timeout
+        self._silent: set[Any] = set()
         self._thread: threading.Thread | None = None
         self._web_server: Any = None
         self._server: asyncio.AbstractServer | None = None
@@ -269,6 +270,7 @@ class RestTransport:
         def protocol() -> asyncio.BaseProtocol:
             handler = web_server.protocol()
             if not isinstance(handler, _Refused):
+                self._silent.add(handler)
                 self._loop.call_later(policy.header_timeout_s, self._close_if_silent, handler)
             return handler
 
@@ -295,16 +297,15 @@ class RestTransport:
         """The header timeout: a connection that has sent no whole request yet is closed."""
         if self._web_server is not None:
             self._web_server.unmade.discard(handler)  # its TLS handshake failed, if still there
-        if handler in self._served:
-            self._served.discard(handler)
-        else:
+        if handler in self._silent:
+            self._silent.discard(handler)
             handler.force_close()
 
     # -------------------------------------------------------------- requests
 
     async def _handle(self, request: web.BaseRequest) -> web.StreamResponse:
 
-        self._served.add(request.protocol)
+        self._silent.discard(request.protocol)
         origin = request.headers.get("Origin")
         cross_origin = origin is not None and origin != self._own_origin(request)
         allowed_origin = origin if cross_origin and origin in self.policy.allowed_origins else None
