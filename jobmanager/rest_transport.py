@@ -318,6 +318,7 @@ class RestTransport:
         response.headers.update(cors)
         response.headers.setdefault("Cache-Control", "no-cache")
         response.headers["X-Content-Type-Options"] = "nosniff"
+        response.headers["X-Frame-Options"] = "DENY"  # no clicking its buttons from a frame
         return response
 
     @staticmethod

@@ -155,6 +155,7 @@ def test_no_wildcard_cors_and_no_changes_from_foreign_pages(cluster, job):
     overview = call(f"{cluster.rest_url}/overview", headers={"Origin": FOE})
     assert overview.status == 200
     assert "Access-Control-Allow-Origin" not in overview.headers
+    assert overview.headers["X-Frame-Options"] == "DENY"
     friendly = call(f"{cluster.rest_url}/overview", headers={"Origin": FRIEND})
     assert friendly.headers["Access-Control-Allow-Origin"] == FRIEND
 
