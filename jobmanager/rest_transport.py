@@ -118,16 +118,6 @@ def server_ssl_context(config: Any) -> ssl.SSLContext | None:
     return context
 
 
-def client_ssl_context(config: Any) -> ssl.SSLContext:
-    """What a client of the REST API trusts: ``security.ssl.rest.truststore`` or the system."""
-    truststore = config["security.ssl.rest.truststore"]
-    return (
-        ssl.create_default_context(cafile=truststore)
-        if truststore
-        else ssl.create_default_context()
-    )
-
-
 def _errors(status: int, message: str, **headers: str) -> web.Response:
     from aiohttp import web
 

@@ -264,13 +264,6 @@ OPTIONS: dict[str, ConfigOption] = {
             "Decrypts an encrypted private key in security.ssl.rest.keystore.",
         ),
         ConfigOption(
-            "security.ssl.rest.truststore",
-            None,
-            _optional(_text),
-            "the path of a PEM file of CA certificates",
-            "What clients of the REST API trust (default: the system's CAs).",
-        ),
-        ConfigOption(
             "taskmanager.numberOfTaskSlots",
             1,
             _int_in(1, 1024),
