@@ -6,6 +6,7 @@ from typing import Any
 
 import grpc
 
+from strom.configuration import load_configuration, rest_token
 from strom.errors import ClusterUnreachableError, StromError
 from strom.rpc import cluster_pb2 as pb
 from strom.rpc import cluster_pb2_grpc
@@ -16,9 +17,13 @@ _MAX_MESSAGE = 512 * 1024 * 1024
 class ClusterClient:
     """Calls on the JobManager's gRPC gateway; connection problems become one clear error."""
 
-    def __init__(self, address: str, timeout: float = 30.0) -> None:
+    def __init__(self, address: str, timeout: float = 30.0, token: str | None = None) -> None:
+        """``token``: the cluster's access token; by default ``security.rest.token`` (or
+        ``-token-file``) of the configuration in ``$STROM_CONF_DIR`` (else ``conf/``)."""
         self.address = address
         self.timeout = timeout
+        token = token if token is not None else rest_token(load_configuration())
+        self._metadata = (("authorization", f"Bearer {token}"),) if token else None
         self._channel = grpc.insecure_channel(
             address,
             options=[
@@ -39,7 +44,9 @@ class ClusterClient:
 
     def _call(self, method: str, request: Any, timeout: float | None = None) -> Any:
         try:
-            return getattr(self._stub, method)(request, timeout=timeout or self.timeout)
+            return getattr(self._stub, method)(
+                request, timeout=timeout or self.timeout, metadata=self._metadata
+            )
         except grpc.RpcError as error:
             code = error.code()
             if code in (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED):
@@ -52,6 +59,7 @@ class ClusterClient:
                 grpc.StatusCode.NOT_FOUND,
                 grpc.StatusCode.INVALID_ARGUMENT,
                 grpc.StatusCode.FAILED_PRECONDITION,
+                grpc.StatusCode.UNAUTHENTICATED,
             ):
                 raise StromError(error.details()) from None
             raise StromError(f"the JobManager answered {code.name}: {error.details()}") from None

@@ -16,6 +16,7 @@ ended without the barrier takes the snapshot then, before its own end of input.
 from __future__ import annotations
 
 import logging
+import os
 import pickle
 import threading
 import time
@@ -62,6 +63,39 @@ def finished_handle(record: JobRecord, vertex_id: str) -> dict[str, Any]:
         "parallelism": node["parallelism"],
         "max_parallelism": node["max_parallelism"],
         "size": 0,
+    }
+
+
+def handle_of(record: JobRecord, ack: pb.CheckpointAck, location: str) -> dict[str, Any] | None:
+    """The acknowledged task's state handle as the metadata keeps it; None (logged) for an ack
+    that names operators the task does not run or a file outside the checkpoint's folder."""
+    node = next((n for n in record.plan["nodes"] if n["id"] == ack.vertex_id), None)
+    uids = {op["uid"] for op in node["operators"]} if node is not None else set()
+    written = ack.handle
+    folder = os.path.normpath(record.storage.local_path(location))
+    if (
+        node is None
+        or not ack.HasField("handle")
+        or not set(written.operators) <= uids
+        or os.path.dirname(os.path.normpath(written.path)) != folder
+    ):
+        log.warning(
+            "ignoring an acknowledgement of checkpoint %d of job %s from task %s/%d: its "
+            "state handle does not match the task (operators %s, file %r)",
+            ack.checkpoint_id,
+            record.job_id,
+            ack.vertex_id,
+            ack.subtask,
+            list(written.operators),
+            written.path,
+        )
+        return None
+    return {
+        "path": written.path,
+        "operators": list(written.operators),
+        "parallelism": written.parallelism,
+        "max_parallelism": written.max_parallelism,
+        "size": ack.state_size,
     }
 
 
@@ -246,8 +280,15 @@ class Checkpointing:
             record = self.dispatcher.jobs.get(ack.job_id)
             if record is None or record.coordinator is None or record.graph.attempt != ack.attempt:
                 return
-            handle = pickle.loads(ack.handle)
-            handle["size"] = ack.state_size
+            pending = record.coordinator.pending.get(ack.checkpoint_id)
+            if pending is None:
+                return
+            location = pending.target or record.storage.checkpoint_location(
+                record.job_id, ack.checkpoint_id
+            )
+            handle = handle_of(record, ack, location)
+            if handle is None:
+                return
             task = (ack.vertex_id, ack.subtask)
             if not record.coordinator.acknowledge(ack.checkpoint_id, task, handle):
                 return

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hmac
 import json
 import logging
 from collections.abc import Iterator
@@ -23,6 +24,24 @@ log = logging.getLogger(__name__)
 class JobManagerGateway(cluster_pb2_grpc.JobManagerGatewayServicer):
     def __init__(self, jobmanager: JobManager) -> None:
         self.jm = jobmanager
+
+    def _require_token(self, context: grpc.ServicerContext) -> None:
+        """Abort a client's call that changes jobs unless it carries the cluster's token
+        (``authorization: Bearer <security.rest.token>`` metadata), when one is set."""
+        expected = self.jm.client_token
+        if expected is None:
+            return
+        sent = dict(context.invocation_metadata()).get("authorization", "")
+        scheme, _, token = sent.partition(" ")
+        if scheme.lower() != "bearer" or not hmac.compare_digest(
+            token.strip().encode(), expected.encode()
+        ):
+            context.abort(
+                grpc.StatusCode.UNAUTHENTICATED,
+                "this JobManager needs its access token to submit, cancel or savepoint jobs: "
+                "set security.rest.token (or security.rest.token-file) in the client's "
+                "configuration",
+            )
 
     def TaskManagerSession(
         self, request_iterator: Iterator[pb.TaskManagerMessage], context: grpc.ServicerContext
@@ -121,6 +140,7 @@ class JobManagerGateway(cluster_pb2_grpc.JobManagerGatewayServicer):
         )
 
     def SubmitJob(self, request: pb.SubmitJobRequest, context) -> pb.JobId:
+        self._require_token(context)
         try:
             job_id = self.jm.dispatcher.submit(request)
         except ValueError as error:
@@ -171,6 +191,7 @@ class JobManagerGateway(cluster_pb2_grpc.JobManagerGatewayServicer):
         )
 
     def CancelJob(self, request: pb.JobId, context) -> pb.Ack:
+        self._require_token(context)
         try:
             self.jm.dispatcher.cancel(request.job_id)
         except KeyError as error:
@@ -190,6 +211,7 @@ class JobManagerGateway(cluster_pb2_grpc.JobManagerGatewayServicer):
         return pb.Ack(ok=True)
 
     def TriggerSavepoint(self, request: pb.SavepointRequest, context) -> pb.SavepointTriggerId:
+        self._require_token(context)
         try:
             trigger_id = self.jm.dispatcher.checkpointing.trigger_savepoint(
                 self.jm.dispatcher._get(request.job_id), request.target_dir or None, request.then

@@ -4,7 +4,8 @@ Errors answer as Flink's do: ``{"errors": ["..."]}`` with the status that fits â
 unknown job, TaskManager or path, 400 for a malformed body or query, 405 for a method a path
 does not take, 503 for what this JobManager cannot do (yet). Malformed requests never take the
 process down. The API is described in ``jobmanager/web/openapi.yaml``; the dashboard is the
-static page in ``jobmanager/web/`` served at ``/``.
+static page in ``jobmanager/web/`` served at ``/``. The HTTP layer under the routes (tokens,
+CORS, limits, timeouts, TLS) is :mod:`jobmanager.rest_transport`.
 """
 
 from __future__ import annotations
@@ -13,11 +14,9 @@ import inspect
 import json
 import logging
 import re
-import threading
 import time
 from collections.abc import Callable
 from http import HTTPStatus
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qs, unquote, urlsplit
@@ -31,6 +30,7 @@ from jobmanager.observability import (
     TaskManagerUnavailable,
     own_log_file,
 )
+from jobmanager.rest_transport import Answer, RestPolicy, RestTransport
 
 if TYPE_CHECKING:
     from jobmanager.service import JobManager
@@ -93,38 +93,16 @@ class Route:
 
 
 class RestServer:
+    """The REST routes; :class:`~jobmanager.rest_transport.RestTransport` serves them."""
+
     def __init__(self, jobmanager: JobManager, host: str, port: int) -> None:
         self.jm = jobmanager
         self.routes: list[Route] = []
         self.observer = TaskManagerObserver()
         self._register_routes()
-        server = self
-
-        class Handler(BaseHTTPRequestHandler):
-            protocol_version = "HTTP/1.1"
-
-            def do_GET(self) -> None:  # noqa: N802 - http.server's naming
-                server.handle(self, "GET")
-
-            def do_POST(self) -> None:  # noqa: N802
-                server.handle(self, "POST")
-
-            def do_PATCH(self) -> None:  # noqa: N802
-                server.handle(self, "PATCH")
-
-            def do_PUT(self) -> None:  # noqa: N802
-                server.handle(self, "PUT")
-
-            def do_DELETE(self) -> None:  # noqa: N802
-                server.handle(self, "DELETE")
-
-            def log_message(self, format: str, *args: Any) -> None:  # noqa: A002
-                log.debug("rest: " + format, *args)
-
-        self._httpd = ThreadingHTTPServer((host, port), Handler)
-        self._httpd.daemon_threads = True
-        self.port = self._httpd.server_address[1]
-        self._thread: threading.Thread | None = None
+        self.policy = RestPolicy.from_config(jobmanager.config)
+        self._transport = RestTransport(host, port, self.policy, self.dispatch)
+        self.port = self._transport.port
 
     def add_route(self, method: str, pattern: str, handler: Callable[..., Any]) -> None:
         """Serve ``handler(**groups)`` for requests matching the regex ``pattern``.
@@ -179,35 +157,20 @@ class RestServer:
     # -------------------------------------------------------------- lifecycle
 
     def start(self) -> None:
-        self._thread = threading.Thread(
-            target=self._httpd.serve_forever,
-            kwargs={"poll_interval": 0.05},  # how quickly stop() takes effect
-            name="jm-rest",
-            daemon=True,
-        )
-        self._thread.start()
+        self._transport.start()
 
     def stop(self) -> None:
-        self._httpd.shutdown()
-        self._httpd.server_close()
+        self._transport.stop()
         self.observer.close()
 
     # -------------------------------------------------------------- dispatching
 
-    def handle(self, request: BaseHTTPRequestHandler, method: str) -> None:
-        parts = urlsplit(request.path)
+    def dispatch(self, method: str, target: str, body: Any) -> Answer:
+        """Answer one request (on a REST worker thread); ``target`` is the path and query as
+        sent, ``body`` the parsed JSON body or None."""
+        parts = urlsplit(target)
         path = unquote(parts.path)
         try:
-            body = None
-            length = int(request.headers.get("Content-Length") or 0)
-            if length:
-                raw = request.rfile.read(length)
-                try:
-                    body = json.loads(raw) if raw.strip() else None
-                except (ValueError, UnicodeDecodeError) as error:
-                    raise RestError(
-                        HTTPStatus.BAD_REQUEST, f"Bad request: the body is not JSON: {error}"
-                    ) from None
             query = {k: v[-1] for k, v in parse_qs(parts.query, keep_blank_values=True).items()}
             allowed: list[str] = []
             for route in self.routes:
@@ -222,33 +185,25 @@ class RestServer:
                     kwargs["body"] = body
                 if route.takes_query:
                     kwargs["query"] = query
-                self._send(request, HTTPStatus.OK, route.handler(**kwargs))
-                return
+                return self._answer(HTTPStatus.OK, route.handler(**kwargs))
             if allowed:
                 methods = ", ".join(sorted(set(allowed)))
-                self._send(
-                    request,
+                return self._answer(
                     HTTPStatus.METHOD_NOT_ALLOWED,
                     {"errors": [f"Method {method} is not allowed for {path}; allowed: {methods}"]},
                     {"Allow": methods},
                 )
-                return
             raise RestError(HTTPStatus.NOT_FOUND, f"Not found: {method} {path}")
         except RestError as error:
-            self._send(request, error.status, {"errors": [str(error)]})
+            return self._answer(error.status, {"errors": [str(error)]})
         except ValueError as error:
-            self._send(request, HTTPStatus.BAD_REQUEST, {"errors": [f"Bad request: {error}"]})
+            return self._answer(HTTPStatus.BAD_REQUEST, {"errors": [f"Bad request: {error}"]})
         except Exception as error:  # a bug must not take the server down
             log.exception("REST handler failed for %s %s", method, path)
-            self._send(request, HTTPStatus.INTERNAL_SERVER_ERROR, {"errors": [repr(error)]})
+            return self._answer(HTTPStatus.INTERNAL_SERVER_ERROR, {"errors": [repr(error)]})
 
     @staticmethod
-    def _send(
-        request: BaseHTTPRequestHandler,
-        status: HTTPStatus,
-        payload: Any,
-        headers: dict[str, str] | None = None,
-    ) -> None:
+    def _answer(status: HTTPStatus, payload: Any, headers: dict[str, str] | None = None) -> Answer:
         extra = dict(headers or {})
         if isinstance(payload, Response):
             status, extra = payload.status, {**extra, **payload.headers}
@@ -262,18 +217,7 @@ class RestServer:
             content_type, data = payload
         else:
             content_type, data = "application/json", json.dumps(payload).encode()
-        try:
-            request.send_response(status)
-            request.send_header("Content-Type", content_type)
-            request.send_header("Content-Length", str(len(data)))
-            request.send_header("Access-Control-Allow-Origin", "*")
-            request.send_header("Cache-Control", "no-cache")
-            for name, value in extra.items():
-                request.send_header(name, value)
-            request.end_headers()
-            request.wfile.write(data)
-        except OSError:
-            pass  # the client went away
+        return Answer(int(status), content_type, data, extra)
 
     # -------------------------------------------------------------- static files
 

@@ -17,7 +17,7 @@ from jobmanager.gateway import JobManagerGateway
 from jobmanager.resource_manager import Hardware, TaskManagerRecord, TaskManagerRegistry
 from jobmanager.rest import RestServer
 from strom.addresses import resolve_bind_host
-from strom.configuration import StromConfig
+from strom.configuration import StromConfig, rest_token
 from strom.rpc import cluster_pb2_grpc
 
 log = logging.getLogger(__name__)
@@ -32,6 +32,8 @@ class JobManager:
     def __init__(self, config: StromConfig) -> None:
         self.config = config
         self.jobmanager_id = uuid.uuid4().hex
+        #: what clients must send to submit, cancel or savepoint (gRPC and REST); None: nothing
+        self.client_token = rest_token(config)
         self.registry = TaskManagerRegistry(config["heartbeat.timeout"] / 1000.0)
         self.lock = threading.RLock()
         self._sessions: dict[tuple[str, str], grpc.ServicerContext] = {}

@@ -144,6 +144,14 @@ def _one_of(*choices: str) -> Callable[[Any], str]:
     return parse
 
 
+def _origins(value: Any) -> str:
+    """Web origins (``scheme://host[:port]``), comma-separated; ``*`` is refused."""
+    origins = [part.strip().rstrip("/") for part in _text(value).split(",") if part.strip()]
+    if not origins or any(not re.match(r"^https?://[^/\s*]+$", origin) for origin in origins):
+        raise ValueError(value)
+    return ",".join(origins)
+
+
 def _boolean(value: Any) -> bool:
     if isinstance(value, bool):
         return value
@@ -202,6 +210,88 @@ OPTIONS: dict[str, ConfigOption] = {
             _PORT,
             "a port number from 0 to 65535",
             "The port of the REST API and web dashboard.",
+        ),
+        ConfigOption(
+            "rest.server.numThreads",
+            8,
+            _int_in(1, 256),
+            "an integer from 1 to 256",
+            "Threads that answer REST requests; at most 32 requests per thread wait for one, "
+            "more are answered 503 at once.",
+        ),
+        ConfigOption(
+            "rest.server.max-content-length",
+            1_048_576,
+            _int_in(1),
+            "a number of bytes of at least 1",
+            "The largest request body the REST server reads; a larger one is answered 413.",
+        ),
+        ConfigOption(
+            "rest.server.max-connections",
+            1000,
+            _int_in(1, 1_000_000),
+            "an integer of at least 1",
+            "Open REST connections beyond this many are closed as soon as they are accepted.",
+        ),
+        ConfigOption(
+            "rest.server.header-timeout",
+            10_000,
+            parse_duration_ms,
+            _DURATION,
+            "A REST connection that has not sent a whole request (headers and body) within "
+            "this time is closed.",
+        ),
+        ConfigOption(
+            "rest.server.idle-timeout",
+            60_000,
+            parse_duration_ms,
+            _DURATION,
+            "A REST connection idle for this long between requests is closed.",
+        ),
+        ConfigOption(
+            "web.access-control-allow-origin",
+            None,
+            _optional(_origins),
+            "comma-separated origins such as https://ops.example.com (never *; unset: "
+            "same-origin only)",
+            "Other web origins whose pages may call the REST API from a browser.",
+        ),
+        ConfigOption(
+            "security.rest.token",
+            None,
+            _optional(_text),
+            "a secret string",
+            "The access token that requests changing jobs (REST cancel, stop, savepoint; gRPC "
+            "submit, cancel, savepoint) must send as 'Authorization: Bearer <token>'; the CLI "
+            "sends it from its configuration. Unset: no token is asked for.",
+        ),
+        ConfigOption(
+            "security.rest.token-file",
+            None,
+            _optional(_text),
+            "the path of a file holding the token",
+            "Like security.rest.token, read from a file (keeps the secret out of the config).",
+        ),
+        ConfigOption(
+            "security.ssl.rest.enabled",
+            False,
+            _boolean,
+            "true or false",
+            "Serve the REST API and dashboard over HTTPS.",
+        ),
+        ConfigOption(
+            "security.ssl.rest.keystore",
+            None,
+            _optional(_text),
+            "the path of a PEM file with the server's certificate chain and private key",
+            "The REST server's certificate and key (PEM, not a Java keystore).",
+        ),
+        ConfigOption(
+            "security.ssl.rest.key-password",
+            None,
+            _optional(_text),
+            "the password of the keystore's private key",
+            "Decrypts an encrypted private key in security.ssl.rest.keystore.",
         ),
         ConfigOption(
             "taskmanager.numberOfTaskSlots",
@@ -643,6 +733,29 @@ class StromConfig(Mapping[str, Any]):
     @property
     def jobmanager_address(self) -> str:
         return f"{self['jobmanager.rpc.address']}:{self['jobmanager.rpc.port']}"
+
+
+def rest_token(config: Mapping[str, Any]) -> str | None:
+    """The cluster's access token: ``security.rest.token``, else the content of
+    ``security.rest.token-file``; None when neither is set."""
+    token = config["security.rest.token"]
+    path = config["security.rest.token-file"]
+    if token and path:
+        raise ConfigurationError(
+            "Set one of 'security.rest.token' and 'security.rest.token-file', not both."
+        )
+    if path:
+        try:
+            token = Path(path).read_text().strip()
+        except OSError as error:
+            raise ConfigurationError(
+                f"Cannot read the token file '{path}' (security.rest.token-file): {error}"
+            ) from None
+        if not token:
+            raise ConfigurationError(
+                f"The token file '{path}' (security.rest.token-file) is empty."
+            )
+    return token or None
 
 
 def parse_dynamic_properties(pairs: Iterable[str]) -> dict[str, str]:

@@ -73,6 +73,20 @@ class LineAtomicWriter:
         return getattr(self._stream, name)
 
 
+def untrusted_network_warning(config: StromConfig, service: object) -> str | None:
+    """What a daemon logs at start while its gRPC ports take any caller; None once internal
+    TLS (``security.ssl.internal.enabled``) authenticates its peers."""
+    if config.get("security.ssl.internal.enabled"):
+        return None
+    ports = sorted({p for n in ("rpc_port", "port") if (p := getattr(service, n, 0))})
+    listed = ", ".join(str(port) for port in ports) or "its ports"
+    return (
+        f"Internal TLS is off (security.ssl.internal.enabled): anyone who can reach ports "
+        f"{listed} of this host can run code in this cluster (job graphs and records travel "
+        "as pickles). Keep the cluster's ports on a trusted network, or turn on internal TLS."
+    )
+
+
 def run_daemon(
     role: str, description: str, argv: list[str] | None, build: Callable[[StromConfig], Service]
 ) -> int:
@@ -107,6 +121,9 @@ def run_daemon(
         print(f"{role} could not start: {error}", file=sys.stderr)
         log.error("could not start: %s", error)
         return 1
+    warning = untrusted_network_warning(config, service)
+    if warning:
+        log.warning(warning)
 
     stop = threading.Event()
 

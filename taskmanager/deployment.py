@@ -65,12 +65,12 @@ class CheckpointServices:
                 data = cloudpickle.dumps(states, protocol=5)
             name = f"{task.id.vertex_id}-{task.id.subtask}-a{task.id.attempt}.state"
             path = self.storage.write_state(options["location"], name, data)
-            handle = {
-                "path": path,
-                "operators": list(states),
-                "parallelism": task.vertex.parallelism,
-                "max_parallelism": task.vertex.max_parallelism,
-            }
+            handle = pb.TaskStateHandle(
+                path=path,
+                operators=[str(uid) for uid in states],
+                parallelism=task.vertex.parallelism,
+                max_parallelism=task.vertex.max_parallelism,
+            )
             stub.AcknowledgeCheckpoint(
                 pb.CheckpointAck(
                     job_id=task.id.job_id,
@@ -78,7 +78,7 @@ class CheckpointServices:
                     vertex_id=task.id.vertex_id,
                     subtask=task.id.subtask,
                     checkpoint_id=checkpoint_id,
-                    handle=pickle.dumps(handle),
+                    handle=handle,
                     state_size=len(data),
                 ),
                 timeout=30,

@@ -434,3 +434,45 @@ def test_dashboard_pages(browser, cluster, jobs, screenshots):
     written = sorted(p.name for p in screenshots.glob("*.png"))
     assert len(written) == 11, written
     print(f"dashboard screenshots in {screenshots}: {', '.join(written)}", file=sys.stderr)
+
+
+def test_cancel_from_the_page_asks_for_the_access_token(
+    browser, tmp_path, screenshots, monkeypatch
+):
+    """With security.rest.token set, the page's cancel asks for the token once per session."""
+    from harness import LocalCluster
+
+    token = "dashboard-secret-token"
+    cluster = LocalCluster(tmp_path / "cluster", slots=2, **{"security.rest.token": token})
+    try:
+        cluster.start(taskmanagers=1)
+        monkeypatch.setenv("STROM_CONF_DIR", str(cluster.conf_dir))  # the client's token
+        with remote(cluster.address):
+            env = StreamExecutionEnvironment.get_execution_environment()
+            source = env.add_source(Ticker()).name("Ticker").set_parallelism(1)
+            source.map(parity).name("Tag").add_sink(SlowSink()).name("Slow Sink")
+            job_id = env.execute_async("token job").get_job_id()
+        job_url = f"{cluster.rest_url}/jobs/{job_id}"
+        poll_for(lambda: http_json(job_url)["state"] == "RUNNING", what="the job to run")
+
+        browser.open(f"{cluster.rest_url}/#/jobs/{job_id}")
+        browser.evaluate("sessionStorage.clear()")
+        browser.wait_for("!!document.querySelector('#cancel-job')", "the cancel button")
+        browser.click("#cancel-job")
+        browser.wait_for("!!document.querySelector('#confirm-cancel')", "the confirmation")
+        browser.click("#confirm-cancel")
+        browser.wait_for("!!document.querySelector('#login-token')", "the token prompt")
+        assert http_json(job_url)["state"] == "RUNNING", "cancelled without the token"
+        browser.screenshot(screenshots / "12-token-prompt.png")
+
+        browser.evaluate(f"document.querySelector('#login-token').value = {json.dumps(token)}")
+        browser.click("#login-submit")
+        poll_for(
+            lambda: http_json(job_url)["state"] == "CANCELED",
+            what="the job to be cancelled once the token was given",
+        )
+        assert browser.evaluate("sessionStorage.getItem('strom.rest.token')") == token
+        assert not browser.evaluate("!!document.querySelector('#login')")
+        assert not browser.errors, browser.errors
+    finally:
+        cluster.stop()

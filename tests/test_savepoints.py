@@ -107,7 +107,7 @@ def test_latest_complete_checkpoint_skips_unfinished_ones(tmp_path):
     storage.write_state(unfinished, "x.state", b"data")  # metadata never written
     truncated = storage.checkpoint_location(job, 5)
     Path(truncated).mkdir(parents=True)
-    (Path(truncated) / "_metadata").write_bytes(b"\x80\x05garbage")  # torn write
+    (Path(truncated) / "_metadata").write_bytes(b'{"format": "strom-checkpoint-meta')  # torn
     assert storage.latest_complete(job) == finished
     assert storage.read_metadata(unfinished) is None
     assert storage.read_metadata(truncated) is None

@@ -22,15 +22,55 @@ function h(tag, attrs, ...children) {
   return element;
 }
 
-async function api(path, options) {
+// The REST access token (security.rest.token), asked for when a request that changes
+// something answers 401, and kept for this browser tab's session only.
+const TOKEN_KEY = "strom.rest.token";
+
+function withToken(options) {
+  const token = sessionStorage.getItem(TOKEN_KEY);
+  if (!token) return options;
+  const headers = Object.assign({}, (options && options.headers) || {},
+    { Authorization: `Bearer ${token}` });
+  return Object.assign({}, options || {}, { headers });
+}
+
+function askForToken(message) {
+  return new Promise((resolve) => {
+    const input = h("input", { type: "password", id: "login-token", autocomplete: "off",
+      placeholder: "access token" });
+    const close = (value) => { dialog.remove(); resolve(value); };
+    const dialog = h("div", { class: "login", id: "login", role: "dialog" },
+      h("form", { class: "notice", onsubmit: (event) => {
+        event.preventDefault(); close(input.value.trim() || null); } },
+        h("p", {}, message),
+        h("div", { class: "toolbar" }, input,
+          h("button", { class: "primary", type: "submit", id: "login-submit" }, "Log in"),
+          h("button", { type: "button", id: "login-cancel", onclick: () => close(null) },
+            "Cancel"))));
+    document.body.append(dialog);
+    input.focus();
+  });
+}
+
+async function api(path, options, retried) {
   let response;
   try {
-    response = await fetch(path, options);
+    response = await fetch(path, withToken(options));
   } catch (error) {
     setConnection(false);
     throw new Error("the JobManager is not reachable: " + error.message);
   }
   setConnection(true);
+  if (response.status === 401) {
+    sessionStorage.removeItem(TOKEN_KEY);
+    const token = await askForToken(retried
+      ? "That token was not accepted. The JobManager's access token (security.rest.token):"
+      : "This action needs the JobManager's access token (security.rest.token):");
+    if (token) {
+      sessionStorage.setItem(TOKEN_KEY, token);
+      return api(path, options, true);
+    }
+  }
   const type = response.headers.get("Content-Type") || "";
   const body = type.includes("json") ? await response.json() : await response.text();
   if (!response.ok) {

@@ -407,23 +407,35 @@ class CheckpointNotice(_message.Message):
     checkpoint_id: int
     def __init__(self, job_id: _Optional[str] = ..., attempt: _Optional[int] = ..., checkpoint_id: _Optional[int] = ...) -> None: ...
 
+class TaskStateHandle(_message.Message):
+    __slots__ = ("path", "operators", "parallelism", "max_parallelism")
+    PATH_FIELD_NUMBER: _ClassVar[int]
+    OPERATORS_FIELD_NUMBER: _ClassVar[int]
+    PARALLELISM_FIELD_NUMBER: _ClassVar[int]
+    MAX_PARALLELISM_FIELD_NUMBER: _ClassVar[int]
+    path: str
+    operators: _containers.RepeatedScalarFieldContainer[str]
+    parallelism: int
+    max_parallelism: int
+    def __init__(self, path: _Optional[str] = ..., operators: _Optional[_Iterable[str]] = ..., parallelism: _Optional[int] = ..., max_parallelism: _Optional[int] = ...) -> None: ...
+
 class CheckpointAck(_message.Message):
-    __slots__ = ("job_id", "attempt", "vertex_id", "subtask", "checkpoint_id", "handle", "state_size")
+    __slots__ = ("job_id", "attempt", "vertex_id", "subtask", "checkpoint_id", "state_size", "handle")
     JOB_ID_FIELD_NUMBER: _ClassVar[int]
     ATTEMPT_FIELD_NUMBER: _ClassVar[int]
     VERTEX_ID_FIELD_NUMBER: _ClassVar[int]
     SUBTASK_FIELD_NUMBER: _ClassVar[int]
     CHECKPOINT_ID_FIELD_NUMBER: _ClassVar[int]
-    HANDLE_FIELD_NUMBER: _ClassVar[int]
     STATE_SIZE_FIELD_NUMBER: _ClassVar[int]
+    HANDLE_FIELD_NUMBER: _ClassVar[int]
     job_id: str
     attempt: int
     vertex_id: str
     subtask: int
     checkpoint_id: int
-    handle: bytes
     state_size: int
-    def __init__(self, job_id: _Optional[str] = ..., attempt: _Optional[int] = ..., vertex_id: _Optional[str] = ..., subtask: _Optional[int] = ..., checkpoint_id: _Optional[int] = ..., handle: _Optional[bytes] = ..., state_size: _Optional[int] = ...) -> None: ...
+    handle: TaskStateHandle
+    def __init__(self, job_id: _Optional[str] = ..., attempt: _Optional[int] = ..., vertex_id: _Optional[str] = ..., subtask: _Optional[int] = ..., checkpoint_id: _Optional[int] = ..., state_size: _Optional[int] = ..., handle: _Optional[_Union[TaskStateHandle, _Mapping]] = ...) -> None: ...
 
 class CheckpointDecline(_message.Message):
     __slots__ = ("job_id", "attempt", "vertex_id", "subtask", "checkpoint_id", "reason")
