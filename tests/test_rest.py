@@ -227,11 +227,18 @@ def jobs(cluster):
 
 
 def wait_for_state(rest: RestClient, job_id: str, state: str, timeout: float = 20) -> dict:
-    return poll_for(
-        lambda: (job := rest.get(f"/jobs/{job_id}").json)["state"] == state and job,
-        timeout=timeout,
-        what=f"job {job_id} to be {state}",
-    )
+    """The job's details once it is in ``state``; for RUNNING, once every task runs too (as in
+    Flink, a job is RUNNING while its tasks are still being deployed)."""
+
+    def reached() -> dict | None:
+        job = rest.get(f"/jobs/{job_id}").json
+        if job["state"] != state:
+            return None
+        if state == "RUNNING" and any(v["status"] != "RUNNING" for v in job["vertices"]):
+            return None
+        return job
+
+    return poll_for(reached, timeout=timeout, what=f"job {job_id} to be {state}")
 
 
 def quoted(tm_id: str) -> str:
