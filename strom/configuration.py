@@ -292,7 +292,16 @@ OPTIONS: dict[str, ConfigOption] = {
             "streaming",
             _one_of("streaming", "batch", "automatic"),
             "streaming, batch or automatic",
-            "How jobs run; bounded streams finish in every mode.",
+            "How jobs run: STREAMING, BATCH (bounded input only; final results, no "
+            "checkpoints) or AUTOMATIC (BATCH when every source is bounded).",
+        ),
+        ConfigOption(
+            "execution.batch.memory-budget",
+            128 * 1024**2,
+            parse_memory_bytes,
+            "a memory size such as 64 mb or 1 gb (a bare number is bytes)",
+            "In BATCH mode, how much memory one keyed operator subtask may use to group its "
+            "input by key before it spills the rest to disk (io temp folder, TMPDIR).",
         ),
         ConfigOption(
             "slot.request.timeout",

@@ -13,6 +13,7 @@ import json
 from dataclasses import dataclass, field
 from typing import Any
 
+from strom.graph.batch import to_batch_spec
 from strom.graph.partitioning import (
     DEFAULT_MAX_PARALLELISM,
     ForwardPartitioner,
@@ -202,6 +203,8 @@ def build_job_graph(
         else:
             head_of[t.id] = t.id
 
+    batch = (settings or {}).get("runtime_mode") == "BATCH"
+    budget = int((settings or {}).get("batch_memory_budget") or 0)
     vertices: dict[int, JobVertex] = {}
     chained: dict[int, ChainedOperator] = {}
     uid_counts: dict[str, int] = {}
@@ -210,7 +213,8 @@ def build_job_graph(
         if t.uid and t.uid in uid_counts:
             raise ValueError(f"uid '{t.uid}' is used by two operators; uids must be unique")
         uid_counts[base_uid] = 1
-        operator = ChainedOperator(t.id, t.name, base_uid, t.operator)
+        spec = to_batch_spec(t.operator, budget) if batch else t.operator
+        operator = ChainedOperator(t.id, t.name, base_uid, spec)
         chained[t.id] = operator
         head = head_of[t.id]
         if head == t.id:
