@@ -296,12 +296,12 @@ OPTIONS: dict[str, ConfigOption] = {
             "checkpoints) or AUTOMATIC (BATCH when every source is bounded).",
         ),
         ConfigOption(
-            "execution.batch.memory-budget",
+            "execution.sorted-inputs.memory",
             128 * 1024**2,
             parse_memory_bytes,
             "a memory size such as 64 mb or 1 gb (a bare number is bytes)",
             "In BATCH mode, how much memory one keyed operator subtask may use to group its "
-            "input by key before it spills the rest to disk (io temp folder, TMPDIR).",
+            "input by key before it spills the rest to disk (under TMPDIR); Flink's key.",
         ),
         ConfigOption(
             "slot.request.timeout",

@@ -245,7 +245,7 @@ def test_windows_fire_once_with_their_complete_contents_and_lateness_has_no_effe
 
 def test_more_keys_than_the_memory_budget_holds_spill_and_stay_exact(mode, caplog):
     caplog.set_level(logging.INFO, logger="taskmanager.runtime.batch")
-    env = batch_env(2, **{"execution.batch.memory-budget": "16 kb"})
+    env = batch_env(2, **{"execution.sorted-inputs.memory": "16 kb"})
     data = [(f"key-{i % 3000}", i) for i in range(12_000)]
     keyed = env.from_collection(data).key_by(lambda r: r[0])
     sums = keyed.reduce(lambda a, b: (a[0], a[1] + b[1]))

@@ -305,7 +305,7 @@ class StreamExecutionEnvironment:
         # checkpoints in BATCH) and the REST API shows it.
         settings["configuration"]["execution.runtime-mode"] = mode.lower()
         if mode == BATCH:
-            settings["batch_memory_budget"] = int(self._setting("execution.batch.memory-budget"))
+            settings["batch_memory_budget"] = int(self._setting("execution.sorted-inputs.memory"))
         default_name = "Strom Batch Job" if mode == BATCH else "Strom Streaming Job"
         graph = build_job_graph(
             self._stream_graph,

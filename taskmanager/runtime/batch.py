@@ -13,7 +13,7 @@ end of input works through it one key at a time, as Flink's batch runtime does:
   allowed lateness has no effect (no record is ever late in BATCH).
 
 No watermarks flow while records do; each operator sends the final one after its results.
-The hash table is held to ``execution.batch.memory-budget``: beyond it, the table and every
+The hash table is held to ``execution.sorted-inputs.memory``: beyond it, the table and every
 later record are spilled to temporary files partitioned by key hash, and at the end each
 partition is loaded and worked through in turn (records of one key stay in arrival order).
 """
