@@ -254,8 +254,10 @@ def test_more_keys_than_the_memory_budget_holds_spill_and_stay_exact(mode, caplo
     expected = [("sum", (f"key-{k}", sum(range(k, 12_000, 3000)))) for k in range(3000)]
     expected += [("first", f"key-{k}", k, 4) for k in range(3000)]
     assert sorted(results) == sorted(expected)
-    if mode.name == "embedded":  # the tasks ran in this process: their log is ours
+    if mode.cluster is None:  # the tasks ran in this process: their log is ours
         assert "spilling to" in caplog.text
+    else:
+        poll_for(lambda: "spilling to" in mode.cluster.logs(), what="the spill in the log")
 
 
 class FirstAndCount(KeyedProcessFunction):
