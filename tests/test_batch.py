@@ -250,8 +250,10 @@ def test_more_keys_than_the_memory_budget_holds_spill_and_stay_exact(mode, caplo
     keyed = env.from_collection(data).key_by(lambda r: r[0])
     sums = keyed.reduce(lambda a, b: (a[0], a[1] + b[1]))
     firsts = keyed.process(FirstAndCount())
-    results = mode.collect(sums.map(lambda r: ("sum", r)).union(firsts))
+    totals = keyed.sum(1).map(lambda r: ("total", r))
+    results = mode.collect(sums.map(lambda r: ("sum", r)).union(firsts, totals))
     expected = [("sum", (f"key-{k}", sum(range(k, 12_000, 3000)))) for k in range(3000)]
+    expected += [("total", (f"key-{k}", sum(range(k, 12_000, 3000)))) for k in range(3000)]
     expected += [("first", f"key-{k}", k, 4) for k in range(3000)]
     assert sorted(results) == sorted(expected)
     if mode.cluster is None:  # the tasks ran in this process: their log is ours

@@ -293,7 +293,11 @@ class BatchReduceOperator(_FoldingOperator):
 
 
 class BatchAggregationOperator(_FoldingOperator):
-    """``sum``/``min``/``max``/``min_by``/``max_by`` in BATCH: the final value of each key."""
+    """``sum``/``min``/``max``/``min_by``/``max_by`` in BATCH: the final value of each key.
+
+    ``sum`` over a field of tuples (the word count) keeps a running number per key and builds
+    each key's result once at the end, so a record costs its key and one addition.
+    """
 
     def open(self) -> None:
         super().open()
@@ -318,6 +322,55 @@ class BatchAggregationOperator(_FoldingOperator):
         if kind not in ("sum", "min", "max", "min_by", "max_by"):
             raise ValueError(f"unknown aggregation '{kind}'")
         self.combine = combine
+        #: the sum fast path: key -> running total, and key -> the key's first record
+        self.totals: dict[Any, Any] | None = None
+        self.firsts: dict[Any, Any] = {}
+        self.sum_field = field if kind == "sum" and isinstance(field, int) else None
+
+    def process_batch(self, values, timestamps):
+        index = self.sum_field
+        if index is not None and timestamps is None and self.spill is None and not self.values:
+            if self.totals is None:
+                if not values or type(values[0]) is not tuple:
+                    self.sum_field = None
+                    super().process_batch(values, timestamps)
+                    return
+                self.totals = {}
+            key_of, totals, firsts = self.key_of, self.totals, self.firsts
+            get = totals.get
+            missing = _MISSING
+            for value in values:
+                key = key_of(value)
+                total = get(key, missing)
+                if total is missing:
+                    firsts[key] = value
+                    totals[key] = value[index]
+                else:
+                    totals[key] = total + value[index]
+            if self.budget.exceeded(len(totals), lambda: _sample(firsts)):
+                self._to_values()
+                self._start_spilling()
+            return
+        if self.totals is not None:
+            self._to_values()
+        super().process_batch(values, timestamps)
+
+    def _to_values(self) -> None:
+        """Leave the fast path: each key's result so far as a record."""
+        index, firsts = self.sum_field, self.firsts
+        values = self.values = {}
+        for key, total in self.totals.items():
+            first = firsts[key]
+            if type(first) is tuple:
+                values[key] = first[:index] + (total,) + first[index + 1 :]
+            else:
+                values[key] = _field_access(first, index)[1](first, total)
+        self.totals, self.firsts, self.sum_field = None, {}, None
+
+    def end_input(self) -> None:
+        if self.totals is not None:
+            self._to_values()
+        super().end_input()
 
 
 class KeyGroups:
