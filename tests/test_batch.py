@@ -17,6 +17,7 @@ from harness import REPO_ROOT, poll_for, python_env
 
 from strom.common import Duration, Encoder, Time, Types, WatermarkStrategy
 from strom.datastream import (
+    KeyedCoProcessFunction,
     KeyedProcessFunction,
     MapFunction,
     ProcessWindowFunction,
@@ -211,6 +212,52 @@ def test_keyed_process_function_sees_one_key_at_a_time_with_its_timers_at_its_en
             ("event", key, tuple(values)),
             ("processing", key, tuple(values)),
         ]
+
+
+class OrdersAndPayments(KeyedCoProcessFunction):
+    """Remembers both inputs of a key; at the end of the key, what it saw of each."""
+
+    def open(self, runtime_context):
+        self.seen = runtime_context.get_state(
+            ValueStateDescriptor("seen", Types.PICKLED_BYTE_ARRAY())
+        )
+
+    def _add(self, item, ctx):
+        self.seen.update((self.seen.value() or ()) + (item,))
+        ctx.timer_service().register_event_time_timer(0)
+
+    def process_element1(self, value, ctx):
+        self._add(("order", value[1]), ctx)
+        yield ("element", ctx.get_current_key())
+
+    def process_element2(self, value, ctx):
+        self._add(("payment", value[1]), ctx)
+        yield ("element", ctx.get_current_key())
+
+    def on_timer(self, timestamp, ctx):
+        yield ("done", ctx.get_current_key(), self.seen.value())
+
+
+def test_keyed_co_process_function_sees_both_inputs_of_one_key_at_a_time(mode):
+    env = batch_env(1)
+    orders = env.from_collection([(f"c{i % 3}", i) for i in range(12)])
+    payments = env.from_collection([(f"c{i % 3}", 100 + i) for i in range(6)])
+    stream = (
+        orders.connect(payments).key_by(lambda o: o[0], lambda p: p[0]).process(OrdersAndPayments())
+    )
+    results = mode.collect(stream)
+    keys = []
+    for result in results:
+        if not keys or keys[-1] != result[1]:
+            keys.append(result[1])
+    assert sorted(keys) == ["c0", "c1", "c2"]  # each key's outputs are contiguous
+    for key in keys:
+        block = [r for r in results if r[1] == key]
+        orders_of = tuple(("order", i) for i in range(12) if f"c{i % 3}" == key)
+        payments_of = tuple(("payment", 100 + i) for i in range(6) if f"c{i % 3}" == key)
+        assert block[:-1] == [("element", key)] * (len(orders_of) + len(payments_of))
+        assert block[-1][:2] == ("done", key)
+        assert sorted(block[-1][2]) == sorted(orders_of + payments_of)
 
 
 class CountPerWindow(ProcessWindowFunction):

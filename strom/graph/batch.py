@@ -22,6 +22,7 @@ BATCH_KINDS = {
     "reduce": "batch_reduce",
     "aggregate": "batch_aggregate",
     "keyed_process": "batch_keyed_process",
+    "keyed_co_process": "batch_keyed_co_process",
     "window": "batch_window",
 }
 STREAMING, BATCH, AUTOMATIC = "STREAMING", "BATCH", "AUTOMATIC"

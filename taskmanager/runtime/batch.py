@@ -38,6 +38,7 @@ from taskmanager.runtime.operators import (
     run_process_function,
     user_function,
 )
+from taskmanager.runtime.two_input import KeyedCoProcessOperator
 from taskmanager.runtime.windows import EVENT_TIMERS, PROCESSING_TIMERS, WindowOperator
 
 log = logging.getLogger(__name__)
@@ -384,8 +385,11 @@ class KeyGroups:
         self.budget = MemoryBudget(operator.spec.args.get("memory_budget") or 128 * 1024**2)
         self.spill: SpillFiles | None = None
 
-    def add(self, values: list, timestamps: list | None) -> None:
-        key_of = self.operator.key_of
+    def add(
+        self, values: list, timestamps: list | None, key_of: Callable[[Any], Any] | None = None
+    ) -> None:
+        """Group ``values`` by their key (``key_of``, else the operator's key selector)."""
+        key_of = key_of or self.operator.key_of
         if self.spill is not None:
             add = self.spill.add
             stamps = timestamps if timestamps is not None else [None] * len(values)
@@ -493,7 +497,7 @@ class BatchKeyedProcessOperator(KeyedProcessOperator):
         for key, values, stamps in self.groups.by_key():
             backend.current_key = key
             self.current_watermark = MIN_WATERMARK
-            run_process_function(self, values, stamps)
+            self._process_key(values, stamps)
             # The end of this key's input: event time jumps to the end (timers registered
             # while timers fire fire too), then processing time does.
             self.current_watermark = MAX_WATERMARK
@@ -512,9 +516,32 @@ class BatchKeyedProcessOperator(KeyedProcessOperator):
         self.current_watermark = MAX_WATERMARK
         self.output.emit_watermark(MAX_WATERMARK)
 
+    def _process_key(self, values: list, stamps: list | None) -> None:
+        run_process_function(self, values, stamps)
+
     def close(self) -> None:
         self.groups.close()
         super().close()
+
+
+class BatchKeyedCoProcessOperator(BatchKeyedProcessOperator, KeyedCoProcessOperator):
+    """``KeyedCoProcessFunction`` in BATCH: both inputs grouped by key together; a key's
+    records (of either input, ordered by timestamp) are processed, then its timers fire."""
+
+    def process_batch(self, values, timestamps):
+        key_of = self.key_of1
+        self.groups.add([(0, v) for v in values], timestamps, lambda t: key_of(t[1]))
+
+    def process_batch2(self, values, timestamps):
+        key_of = self.key_of2
+        self.groups.add([(1, v) for v in values], timestamps, lambda t: key_of(t[1]))
+
+    def _process_key(self, values: list, stamps: list | None) -> None:
+        calls = (self.call1, self.call2)
+        for index, (which, value) in enumerate(values):
+            run_process_function(
+                self, [value], None if stamps is None else [stamps[index]], call=calls[which]
+            )
 
 
 class BatchWindowOperator(WindowOperator):
@@ -558,6 +585,7 @@ _BATCH_OPERATORS: dict[str, type[KeyedOperator]] = {
     "batch_aggregate": BatchAggregationOperator,
     "batch_keyed_process": BatchKeyedProcessOperator,
     "batch_window": BatchWindowOperator,
+    "batch_keyed_co_process": BatchKeyedCoProcessOperator,
 }
 
 
@@ -568,6 +596,7 @@ def create_batch_operator(spec: OperatorSpec, context: OperatorContext) -> Keyed
 
 __all__ = [
     "BatchAggregationOperator",
+    "BatchKeyedCoProcessOperator",
     "BatchKeyedProcessOperator",
     "BatchReduceOperator",
     "BatchWindowOperator",
