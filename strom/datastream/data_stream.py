@@ -340,7 +340,15 @@ class DataStream:
     # ------------------------------------------------------------ sinks
 
     def add_sink(self, sink_func: Any) -> DataStreamSink:
-        """Hand every record to ``sink_func.invoke(value, context)`` (or a plain callable)."""
+        """Hand every record to ``sink_func.invoke(value, context)`` (or a plain callable).
+
+        A connector ``Sink`` given here (PyFlink's ``ds.add_sink(JdbcSink.sink(...))``) is
+        used as ``sink_to`` uses it, with its two-phase commit.
+        """
+        if callable(getattr(sink_func, "create_writer", None)) and not callable(
+            getattr(sink_func, "invoke", None)
+        ):
+            return self.sink_to(sink_func)
         _check_function(sink_func, "invoke", "add_sink")
         spec = OperatorSpec("sink_function", sink_func)
         return DataStreamSink(self._env, self._add("Sink: Unnamed", spec))

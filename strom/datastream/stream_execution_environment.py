@@ -251,7 +251,11 @@ class StreamExecutionEnvironment:
         transformation = self._stream_graph.add(
             f"Source: {source_name}", [], operator=spec, output_type=type_info, is_source=True
         )
-        return DataStream(self, transformation)
+        stream = DataStream(self, transformation)
+        # A source may chain an operator of its own after itself (the PostgreSQL CDC source
+        # advances its replication slot from one when a checkpoint completes).
+        attach = getattr(source, "attach_to_stream", None)
+        return attach(stream) if callable(attach) else stream
 
     def add_source(
         self, source_func: Any, source_name: str = "Custom Source", type_info: Any = None

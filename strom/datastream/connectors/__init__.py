@@ -1,6 +1,14 @@
 """Connectors, with PyFlink's names (``pyflink.datastream.connectors``)."""
 
-from strom.datastream.connectors import base, collection, file_system, number_seq
+from strom.datastream.connectors import (
+    base,
+    collection,
+    file_system,
+    jdbc,
+    number_seq,
+    postgres_cdc,
+    redis,
+)
 from strom.datastream.connectors.base import (
     DeliveryGuarantee,
     Sink,
@@ -18,5 +26,8 @@ __all__ = [
     "base",
     "collection",
     "file_system",
+    "jdbc",
     "number_seq",
+    "postgres_cdc",
+    "redis",
 ]
