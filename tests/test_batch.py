@@ -17,6 +17,8 @@ from harness import REPO_ROOT, poll_for, python_env
 
 from strom.common import Duration, Encoder, Time, Types, WatermarkStrategy
 from strom.datastream import (
+    BroadcastProcessFunction,
+    KeyedBroadcastProcessFunction,
     KeyedCoProcessFunction,
     KeyedProcessFunction,
     MapFunction,
@@ -28,7 +30,7 @@ from strom.datastream import (
 )
 from strom.datastream.connectors.file_system import FileSink, FileSource, StreamFormat
 from strom.datastream.connectors.number_seq import NumberSequenceSource
-from strom.datastream.state import ValueStateDescriptor
+from strom.datastream.state import MapStateDescriptor, ValueStateDescriptor
 from strom.datastream.window import TumblingEventTimeWindows
 from strom.errors import StromError
 from strom.graph.batch import UnboundedSourceInBatchMode
@@ -258,6 +260,46 @@ def test_keyed_co_process_function_sees_both_inputs_of_one_key_at_a_time(mode):
         assert block[:-1] == [("element", key)] * (len(orders_of) + len(payments_of))
         assert block[-1][:2] == ("done", key)
         assert sorted(block[-1][2]) == sorted(orders_of + payments_of)
+
+
+RULES = MapStateDescriptor("rules", Types.STRING(), Types.STRING())
+
+
+class SlowRule(MapFunction):
+    """Rules arrive late: in STREAMING most events would pass before any rule is known."""
+
+    def map(self, value):
+        time.sleep(0.05)
+        return value
+
+
+class ApplyRule(KeyedBroadcastProcessFunction):
+    def process_element(self, value, ctx):
+        yield (value, ctx.get_broadcast_state(RULES).get(ctx.get_current_key()))
+
+    def process_broadcast_element(self, value, ctx):
+        ctx.get_broadcast_state(RULES).put(value[0], value[1])
+
+
+class ApplyAnyRule(BroadcastProcessFunction):
+    def process_element(self, value, ctx):
+        yield (value, ctx.get_broadcast_state(RULES).get(value[0]))
+
+    def process_broadcast_element(self, value, ctx):
+        ctx.get_broadcast_state(RULES).put(value[0], value[1])
+
+
+def test_broadcast_input_is_complete_before_the_other_input_is_processed(mode):
+    env = batch_env(2)
+    events = [(f"k{i % 3}", i) for i in range(60)]
+    rules = [("k0", "zero"), ("k1", "one"), ("k2", "two")]
+    rule_stream = env.from_collection(rules).map(SlowRule()).broadcast(RULES)
+    event_stream = env.from_collection(events)
+    keyed = event_stream.key_by(lambda e: e[0]).connect(rule_stream).process(ApplyRule())
+    plain = event_stream.connect(rule_stream).process(ApplyAnyRule())
+    results = mode.collect(keyed.union(plain))
+    names = dict(rules)
+    assert sorted(results) == sorted([(e, names[e[0]]) for e in events] * 2)
 
 
 class CountPerWindow(ProcessWindowFunction):

@@ -23,6 +23,8 @@ BATCH_KINDS = {
     "aggregate": "batch_aggregate",
     "keyed_process": "batch_keyed_process",
     "keyed_co_process": "batch_keyed_co_process",
+    "keyed_broadcast_process": "batch_keyed_broadcast_process",
+    "broadcast_process": "batch_broadcast_process",
     "window": "batch_window",
 }
 STREAMING, BATCH, AUTOMATIC = "STREAMING", "BATCH", "AUTOMATIC"

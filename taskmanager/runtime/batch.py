@@ -34,11 +34,16 @@ from taskmanager.runtime.operators import (
     MAX_WATERMARK,
     KeyedOperator,
     KeyedProcessOperator,
+    Operator,
     _field_access,
     run_process_function,
     user_function,
 )
-from taskmanager.runtime.two_input import KeyedCoProcessOperator
+from taskmanager.runtime.two_input import (
+    BroadcastProcessOperator,
+    KeyedBroadcastProcessOperator,
+    KeyedCoProcessOperator,
+)
 from taskmanager.runtime.windows import EVENT_TIMERS, PROCESSING_TIMERS, WindowOperator
 
 log = logging.getLogger(__name__)
@@ -544,6 +549,45 @@ class BatchKeyedCoProcessOperator(BatchKeyedProcessOperator, KeyedCoProcessOpera
             )
 
 
+class BatchKeyedBroadcastProcessOperator(BatchKeyedProcessOperator, KeyedBroadcastProcessOperator):
+    """``KeyedBroadcastProcessFunction`` in BATCH: the broadcast input is processed as it
+    comes and the keyed input, grouped by key, after it has ended (as Flink's batch runtime
+    reads the broadcast side first); then each key's timers fire."""
+
+
+class BatchBroadcastProcessOperator(BroadcastProcessOperator):
+    """``BroadcastProcessFunction`` in BATCH: the regular input is held until the broadcast
+    input has ended, so every element sees the complete broadcast state."""
+
+    def open(self) -> None:
+        super().open()
+        self.held: list = []
+        self.held_stamps: list = []
+        self.stamped = False
+
+    def process_batch(self, values, timestamps):
+        self.held.extend(values)
+        if timestamps is not None:
+            self.stamped = True
+            self.held_stamps.extend(timestamps)
+        else:
+            self.held_stamps.extend([None] * len(values))
+
+    def process_watermark(self, timestamp: int) -> None:
+        pass
+
+    def end_input(self) -> None:
+        held, stamps = self.held, self.held_stamps if self.stamped else None
+        self.held, self.held_stamps = [], []
+        for start in range(0, len(held), _EMIT_BATCH):
+            end = start + _EMIT_BATCH
+            BroadcastProcessOperator.process_batch(
+                self, held[start:end], None if stamps is None else stamps[start:end]
+            )
+        self.current_watermark = MAX_WATERMARK
+        self.output.emit_watermark(MAX_WATERMARK)
+
+
 class BatchWindowOperator(WindowOperator):
     """Windows in BATCH: each key's windows fire once, complete, after its records."""
 
@@ -580,22 +624,26 @@ class BatchWindowOperator(WindowOperator):
         super().close()
 
 
-_BATCH_OPERATORS: dict[str, type[KeyedOperator]] = {
+_BATCH_OPERATORS: dict[str, type[Operator]] = {
     "batch_reduce": BatchReduceOperator,
     "batch_aggregate": BatchAggregationOperator,
     "batch_keyed_process": BatchKeyedProcessOperator,
     "batch_window": BatchWindowOperator,
     "batch_keyed_co_process": BatchKeyedCoProcessOperator,
+    "batch_keyed_broadcast_process": BatchKeyedBroadcastProcessOperator,
+    "batch_broadcast_process": BatchBroadcastProcessOperator,
 }
 
 
-def create_batch_operator(spec: OperatorSpec, context: OperatorContext) -> KeyedOperator:
+def create_batch_operator(spec: OperatorSpec, context: OperatorContext) -> Operator:
     """The runtime operator of a batch kind (see ``strom/graph/batch.py``)."""
     return _BATCH_OPERATORS[spec.kind](spec, context)
 
 
 __all__ = [
     "BatchAggregationOperator",
+    "BatchBroadcastProcessOperator",
+    "BatchKeyedBroadcastProcessOperator",
     "BatchKeyedCoProcessOperator",
     "BatchKeyedProcessOperator",
     "BatchReduceOperator",
