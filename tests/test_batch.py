@@ -13,7 +13,8 @@ from collections import Counter
 from pathlib import Path
 
 import pytest
-from harness import REPO_ROOT, poll_for, python_env
+from harness import REPO_ROOT, http_json, poll_for, python_env
+from jobs_support import remote
 
 from strom.common import Duration, Encoder, Time, Types, WatermarkStrategy
 from strom.datastream import (
@@ -417,6 +418,24 @@ def test_file_sink_writes_final_counts_once_and_leaves_no_in_progress_files(mode
     written = [line for p in files for line in p.read_text().splitlines()]
     expected = Counter(word for line in lines for word in line.split())
     assert sorted(written) == sorted(str(item) for item in expected.items())
+
+
+def test_rest_shows_an_automatic_job_as_batch_with_its_stages_and_no_checkpoints(shared_cluster):
+    env = StreamExecutionEnvironment.get_execution_environment(
+        {"execution.checkpointing.interval": "20 ms"}
+    )
+    env.set_runtime_mode(RuntimeExecutionMode.AUTOMATIC)
+    env.set_parallelism(2)
+    word_count(env, [f"w{i % 13} x" for i in range(300)]).add_sink(lambda value: None)
+    with remote(shared_cluster.address):
+        job_id = env.execute("automatic batch").get_job_id()
+    job = f"{shared_cluster.rest_url}/jobs/{job_id}"
+    config = http_json(f"{job}/config")["execution-config"]
+    assert config["execution-mode"] == "BATCH"
+    details = http_json(job)
+    assert [v["status"] for v in details["vertices"]] == ["FINISHED"] * len(details["vertices"])
+    assert len(details["vertices"]) == 3  # read (p=1), split (p=2), count and sink (p=2)
+    assert http_json(f"{job}/checkpoints")["counts"]["completed"] == 0
 
 
 # ------------------------------------------------------------------ PyFlink's word_count
