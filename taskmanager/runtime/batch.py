@@ -86,9 +86,6 @@ class SpillFiles:
         self.entries = 0
         self.bytes = 0
 
-    def partition_of(self, key: Any) -> int:
-        return hash(key) % self.partitions
-
     def add(self, key: Any, entry: tuple) -> None:
         """Append ``entry`` (it starts with the key) to the partition of ``key``."""
         partition = hash(key) % self.partitions
@@ -182,6 +179,45 @@ def _emit_all(operator: KeyedOperator, results: list, stamps: list | None) -> No
     for start in range(0, len(results), _EMIT_BATCH):
         end = start + _EMIT_BATCH
         operator.output.emit(results[start:end], None if stamps is None else stamps[start:end])
+
+
+class _BufferedOutput:
+    """Stands in for an operator's output while it works through its keys: the few results
+    of each key are gathered into batches, as a streaming operator's output would be."""
+
+    def __init__(self, output: Any) -> None:
+        self.output = output
+        self.side = output.side
+        self.values: list = []
+        self.stamps: list = []
+        self.stamped = False
+
+    def emit(self, values: list, timestamps: list | None) -> None:
+        self.values.extend(values)
+        if timestamps is None:
+            self.stamps.extend([None] * len(values))
+        else:
+            self.stamped = True
+            self.stamps.extend(timestamps)
+        if len(self.values) >= _EMIT_BATCH:
+            self.flush()
+
+    def flush(self) -> None:
+        if self.values:
+            values, stamps = self.values, self.stamps if self.stamped else None
+            self.values, self.stamps, self.stamped = [], [], False
+            self.output.emit(values, stamps)
+
+    def side_output(self, tag_id: str, value: Any, timestamp: int | None) -> None:
+        self.output.side_output(tag_id, value, timestamp)
+
+    def emit_watermark(self, timestamp: int) -> None:
+        self.flush()
+        self.output.emit_watermark(timestamp)
+
+    def emit_watermark_status(self, idle: bool) -> None:
+        self.flush()
+        self.output.emit_watermark_status(idle)
 
 
 class _FoldingOperator(KeyedOperator):
@@ -450,8 +486,7 @@ class KeyGroups:
             tables = self._spilled_tables()
         for table in tables:
             while table:
-                key = next(iter(table))
-                group = table.pop(key)
+                key, group = table.popitem()  # O(1), and frees the key's records after it
                 if any(stamp is not None for _, stamp in group):
                     group.sort(key=lambda entry: -(2**63) if entry[1] is None else entry[1])
                     yield key, [v for v, _ in group], [s for _, s in group]
@@ -498,6 +533,17 @@ class BatchKeyedProcessOperator(KeyedProcessOperator):
         return None  # processing-time timers fire at the end of their key
 
     def end_input(self) -> None:
+        output = self.output
+        self.output = _BufferedOutput(output)
+        try:
+            self._each_key()
+        finally:
+            self.output.flush()
+            self.output = output
+        self.current_watermark = MAX_WATERMARK
+        self.output.emit_watermark(MAX_WATERMARK)
+
+    def _each_key(self) -> None:
         backend, timers = self.backend, self.timers
         for key, values, stamps in self.groups.by_key():
             backend.current_key = key
@@ -518,8 +564,6 @@ class BatchKeyedProcessOperator(KeyedProcessOperator):
                 self._fire(due, "PROCESSING_TIME")
             for table in backend.tables.values():  # a key's state ends with the key
                 table.pop(key, None)
-        self.current_watermark = MAX_WATERMARK
-        self.output.emit_watermark(MAX_WATERMARK)
 
     def _process_key(self, values: list, stamps: list | None) -> None:
         run_process_function(self, values, stamps)
@@ -605,6 +649,17 @@ class BatchWindowOperator(WindowOperator):
         return None
 
     def end_input(self) -> None:
+        output = self.output
+        self.output = _BufferedOutput(output)
+        try:
+            self._each_key()
+        finally:
+            self.output.flush()
+            self.output = output
+        self.current_watermark = MAX_WATERMARK
+        self.output.emit_watermark(MAX_WATERMARK)
+
+    def _each_key(self) -> None:
         for _key, values, stamps in self.groups.by_key():
             self.current_watermark = MIN_WATERMARK
             WindowOperator.process_batch(self, values, stamps)
@@ -616,8 +671,6 @@ class BatchWindowOperator(WindowOperator):
             else:
                 self._on_timers(self._due(EVENT_TIMERS, MAX_WATERMARK), True)
             self._on_timers(self._due(PROCESSING_TIMERS, MAX_WATERMARK), False)
-        self.current_watermark = MAX_WATERMARK
-        self.output.emit_watermark(MAX_WATERMARK)
 
     def close(self) -> None:
         self.groups.close()
