@@ -178,12 +178,27 @@ def build_job_graph(
         for physical_input in inputs[t.id]:
             consumers[physical_input.source.id].append(t)
 
+    batch = (settings or {}).get("runtime_mode") == "BATCH"
+    budget = int((settings or {}).get("batch_memory_budget") or 0)
+
     def chainable(upstream: Transformation, downstream: Transformation) -> bool:
         ins = inputs[downstream.id]
         if not chaining_enabled or len(ins) != 1 or ins[0].source is not upstream:
             return False
         partitioner = ins[0].partitioner
-        if partitioner is not None and not isinstance(partitioner, ForwardPartitioner):
+        # In BATCH a keyed edge between two single subtasks routes nothing (every key goes
+        # to the one consumer, and no state is ever restored at another parallelism): the
+        # keyed operator is chained and called directly.
+        single_keyed = (
+            batch
+            and isinstance(partitioner, KeyGroupPartitioner)
+            and parallelism[upstream.id] == parallelism[downstream.id] == 1
+        )
+        if (
+            partitioner is not None
+            and not isinstance(partitioner, ForwardPartitioner)
+            and not single_keyed
+        ):
             return False
         return (
             parallelism[upstream.id] == parallelism[downstream.id]
@@ -203,8 +218,6 @@ def build_job_graph(
         else:
             head_of[t.id] = t.id
 
-    batch = (settings or {}).get("runtime_mode") == "BATCH"
-    budget = int((settings or {}).get("batch_memory_budget") or 0)
     vertices: dict[int, JobVertex] = {}
     chained: dict[int, ChainedOperator] = {}
     uid_counts: dict[str, int] = {}
