@@ -16,7 +16,7 @@ import pytest
 from harness import REPO_ROOT, http_json, poll_for, python_env
 from jobs_support import remote
 
-from strom.common import Duration, Encoder, Time, Types, WatermarkStrategy
+from strom.common import Duration, Encoder, RestartStrategies, Time, Types, WatermarkStrategy
 from strom.datastream import (
     BroadcastProcessFunction,
     KeyedBroadcastProcessFunction,
@@ -427,6 +427,41 @@ def test_file_sink_writes_final_counts_once_and_leaves_no_in_progress_files(mode
     mode.execute(env, "batch file sink")
     files = [p for p in output.rglob("*") if p.is_file()]
     assert files and not [p for p in files if "inprogress" in p.name or p.name.startswith(".")]
+    written = [line for p in files for line in p.read_text().splitlines()]
+    expected = Counter(word for line in lines for word in line.split())
+    assert sorted(written) == sorted(str(item) for item in expected.items())
+
+
+class FailOnce(MapFunction):
+    """Fails the job's first attempt at line 2,000 of its input (every task runs by then)."""
+
+    def __init__(self, marker: str) -> None:
+        self.marker = marker
+
+    def map(self, value):
+        if value[0] == 2000 and not Path(self.marker).exists():
+            Path(self.marker).write_text("failed")
+            raise RuntimeError("the first attempt fails here")
+        return value[1]
+
+
+def test_a_failed_batch_job_restarts_and_commits_exact_results_once(mode, tmp_path):
+    output = tmp_path / "out"
+    lines = [f"w{i % 11} w{i % 4}" for i in range(3000)]
+    env = batch_env(2)
+    env.set_restart_strategy(RestartStrategies.fixed_delay_restart(2, 100))
+    counts = (
+        env.from_collection(list(enumerate(lines)))
+        .map(FailOnce(str(tmp_path / "failed")))
+        .flat_map(lambda line: [(w, 1) for w in line.split()])
+        .key_by(lambda pair: pair[0])
+        .reduce(lambda a, b: (a[0], a[1] + b[1]))
+    )
+    counts.sink_to(FileSink.for_row_format(str(output), Encoder.simple_string_encoder()).build())
+    mode.execute(env, "batch restart")
+    assert (tmp_path / "failed").exists()
+    files = [p for p in output.rglob("*") if p.is_file()]
+    assert not [p for p in files if "inprogress" in p.name or p.name.startswith(".")]
     written = [line for p in files for line in p.read_text().splitlines()]
     expected = Counter(word for line in lines for word in line.split())
     assert sorted(written) == sorted(str(item) for item in expected.items())
