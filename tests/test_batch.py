@@ -467,6 +467,35 @@ def test_a_failed_batch_job_restarts_and_commits_exact_results_once(mode, tmp_pa
     assert sorted(written) == sorted(str(item) for item in expected.items())
 
 
+class FailOnAFinalCount(MapFunction):
+    """Fails the first attempt on one final count: other sink subtasks may have committed."""
+
+    def __init__(self, marker: str) -> None:
+        self.marker = marker
+
+    def map(self, value):
+        if value[0] == "w7" and not Path(self.marker).exists():
+            Path(self.marker).write_text("failed")
+            raise RuntimeError("the first attempt fails here")
+        return value
+
+
+def test_a_restart_replaces_what_finished_sink_subtasks_had_committed(mode, tmp_path):
+    output = tmp_path / "out"
+    lines = [f"w{i % 11} w{i % 4}" for i in range(3000)]
+    env = batch_env(2)
+    env.set_restart_strategy(RestartStrategies.fixed_delay_restart(2, 100))
+    counts = word_count(env, lines).map(FailOnAFinalCount(str(tmp_path / "failed")))
+    counts.sink_to(FileSink.for_row_format(str(output), Encoder.simple_string_encoder()).build())
+    mode.execute(env, "batch restart in the sink stage")
+    assert (tmp_path / "failed").exists()
+    files = [p for p in output.rglob("*") if p.is_file()]
+    assert not [p for p in files if "inprogress" in p.name or p.name.startswith(".")]
+    written = [line for p in files for line in p.read_text().splitlines()]
+    expected = Counter(word for line in lines for word in line.split())
+    assert sorted(written) == sorted(str(item) for item in expected.items())
+
+
 def test_rest_shows_an_automatic_job_as_batch_with_its_stages_and_no_checkpoints(shared_cluster):
     env = StreamExecutionEnvironment.get_execution_environment(
         {"execution.checkpointing.interval": "20 ms"}

@@ -26,6 +26,7 @@ BATCH_KINDS = {
     "keyed_broadcast_process": "batch_keyed_broadcast_process",
     "broadcast_process": "batch_broadcast_process",
     "window": "batch_window",
+    "sink_writer": "batch_sink_writer",
 }
 STREAMING, BATCH, AUTOMATIC = "STREAMING", "BATCH", "AUTOMATIC"
 

@@ -35,6 +35,7 @@ from taskmanager.runtime.operators import (
     KeyedOperator,
     KeyedProcessOperator,
     Operator,
+    SinkWriterOperator,
     _field_access,
     run_process_function,
     user_function,
@@ -677,6 +678,18 @@ class BatchWindowOperator(WindowOperator):
         super().close()
 
 
+class BatchSinkWriterOperator(SinkWriterOperator):
+    """``sink_to`` in BATCH: as in STREAMING without checkpoints (the writer commits when its
+    input ends), but with part files named after the job, so that a job restarted whole
+    replaces what an earlier attempt of a subtask committed instead of adding to it."""
+
+    def initialize_state(self, restore: Any) -> None:
+        super().initialize_state(restore)
+        adopt = getattr(self.writer, "adopt_run_id", None)
+        if callable(adopt):
+            adopt(self.context.job_id)
+
+
 _BATCH_OPERATORS: dict[str, type[Operator]] = {
     "batch_reduce": BatchReduceOperator,
     "batch_aggregate": BatchAggregationOperator,
@@ -685,6 +698,7 @@ _BATCH_OPERATORS: dict[str, type[Operator]] = {
     "batch_keyed_co_process": BatchKeyedCoProcessOperator,
     "batch_keyed_broadcast_process": BatchKeyedBroadcastProcessOperator,
     "batch_broadcast_process": BatchBroadcastProcessOperator,
+    "batch_sink_writer": BatchSinkWriterOperator,
 }
 
 
@@ -695,6 +709,7 @@ def create_batch_operator(spec: OperatorSpec, context: OperatorContext) -> Opera
 
 __all__ = [
     "BatchAggregationOperator",
+    "BatchSinkWriterOperator",
     "BatchBroadcastProcessOperator",
     "BatchKeyedBroadcastProcessOperator",
     "BatchKeyedCoProcessOperator",
