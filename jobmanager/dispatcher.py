@@ -112,6 +112,8 @@ class Dispatcher:
             config = self.jm.config.with_overrides(settings, source="the job's configuration")
         except ConfigurationError as error:
             raise ValueError(str(error)) from None
+        if config["execution.runtime-mode"] == "batch":  # no checkpoints in BATCH, as in Flink
+            config = config.with_overrides({"execution.checkpointing.interval": None})
         checkpointing = config["execution.checkpointing.interval"] is not None
         strategy = restart_strategy.from_config(
             {**{k: v for k, v in config.explicit().items()}, **request.config}, checkpointing

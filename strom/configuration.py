@@ -382,7 +382,16 @@ OPTIONS: dict[str, ConfigOption] = {
             "streaming",
             _one_of("streaming", "batch", "automatic"),
             "streaming, batch or automatic",
-            "How jobs run; bounded streams finish in every mode.",
+            "How jobs run: STREAMING, BATCH (bounded input only; final results, no "
+            "checkpoints) or AUTOMATIC (BATCH when every source is bounded).",
+        ),
+        ConfigOption(
+            "execution.sorted-inputs.memory",
+            128 * 1024**2,
+            parse_memory_bytes,
+            "a memory size such as 64 mb or 1 gb (a bare number is bytes)",
+            "In BATCH mode, how much memory one keyed operator subtask may use to group its "
+            "input by key before it spills the rest to disk (under TMPDIR); Flink's key.",
         ),
         ConfigOption(
             "slot.request.timeout",

@@ -13,6 +13,7 @@ from typing import Any
 
 from strom.datastream.data_stream import DataStream
 from strom.datastream.execution_mode import RuntimeExecutionMode
+from strom.graph.batch import BATCH, resolve_runtime_mode
 from strom.graph.job_graph import JobGraph, build_job_graph
 from strom.graph.stream_graph import OperatorSpec, StreamGraph
 
@@ -111,7 +112,8 @@ class StreamExecutionEnvironment:
         self._max_parallelism: int | None = None
         self._buffer_timeout_ms: int | None = None
         self._chaining = True
-        self._runtime_mode = RuntimeExecutionMode.STREAMING
+        #: None: the ``execution.runtime-mode`` of the configuration, -D or the cluster's
+        self._runtime_mode: RuntimeExecutionMode | None = None
         from strom.datastream.checkpoint_config import CheckpointConfig
 
         self._checkpoint_config = CheckpointConfig()
@@ -177,10 +179,22 @@ class StreamExecutionEnvironment:
         return self._chaining
 
     def set_runtime_mode(self, execution_mode: RuntimeExecutionMode) -> StreamExecutionEnvironment:
+        """STREAMING (the default), BATCH (bounded input, final results only) or AUTOMATIC
+        (BATCH when every source is bounded). Overrides ``execution.runtime-mode``.
+
+        Example::
+
+            env.set_runtime_mode(RuntimeExecutionMode.BATCH)
+        """
         if not isinstance(execution_mode, RuntimeExecutionMode):
             raise TypeError("set_runtime_mode() takes a RuntimeExecutionMode")
         self._runtime_mode = execution_mode
         return self
+
+    def _requested_runtime_mode(self) -> str:
+        if self._runtime_mode is not None:
+            return self._runtime_mode.name
+        return str(self._setting("execution.runtime-mode")).upper()
 
     def get_config(self) -> Any:
         return self._execution_config
@@ -427,7 +441,7 @@ class StreamExecutionEnvironment:
         return {
             "buffer_timeout_ms": self.get_buffer_timeout(),
             "auto_watermark_interval_ms": self._execution_config.get_auto_watermark_interval(),
-            "runtime_mode": self._runtime_mode.name,
+            "runtime_mode": self._requested_runtime_mode(),
             "configuration": configuration,
             "job_parameters": dict(self._job_parameters),
         }
@@ -439,13 +453,23 @@ class StreamExecutionEnvironment:
                 "no operators were defined: create a source (e.g. from_collection) and a sink "
                 "(e.g. print()) before calling execute()"
             )
+        settings = self._settings()
+        sources = [(t.name, t.operator) for t in self._stream_graph.transformations if t.is_source]
+        mode = resolve_runtime_mode(settings["runtime_mode"], sources)
+        settings["runtime_mode"] = mode
+        # The resolved mode travels as the job's own setting: the JobManager reads it (no
+        # checkpoints in BATCH) and the REST API shows it.
+        settings["configuration"]["execution.runtime-mode"] = mode.lower()
+        if mode == BATCH:
+            settings["batch_memory_budget"] = int(self._setting("execution.sorted-inputs.memory"))
+        default_name = "Strom Batch Job" if mode == BATCH else "Strom Streaming Job"
         graph = build_job_graph(
             self._stream_graph.with_inputs(),
-            job_name or "Strom Streaming Job",
+            job_name or default_name,
             self._parallelism,
             self.get_max_parallelism(),
             self._chaining,
-            self._settings(),
+            settings,
         )
         if clear:
             self._stream_graph.clear()

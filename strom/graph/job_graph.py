@@ -13,6 +13,7 @@ import json
 from dataclasses import dataclass, field
 from typing import Any
 
+from strom.graph.batch import to_batch_spec
 from strom.graph.partitioning import (
     DEFAULT_MAX_PARALLELISM,
     ForwardPartitioner,
@@ -177,12 +178,27 @@ def build_job_graph(
         for physical_input in inputs[t.id]:
             consumers[physical_input.source.id].append(t)
 
+    batch = (settings or {}).get("runtime_mode") == "BATCH"
+    budget = int((settings or {}).get("batch_memory_budget") or 0)
+
     def chainable(upstream: Transformation, downstream: Transformation) -> bool:
         ins = inputs[downstream.id]
         if not chaining_enabled or len(ins) != 1 or ins[0].source is not upstream:
             return False
         partitioner = ins[0].partitioner
-        if partitioner is not None and not isinstance(partitioner, ForwardPartitioner):
+        # In BATCH a keyed edge between two single subtasks routes nothing (every key goes
+        # to the one consumer, and no state is ever restored at another parallelism): the
+        # keyed operator is chained and called directly.
+        single_keyed = (
+            batch
+            and isinstance(partitioner, KeyGroupPartitioner)
+            and parallelism[upstream.id] == parallelism[downstream.id] == 1
+        )
+        if (
+            partitioner is not None
+            and not isinstance(partitioner, ForwardPartitioner)
+            and not single_keyed
+        ):
             return False
         return (
             parallelism[upstream.id] == parallelism[downstream.id]
@@ -210,7 +226,8 @@ def build_job_graph(
         if t.uid and t.uid in uid_counts:
             raise ValueError(f"uid '{t.uid}' is used by two operators; uids must be unique")
         uid_counts[base_uid] = 1
-        operator = ChainedOperator(t.id, t.name, base_uid, t.operator)
+        spec = to_batch_spec(t.operator, budget) if batch else t.operator
+        operator = ChainedOperator(t.id, t.name, base_uid, spec)
         chained[t.id] = operator
         head = head_of[t.id]
         if head == t.id:

@@ -852,6 +852,10 @@ def create_operator(spec: OperatorSpec, context: OperatorContext) -> Operator:
     """The runtime operator for a spec (sources are driven by the task, not created here)."""
     if spec.is_keyed and spec.kind in ("map", "flat_map", "filter"):
         return KeyedMapLikeOperator(spec, context)
+    if spec.kind.startswith("batch_"):  # BATCH execution mode (strom/graph/batch.py)
+        from taskmanager.runtime.batch import create_batch_operator
+
+        return create_batch_operator(spec, context)
     if spec.kind == "window":
         from taskmanager.runtime.windows import WindowOperator
 

@@ -1026,6 +1026,18 @@ class FileSinkWriter(SinkWriter):
     def finish(self) -> None:
         self.commit(self.prepare_commit(-1))
 
+    def adopt_run_id(self, run_id: str) -> None:
+        """Name this subtask's part files after ``run_id`` rather than a random id, and delete
+        the part files an earlier attempt of the same run committed under it. A BATCH job that
+        fails restarts whole, so each subtask writes all of its output again: it must replace
+        what the earlier attempt committed, never add to it."""
+        self._uuid = run_id
+        head = f"{self._prefix}-{run_id}-{self._subtask_index}-"
+        for folder, _dirs, names in os.walk(self._sink.base_path):
+            for name in names:
+                if name.startswith(head) and name.endswith(self._suffix):
+                    os.remove(os.path.join(folder, name))
+
     def abort(self) -> None:
         """Delete in-progress files not handed out by ``prepare_commit`` (those may belong
         to a completed checkpoint and stay for its commit)."""
