@@ -24,6 +24,9 @@ class JobManagerGateway(cluster_pb2_grpc.JobManagerGatewayServicer):
     def __init__(self, jobmanager: JobManager) -> None:
         self.jm = jobmanager
 
+    def _unknown_job(self, job_id: str, error: KeyError) -> str:
+        return self.jm.lost_job_message(job_id) or str(error.args[0])
+
     def TaskManagerSession(
         self, request_iterator: Iterator[pb.TaskManagerMessage], context: grpc.ServicerContext
     ) -> Iterator[pb.JobManagerMessage]:
@@ -54,6 +57,10 @@ class JobManagerGateway(cluster_pb2_grpc.JobManagerGatewayServicer):
             session=context,
         )
         resource_id, instance_id = record.resource_id, record.instance_id
+        if reg.jobs_of_previous_session:
+            self.jm.note_jobs_of_previous_session(
+                resource_id, reg.previous_jobmanager_id, list(reg.jobs_of_previous_session)
+            )
         context.add_callback(lambda: self.jm.session_closed(resource_id, instance_id))
         yield pb.JobManagerMessage(
             accepted=pb.RegistrationAccepted(
@@ -135,14 +142,14 @@ class JobManagerGateway(cluster_pb2_grpc.JobManagerGatewayServicer):
         try:
             self.jm.dispatcher.await_termination(request.job_id, timeout_s)
         except KeyError as error:
-            context.abort(grpc.StatusCode.NOT_FOUND, str(error.args[0]))
+            context.abort(grpc.StatusCode.NOT_FOUND, self._unknown_job(request.job_id, error))
         return self.GetJob(pb.JobId(job_id=request.job_id), context)
 
     def GetJob(self, request: pb.JobId, context) -> pb.JobDetails:
         try:
             details = self.jm.dispatcher.details(request.job_id)
         except KeyError as error:
-            context.abort(grpc.StatusCode.NOT_FOUND, str(error.args[0]))
+            context.abort(grpc.StatusCode.NOT_FOUND, self._unknown_job(request.job_id, error))
         return pb.JobDetails(
             summary=_summary(details),
             vertices=[
@@ -174,7 +181,7 @@ class JobManagerGateway(cluster_pb2_grpc.JobManagerGatewayServicer):
         try:
             self.jm.dispatcher.cancel(request.job_id)
         except KeyError as error:
-            context.abort(grpc.StatusCode.NOT_FOUND, str(error.args[0]))
+            context.abort(grpc.StatusCode.NOT_FOUND, self._unknown_job(request.job_id, error))
         return pb.Ack(ok=True)
 
     def UpdateTaskExecutionState(self, request: pb.TaskExecutionState, context) -> pb.Ack:
@@ -195,7 +202,7 @@ class JobManagerGateway(cluster_pb2_grpc.JobManagerGatewayServicer):
                 self.jm.dispatcher._get(request.job_id), request.target_dir or None, request.then
             )
         except KeyError as error:
-            context.abort(grpc.StatusCode.NOT_FOUND, str(error.args[0]))
+            context.abort(grpc.StatusCode.NOT_FOUND, self._unknown_job(request.job_id, error))
         except ValueError as error:
             context.abort(grpc.StatusCode.FAILED_PRECONDITION, str(error))
         return pb.SavepointTriggerId(trigger_id=trigger_id)
@@ -204,7 +211,7 @@ class JobManagerGateway(cluster_pb2_grpc.JobManagerGatewayServicer):
         try:
             status = self.jm.dispatcher.savepoint_status(request.job_id, request.trigger_id)
         except KeyError as error:
-            context.abort(grpc.StatusCode.NOT_FOUND, str(error.args[0]))
+            context.abort(grpc.StatusCode.NOT_FOUND, self._unknown_job(request.job_id, error))
         operation = status.get("operation", {})
         return pb.SavepointStatus(
             state=status["status"]["id"],

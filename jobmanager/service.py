@@ -43,6 +43,8 @@ class JobManager:
         self.rest_port: int = 0
         self._executor: futures.ThreadPoolExecutor | None = None
         self.dispatcher = Dispatcher(self)
+        #: jobs that ran under an earlier JobManager and were lost with it: job id → its id
+        self.lost_jobs: dict[str, str] = {}
 
     # -------------------------------------------------------------- lifecycle
 
@@ -161,6 +163,44 @@ class JobManager:
         )
         self.dispatcher.wake()
         return record
+
+    def note_jobs_of_previous_session(
+        self, resource_id: str, previous_jobmanager_id: str, job_ids: list[str]
+    ) -> None:
+        """A TaskManager says which jobs it was running for a JobManager it lost.
+
+        Without high availability a restarted JobManager knows nothing of the jobs of the run
+        before it: they are lost. Say so, once per job, and remember them so that a client
+        asking for one is told what happened instead of "no such job".
+        """
+        if not previous_jobmanager_id or previous_jobmanager_id == self.jobmanager_id:
+            return
+        known = {summary["jid"] for summary in self.dispatcher.summaries()}
+        with self.lock:
+            new = [j for j in job_ids if j not in known and j not in self.lost_jobs]
+            for job_id in new:
+                self.lost_jobs[job_id] = previous_jobmanager_id
+        for job_id in new:
+            log.warning(
+                "Job %s of the previous JobManager run (%s) was lost: TaskManager %s had been "
+                "running it. Without high-availability (high-availability.type: zookeeper) a "
+                "restarted JobManager does not recover the jobs of its previous run; resume it "
+                "from its last retained checkpoint with `strom run -s <checkpoint> ...`.",
+                job_id,
+                previous_jobmanager_id,
+                resource_id,
+            )
+
+    def lost_job_message(self, job_id: str) -> str | None:
+        """Why ``job_id`` is unknown, when it was lost with an earlier JobManager."""
+        previous = self.lost_jobs.get(job_id)
+        if previous is None:
+            return None
+        return (
+            f"Job {job_id} was lost: it ran under the previous JobManager ({previous}), which "
+            f"went away; without high-availability the restarted JobManager "
+            f"({self.jobmanager_id}) does not recover the jobs of its previous run"
+        )
 
     def taskmanager_heartbeat(self, resource_id: str, instance_id: str) -> bool:
         with self.lock:

@@ -73,6 +73,9 @@ class TaskExecutor:
         self.jobmanager_id: str | None = None
         self.instance_id: str | None = None
         self.registrations = 0
+        #: the jobs whose tasks were cancelled when the session with ``jobmanager_id`` was
+        #: lost, told to the next JobManager this TaskManager registers at
+        self._jobs_of_lost_session: set[str] = set()
         self._stopped = threading.Event()
         self._server: grpc.Server | None = None
         self._session_thread: threading.Thread | None = None
@@ -176,6 +179,8 @@ class TaskExecutor:
             if not self._stopped.is_set():
                 # The JobManager has declared us lost (or is gone): it restarts our tasks
                 # elsewhere, so ours must stop before we register anew, as in Flink.
+                with self.deployer.lock:
+                    self._jobs_of_lost_session.update(t.job_id for t in self.deployer.tasks)
                 cancelled = self.deployer.cancel_everything()
                 if cancelled:
                     log.warning(
@@ -199,6 +204,8 @@ class TaskExecutor:
                     free_memory=memory.available,
                 ),
                 pid=os.getpid(),
+                previous_jobmanager_id=self.jobmanager_id or "",
+                jobs_of_previous_session=sorted(self._jobs_of_lost_session),
             )
         )
 
@@ -253,6 +260,7 @@ class TaskExecutor:
                         if self.jobmanager_id != message.accepted.jobmanager_id:
                             self.jobmanager_id = message.accepted.jobmanager_id
                         self.registrations += 1
+                        self._jobs_of_lost_session.clear()
                         self.registered.set()
                         log.info(
                             "registered at JobManager %s as instance %s",
