@@ -46,6 +46,7 @@ class ClusterJobClient(JobClient):
         embedded: bool = False,
         watch: JobWatch | None = None,
         checkpoints_dir: str | None = None,
+        find_leader: Callable[[], str | None] | None = None,
     ) -> None:
         self.cluster = cluster
         self.job_id = job_id
@@ -59,6 +60,8 @@ class ClusterJobClient(JobClient):
         #: where the job's checkpoints go (to name the latest if the JobManager loses the job)
         self.checkpoints_dir = checkpoints_dir
         self._name = ""
+        #: with high availability: where the leading JobManager is now
+        self._find_leader = find_leader
 
     def get_job_id(self) -> str:
         return self.job_id
@@ -123,6 +126,7 @@ class ClusterJobClient(JobClient):
         )
         deadline = time.monotonic() + JOBMANAGER_RETURN_TIMEOUT_S
         while True:
+            self._follow_leader()
             try:
                 self.cluster.overview()
                 break
@@ -142,6 +146,19 @@ class ClusterJobClient(JobClient):
             raise JobExecutionError(
                 self._loss_message(f"and came back without it ({unknown})")
             ) from None
+
+    def _follow_leader(self) -> None:
+        """With high availability, talk to the JobManager that leads now."""
+        if self._find_leader is None:
+            return
+        try:
+            address = self._find_leader()
+        except StromError:
+            return
+        if address and address != self.cluster.address:
+            print(f"JobManager {address} leads now.", file=sys.stderr, flush=True)
+            self.cluster.close()
+            self.cluster = ClusterClient(address)
 
     def _loss_message(self, what_happened: str) -> str:
         """What an attached client says when the JobManager lost its job, and how to resume."""
@@ -270,23 +287,24 @@ def submit_job(graph: JobGraph, job_root: str) -> ClusterJobClient:
             except Exception:
                 pass
 
-    watch = None
-    if context.target == "remote" and not context.detached:
-        watch = JobWatch(
-            job_id,
-            lambda: cluster.overview().slots_available,
-            interval_s=context.progress_interval_s,
-        )
-    return ClusterJobClient(
+    job_client = ClusterJobClient(
         cluster,
         job_id,
         detached=context.detached,
         on_done=done,
         embedded=context.target != "remote",
-        watch=watch,
+        find_leader=context.find_leader,
         checkpoints_dir=config.get("state.checkpoints.dir")
         or context.cluster_config.get("state.checkpoints.dir"),
     )
+    if context.target == "remote" and not context.detached:
+        # Through the job client: with high availability it follows a new leader.
+        job_client.watch = JobWatch(
+            job_id,
+            lambda: job_client.cluster.overview().slots_available,
+            interval_s=context.progress_interval_s,
+        )
+    return job_client
 
 
 def _cluster_settings(config: dict) -> dict:

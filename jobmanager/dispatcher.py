@@ -349,15 +349,19 @@ class Dispatcher:
                 self.jm.registry.release(record.job_id)
             self.wake()
         if decision.job_state_changed:
+            terminated = False
             with self.lock:
                 state = record.graph.state
                 if state in TERMINAL_JOB_STATES and record.ended_at < 0:
+                    terminated = True
                     record.ended_at = time.time()
                     self._clean_up_checkpoints(record)
                     self._release(record)
                     self._expire_history(record.ended_at)
                 self._job_state_changed.notify_all()
             log.info("job %s (%s) is %s", record.job_id, record.graph.name, state)
+            if terminated:
+                self.jm.job_terminated(record.job_id)  # hook: high availability forgets it
 
     def _restart(self, record: JobRecord) -> None:
         with self.lock:

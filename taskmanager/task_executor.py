@@ -21,6 +21,7 @@ from concurrent import futures
 import grpc
 import psutil
 
+from jobmanager.ha.services import create_ha_services
 from strom.addresses import address_reaching
 from strom.configuration import StromConfig
 from strom.rpc import cluster_pb2 as pb
@@ -76,6 +77,9 @@ class TaskExecutor:
         #: the jobs whose tasks were cancelled when the session with ``jobmanager_id`` was
         #: lost, told to the next JobManager this TaskManager registers at
         self._jobs_of_lost_session: set[str] = set()
+        #: with high-availability.type: zookeeper, where the leading JobManager is published
+        self._ha = create_ha_services(config)
+        self._leader = None
         self._stopped = threading.Event()
         self._server: grpc.Server | None = None
         self._session_thread: threading.Thread | None = None
@@ -145,6 +149,8 @@ class TaskExecutor:
         self._end_session()
         if self._session_thread is not None:
             self._session_thread.join(timeout=5)
+        if self._ha is not None:
+            self._ha.stop()
         self.deployer.close()
         self.observability.close()
         if self._server is not None:
@@ -209,8 +215,23 @@ class TaskExecutor:
             )
         )
 
+    def _jobmanager_target(self) -> str | None:
+        """The JobManager to register at: the configured one, or with high availability the
+        leader ZooKeeper names (None while there is none)."""
+        if self._ha is None:
+            return f"{self.jobmanager_host}:{self.jobmanager_port}"
+        if self._leader is None:
+            self._ha.start()
+            self._leader = self._ha.leader_retrieval()
+        leader = self._leader.wait_for_leader(timeout=self.config["heartbeat.timeout"] / 1000.0)
+        return leader.address if leader is not None else None
+
     def _run_session(self) -> bool:
         """One session with the JobManager; True if it got as far as being registered."""
+        target = self._jobmanager_target()
+        if target is None:
+            log.info("no leading JobManager is published in ZooKeeper yet")
+            return False
         outgoing: queue.Queue[pb.TaskManagerMessage | None] = queue.Queue()
         outgoing.put(self._registration())
 
@@ -221,7 +242,6 @@ class TaskExecutor:
                     return
                 yield message
 
-        target = f"{self.jobmanager_host}:{self.jobmanager_port}"
         interval = self.config["heartbeat.interval"] / 1000.0
         timeout = self.config["heartbeat.timeout"] / 1000.0
         with grpc.insecure_channel(target) as channel:

@@ -94,3 +94,23 @@ def create_ha_services(config: Mapping[str, Any]) -> ZooKeeperHaServices | None:
     if config["high-availability.type"] == "zookeeper":
         return ZooKeeperHaServices(config)
     return None
+
+
+def find_leader_address(config: Mapping[str, Any], timeout: float = 30.0) -> str | None:
+    """The gRPC address of the leading JobManager that ZooKeeper names, waiting up to
+    ``timeout`` s for one; ``None`` without high availability or when none leads."""
+    services = create_ha_services(config)
+    if services is None:
+        return None
+    try:
+        services.start(timeout=timeout)
+    except Exception as error:
+        raise ConfigurationError(
+            f"cannot reach ZooKeeper at {config['high-availability.zookeeper.quorum']} to find "
+            f"the leading JobManager: {error}"
+        ) from None
+    try:
+        leader = services.leader_retrieval().wait_for_leader(timeout)
+        return leader.address if leader is not None else None
+    finally:
+        services.stop()
