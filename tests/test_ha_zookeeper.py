@@ -226,3 +226,18 @@ def test_a_deposed_leaders_writes_are_refused(zookeeper, tmp_path):
         admin.stop()
         admin.close()
         leader.stop()
+
+
+def test_a_leader_cut_off_from_zookeeper_gives_up_its_lead_and_regains_it(zookeeper, tmp_path):
+    leader = Contender(ha_config(zookeeper, tmp_path), "jm-a")
+    try:
+        poll_for(lambda: leader.granted, what="the contender to lead")
+        zookeeper.kill()
+        poll_for(leader.revoked.is_set, timeout=20, what="the lead to be given up")
+        assert not leader.election.is_leader()
+        zookeeper.start()
+        # Its session outlived the outage, so its candidacy (and token) still stands.
+        poll_for(lambda: len(leader.granted) == 2, timeout=30, what="the lead to come back")
+        assert leader.granted[1] == leader.granted[0]
+    finally:
+        leader.stop()

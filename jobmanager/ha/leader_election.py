@@ -8,9 +8,11 @@ leader's node is the lowest alive, every later node is higher), so a TaskManager
 commands carrying a lower token than the highest it has seen.
 
 The leader publishes its gRPC and REST addresses with the token in the ephemeral node
-``<root>/leader``, which :class:`LeaderRetrieval` watches. Leadership is revoked as soon as
-the connection to ZooKeeper is suspended (the leader cannot know whether its session lives),
-regained when it reconnects within the session, and contended anew after a lost session.
+``<root>/leader``, which :class:`LeaderRetrieval` watches. A leader whose connection to
+ZooKeeper is suspended keeps leading for ``suspension_grace`` seconds (a third of the session
+timeout: kazoo notices a silent server after two thirds, so the grace ends before ZooKeeper
+can expire the session and elect another) and is revoked after it unless it reconnected;
+a lost session is contended anew.
 Writes to HA storage are fenced with :meth:`LeaderElection.fence`, a ZooKeeper transaction
 check that the leader's latch node still exists, so a deposed leader cannot overwrite the
 new one's state.
@@ -73,8 +75,11 @@ class LeaderElection:
         rest_address: str,
         on_grant: Callable[[int], None],
         on_revoke: Callable[[], None],
+        suspension_grace: float = 0.0,
     ) -> None:
         self._client = client
+        self._suspension_grace = suspension_grace
+        self._suspended_timer: threading.Timer | None = None
         self._latch = f"{root}/{LATCH}"
         self._leader_path = f"{root}/{LEADER}"
         self._address = address
@@ -130,16 +135,39 @@ class LeaderElection:
                     self._leave()
                     return
                 if event == "SUSPENDED":
-                    self._revoke("the connection to ZooKeeper is suspended")
+                    self._suspended()
+                elif event == "suspended-too-long":
+                    if not self._client.connected:
+                        self._revoke("the connection to ZooKeeper is suspended")
                 elif event == "LOST":
                     self._node = None
                     self._revoke("the ZooKeeper session expired")
                 elif event in ("CONNECTED", "check"):
+                    if event == "CONNECTED" and self._suspended_timer is not None:
+                        self._suspended_timer.cancel()
+                        self._suspended_timer = None
                     self._check()
             except Exception as error:  # a ZooKeeper call failed: try again on the next event
                 log.warning("leader election: %s while handling %s", error, event)
                 if event == "check":
                     self._retry_later()
+
+    def _suspended(self) -> None:
+        if self._token is None:
+            return
+        if self._suspension_grace <= 0:
+            self._revoke("the connection to ZooKeeper is suspended")
+            return
+        log.warning(
+            "the connection to ZooKeeper is suspended; still leading for %.1f s",
+            self._suspension_grace,
+        )
+        timer = threading.Timer(
+            self._suspension_grace, lambda: self._events.put("suspended-too-long")
+        )
+        timer.daemon = True
+        self._suspended_timer = timer
+        timer.start()
 
     def _retry_later(self) -> None:
         timer = threading.Timer(0.5, lambda: self._events.put("check"))

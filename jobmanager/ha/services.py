@@ -70,7 +70,15 @@ class ZooKeeperHaServices:
         on_revoke: Callable[[], None],
     ) -> LeaderElection:
         """A candidacy for leadership publishing these addresses (start it to contend)."""
-        return LeaderElection(self.client, self.root, address, rest_address, on_grant, on_revoke)
+        return LeaderElection(
+            self.client,
+            self.root,
+            address,
+            rest_address,
+            on_grant,
+            on_revoke,
+            suspension_grace=self.session_timeout / 3,
+        )
 
     def leader_retrieval(self) -> LeaderRetrieval:
         """A watch on the published leader."""
