@@ -264,7 +264,7 @@ class Dispatcher:
     def _stub(self, address: str) -> cluster_pb2_grpc.TaskExecutorGatewayStub:
         channel = self._channels.get(address)
         if channel is None:
-            channel = self._channels[address] = grpc.insecure_channel(address)
+            channel = self._channels[address] = self.jm.command_channel(address)
         return cluster_pb2_grpc.TaskExecutorGatewayStub(channel)
 
     def _deploy(self, record: JobRecord) -> None:

@@ -234,6 +234,15 @@ class JobManager:
         where = f"the leader is at {leader}" if leader else "no leader is elected yet"
         return f"this JobManager ({self.advertised_address}) stands by; {where}"
 
+    def command_channel(self, address: str) -> grpc.Channel:
+        """A channel for commands to a TaskManager; with high availability they carry this
+        JobManager's fencing token."""
+        if self.leadership is None:
+            return grpc.insecure_channel(address)
+        from jobmanager.ha.fencing import fenced_channel
+
+        return fenced_channel(address, self.leadership.token)
+
     def job_terminated(self, job_id: str) -> None:
         """Hook: a job reached a final state (high availability forgets it)."""
         if self.leadership is not None:

@@ -21,6 +21,7 @@ from concurrent import futures
 import grpc
 import psutil
 
+from jobmanager.ha.fencing import FencingTokenServerInterceptor
 from jobmanager.ha.services import create_ha_services
 from strom.addresses import address_reaching
 from strom.configuration import StromConfig
@@ -80,6 +81,8 @@ class TaskExecutor:
         #: with high-availability.type: zookeeper, where the leading JobManager is published
         self._ha = create_ha_services(config)
         self._leader = None
+        #: refuses commands of a deposed JobManager (with high availability)
+        self.fencing = FencingTokenServerInterceptor() if self._ha is not None else None
         self._stopped = threading.Event()
         self._server: grpc.Server | None = None
         self._session_thread: threading.Thread | None = None
@@ -113,6 +116,7 @@ class TaskExecutor:
                 ("grpc.max_send_message_length", 512 * 1024 * 1024),
                 ("grpc.so_reuseport", 0),
             ],
+            interceptors=[self.fencing] if self.fencing is not None else None,
         )
         cluster_pb2_grpc.add_TaskExecutorGatewayServicer_to_server(
             TaskExecutorGateway(self), server
@@ -223,6 +227,11 @@ class TaskExecutor:
         if self._leader is None:
             self._ha.start()
             self._leader = self._ha.leader_retrieval()
+            self._leader.add_listener(
+                lambda leader: leader is not None and self.fencing.leader_seen(leader.token)
+            )
+            if self._leader.leader is not None:
+                self.fencing.leader_seen(self._leader.leader.token)
         leader = self._leader.wait_for_leader(timeout=self.config["heartbeat.timeout"] / 1000.0)
         return leader.address if leader is not None else None
 

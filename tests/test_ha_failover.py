@@ -187,3 +187,33 @@ def test_a_job_waiting_for_slots_survives_the_leaders_death(zookeeper, tmp_path)
         assert committed_output(output) == expected_output(3_000)
     finally:
         cluster.stop()
+
+
+def test_taskmanagers_refuse_commands_with_a_deposed_leaders_fencing_token(zookeeper, tmp_path):
+    import grpc
+
+    from jobmanager.ha.fencing import METADATA_KEY
+    from jobmanager.ha.leader_election import LeaderInfo
+    from strom.rpc import cluster_pb2 as pb
+    from strom.rpc import cluster_pb2_grpc
+
+    cluster = HaCluster(tmp_path / "cluster", zookeeper)
+    admin = zookeeper.client()
+    try:
+        cluster.rest_port = cluster.start_standby_capable_jobmanager()
+        poll_for(cluster.leader_rest_port, what="a leader")
+        cluster.start_taskmanager()
+        leader = LeaderInfo.from_bytes(admin.get("/strom/default/leader")[0])
+        address = http_json(f"{cluster.rest_url}/taskmanagers")["taskmanagers"][0]["address"]
+        with grpc.insecure_channel(address) as channel:
+            stub = cluster_pb2_grpc.TaskExecutorGatewayStub(channel)
+            assert stub.Ping(pb.Empty(), metadata=[(METADATA_KEY, str(leader.token))], timeout=10)
+            assert stub.Ping(pb.Empty(), timeout=10)  # without high availability: no token
+            with pytest.raises(grpc.RpcError) as refused:
+                stub.Ping(pb.Empty(), metadata=[(METADATA_KEY, str(leader.token - 1))], timeout=10)
+        assert refused.value.code() == grpc.StatusCode.FAILED_PRECONDITION
+        assert "deposed" in refused.value.details()
+    finally:
+        admin.stop()
+        admin.close()
+        cluster.stop()

@@ -68,6 +68,10 @@ class Leadership:
         """Whether this JobManager leads (and has recovered its jobs)."""
         return self._leading.is_set()
 
+    def token(self) -> int | None:
+        """This JobManager's fencing token while it leads, else ``None``."""
+        return self.election.token if self.election is not None else None
+
     def leader_address(self) -> str:
         """The gRPC address of the current leader, or empty when none is known."""
         leader = self.retrieval.leader if self.retrieval is not None else None
