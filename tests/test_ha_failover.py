@@ -217,3 +217,48 @@ def test_taskmanagers_refuse_commands_with_a_deposed_leaders_fencing_token(zooke
         admin.stop()
         admin.close()
         cluster.stop()
+
+
+def test_sigkill_of_the_leader_during_a_savepoint(zookeeper, tmp_path):
+    count = 40_000
+    cluster = HaCluster(tmp_path / "cluster", zookeeper)
+    try:
+        first = cluster.start_standby_capable_jobmanager()
+        poll_for(lambda: cluster.leader_rest_port() == first, what="the first JobManager to lead")
+        cluster.start_standby_capable_jobmanager()
+        cluster.rest_port = first
+        for _ in range(2):
+            cluster.start_taskmanager()
+        client, output, checkpoints = strom_run(cluster, tmp_path, "-d", count=count)
+        stdout, stderr = client.communicate(timeout=120)
+        assert client.returncode == 0, stdout + stderr
+        job_id = re.search(r"JobID (\w+)", stdout).group(1)
+        poll_for(lambda: completed_checkpoints(checkpoints) >= 2, timeout=120)
+
+        savepoints = tmp_path / "savepoints"
+        savepoint = subprocess.Popen(
+            [sys.executable, "-m", "client.cli", "savepoint", job_id, str(savepoints)],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            cwd=str(REPO_ROOT),
+            env=python_env(STROM_CONF_DIR=str(cluster.conf_dir)),
+        )
+        try:
+            # The savepoint's folder appears when its first state is written.
+            poll_for(lambda: savepoints.exists() or savepoint.poll() is not None, timeout=60)
+            kill_leader(cluster)
+            said, complaint = savepoint.communicate(timeout=120)
+            print(f"savepoint client: exit {savepoint.returncode}: {said or complaint}")
+        finally:
+            if savepoint.poll() is None:
+                savepoint.kill()
+                savepoint.communicate()
+        poll_for(
+            lambda: http_json(f"{cluster.rest_url}/jobs/{job_id}")["state"] == "FINISHED",
+            timeout=180,
+            what="the recovered job to finish",
+        )
+        assert committed_output(output) == expected_output(count)
+    finally:
+        cluster.stop()
