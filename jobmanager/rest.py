@@ -197,6 +197,12 @@ class RestServer:
     def handle(self, request: BaseHTTPRequestHandler, method: str) -> None:
         parts = urlsplit(request.path)
         path = unquote(parts.path)
+        leader = self.jm.standby_rest_redirect(request.path)  # high availability: a standby
+        if leader is not None:
+            self._send(
+                request, HTTPStatus.TEMPORARY_REDIRECT, {"leader": leader}, {"Location": leader}
+            )
+            return
         try:
             body = None
             length = int(request.headers.get("Content-Length") or 0)

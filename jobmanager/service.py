@@ -243,6 +243,16 @@ class JobManager:
 
         return fenced_channel(address, self.leadership.token)
 
+    def standby_rest_redirect(self, path: str) -> str | None:
+        """Where a standby's REST API sends a request: the same path on the leader's REST
+        address (None when this JobManager serves, or no leader is known yet)."""
+        if self.leadership is None or self.leadership.is_leader():
+            return None
+        leader = self.leadership.retrieval.leader if self.leadership.retrieval else None
+        if leader is None or not leader.rest_address:
+            return None
+        return f"http://{leader.rest_address}{path}"
+
     def job_terminated(self, job_id: str) -> None:
         """Hook: a job reached a final state (high availability forgets it)."""
         if self.leadership is not None:

@@ -262,3 +262,30 @@ def test_sigkill_of_the_leader_during_a_savepoint(zookeeper, tmp_path):
         assert committed_output(output) == expected_output(count)
     finally:
         cluster.stop()
+
+
+def test_a_standbys_rest_api_redirects_to_the_leader(zookeeper, tmp_path):
+    import http.client
+
+    cluster = HaCluster(tmp_path / "cluster", zookeeper)
+    try:
+        first = cluster.start_standby_capable_jobmanager()
+        poll_for(lambda: cluster.leader_rest_port() == first, what="the first JobManager to lead")
+        second = cluster.start_standby_capable_jobmanager()
+
+        def ask():
+            connection = http.client.HTTPConnection("127.0.0.1", second, timeout=10)
+            connection.request("GET", "/jobs/overview?x=1")
+            answer = connection.getresponse()
+            answer.read()
+            connection.close()
+            return answer
+
+        # Once the standby has seen the leader in ZooKeeper.
+        answer = poll_for(lambda: (a := ask()).status == 307 and a, what="a redirect")
+        assert answer.getheader("Location") == f"http://127.0.0.1:{first}/jobs/overview?x=1"
+        # Clients that follow redirects (urllib, browsers) get the leader's answer.
+        leader = http_json(f"http://127.0.0.1:{first}/overview")
+        assert http_json(f"http://127.0.0.1:{second}/overview") == leader
+    finally:
+        cluster.stop()
