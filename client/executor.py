@@ -26,6 +26,9 @@ from strom.rpc import cluster_pb2 as pb
 _TERMINAL = ("FINISHED", "FAILED", "CANCELED")
 #: How long an attached client waits for a JobManager that went away to come back.
 JOBMANAGER_RETURN_TIMEOUT_S = 30.0
+#: ... and, with high availability, for a standby to take over (a dead leader's lead lasts
+#: its ZooKeeper session, up to 40 s with ZooKeeper's default limits).
+LEADER_TAKEOVER_TIMEOUT_S = 120.0
 
 
 class PlanRequested(Exception):
@@ -118,13 +121,17 @@ class ClusterJobClient(JobClient):
             if self.embedded:
                 raise
         address = self.cluster.address
+        patience = (
+            JOBMANAGER_RETURN_TIMEOUT_S if self._find_leader is None else LEADER_TAKEOVER_TIMEOUT_S
+        )
+        successor = "it to come back" if self._find_leader is None else "a new leader"
         print(
             f"The JobManager at {address} went away while running job {self.job_id}; waiting "
-            f"up to {JOBMANAGER_RETURN_TIMEOUT_S:.0f} s for it to come back.",
+            f"up to {patience:.0f} s for {successor}.",
             file=sys.stderr,
             flush=True,
         )
-        deadline = time.monotonic() + JOBMANAGER_RETURN_TIMEOUT_S
+        deadline = time.monotonic() + patience
         while True:
             self._follow_leader()
             try:
@@ -133,9 +140,7 @@ class ClusterJobClient(JobClient):
             except ClusterUnreachableError:
                 if time.monotonic() > deadline:
                     raise JobExecutionError(
-                        self._loss_message(
-                            f"and did not come back within {JOBMANAGER_RETURN_TIMEOUT_S:.0f} s"
-                        )
+                        self._loss_message(f"and did not come back within {patience:.0f} s")
                     ) from None
                 time.sleep(0.5)
         try:
