@@ -139,7 +139,11 @@ def test_start_cluster_with_two_masters_elects_one_leader_that_runs_jobs(tmp_pat
             and line.split("contending for leadership as ")[1].strip() != leader
         )
         refused = run(sys.executable, "-m", "client.cli", "list", "-m", standby)
-        assert refused.returncode == 1 and "stands by" in refused.stderr, refused.stderr
+        assert refused.returncode == 1, refused.stderr
+        assert f"this JobManager ({standby}) stands by; the leader is at {leader}" in (
+            refused.stderr
+        )
+        assert "is the cluster running" not in refused.stderr
 
         job = tmp_path / "job" / "job.py"
         job.parent.mkdir()
