@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 #
 # Start a Strom cluster: a JobManager on each host of conf/masters (`host` or
-# `host:webui-port`, the port overriding rest.port) and a TaskManager for each line of
+# `host:webui-port`, the port overriding rest.port; with high-availability.type: zookeeper
+# one leads and the others stand by) and a TaskManager for each line of
 # conf/slaves (or conf/workers); a host listed twice gets two. Local hosts are started
 # directly, remote ones with `ssh -n $STROM_SSH_OPTS host` and the same installation path.
 set -euo pipefail
@@ -18,12 +19,19 @@ done
 strom_read_masters
 strom_read_slaves
 
+# With high availability each JobManager publishes its own address in ZooKeeper (Flink's
+# start-cluster.sh passes each master's host the same way).
+HA_TYPE="$(strom_conf_value high-availability.type)"
+
 status=0
 echo "Starting cluster."
 for i in "${!MASTERS[@]}"; do
     args=()
     if [ -n "${WEBUIPORTS[$i]}" ]; then
         args=(-D "rest.port=${WEBUIPORTS[$i]}")
+    fi
+    if [ "$HA_TYPE" = zookeeper ]; then
+        args+=(-D "jobmanager.rpc.address=${MASTERS[$i]}")
     fi
     strom_run_on_host "${MASTERS[$i]}" jobmanager.sh start "${args[@]+"${args[@]}"}" || status=1
 done

@@ -2,7 +2,8 @@
 #
 # Start or stop a Strom daemon on this host, the way Flink's flink-daemon.sh does.
 #
-#   strom-daemon.sh (start|start-foreground|stop|stop-all) (jobmanager|taskmanager) [args...]
+#   strom-daemon.sh (start|start-foreground|stop|stop-all) (jobmanager|taskmanager|zookeeper)
+#                   [args...]
 #
 # start      runs the daemon in the background with nohup. Its pid is appended to
 #            $STROM_PID_DIR/strom-$USER-<role>.pid (one line per running instance); instance
@@ -18,7 +19,7 @@
 # Extra arguments go to the Python process, e.g. `-D taskmanager.numberOfTaskSlots=4`.
 set -euo pipefail
 
-USAGE="Usage: strom-daemon.sh (start|start-foreground|stop|stop-all) (jobmanager|taskmanager) [args...]"
+USAGE="Usage: strom-daemon.sh (start|start-foreground|stop|stop-all) (jobmanager|taskmanager|zookeeper) [args...]"
 
 if [ "$#" -lt 2 ]; then
     echo "$USAGE" >&2
@@ -41,6 +42,7 @@ done
 case "$ROLE" in
     jobmanager) MODULE="jobmanager" ;;
     taskmanager) MODULE="taskmanager" ;;
+    zookeeper) MODULE="jobmanager.ha.zookeeper_server" ;;
     *)
         echo "Unknown daemon '$ROLE'. $USAGE" >&2
         exit 1

@@ -41,7 +41,31 @@ def _jobmanager_address(args: argparse.Namespace) -> str:
         return address
     dynamic = parse_dynamic_properties(getattr(args, "dynamic", None) or [])
     config = load_configuration(overrides={k: v for k, v in dynamic.items()})
+    if config["high-availability.type"] == "zookeeper":
+        from jobmanager.ha.services import find_leader_address
+
+        leader = find_leader_address(config)
+        if leader is None:
+            raise ClusterUnreachableError(
+                "no JobManager leads: ZooKeeper at "
+                f"{config['high-availability.zookeeper.quorum']} names none (is the cluster "
+                "running?)"
+            )
+        return leader
     return config.jobmanager_address
+
+
+def _leader_finder(args: argparse.Namespace):
+    """With high availability (and no -m), a function that finds the current leader."""
+    if getattr(args, "jobmanager", None):
+        return None
+    dynamic = parse_dynamic_properties(getattr(args, "dynamic", None) or [])
+    config = load_configuration(overrides={k: v for k, v in dynamic.items()})
+    if config["high-availability.type"] != "zookeeper":
+        return None
+    from jobmanager.ha.services import find_leader_address
+
+    return lambda: find_leader_address(config, timeout=5.0)
 
 
 def _add_cluster_options(parser: argparse.ArgumentParser) -> None:
@@ -311,6 +335,7 @@ def _command_run(args: argparse.Namespace) -> int:
         python_archives=_split(args.python_archives),
         job_files_max_bytes=client_config["client.job-files.max-size"],
         progress_interval_s=client_config["client.progress.interval"] / 1000.0,
+        find_leader=_leader_finder(args),
     )
     path_entries = _python_path_entries(python_files)
     previous = execution_context.set_current(context)
@@ -348,6 +373,8 @@ def _command_run(args: argparse.Namespace) -> int:
         print("The program ran but submitted no job (did it call env.execute()?).")
         return 1
     if not args.detached:
+        if context.find_leader is not None:  # the leader may have changed while it ran
+            address = context.find_leader() or address
         with ClusterClient(address) as cluster:
             for job_id in context.submitted:
                 details = cluster.job(job_id)

@@ -14,17 +14,23 @@ from client.gateway import ClusterClient
 from client.packaging import collect_job_files
 from client.progress import JobWatch
 from strom.addresses import address_reaching
+from strom.checkpoint_storage import storage_for
 from strom.common.completable_future import CompletableFuture
 from strom.common.job_status import JobStatusText
 from strom.configuration import CLIENT_KEYS, OPTIONS, check_job_settings
 from strom.datastream import execution_context
 from strom.datastream.stream_execution_environment import JobClient, JobExecutionResult
-from strom.errors import JobExecutionError
+from strom.errors import ClusterUnreachableError, JobExecutionError, StromError
 from strom.graph import pickling
 from strom.graph.job_graph import JobGraph
 from strom.rpc import cluster_pb2 as pb
 
 _TERMINAL = ("FINISHED", "FAILED", "CANCELED")
+#: How long an attached client waits for a JobManager that went away to come back.
+JOBMANAGER_RETURN_TIMEOUT_S = 30.0
+#: ... and, with high availability, for a standby to take over (a dead leader's lead lasts
+#: its ZooKeeper session, up to 40 s with ZooKeeper's default limits).
+LEADER_TAKEOVER_TIMEOUT_S = 120.0
 
 
 class PlanRequested(Exception):
@@ -44,6 +50,8 @@ class ClusterJobClient(JobClient):
         on_done: Callable[[], None] | None = None,
         embedded: bool = False,
         watch: JobWatch | None = None,
+        checkpoints_dir: str | None = None,
+        find_leader: Callable[[], str | None] | None = None,
     ) -> None:
         self.cluster = cluster
         self.job_id = job_id
@@ -54,6 +62,11 @@ class ClusterJobClient(JobClient):
         self._final: pb.JobDetails | None = None
         #: what the attached client tells while the job runs (None: nothing)
         self.watch = watch
+        #: where the job's checkpoints go (to name the latest if the JobManager loses the job)
+        self.checkpoints_dir = checkpoints_dir
+        self._name = ""
+        #: with high availability: where the leading JobManager is now
+        self._find_leader = find_leader
 
     def get_job_id(self) -> str:
         return self.job_id
@@ -108,16 +121,17 @@ class ClusterJobClient(JobClient):
             return self._final
         try:
             if self.watch is not None:
-                details = self.cluster.job(self.job_id)  # say at once if it waits for slots
+                details = self._poll(lambda: self.cluster.job(self.job_id))  # waiting for slots?
             else:
-                details = self.cluster.await_job(self.job_id, timeout_s=1.0)
+                details = self._poll(lambda: self.cluster.await_job(self.job_id, timeout_s=1.0))
+            poll_s = 0.5 if self.watch is not None else 1.0
             while True:
+                self._name = details.summary.name
                 if self.watch is not None:
                     self.watch.update(details)
                 if details.summary.state in _TERMINAL:
                     break
-                poll_s = 0.5 if self.watch is not None else 1.0
-                details = self.cluster.await_job(self.job_id, timeout_s=poll_s)
+                details = self._poll(lambda: self.cluster.await_job(self.job_id, timeout_s=poll_s))
         except KeyboardInterrupt:
             if self.embedded:
                 # Ctrl-C ends an embedded job with the program, as PyFlink's local runs do;
@@ -136,6 +150,86 @@ class ClusterJobClient(JobClient):
         self._final = details
         self._finish()
         return details
+
+    def _poll(self, call: Callable[[], pb.JobDetails]) -> pb.JobDetails:
+        """``call``; when the JobManager went away, wait for it and ask again, or say why not."""
+        try:
+            return call()
+        except ClusterUnreachableError:
+            if self.embedded:
+                raise
+        address = self.cluster.address
+        patience = (
+            JOBMANAGER_RETURN_TIMEOUT_S if self._find_leader is None else LEADER_TAKEOVER_TIMEOUT_S
+        )
+        successor = "it to come back" if self._find_leader is None else "a new leader"
+        print(
+            f"The JobManager at {address} went away while running job {self.job_id}; waiting "
+            f"up to {patience:.0f} s for {successor}.",
+            file=sys.stderr,
+            flush=True,
+        )
+        deadline = time.monotonic() + patience
+        while True:
+            self._follow_leader()
+            try:
+                self.cluster.overview()
+                break
+            except ClusterUnreachableError:
+                if time.monotonic() > deadline:
+                    raise JobExecutionError(
+                        self._loss_message(f"and did not come back within {patience:.0f} s")
+                    ) from None
+                time.sleep(0.5)
+        try:
+            return self.cluster.job(self.job_id)
+        except ClusterUnreachableError:
+            return self._poll(call)
+        except StromError as unknown:
+            raise JobExecutionError(
+                self._loss_message(f"and came back without it ({unknown})")
+            ) from None
+
+    def _follow_leader(self) -> None:
+        """With high availability, talk to the JobManager that leads now."""
+        if self._find_leader is None:
+            return
+        try:
+            address = self._find_leader()
+        except StromError:
+            return
+        if address and address != self.cluster.address:
+            print(f"JobManager {address} leads now.", file=sys.stderr, flush=True)
+            self.cluster.close()
+            self.cluster = ClusterClient(address)
+
+    def _loss_message(self, what_happened: str) -> str:
+        """What an attached client says when the JobManager lost its job, and how to resume."""
+        name = f" ({self._name})" if self._name else ""
+        lines = [
+            f"The JobManager at {self.cluster.address} went away while running job "
+            f"{self.job_id}{name} {what_happened}. Without high-availability the jobs of a "
+            f"JobManager's previous run are lost; with high-availability "
+            f"(high-availability.type: zookeeper) the job would resume."
+        ]
+        latest = None
+        if self.checkpoints_dir:
+            try:
+                latest = storage_for(self.checkpoints_dir).latest_complete(self.job_id)
+            except (OSError, AttributeError):
+                latest = None
+        if latest:
+            lines.append(
+                f"Resume it from its last retained checkpoint with: strom run -s {latest} "
+                f"<the same program and arguments>"
+            )
+        elif self.checkpoints_dir:
+            lines.append(
+                f"No completed checkpoint of it was found in {self.checkpoints_dir}: run it anew."
+            )
+        else:
+            lines.append("It kept no checkpoints (state.checkpoints.dir is unset): run it anew.")
+        return "\n".join(lines)
 
     def _finish(self) -> None:
         with self._done_lock:
@@ -236,21 +330,24 @@ def submit_job(graph: JobGraph, job_root: str) -> ClusterJobClient:
             except Exception:
                 pass
 
-    watch = None
-    if context.target == "remote" and not context.detached:
-        watch = JobWatch(
-            job_id,
-            lambda: cluster.overview().slots_available,
-            interval_s=context.progress_interval_s,
-        )
-    return ClusterJobClient(
+    job_client = ClusterJobClient(
         cluster,
         job_id,
         detached=context.detached,
         on_done=done,
         embedded=context.target != "remote",
-        watch=watch,
+        find_leader=context.find_leader,
+        checkpoints_dir=config.get("state.checkpoints.dir")
+        or context.cluster_config.get("state.checkpoints.dir"),
     )
+    if context.target == "remote" and not context.detached:
+        # Through the job client: with high availability it follows a new leader.
+        job_client.watch = JobWatch(
+            job_id,
+            lambda: job_client.cluster.overview().slots_available,
+            interval_s=context.progress_interval_s,
+        )
+    return job_client
 
 
 def _cluster_settings(config: dict) -> dict:

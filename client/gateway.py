@@ -49,6 +49,9 @@ class ClusterClient:
             )
         except grpc.RpcError as error:
             code = error.code()
+            if code == grpc.StatusCode.UNAVAILABLE and "stands by" in (error.details() or ""):
+                # A standby JobManager (high availability) names the leader.
+                raise ClusterUnreachableError(error.details()) from None
             if code in (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED):
                 raise ClusterUnreachableError(
                     f"Could not reach the JobManager at {self.address}: is the cluster running "

@@ -324,6 +324,8 @@ class Checkpointing:
             size,
             location,
         )
+        if not savepoint:
+            self.dispatcher.jm.checkpoint_completed(record.job_id, checkpoint_id, location)
         notice = pb.CheckpointNotice(
             job_id=record.job_id, attempt=attempt, checkpoint_id=checkpoint_id
         )

@@ -266,7 +266,7 @@ class Dispatcher:
     def _stub(self, address: str) -> cluster_pb2_grpc.TaskExecutorGatewayStub:
         channel = self._channels.get(address)
         if channel is None:
-            channel = self._channels[address] = grpc.insecure_channel(address)
+            channel = self._channels[address] = self.jm.command_channel(address)
         return cluster_pb2_grpc.TaskExecutorGatewayStub(channel)
 
     def _deploy(self, record: JobRecord) -> None:
@@ -351,15 +351,19 @@ class Dispatcher:
                 self.jm.registry.release(record.job_id)
             self.wake()
         if decision.job_state_changed:
+            terminated = False
             with self.lock:
                 state = record.graph.state
                 if state in TERMINAL_JOB_STATES and record.ended_at < 0:
+                    terminated = True
                     record.ended_at = time.time()
                     self._clean_up_checkpoints(record)
                     self._release(record)
                     self._expire_history(record.ended_at)
                 self._job_state_changed.notify_all()
             log.info("job %s (%s) is %s", record.job_id, record.graph.name, state)
+            if terminated:
+                self.jm.job_terminated(record.job_id)  # hook: high availability forgets it
 
     def _restart(self, record: JobRecord) -> None:
         with self.lock:

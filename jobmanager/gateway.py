@@ -43,6 +43,15 @@ class JobManagerGateway(cluster_pb2_grpc.JobManagerGatewayServicer):
                 "configuration",
             )
 
+    def _require_leader(self, context: grpc.ServicerContext) -> None:
+        """A standby JobManager (high availability) answers clients UNAVAILABLE, naming the
+        leader, so that they look for it."""
+        if not self.jm.serves():
+            context.abort(grpc.StatusCode.UNAVAILABLE, self.jm.standby_message())
+
+    def _unknown_job(self, job_id: str, error: KeyError) -> str:
+        return self.jm.lost_job_message(job_id) or str(error.args[0])
+
     def TaskManagerSession(
         self, request_iterator: Iterator[pb.TaskManagerMessage], context: grpc.ServicerContext
     ) -> Iterator[pb.JobManagerMessage]:
@@ -56,6 +65,11 @@ class JobManagerGateway(cluster_pb2_grpc.JobManagerGatewayServicer):
             )
             return
         reg = first.register
+        if not self.jm.serves():
+            yield pb.JobManagerMessage(
+                rejected=pb.RegistrationRejected(reason=self.jm.standby_message())
+            )
+            return
         if reg.num_slots < 1 or not reg.resource_id or not reg.address:
             yield pb.JobManagerMessage(
                 rejected=pb.RegistrationRejected(reason="registration lacks id, address or slots")
@@ -73,6 +87,10 @@ class JobManagerGateway(cluster_pb2_grpc.JobManagerGatewayServicer):
             session=context,
         )
         resource_id, instance_id = record.resource_id, record.instance_id
+        if reg.jobs_of_previous_session:
+            self.jm.note_jobs_of_previous_session(
+                resource_id, reg.previous_jobmanager_id, list(reg.jobs_of_previous_session)
+            )
         context.add_callback(lambda: self.jm.session_closed(resource_id, instance_id))
         yield pb.JobManagerMessage(
             accepted=pb.RegistrationAccepted(
@@ -100,6 +118,7 @@ class JobManagerGateway(cluster_pb2_grpc.JobManagerGatewayServicer):
             pass  # the TaskManager went away; the done callback unregisters it
 
     def GetClusterOverview(self, request: pb.Empty, context) -> pb.ClusterOverview:
+        self._require_leader(context)
         o = self.jm.overview()
         return pb.ClusterOverview(
             taskmanagers=o["taskmanagers"],
@@ -119,6 +138,7 @@ class JobManagerGateway(cluster_pb2_grpc.JobManagerGatewayServicer):
         )
 
     def ListTaskManagers(self, request: pb.Empty, context) -> pb.TaskManagerList:
+        self._require_leader(context)
         return pb.TaskManagerList(
             taskmanagers=[
                 pb.TaskManagerInfo(
@@ -140,29 +160,38 @@ class JobManagerGateway(cluster_pb2_grpc.JobManagerGatewayServicer):
         )
 
     def SubmitJob(self, request: pb.SubmitJobRequest, context) -> pb.JobId:
+        self._require_leader(context)
         self._require_token(context)
+        leadership = self.jm.leadership
+        if leadership is not None:
+            leadership.job_submitted(request)  # kept before it runs, for a later leader
         try:
             job_id = self.jm.dispatcher.submit(request)
         except ValueError as error:
+            if leadership is not None:
+                leadership.job_rejected(request.job_id)
             context.abort(grpc.StatusCode.INVALID_ARGUMENT, str(error))
         return pb.JobId(job_id=job_id)
 
     def ListJobs(self, request: pb.Empty, context) -> pb.JobList:
+        self._require_leader(context)
         return pb.JobList(jobs=[_summary(s) for s in self.jm.dispatcher.summaries()])
 
     def AwaitJob(self, request: pb.AwaitJobRequest, context) -> pb.JobDetails:
+        self._require_leader(context)
         timeout_s = min(max(request.timeout_ms, 0), 60_000) / 1000.0
         try:
             self.jm.dispatcher.await_termination(request.job_id, timeout_s)
         except KeyError as error:
-            context.abort(grpc.StatusCode.NOT_FOUND, str(error.args[0]))
+            context.abort(grpc.StatusCode.NOT_FOUND, self._unknown_job(request.job_id, error))
         return self.GetJob(pb.JobId(job_id=request.job_id), context)
 
     def GetJob(self, request: pb.JobId, context) -> pb.JobDetails:
+        self._require_leader(context)
         try:
             details = self.jm.dispatcher.details(request.job_id)
         except KeyError as error:
-            context.abort(grpc.StatusCode.NOT_FOUND, str(error.args[0]))
+            context.abort(grpc.StatusCode.NOT_FOUND, self._unknown_job(request.job_id, error))
         return pb.JobDetails(
             summary=_summary(details),
             vertices=[
@@ -191,11 +220,12 @@ class JobManagerGateway(cluster_pb2_grpc.JobManagerGatewayServicer):
         )
 
     def CancelJob(self, request: pb.JobId, context) -> pb.Ack:
+        self._require_leader(context)
         self._require_token(context)
         try:
             self.jm.dispatcher.cancel(request.job_id)
         except KeyError as error:
-            context.abort(grpc.StatusCode.NOT_FOUND, str(error.args[0]))
+            context.abort(grpc.StatusCode.NOT_FOUND, self._unknown_job(request.job_id, error))
         return pb.Ack(ok=True)
 
     def UpdateTaskExecutionState(self, request: pb.TaskExecutionState, context) -> pb.Ack:
@@ -211,22 +241,24 @@ class JobManagerGateway(cluster_pb2_grpc.JobManagerGatewayServicer):
         return pb.Ack(ok=True)
 
     def TriggerSavepoint(self, request: pb.SavepointRequest, context) -> pb.SavepointTriggerId:
+        self._require_leader(context)
         self._require_token(context)
         try:
             trigger_id = self.jm.dispatcher.checkpointing.trigger_savepoint(
                 self.jm.dispatcher._get(request.job_id), request.target_dir or None, request.then
             )
         except KeyError as error:
-            context.abort(grpc.StatusCode.NOT_FOUND, str(error.args[0]))
+            context.abort(grpc.StatusCode.NOT_FOUND, self._unknown_job(request.job_id, error))
         except ValueError as error:
             context.abort(grpc.StatusCode.FAILED_PRECONDITION, str(error))
         return pb.SavepointTriggerId(trigger_id=trigger_id)
 
     def GetSavepoint(self, request: pb.SavepointStatusRequest, context) -> pb.SavepointStatus:
+        self._require_leader(context)
         try:
             status = self.jm.dispatcher.savepoint_status(request.job_id, request.trigger_id)
         except KeyError as error:
-            context.abort(grpc.StatusCode.NOT_FOUND, str(error.args[0]))
+            context.abort(grpc.StatusCode.NOT_FOUND, self._unknown_job(request.job_id, error))
         operation = status.get("operation", {})
         return pb.SavepointStatus(
             state=status["status"]["id"],

@@ -170,6 +170,11 @@ class RestServer:
         sent, ``body`` the parsed JSON body or None."""
         parts = urlsplit(target)
         path = unquote(parts.path)
+        leader = self.jm.standby_rest_redirect(target)  # high availability: a standby
+        if leader is not None:
+            return self._answer(
+                HTTPStatus.TEMPORARY_REDIRECT, {"leader": leader}, {"Location": leader}
+            )
         try:
             query = {k: v[-1] for k, v in parse_qs(parts.query, keep_blank_values=True).items()}
             allowed: list[str] = []

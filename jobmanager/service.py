@@ -14,6 +14,8 @@ import grpc
 import strom
 from jobmanager.dispatcher import Dispatcher
 from jobmanager.gateway import JobManagerGateway
+from jobmanager.ha.leadership import Leadership
+from jobmanager.ha.services import create_ha_services
 from jobmanager.resource_manager import Hardware, TaskManagerRecord, TaskManagerRegistry
 from jobmanager.rest import RestServer
 from strom.addresses import resolve_bind_host
@@ -45,6 +47,11 @@ class JobManager:
         self.rest_port: int = 0
         self._executor: futures.ThreadPoolExecutor | None = None
         self.dispatcher = Dispatcher(self)
+        #: with high-availability.type: zookeeper, the election and HA stores (else None)
+        ha_services = create_ha_services(config)
+        self.leadership = Leadership(self, ha_services) if ha_services is not None else None
+        #: jobs that ran under an earlier JobManager and were lost with it: job id → its id
+        self.lost_jobs: dict[str, str] = {}
 
     # -------------------------------------------------------------- lifecycle
 
@@ -90,6 +97,17 @@ class JobManager:
             target=self._expire_loop, name="jm-heartbeat-monitor", daemon=True
         )
         self._expiry_thread.start()
+        if self.leadership is not None:
+            try:
+                self.leadership.start(
+                    self.advertised_address,
+                    f"{self.config['rest.address'] or self.config['jobmanager.rpc.address']}"
+                    f":{self.rest_port}",
+                )
+            except Exception as error:
+                self._rest.stop()
+                server.stop(0)
+                raise OSError(f"cannot reach ZooKeeper for high availability: {error}") from None
         log.info(
             "JobManager %s started: gRPC on %s:%d, REST on %s:%d",
             self.jobmanager_id,
@@ -105,6 +123,8 @@ class JobManager:
 
     def stop(self, grace: float = 1.0) -> None:
         self._stopped.set()
+        if self.leadership is not None:
+            self.leadership.stop()
         self.dispatcher.stop()
         if self._rest is not None:
             self._rest.stop()
@@ -163,6 +183,95 @@ class JobManager:
         )
         self.dispatcher.wake()
         return record
+
+    def note_jobs_of_previous_session(
+        self, resource_id: str, previous_jobmanager_id: str, job_ids: list[str]
+    ) -> None:
+        """A TaskManager says which jobs it was running for a JobManager it lost.
+
+        Without high availability a restarted JobManager knows nothing of the jobs of the run
+        before it: they are lost. Say so, once per job, and remember them so that a client
+        asking for one is told what happened instead of "no such job".
+        """
+        if self.leadership is not None:
+            return  # with high availability the leader recovers them
+        if not previous_jobmanager_id or previous_jobmanager_id == self.jobmanager_id:
+            return
+        known = {summary["jid"] for summary in self.dispatcher.summaries()}
+        with self.lock:
+            new = [j for j in job_ids if j not in known and j not in self.lost_jobs]
+            for job_id in new:
+                self.lost_jobs[job_id] = previous_jobmanager_id
+        for job_id in new:
+            log.warning(
+                "Job %s of the previous JobManager run (%s) was lost: TaskManager %s had been "
+                "running it. Without high-availability (high-availability.type: zookeeper) a "
+                "restarted JobManager does not recover the jobs of its previous run; resume it "
+                "from its last retained checkpoint with `strom run -s <checkpoint> ...`.",
+                job_id,
+                previous_jobmanager_id,
+                resource_id,
+            )
+
+    def lost_job_message(self, job_id: str) -> str | None:
+        """Why ``job_id`` is unknown, when it was lost with an earlier JobManager."""
+        previous = self.lost_jobs.get(job_id)
+        if previous is None:
+            return None
+        return (
+            f"Job {job_id} was lost: it ran under the previous JobManager ({previous}), which "
+            f"went away; without high-availability the restarted JobManager "
+            f"({self.jobmanager_id}) does not recover the jobs of its previous run"
+        )
+
+    # ------------------------------------------------------- high availability
+
+    def serves(self) -> bool:
+        """Whether this JobManager takes TaskManagers and jobs: always without high
+        availability, only while leading with it."""
+        return self.leadership is None or self.leadership.is_leader()
+
+    def standby_message(self) -> str:
+        leader = self.leadership.leader_address() if self.leadership is not None else ""
+        where = f"the leader is at {leader}" if leader else "no leader is elected yet"
+        return f"this JobManager ({self.advertised_address}) stands by; {where}"
+
+    def command_channel(self, address: str) -> grpc.Channel:
+        """A channel for commands to a TaskManager; with high availability they carry this
+        JobManager's fencing token."""
+        if self.leadership is None:
+            return grpc.insecure_channel(address)
+        from jobmanager.ha.fencing import fenced_channel
+
+        return fenced_channel(address, self.leadership.token)
+
+    def standby_rest_redirect(self, path: str) -> str | None:
+        """Where a standby's REST API sends a request: the same path on the leader's REST
+        address (None when this JobManager serves, or no leader is known yet)."""
+        if self.leadership is None or self.leadership.is_leader():
+            return None
+        leader = self.leadership.retrieval.leader if self.leadership.retrieval else None
+        if leader is None or not leader.rest_address:
+            return None
+        return f"http://{leader.rest_address}{path}"
+
+    def job_terminated(self, job_id: str) -> None:
+        """Hook: a job reached a final state (high availability forgets it)."""
+        if self.leadership is not None:
+            try:
+                self.leadership.job_terminated(job_id)
+            except Exception as error:
+                log.warning("could not remove job %s from HA storage: %s", job_id, error)
+
+    def checkpoint_completed(self, job_id: str, checkpoint_id: int, path: str) -> None:
+        """Hook: a checkpoint of a job completed (high availability points at it)."""
+        if self.leadership is not None:
+            try:
+                self.leadership.checkpoint_completed(job_id, checkpoint_id, path)
+            except Exception as error:
+                log.warning(
+                    "checkpoint %d of %s not in HA storage: %s", checkpoint_id, job_id, error
+                )
 
     def taskmanager_heartbeat(self, resource_id: str, instance_id: str) -> bool:
         with self.lock:

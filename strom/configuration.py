@@ -429,6 +429,51 @@ OPTIONS: dict[str, ConfigOption] = {
             "How many completed checkpoints are kept.",
         ),
         ConfigOption(
+            "high-availability.type",
+            "none",
+            _one_of("none", "zookeeper"),
+            "none or zookeeper",
+            "With zookeeper, every host of conf/masters runs a JobManager, one is elected "
+            "leader and the others stand by; job graphs and checkpoint pointers outlive them.",
+        ),
+        ConfigOption(
+            "high-availability.zookeeper.quorum",
+            None,
+            _optional(_text),
+            "host:port pairs separated by commas, such as zk1:2181,zk2:2181",
+            "The ZooKeeper servers (required with high-availability.type: zookeeper).",
+        ),
+        ConfigOption(
+            "high-availability.storageDir",
+            None,
+            _optional(_text),
+            "a folder path or file:// URI every JobManager reaches",
+            "Where job graphs are kept for a new leader (required with high availability); "
+            "ZooKeeper holds only pointers to them.",
+        ),
+        ConfigOption(
+            "high-availability.cluster-id",
+            "/default",
+            _text,
+            "a name such as /default or /prod-cluster",
+            "Separates the clusters that share one ZooKeeper and one storage folder.",
+        ),
+        ConfigOption(
+            "high-availability.zookeeper.path.root",
+            "/strom",
+            _text,
+            "a ZooKeeper path such as /strom",
+            "The ZooKeeper node under which all clusters keep their state.",
+        ),
+        ConfigOption(
+            "high-availability.zookeeper.client.session-timeout",
+            6000,
+            parse_duration_ms,
+            _DURATION + " (ZooKeeper holds it to 2 to 20 of its ticks)",
+            "How long ZooKeeper keeps a JobManager's leadership after losing contact with it: "
+            "a killed leader's standby takes over after this long (Flink's default is 60 s).",
+        ),
+        ConfigOption(
             "restart-strategy.type",
             None,
             _optional(

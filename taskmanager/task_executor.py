@@ -21,6 +21,8 @@ from concurrent import futures
 import grpc
 import psutil
 
+from jobmanager.ha.fencing import FencingTokenServerInterceptor
+from jobmanager.ha.services import create_ha_services
 from strom.addresses import address_reaching
 from strom.configuration import StromConfig
 from strom.rpc import cluster_pb2 as pb
@@ -73,6 +75,14 @@ class TaskExecutor:
         self.jobmanager_id: str | None = None
         self.instance_id: str | None = None
         self.registrations = 0
+        #: the jobs whose tasks were cancelled when the session with ``jobmanager_id`` was
+        #: lost, told to the next JobManager this TaskManager registers at
+        self._jobs_of_lost_session: set[str] = set()
+        #: with high-availability.type: zookeeper, where the leading JobManager is published
+        self._ha = create_ha_services(config)
+        self._leader = None
+        #: refuses commands of a deposed JobManager (with high availability)
+        self.fencing = FencingTokenServerInterceptor() if self._ha is not None else None
         self._stopped = threading.Event()
         self._server: grpc.Server | None = None
         self._session_thread: threading.Thread | None = None
@@ -106,6 +116,7 @@ class TaskExecutor:
                 ("grpc.max_send_message_length", 512 * 1024 * 1024),
                 ("grpc.so_reuseport", 0),
             ],
+            interceptors=[self.fencing] if self.fencing is not None else None,
         )
         cluster_pb2_grpc.add_TaskExecutorGatewayServicer_to_server(
             TaskExecutorGateway(self), server
@@ -143,6 +154,8 @@ class TaskExecutor:
         self._end_session()
         if self._session_thread is not None:
             self._session_thread.join(timeout=5)
+        if self._ha is not None:
+            self._ha.stop()
         self.deployer.close()
         self.observability.close()
         if self._server is not None:
@@ -178,6 +191,8 @@ class TaskExecutor:
             if not self._stopped.is_set():
                 # The JobManager has declared us lost (or is gone): it restarts our tasks
                 # elsewhere, so ours must stop before we register anew, as in Flink.
+                with self.deployer.lock:
+                    self._jobs_of_lost_session.update(t.job_id for t in self.deployer.tasks)
                 cancelled = self.deployer.cancel_everything()
                 if cancelled:
                     log.warning(
@@ -201,11 +216,33 @@ class TaskExecutor:
                     free_memory=memory.available,
                 ),
                 pid=os.getpid(),
+                previous_jobmanager_id=self.jobmanager_id or "",
+                jobs_of_previous_session=sorted(self._jobs_of_lost_session),
             )
         )
 
+    def _jobmanager_target(self) -> str | None:
+        """The JobManager to register at: the configured one, or with high availability the
+        leader ZooKeeper names (None while there is none)."""
+        if self._ha is None:
+            return f"{self.jobmanager_host}:{self.jobmanager_port}"
+        if self._leader is None:
+            self._ha.start()
+            self._leader = self._ha.leader_retrieval()
+            self._leader.add_listener(
+                lambda leader: leader is not None and self.fencing.leader_seen(leader.token)
+            )
+            if self._leader.leader is not None:
+                self.fencing.leader_seen(self._leader.leader.token)
+        leader = self._leader.wait_for_leader(timeout=self.config["heartbeat.timeout"] / 1000.0)
+        return leader.address if leader is not None else None
+
     def _run_session(self) -> bool:
         """One session with the JobManager; True if it got as far as being registered."""
+        target = self._jobmanager_target()
+        if target is None:
+            log.info("no leading JobManager is published in ZooKeeper yet")
+            return False
         outgoing: queue.Queue[pb.TaskManagerMessage | None] = queue.Queue()
         outgoing.put(self._registration())
 
@@ -216,7 +253,6 @@ class TaskExecutor:
                     return
                 yield message
 
-        target = f"{self.jobmanager_host}:{self.jobmanager_port}"
         interval = self.config["heartbeat.interval"] / 1000.0
         timeout = self.config["heartbeat.timeout"] / 1000.0
         with grpc.insecure_channel(target) as channel:
@@ -255,6 +291,7 @@ class TaskExecutor:
                         if self.jobmanager_id != message.accepted.jobmanager_id:
                             self.jobmanager_id = message.accepted.jobmanager_id
                         self.registrations += 1
+                        self._jobs_of_lost_session.clear()
                         self.registered.set()
                         log.info(
                             "registered at JobManager %s as instance %s",

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 
@@ -28,6 +29,8 @@ class ExecutionContext:
     job_files_max_bytes: int = 64 * 1024 * 1024
     #: how often the attached client prints a progress line when not on a terminal
     progress_interval_s: float = 10.0
+    #: with high availability, finds the leading JobManager's address (None: none leads)
+    find_leader: Callable[[], str | None] | None = None
     #: job ids submitted under this context, in order (the CLI reports them)
     submitted: list[str] = field(default_factory=list)
 

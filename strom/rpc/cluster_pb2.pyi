@@ -17,7 +17,7 @@ class Hardware(_message.Message):
     def __init__(self, cpu_cores: _Optional[int] = ..., physical_memory: _Optional[int] = ..., free_memory: _Optional[int] = ...) -> None: ...
 
 class RegisterTaskManager(_message.Message):
-    __slots__ = ("resource_id", "address", "hostname", "num_slots", "hardware", "pid", "data_port")
+    __slots__ = ("resource_id", "address", "hostname", "num_slots", "hardware", "pid", "data_port", "previous_jobmanager_id", "jobs_of_previous_session")
     RESOURCE_ID_FIELD_NUMBER: _ClassVar[int]
     ADDRESS_FIELD_NUMBER: _ClassVar[int]
     HOSTNAME_FIELD_NUMBER: _ClassVar[int]
@@ -25,6 +25,8 @@ class RegisterTaskManager(_message.Message):
     HARDWARE_FIELD_NUMBER: _ClassVar[int]
     PID_FIELD_NUMBER: _ClassVar[int]
     DATA_PORT_FIELD_NUMBER: _ClassVar[int]
+    PREVIOUS_JOBMANAGER_ID_FIELD_NUMBER: _ClassVar[int]
+    JOBS_OF_PREVIOUS_SESSION_FIELD_NUMBER: _ClassVar[int]
     resource_id: str
     address: str
     hostname: str
@@ -32,7 +34,9 @@ class RegisterTaskManager(_message.Message):
     hardware: Hardware
     pid: int
     data_port: str
-    def __init__(self, resource_id: _Optional[str] = ..., address: _Optional[str] = ..., hostname: _Optional[str] = ..., num_slots: _Optional[int] = ..., hardware: _Optional[_Union[Hardware, _Mapping]] = ..., pid: _Optional[int] = ..., data_port: _Optional[str] = ...) -> None: ...
+    previous_jobmanager_id: str
+    jobs_of_previous_session: _containers.RepeatedScalarFieldContainer[str]
+    def __init__(self, resource_id: _Optional[str] = ..., address: _Optional[str] = ..., hostname: _Optional[str] = ..., num_slots: _Optional[int] = ..., hardware: _Optional[_Union[Hardware, _Mapping]] = ..., pid: _Optional[int] = ..., data_port: _Optional[str] = ..., previous_jobmanager_id: _Optional[str] = ..., jobs_of_previous_session: _Optional[_Iterable[str]] = ...) -> None: ...
 
 class TaskMetrics(_message.Message):
     __slots__ = ("job_id", "attempt", "vertex_id", "subtask", "records_in", "records_out")

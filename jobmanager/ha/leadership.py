@@ -1,0 +1,144 @@
+"""A JobManager's part in high availability: it contends for leadership, serves only while
+it leads, keeps every submitted job in the job graph store and each job's latest completed
+checkpoint in the pointer store, and — when it becomes leader — recovers every job kept there
+from its latest checkpoint, as Flink's Dispatcher does with its JobGraphStore.
+
+A JobManager that loses leadership while running ends its process (fail-stop): its
+TaskManagers lose their sessions and cancel its tasks, and the new leader redeploys them, so
+two JobManagers never drive one job. Restart it (``bin/jobmanager.sh start``) to stand by.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import threading
+from typing import TYPE_CHECKING
+
+from jobmanager.ha.services import ZooKeeperHaServices
+from strom.rpc import cluster_pb2 as pb
+
+if TYPE_CHECKING:
+    from jobmanager.service import JobManager
+
+log = logging.getLogger(__name__)
+
+#: The exit code of a JobManager that lost its leadership.
+LOST_LEADERSHIP_EXIT_CODE = 75
+
+
+class Leadership:
+    """The high-availability shell around one JobManager."""
+
+    def __init__(self, jobmanager: JobManager, services: ZooKeeperHaServices) -> None:
+        self.jm = jobmanager
+        self.services = services
+        self._leading = threading.Event()
+        self._stopping = False
+        self.election = None
+        self.retrieval = None
+        self.graphs = None
+        self.pointers = None
+
+    def start(self, address: str, rest_address: str) -> None:
+        """Connect to ZooKeeper and contend; leadership may be granted at once or later."""
+        self.services.start()
+        self.retrieval = self.services.leader_retrieval()
+        self.election = self.services.leader_election(
+            address, rest_address, self._granted, self._revoked
+        )
+        self.graphs = self.services.job_graph_store(self.election)
+        self.pointers = self.services.checkpoint_pointer_store(self.election)
+        log.info(
+            "high availability with ZooKeeper %s under %s: contending for leadership as %s",
+            self.jm.config["high-availability.zookeeper.quorum"],
+            self.services.root,
+            address,
+        )
+        self.election.start()
+
+    def stop(self) -> None:
+        """Leave the election (a standby takes over at once) and close the session."""
+        self._stopping = True
+        if self.election is not None:
+            self.election.stop()
+        self.services.stop()
+
+    def is_leader(self) -> bool:
+        """Whether this JobManager leads (and has recovered its jobs)."""
+        return self._leading.is_set()
+
+    def token(self) -> int | None:
+        """This JobManager's fencing token while it leads, else ``None``."""
+        return self.election.token if self.election is not None else None
+
+    def leader_address(self) -> str:
+        """The gRPC address of the current leader, or empty when none is known."""
+        leader = self.retrieval.leader if self.retrieval is not None else None
+        return leader.address if leader is not None else ""
+
+    # ------------------------------------------------------------------ hooks
+
+    def job_submitted(self, request: pb.SubmitJobRequest) -> None:
+        """Keep a newly submitted job for a later leader (before it runs)."""
+        self.graphs.put(request.job_id, request.SerializeToString())
+
+    def job_rejected(self, job_id: str) -> None:
+        self.graphs.remove(job_id)
+
+    def checkpoint_completed(self, job_id: str, checkpoint_id: int, path: str) -> None:
+        """Point a later leader at the job's newest completed checkpoint."""
+        self.pointers.put(job_id, checkpoint_id, path)
+
+    def job_terminated(self, job_id: str) -> None:
+        """A job reached a final state: no later leader recovers it."""
+        if self._stopping or not self.is_leader():
+            return
+        self.pointers.remove(job_id)
+        self.graphs.remove(job_id)
+
+    # -------------------------------------------------------------- election
+
+    def _granted(self, token: int) -> None:
+        recovered = 0
+        for job_id in self.graphs.job_ids():
+            data = self.graphs.get(job_id)
+            if data is None:
+                continue
+            request = pb.SubmitJobRequest.FromString(data)
+            pointer = self.pointers.get(job_id)
+            if pointer is not None:
+                request.config["execution.savepoint.path"] = pointer.external_path
+            try:
+                self.jm.dispatcher.submit(request)
+            except ValueError as error:
+                log.error("could not recover job %s: %s", job_id, error)
+                continue
+            recovered += 1
+            log.info(
+                "recovered job %s (%s) %s",
+                job_id,
+                request.job_name,
+                f"from checkpoint {pointer.checkpoint_id} at {pointer.external_path}"
+                if pointer is not None
+                else "from the start (it had completed no checkpoint)",
+            )
+        self._leading.set()
+        log.info(
+            "JobManager %s leads (fencing token %d); recovered %d job(s)",
+            self.jm.jobmanager_id,
+            token,
+            recovered,
+        )
+
+    def _revoked(self) -> None:
+        self._leading.clear()
+        if self._stopping:
+            return
+        log.error(
+            "JobManager %s lost its leadership; exiting so that it never drives a job the new "
+            "leader drives (start it again to stand by)",
+            self.jm.jobmanager_id,
+        )
+        logging.shutdown()
+        os._exit(LOST_LEADERSHIP_EXIT_CODE)

@@ -1,0 +1,291 @@
+"""JobManager failover with high-availability.type: zookeeper on a real cluster: a real
+ZooKeeper, two JobManagers (one leads, one stands by) and TaskManagers that find the leader
+in ZooKeeper. SIGKILL of the leader during an attached, checkpointed FileSink job: the standby
+takes over, recovers the job from its latest checkpoint, the attached `strom run` follows it
+and ends successfully, and the committed output is exactly the expected output."""
+
+from __future__ import annotations
+
+import re
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+
+import pytest
+from harness import REPO_ROOT, LocalCluster, free_port, http_json, poll_for, python_env
+from test_checkpointing import committed_output, completed_checkpoints, expected_output
+from test_jobmanager_loss import JOB
+from zookeeper import ZooKeeperServer
+
+COUNT = 30_000
+
+
+@pytest.fixture
+def zookeeper():
+    server = ZooKeeperServer()
+    yield server
+    server.stop()
+
+
+class HaCluster(LocalCluster):
+    """LocalCluster with high availability: ``jobmanagers`` JobManagers on their own ports."""
+
+    def __init__(self, tmp_path, zookeeper: ZooKeeperServer, **config) -> None:
+        super().__init__(
+            tmp_path,
+            slots=2,
+            **{
+                "high-availability.type": "zookeeper",
+                "high-availability.zookeeper.quorum": zookeeper.address,
+                "high-availability.storageDir": str(tmp_path / "ha"),
+                "high-availability.zookeeper.client.session-timeout": "2 s",
+                **config,
+            },
+        )
+        self.jobmanagers: dict[int, subprocess.Popen] = {}  # rest port → process
+
+    def start_standby_capable_jobmanager(self) -> int:
+        """Start a JobManager on fresh ports; returns its REST port."""
+        rpc, rest = free_port(), free_port()
+        self._count += 1
+        log = open(self.log_dir / f"jobmanager-{rest}.log", "wb")  # noqa: SIM115
+        process = subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "jobmanager",
+                "--conf-dir",
+                str(self.conf_dir),
+                "-D",
+                f"jobmanager.rpc.port={rpc}",
+                "-D",
+                f"rest.port={rest}",
+            ],
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            env=python_env(STROM_CONF_DIR=str(self.conf_dir)),
+            cwd=str(REPO_ROOT),
+        )
+        log.close()
+        self._all.append(process)
+        self.jobmanagers[rest] = process
+        poll_for(lambda: http_json(f"http://127.0.0.1:{rest}/overview"), what="its REST")
+        return rest
+
+    def leader_rest_port(self) -> int | None:
+        for rest in self.jobmanagers:
+            log = (self.log_dir / f"jobmanager-{rest}.log").read_text(errors="replace")
+            if "leads (fencing token" in log and self.jobmanagers[rest].poll() is None:
+                return rest
+        return None
+
+
+def strom_run(cluster: HaCluster, tmp_path, *flags: str, count: int = COUNT):
+    job = tmp_path / "job" / "job.py"
+    job.parent.mkdir(exist_ok=True)
+    job.write_text(textwrap.dedent(JOB))
+    output, checkpoints = tmp_path / "out", tmp_path / "checkpoints"
+    client = subprocess.Popen(
+        [sys.executable, "-m", "client.cli", "run", "-p", "2", *flags]
+        + [str(job), str(output), str(checkpoints), str(count)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        cwd=str(REPO_ROOT),
+        env=python_env(STROM_CONF_DIR=str(cluster.conf_dir)),
+    )
+    return client, output, checkpoints
+
+
+def kill_leader(cluster: HaCluster) -> tuple[int, float]:
+    """SIGKILL the leader, wait for the standby to lead; (new leader's REST port, seconds)."""
+    old = cluster.leader_rest_port()
+    process = cluster.jobmanagers.pop(old)
+    killed_at = time.monotonic()
+    process.send_signal(signal.SIGKILL)
+    process.wait()
+    new = poll_for(cluster.leader_rest_port, timeout=60, what="a standby to take over")
+    cluster.rest_port = new
+    return new, time.monotonic() - killed_at
+
+
+def job_states(cluster: HaCluster) -> list[str]:
+    return [j["state"] for j in http_json(f"{cluster.rest_url}/jobs/overview")["jobs"]]
+
+
+def test_three_sigkills_of_the_leader_during_a_checkpointed_job_fail_over_exactly(
+    zookeeper, tmp_path
+):
+    count = 60_000
+    cluster = HaCluster(tmp_path / "cluster", zookeeper)
+    try:
+        first = cluster.start_standby_capable_jobmanager()
+        poll_for(lambda: cluster.leader_rest_port() == first, what="the first JobManager to lead")
+        cluster.start_standby_capable_jobmanager()
+        assert cluster.leader_rest_port() == first  # the second stands by
+        cluster.rest_port = first
+        for _ in range(2):
+            cluster.start_taskmanager()
+
+        client, output, checkpoints = strom_run(cluster, tmp_path, count=count)
+        failovers = []
+        try:
+            # Each time at another point of the job: after 2, 4 and 6 completed checkpoints.
+            for moment in (2, 4, 6):
+                poll_for(lambda m=moment: completed_checkpoints(checkpoints) >= m, timeout=120)
+                if client.poll() is not None:
+                    break
+                _, election_s = kill_leader(cluster)
+                elected_at = time.monotonic()
+                poll_for(
+                    lambda: "RUNNING" in job_states(cluster) or client.poll() is not None,
+                    timeout=60,
+                    what="the recovered job to run",
+                )
+                failovers.append(election_s + time.monotonic() - elected_at)
+                cluster.start_standby_capable_jobmanager()  # the next standby
+            stdout, stderr = client.communicate(timeout=300)
+        finally:
+            if client.poll() is None:
+                client.kill()
+                client.communicate()
+        assert len(failovers) == 3, "the job ended before the third kill: make it longer"
+        assert client.returncode == 0, stdout + stderr
+        assert stderr.count("leads now") >= 3, stderr
+        assert "recovered job" in cluster.logs()
+        assert committed_output(output) == expected_output(count)
+        print("failovers (leader killed -> job RUNNING):", [f"{s:.1f} s" for s in failovers])
+    finally:
+        cluster.stop()
+
+
+def test_a_job_waiting_for_slots_survives_the_leaders_death(zookeeper, tmp_path):
+    cluster = HaCluster(tmp_path / "cluster", zookeeper)
+    try:
+        first = cluster.start_standby_capable_jobmanager()
+        poll_for(lambda: cluster.leader_rest_port() == first, what="the first JobManager to lead")
+        cluster.start_standby_capable_jobmanager()
+        cluster.rest_port = first
+        client, output, _ = strom_run(cluster, tmp_path, "-d", count=3_000)
+        stdout, stderr = client.communicate(timeout=120)
+        assert client.returncode == 0, stdout + stderr
+        job_id = re.search(r"JobID (\w+)", stdout).group(1)
+        poll_for(lambda: job_states(cluster), timeout=30, what="the job to wait for slots")
+        assert "RUNNING" not in job_states(cluster)
+
+        kill_leader(cluster)
+        poll_for(lambda: job_states(cluster), timeout=60, what="the job to be recovered")
+        for _ in range(2):
+            cluster.start_taskmanager()
+        poll_for(
+            lambda: http_json(f"{cluster.rest_url}/jobs/{job_id}")["state"] == "FINISHED",
+            timeout=120,
+            what="the recovered job to finish",
+        )
+        assert committed_output(output) == expected_output(3_000)
+    finally:
+        cluster.stop()
+
+
+def test_taskmanagers_refuse_commands_with_a_deposed_leaders_fencing_token(zookeeper, tmp_path):
+    import grpc
+
+    from jobmanager.ha.fencing import METADATA_KEY
+    from jobmanager.ha.leader_election import LeaderInfo
+    from strom.rpc import cluster_pb2 as pb
+    from strom.rpc import cluster_pb2_grpc
+
+    cluster = HaCluster(tmp_path / "cluster", zookeeper)
+    admin = zookeeper.client()
+    try:
+        cluster.rest_port = cluster.start_standby_capable_jobmanager()
+        poll_for(cluster.leader_rest_port, what="a leader")
+        cluster.start_taskmanager()
+        leader = LeaderInfo.from_bytes(admin.get("/strom/default/leader")[0])
+        address = http_json(f"{cluster.rest_url}/taskmanagers")["taskmanagers"][0]["address"]
+        with grpc.insecure_channel(address) as channel:
+            stub = cluster_pb2_grpc.TaskExecutorGatewayStub(channel)
+            assert stub.Ping(pb.Empty(), metadata=[(METADATA_KEY, str(leader.token))], timeout=10)
+            assert stub.Ping(pb.Empty(), timeout=10)  # without high availability: no token
+            with pytest.raises(grpc.RpcError) as refused:
+                stub.Ping(pb.Empty(), metadata=[(METADATA_KEY, str(leader.token - 1))], timeout=10)
+        assert refused.value.code() == grpc.StatusCode.FAILED_PRECONDITION
+        assert "deposed" in refused.value.details()
+    finally:
+        admin.stop()
+        admin.close()
+        cluster.stop()
+
+
+def test_sigkill_of_the_leader_during_a_savepoint(zookeeper, tmp_path):
+    count = 40_000
+    cluster = HaCluster(tmp_path / "cluster", zookeeper)
+    try:
+        first = cluster.start_standby_capable_jobmanager()
+        poll_for(lambda: cluster.leader_rest_port() == first, what="the first JobManager to lead")
+        cluster.start_standby_capable_jobmanager()
+        cluster.rest_port = first
+        for _ in range(2):
+            cluster.start_taskmanager()
+        client, output, checkpoints = strom_run(cluster, tmp_path, "-d", count=count)
+        stdout, stderr = client.communicate(timeout=120)
+        assert client.returncode == 0, stdout + stderr
+        job_id = re.search(r"JobID (\w+)", stdout).group(1)
+        poll_for(lambda: completed_checkpoints(checkpoints) >= 2, timeout=120)
+
+        savepoints = tmp_path / "savepoints"
+        savepoint = subprocess.Popen(
+            [sys.executable, "-m", "client.cli", "savepoint", job_id, str(savepoints)],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            cwd=str(REPO_ROOT),
+            env=python_env(STROM_CONF_DIR=str(cluster.conf_dir)),
+        )
+        try:
+            # The savepoint's folder appears when its first state is written.
+            poll_for(lambda: savepoints.exists() or savepoint.poll() is not None, timeout=60)
+            kill_leader(cluster)
+            said, complaint = savepoint.communicate(timeout=120)
+            print(f"savepoint client: exit {savepoint.returncode}: {said or complaint}")
+        finally:
+            if savepoint.poll() is None:
+                savepoint.kill()
+                savepoint.communicate()
+        poll_for(
+            lambda: http_json(f"{cluster.rest_url}/jobs/{job_id}")["state"] == "FINISHED",
+            timeout=180,
+            what="the recovered job to finish",
+        )
+        assert committed_output(output) == expected_output(count)
+    finally:
+        cluster.stop()
+
+
+def test_a_standbys_rest_api_redirects_to_the_leader(zookeeper, tmp_path):
+    import http.client
+
+    cluster = HaCluster(tmp_path / "cluster", zookeeper)
+    try:
+        first = cluster.start_standby_capable_jobmanager()
+        poll_for(lambda: cluster.leader_rest_port() == first, what="the first JobManager to lead")
+        second = cluster.start_standby_capable_jobmanager()
+
+        def ask():
+            connection = http.client.HTTPConnection("127.0.0.1", second, timeout=10)
+            connection.request("GET", "/jobs/overview?x=1")
+            answer = connection.getresponse()
+            answer.read()
+            connection.close()
+            return answer
+
+        # Once the standby has seen the leader in ZooKeeper.
+        answer = poll_for(lambda: (a := ask()).status == 307 and a, what="a redirect")
+        assert answer.getheader("Location") == f"http://127.0.0.1:{first}/jobs/overview?x=1"
+        # Clients that follow redirects (urllib, browsers) get the leader's answer.
+        leader = http_json(f"http://127.0.0.1:{first}/overview")
+        assert http_json(f"http://127.0.0.1:{second}/overview") == leader
+    finally:
+        cluster.stop()
