@@ -24,6 +24,7 @@ from jobmanager.execution_graph import (
     CREATED,
     RESTARTING,
     TERMINAL_JOB_STATES,
+    TERMINAL_TASK_STATES,
     Decision,
     ExecutionGraph,
 )
@@ -503,7 +504,9 @@ class Dispatcher:
                 if record is None or record.graph.attempt != metric.attempt:
                     continue
                 subtask = record.graph.subtasks.get((metric.vertex_id, metric.subtask))
-                if subtask is not None:
+                # A heartbeat may carry a slot process's sample taken before the subtask's
+                # final report: that report's counts stand.
+                if subtask is not None and subtask.state not in TERMINAL_TASK_STATES:
                     subtask.records_in = metric.records_in
                     subtask.records_out = metric.records_out
 

@@ -137,6 +137,7 @@ class SlotProcesses:
         self._context = multiprocessing.get_context("forkserver")
         self._context.set_forkserver_preload(PRELOAD)
         self.lock = threading.Lock()
+        self._ended_condition = threading.Condition(self.lock)
         self.processes: dict[tuple[str, int, int], SlotProcess] = {}
         self._jobmanager_channels: dict[str, grpc.Channel] = {}
         self._stopped = threading.Event()
@@ -447,6 +448,7 @@ class SlotProcesses:
             if self.processes.get(slot.key) is not slot:
                 return
             del self.processes[slot.key]
+            self._ended_condition.notify_all()
         slot.process.join(5)
         code = slot.process.exitcode
         try:
@@ -514,16 +516,18 @@ class SlotProcesses:
                     log.warning("could not report %s of a task: %s", state, error.code())
 
     def close(self) -> None:
-        """Kill every slot process (the TaskManager stops) and stop supervising."""
+        """Cancel every slot process, kill those still there after a grace period (the
+        TaskManager stops), and stop supervising. The supervisor sees each end."""
         with self.lock:
             slots = list(self.processes.values())
         self._cancel(slots)
-        deadline = time.monotonic() + 5
-        for slot in slots:
-            slot.process.join(max(0.0, deadline - time.monotonic()))
-            if slot.process.is_alive():
-                slot.process.kill()
-                slot.process.join(5)
+        with self._ended_condition:
+            self._ended_condition.wait_for(lambda: not self.processes, timeout=5)
+            leftovers = list(self.processes.values())
+        for slot in leftovers:
+            slot.process.kill()
+        with self._ended_condition:
+            self._ended_condition.wait_for(lambda: not self.processes, timeout=5)
         self._stopped.set()
         self._wake()
         self._supervisor.join(5)
