@@ -15,6 +15,8 @@ import time
 import uuid
 from pathlib import Path
 
+import cloudpickle
+import grpc
 import psutil
 import pytest
 from harness import REPO_ROOT, http_json, poll_for, python_env
@@ -29,6 +31,8 @@ from test_checkpointing import (
 
 from client.gateway import ClusterClient
 from strom.datastream import StreamExecutionEnvironment
+from strom.rpc import cluster_pb2 as pb
+from strom.rpc import cluster_pb2_grpc
 from taskmanager.work_dirs import LOCK_NAME, PREFIX
 
 HELD_JOB = """
@@ -38,6 +42,8 @@ HELD_JOB = """
 
     from helperpkg import double
     from strom.datastream import StreamExecutionEnvironment
+from strom.rpc import cluster_pb2 as pb
+from strom.rpc import cluster_pb2_grpc
 
     gate = sys.argv[1] if len(sys.argv) > 1 else ""
     parallelism = int(sys.argv[2]) if len(sys.argv) > 2 else 1
@@ -269,3 +275,47 @@ def test_a_starting_taskmanager_removes_folders_no_live_process_owns(local_clust
         os.close(owner)
         if folder.exists():
             shutil.rmtree(folder)
+
+
+def test_a_deployment_whose_code_cannot_load_answers_the_error(local_cluster, tmp_path):
+    """The slot process cannot import the job's module: DeployTasks answers ok=False with the
+    error, and a cancel then ends the slot process."""
+    cluster = local_cluster(slots=1).start(taskmanagers=1)
+    address = http_json(f"{cluster.rest_url}/taskmanagers")["taskmanagers"][0]["address"]
+    package = tmp_path / "only_on_the_client"
+    package.mkdir()
+    (package / "client_only_module.py").write_text("def work(x):\n    return x\n")
+    sys.path.insert(0, str(package))
+    try:
+        import client_only_module
+
+        graph = cloudpickle.dumps(client_only_module.work)  # by reference: needs the module
+    finally:
+        sys.path.remove(str(package))
+        sys.modules.pop("client_only_module", None)
+    job_id = uuid.uuid4().hex
+    tasks = [pb.TaskSpec(vertex_id="v", subtask=0)]
+    with grpc.insecure_channel(address) as channel:
+        stub = cluster_pb2_grpc.TaskExecutorGatewayStub(channel)
+        prepared = stub.PrepareSlots(
+            pb.PrepareSlotsRequest(
+                job_id=job_id,
+                slots=[pb.SlotAssignment(slot=0, tasks=tasks)],
+                jobmanager_address=cluster.address,
+            ),
+            timeout=60,
+        )
+        assert prepared.ok and prepared.slots[0].address and prepared.slots[0].pid
+        answer = stub.DeployTasks(
+            pb.DeployTasksRequest(
+                job_id=job_id,
+                job_graph=graph,
+                tasks=tasks,
+                jobmanager_address=cluster.address,
+            ),
+            timeout=60,
+        )
+        assert not answer.ok
+        assert "ModuleNotFoundError" in answer.message and "client_only_module" in answer.message
+        stub.CancelTasks(pb.CancelTasksRequest(job_id=job_id, attempt=-1), timeout=10)
+    poll_for(lambda: not slot_processes_of(cluster.taskmanagers[0]), what="the slot process to end")
