@@ -460,6 +460,10 @@ class SlotProcesses:
         except (EOFError, OSError):
             pass
         slot.connection.close()
+        try:
+            slot.process.close()  # its sentinel's file descriptor
+        except ValueError:
+            pass  # still running: join timed out
         if slot.channel is not None:
             self._pool.submit(slot.channel.close)
         shutil.rmtree(slot.spec.folder, ignore_errors=True)
