@@ -42,8 +42,6 @@ HELD_JOB = """
 
     from helperpkg import double
     from strom.datastream import StreamExecutionEnvironment
-from strom.rpc import cluster_pb2 as pb
-from strom.rpc import cluster_pb2_grpc
 
     gate = sys.argv[1] if len(sys.argv) > 1 else ""
     parallelism = int(sys.argv[2]) if len(sys.argv) > 2 else 1
@@ -94,6 +92,17 @@ def running_jobs(cluster) -> list[str]:
     return [job["jid"] for job in jobs if job["state"] == "RUNNING"]
 
 
+def running_job(cluster, client: subprocess.Popen) -> str:
+    """The id of the job ``client`` runs, once it runs (fails with its output if it ended)."""
+    job_id = poll_for(
+        lambda: client.poll() is not None or (running_jobs(cluster) or [None])[0],
+        timeout=60,
+        what="the job to run",
+    )
+    assert job_id is not True, f"strom run ended early: {client.communicate()[0]}"
+    return job_id
+
+
 def subtask_views(cluster, job_id: str) -> list[dict]:
     job = f"{cluster.rest_url}/jobs/{job_id}"
     return [
@@ -124,7 +133,7 @@ def test_each_job_runs_the_helper_module_it_was_submitted_with(local_cluster, tm
     job = write_job(folder, 2)
     first = strom_run(cluster, str(job), str(gate), cwd=folder)
     try:
-        poll_for(lambda: running_jobs(cluster), timeout=60, what="the first job to run")
+        running_job(cluster, first)
         job = write_job(folder, 20)  # the user edits the helper and submits again
         second = finished(strom_run(cluster, str(job), cwd=folder))
         assert "RESULT [20, 40, 60]" in second
@@ -145,7 +154,7 @@ def test_parallelism_2_on_one_taskmanager_runs_in_two_slot_processes(local_clust
     job = write_job(folder, 2)
     client = strom_run(cluster, str(job), str(gate), "2", cwd=folder)
     try:
-        job_id = poll_for(lambda: running_jobs(cluster), timeout=60, what="the job")[0]
+        job_id = running_job(cluster, client)
 
         def pids() -> set[int]:  # of the two held subtasks (the source has finished)
             views = subtask_views(cluster, job_id)
