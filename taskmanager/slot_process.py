@@ -41,6 +41,8 @@ log = logging.getLogger(__name__)
 _MAX_RPC_THREADS = 2048
 _GC_YOUNG_THRESHOLD = 50_000
 _PR_SET_PDEATHSIG = 1
+#: how soon a slot process notices that its tasks have ended
+_LOOP_INTERVAL_S = 0.05
 #: a slot process that is never deployed to (its job failed elsewhere first) ends by itself
 DEPLOY_TIMEOUT_S = 120.0
 
@@ -196,25 +198,29 @@ def _serve(spec: SlotProcessSpec, connection: Connection) -> None:
     )
     connection.send(("ready", address[0], os.getpid()))
     started = time.monotonic()
+    next_metrics = started
     taskmanager_gone = threading.Event()
     try:
         while not deployer.all_ended.is_set():
             try:
-                if connection.poll(spec.metrics_interval_s):
+                if connection.poll(_LOOP_INTERVAL_S):
                     connection.recv()  # nothing is sent this way yet; EOF matters
             except (EOFError, OSError):
                 taskmanager_gone.set()
                 log.warning("the TaskManager is gone; slot process %d ends", os.getpid())
                 break
-            if not deployer.deployed and time.monotonic() - started > DEPLOY_TIMEOUT_S:
+            now = time.monotonic()
+            if not deployer.deployed and now - started > DEPLOY_TIMEOUT_S:
                 log.warning("slot process %d was never deployed to; it ends", os.getpid())
                 break
-            metrics = [m.SerializeToString() for m in deployer.metrics()]
-            try:
-                connection.send(("metrics", metrics))
-            except (BrokenPipeError, OSError):
-                taskmanager_gone.set()
-                break
+            if now >= next_metrics:
+                next_metrics = now + spec.metrics_interval_s
+                metrics = [m.SerializeToString() for m in deployer.metrics()]
+                try:
+                    connection.send(("metrics", metrics))
+                except OSError:
+                    taskmanager_gone.set()
+                    break
     finally:
         deployer.close()
         server.stop(0.5).wait()

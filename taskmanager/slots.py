@@ -43,6 +43,9 @@ READY_TIMEOUT_S = 60.0
 #: what a TaskManager's slot processes observe: their subtasks and their processes
 Observed = tuple[list[obs.ObservedSubtask], list[obs.SlotProcessStatus]]
 _FORWARD_TIMEOUT_S = 60.0
+#: a slot process slower than this to describe itself is shown without its subtasks (the
+#: JobManager waits 1 s for a TaskManager's live sample)
+_OBSERVE_TIMEOUT_S = 0.8
 
 
 class InProcessSlots:
@@ -310,21 +313,27 @@ class SlotProcesses:
             log.info("could not cancel slot process %d: %s", slot.pid, error.code())
 
     def trigger_checkpoint(self, request: pb.CheckpointTrigger) -> pb.Ack:
-        count = 0
-        for slot in self._of(request.job_id, request.attempt):
+        """Forward to the job's slot processes here, all at once (one slow to answer does
+        not hold up the others); answers how many tasks took the trigger."""
+
+        def forward(slot: SlotProcess) -> int:
             try:
-                answer = slot.stub().TriggerCheckpoint(request, timeout=10)
-                count += int(answer.message or 0)
+                return int(slot.stub().TriggerCheckpoint(request, timeout=10).message or 0)
             except (grpc.RpcError, ValueError) as error:
                 log.info("checkpoint trigger to slot process %d failed: %s", slot.pid, error)
+                return 0
+
+        count = sum(self._pool.map(forward, self._of(request.job_id, request.attempt)))
         return pb.Ack(ok=True, message=str(count))
 
     def notify_checkpoint_complete(self, request: pb.CheckpointNotice) -> pb.Ack:
-        for slot in self._of(request.job_id, request.attempt):
+        def forward(slot: SlotProcess) -> None:
             try:
                 slot.stub().NotifyCheckpointComplete(request, timeout=10)
             except grpc.RpcError as error:
                 log.info("checkpoint notice to slot process %d failed: %s", slot.pid, error)
+
+        list(self._pool.map(forward, self._of(request.job_id, request.attempt)))
         return pb.Ack(ok=True)
 
     def cancel_everything(self) -> int:
@@ -347,7 +356,8 @@ class SlotProcesses:
         def ask(slot: SlotProcess) -> tuple[SlotProcess, obs.ObservedMetrics | None]:
             try:
                 stub = observability_pb2_grpc.TaskManagerObservabilityStub(slot.grpc_channel())
-                return slot, stub.GetMetrics(obs.ObservedMetricsRequest(job_id=job_id), timeout=5)
+                request = obs.ObservedMetricsRequest(job_id=job_id)
+                return slot, stub.GetMetrics(request, timeout=_OBSERVE_TIMEOUT_S)
             except grpc.RpcError:
                 return slot, None
 
