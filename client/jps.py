@@ -6,6 +6,9 @@ For each host of ``conf/masters`` (the host part of ``host[:webui-port]``) and t
     ===========     root@host1 All Processes         ===========
     4242 StromJobManager
     4301 StromTaskManager
+    4377 StromTaskSlot
+
+(``StromTaskSlot``: a TaskManager's slot process, running one job's subtasks in one slot.)
 
 Hosts that are this machine are listed directly; others run ``bin/jps --local`` of the same
 installation path over ``ssh -n`` (with ``$STROM_SSH_OPTS``). An unreachable host gets the
@@ -179,7 +182,8 @@ def remote_listing(host: str) -> tuple[str, bool]:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
-        prog="jps", description="List the Strom processes (JobManager, TaskManager) per host."
+        prog="jps",
+        description="List the Strom processes (JobManager, TaskManager, slot processes) per host.",
     )
     parser.add_argument("--local", action="store_true", help="list this host only")
     parser.add_argument(

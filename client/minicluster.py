@@ -55,7 +55,7 @@ class MiniCluster:
                 "cluster.registration.initial-timeout": 10,
             }
         )
-        self.taskmanager = TaskExecutor(tm_config)
+        self.taskmanager = TaskExecutor(tm_config, slot_processes=False)
         self.taskmanager.start()
         if not self.taskmanager.registered.wait(30):
             self.stop()

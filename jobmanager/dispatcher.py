@@ -24,6 +24,7 @@ from jobmanager.execution_graph import (
     CREATED,
     RESTARTING,
     TERMINAL_JOB_STATES,
+    TERMINAL_TASK_STATES,
     Decision,
     ExecutionGraph,
 )
@@ -270,15 +271,15 @@ class Dispatcher:
         return cluster_pb2_grpc.TaskExecutorGatewayStub(channel)
 
     def _deploy(self, record: JobRecord) -> None:
+        """Deploy in two phases: each TaskManager first starts the job's slot processes and
+        answers their data addresses, so that every producer is deployed knowing where its
+        consumers listen; then every TaskManager gets the subtasks with those locations."""
         request = record.request
         graph = record.graph
         by_address: dict[str, list[tuple[str, int]]] = defaultdict(list)
         for (vertex_id, index), (_, address) in record.placement.items():
             by_address[address].append((vertex_id, index))
-        locations = [
-            pb.TaskLocation(vertex_id=v, subtask=i, address=address)
-            for (v, i), (_, address) in record.placement.items()
-        ]
+        slot_numbers = graph.slot_numbers()
         restore = self.checkpointing.restore_bytes(record)
         log.info(
             "deploying job %s attempt %d to %d TaskManager(s)",
@@ -286,6 +287,38 @@ class Dispatcher:
             graph.attempt,
             len(by_address),
         )
+        data_addresses: dict[tuple[str, int], str] = {}
+        for address, tasks in by_address.items():
+            slots: dict[int, list[tuple[str, int]]] = defaultdict(list)
+            for task in tasks:
+                slots[slot_numbers[task]].append(task)
+            prepare = pb.PrepareSlotsRequest(
+                job_id=request.job_id,
+                attempt=graph.attempt,
+                jobmanager_address=self.jm.advertised_address,
+                slots=[
+                    pb.SlotAssignment(
+                        slot=slot,
+                        tasks=[pb.TaskSpec(vertex_id=v, subtask=i) for v, i in members],
+                    )
+                    for slot, members in sorted(slots.items())
+                ],
+            )
+            try:
+                answer = self._stub(address).PrepareSlots(prepare, timeout=_RPC_TIMEOUT_S)
+                if not answer.ok:
+                    raise RuntimeError(answer.message)
+            except (grpc.RpcError, RuntimeError) as error:
+                self._deploy_failed(record, address, error)
+                return
+            prepared = {slot.slot: slot.address for slot in answer.slots}
+            for slot, members in slots.items():
+                for task in members:
+                    data_addresses[task] = prepared.get(slot, address)
+        locations = [
+            pb.TaskLocation(vertex_id=v, subtask=i, address=data_address)
+            for (v, i), data_address in data_addresses.items()
+        ]
         for address, tasks in by_address.items():
             deployment = pb.DeployTasksRequest(
                 job_id=request.job_id,
@@ -305,13 +338,16 @@ class Dispatcher:
                 if not answer.ok:
                     raise RuntimeError(answer.message)
             except (grpc.RpcError, RuntimeError) as error:
-                detail = error.details() if isinstance(error, grpc.RpcError) else str(error)
-                reason = f"could not deploy tasks to TaskManager {address}: {detail}"
-                log.warning("job %s: %s", record.job_id, reason)
-                with self.lock:
-                    decision = graph.fail(reason)
-                self._apply(record, decision)
+                self._deploy_failed(record, address, error)
                 return
+
+    def _deploy_failed(self, record: JobRecord, address: str, error: Exception) -> None:
+        detail = error.details() if isinstance(error, grpc.RpcError) else str(error)
+        reason = f"could not deploy tasks to TaskManager {address}: {detail}"
+        log.warning("job %s: %s", record.job_id, reason)
+        with self.lock:
+            decision = record.graph.fail(reason)
+        self._apply(record, decision)
 
     def _cancel_tasks(self, record: JobRecord) -> None:
         """Tell every registered TaskManager running the job to cancel it, all at once: a
@@ -505,7 +541,9 @@ class Dispatcher:
                 if record is None or record.graph.attempt != metric.attempt:
                     continue
                 subtask = record.graph.subtasks.get((metric.vertex_id, metric.subtask))
-                if subtask is not None:
+                # A heartbeat may carry a slot process's sample taken before the subtask's
+                # final report: that report's counts stand.
+                if subtask is not None and subtask.state not in TERMINAL_TASK_STATES:
                     subtask.records_in = metric.records_in
                     subtask.records_out = metric.records_out
 

@@ -105,6 +105,23 @@ class ExecutionGraph:
             )
         return sum(groups.values())
 
+    def slot_numbers(self) -> dict[tuple[str, int], int]:
+        """The job's slot (0 .. slots_required()-1) of each subtask, as :meth:`assign` places
+        them: subtasks with the same number share a slot (and a slot process)."""
+        groups: list[str] = []
+        for vertex in self.vertices:
+            if vertex.slot_sharing_group not in groups:
+                groups.append(vertex.slot_sharing_group)
+        offset, group_offset = 0, {}
+        for group in groups:
+            group_offset[group] = offset
+            offset += max(v.parallelism for v in self.vertices if v.slot_sharing_group == group)
+        return {
+            (vertex.id, index): group_offset[vertex.slot_sharing_group] + index
+            for vertex in self.vertices
+            for index in range(vertex.parallelism)
+        }
+
     def assign(self, slots: list[tuple[str, str]]) -> dict[tuple[str, int], tuple[str, str]]:
         """Place subtasks on slots ``[(resource_id, address), ...]`` with slot sharing:
         subtask i of every vertex of a sharing group goes to the group's slot i."""

@@ -28,6 +28,9 @@ class SubtaskSample:
     queued_batches: int = 0
     queue_capacity: int = 0
     is_source: bool = False
+    #: the process running the subtask (a TaskManager's slot process) and its resident memory
+    pid: int = 0
+    rss_bytes: int = 0
 
 
 @dataclass
@@ -126,6 +129,9 @@ def subtask_views(
         backpressured = live.producer_ratio(*key) if live else 0.0
         busy = 0.0
         watermark = None
+        process = None
+        if sample is not None and sample.pid:
+            process = {"pid": sample.pid, "memoryRss": sample.rss_bytes}
         if sample is not None:
             records_in = max(records_in, sample.records_in)
             records_out = max(records_out, sample.records_out)
@@ -147,6 +153,8 @@ def subtask_views(
                 "backpressure-level": backpressure_level(backpressured),
                 "backpressured-ratio": round(backpressured, 4),
                 "busy-ratio": round(busy, 4),
+                # Strom's addition: the slot process running the subtask, while it runs
+                "process": process,
             }
         )
     return views

@@ -311,6 +311,7 @@ class RestServer:
             item["metricsPort"] = 0
             item["metricsError"] = str(error)
             item["tasks"] = []
+            item["slotProcesses"] = []
             return item
         process = observed.process
         item["metrics"] = {
@@ -335,8 +336,22 @@ class RestServer:
                 "status": s.state,
                 "read-records": s.records_in,
                 "write-records": s.records_out,
+                "pid": s.pid,
             }
             for s in observed.subtasks
+        ]
+        # Strom's addition: each slot's process (a job attempt's subtasks in one slot)
+        item["slotProcesses"] = [
+            {
+                "pid": p.pid,
+                "jobId": p.job_id,
+                "attempt": p.attempt,
+                "slot": p.slot,
+                "memoryRss": p.rss_bytes,
+                "threads": p.threads,
+                "tasks": p.tasks,
+            }
+            for p in observed.slot_processes
         ]
         return item
 
@@ -451,6 +466,8 @@ class RestServer:
                     queued_batches=s.queued_batches,
                     queue_capacity=s.queue_capacity,
                     is_source=s.is_source,
+                    pid=s.pid,
+                    rss_bytes=s.rss_bytes,
                 )
                 for producer in s.blocked_producers:
                     key = (producer.vertex_id, producer.subtask)

@@ -301,6 +301,14 @@ OPTIONS: dict[str, ConfigOption] = {
             "How many task slots each TaskManager offers.",
         ),
         ConfigOption(
+            "task.cancellation.timeout",
+            180000,
+            parse_duration_ms,
+            _DURATION,
+            "How long a cancelled task may take to end before its slot process is killed "
+            "(Flink's watchdog); 0 waits for ever.",
+        ),
+        ConfigOption(
             "taskmanager.host",
             None,
             _optional(_text),

@@ -15,9 +15,11 @@ import sys
 
 JOBMANAGER = "StromJobManager"
 TASKMANAGER = "StromTaskManager"
+#: a TaskManager's slot process (it runs one job's subtasks; see taskmanager/slot_process.py)
+TASK_SLOT = "StromTaskSlot"
 
 # Kernel process names hold at most 15 characters.
-_PROCESS_NAMES = {JOBMANAGER: "strom-jm", TASKMANAGER: "strom-tm"}
+_PROCESS_NAMES = {JOBMANAGER: "strom-jm", TASKMANAGER: "strom-tm", TASK_SLOT: "strom-slot"}
 _COMMAND_MARKERS = {
     JOBMANAGER: ("jobmanager", "strom-jobmanager"),
     TASKMANAGER: ("taskmanager", "strom-taskmanager"),

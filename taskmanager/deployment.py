@@ -112,6 +112,9 @@ class CheckpointServices:
 
 
 class TaskDeployer:
+    """Runs the subtasks deployed to one process: a slot process, or the mini-cluster's
+    TaskManager, which keeps them in-process (one code path for both)."""
+
     def __init__(self, resource_id_source, address_source, work_dir: Path | None = None) -> None:
         self._resource_id = resource_id_source
         self._address = address_source
@@ -119,6 +122,10 @@ class TaskDeployer:
         self.tasks: dict[TaskId, Task] = {}
         self.lock = threading.Lock()
         self.work_dir = work_dir or Path(tempfile.mkdtemp(prefix="strom-tm-"))
+        #: set once tasks were deployed here and every one of them has ended and reported
+        self.all_ended = threading.Event()
+        #: whether tasks were deployed here
+        self.deployed = False
         self._channels: dict[str, grpc.Channel] = {}
         self.snapshot_pool = ThreadPoolExecutor(max_workers=2, thread_name_prefix="tm-snapshot")
 
@@ -155,6 +162,7 @@ class TaskDeployer:
                 )
                 self.tasks[task_id] = task
                 created.append(task)
+            self.deployed = True
         for task in created:
             task.start()
         log.info(
@@ -193,6 +201,11 @@ class TaskDeployer:
             ]
         for task in tasks:
             task.cancel()
+
+    def _check_all_ended(self) -> None:
+        with self.lock:
+            if self.deployed and not self.tasks:
+                self.all_ended.set()
 
     def _tasks_of(self, job_id: str, attempt: int) -> list[Task]:
         with self.lock:
@@ -266,16 +279,20 @@ class TaskDeployer:
                 failure=failure,
                 resource_id=self._resource_id(),
                 metrics=self._metrics(task),
+                pid=os.getpid(),
             )
-            if state in ("FINISHED", "FAILED", "CANCELED"):
+            ended = state in ("FINISHED", "FAILED", "CANCELED")
+            if ended:
                 with self.lock:
                     self.tasks.pop(task.id, None)
             for _ in range(3):
                 try:
                     self._stub(jobmanager_address).UpdateTaskExecutionState(update, timeout=10)
-                    return
+                    break
                 except grpc.RpcError as error:
                     log.warning("could not report %s of %s: %s", state, task.name, error.code())
+            if ended:
+                self._check_all_ended()
 
         return report
 

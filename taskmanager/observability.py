@@ -363,14 +363,23 @@ class ObservabilityService(observability_pb2_grpc.TaskManagerObservabilityServic
             if job_id and task.id.job_id != job_id:
                 continue
             subtasks.append(self._observe(task))
+        status = self._process_status()
+        for subtask in subtasks:
+            subtask.pid, subtask.rss_bytes = status.pid, status.rss_bytes
+        slot_processes = []
+        slots = getattr(self.executor, "slots", None)
+        if slots is not None:  # a TaskManager: its slot processes observe their own subtasks
+            in_slots, slot_processes = slots.observed(job_id)
+            subtasks.extend(in_slots)
         return pb.ObservedMetrics(
             resource_id=self.executor.resource_id or "",
             timestamp_ms=int(time.time() * 1000),
-            process=self._process_status(),
+            process=status,
             num_slots=self.executor.num_slots,
             subtasks=subtasks,
             prometheus_port=self.prometheus_port,
             sample_window_ms=int(SAMPLE_WINDOW * SAMPLE_INTERVAL_S * 1000),
+            slot_processes=slot_processes,
         )
 
     def _observe(self, task: Any) -> pb.ObservedSubtask:

@@ -30,6 +30,8 @@ from strom.rpc import cluster_pb2_grpc
 from taskmanager.deployment import TaskDeployer
 from taskmanager.network.data_service import SERVER_OPTIONS, DataExchangeService
 from taskmanager.observability import ObservabilityService
+from taskmanager.slots import InProcessSlots, SlotProcesses
+from taskmanager.work_dirs import claim_work_dir, release_work_dir
 
 log = logging.getLogger(__name__)
 
@@ -45,24 +47,31 @@ class TaskExecutorGateway(cluster_pb2_grpc.TaskExecutorGatewayServicer):
     def Ping(self, request: pb.Empty, context) -> pb.Ack:
         return pb.Ack(ok=True, message=self.executor.resource_id)
 
+    def PrepareSlots(self, request: pb.PrepareSlotsRequest, context) -> pb.PrepareSlotsResponse:
+        return self.executor.slots.prepare(request)
+
     def DeployTasks(self, request: pb.DeployTasksRequest, context) -> pb.Ack:
-        return self.executor.deployer.deploy(request)
+        return self.executor.slots.deploy(request)
 
     def CancelTasks(self, request: pb.CancelTasksRequest, context) -> pb.Ack:
-        self.executor.deployer.cancel(request.job_id, request.attempt)
+        self.executor.slots.cancel(request.job_id, request.attempt)
         return pb.Ack(ok=True)
 
     def TriggerCheckpoint(self, request: pb.CheckpointTrigger, context) -> pb.Ack:
-        return self.executor.deployer.trigger_checkpoint(request)
+        return self.executor.slots.trigger_checkpoint(request)
 
     def NotifyCheckpointComplete(self, request: pb.CheckpointNotice, context) -> pb.Ack:
-        return self.executor.deployer.notify_checkpoint_complete(request)
+        return self.executor.slots.notify_checkpoint_complete(request)
 
 
 class TaskExecutor:
-    """One TaskManager process's services; also embedded by the mini-cluster."""
+    """One TaskManager process's services; also embedded by the mini-cluster.
 
-    def __init__(self, config: StromConfig) -> None:
+    With ``slot_processes`` (a TaskManager daemon) each job's subtasks run in slot processes
+    this TaskManager forks and supervises; without (the mini-cluster) they run in-process.
+    """
+
+    def __init__(self, config: StromConfig, slot_processes: bool = True) -> None:
         self.config = config
         self.num_slots: int = config["taskmanager.numberOfTaskSlots"]
         self.jobmanager_host: str = config["jobmanager.rpc.address"]
@@ -91,7 +100,14 @@ class TaskExecutor:
         self.port = 0
         self._executor: futures.ThreadPoolExecutor | None = None
         self._gc_threshold = gc.get_threshold()
-        self.deployer = TaskDeployer(lambda: self.resource_id, lambda: self.address)
+        self.work_dir = claim_work_dir()
+        self.deployer = TaskDeployer(
+            lambda: self.resource_id, lambda: self.address, work_dir=self.work_dir
+        )
+        self.slots: InProcessSlots | SlotProcesses = InProcessSlots(
+            self.deployer, lambda: self.address
+        )
+        self._slot_processes = slot_processes
         self.observability = ObservabilityService(self)
 
     @property
@@ -135,6 +151,10 @@ class TaskExecutor:
         self._server = server
         if not self.resource_id:
             self.resource_id = f"{self.address}-{uuid.uuid4().hex[:6]}"
+        if self._slot_processes:
+            slots = SlotProcesses(self.config, lambda: self.resource_id, self.host, self.work_dir)
+            slots.warm_up()
+            self.slots = slots
         self._session_thread = threading.Thread(
             target=self._session_loop, name="tm-jobmanager-session", daemon=True
         )
@@ -156,7 +176,10 @@ class TaskExecutor:
             self._session_thread.join(timeout=5)
         if self._ha is not None:
             self._ha.stop()
+        if isinstance(self.slots, SlotProcesses):
+            self.slots.close()
         self.deployer.close()
+        release_work_dir(self.work_dir)
         self.observability.close()
         if self._server is not None:
             self._server.stop(0.5).wait()
@@ -191,9 +214,8 @@ class TaskExecutor:
             if not self._stopped.is_set():
                 # The JobManager has declared us lost (or is gone): it restarts our tasks
                 # elsewhere, so ours must stop before we register anew, as in Flink.
-                with self.deployer.lock:
-                    self._jobs_of_lost_session.update(t.job_id for t in self.deployer.tasks)
-                cancelled = self.deployer.cancel_everything()
+                self._jobs_of_lost_session.update(self.slots.job_ids())
+                cancelled = self.slots.cancel_everything()
                 if cancelled:
                     log.warning(
                         "lost the JobManager session: cancelled %d running task(s)", cancelled
@@ -274,7 +296,7 @@ class TaskExecutor:
                     if self.registered.is_set():
                         sequence += 1
                         heartbeat = pb.TaskManagerHeartbeat(
-                            sequence=sequence, metrics=self.deployer.metrics()
+                            sequence=sequence, metrics=self.slots.metrics()
                         )
                         outgoing.put(pb.TaskManagerMessage(heartbeat=heartbeat))
 

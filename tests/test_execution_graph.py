@@ -86,6 +86,23 @@ def test_slot_sharing_groups_add_up():
     assert placement[("v2", 0)] == ("tm2", "h2")
 
 
+def test_slot_numbers_name_the_slot_each_subtask_shares():
+    """Subtasks with one number share a slot, hence one slot process on their TaskManager."""
+    plan = {
+        "nodes": [
+            {"id": "v1", "contents": "a", "parallelism": 2, "slot_sharing_group": "default"},
+            {"id": "v2", "contents": "b", "parallelism": 1, "slot_sharing_group": "default"},
+            {"id": "v3", "contents": "c", "parallelism": 2, "slot_sharing_group": "other"},
+        ]
+    }
+    graph = ExecutionGraph.from_plan("x" * 32, plan)
+    numbers = graph.slot_numbers()
+    assert numbers == {("v1", 0): 0, ("v1", 1): 1, ("v2", 0): 0, ("v3", 0): 2, ("v3", 1): 3}
+    slots = [(f"tm{i}", f"h{i}") for i in range(graph.slots_required())]
+    placement = graph.assign(slots)
+    assert all(placement[key] == slots[number] for key, number in numbers.items())
+
+
 def test_each_failure_keeps_its_own_time():
     graph = running_graph()
     now = [1000.0]

@@ -142,6 +142,10 @@ class Cluster:
         on_host = set(host.pids())
         return [process for process in mine if process.pid in on_host]
 
+    def taskmanager_processes(self, host: NetnsHost) -> list[psutil.Process]:
+        """The host's TaskManagers (not their slot processes, which come and go with jobs)."""
+        return [p for p in self.processes(host) if role_of(p.name(), p.cmdline()) == TASKMANAGER]
+
     def roles(self, host: NetnsHost) -> list[str]:
         return sorted(role_of(p.name(), p.cmdline()) or "" for p in self.processes(host))
 
@@ -670,7 +674,7 @@ def test_partitioned_host_returning_late_commits_nothing(
         give_own_heartbeat_timeout(cluster, [victim], taskmanager_timeout)
     job, _ = start_job_on_host3_only(cluster, hosts, tmp_path)
     taskmanager_ids = {tm["id"]: tm["hostname"] for tm in cluster.taskmanagers()}
-    on_victim = cluster.processes(victim)
+    on_victim = cluster.taskmanager_processes(victim)
     assert len(on_victim) == 2
     cancel_line = re.compile(r"lost the JobManager session: cancelled (\d+) running task\(s\)")
 
@@ -704,7 +708,7 @@ def test_partitioned_host_returning_late_commits_nothing(
         what=f"{victim.name}'s TaskManagers to register again",
     )
     assert all(process.is_running() for process in on_victim)
-    assert cluster.processes(victim) == on_victim
+    assert cluster.taskmanager_processes(victim) == on_victim
     cancelled = poll_for(
         lambda: cancel_line.findall(cluster.taskmanager_logs(victim)),
         timeout=10,

@@ -268,11 +268,16 @@ def test_taskmanagers_with_resources_slots_and_metrics(rest, jobs):
         assert details["metrics"]["memoryRss"] > 0 and details["metrics"]["threads"] > 0
         assert details["metricsPort"] > 0, "metrics.reporter.prom.port: 0 takes a free port"
         assert {s["jobId"] for s in details["allocatedSlots"]} <= set(jobs.values())
-    used = [
-        task
-        for item in listed
-        for task in rest.get(f"/taskmanagers/{quoted(item['id'])}").json["tasks"]
-    ]
+
+    def used_tasks() -> list[dict]:
+        return [
+            task
+            for item in listed
+            for task in rest.get(f"/taskmanagers/{quoted(item['id'])}").json["tasks"]
+        ]
+
+    # RUNNING comes with the deployment, before the slot processes have started the tasks.
+    used = poll_for(lambda: len(found := used_tasks()) == 5 and found, what="the job's tasks")
     assert {t["name"] for t in used} == {"Ticker", "Tag", "Slow Sink"}
     assert all(t["jobId"] == jobs["running"] for t in used)
     rest.get("/taskmanagers/no-such-taskmanager", expect=404)

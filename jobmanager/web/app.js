@@ -516,11 +516,13 @@ function jobPage(jid, tab) {
       try {
         const vertex = await api(`jobs/${jid}/vertices/${encodeURIComponent(selected)}`);
         parts.push(h("h2", {}, `Subtasks of ${vertex.name}`), table(
-          ["#", "Status", "Host", "Endpoint", ["Records in", "num"], ["Records out", "num"],
-            "Watermark", "Backpressure", ["Busy", "num"]],
+          ["#", "Status", "Host", "Endpoint", "Process", ["Records in", "num"],
+            ["Records out", "num"], "Watermark", "Backpressure", ["Busy", "num"]],
           vertex.subtasks.map((s) => h("tr", {},
             h("td", {}, s.subtask), h("td", {}, badge(s.status)), h("td", {}, s.host || "–"),
             h("td", { class: "mono" }, s.endpoint || "–"),
+            h("td", { class: "mono" }, s.process
+              ? `${s.process.pid} · ${fmtBytes(s.process.memoryRss)}` : "–"),
             h("td", { class: "num" }, fmtCount(s.metrics["read-records"])),
             h("td", { class: "num" }, fmtCount(s.metrics["write-records"])),
             h("td", {}, s.watermark === null ? "–" : fmtTime(s.watermark)),
@@ -733,6 +735,15 @@ function taskManagerPage(id, tab) {
           h("td", { class: "num" }, fmtCount(t["read-records"])),
           h("td", { class: "num" }, fmtCount(t["write-records"])))), "No tasks running here",
         { id: "tm-tasks" }),
+        h("h2", {}, "Slot processes"),
+        table([["Pid", "num"], "Job", ["Attempt", "num"], ["Slot", "num"], ["Memory", "num"],
+          ["Threads", "num"], ["Tasks", "num"]], (tm.slotProcesses || []).map((p) =>
+          h("tr", {}, h("td", { class: "num" }, p.pid),
+            h("td", {}, h("a", { href: `#/jobs/${p.jobId}`, class: "mono" }, p.jobId.slice(0, 8))),
+            h("td", { class: "num" }, p.attempt), h("td", { class: "num" }, p.slot),
+            h("td", { class: "num" }, fmtBytes(p.memoryRss)),
+            h("td", { class: "num" }, p.threads), h("td", { class: "num" }, p.tasks))),
+        "No slot processes: no job runs here", { id: "tm-slot-processes" }),
         h("h2", {}, "Details"),
         h("div", { class: "panel" }, h("dl", { class: "kv" },
           h("dt", {}, "Address"), h("dd", { class: "mono" }, tm.address),

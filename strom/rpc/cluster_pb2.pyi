@@ -355,6 +355,46 @@ class DeployTasksRequest(_message.Message):
     checkpointing: bool
     def __init__(self, job_id: _Optional[str] = ..., attempt: _Optional[int] = ..., job_name: _Optional[str] = ..., job_graph: _Optional[bytes] = ..., files: _Optional[_Iterable[_Union[JobFile, _Mapping]]] = ..., tasks: _Optional[_Iterable[_Union[TaskSpec, _Mapping]]] = ..., locations: _Optional[_Iterable[_Union[TaskLocation, _Mapping]]] = ..., config: _Optional[_Mapping[str, str]] = ..., jobmanager_address: _Optional[str] = ..., restore: _Optional[bytes] = ..., checkpointing: _Optional[bool] = ...) -> None: ...
 
+class SlotAssignment(_message.Message):
+    __slots__ = ("slot", "tasks")
+    SLOT_FIELD_NUMBER: _ClassVar[int]
+    TASKS_FIELD_NUMBER: _ClassVar[int]
+    slot: int
+    tasks: _containers.RepeatedCompositeFieldContainer[TaskSpec]
+    def __init__(self, slot: _Optional[int] = ..., tasks: _Optional[_Iterable[_Union[TaskSpec, _Mapping]]] = ...) -> None: ...
+
+class PrepareSlotsRequest(_message.Message):
+    __slots__ = ("job_id", "attempt", "slots", "jobmanager_address")
+    JOB_ID_FIELD_NUMBER: _ClassVar[int]
+    ATTEMPT_FIELD_NUMBER: _ClassVar[int]
+    SLOTS_FIELD_NUMBER: _ClassVar[int]
+    JOBMANAGER_ADDRESS_FIELD_NUMBER: _ClassVar[int]
+    job_id: str
+    attempt: int
+    slots: _containers.RepeatedCompositeFieldContainer[SlotAssignment]
+    jobmanager_address: str
+    def __init__(self, job_id: _Optional[str] = ..., attempt: _Optional[int] = ..., slots: _Optional[_Iterable[_Union[SlotAssignment, _Mapping]]] = ..., jobmanager_address: _Optional[str] = ...) -> None: ...
+
+class PreparedSlot(_message.Message):
+    __slots__ = ("slot", "address", "pid")
+    SLOT_FIELD_NUMBER: _ClassVar[int]
+    ADDRESS_FIELD_NUMBER: _ClassVar[int]
+    PID_FIELD_NUMBER: _ClassVar[int]
+    slot: int
+    address: str
+    pid: int
+    def __init__(self, slot: _Optional[int] = ..., address: _Optional[str] = ..., pid: _Optional[int] = ...) -> None: ...
+
+class PrepareSlotsResponse(_message.Message):
+    __slots__ = ("ok", "message", "slots")
+    OK_FIELD_NUMBER: _ClassVar[int]
+    MESSAGE_FIELD_NUMBER: _ClassVar[int]
+    SLOTS_FIELD_NUMBER: _ClassVar[int]
+    ok: bool
+    message: str
+    slots: _containers.RepeatedCompositeFieldContainer[PreparedSlot]
+    def __init__(self, ok: _Optional[bool] = ..., message: _Optional[str] = ..., slots: _Optional[_Iterable[_Union[PreparedSlot, _Mapping]]] = ...) -> None: ...
+
 class CancelTasksRequest(_message.Message):
     __slots__ = ("job_id", "attempt")
     JOB_ID_FIELD_NUMBER: _ClassVar[int]
@@ -364,7 +404,7 @@ class CancelTasksRequest(_message.Message):
     def __init__(self, job_id: _Optional[str] = ..., attempt: _Optional[int] = ...) -> None: ...
 
 class TaskExecutionState(_message.Message):
-    __slots__ = ("job_id", "attempt", "vertex_id", "subtask", "state", "failure", "resource_id", "metrics")
+    __slots__ = ("job_id", "attempt", "vertex_id", "subtask", "state", "failure", "resource_id", "metrics", "pid")
     JOB_ID_FIELD_NUMBER: _ClassVar[int]
     ATTEMPT_FIELD_NUMBER: _ClassVar[int]
     VERTEX_ID_FIELD_NUMBER: _ClassVar[int]
@@ -373,6 +413,7 @@ class TaskExecutionState(_message.Message):
     FAILURE_FIELD_NUMBER: _ClassVar[int]
     RESOURCE_ID_FIELD_NUMBER: _ClassVar[int]
     METRICS_FIELD_NUMBER: _ClassVar[int]
+    PID_FIELD_NUMBER: _ClassVar[int]
     job_id: str
     attempt: int
     vertex_id: str
@@ -381,7 +422,8 @@ class TaskExecutionState(_message.Message):
     failure: str
     resource_id: str
     metrics: TaskMetrics
-    def __init__(self, job_id: _Optional[str] = ..., attempt: _Optional[int] = ..., vertex_id: _Optional[str] = ..., subtask: _Optional[int] = ..., state: _Optional[str] = ..., failure: _Optional[str] = ..., resource_id: _Optional[str] = ..., metrics: _Optional[_Union[TaskMetrics, _Mapping]] = ...) -> None: ...
+    pid: int
+    def __init__(self, job_id: _Optional[str] = ..., attempt: _Optional[int] = ..., vertex_id: _Optional[str] = ..., subtask: _Optional[int] = ..., state: _Optional[str] = ..., failure: _Optional[str] = ..., resource_id: _Optional[str] = ..., metrics: _Optional[_Union[TaskMetrics, _Mapping]] = ..., pid: _Optional[int] = ...) -> None: ...
 
 class CheckpointTrigger(_message.Message):
     __slots__ = ("job_id", "attempt", "checkpoint_id", "timestamp", "location", "is_savepoint", "exactly_once")

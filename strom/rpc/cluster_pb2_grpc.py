@@ -632,6 +632,11 @@ class TaskExecutorGatewayStub:
                 request_serializer=strom_dot_rpc_dot_cluster__pb2.Empty.SerializeToString,
                 response_deserializer=strom_dot_rpc_dot_cluster__pb2.Ack.FromString,
                 _registered_method=True)
+        self.PrepareSlots = channel.unary_unary(
+                '/strom.rpc.TaskExecutorGateway/PrepareSlots',
+                request_serializer=strom_dot_rpc_dot_cluster__pb2.PrepareSlotsRequest.SerializeToString,
+                response_deserializer=strom_dot_rpc_dot_cluster__pb2.PrepareSlotsResponse.FromString,
+                _registered_method=True)
         self.DeployTasks = channel.unary_unary(
                 '/strom.rpc.TaskExecutorGateway/DeployTasks',
                 request_serializer=strom_dot_rpc_dot_cluster__pb2.DeployTasksRequest.SerializeToString,
@@ -659,6 +664,13 @@ class TaskExecutorGatewayServicer:
 
     def Ping(self, request, context):
         """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def PrepareSlots(self, request, context):
+        """Start the slot processes of a job attempt; answers their data addresses.
+        """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
@@ -695,6 +707,11 @@ def add_TaskExecutorGatewayServicer_to_server(servicer, server):
                     servicer.Ping,
                     request_deserializer=strom_dot_rpc_dot_cluster__pb2.Empty.FromString,
                     response_serializer=strom_dot_rpc_dot_cluster__pb2.Ack.SerializeToString,
+            ),
+            'PrepareSlots': grpc.unary_unary_rpc_method_handler(
+                    servicer.PrepareSlots,
+                    request_deserializer=strom_dot_rpc_dot_cluster__pb2.PrepareSlotsRequest.FromString,
+                    response_serializer=strom_dot_rpc_dot_cluster__pb2.PrepareSlotsResponse.SerializeToString,
             ),
             'DeployTasks': grpc.unary_unary_rpc_method_handler(
                     servicer.DeployTasks,
@@ -744,6 +761,33 @@ class TaskExecutorGateway:
             '/strom.rpc.TaskExecutorGateway/Ping',
             strom_dot_rpc_dot_cluster__pb2.Empty.SerializeToString,
             strom_dot_rpc_dot_cluster__pb2.Ack.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def PrepareSlots(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/strom.rpc.TaskExecutorGateway/PrepareSlots',
+            strom_dot_rpc_dot_cluster__pb2.PrepareSlotsRequest.SerializeToString,
+            strom_dot_rpc_dot_cluster__pb2.PrepareSlotsResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -24,15 +24,15 @@ _sym_db = _symbol_database.Default()
 
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1dstrom/rpc/observability.proto\x12\tstrom.rpc\"I\n\x0eLogTailRequest\x12$\n\x04kind\x18\x01 \x01(\x0e\x32\x16.strom.rpc.LogFileKind\x12\x11\n\tmax_bytes\x18\x02 \x01(\x03\"o\n\x07LogTail\x12\x11\n\tavailable\x18\x01 \x01(\x08\x12\x0c\n\x04path\x18\x02 \x01(\t\x12\x11\n\tfile_size\x18\x03 \x01(\x03\x12\x0c\n\x04\x64\x61ta\x18\x04 \x01(\x0c\x12\x11\n\ttruncated\x18\x05 \x01(\x08\x12\x0f\n\x07message\x18\x06 \x01(\t\"(\n\x16ObservedMetricsRequest\x12\x0e\n\x06job_id\x18\x01 \x01(\t\"D\n\x0f\x42lockedProducer\x12\x11\n\tvertex_id\x18\x01 \x01(\t\x12\x0f\n\x07subtask\x18\x02 \x01(\x05\x12\r\n\x05ratio\x18\x03 \x01(\x01\"\xfe\x02\n\x0fObservedSubtask\x12\x0e\n\x06job_id\x18\x01 \x01(\t\x12\x0f\n\x07\x61ttempt\x18\x02 \x01(\x05\x12\x11\n\tvertex_id\x18\x03 \x01(\t\x12\x0f\n\x07subtask\x18\x04 \x01(\x05\x12\x11\n\ttask_name\x18\x05 \x01(\t\x12\r\n\x05state\x18\x06 \x01(\t\x12\x12\n\nrecords_in\x18\x07 \x01(\x03\x12\x13\n\x0brecords_out\x18\x08 \x01(\x03\x12\x16\n\x0equeued_batches\x18\t \x01(\x05\x12\x16\n\x0equeue_capacity\x18\n \x01(\x05\x12\x12\n\nbusy_ratio\x18\x0b \x01(\x01\x12\x35\n\x11\x62locked_producers\x18\x0c \x03(\x0b\x32\x1a.strom.rpc.BlockedProducer\x12\x15\n\rhas_watermark\x18\r \x01(\x08\x12\x11\n\twatermark\x18\x0e \x01(\x03\x12#\n\x1blast_checkpoint_duration_ms\x18\x0f \x01(\x03\x12\x11\n\tis_source\x18\x10 \x01(\x08\"\xc2\x01\n\rProcessStatus\x12\x0b\n\x03pid\x18\x01 \x01(\x03\x12\x13\n\x0b\x63pu_percent\x18\x02 \x01(\x01\x12\x11\n\trss_bytes\x18\x03 \x01(\x03\x12\x0f\n\x07threads\x18\x04 \x01(\x05\x12\x11\n\tcpu_cores\x18\x05 \x01(\x05\x12\x17\n\x0fphysical_memory\x18\x06 \x01(\x03\x12\x18\n\x10\x61vailable_memory\x18\x07 \x01(\x03\x12\x11\n\tuptime_ms\x18\x08 \x01(\x03\x12\x12\n\nopen_files\x18\t \x01(\x03\"\xf4\x01\n\x0fObservedMetrics\x12\x13\n\x0bresource_id\x18\x01 \x01(\t\x12\x14\n\x0ctimestamp_ms\x18\x02 \x01(\x03\x12)\n\x07process\x18\x03 \x01(\x0b\x32\x18.strom.rpc.ProcessStatus\x12\x11\n\tnum_slots\x18\x04 \x01(\x05\x12,\n\x08subtasks\x18\x05 \x03(\x0b\x32\x1a.strom.rpc.ObservedSubtask\x12\x17\n\x0fprometheus_port\x18\x06 \x01(\x05\x12\x17\n\x0fprometheus_text\x18\x07 \x01(\t\x12\x18\n\x10sample_window_ms\x18\x08 \x01(\x05*>\n\x0bLogFileKind\x12\x15\n\x11LOG_FILE_KIND_LOG\x10\x00\x12\x18\n\x14LOG_FILE_KIND_STDOUT\x10\x01\x32\xa5\x01\n\x18TaskManagerObservability\x12<\n\x0bReadLogTail\x12\x19.strom.rpc.LogTailRequest\x1a\x12.strom.rpc.LogTail\x12K\n\nGetMetrics\x12!.strom.rpc.ObservedMetricsRequest\x1a\x1a.strom.rpc.ObservedMetricsb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1dstrom/rpc/observability.proto\x12\tstrom.rpc\"I\n\x0eLogTailRequest\x12$\n\x04kind\x18\x01 \x01(\x0e\x32\x16.strom.rpc.LogFileKind\x12\x11\n\tmax_bytes\x18\x02 \x01(\x03\"o\n\x07LogTail\x12\x11\n\tavailable\x18\x01 \x01(\x08\x12\x0c\n\x04path\x18\x02 \x01(\t\x12\x11\n\tfile_size\x18\x03 \x01(\x03\x12\x0c\n\x04\x64\x61ta\x18\x04 \x01(\x0c\x12\x11\n\ttruncated\x18\x05 \x01(\x08\x12\x0f\n\x07message\x18\x06 \x01(\t\"(\n\x16ObservedMetricsRequest\x12\x0e\n\x06job_id\x18\x01 \x01(\t\"D\n\x0f\x42lockedProducer\x12\x11\n\tvertex_id\x18\x01 \x01(\t\x12\x0f\n\x07subtask\x18\x02 \x01(\x05\x12\r\n\x05ratio\x18\x03 \x01(\x01\"\x9e\x03\n\x0fObservedSubtask\x12\x0e\n\x06job_id\x18\x01 \x01(\t\x12\x0f\n\x07\x61ttempt\x18\x02 \x01(\x05\x12\x11\n\tvertex_id\x18\x03 \x01(\t\x12\x0f\n\x07subtask\x18\x04 \x01(\x05\x12\x11\n\ttask_name\x18\x05 \x01(\t\x12\r\n\x05state\x18\x06 \x01(\t\x12\x12\n\nrecords_in\x18\x07 \x01(\x03\x12\x13\n\x0brecords_out\x18\x08 \x01(\x03\x12\x16\n\x0equeued_batches\x18\t \x01(\x05\x12\x16\n\x0equeue_capacity\x18\n \x01(\x05\x12\x12\n\nbusy_ratio\x18\x0b \x01(\x01\x12\x35\n\x11\x62locked_producers\x18\x0c \x03(\x0b\x32\x1a.strom.rpc.BlockedProducer\x12\x15\n\rhas_watermark\x18\r \x01(\x08\x12\x11\n\twatermark\x18\x0e \x01(\x03\x12#\n\x1blast_checkpoint_duration_ms\x18\x0f \x01(\x03\x12\x11\n\tis_source\x18\x10 \x01(\x08\x12\x0b\n\x03pid\x18\x11 \x01(\x03\x12\x11\n\trss_bytes\x18\x12 \x01(\x03\"\x93\x01\n\x11SlotProcessStatus\x12\x0b\n\x03pid\x18\x01 \x01(\x03\x12\x0e\n\x06job_id\x18\x02 \x01(\t\x12\x0f\n\x07\x61ttempt\x18\x03 \x01(\x05\x12\x0c\n\x04slot\x18\x04 \x01(\x05\x12\x0f\n\x07\x61\x64\x64ress\x18\x05 \x01(\t\x12\x11\n\trss_bytes\x18\x06 \x01(\x03\x12\x0f\n\x07threads\x18\x07 \x01(\x05\x12\r\n\x05tasks\x18\x08 \x01(\x05\"\xc2\x01\n\rProcessStatus\x12\x0b\n\x03pid\x18\x01 \x01(\x03\x12\x13\n\x0b\x63pu_percent\x18\x02 \x01(\x01\x12\x11\n\trss_bytes\x18\x03 \x01(\x03\x12\x0f\n\x07threads\x18\x04 \x01(\x05\x12\x11\n\tcpu_cores\x18\x05 \x01(\x05\x12\x17\n\x0fphysical_memory\x18\x06 \x01(\x03\x12\x18\n\x10\x61vailable_memory\x18\x07 \x01(\x03\x12\x11\n\tuptime_ms\x18\x08 \x01(\x03\x12\x12\n\nopen_files\x18\t \x01(\x03\"\xaa\x02\n\x0fObservedMetrics\x12\x13\n\x0bresource_id\x18\x01 \x01(\t\x12\x14\n\x0ctimestamp_ms\x18\x02 \x01(\x03\x12)\n\x07process\x18\x03 \x01(\x0b\x32\x18.strom.rpc.ProcessStatus\x12\x11\n\tnum_slots\x18\x04 \x01(\x05\x12,\n\x08subtasks\x18\x05 \x03(\x0b\x32\x1a.strom.rpc.ObservedSubtask\x12\x17\n\x0fprometheus_port\x18\x06 \x01(\x05\x12\x17\n\x0fprometheus_text\x18\x07 \x01(\t\x12\x18\n\x10sample_window_ms\x18\x08 \x01(\x05\x12\x34\n\x0eslot_processes\x18\t \x03(\x0b\x32\x1c.strom.rpc.SlotProcessStatus*>\n\x0bLogFileKind\x12\x15\n\x11LOG_FILE_KIND_LOG\x10\x00\x12\x18\n\x14LOG_FILE_KIND_STDOUT\x10\x01\x32\xa5\x01\n\x18TaskManagerObservability\x12<\n\x0bReadLogTail\x12\x19.strom.rpc.LogTailRequest\x1a\x12.strom.rpc.LogTail\x12K\n\nGetMetrics\x12!.strom.rpc.ObservedMetricsRequest\x1a\x1a.strom.rpc.ObservedMetricsb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'strom.rpc.observability_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
-  _globals['_LOGFILEKIND']._serialized_start=1173
-  _globals['_LOGFILEKIND']._serialized_end=1235
+  _globals['_LOGFILEKIND']._serialized_start=1409
+  _globals['_LOGFILEKIND']._serialized_end=1471
   _globals['_LOGTAILREQUEST']._serialized_start=44
   _globals['_LOGTAILREQUEST']._serialized_end=117
   _globals['_LOGTAIL']._serialized_start=119
@@ -42,11 +42,13 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_BLOCKEDPRODUCER']._serialized_start=274
   _globals['_BLOCKEDPRODUCER']._serialized_end=342
   _globals['_OBSERVEDSUBTASK']._serialized_start=345
-  _globals['_OBSERVEDSUBTASK']._serialized_end=727
-  _globals['_PROCESSSTATUS']._serialized_start=730
-  _globals['_PROCESSSTATUS']._serialized_end=924
-  _globals['_OBSERVEDMETRICS']._serialized_start=927
-  _globals['_OBSERVEDMETRICS']._serialized_end=1171
-  _globals['_TASKMANAGEROBSERVABILITY']._serialized_start=1238
-  _globals['_TASKMANAGEROBSERVABILITY']._serialized_end=1403
+  _globals['_OBSERVEDSUBTASK']._serialized_end=759
+  _globals['_SLOTPROCESSSTATUS']._serialized_start=762
+  _globals['_SLOTPROCESSSTATUS']._serialized_end=909
+  _globals['_PROCESSSTATUS']._serialized_start=912
+  _globals['_PROCESSSTATUS']._serialized_end=1106
+  _globals['_OBSERVEDMETRICS']._serialized_start=1109
+  _globals['_OBSERVEDMETRICS']._serialized_end=1407
+  _globals['_TASKMANAGEROBSERVABILITY']._serialized_start=1474
+  _globals['_TASKMANAGEROBSERVABILITY']._serialized_end=1639
 # @@protoc_insertion_point(module_scope)

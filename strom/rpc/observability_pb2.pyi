@@ -55,7 +55,7 @@ class BlockedProducer(_message.Message):
     def __init__(self, vertex_id: _Optional[str] = ..., subtask: _Optional[int] = ..., ratio: _Optional[float] = ...) -> None: ...
 
 class ObservedSubtask(_message.Message):
-    __slots__ = ("job_id", "attempt", "vertex_id", "subtask", "task_name", "state", "records_in", "records_out", "queued_batches", "queue_capacity", "busy_ratio", "blocked_producers", "has_watermark", "watermark", "last_checkpoint_duration_ms", "is_source")
+    __slots__ = ("job_id", "attempt", "vertex_id", "subtask", "task_name", "state", "records_in", "records_out", "queued_batches", "queue_capacity", "busy_ratio", "blocked_producers", "has_watermark", "watermark", "last_checkpoint_duration_ms", "is_source", "pid", "rss_bytes")
     JOB_ID_FIELD_NUMBER: _ClassVar[int]
     ATTEMPT_FIELD_NUMBER: _ClassVar[int]
     VERTEX_ID_FIELD_NUMBER: _ClassVar[int]
@@ -72,6 +72,8 @@ class ObservedSubtask(_message.Message):
     WATERMARK_FIELD_NUMBER: _ClassVar[int]
     LAST_CHECKPOINT_DURATION_MS_FIELD_NUMBER: _ClassVar[int]
     IS_SOURCE_FIELD_NUMBER: _ClassVar[int]
+    PID_FIELD_NUMBER: _ClassVar[int]
+    RSS_BYTES_FIELD_NUMBER: _ClassVar[int]
     job_id: str
     attempt: int
     vertex_id: str
@@ -88,7 +90,29 @@ class ObservedSubtask(_message.Message):
     watermark: int
     last_checkpoint_duration_ms: int
     is_source: bool
-    def __init__(self, job_id: _Optional[str] = ..., attempt: _Optional[int] = ..., vertex_id: _Optional[str] = ..., subtask: _Optional[int] = ..., task_name: _Optional[str] = ..., state: _Optional[str] = ..., records_in: _Optional[int] = ..., records_out: _Optional[int] = ..., queued_batches: _Optional[int] = ..., queue_capacity: _Optional[int] = ..., busy_ratio: _Optional[float] = ..., blocked_producers: _Optional[_Iterable[_Union[BlockedProducer, _Mapping]]] = ..., has_watermark: _Optional[bool] = ..., watermark: _Optional[int] = ..., last_checkpoint_duration_ms: _Optional[int] = ..., is_source: _Optional[bool] = ...) -> None: ...
+    pid: int
+    rss_bytes: int
+    def __init__(self, job_id: _Optional[str] = ..., attempt: _Optional[int] = ..., vertex_id: _Optional[str] = ..., subtask: _Optional[int] = ..., task_name: _Optional[str] = ..., state: _Optional[str] = ..., records_in: _Optional[int] = ..., records_out: _Optional[int] = ..., queued_batches: _Optional[int] = ..., queue_capacity: _Optional[int] = ..., busy_ratio: _Optional[float] = ..., blocked_producers: _Optional[_Iterable[_Union[BlockedProducer, _Mapping]]] = ..., has_watermark: _Optional[bool] = ..., watermark: _Optional[int] = ..., last_checkpoint_duration_ms: _Optional[int] = ..., is_source: _Optional[bool] = ..., pid: _Optional[int] = ..., rss_bytes: _Optional[int] = ...) -> None: ...
+
+class SlotProcessStatus(_message.Message):
+    __slots__ = ("pid", "job_id", "attempt", "slot", "address", "rss_bytes", "threads", "tasks")
+    PID_FIELD_NUMBER: _ClassVar[int]
+    JOB_ID_FIELD_NUMBER: _ClassVar[int]
+    ATTEMPT_FIELD_NUMBER: _ClassVar[int]
+    SLOT_FIELD_NUMBER: _ClassVar[int]
+    ADDRESS_FIELD_NUMBER: _ClassVar[int]
+    RSS_BYTES_FIELD_NUMBER: _ClassVar[int]
+    THREADS_FIELD_NUMBER: _ClassVar[int]
+    TASKS_FIELD_NUMBER: _ClassVar[int]
+    pid: int
+    job_id: str
+    attempt: int
+    slot: int
+    address: str
+    rss_bytes: int
+    threads: int
+    tasks: int
+    def __init__(self, pid: _Optional[int] = ..., job_id: _Optional[str] = ..., attempt: _Optional[int] = ..., slot: _Optional[int] = ..., address: _Optional[str] = ..., rss_bytes: _Optional[int] = ..., threads: _Optional[int] = ..., tasks: _Optional[int] = ...) -> None: ...
 
 class ProcessStatus(_message.Message):
     __slots__ = ("pid", "cpu_percent", "rss_bytes", "threads", "cpu_cores", "physical_memory", "available_memory", "uptime_ms", "open_files")
@@ -113,7 +137,7 @@ class ProcessStatus(_message.Message):
     def __init__(self, pid: _Optional[int] = ..., cpu_percent: _Optional[float] = ..., rss_bytes: _Optional[int] = ..., threads: _Optional[int] = ..., cpu_cores: _Optional[int] = ..., physical_memory: _Optional[int] = ..., available_memory: _Optional[int] = ..., uptime_ms: _Optional[int] = ..., open_files: _Optional[int] = ...) -> None: ...
 
 class ObservedMetrics(_message.Message):
-    __slots__ = ("resource_id", "timestamp_ms", "process", "num_slots", "subtasks", "prometheus_port", "prometheus_text", "sample_window_ms")
+    __slots__ = ("resource_id", "timestamp_ms", "process", "num_slots", "subtasks", "prometheus_port", "prometheus_text", "sample_window_ms", "slot_processes")
     RESOURCE_ID_FIELD_NUMBER: _ClassVar[int]
     TIMESTAMP_MS_FIELD_NUMBER: _ClassVar[int]
     PROCESS_FIELD_NUMBER: _ClassVar[int]
@@ -122,6 +146,7 @@ class ObservedMetrics(_message.Message):
     PROMETHEUS_PORT_FIELD_NUMBER: _ClassVar[int]
     PROMETHEUS_TEXT_FIELD_NUMBER: _ClassVar[int]
     SAMPLE_WINDOW_MS_FIELD_NUMBER: _ClassVar[int]
+    SLOT_PROCESSES_FIELD_NUMBER: _ClassVar[int]
     resource_id: str
     timestamp_ms: int
     process: ProcessStatus
@@ -130,4 +155,5 @@ class ObservedMetrics(_message.Message):
     prometheus_port: int
     prometheus_text: str
     sample_window_ms: int
-    def __init__(self, resource_id: _Optional[str] = ..., timestamp_ms: _Optional[int] = ..., process: _Optional[_Union[ProcessStatus, _Mapping]] = ..., num_slots: _Optional[int] = ..., subtasks: _Optional[_Iterable[_Union[ObservedSubtask, _Mapping]]] = ..., prometheus_port: _Optional[int] = ..., prometheus_text: _Optional[str] = ..., sample_window_ms: _Optional[int] = ...) -> None: ...
+    slot_processes: _containers.RepeatedCompositeFieldContainer[SlotProcessStatus]
+    def __init__(self, resource_id: _Optional[str] = ..., timestamp_ms: _Optional[int] = ..., process: _Optional[_Union[ProcessStatus, _Mapping]] = ..., num_slots: _Optional[int] = ..., subtasks: _Optional[_Iterable[_Union[ObservedSubtask, _Mapping]]] = ..., prometheus_port: _Optional[int] = ..., prometheus_text: _Optional[str] = ..., sample_window_ms: _Optional[int] = ..., slot_processes: _Optional[_Iterable[_Union[SlotProcessStatus, _Mapping]]] = ...) -> None: ...

@@ -1,0 +1,235 @@
+"""A slot process: one job attempt's subtasks in one slot of a TaskManager (DESIGN.md §2).
+
+The TaskManager forks it from a warm template (multiprocessing's forkserver, which has imported
+Strom and started no threads). It unpacks the job's files into its own folder on its own
+``sys.path``, so it runs exactly the code its job was submitted with; it serves its own data
+endpoint and control service on port 0 of the TaskManager's host, reports task states and
+checkpoint acknowledgements to the JobManager itself, and exits once its tasks have ended. It
+tells the TaskManager its address and its tasks' metrics over a pipe; the end of that pipe
+means the TaskManager is gone, and so is this process then.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import ctypes.util
+import faulthandler
+import gc
+import logging
+import os
+import signal
+import sys
+import threading
+import time
+from concurrent import futures
+from dataclasses import dataclass
+from multiprocessing.connection import Connection
+from pathlib import Path
+
+import grpc
+
+from strom.daemon import LineAtomicWriter, configure_logging
+from strom.process_identity import TASK_SLOT, set_process_role
+from strom.rpc import cluster_pb2 as pb
+from strom.rpc import cluster_pb2_grpc, observability_pb2_grpc
+from taskmanager.deployment import TaskDeployer
+from taskmanager.network.data_service import SERVER_OPTIONS, DataExchangeService
+from taskmanager.observability import ObservabilityService
+
+log = logging.getLogger(__name__)
+
+_MAX_RPC_THREADS = 2048
+_GC_YOUNG_THRESHOLD = 50_000
+_PR_SET_PDEATHSIG = 1
+#: how soon a slot process notices that its tasks have ended
+_LOOP_INTERVAL_S = 0.05
+#: a slot process that is never deployed to (its job failed elsewhere first) ends by itself
+DEPLOY_TIMEOUT_S = 120.0
+
+
+@dataclass(frozen=True)
+class SlotProcessSpec:
+    """What a slot process needs to know; picklable, sent through the forkserver."""
+
+    job_id: str
+    attempt: int
+    slot: int
+    resource_id: str
+    host: str
+    bind_host: str
+    folder: str
+    log_file: str | None
+    log_level: str
+    metrics_interval_s: float
+    config: dict
+
+
+class _SlotView:
+    """What :class:`ObservabilityService` reads of its process, for a slot process."""
+
+    def __init__(self, spec: SlotProcessSpec, deployer: TaskDeployer) -> None:
+        self.config = spec.config
+        self.host = spec.host
+        self.resource_id = spec.resource_id
+        self.num_slots = 1
+        self.deployer = deployer
+
+
+class SlotGateway(cluster_pb2_grpc.TaskExecutorGatewayServicer):
+    """The TaskManager's commands, forwarded to this slot process."""
+
+    #: the answer to a deployment that came after a cancel: nothing was started
+    CANCELLED = "cancelled before deployment"
+
+    def __init__(self, deployer: TaskDeployer) -> None:
+        self.deployer = deployer
+        self._lock = threading.Lock()
+        self._cancelled = False
+
+    def Ping(self, request: pb.Empty, context) -> pb.Ack:
+        return pb.Ack(ok=True, message=str(os.getpid()))
+
+    def DeployTasks(self, request: pb.DeployTasksRequest, context) -> pb.Ack:
+        with self._lock:
+            if self._cancelled:
+                return pb.Ack(ok=True, message=self.CANCELLED)
+            return self.deployer.deploy(request)
+
+    def CancelTasks(self, request: pb.CancelTasksRequest, context) -> pb.Ack:
+        with self._lock:
+            self._cancelled = True
+            self.deployer.cancel(request.job_id, request.attempt)
+            with self.deployer.lock:
+                nothing_runs = not self.deployer.tasks
+            if nothing_runs:  # cancelled before (or instead of) its deployment
+                self.deployer.all_ended.set()
+        return pb.Ack(ok=True)
+
+    def TriggerCheckpoint(self, request: pb.CheckpointTrigger, context) -> pb.Ack:
+        return self.deployer.trigger_checkpoint(request)
+
+    def NotifyCheckpointComplete(self, request: pb.CheckpointNotice, context) -> pb.Ack:
+        return self.deployer.notify_checkpoint_complete(request)
+
+
+def _die_with_parent() -> None:
+    """Have the kernel kill this process when its parent (the forkserver) ends: the forkserver
+    ends with its TaskManager, so a killed TaskManager leaves no slot process running."""
+    if not sys.platform.startswith("linux"):
+        return
+    try:
+        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
+        libc.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
+    except (OSError, AttributeError):
+        pass
+
+
+def _line_buffered_stdout() -> None:
+    """User ``print()`` lands in the TaskManager's ``.out`` file (inherited), whole lines."""
+    for name in ("stdout", "stderr"):
+        stream = getattr(sys, f"__{name}__", None)
+        if stream is None:
+            continue
+        try:
+            stream.reconfigure(line_buffering=True)
+        except (AttributeError, ValueError):
+            pass
+    sys.stdout = LineAtomicWriter(sys.__stdout__)  # type: ignore[assignment]
+
+
+def run_slot_process(spec: SlotProcessSpec, connection: Connection) -> None:
+    """The body of a forked slot process; never returns (ends the process)."""
+    parent = os.getppid()
+    _die_with_parent()
+    if os.getppid() != parent:  # the forkserver ended before PDEATHSIG was armed
+        os._exit(1)
+    set_process_role(TASK_SLOT)
+    _line_buffered_stdout()
+    faulthandler.register(signal.SIGUSR1, all_threads=True)
+    configure_logging(spec.log_file, spec.log_level)
+    threshold = gc.get_threshold()
+    gc.set_threshold(max(threshold[0], _GC_YOUNG_THRESHOLD), *threshold[1:])
+    code = 0
+    try:
+        _serve(spec, connection)
+    except BaseException:
+        log.exception("slot process of job %s failed", spec.job_id)
+        code = 1
+    finally:
+        try:
+            sys.stdout.flush()
+            sys.__stderr__.flush()
+        except (OSError, ValueError):
+            pass
+    # Not a normal interpreter exit: that would join gRPC's worker threads.
+    os._exit(code)
+
+
+def _serve(spec: SlotProcessSpec, connection: Connection) -> None:
+    folder = Path(spec.folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    address = [""]
+    deployer = TaskDeployer(lambda: spec.resource_id, lambda: address[0], work_dir=folder)
+    executor = futures.ThreadPoolExecutor(
+        max_workers=_MAX_RPC_THREADS, thread_name_prefix="slot-rpc"
+    )
+    server = grpc.server(
+        executor,
+        options=[
+            *SERVER_OPTIONS,
+            ("grpc.max_send_message_length", 512 * 1024 * 1024),
+            ("grpc.so_reuseport", 0),
+        ],
+    )
+    cluster_pb2_grpc.add_TaskExecutorGatewayServicer_to_server(SlotGateway(deployer), server)
+    data_service = DataExchangeService(deployer.gates, bind_host=spec.bind_host)
+    data_service.add_to_server(server)
+    observability = ObservabilityService(_SlotView(spec, deployer))  # type: ignore[arg-type]
+    observability_pb2_grpc.add_TaskManagerObservabilityServicer_to_server(observability, server)
+    port = server.add_insecure_port(f"{spec.bind_host}:0")
+    server.start()
+    address[0] = f"{spec.host}:{port}"
+    log.info(
+        "slot process %d for job %s attempt %d slot %d serves %s",
+        os.getpid(),
+        spec.job_id,
+        spec.attempt,
+        spec.slot,
+        address[0],
+    )
+    connection.send(("ready", address[0], os.getpid()))
+    started = time.monotonic()
+    next_metrics = started
+    taskmanager_gone = threading.Event()
+    try:
+        while not deployer.all_ended.is_set():
+            try:
+                if connection.poll(_LOOP_INTERVAL_S):
+                    connection.recv()  # nothing is sent this way yet; EOF matters
+            except (EOFError, OSError):
+                taskmanager_gone.set()
+                log.warning("the TaskManager is gone; slot process %d ends", os.getpid())
+                break
+            now = time.monotonic()
+            if not deployer.deployed and now - started > DEPLOY_TIMEOUT_S:
+                log.warning("slot process %d was never deployed to; it ends", os.getpid())
+                break
+            if now >= next_metrics:
+                next_metrics = now + spec.metrics_interval_s
+                metrics = [m.SerializeToString() for m in deployer.metrics()]
+                try:
+                    connection.send(("metrics", metrics))
+                except OSError:
+                    taskmanager_gone.set()
+                    break
+    finally:
+        deployer.close()
+        server.stop(0.5).wait()
+        data_service.stop()
+        observability.close()
+        if not taskmanager_gone.is_set():
+            try:
+                connection.send(("ended", deployer.deployed))
+            except OSError:
+                pass
+        log.info("slot process %d of job %s ended", os.getpid(), spec.job_id)
