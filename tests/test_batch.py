@@ -595,7 +595,8 @@ def pyflink_word_count_job(folder: Path) -> Path:
 def expected_final_counts() -> list[str]:
     counts = Counter(word for line in HAMLET for word in line.split())
     assert len(counts) == 183 and sum(counts.values()) == 268  # PyFlink's figures
-    return sorted(str(item) for item in counts.items())
+    # The stream is declared Types.TUPLE: print() gives Java's text, as PyFlink's does.
+    return sorted(f"({word},{count})" for word, count in counts.items())
 
 
 def count_lines(text: str) -> list[str]:
