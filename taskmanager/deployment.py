@@ -281,17 +281,18 @@ class TaskDeployer:
                 metrics=self._metrics(task),
                 pid=os.getpid(),
             )
-            ended = state in ("FINISHED", "FAILED", "CANCELED")
-            if ended:
-                with self.lock:
-                    self.tasks.pop(task.id, None)
             for _ in range(3):
                 try:
                     self._stub(jobmanager_address).UpdateTaskExecutionState(update, timeout=10)
                     break
                 except grpc.RpcError as error:
                     log.warning("could not report %s of %s: %s", state, task.name, error.code())
-            if ended:
+            if state in ("FINISHED", "FAILED", "CANCELED"):
+                # Forgotten only once reported: a slot process ends when its last task is
+                # forgotten, and would cut off a report still under way (the job then waited
+                # for that task for ever).
+                with self.lock:
+                    self.tasks.pop(task.id, None)
                 self._check_all_ended()
 
         return report
