@@ -84,10 +84,10 @@ KINDS: list[Callable] = [
     failing,
     cancelled,
     finishing,
-    # stubborn,  # enable once the watchdog kills a task past task.cancellation.timeout
+    stubborn,  # ended by the watchdog past task.cancellation.timeout
 ]
 #: a stubborn job holds its slot until the watchdog's timeout; keep the soak test short
-CLUSTER_CONFIG = {"task.cancellation.timeout": "2 s"} if stubborn in KINDS else {}
+CLUSTER_CONFIG = {"task.cancellation.timeout": "1 s"} if stubborn in KINDS else {}
 
 
 def run_one(address: str, kind: Callable, index: int) -> tuple[str, str]:
@@ -120,7 +120,7 @@ def footprint(processes: list[psutil.Process]) -> dict[str, float]:
     return total
 
 
-@pytest.mark.timeout(240)
+@pytest.mark.timeout(300)
 def test_two_hundred_mixed_jobs_leave_the_cluster_as_they_found_it(local_cluster, capsys):
     cluster = local_cluster(slots=2, **CLUSTER_CONFIG).start(taskmanagers=1)
     jobmanager = [psutil.Process(cluster.jobmanager.pid)]

@@ -47,6 +47,9 @@ MAX_FRAME_BYTES = 1024 * 1024
 #: how long finding a peer's data endpoint may take before its channels fail
 LOCATE_TIMEOUT_S = 30.0
 
+#: how long a peer that refuses connections is tried again before its channels fail
+LOCATE_RETRY_S = 5.0
+
 _REASONS = {
     grpc.StatusCode.UNAVAILABLE: "the TaskManager is unreachable or went away",
     grpc.StatusCode.UNIMPLEMENTED: "the peer at that address serves no data exchange",
@@ -123,12 +126,21 @@ class OutboundConnection:
         try:
             host = self.address.rsplit(":", 1)[0]
             locate = grpc.aio.insecure_channel(self.address, CHANNEL_OPTIONS)
-            endpoint = await data_pb2_grpc.DataExchangeStub(locate).Locate(
-                pb.LocateRequest(), timeout=LOCATE_TIMEOUT_S
-            )
+            endpoint = await self._locate(locate)
             await locate.close()
             locate = None
             data_channel = grpc.aio.insecure_channel(f"{host}:{endpoint.port}", CHANNEL_OPTIONS)
+            # The peer answered just now: a connect that fails here is a moment's overload
+            # (dozens of processes connecting at once), so wait for the connection to be up
+            # before the stream takes any data.
+            try:
+                await asyncio.wait_for(data_channel.channel_ready(), LOCATE_TIMEOUT_S)
+            except TimeoutError:
+                self._fail(
+                    f"the data endpoint of {self.address} (port {endpoint.port}) accepted no "
+                    f"connection within {LOCATE_TIMEOUT_S:.0f}s"
+                )
+                return
             call = data_pb2_grpc.DataConnectionStub(data_channel).Connect()
             reader = asyncio.ensure_future(self._read(call))
             try:
@@ -152,6 +164,24 @@ class OutboundConnection:
             for channel in (locate, data_channel):
                 if channel is not None:
                     await channel.close(grace=None)
+
+    async def _locate(self, channel: Any) -> pb.DataEndpoint:
+        """Where the peer's data endpoint is. A connect that fails for a moment (the peer's
+        listen backlog full while dozens of processes connect at once, as at parallelism 64) is
+        tried again for up to ``LOCATE_RETRY_S``; a peer that is gone fails after that."""
+        stub = data_pb2_grpc.DataExchangeStub(channel)
+        deadline = time.monotonic() + LOCATE_RETRY_S
+        delay = 0.05
+        while True:
+            try:
+                return await stub.Locate(pb.LocateRequest(), timeout=LOCATE_TIMEOUT_S)
+            except grpc.RpcError as error:
+                if error.code() != grpc.StatusCode.UNAVAILABLE:
+                    raise
+                if time.monotonic() + delay > deadline:
+                    raise
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, 1.0)
 
     async def _write(self, call: Any, reader: asyncio.Future) -> None:
         event = self._event
