@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 from harness import http_json, poll_for
 from jobs_support import remote
+from services import kill_taskmanagers_during
 
 from client.gateway import ClusterClient
 from strom.common import Encoder, RestartStrategies
@@ -107,34 +108,8 @@ def test_sigkill_of_taskmanagers_at_random_moments_keeps_output_exactly_once(
     with remote(cluster.address):
         client = env.execute_async("exactly once under SIGKILL")
     job_id = client.get_job_id()
-    rng = random.Random(7)
-    kills = 0
-    for _ in range(3):
-        before = completed_checkpoints(checkpoints)
-        poll_for(
-            lambda b=before: (
-                completed_checkpoints(checkpoints) > b or client.get_job_status() == "FINISHED"
-            ),
-            timeout=60,
-            what="a new completed checkpoint",
-        )
-        if client.get_job_status() == "FINISHED":
-            break
-        # A random moment between checkpoints: after a random number of further records.
-        target = source_records(cluster, job_id) + rng.randrange(0, 1500)
-        poll_for(
-            lambda t=target: (
-                source_records(cluster, job_id) >= t or client.get_job_status() != "RUNNING"
-            ),
-            timeout=60,
-            what="the job to read further",
-        )
-        pid = rng.choice(pids_running(cluster, job_id))
-        victim = next(tm for tm in cluster.taskmanagers if tm.pid == pid)
-        victim.send_signal(signal.SIGKILL)
-        victim.wait()
-        kills += 1
-        cluster.start_taskmanager(wait=False)  # the replacement arrives while restarting
+    # Each kill at a random moment between checkpoints; the replacement arrives while restarting.
+    kills = kill_taskmanagers_during(cluster, client, checkpoints, seed=7)
     assert kills >= 2, "the job ended before the failures could be injected"
     client.get_job_execution_result()
     with ClusterClient(cluster.address) as jobs:
