@@ -63,6 +63,16 @@ def thread_names(pid: int, spy: str) -> dict[int, str]:
     return names
 
 
+def _context_switches(pid: int, tid: int) -> tuple[int, int] | None:
+    """(voluntary, involuntary) context switches of one thread so far, from /proc."""
+    try:
+        text = Path(f"/proc/{pid}/task/{tid}/status").read_text()
+    except OSError:
+        return None
+    fields = dict(line.split(":\t", 1) for line in text.splitlines() if ":\t" in line)
+    return int(fields["voluntary_ctxt_switches"]), int(fields["nonvoluntary_ctxt_switches"])
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--taskmanagers", type=int, default=2)
@@ -125,7 +135,7 @@ def main() -> None:
             names = {pid: got or thread_names(pid, spy) for pid, got in names.items()}
             last: dict[int, dict[int, float]] = {}
             total: dict[int, float] = {}
-            switches: dict[int, int] = {}
+            switches_of: dict[int, tuple[int, int]] = {}
             while job.is_alive():
                 for process in slots:
                     try:
@@ -136,8 +146,10 @@ def main() -> None:
                     seen = last.setdefault(process.pid, {})
                     for t in threads:  # threads that ended keep their last figure
                         seen[t.id] = t.user_time + t.system_time
+                        switched = _context_switches(process.pid, t.id)
+                        if switched is not None:
+                            switches_of[t.id] = switched
                     total[process.pid] = times.user + times.system
-                    switches[process.pid] = sum(process.num_ctx_switches())
                 time.sleep(0.02)
             job.join()
             daemon_cpu = {
@@ -149,16 +161,15 @@ def main() -> None:
         for name, seconds in daemon_cpu.items():
             print(f"  {seconds:6.2f} CPU-s  {name} (own threads only)")
         for pid, threads in last.items():
-            print(
-                f"slot process {pid}: {total[pid]:.2f} CPU-s in all, "
-                f"{switches[pid]:,} context switches (last sample)"
-            )
-            labelled: dict[str, float] = collections.Counter()
-            for tid, seconds in threads.items():
-                labelled[names[pid].get(tid, "native (gRPC/other)") + f" [{tid}]"] += seconds
-            for label, seconds in sorted(labelled.items(), key=lambda kv: -kv[1]):
+            print(f"slot process {pid}: {total[pid]:.2f} CPU-s in all (last sample)")
+            for tid, seconds in sorted(threads.items(), key=lambda kv: -kv[1]):
                 if seconds >= 0.005:
-                    print(f"  {seconds:6.2f} s  {label}")
+                    voluntary, forced = switches_of.get(tid, (0, 0))
+                    label = names[pid].get(tid, "native (gRPC/other)")
+                    print(
+                        f"  {seconds:6.2f} s  {voluntary:6,} waits {forced:5,} preempted  "
+                        f"{label} [{tid}]"
+                    )
         for pid, out, _ in recorders:
             summarize(pid, out, args.top)
 
