@@ -121,6 +121,8 @@ class TaskDeployer:
         self.gates = GateRegistry()
         self.tasks: dict[TaskId, Task] = {}
         self.lock = threading.Lock()
+        #: final states (FINISHED, FAILED, CANCELED) being reported to the JobManager right now
+        self._final_reports = 0
         self.work_dir = work_dir or Path(tempfile.mkdtemp(prefix="strom-tm-"))
         #: set once tasks were deployed here and every one of them has ended and reported
         self.all_ended = threading.Event()
@@ -204,7 +206,7 @@ class TaskDeployer:
 
     def _check_all_ended(self) -> None:
         with self.lock:
-            if self.deployed and not self.tasks:
+            if self.deployed and not self.tasks and not self._final_reports:
                 self.all_ended.set()
 
     def _tasks_of(self, job_id: str, attempt: int) -> list[Task]:
@@ -285,12 +287,20 @@ class TaskDeployer:
             if ended:
                 with self.lock:
                     self.tasks.pop(task.id, None)
-            for _ in range(3):
-                try:
-                    self._stub(jobmanager_address).UpdateTaskExecutionState(update, timeout=10)
-                    break
-                except grpc.RpcError as error:
-                    log.warning("could not report %s of %s: %s", state, task.name, error.code())
+                    # Until this report is through, the slot process must not end: it would
+                    # close the channel under it and the JobManager would never hear of it.
+                    self._final_reports += 1
+            try:
+                for _ in range(3):
+                    try:
+                        self._stub(jobmanager_address).UpdateTaskExecutionState(update, timeout=10)
+                        break
+                    except grpc.RpcError as error:
+                        log.warning("could not report %s of %s: %s", state, task.name, error.code())
+            finally:
+                if ended:
+                    with self.lock:
+                        self._final_reports -= 1
             if ended:
                 self._check_all_ended()
 
