@@ -23,6 +23,7 @@ from jobmanager.checkpointing import Checkpointing
 from jobmanager.execution_graph import (
     CREATED,
     RESTARTING,
+    RUNNING,
     TERMINAL_JOB_STATES,
     TERMINAL_TASK_STATES,
     Decision,
@@ -276,6 +277,7 @@ class Dispatcher:
         consumers listen; then every TaskManager gets the subtasks with those locations."""
         request = record.request
         graph = record.graph
+        attempt = graph.attempt
         by_address: dict[str, list[tuple[str, int]]] = defaultdict(list)
         for (vertex_id, index), (_, address) in record.placement.items():
             by_address[address].append((vertex_id, index))
@@ -340,6 +342,13 @@ class Dispatcher:
             except (grpc.RpcError, RuntimeError) as error:
                 self._deploy_failed(record, address, error)
                 return
+        with self.lock:
+            superseded = graph.state != RUNNING or graph.attempt != attempt
+        if superseded:
+            # A cancel or failure during the deployment found nothing to cancel on the
+            # TaskManagers not prepared yet, which then started the tasks: cancel them now,
+            # or the job would wait for them in CANCELLING or FAILING for ever.
+            self._cancel_tasks(record, attempt)
 
     def _deploy_failed(self, record: JobRecord, address: str, error: Exception) -> None:
         detail = error.details() if isinstance(error, grpc.RpcError) else str(error)
@@ -349,13 +358,16 @@ class Dispatcher:
             decision = record.graph.fail(reason)
         self._apply(record, decision)
 
-    def _cancel_tasks(self, record: JobRecord) -> None:
-        """Tell every registered TaskManager running the job to cancel it, all at once: a
-        lost TaskManager is not asked (and cannot hold up the others)."""
+    def _cancel_tasks(self, record: JobRecord, attempt: int | None = None) -> None:
+        """Tell every registered TaskManager running the job (``attempt`` of it, by default
+        the current one) to cancel it, all at once: a lost TaskManager is not asked (and cannot
+        hold up the others)."""
         with self.lock:
             registered = {tm.address for tm in self.jm.registry.all()}
         addresses = {a for _, a in record.placement.values() if a in registered}
-        request = pb.CancelTasksRequest(job_id=record.job_id, attempt=record.graph.attempt)
+        if attempt is None:
+            attempt = record.graph.attempt
+        request = pb.CancelTasksRequest(job_id=record.job_id, attempt=attempt)
 
         def cancel(address: str) -> None:
             try:
