@@ -9,6 +9,23 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from harness import LocalCluster  # noqa: E402
 from jobs_support import Mode  # noqa: E402
+from tracebacks import with_lines  # noqa: E402
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_makereport(item, call):
+    """A failure whose traceback has an entry without a line is reported, not an INTERNALERROR
+    that ends the session (see tracebacks.py)."""
+    if call.excinfo is not None:
+        error = with_lines(call.excinfo.value)
+        call.excinfo = pytest.ExceptionInfo.from_exception(error)
+    report = yield
+    if report.failed:
+        # The ends of the logs of the clusters this test made: CI keeps only its output.
+        for made_by, cluster in LocalCluster.made:
+            if made_by.startswith(item.nodeid + " "):
+                report.sections.append((f"cluster logs {cluster.log_dir}", cluster.log_tails()))
+    return report
 
 
 @pytest.fixture

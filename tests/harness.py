@@ -86,7 +86,12 @@ def kill_tree(pid: int, sig: int = signal.SIGKILL) -> None:
 class LocalCluster:
     """A JobManager and TaskManagers as real processes on loopback, for one test."""
 
+    #: Every cluster made, with the test that made it: a failing test's report shows the
+    #: ends of its clusters' logs (tests/conftest.py), CI keeps no files.
+    made: list[tuple[str, LocalCluster]] = []
+
     def __init__(self, tmp_path: Path, slots: int = 2, **config: Any) -> None:
+        LocalCluster.made.append((os.environ.get("PYTEST_CURRENT_TEST", ""), self))
         self.conf_dir = tmp_path / "conf"
         self.log_dir = tmp_path / "log"
         self.conf_dir.mkdir(parents=True, exist_ok=True)
@@ -161,6 +166,14 @@ class LocalCluster:
             f"--- {path.name}\n{path.read_text(errors='replace')}"
             for path in sorted(self.log_dir.glob("*.log"))
         )
+
+    def log_tails(self, lines: int = 40) -> str:
+        """The last ``lines`` lines of each log, for a failure report."""
+        tails = []
+        for path in sorted(self.log_dir.glob("*.log")):
+            tail = path.read_text(errors="replace").splitlines()[-lines:]
+            tails.append(f"--- {path} (last {len(tail)} lines)\n" + "\n".join(tail))
+        return "\n".join(tails)
 
     def stop(self) -> None:
         for process in self._all:
