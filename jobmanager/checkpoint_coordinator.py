@@ -83,6 +83,12 @@ class CheckpointCoordinator:
             return False
         if draining:
             interval = min(interval, DRAINING_INTERVAL_MS)
+        if self.last_trigger == float("-inf"):
+            # The first time the job is ready: its first checkpoint comes one interval later,
+            # as in Flink (whose first comes after a random delay of at most the interval), not
+            # at once, so a job checkpointed every minute is not snapshotted as it starts.
+            self.last_trigger = now
+            return False
         if len([p for p in self.pending.values() if not p.is_savepoint]) >= max(
             1, self.settings.max_concurrent
         ):

@@ -326,6 +326,13 @@ class Checkpointing:
         )
         if not savepoint:
             self.dispatcher.jm.checkpoint_completed(record.job_id, checkpoint_id, location)
+        # As in Flink since 1.15, a savepoint the job goes on after commits no side effects:
+        # recovery restores the latest checkpoint, not the savepoint, so output committed for
+        # the savepoint would be written again. Its committables are committed with the next
+        # checkpoint (or when a job is started from the savepoint). A stop-with-savepoint is
+        # the job's last snapshot: its side effects are committed.
+        if savepoint and not self._ends_the_job(record.job_id, checkpoint_id):
+            addresses = set()
         notice = pb.CheckpointNotice(
             job_id=record.job_id, attempt=attempt, checkpoint_id=checkpoint_id
         )
@@ -367,6 +374,12 @@ class Checkpointing:
             del self._savepoint_of_checkpoint[key]
 
     # -------------------------------------------------------------- savepoints
+
+    def _ends_the_job(self, job_id: str, checkpoint_id: int) -> bool:
+        """Whether that savepoint is a stop-with-savepoint's."""
+        with self.lock:
+            trigger_id = self._savepoint_of_checkpoint.get((job_id, checkpoint_id))
+            return trigger_id is not None and self.savepoints[trigger_id]["then"] == "stop"
 
     def _savepoint_done(self, record: JobRecord, checkpoint_id: int, location: str) -> None:
         trigger_id = self._savepoint_of_checkpoint.pop((record.job_id, checkpoint_id), None)

@@ -16,9 +16,11 @@ def coordinator(**settings) -> CheckpointCoordinator:
 
 def test_a_checkpoint_completes_when_every_task_acknowledged():
     c = coordinator()
-    assert c.due(0.0)
-    cid = c.trigger(0.0)
-    assert not c.due(0.5)  # one in flight, and the interval has not passed
+    assert not c.due(0.0)  # the job just became ready: the first comes one interval later
+    assert not c.due(0.9)
+    assert c.due(1.0)
+    cid = c.trigger(1.0)
+    assert not c.due(1.5)  # one in flight, and the interval has not passed
     assert not c.acknowledge(cid, ("v1", 0), {"path": "a"})
     assert not c.acknowledge(cid, ("v9", 0), {"path": "x"})  # not a task of this job
     assert not c.acknowledge(cid, ("v2", 0), {"path": "b"})

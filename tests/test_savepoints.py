@@ -80,6 +80,33 @@ def test_stop_with_savepoint_and_resume_at_another_parallelism(cluster, tmp_path
     assert dispose.returncode == 0 and not Path(location).exists()
 
 
+def test_a_savepoint_the_job_goes_on_after_commits_nothing(cluster, tmp_path):
+    # Recovery restores the latest checkpoint, not a savepoint: output committed for an
+    # intermediate savepoint would be written a second time after a failover (seen when the
+    # leading JobManager was killed during one). As in Flink since 1.15, its committables are
+    # committed with the next checkpoint, here the job's final one.
+    output = tmp_path / "out"
+    job_id = submit(cluster, output, parallelism=2)
+    with ClusterClient(cluster.address) as jobs:
+        poll_for(
+            lambda: jobs.job(job_id).vertices[0].records_out > 2000,
+            what="the job to make progress",
+        )
+        taken = strom_cli(cluster, "savepoint", job_id, str(tmp_path / "sp"))
+        assert taken.returncode == 0, taken.stderr
+        assert "Savepoint completed" in taken.stdout
+        committed_while_running = committed_output(output)
+        assert jobs.job(job_id).summary.state == "RUNNING", "the job ended: make it longer"
+        assert not committed_while_running
+        poll_for(
+            lambda: jobs.job(job_id).summary.state in ("FINISHED", "FAILED"),
+            timeout=120,
+            what="the job to end",
+        )
+        assert jobs.job(job_id).summary.state == "FINISHED", jobs.job(job_id).failure
+    assert committed_output(output) == expected_output(COUNT)
+
+
 def test_run_from_a_half_written_savepoint_is_refused(cluster, tmp_path):
     broken = tmp_path / "savepoint-broken"
     broken.mkdir()
