@@ -62,6 +62,8 @@ class SlotProcessSpec:
     log_level: str
     metrics_interval_s: float
     config: dict
+    #: (vertex id, subtask) of the tasks this process will run: producers wait for them
+    subtasks: tuple[tuple[str, int], ...] = ()
 
 
 class _SlotView:
@@ -170,6 +172,7 @@ def _serve(spec: SlotProcessSpec, connection: Connection) -> None:
     folder.mkdir(parents=True, exist_ok=True)
     address = [""]
     deployer = TaskDeployer(lambda: spec.resource_id, lambda: address[0], work_dir=folder)
+    deployer.gates.expect(spec.job_id, spec.attempt, list(spec.subtasks))
     executor = futures.ThreadPoolExecutor(
         max_workers=_MAX_RPC_THREADS, thread_name_prefix="slot-rpc"
     )

@@ -217,6 +217,7 @@ class SlotProcesses:
             log_level=os.environ.get("STROM_LOG_LEVEL", "INFO"),
             metrics_interval_s=self.metrics_interval_s,
             config=dict(self.config),
+            subtasks=tuple(sorted((t.vertex_id, t.subtask) for t in assignment.tasks)),
         )
         ours, theirs = self._context.Pipe()
         process = self._context.Process(

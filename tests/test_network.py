@@ -394,6 +394,35 @@ def test_a_producer_reports_a_consumer_that_never_appears():
         stop_data_server(served)
 
 
+def test_a_producer_waits_past_the_lookup_timeout_for_a_consumer_being_deployed():
+    # A slot process is told in the first phase of a deployment which subtasks it will host;
+    # with many slot processes on a loaded host their deployment can take longer than the
+    # lookup timeout, and a producer must not fail the job for that.
+    served = start_data_server(lookup_timeout=0.1)
+    asked_after_the_deadline = []
+    expected = served.registry.expected
+    served.registry.expected = lambda *key: asked_after_the_deadline.append(key) or expected(*key)
+    try:
+        served.registry.expect("job", 0, [("late", 0), ("dropped", 0)])
+        out = RemoteOutputChannel(served.address, ChannelKey("job", 0, "late", 0, 0))
+        out.send((RECORDS, [1], None))
+        # The service asks whether it is expected only once the lookup timeout has passed.
+        poll_for(lambda: len(asked_after_the_deadline) >= 3, what="lookups past the timeout")
+        assert not out.failed
+        gate = InputGate(1, capacity_per_channel=4)
+        served.registry.register("job", 0, "late", 0, gate)
+        assert take(gate, 1)[0][1] == (RECORDS, [1], None)
+        out.close(timeout=10.0)
+        gate.close()
+
+        dropped = RemoteOutputChannel(served.address, ChannelKey("job", 0, "dropped", 0, 0))
+        served.registry.unregister_job("job", 0)  # the attempt is cancelled before it deploys
+        with pytest.raises(ChannelError, match="not deployed"):
+            dropped.close(timeout=10.0)
+    finally:
+        stop_data_server(served)
+
+
 def test_a_producer_reports_a_peer_that_is_gone():
     out = RemoteOutputChannel(f"127.0.0.1:{free_port()}", ChannelKey("job", 0, "v", 0, 0))
     try:

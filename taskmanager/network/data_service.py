@@ -299,17 +299,24 @@ class _InboundConnection:
 
     async def _find_gate(self, channel: _InboundChannel) -> None:
         header, registry = channel.header, self.service.registry
-        deadline = self.loop.loop.time() + self.service.lookup_timeout
+        key = (header.job_id, header.attempt, header.vertex_id, header.subtask)
+        started = self.loop.loop.time()
+        deadline = started + self.service.lookup_timeout
         interval = _LOOKUP_FIRST_INTERVAL_S
         while True:
             try:
-                gate = registry.get(
-                    header.job_id, header.attempt, header.vertex_id, header.subtask, 0
-                )
+                gate = registry.get(*key, 0)
                 break
-            except LookupError as error:
-                if self.loop.loop.time() >= deadline:
-                    self._fail(channel, pb.NOT_DEPLOYED, str(error))
+            except LookupError:
+                # A subtask this process was prepared for is being deployed: wait for it.
+                if self.loop.loop.time() >= deadline and not registry.expected(*key):
+                    waited = self.loop.loop.time() - started
+                    self._fail(
+                        channel,
+                        pb.NOT_DEPLOYED,
+                        f"the consumer of {channel.where} is not deployed here: no input "
+                        f"gate for it was registered in {waited:.1f} s",
+                    )
                     return
             await asyncio.sleep(interval)
             interval = min(interval * 2, _LOOKUP_MAX_INTERVAL_S)

@@ -2,7 +2,10 @@
 
 Producers may start before their consumer is deployed (subtasks of a job start in no
 particular order, and a remote producer's stream can arrive first), so ``get`` waits for the
-registration instead of failing at once.
+registration instead of failing at once. A slot process knows from the first phase of a
+deployment which subtasks it will host (``expect``): a producer asking for one of those waits
+for as long as it takes to deploy it, which on a loaded host with many slot processes can be
+longer than any fixed lookup timeout; it stops waiting when the subtask is unregistered.
 """
 
 from __future__ import annotations
@@ -26,7 +29,19 @@ class GateRegistry:
 
     def __init__(self) -> None:
         self._gates: dict[GateKey, InputGate] = {}
+        self._expected: set[GateKey] = set()
         self._changed = threading.Condition()
+
+    def expect(self, job_id: str, attempt: int, subtasks: list[tuple[str, int]]) -> None:
+        """Announce the (vertex, subtask) pairs whose gates will be registered here."""
+        with self._changed:
+            self._expected.update((job_id, attempt, v, s) for v, s in subtasks)
+
+    def expected(self, job_id: str, attempt: int, vertex_id: str, subtask: int) -> bool:
+        """Whether that subtask is announced here and neither registered nor gone yet."""
+        with self._changed:
+            key = (job_id, attempt, vertex_id, subtask)
+            return key in self._expected and key not in self._gates
 
     def register(
         self, job_id: str, attempt: int, vertex_id: str, subtask: int, gate: InputGate
@@ -48,17 +63,17 @@ class GateRegistry:
     ) -> InputGate | None:
         """Forget one gate; returns it, or None when none was registered."""
         with self._changed:
+            self._expected.discard((job_id, attempt, vertex_id, subtask))
             return self._gates.pop((job_id, attempt, vertex_id, subtask), None)
 
     def unregister_job(self, job_id: str, attempt: int | None = None) -> list[InputGate]:
         """Forget the gates of a job (of one attempt of it, when given); returns them."""
+        def of_it(key: GateKey) -> bool:
+            return key[0] == job_id and (attempt is None or key[1] == attempt)
+
         with self._changed:
-            keys = [
-                key
-                for key in self._gates
-                if key[0] == job_id and (attempt is None or key[1] == attempt)
-            ]
-            return [self._gates.pop(key) for key in keys]
+            self._expected = {key for key in self._expected if not of_it(key)}
+            return [self._gates.pop(key) for key in [k for k in self._gates if of_it(k)]]
 
     def get(
         self, job_id: str, attempt: int, vertex_id: str, subtask: int, timeout: float
