@@ -68,6 +68,7 @@ class GateRegistry:
 
     def unregister_job(self, job_id: str, attempt: int | None = None) -> list[InputGate]:
         """Forget the gates of a job (of one attempt of it, when given); returns them."""
+
         def of_it(key: GateKey) -> bool:
             return key[0] == job_id and (attempt is None or key[1] == attempt)
 
