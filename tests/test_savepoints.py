@@ -40,6 +40,15 @@ def submit(cluster, output: Path, parallelism: int, savepoint: str | None = None
         return env.execute_async(f"savepoint job p={parallelism}").get_job_id()
 
 
+def assert_finishes(jobs: ClusterClient, job_id: str) -> None:
+    poll_for(
+        lambda: jobs.job(job_id).summary.state in ("FINISHED", "FAILED"),
+        timeout=120,
+        what=f"job {job_id} to end",
+    )
+    assert jobs.job(job_id).summary.state == "FINISHED", jobs.job(job_id).failure
+
+
 @pytest.fixture(scope="module")
 def cluster(tmp_path_factory):
     from harness import LocalCluster
@@ -69,12 +78,7 @@ def test_stop_with_savepoint_and_resume_at_another_parallelism(cluster, tmp_path
         assert committed_output(output) != expected_output(COUNT)  # it really was cut short
 
         resumed = submit(cluster, output, new_parallelism, savepoint=location)
-        poll_for(
-            lambda: jobs.job(resumed).summary.state in ("FINISHED", "FAILED"),
-            timeout=120,
-            what="the resumed job to end",
-        )
-        assert jobs.job(resumed).summary.state == "FINISHED", jobs.job(resumed).failure
+        assert_finishes(jobs, resumed)
     assert committed_output(output) == expected_output(COUNT)
     dispose = strom_cli(cluster, "savepoint", "-d", location)
     assert dispose.returncode == 0 and not Path(location).exists()
@@ -98,12 +102,7 @@ def test_a_savepoint_the_job_goes_on_after_commits_nothing(cluster, tmp_path):
         committed_while_running = committed_output(output)
         assert jobs.job(job_id).summary.state == "RUNNING", "the job ended: make it longer"
         assert not committed_while_running
-        poll_for(
-            lambda: jobs.job(job_id).summary.state in ("FINISHED", "FAILED"),
-            timeout=120,
-            what="the job to end",
-        )
-        assert jobs.job(job_id).summary.state == "FINISHED", jobs.job(job_id).failure
+        assert_finishes(jobs, job_id)
     assert committed_output(output) == expected_output(COUNT)
 
 
