@@ -267,7 +267,14 @@ class VertexDetails(_message.Message):
     def __init__(self, id: _Optional[str] = ..., name: _Optional[str] = ..., parallelism: _Optional[int] = ..., status: _Optional[str] = ..., records_in: _Optional[int] = ..., records_out: _Optional[int] = ..., tasks: _Optional[_Mapping[str, int]] = ...) -> None: ...
 
 class JobDetails(_message.Message):
-    __slots__ = ("summary", "vertices", "failure", "status_message", "plan", "restarts", "attempt", "exceptions")
+    __slots__ = ("summary", "vertices", "failure", "status_message", "plan", "restarts", "attempt", "exceptions", "executions")
+    class ExecutionsEntry(_message.Message):
+        __slots__ = ("key", "value")
+        KEY_FIELD_NUMBER: _ClassVar[int]
+        VALUE_FIELD_NUMBER: _ClassVar[int]
+        key: str
+        value: int
+        def __init__(self, key: _Optional[str] = ..., value: _Optional[int] = ...) -> None: ...
     SUMMARY_FIELD_NUMBER: _ClassVar[int]
     VERTICES_FIELD_NUMBER: _ClassVar[int]
     FAILURE_FIELD_NUMBER: _ClassVar[int]
@@ -276,6 +283,7 @@ class JobDetails(_message.Message):
     RESTARTS_FIELD_NUMBER: _ClassVar[int]
     ATTEMPT_FIELD_NUMBER: _ClassVar[int]
     EXCEPTIONS_FIELD_NUMBER: _ClassVar[int]
+    EXECUTIONS_FIELD_NUMBER: _ClassVar[int]
     summary: JobSummary
     vertices: _containers.RepeatedCompositeFieldContainer[VertexDetails]
     failure: str
@@ -284,7 +292,8 @@ class JobDetails(_message.Message):
     restarts: int
     attempt: int
     exceptions: _containers.RepeatedCompositeFieldContainer[JobException]
-    def __init__(self, summary: _Optional[_Union[JobSummary, _Mapping]] = ..., vertices: _Optional[_Iterable[_Union[VertexDetails, _Mapping]]] = ..., failure: _Optional[str] = ..., status_message: _Optional[str] = ..., plan: _Optional[bytes] = ..., restarts: _Optional[int] = ..., attempt: _Optional[int] = ..., exceptions: _Optional[_Iterable[_Union[JobException, _Mapping]]] = ...) -> None: ...
+    executions: _containers.ScalarMap[str, int]
+    def __init__(self, summary: _Optional[_Union[JobSummary, _Mapping]] = ..., vertices: _Optional[_Iterable[_Union[VertexDetails, _Mapping]]] = ..., failure: _Optional[str] = ..., status_message: _Optional[str] = ..., plan: _Optional[bytes] = ..., restarts: _Optional[int] = ..., attempt: _Optional[int] = ..., exceptions: _Optional[_Iterable[_Union[JobException, _Mapping]]] = ..., executions: _Optional[_Mapping[str, int]] = ...) -> None: ...
 
 class JobException(_message.Message):
     __slots__ = ("exception", "location", "timestamp")
@@ -402,6 +411,12 @@ class CancelTasksRequest(_message.Message):
     job_id: str
     attempt: int
     def __init__(self, job_id: _Optional[str] = ..., attempt: _Optional[int] = ...) -> None: ...
+
+class ReleasePartitionsRequest(_message.Message):
+    __slots__ = ("job_id",)
+    JOB_ID_FIELD_NUMBER: _ClassVar[int]
+    job_id: str
+    def __init__(self, job_id: _Optional[str] = ...) -> None: ...
 
 class TaskExecutionState(_message.Message):
     __slots__ = ("job_id", "attempt", "vertex_id", "subtask", "state", "failure", "resource_id", "metrics", "pid")
