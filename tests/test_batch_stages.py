@@ -4,9 +4,11 @@ only its region, re-reading the stage results it consumed)."""
 
 from __future__ import annotations
 
+import importlib
 import os
 import signal
 import subprocess
+import sys
 import tempfile
 import time
 from collections import Counter
@@ -241,3 +243,46 @@ def test_a_lost_taskmanager_reruns_the_first_stage_results_it_kept(local_cluster
 def _no_leftover_go(tmp_path):
     yield
     (tmp_path / "go").write_text("go")  # a failed test must not leave a task waiting
+
+
+def test_the_benchmark_job_at_parallelism_4_finishes_in_two_slots(local_cluster, tmp_path):
+    """bench/batch.py's word count at parallelism 4 on one TaskManager with 2 slots (the
+    bench runs it on its 2,000,000 words; here a smaller file)."""
+    from strom.datastream import execution_context
+
+    bench = Path(__file__).resolve().parent.parent / "bench"
+    sys.path.insert(0, str(bench))
+    try:
+        batch_bench = importlib.import_module("batch")
+    finally:
+        sys.path.remove(str(bench))
+    path = tmp_path / "words.txt"
+    lines = [" ".join(f"w{(i * 7 + j) % 97}" for j in range(10)) for i in range(3000)]
+    path.write_text("\n".join(lines) + "\n")
+    cluster = local_cluster(slots=2).start(taskmanagers=1)
+    previous = execution_context.set_current(
+        execution_context.ExecutionContext(
+            target="remote", jobmanager=cluster.address, job_root=str(bench)
+        )
+    )
+    try:
+        _, counts = batch_bench.strom_batch_job(path, parallelism=4)
+    finally:
+        execution_context.set_current(previous)
+    assert counts == Counter(word for line in lines for word in line.split())
+
+
+def test_cancelling_a_batch_job_between_stages_ends_it_canceled(local_cluster, tmp_path):
+    from client.gateway import ClusterClient
+
+    cluster = local_cluster(slots=2).start(taskmanagers=1)
+    env, _ = three_stage_job(tmp_path, parallelism=2, hold=True)
+    job_id = submit(cluster, env)
+    poll_for(lambda: len(stage2_pids(tmp_path)) == 2, timeout=40, what="stage 2 to run")
+    with ClusterClient(cluster.address) as client:
+        client.cancel(job_id)
+    (tmp_path / "go").write_text("go")
+    poll_for(lambda: job_state(cluster, job_id) == "CANCELED", timeout=30, what="CANCELED")
+    # The third stage never ran, and the first stage's results are gone with the job.
+    assert not [e for e in events(tmp_path) if e.startswith("s3")]
+    poll_for(lambda: not partitions_of(job_id), timeout=10, what="the partitions' release")
