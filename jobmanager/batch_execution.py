@@ -71,6 +71,10 @@ class BatchExecution:
     hold_until: float = 0.0
     #: how many region failovers the job went through
     failovers: int = 0
+    #: per vertex (stage), when its first subtask was deployed and when its last finished
+    #: (epoch seconds; a failover that re-runs part of a finished stage reopens it)
+    started: dict[str, float] = field(default_factory=dict)
+    ended: dict[str, float] = field(default_factory=dict)
     numbers: Any = field(default_factory=lambda: itertools.count(_FIRST_EXECUTION))
 
     @classmethod
@@ -141,6 +145,7 @@ class BatchJobs:
                 address,
             )
             record.placement[deployment.subtask] = (slot.resource_id, address)
+            run.started.setdefault(deployment.subtask[0], now)
             inputs = {p: run.addresses.get(rid, "") for p, rid in deployment.inputs.items()}
             planned.append(_Deployment(deployment.subtask, execution, slot, address, inputs))
         if graph.state == CREATED:
@@ -269,6 +274,8 @@ class BatchJobs:
             decision = graph.task_state_changed(
                 update.vertex_id, update.subtask, graph.attempt, "FINISHED"
             )
+            if graph.vertex_state(update.vertex_id) == "FINISHED":
+                run.ended[update.vertex_id] = time.time()
             graph.status_message = self._stage_message(record)
             self.dispatcher.wake()  # the next stage may be ready
             return decision
@@ -317,6 +324,7 @@ class BatchJobs:
                     daemon=True,
                 ).start()
         for subtask_id in failover.rerun:
+            run.ended.pop(subtask_id[0], None)
             run.executions.pop(subtask_id, None)
             record.placement.pop(subtask_id, None)
             subtask = graph.subtasks[subtask_id]
@@ -365,6 +373,16 @@ class BatchJobs:
 
         for address in set(record.batch.addresses.values()) & registered:
             threading.Thread(target=release, args=(address,), daemon=True).start()
+
+    @staticmethod
+    def vertex_times(record: JobRecord, vertex_id: str) -> dict[str, int]:
+        """When a stage started and ended (epoch ms, -1 if not yet), for the REST API."""
+        run = record.batch
+        started, ended = run.started.get(vertex_id), run.ended.get(vertex_id)
+        return {
+            "start-time": int(started * 1000) if started else -1,
+            "end-time": int(ended * 1000) if ended else -1,
+        }
 
     def metrics(self, record: JobRecord, metric: pb.TaskMetrics) -> None:
         """A heartbeat's sample of one execution. Caller holds the lock."""

@@ -664,6 +664,8 @@ class Dispatcher:
                 )
             details["vertices"] = vertices
             if record.batch is not None:
+                for vertex in vertices:  # each stage's own times
+                    vertex.update(self.batch.vertex_times(record, vertex["id"]))
                 details["executions"] = {
                     f"{v}/{i}": n for (v, i), n in record.batch.executions.items()
                 }
