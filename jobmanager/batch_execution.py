@@ -79,6 +79,7 @@ class BatchExecution:
 
     @classmethod
     def for_plan(cls, plan: dict[str, Any], attempt: int = 0) -> BatchExecution:
+        """A run from the first stage of the job ``plan`` (``JobGraph.plan()``)."""
         return cls(BatchScheduler.from_plan(plan), plan, attempt)
 
 
@@ -100,6 +101,7 @@ class BatchJobs:
 
     @property
     def registry(self) -> Any:
+        """The JobManager's TaskManager registry (its slots)."""
         return self.dispatcher.jm.registry
 
     # -------------------------------------------------------------- scheduling
