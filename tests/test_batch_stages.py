@@ -290,3 +290,38 @@ def test_cancelling_a_batch_job_between_stages_ends_it_canceled(local_cluster, t
     # The third stage never ran, and the first stage's results are gone with the job.
     assert not [e for e in events(tmp_path) if e.startswith("s3")]
     poll_for(lambda: not partitions_of(job_id), timeout=10, what="the partitions' release")
+
+
+class FailOnceInStage2(StageEvents):
+    """Stage 2: the first execution of subtask 0 fails at its first record."""
+
+    def __init__(self, log: str, marker: str) -> None:
+        super().__init__(log, "s2")
+        self.marker = marker
+
+    def map(self, value):
+        if self.index == 0 and not Path(self.marker).exists():
+            Path(self.marker).write_text("failed")
+            raise RuntimeError("stage 2 fails here once")
+        return value
+
+
+def test_a_failed_task_reruns_alone_reading_the_first_stage_results_again(mode, tmp_path):
+    log, marker = str(tmp_path / "events"), str(tmp_path / "failed")
+    env = StreamExecutionEnvironment.get_execution_environment()
+    env.set_runtime_mode(RuntimeExecutionMode.BATCH)
+    env.set_parallelism(2)
+    env.set_restart_strategy(RestartStrategies.fixed_delay_restart(2, 50))
+    sums = (
+        env.from_source(NumberSequenceSource(1, NUMBERS), None, "numbers")
+        .map(StageEvents(log, "s1"))
+        .map(lambda n: (n % KEYS, n))
+        .key_by(lambda pair: pair[0])
+        .reduce(lambda a, b: (a[0], a[1] + b[1]))
+        .map(FailOnceInStage2(log, marker))
+        .map(lambda pair: f"{pair[0]}={pair[1]}")
+    )
+    assert sorted(mode.collect(sums)) == expected_output()
+    assert Path(marker).exists()
+    opens = Counter(e for e in events(tmp_path) if " open " in e)
+    assert opens == Counter({"s1 open 0": 1, "s1 open 1": 1, "s2 open 0": 2, "s2 open 1": 1})
