@@ -17,8 +17,8 @@ carries them out with the dispatcher's slots, TaskManager stubs and execution gr
   finished producers whose partitions it kept that a consumer still needs; consumers that were
   reading those are cancelled and re-run too. Each failover counts as one failure for the
   job's restart strategy; when that says no more, the job fails as a whole.
-- The job's result partitions are released on every TaskManager that ran one of its
-  subtasks when the job ends.
+- A producer's result partitions are released as soon as every consumer of them finished,
+  and the rest on every TaskManager that ran one of the job's subtasks when the job ends.
 
 The execution graph's subtasks mirror the scheduler's states, so the REST API and dashboard
 show which stage runs and which finished with no BATCH case of their own. All methods but
@@ -271,7 +271,8 @@ class BatchJobs:
             graph.status_message = self._stage_message(record)
             return Decision()
         if update.state == "FINISHED":
-            run.scheduler.finished(subtask_id)
+            for producer, resource_id in run.scheduler.finished(subtask_id):
+                self._release_partition(record, producer, run.addresses.get(resource_id, ""))
             run.executions.pop(subtask_id, None)
             decision = graph.task_state_changed(
                 update.vertex_id, update.subtask, graph.attempt, "FINISHED"
@@ -345,6 +346,22 @@ class BatchJobs:
         timer.daemon = True
         timer.start()
         return Decision()
+
+    def _release_partition(self, record: JobRecord, producer: SubtaskId, address: str) -> None:
+        """Every consumer of ``producer``'s partitions finished: free their disk now."""
+        if not address:
+            return
+        request = pb.ReleasePartitionsRequest(
+            job_id=record.job_id, producer_vertex=producer[0], producer_subtask=producer[1]
+        )
+
+        def release() -> None:
+            try:
+                self.dispatcher._stub(address).ReleasePartitions(request, timeout=10)
+            except grpc.RpcError as error:
+                log.info("could not release a partition on %s: %s", address, error.code())
+
+        threading.Thread(target=release, name="jm-batch-release", daemon=True).start()
 
     def _cancel_execution(self, address: str, job_id: str, execution: int) -> None:
         try:

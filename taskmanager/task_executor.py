@@ -65,7 +65,9 @@ class TaskExecutorGateway(cluster_pb2_grpc.TaskExecutorGatewayServicer):
         return self.executor.slots.notify_checkpoint_complete(request)
 
     def ReleasePartitions(self, request: pb.ReleasePartitionsRequest, context) -> pb.Ack:
-        self.executor.partitions.release(request.job_id)
+        self.executor.partitions.release(
+            request.job_id, request.producer_vertex, request.producer_subtask
+        )
         return pb.Ack(ok=True)
 
 

@@ -58,15 +58,15 @@ class HoldUntilGo(StageEvents):
     """Stage 2: at its first record, writes its process id to the side file and waits for the
     ``go`` file (the test kills it meanwhile)."""
 
-    def __init__(self, log: str, folder: str) -> None:
-        super().__init__(log, "s2")
+    def __init__(self, log: str, folder: str, stage: str = "s2") -> None:
+        super().__init__(log, stage)
         self.folder = folder
         self.waited = False
 
     def map(self, value):
         if not self.waited:
             self.waited = True
-            _append(self.log, f"s2 pid {self.index} {os.getpid()}")
+            _append(self.log, f"{self.stage} pid {self.index} {os.getpid()}")
             go = Path(self.folder) / "go"
             deadline = time.monotonic() + 90
             while not go.exists() and time.monotonic() < deadline:
@@ -75,7 +75,7 @@ class HoldUntilGo(StageEvents):
 
 
 def three_stage_job(
-    folder: Path, parallelism: int, hold: bool = False
+    folder: Path, parallelism: int, hold: str = ""
 ) -> tuple[StreamExecutionEnvironment, Path]:
     """numbers (stage 1) -> keyed sum per key, then a map (stage 2) -> keyed map and FileSink
     (stage 3), every exchange blocking; stage events go to ``folder/events``."""
@@ -85,7 +85,8 @@ def three_stage_job(
     env.set_runtime_mode(RuntimeExecutionMode.BATCH)
     env.set_parallelism(parallelism)
     env.set_restart_strategy(RestartStrategies.fixed_delay_restart(3, 100))
-    stage2 = HoldUntilGo(log, str(folder)) if hold else StageEvents(log, "s2")
+    stage2 = HoldUntilGo(log, str(folder)) if hold == "s2" else StageEvents(log, "s2")
+    stage3 = HoldUntilGo(log, str(folder), "s3") if hold == "s3" else StageEvents(log, "s3")
     (
         env.from_source(NumberSequenceSource(1, NUMBERS), None, "numbers")
         .map(StageEvents(log, "s1"))
@@ -94,7 +95,7 @@ def three_stage_job(
         .reduce(lambda a, b: (a[0], a[1] + b[1]))
         .map(stage2)
         .key_by(lambda pair: pair[1] % 3)
-        .map(StageEvents(log, "s3"))
+        .map(stage3)
         .map(lambda pair: f"{pair[0]}={pair[1]}")
         .sink_to(FileSink.for_row_format(str(output), Encoder.simple_string_encoder()).build())
     )
@@ -144,11 +145,11 @@ def submit(cluster, env) -> str:
         return env.execute_async("three stages").get_job_id()
 
 
-def stage2_pids(folder: Path) -> dict[int, int]:
+def stage2_pids(folder: Path, stage: str = "s2") -> dict[int, int]:
     pids = {}
     for line in events(folder):
         parts = line.split()
-        if parts[:2] == ["s2", "pid"]:
+        if parts[:2] == [stage, "pid"]:
             pids[int(parts[2])] = int(parts[3])
     return pids
 
@@ -186,7 +187,7 @@ def test_a_job_wider_than_the_cluster_runs_stage_by_stage_in_two_slots(local_clu
 
 def test_a_killed_slot_process_in_the_second_stage_reruns_only_its_region(local_cluster, tmp_path):
     cluster = local_cluster(slots=1).start(taskmanagers=2)
-    env, output = three_stage_job(tmp_path, parallelism=2, hold=True)
+    env, output = three_stage_job(tmp_path, parallelism=2, hold="s2")
     job_id = submit(cluster, env)
     poll_for(lambda: len(stage2_pids(tmp_path)) == 2, timeout=40, what="stage 2 to run")
     # The REST API shows the stages: the first finished, the second running, the third not
@@ -224,7 +225,7 @@ def _taskmanager_of(cluster, pid: int) -> subprocess.Popen:
 
 def test_a_lost_taskmanager_reruns_the_first_stage_results_it_kept(local_cluster, tmp_path):
     cluster = local_cluster(slots=2).start(taskmanagers=2)
-    env, output = three_stage_job(tmp_path, parallelism=2, hold=True)
+    env, output = three_stage_job(tmp_path, parallelism=2, hold="s2")
     job_id = submit(cluster, env)
     poll_for(lambda: len(stage2_pids(tmp_path)) == 2, timeout=40, what="stage 2 to run")
     taskmanager = _taskmanager_of(cluster, stage2_pids(tmp_path)[0])
@@ -280,7 +281,7 @@ def test_cancelling_a_batch_job_between_stages_ends_it_canceled(local_cluster, t
     from client.gateway import ClusterClient
 
     cluster = local_cluster(slots=2).start(taskmanagers=1)
-    env, _ = three_stage_job(tmp_path, parallelism=2, hold=True)
+    env, _ = three_stage_job(tmp_path, parallelism=2, hold="s2")
     job_id = submit(cluster, env)
     poll_for(lambda: len(stage2_pids(tmp_path)) == 2, timeout=40, what="stage 2 to run")
     with ClusterClient(cluster.address) as client:
@@ -325,3 +326,25 @@ def test_a_failed_task_reruns_alone_reading_the_first_stage_results_again(mode, 
     assert Path(marker).exists()
     opens = Counter(e for e in events(tmp_path) if " open " in e)
     assert opens == Counter({"s1 open 0": 1, "s1 open 1": 1, "s2 open 0": 2, "s2 open 1": 1})
+
+
+def test_a_stage_s_results_are_released_once_every_consumer_finished(local_cluster, tmp_path):
+    cluster = local_cluster(slots=2).start(taskmanagers=1)
+    env, output = three_stage_job(tmp_path, parallelism=2, hold="s3")
+    job_id = submit(cluster, env)
+    poll_for(lambda: len(stage2_pids(tmp_path, "s3")) == 2, timeout=40, what="stage 3 to run")
+    # While the third stage runs, the first stage's results (read by the finished second
+    # stage) are gone already; the second stage's are kept until the third has read them.
+    vertices = [v["id"] for v in http_json(f"{cluster.rest_url}/jobs/{job_id}")["vertices"]]
+    poll_for(
+        lambda: (
+            {p.name.rsplit("-", 1)[0] for folder in partitions_of(job_id) for p in folder.iterdir()}
+            == {vertices[1]}
+        ),
+        timeout=10,
+        what="only the second stage's partitions to remain",
+    )
+    (tmp_path / "go").write_text("go")
+    await_finished(cluster, job_id)
+    assert written(output) == expected_output()
+    poll_for(lambda: not partitions_of(job_id), timeout=10, what="the partitions' release")

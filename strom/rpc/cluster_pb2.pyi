@@ -413,10 +413,14 @@ class CancelTasksRequest(_message.Message):
     def __init__(self, job_id: _Optional[str] = ..., attempt: _Optional[int] = ...) -> None: ...
 
 class ReleasePartitionsRequest(_message.Message):
-    __slots__ = ("job_id",)
+    __slots__ = ("job_id", "producer_vertex", "producer_subtask")
     JOB_ID_FIELD_NUMBER: _ClassVar[int]
+    PRODUCER_VERTEX_FIELD_NUMBER: _ClassVar[int]
+    PRODUCER_SUBTASK_FIELD_NUMBER: _ClassVar[int]
     job_id: str
-    def __init__(self, job_id: _Optional[str] = ...) -> None: ...
+    producer_vertex: str
+    producer_subtask: int
+    def __init__(self, job_id: _Optional[str] = ..., producer_vertex: _Optional[str] = ..., producer_subtask: _Optional[int] = ...) -> None: ...
 
 class TaskExecutionState(_message.Message):
     __slots__ = ("job_id", "attempt", "vertex_id", "subtask", "state", "failure", "resource_id", "metrics", "pid")

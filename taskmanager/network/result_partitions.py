@@ -11,8 +11,8 @@ the slot process: a slot process ends with its tasks, and the consumers of its p
 later, often in slot processes that start after it ended. The TaskManager serves them over the
 data plane (``DataExchange.FetchPartition`` on its gRPC address, the address the JobManager
 gives consumers as their producer's location); a consumer on the same TaskManager reads the
-file directly. The files go when the job ends (``ReleasePartitions``) and when the
-TaskManager stops; a partition lost with its TaskManager is produced again by re-running its
+file directly. A producer's files go once all its consumers have finished, the rest when the job
+ends (``ReleasePartitions``), and all when the TaskManager stops; a partition lost with its TaskManager is produced again by re-running its
 producer (region failover).
 
 A partition file is a sequence of frames: a 4-byte little-endian length, then one element
@@ -107,10 +107,16 @@ class ResultPartitions:
             while chunk := file.read(CHUNK_BYTES):
                 yield chunk
 
-    def release(self, job_id: str) -> None:
-        """Delete every partition of ``job_id`` kept here."""
-        if job_id and "/" not in job_id and job_id not in (".", ".."):
-            shutil.rmtree(self.root / job_id, ignore_errors=True)
+    def release(self, job_id: str, producer_vertex: str = "", producer_subtask: int = 0) -> None:
+        """Delete every partition of ``job_id`` kept here, or only those of one producer
+        subtask when ``producer_vertex`` is given."""
+        names = [job_id, producer_vertex] if producer_vertex else [job_id]
+        if not job_id or any("/" in name or name in (".", "..") for name in names):
+            return
+        folder = self.root / job_id
+        if producer_vertex:
+            folder = folder / f"{producer_vertex}-{producer_subtask}"
+        shutil.rmtree(folder, ignore_errors=True)
 
     def release_all(self) -> None:
         """Delete every partition kept here (the TaskManager stops)."""
