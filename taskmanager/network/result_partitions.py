@@ -11,9 +11,9 @@ the slot process: a slot process ends with its tasks, and the consumers of its p
 later, often in slot processes that start after it ended. The TaskManager serves them over the
 data plane (``DataExchange.FetchPartition`` on its gRPC address, the address the JobManager
 gives consumers as their producer's location); a consumer on the same TaskManager reads the
-file directly. A producer's files go once all its consumers have finished, the rest when the job
-ends (``ReleasePartitions``), and all when the TaskManager stops; a partition lost with its TaskManager is produced again by re-running its
-producer (region failover).
+file directly. A producer's files go once all its consumers have finished, the rest when the
+job ends (``ReleasePartitions``), and all when the TaskManager stops; a partition lost with its
+TaskManager is produced again by re-running its producer (region failover).
 
 A partition file is a sequence of frames: a 4-byte little-endian length, then one element
 encoded by ``elements.encode``; the last one is END_OF_PARTITION. It is written under a
