@@ -93,6 +93,12 @@ class _Deployment:
     inputs: dict[SubtaskId, str]
 
 
+def _subtask_id(name: str) -> SubtaskId | None:
+    """``"vertex/subtask"`` as a subtask id (None if malformed)."""
+    vertex, _, index = name.rpartition("/")
+    return (vertex, int(index)) if vertex and index.isdigit() else None
+
+
 class BatchJobs:
     """The dispatcher's BATCH hook: schedules, deploys and fails over its BATCH jobs."""
 
@@ -285,7 +291,12 @@ class BatchJobs:
         if update.state in ("FAILED", "CANCELED"):
             where = f"{update.vertex_id}[{update.subtask}]"
             cause = update.failure or f"task {where} {update.state.lower()}"
-            return self._failover(record, run.scheduler.failed(subtask_id), cause, where)
+            lost = [_subtask_id(p) for p in update.lost_partitions]
+            if lost:  # its inputs are gone: their producers run again too (as in Flink)
+                failover = run.scheduler.partitions_lost(subtask_id, [p for p in lost if p])
+            else:
+                failover = run.scheduler.failed(subtask_id)
+            return self._failover(record, failover, cause, where)
         subtask.state = update.state
         return Decision()
 

@@ -298,6 +298,7 @@ class TaskDeployer:
                 resource_id=self._resource_id(),
                 metrics=self._metrics(task),
                 pid=os.getpid(),
+                lost_partitions=task.partition_reader.lost if task.partition_reader else [],
             )
             for _ in range(3):
                 try:

@@ -58,13 +58,14 @@ class HoldUntilGo(StageEvents):
     """Stage 2: at its first record, writes its process id to the side file and waits for the
     ``go`` file (the test kills it meanwhile)."""
 
-    def __init__(self, log: str, folder: str, stage: str = "s2") -> None:
+    def __init__(self, log: str, folder: str, stage: str = "s2", only: int | None = None) -> None:
         super().__init__(log, stage)
         self.folder = folder
+        self.only = only
         self.waited = False
 
     def map(self, value):
-        if not self.waited:
+        if not self.waited and self.only in (None, self.index):
             self.waited = True
             _append(self.log, f"{self.stage} pid {self.index} {os.getpid()}")
             go = Path(self.folder) / "go"
@@ -75,7 +76,7 @@ class HoldUntilGo(StageEvents):
 
 
 def three_stage_job(
-    folder: Path, parallelism: int, hold: str = ""
+    folder: Path, parallelism: int, hold: str = "", only: int | None = None
 ) -> tuple[StreamExecutionEnvironment, Path]:
     """numbers (stage 1) -> keyed sum per key, then a map (stage 2) -> keyed map and FileSink
     (stage 3), every exchange blocking; stage events go to ``folder/events``."""
@@ -85,7 +86,7 @@ def three_stage_job(
     env.set_runtime_mode(RuntimeExecutionMode.BATCH)
     env.set_parallelism(parallelism)
     env.set_restart_strategy(RestartStrategies.fixed_delay_restart(3, 100))
-    stage2 = HoldUntilGo(log, str(folder)) if hold == "s2" else StageEvents(log, "s2")
+    stage2 = HoldUntilGo(log, str(folder), "s2", only) if hold == "s2" else StageEvents(log, "s2")
     stage3 = HoldUntilGo(log, str(folder), "s3") if hold == "s3" else StageEvents(log, "s3")
     (
         env.from_source(NumberSequenceSource(1, NUMBERS), None, "numbers")
@@ -348,3 +349,30 @@ def test_a_stage_s_results_are_released_once_every_consumer_finished(local_clust
     await_finished(cluster, job_id)
     assert written(output) == expected_output()
     poll_for(lambda: not partitions_of(job_id), timeout=10, what="the partitions' release")
+
+
+def test_a_consumer_that_finds_an_input_partition_gone_reruns_its_producers(
+    local_cluster, tmp_path
+):
+    # One slot: the second stage's subtasks run one after the other. While the first holds,
+    # the partitions the second will read are deleted behind the JobManager's back.
+    cluster = local_cluster(slots=1).start(taskmanagers=1)
+    env, output = three_stage_job(tmp_path, parallelism=2, hold="s2", only=0)
+    job_id = submit(cluster, env)
+    poll_for(lambda: 0 in stage2_pids(tmp_path), timeout=40, what="stage 2 to run")
+    first_stage = http_json(f"{cluster.rest_url}/jobs/{job_id}")["vertices"][0]["id"]
+    removed = [
+        path for folder in partitions_of(job_id) for path in folder.glob(f"{first_stage}-*/e*-c1")
+    ]
+    assert len(removed) == 2
+    for path in removed:
+        path.unlink()
+    (tmp_path / "go").write_text("go")
+    await_finished(cluster, job_id)
+    assert written(output) == expected_output()
+    opens = Counter(e for e in events(tmp_path) if e.startswith(("s1 open", "s2 open")))
+    assert opens == Counter({"s1 open 0": 2, "s1 open 1": 2, "s2 open 0": 1, "s2 open 1": 2}), (
+        events(tmp_path)
+    )
+    exceptions = http_json(f"{cluster.rest_url}/jobs/{job_id}/exceptions")
+    assert "PartitionNotFound" in exceptions["root-exception"]

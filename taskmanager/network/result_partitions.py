@@ -62,7 +62,11 @@ _temporary_names = itertools.count()
 
 class PartitionNotFound(StromError):
     """A partition a consumer needs is not where the JobManager said it is (its TaskManager
-    was lost or released it)."""
+    was lost or released it): ``producer`` ("vertex/subtask") must run again."""
+
+    def __init__(self, message: str, producer: str = "") -> None:
+        super().__init__(message)
+        self.producer = producer
 
 
 class ResultPartitions:
@@ -101,7 +105,8 @@ class ResultPartitions:
         except FileNotFoundError:
             raise PartitionNotFound(
                 f"no partition {path.parent.name}/{path.name} of job {request.job_id} on "
-                f"TaskManager {self.address}"
+                f"TaskManager {self.address}",
+                f"{request.producer_vertex}/{request.producer_subtask}",
             ) from None
         with file:
             while chunk := file.read(CHUNK_BYTES):
@@ -222,7 +227,8 @@ class PartitionReader:
         self.gate = gate
         self.inputs = inputs
         self.partitions = partitions
-        self.records_read = 0
+        #: the producers ("vertex/subtask") whose partitions could not be read
+        self.lost: list[str] = []
         self._thread = threading.Thread(target=self._run, name=f"partitions of {name}", daemon=True)
 
     def start(self) -> None:
@@ -244,15 +250,34 @@ class PartitionReader:
                 raise PartitionNotFound(
                     f"cannot read partition {request.producer_vertex}[{request.producer_subtask}]"
                     f" of job {request.job_id} from TaskManager {location}: "
-                    f"{error.code().name} {error.details()}"
+                    f"{error.code().name} {error.details()}",
+                    f"{request.producer_vertex}/{request.producer_subtask}",
                 ) from None
         finally:
             channel.close()
 
+    def _missing_here(self, position: int) -> list[str]:
+        """The producers of the inputs after ``position`` kept on this TaskManager whose
+        partition is not there either: reported together, they are produced again at once."""
+        missing = []
+        for _, request, location in self.inputs[position + 1 :]:
+            path = self.partitions.path(
+                request.job_id,
+                request.producer_vertex,
+                request.producer_subtask,
+                request.edge,
+                request.consumer_subtask,
+            )
+            if location == self.partitions.address and not path.exists():
+                missing.append(f"{request.producer_vertex}/{request.producer_subtask}")
+        return missing
+
     def _run(self) -> None:
         put = self.gate.put
+        position = 0
         try:
-            for index, request, location in self.inputs:
+            for number, (index, request, location) in enumerate(self.inputs):
+                position = number  # where a failure happened
                 for frame in _frames(self._chunks(request, location)):
                     put(index, decode(frame))
         except GateClosed:
@@ -260,6 +285,8 @@ class PartitionReader:
         except Exception as error:  # the task fails with the reason
             log.warning("reading a partition failed: %s", error)
             failure = error if isinstance(error, StromError) else PartitionNotFound(repr(error))
+            if isinstance(error, PartitionNotFound) and error.producer:
+                self.lost.extend([error.producer, *self._missing_here(position)])
 
             def fail() -> None:
                 raise failure

@@ -133,6 +133,7 @@ class Task:
         #: in BATCH, the TaskManager's result partitions: the task's outputs are written there
         #: and its inputs read from there (blocking exchanges); None in STREAMING
         self.partitions = partitions if settings.get("runtime_mode") == "BATCH" else None
+        self.partition_reader: PartitionReader | None = None
         self.thread = threading.Thread(target=self.run, name=f"task {self.name}", daemon=True)
 
     # -------------------------------------------------------------- control (any thread)
@@ -140,7 +141,8 @@ class Task:
     def start(self) -> None:
         self.thread.start()
         if self.partitions is not None and self.layout:
-            self._partition_reader().start()
+            self.partition_reader = self._partition_reader()
+            self.partition_reader.start()
 
     def _partition_reader(self) -> PartitionReader:
         """BATCH: what feeds this task's input gate, from its producers' finished partitions
