@@ -123,7 +123,9 @@ class BatchJobs:
         if graph.state not in (CREATED, RUNNING) or run is None:
             return None
         if run.attempt != graph.attempt:  # restarted as a whole: start from the first stage
+            numbers = run.numbers  # execution numbers stay unique over the job's life
             record.batch = run = BatchExecution.for_plan(run.plan, graph.attempt)
+            run.numbers = numbers
         if now < run.hold_until:
             return None
         ready = run.scheduler.schedulable()
