@@ -162,6 +162,17 @@ class BatchScheduler:
         self._rerun(subtask, failover)
         return failover
 
+    def partitions_lost(self, subtask: SubtaskId, producers: list[SubtaskId]) -> Failover:
+        """``subtask`` failed because it could not read the partitions of ``producers``: they
+        run again (with their consumers that were reading them), and so does ``subtask``."""
+        failover = Failover()
+        for producer in producers:
+            if producer in self.state and self.state[producer] == FINISHED:
+                self.released.discard(producer)
+                self._rerun(producer, failover)
+        self._rerun(subtask, failover)
+        return failover
+
     def taskmanager_lost(self, taskmanager: str) -> Failover:
         """Everything on ``taskmanager`` is gone: the subtasks running there, and the
         partitions it kept that a consumer still needs."""

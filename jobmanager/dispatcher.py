@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Any
 import grpc
 
 from jobmanager import restart_strategy
+from jobmanager.batch_execution import BatchExecution, BatchJobs
 from jobmanager.checkpoint_coordinator import CheckpointCoordinator, CompletedCheckpoint
 from jobmanager.checkpointing import Checkpointing
 from jobmanager.execution_graph import (
@@ -62,6 +63,8 @@ class JobRecord:
     checkpoint_metadata: dict[int, dict] = field(default_factory=dict)
     #: the savepoint the job was started from (strom run -s)
     initial_restore: dict | None = None
+    #: a BATCH job's stage-by-stage run (None for STREAMING): see batch_execution.py
+    batch: BatchExecution | None = None
 
     @property
     def job_id(self) -> str:
@@ -86,6 +89,7 @@ class Dispatcher:
             target=self._schedule_loop, name="jm-scheduler", daemon=True
         )
         self.checkpointing = Checkpointing(self)
+        self.batch = BatchJobs(self)
 
     def start(self) -> None:
         self._thread.start()
@@ -155,6 +159,8 @@ class Dispatcher:
                 initial_restore=initial_restore,
             )
             graph.name = request.job_name or graph.name
+            if config["execution.runtime-mode"] == "batch":
+                self.batch.submitted(record)
             graph.restart_policy = lambda: strategy.on_failure(time.time())
             coordinator = self.checkpointing.coordinator_for(record)
             if initial_restore is not None:
@@ -184,6 +190,8 @@ class Dispatcher:
     def cancel(self, job_id: str) -> None:
         with self.lock:
             record = self._get(job_id)
+            if record.batch is not None and record.graph.state == RUNNING:
+                self.batch.stopping(record)
             decision = record.graph.cancel()
         self._apply(record, decision)
 
@@ -214,10 +222,15 @@ class Dispatcher:
         to_deploy: list[JobRecord] = []
         failed: list[tuple[JobRecord, Decision]] = []
         with self.lock:
+            now = time.time()
+            for record in [r for r in self.jobs.values() if r.batch is not None]:
+                decision = self.batch.schedule(record, now)  # stage by stage
+                if decision is not None:
+                    failed.append((record, decision))
             for job_id in list(self._pending):
                 record = self.jobs[job_id]
                 graph = record.graph
-                if graph.state != CREATED:
+                if graph.state != CREATED or record.batch is not None:
                     self._pending.remove(job_id)
                     continue
                 needed = graph.slots_required()
@@ -365,8 +378,8 @@ class Dispatcher:
         with self.lock:
             registered = {tm.address for tm in self.jm.registry.all()}
         addresses = {a for _, a in record.placement.values() if a in registered}
-        if attempt is None:
-            attempt = record.graph.attempt
+        if attempt is None:  # every execution of a BATCH job
+            attempt = record.graph.attempt if record.batch is None else -1
         request = pb.CancelTasksRequest(job_id=record.job_id, attempt=attempt)
 
         def cancel(address: str) -> None:
@@ -406,6 +419,8 @@ class Dispatcher:
                     terminated = True
                     record.ended_at = time.time()
                     self._clean_up_checkpoints(record)
+                    if record.batch is not None:
+                        self.batch.job_ended(record)
                     self._release(record)
                     self._expire_history(record.ended_at)
                 self._job_state_changed.notify_all()
@@ -468,6 +483,8 @@ class Dispatcher:
 
     def fail_job(self, record: JobRecord, reason: str) -> None:
         with self.lock:
+            if record.batch is not None and record.graph.state == RUNNING:
+                self.batch.stopping(record)
             decision = record.graph.fail(reason)
         self._apply(record, decision)
 
@@ -535,14 +552,21 @@ class Dispatcher:
             record = self.jobs.get(update.job_id)
             if record is None:
                 return
-            subtask = record.graph.subtasks.get((update.vertex_id, update.subtask))
-            if subtask is not None and update.HasField("metrics"):
-                subtask.records_in = update.metrics.records_in
-                subtask.records_out = update.metrics.records_out
-            decision = record.graph.task_state_changed(
-                update.vertex_id, update.subtask, update.attempt, update.state, update.failure
-            )
-        if update.state == "FINISHED" and update.attempt == record.graph.attempt:
+            if record.batch is not None:  # executions of a BATCH job (batch_execution.py)
+                decision = self.batch.task_state_changed(record, update)
+            else:
+                subtask = record.graph.subtasks.get((update.vertex_id, update.subtask))
+                if subtask is not None and update.HasField("metrics"):
+                    subtask.records_in = update.metrics.records_in
+                    subtask.records_out = update.metrics.records_out
+                decision = record.graph.task_state_changed(
+                    update.vertex_id, update.subtask, update.attempt, update.state, update.failure
+                )
+        if (
+            update.state == "FINISHED"
+            and update.attempt == record.graph.attempt
+            and record.batch is None
+        ):
             self.checkpointing.task_finished(record)
         self._apply(record, decision)
 
@@ -550,6 +574,9 @@ class Dispatcher:
         with self.lock:
             for metric in metrics:
                 record = self.jobs.get(metric.job_id)
+                if record is not None and record.batch is not None:
+                    self.batch.metrics(record, metric)
+                    continue
                 if record is None or record.graph.attempt != metric.attempt:
                     continue
                 subtask = record.graph.subtasks.get((metric.vertex_id, metric.subtask))
@@ -563,7 +590,10 @@ class Dispatcher:
         affected = []
         with self.lock:
             for record in self.jobs.values():
-                decision = record.graph.taskmanager_lost(tm.resource_id, reason)
+                if record.batch is not None:
+                    decision = self.batch.taskmanager_lost(record, tm, reason)
+                else:
+                    decision = record.graph.taskmanager_lost(tm.resource_id, reason)
                 if decision.job_state_changed or decision.cancel_tasks:
                     affected.append((record, decision))
         for record, decision in affected:
@@ -633,6 +663,12 @@ class Dispatcher:
                     }
                 )
             details["vertices"] = vertices
+            if record.batch is not None:
+                for vertex in vertices:  # each stage's own times
+                    vertex.update(self.batch.vertex_times(record, vertex["id"]))
+                details["executions"] = {
+                    f"{v}/{i}": n for (v, i), n in record.batch.executions.items()
+                }
             return details
 
     def await_termination(self, job_id: str, timeout_s: float) -> None:

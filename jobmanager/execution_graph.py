@@ -278,6 +278,8 @@ class ExecutionGraph:
 
     def vertex_state(self, vertex_id: str) -> str:
         states = {s.state for s in self.subtasks.values() if s.vertex_id == vertex_id}
+        if "FINISHED" in states and states & {"CREATED", "SCHEDULED", "DEPLOYING"}:
+            return "RUNNING"  # a BATCH stage part of which finished (as Flink shows it)
         for state in ("FAILED", "CANCELING", "RUNNING", "DEPLOYING", "CANCELED", "CREATED"):
             if state in states:
                 return state

@@ -211,6 +211,7 @@ class JobManagerGateway(cluster_pb2_grpc.JobManagerGatewayServicer):
             plan=json.dumps(details["plan"]).encode(),
             restarts=details["restarts"],
             attempt=details["attempt"],
+            executions=details.get("executions", {}),
             exceptions=[
                 pb.JobException(
                     exception=e["exception"], location=e["location"], timestamp=e["timestamp"]

@@ -195,9 +195,7 @@ def job_view(
                 "maxParallelism": vertex.get("maxParallelism", vertex["parallelism"]),
                 "parallelism": vertex["parallelism"],
                 "status": vertex["status"],
-                "start-time": details.get("start-time", -1),
-                "end-time": details.get("end-time", -1),
-                "duration": details.get("duration", 0),
+                **_vertex_times(vertex, details),
                 "tasks": tasks,
                 "metrics": _vertex_metrics(read, write, backpressured, busy),
             }
@@ -295,6 +293,25 @@ def _exception_name(traceback_text: str) -> str:
             return head
         return "JobFailure"
     return "JobFailure"
+
+
+def _vertex_times(vertex: dict[str, Any], details: dict[str, Any]) -> dict[str, int]:
+    """A vertex's start, end and duration: its own when it has them (the stages of a BATCH
+    job start and end one after another), else the job's."""
+    if "start-time" not in vertex:
+        return {
+            "start-time": details.get("start-time", -1),
+            "end-time": details.get("end-time", -1),
+            "duration": details.get("duration", 0),
+        }
+    start, end = vertex["start-time"], vertex["end-time"]
+    if start < 0:
+        return {"start-time": -1, "end-time": -1, "duration": -1}
+    return {
+        "start-time": start,
+        "end-time": end,
+        "duration": (end if end > 0 else _millis(time.time())) - start,
+    }
 
 
 def exceptions_view(details: dict[str, Any], max_exceptions: int = 20) -> dict[str, Any]:

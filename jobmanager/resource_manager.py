@@ -151,3 +151,10 @@ class TaskManagerRegistry:
         for record in self._taskmanagers.values():
             for index in [i for i, j in record.allocated.items() if j == job_id]:
                 del record.allocated[index]
+
+    def release_slot(self, slot: SlotId) -> None:
+        """Free one slot (a BATCH job gives each back when its subtask ends); a slot of a
+        TaskManager instance that is gone is gone with it."""
+        record = self._taskmanagers.get(slot.resource_id)
+        if record is not None and record.instance_id == slot.instance_id:
+            record.allocated.pop(slot.index, None)

@@ -24,6 +24,7 @@ from strom.rpc import cluster_pb2 as pb
 from strom.rpc import cluster_pb2_grpc
 from taskmanager.network.gate_registry import GateRegistry
 from taskmanager.network.input_gate import GateClosed
+from taskmanager.network.result_partitions import ResultPartitions
 from taskmanager.runtime.task import Task, TaskId
 from taskmanager.state.heap import KeyedSnapshot
 
@@ -38,15 +39,21 @@ class CheckpointServices:
         self.jobmanager_address = jobmanager_address
         self.storage = storage_for(None)
 
-    def attempt_is_current(self, job_id: str, attempt: int) -> bool:
-        """Whether the JobManager still runs ``attempt`` of the job (False if unreachable)."""
+    def attempt_is_current(self, job_id: str, attempt: int, subtask: str = "") -> bool:
+        """Whether the JobManager still runs ``attempt`` of the job (False if unreachable);
+        of a BATCH job, whether ``attempt`` is the current execution of ``subtask``
+        ("vertex/index")."""
         try:
             details = self.deployer._stub(self.jobmanager_address).GetJob(
                 pb.JobId(job_id=job_id), timeout=10
             )
         except grpc.RpcError:
             return False
-        return details.attempt == attempt and details.summary.state == "RUNNING"
+        if details.summary.state != "RUNNING":
+            return False
+        if details.executions:
+            return details.executions.get(subtask) == attempt
+        return details.attempt == attempt
 
     def write_snapshot(self, task: Task, checkpoint_id: int, options: dict, states: dict) -> Future:
         """Write and acknowledge the snapshot off the task's thread; done when acknowledged."""
@@ -115,13 +122,23 @@ class TaskDeployer:
     """Runs the subtasks deployed to one process: a slot process, or the mini-cluster's
     TaskManager, which keeps them in-process (one code path for both)."""
 
-    def __init__(self, resource_id_source, address_source, work_dir: Path | None = None) -> None:
+    def __init__(
+        self,
+        resource_id_source,
+        address_source,
+        work_dir: Path | None = None,
+        partitions: ResultPartitions | None = None,
+    ) -> None:
         self._resource_id = resource_id_source
         self._address = address_source
         self.gates = GateRegistry()
         self.tasks: dict[TaskId, Task] = {}
         self.lock = threading.Lock()
         self.work_dir = work_dir or Path(tempfile.mkdtemp(prefix="strom-tm-"))
+        #: the TaskManager's result partitions, which BATCH tasks write and read
+        self.partitions = partitions or ResultPartitions(
+            self.work_dir / "partitions", address_source
+        )
         #: set once tasks were deployed here and every one of them has ended and reported
         self.all_ended = threading.Event()
         #: whether tasks were deployed here
@@ -159,6 +176,7 @@ class TaskDeployer:
                     checkpoints,
                     dict(restore) if restore else None,
                     checkpointing=request.checkpointing,
+                    partitions=self.partitions,
                 )
                 self.tasks[task_id] = task
                 created.append(task)
@@ -280,6 +298,7 @@ class TaskDeployer:
                 resource_id=self._resource_id(),
                 metrics=self._metrics(task),
                 pid=os.getpid(),
+                lost_partitions=task.partition_reader.lost if task.partition_reader else [],
             )
             for _ in range(3):
                 try:

@@ -34,6 +34,7 @@ from strom.rpc import cluster_pb2 as pb
 from strom.rpc import cluster_pb2_grpc, observability_pb2_grpc
 from taskmanager.deployment import TaskDeployer
 from taskmanager.network.data_service import SERVER_OPTIONS, DataExchangeService
+from taskmanager.network.result_partitions import ResultPartitions
 from taskmanager.observability import ObservabilityService
 
 log = logging.getLogger(__name__)
@@ -64,6 +65,10 @@ class SlotProcessSpec:
     config: dict
     #: (vertex id, subtask) of the tasks this process will run: producers wait for them
     subtasks: tuple[tuple[str, int], ...] = ()
+    #: the TaskManager's folder of BATCH result partitions (it outlives this process), and
+    #: the TaskManager's address, which serves them
+    partitions_folder: str = ""
+    taskmanager_address: str = ""
 
 
 class _SlotView:
@@ -171,7 +176,12 @@ def _serve(spec: SlotProcessSpec, connection: Connection) -> None:
     folder = Path(spec.folder)
     folder.mkdir(parents=True, exist_ok=True)
     address = [""]
-    deployer = TaskDeployer(lambda: spec.resource_id, lambda: address[0], work_dir=folder)
+    partitions = ResultPartitions(
+        Path(spec.partitions_folder or folder / "partitions"), lambda: spec.taskmanager_address
+    )
+    deployer = TaskDeployer(
+        lambda: spec.resource_id, lambda: address[0], work_dir=folder, partitions=partitions
+    )
     deployer.gates.expect(spec.job_id, spec.attempt, list(spec.subtasks))
     executor = futures.ThreadPoolExecutor(
         max_workers=_MAX_RPC_THREADS, thread_name_prefix="slot-rpc"

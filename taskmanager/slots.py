@@ -33,6 +33,7 @@ from strom.rpc import cluster_pb2 as pb
 from strom.rpc import cluster_pb2_grpc, observability_pb2_grpc
 from strom.rpc import observability_pb2 as obs
 from taskmanager.deployment import TaskDeployer
+from taskmanager.network.result_partitions import ResultPartitions
 from taskmanager.slot_process import SlotGateway, SlotProcessSpec, run_slot_process
 
 log = logging.getLogger(__name__)
@@ -134,12 +135,15 @@ class SlotProcesses:
         resource_id: Callable[[], str],
         host: str,
         work_dir: Path,
+        partitions: ResultPartitions | None = None,
     ) -> None:
         self.config = config
         self._resource_id = resource_id
         self.host = host
         self.bind_host = config["taskmanager.bind-host"] or host
         self.work_dir = work_dir
+        #: the TaskManager's BATCH result partitions, written and read by its slot processes
+        self.partitions = partitions
         self.cancellation_timeout_s = config["task.cancellation.timeout"] / 1000.0
         self.metrics_interval_s = config["heartbeat.interval"] / 1000.0
         self._context = multiprocessing.get_context("forkserver")
@@ -218,6 +222,8 @@ class SlotProcesses:
             metrics_interval_s=self.metrics_interval_s,
             config=dict(self.config),
             subtasks=tuple(sorted((t.vertex_id, t.subtask) for t in assignment.tasks)),
+            partitions_folder=str(self.partitions.root) if self.partitions else "",
+            taskmanager_address=self.partitions.address if self.partitions else "",
         )
         ours, theirs = self._context.Pipe()
         process = self._context.Process(

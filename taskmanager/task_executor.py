@@ -29,6 +29,7 @@ from strom.rpc import cluster_pb2 as pb
 from strom.rpc import cluster_pb2_grpc
 from taskmanager.deployment import TaskDeployer
 from taskmanager.network.data_service import SERVER_OPTIONS, DataExchangeService
+from taskmanager.network.result_partitions import ResultPartitions
 from taskmanager.observability import ObservabilityService
 from taskmanager.slots import InProcessSlots, SlotProcesses
 from taskmanager.work_dirs import claim_work_dir, release_work_dir
@@ -62,6 +63,12 @@ class TaskExecutorGateway(cluster_pb2_grpc.TaskExecutorGatewayServicer):
 
     def NotifyCheckpointComplete(self, request: pb.CheckpointNotice, context) -> pb.Ack:
         return self.executor.slots.notify_checkpoint_complete(request)
+
+    def ReleasePartitions(self, request: pb.ReleasePartitionsRequest, context) -> pb.Ack:
+        self.executor.partitions.release(
+            request.job_id, request.producer_vertex, request.producer_subtask
+        )
+        return pb.Ack(ok=True)
 
 
 class TaskExecutor:
@@ -101,8 +108,13 @@ class TaskExecutor:
         self._executor: futures.ThreadPoolExecutor | None = None
         self._gc_threshold = gc.get_threshold()
         self.work_dir = claim_work_dir()
+        #: BATCH result partitions: kept here, outliving the slot processes that wrote them
+        self.partitions = ResultPartitions(self.work_dir / "partitions", lambda: self.address)
         self.deployer = TaskDeployer(
-            lambda: self.resource_id, lambda: self.address, work_dir=self.work_dir
+            lambda: self.resource_id,
+            lambda: self.address,
+            work_dir=self.work_dir,
+            partitions=self.partitions,
         )
         self.slots: InProcessSlots | SlotProcesses = InProcessSlots(
             self.deployer, lambda: self.address
@@ -137,7 +149,9 @@ class TaskExecutor:
         cluster_pb2_grpc.add_TaskExecutorGatewayServicer_to_server(
             TaskExecutorGateway(self), server
         )
-        self._data_service = DataExchangeService(self.deployer.gates, bind_host=bind_host)
+        self._data_service = DataExchangeService(
+            self.deployer.gates, bind_host=bind_host, partitions=self.partitions
+        )
         self._data_service.add_to_server(server)
         self.observability.add_to_server(server)
         target = f"{bind_host}:{self.config['taskmanager.rpc.port']}"
@@ -152,7 +166,9 @@ class TaskExecutor:
         if not self.resource_id:
             self.resource_id = f"{self.address}-{uuid.uuid4().hex[:6]}"
         if self._slot_processes:
-            slots = SlotProcesses(self.config, lambda: self.resource_id, self.host, self.work_dir)
+            slots = SlotProcesses(
+                self.config, lambda: self.resource_id, self.host, self.work_dir, self.partitions
+            )
             slots.warm_up()
             self.slots = slots
         self._session_thread = threading.Thread(
@@ -179,6 +195,7 @@ class TaskExecutor:
         if isinstance(self.slots, SlotProcesses):
             self.slots.close()
         self.deployer.close()
+        self.partitions.release_all()
         release_work_dir(self.work_dir)
         self.observability.close()
         if self._server is not None:

@@ -156,3 +156,17 @@ def test_stages_of_a_planned_batch_job_with_their_state_and_progress():
     second = scheduler.deploy(["tm"] * 2)
     assert [d.subtask for d in second] == [("v2", 0), ("v2", 1)]
     assert scheduler.stages()[1]["tasks"]["DEPLOYING"] == 2
+
+
+def test_a_consumer_that_lost_its_inputs_reruns_with_their_producers():
+    scheduler = three_stages(2)
+    for deployment in scheduler.deploy(["a", "b"]):
+        scheduler.finished(deployment.subtask)
+    scheduler.deploy(["a", "b"])
+    scheduler.finished(("v2", 0))
+    failover = scheduler.partitions_lost(("v2", 1), [("v1", 0)])
+    assert sorted(failover.rerun) == [("v1", 0), ("v2", 1)]
+    assert scheduler.schedulable() == [("v1", 0)]
+    run_until_done(scheduler, ["a", "b"])
+    assert scheduler.runs[("v1", 0)] == 2 and scheduler.runs[("v1", 1)] == 1
+    assert scheduler.runs[("v2", 0)] == 1 and scheduler.runs[("v2", 1)] == 2

@@ -160,3 +160,13 @@ def test_the_exception_history_of_a_restart_loop_is_bounded():
         graph.assign([("tm1", "h1:1"), ("tm2", "h2:1")])
     assert len(graph.failures) == MAX_FAILURES
     assert graph.failures[-1][0] == f"failure {MAX_FAILURES + 49}"
+
+
+def test_a_vertex_part_of_which_finished_while_the_rest_waits_is_running():
+    """A BATCH stage wider than the free slots: some subtasks done, others not deployed yet."""
+    graph = ExecutionGraph.from_plan("j" * 32, PLAN)
+    graph.subtasks[("v2", 0)].state = "FINISHED"
+    assert graph.vertex_state("v2") == "RUNNING"
+    assert graph.vertex_state("v1") == "CREATED"
+    graph.subtasks[("v2", 1)].state = "FINISHED"
+    assert graph.vertex_state("v2") == "FINISHED"

@@ -267,7 +267,14 @@ class VertexDetails(_message.Message):
     def __init__(self, id: _Optional[str] = ..., name: _Optional[str] = ..., parallelism: _Optional[int] = ..., status: _Optional[str] = ..., records_in: _Optional[int] = ..., records_out: _Optional[int] = ..., tasks: _Optional[_Mapping[str, int]] = ...) -> None: ...
 
 class JobDetails(_message.Message):
-    __slots__ = ("summary", "vertices", "failure", "status_message", "plan", "restarts", "attempt", "exceptions")
+    __slots__ = ("summary", "vertices", "failure", "status_message", "plan", "restarts", "attempt", "exceptions", "executions")
+    class ExecutionsEntry(_message.Message):
+        __slots__ = ("key", "value")
+        KEY_FIELD_NUMBER: _ClassVar[int]
+        VALUE_FIELD_NUMBER: _ClassVar[int]
+        key: str
+        value: int
+        def __init__(self, key: _Optional[str] = ..., value: _Optional[int] = ...) -> None: ...
     SUMMARY_FIELD_NUMBER: _ClassVar[int]
     VERTICES_FIELD_NUMBER: _ClassVar[int]
     FAILURE_FIELD_NUMBER: _ClassVar[int]
@@ -276,6 +283,7 @@ class JobDetails(_message.Message):
     RESTARTS_FIELD_NUMBER: _ClassVar[int]
     ATTEMPT_FIELD_NUMBER: _ClassVar[int]
     EXCEPTIONS_FIELD_NUMBER: _ClassVar[int]
+    EXECUTIONS_FIELD_NUMBER: _ClassVar[int]
     summary: JobSummary
     vertices: _containers.RepeatedCompositeFieldContainer[VertexDetails]
     failure: str
@@ -284,7 +292,8 @@ class JobDetails(_message.Message):
     restarts: int
     attempt: int
     exceptions: _containers.RepeatedCompositeFieldContainer[JobException]
-    def __init__(self, summary: _Optional[_Union[JobSummary, _Mapping]] = ..., vertices: _Optional[_Iterable[_Union[VertexDetails, _Mapping]]] = ..., failure: _Optional[str] = ..., status_message: _Optional[str] = ..., plan: _Optional[bytes] = ..., restarts: _Optional[int] = ..., attempt: _Optional[int] = ..., exceptions: _Optional[_Iterable[_Union[JobException, _Mapping]]] = ...) -> None: ...
+    executions: _containers.ScalarMap[str, int]
+    def __init__(self, summary: _Optional[_Union[JobSummary, _Mapping]] = ..., vertices: _Optional[_Iterable[_Union[VertexDetails, _Mapping]]] = ..., failure: _Optional[str] = ..., status_message: _Optional[str] = ..., plan: _Optional[bytes] = ..., restarts: _Optional[int] = ..., attempt: _Optional[int] = ..., exceptions: _Optional[_Iterable[_Union[JobException, _Mapping]]] = ..., executions: _Optional[_Mapping[str, int]] = ...) -> None: ...
 
 class JobException(_message.Message):
     __slots__ = ("exception", "location", "timestamp")
@@ -403,8 +412,18 @@ class CancelTasksRequest(_message.Message):
     attempt: int
     def __init__(self, job_id: _Optional[str] = ..., attempt: _Optional[int] = ...) -> None: ...
 
+class ReleasePartitionsRequest(_message.Message):
+    __slots__ = ("job_id", "producer_vertex", "producer_subtask")
+    JOB_ID_FIELD_NUMBER: _ClassVar[int]
+    PRODUCER_VERTEX_FIELD_NUMBER: _ClassVar[int]
+    PRODUCER_SUBTASK_FIELD_NUMBER: _ClassVar[int]
+    job_id: str
+    producer_vertex: str
+    producer_subtask: int
+    def __init__(self, job_id: _Optional[str] = ..., producer_vertex: _Optional[str] = ..., producer_subtask: _Optional[int] = ...) -> None: ...
+
 class TaskExecutionState(_message.Message):
-    __slots__ = ("job_id", "attempt", "vertex_id", "subtask", "state", "failure", "resource_id", "metrics", "pid")
+    __slots__ = ("job_id", "attempt", "vertex_id", "subtask", "state", "failure", "resource_id", "metrics", "pid", "lost_partitions")
     JOB_ID_FIELD_NUMBER: _ClassVar[int]
     ATTEMPT_FIELD_NUMBER: _ClassVar[int]
     VERTEX_ID_FIELD_NUMBER: _ClassVar[int]
@@ -414,6 +433,7 @@ class TaskExecutionState(_message.Message):
     RESOURCE_ID_FIELD_NUMBER: _ClassVar[int]
     METRICS_FIELD_NUMBER: _ClassVar[int]
     PID_FIELD_NUMBER: _ClassVar[int]
+    LOST_PARTITIONS_FIELD_NUMBER: _ClassVar[int]
     job_id: str
     attempt: int
     vertex_id: str
@@ -423,7 +443,8 @@ class TaskExecutionState(_message.Message):
     resource_id: str
     metrics: TaskMetrics
     pid: int
-    def __init__(self, job_id: _Optional[str] = ..., attempt: _Optional[int] = ..., vertex_id: _Optional[str] = ..., subtask: _Optional[int] = ..., state: _Optional[str] = ..., failure: _Optional[str] = ..., resource_id: _Optional[str] = ..., metrics: _Optional[_Union[TaskMetrics, _Mapping]] = ..., pid: _Optional[int] = ...) -> None: ...
+    lost_partitions: _containers.RepeatedScalarFieldContainer[str]
+    def __init__(self, job_id: _Optional[str] = ..., attempt: _Optional[int] = ..., vertex_id: _Optional[str] = ..., subtask: _Optional[int] = ..., state: _Optional[str] = ..., failure: _Optional[str] = ..., resource_id: _Optional[str] = ..., metrics: _Optional[_Union[TaskMetrics, _Mapping]] = ..., pid: _Optional[int] = ..., lost_partitions: _Optional[_Iterable[str]] = ...) -> None: ...
 
 class CheckpointTrigger(_message.Message):
     __slots__ = ("job_id", "attempt", "checkpoint_id", "timestamp", "location", "is_savepoint", "exactly_once")

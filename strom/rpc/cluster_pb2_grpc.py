@@ -657,6 +657,11 @@ class TaskExecutorGatewayStub:
                 request_serializer=strom_dot_rpc_dot_cluster__pb2.CheckpointNotice.SerializeToString,
                 response_deserializer=strom_dot_rpc_dot_cluster__pb2.Ack.FromString,
                 _registered_method=True)
+        self.ReleasePartitions = channel.unary_unary(
+                '/strom.rpc.TaskExecutorGateway/ReleasePartitions',
+                request_serializer=strom_dot_rpc_dot_cluster__pb2.ReleasePartitionsRequest.SerializeToString,
+                response_deserializer=strom_dot_rpc_dot_cluster__pb2.Ack.FromString,
+                _registered_method=True)
 
 
 class TaskExecutorGatewayServicer:
@@ -700,6 +705,12 @@ class TaskExecutorGatewayServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def ReleasePartitions(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_TaskExecutorGatewayServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -731,6 +742,11 @@ def add_TaskExecutorGatewayServicer_to_server(servicer, server):
             'NotifyCheckpointComplete': grpc.unary_unary_rpc_method_handler(
                     servicer.NotifyCheckpointComplete,
                     request_deserializer=strom_dot_rpc_dot_cluster__pb2.CheckpointNotice.FromString,
+                    response_serializer=strom_dot_rpc_dot_cluster__pb2.Ack.SerializeToString,
+            ),
+            'ReleasePartitions': grpc.unary_unary_rpc_method_handler(
+                    servicer.ReleasePartitions,
+                    request_deserializer=strom_dot_rpc_dot_cluster__pb2.ReleasePartitionsRequest.FromString,
                     response_serializer=strom_dot_rpc_dot_cluster__pb2.Ack.SerializeToString,
             ),
     }
@@ -895,6 +911,33 @@ class TaskExecutorGateway:
             target,
             '/strom.rpc.TaskExecutorGateway/NotifyCheckpointComplete',
             strom_dot_rpc_dot_cluster__pb2.CheckpointNotice.SerializeToString,
+            strom_dot_rpc_dot_cluster__pb2.Ack.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ReleasePartitions(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/strom.rpc.TaskExecutorGateway/ReleasePartitions',
+            strom_dot_rpc_dot_cluster__pb2.ReleasePartitionsRequest.SerializeToString,
             strom_dot_rpc_dot_cluster__pb2.Ack.FromString,
             options,
             channel_credentials,

@@ -77,3 +77,23 @@ class DataEndpoint(_message.Message):
     PORT_FIELD_NUMBER: _ClassVar[int]
     port: int
     def __init__(self, port: _Optional[int] = ...) -> None: ...
+
+class PartitionRequest(_message.Message):
+    __slots__ = ("job_id", "producer_vertex", "producer_subtask", "edge", "consumer_subtask")
+    JOB_ID_FIELD_NUMBER: _ClassVar[int]
+    PRODUCER_VERTEX_FIELD_NUMBER: _ClassVar[int]
+    PRODUCER_SUBTASK_FIELD_NUMBER: _ClassVar[int]
+    EDGE_FIELD_NUMBER: _ClassVar[int]
+    CONSUMER_SUBTASK_FIELD_NUMBER: _ClassVar[int]
+    job_id: str
+    producer_vertex: str
+    producer_subtask: int
+    edge: int
+    consumer_subtask: int
+    def __init__(self, job_id: _Optional[str] = ..., producer_vertex: _Optional[str] = ..., producer_subtask: _Optional[int] = ..., edge: _Optional[int] = ..., consumer_subtask: _Optional[int] = ...) -> None: ...
+
+class PartitionChunk(_message.Message):
+    __slots__ = ("data",)
+    DATA_FIELD_NUMBER: _ClassVar[int]
+    data: bytes
+    def __init__(self, data: _Optional[bytes] = ...) -> None: ...

@@ -39,6 +39,11 @@ class DataExchangeStub:
                 request_serializer=strom_dot_rpc_dot_data__pb2.LocateRequest.SerializeToString,
                 response_deserializer=strom_dot_rpc_dot_data__pb2.DataEndpoint.FromString,
                 _registered_method=True)
+        self.FetchPartition = channel.unary_stream(
+                '/strom.rpc.DataExchange/FetchPartition',
+                request_serializer=strom_dot_rpc_dot_data__pb2.PartitionRequest.SerializeToString,
+                response_deserializer=strom_dot_rpc_dot_data__pb2.PartitionChunk.FromString,
+                _registered_method=True)
 
 
 class DataExchangeServicer:
@@ -50,6 +55,13 @@ class DataExchangeServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def FetchPartition(self, request, context):
+        """Stream a finished partition, from its start; NOT_FOUND when this TaskManager has none.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_DataExchangeServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -57,6 +69,11 @@ def add_DataExchangeServicer_to_server(servicer, server):
                     servicer.Locate,
                     request_deserializer=strom_dot_rpc_dot_data__pb2.LocateRequest.FromString,
                     response_serializer=strom_dot_rpc_dot_data__pb2.DataEndpoint.SerializeToString,
+            ),
+            'FetchPartition': grpc.unary_stream_rpc_method_handler(
+                    servicer.FetchPartition,
+                    request_deserializer=strom_dot_rpc_dot_data__pb2.PartitionRequest.FromString,
+                    response_serializer=strom_dot_rpc_dot_data__pb2.PartitionChunk.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -86,6 +103,33 @@ class DataExchange:
             '/strom.rpc.DataExchange/Locate',
             strom_dot_rpc_dot_data__pb2.LocateRequest.SerializeToString,
             strom_dot_rpc_dot_data__pb2.DataEndpoint.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def FetchPartition(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_stream(
+            request,
+            target,
+            '/strom.rpc.DataExchange/FetchPartition',
+            strom_dot_rpc_dot_data__pb2.PartitionRequest.SerializeToString,
+            strom_dot_rpc_dot_data__pb2.PartitionChunk.FromString,
             options,
             channel_credentials,
             insecure,

@@ -27,7 +27,8 @@ from __future__ import annotations
 import asyncio
 import logging
 import threading
-from typing import Any
+from collections.abc import Iterator
+from typing import TYPE_CHECKING, Any
 
 import grpc
 
@@ -38,6 +39,9 @@ from taskmanager.network.elements import DecodeError, decode
 from taskmanager.network.event_loop import data_plane_loop
 from taskmanager.network.gate_registry import GateRegistry
 from taskmanager.network.input_gate import GateClosed, InputGate
+
+if TYPE_CHECKING:
+    from taskmanager.network.result_partitions import ResultPartitions
 
 __all__ = ["ENDPOINT_OPTIONS", "SERVER_OPTIONS", "DataExchangeService"]
 
@@ -80,9 +84,15 @@ class DataExchangeService(data_pb2_grpc.DataExchangeServicer):
     """
 
     def __init__(
-        self, registry: GateRegistry, lookup_timeout: float = 30.0, bind_host: str = "0.0.0.0"
+        self,
+        registry: GateRegistry,
+        lookup_timeout: float = 30.0,
+        bind_host: str = "0.0.0.0",
+        partitions: ResultPartitions | None = None,
     ) -> None:
         self.registry = registry
+        #: the finished BATCH partitions this process serves (a TaskManager's), if any
+        self.partitions = partitions
         self.lookup_timeout = lookup_timeout
         self.bind_host = bind_host
         self.port = 0
@@ -121,6 +131,12 @@ class DataExchangeService(data_pb2_grpc.DataExchangeServicer):
     def Locate(self, request: pb.LocateRequest, context: Any) -> pb.DataEndpoint:
         """Where this process's data endpoint listens."""
         return pb.DataEndpoint(port=self.port)
+
+    def FetchPartition(self, request: pb.PartitionRequest, context: Any) -> Iterator[Any]:
+        """Stream a finished BATCH result partition kept by this TaskManager."""
+        if self.partitions is None:
+            context.abort(grpc.StatusCode.NOT_FOUND, "this process keeps no result partitions")
+        yield from self.partitions.serve(request, context)
 
 
 class _EndpointLocator(data_pb2_grpc.DataExchangeServicer):

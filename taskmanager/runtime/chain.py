@@ -21,6 +21,7 @@ from taskmanager.network.channels import (
     RemoteOutputChannel,
 )
 from taskmanager.network.record_writer import RecordWriter
+from taskmanager.network.result_partitions import BlockingPartitionChannel
 from taskmanager.runtime.operators import Operator, Output, create_operator
 from taskmanager.runtime.sources import SourceDriver, create_source
 
@@ -121,6 +122,10 @@ def _writer(task: Task, edge: Any, clock: Callable[[], float]) -> RecordWriter:
             index = layout.index((edge.id, subtask))
         except ValueError:
             channels.append(_DisconnectedChannel())
+            continue
+        if task.partitions is not None:  # BATCH: a blocking exchange, through a file
+            path = task.partitions.path(task.id.job_id, task.vertex.id, subtask, edge.id, consumer)
+            channels.append(BlockingPartitionChannel(path))
             continue
         address = task.locations[(target.id, consumer)]
         if address == task.own_address:

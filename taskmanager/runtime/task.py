@@ -22,6 +22,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from strom.graph.job_graph import JobGraph, JobVertex, input_channel_layout
+from strom.rpc import data_pb2 as pb
 from taskmanager.network.elements import (
     BARRIER,
     END_OF_PARTITION,
@@ -32,6 +33,7 @@ from taskmanager.network.elements import (
 from taskmanager.network.gate_registry import GateRegistry
 from taskmanager.network.input_gate import GateClosed, InputGate
 from taskmanager.network.record_writer import RecordWriter
+from taskmanager.network.result_partitions import PartitionReader, ResultPartitions
 from taskmanager.runtime.alignment import BarrierAligner
 from taskmanager.runtime.chain import build_chain
 from taskmanager.runtime.context import OperatorContext, TaskCancelled
@@ -80,6 +82,7 @@ class Task:
         checkpoints: Any = None,
         restore: dict[str, Any] | None = None,
         checkpointing: bool = False,
+        partitions: ResultPartitions | None = None,
     ) -> None:
         self.id = task_id
         self.graph = graph
@@ -127,12 +130,36 @@ class Task:
         #: snapshot writes not yet acknowledged; FINISHED is reported after them, so the
         #: JobManager never takes a task that snapshotted a checkpoint for one that had not
         self._snapshot_writes: list[Future] = []
+        #: in BATCH, the TaskManager's result partitions: the task's outputs are written there
+        #: and its inputs read from there (blocking exchanges); None in STREAMING
+        self.partitions = partitions if settings.get("runtime_mode") == "BATCH" else None
+        self.partition_reader: PartitionReader | None = None
         self.thread = threading.Thread(target=self.run, name=f"task {self.name}", daemon=True)
 
     # -------------------------------------------------------------- control (any thread)
 
     def start(self) -> None:
         self.thread.start()
+        if self.partitions is not None and self.layout:
+            self.partition_reader = self._partition_reader()
+            self.partition_reader.start()
+
+    def _partition_reader(self) -> PartitionReader:
+        """BATCH: what feeds this task's input gate, from its producers' finished partitions
+        (``locations`` says which TaskManager keeps each)."""
+        sources = {edge.id: edge.source_vertex for edge in self.graph.inputs_of(self.vertex.id)}
+        inputs = []
+        for index, (edge_id, producer) in enumerate(self.layout):
+            source = sources[edge_id]
+            request = pb.PartitionRequest(
+                job_id=self.id.job_id,
+                producer_vertex=source,
+                producer_subtask=producer,
+                edge=edge_id,
+                consumer_subtask=self.id.subtask,
+            )
+            inputs.append((index, request, self.locations.get((source, producer), "")))
+        return PartitionReader(self.gate, inputs, self.partitions, self.name)
 
     def cancel(self) -> None:
         """Stop the task as soon as possible; it reports CANCELED."""
@@ -254,7 +281,9 @@ class Task:
         return time.monotonic() if origin is None else origin
 
     def _attempt_is_current(self) -> bool:
-        return self.checkpoints.attempt_is_current(self.id.job_id, self.id.attempt)
+        return self.checkpoints.attempt_is_current(
+            self.id.job_id, self.id.attempt, f"{self.id.vertex_id}/{self.id.subtask}"
+        )
 
     def _restore_for(self, uid: str) -> OperatorRestore | None:
         """The earlier snapshots of operator ``uid``, if the job is restoring."""
