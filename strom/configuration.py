@@ -294,6 +294,37 @@ OPTIONS: dict[str, ConfigOption] = {
             "Decrypts an encrypted private key in security.ssl.rest.keystore.",
         ),
         ConfigOption(
+            "security.ssl.internal.enabled",
+            False,
+            _boolean,
+            "true or false",
+            "Mutual TLS on every gRPC connection of the cluster (JobManager, TaskManagers, "
+            "slot processes, their data exchange, clients): a peer without a certificate "
+            "signed by security.ssl.internal.trust-cert is refused at the handshake.",
+        ),
+        ConfigOption(
+            "security.ssl.internal.cert",
+            None,
+            _optional(_text),
+            "the path of a PEM file with this node's certificate (chain)",
+            "This process's certificate for internal TLS (Flink's internal keystore, as PEM).",
+        ),
+        ConfigOption(
+            "security.ssl.internal.key",
+            None,
+            _optional(_text),
+            "the path of a PEM file with the certificate's private key (unencrypted)",
+            "The private key of security.ssl.internal.cert.",
+        ),
+        ConfigOption(
+            "security.ssl.internal.trust-cert",
+            None,
+            _optional(_text),
+            "the path of a PEM file with the cluster's CA certificate",
+            "The CA whose certificates internal TLS accepts (Flink's internal truststore, as "
+            "PEM); 'bin/strom certs' makes one.",
+        ),
+        ConfigOption(
             "taskmanager.numberOfTaskSlots",
             1,
             _int_in(1, 1024),

@@ -21,7 +21,7 @@ import grpc
 
 from strom.checkpoint_storage import storage_for
 from strom.rpc import cluster_pb2 as pb
-from strom.rpc import cluster_pb2_grpc
+from strom.rpc import cluster_pb2_grpc, tls
 from taskmanager.network.gate_registry import GateRegistry
 from taskmanager.network.input_gate import GateClosed
 from taskmanager.runtime.task import Task, TaskId
@@ -265,7 +265,7 @@ class TaskDeployer:
     def _stub(self, address: str) -> cluster_pb2_grpc.JobManagerGatewayStub:
         channel = self._channels.get(address)
         if channel is None:
-            channel = self._channels[address] = grpc.insecure_channel(address)
+            channel = self._channels[address] = tls.channel(address)
         return cluster_pb2_grpc.JobManagerGatewayStub(channel)
 
     def _reporter(self, jobmanager_address: str):

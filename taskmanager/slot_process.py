@@ -31,7 +31,7 @@ import grpc
 from strom.daemon import LineAtomicWriter, configure_logging
 from strom.process_identity import TASK_SLOT, set_process_role
 from strom.rpc import cluster_pb2 as pb
-from strom.rpc import cluster_pb2_grpc, observability_pb2_grpc
+from strom.rpc import cluster_pb2_grpc, observability_pb2_grpc, tls
 from taskmanager.deployment import TaskDeployer
 from taskmanager.network.data_service import SERVER_OPTIONS, DataExchangeService
 from taskmanager.observability import ObservabilityService
@@ -168,6 +168,7 @@ def run_slot_process(spec: SlotProcessSpec, connection: Connection) -> None:
 
 
 def _serve(spec: SlotProcessSpec, connection: Connection) -> None:
+    tls.use_for_process(spec.config)
     folder = Path(spec.folder)
     folder.mkdir(parents=True, exist_ok=True)
     address = [""]
@@ -189,7 +190,7 @@ def _serve(spec: SlotProcessSpec, connection: Connection) -> None:
     data_service.add_to_server(server)
     observability = ObservabilityService(_SlotView(spec, deployer))  # type: ignore[arg-type]
     observability_pb2_grpc.add_TaskManagerObservabilityServicer_to_server(observability, server)
-    port = server.add_insecure_port(f"{spec.bind_host}:0")
+    port = tls.add_port(server, f"{spec.bind_host}:0")
     server.start()
     address[0] = f"{spec.host}:{port}"
     log.info(

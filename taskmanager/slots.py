@@ -30,7 +30,7 @@ import grpc
 import psutil
 
 from strom.rpc import cluster_pb2 as pb
-from strom.rpc import cluster_pb2_grpc, observability_pb2_grpc
+from strom.rpc import cluster_pb2_grpc, observability_pb2_grpc, tls
 from strom.rpc import observability_pb2 as obs
 from taskmanager.deployment import TaskDeployer
 from taskmanager.slot_process import SlotGateway, SlotProcessSpec, run_slot_process
@@ -118,7 +118,7 @@ class SlotProcess:
 
     def grpc_channel(self) -> grpc.Channel:
         if self.channel is None:
-            self.channel = grpc.insecure_channel(self.address)
+            self.channel = tls.channel(self.address)
         return self.channel
 
     def stub(self) -> cluster_pb2_grpc.TaskExecutorGatewayStub:
@@ -519,7 +519,7 @@ class SlotProcesses:
     def _report(self, slot: SlotProcess, state: str, reason: str) -> None:
         channel = self._jobmanager_channels.get(slot.jobmanager_address)
         if channel is None:
-            channel = grpc.insecure_channel(slot.jobmanager_address)
+            channel = tls.channel(slot.jobmanager_address)
             self._jobmanager_channels[slot.jobmanager_address] = channel
         stub = cluster_pb2_grpc.JobManagerGatewayStub(channel)
         for vertex_id, subtask in sorted(slot.tasks):

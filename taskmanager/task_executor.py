@@ -26,7 +26,7 @@ from jobmanager.ha.services import create_ha_services
 from strom.addresses import address_reaching
 from strom.configuration import StromConfig
 from strom.rpc import cluster_pb2 as pb
-from strom.rpc import cluster_pb2_grpc
+from strom.rpc import cluster_pb2_grpc, tls
 from taskmanager.deployment import TaskDeployer
 from taskmanager.network.data_service import SERVER_OPTIONS, DataExchangeService
 from taskmanager.observability import ObservabilityService
@@ -121,6 +121,7 @@ class TaskExecutor:
         # every 700 allocations (CPython's default) costs a large share of the run time.
         self._gc_threshold = gc.get_threshold()
         gc.set_threshold(max(self._gc_threshold[0], _GC_YOUNG_THRESHOLD), *self._gc_threshold[1:])
+        tls.use_for_process(self.config)
         bind_host = self.config["taskmanager.bind-host"] or self.host
         self._executor = futures.ThreadPoolExecutor(
             max_workers=_MAX_RPC_THREADS, thread_name_prefix="tm-rpc"
@@ -142,7 +143,7 @@ class TaskExecutor:
         self.observability.add_to_server(server)
         target = f"{bind_host}:{self.config['taskmanager.rpc.port']}"
         try:
-            self.port = server.add_insecure_port(target)
+            self.port = tls.add_port(server, target)
         except RuntimeError as error:
             raise OSError(
                 f"cannot bind the TaskManager's gRPC server to {target}: {error}"
@@ -277,7 +278,7 @@ class TaskExecutor:
 
         interval = self.config["heartbeat.interval"] / 1000.0
         timeout = self.config["heartbeat.timeout"] / 1000.0
-        with grpc.insecure_channel(target) as channel:
+        with tls.channel(target) as channel:
             stub = cluster_pb2_grpc.JobManagerGatewayStub(channel)
             call = stub.TaskManagerSession(requests())
             self._outgoing, self._current_call = outgoing, call
