@@ -22,10 +22,10 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
-from strom.rpc.tls import INTERNAL_SERVER_NAME
+from strom.rpc.tls import CLIENT_IDENTITY, INTERNAL_SERVER_NAME
 
 #: the name of the certificate for clients (bin/strom, env.execute()) in a certs folder
-CLIENT = "client"
+CLIENT = CLIENT_IDENTITY
 _VALIDITY = datetime.timedelta(days=3650)
 
 

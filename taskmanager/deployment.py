@@ -127,6 +127,8 @@ class TaskDeployer:
         #: whether tasks were deployed here
         self.deployed = False
         self._channels: dict[str, grpc.Channel] = {}
+        #: the JobManager's secret for this TaskManager's registration, sent with every report
+        self.report_token = ""
         self.snapshot_pool = ThreadPoolExecutor(max_workers=2, thread_name_prefix="tm-snapshot")
 
     # -------------------------------------------------------------- deploy
@@ -265,7 +267,9 @@ class TaskDeployer:
     def _stub(self, address: str) -> cluster_pb2_grpc.JobManagerGatewayStub:
         channel = self._channels.get(address)
         if channel is None:
-            channel = self._channels[address] = tls.channel(address)
+            channel = self._channels[address] = tls.reporting_channel(
+                tls.channel(address), lambda: self.report_token
+            )
         return cluster_pb2_grpc.JobManagerGatewayStub(channel)
 
     def _reporter(self, jobmanager_address: str):

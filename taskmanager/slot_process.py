@@ -92,6 +92,9 @@ class SlotGateway(cluster_pb2_grpc.TaskExecutorGatewayServicer):
         return pb.Ack(ok=True, message=str(os.getpid()))
 
     def DeployTasks(self, request: pb.DeployTasksRequest, context) -> pb.Ack:
+        sent = dict(context.invocation_metadata()).get(tls.REPORT_TOKEN_METADATA)
+        if sent:  # the TaskManager's registration: this process reports in its name
+            self.deployer.report_token = sent
         with self._lock:
             if self._cancelled:
                 return pb.Ack(ok=True, message=self.CANCELLED)

@@ -148,6 +148,8 @@ class SlotProcesses:
         self._ended_condition = threading.Condition(self.lock)
         self.processes: dict[tuple[str, int, int], SlotProcess] = {}
         self._jobmanager_channels: dict[str, grpc.Channel] = {}
+        #: the JobManager's secret for this TaskManager's registration (see TaskDeployer)
+        self.report_token = ""
         self._stopped = threading.Event()
         self._wake_read, self._wake_write = os.pipe()
         self._pool = ThreadPoolExecutor(max_workers=16, thread_name_prefix="tm-slot-rpc")
@@ -274,7 +276,11 @@ class SlotProcesses:
         def forward(slot: SlotProcess, share: pb.DeployTasksRequest) -> pb.Ack:
             slot.jobmanager_address = request.jobmanager_address
             try:
-                answer = slot.stub().DeployTasks(share, timeout=_FORWARD_TIMEOUT_S)
+                answer = slot.stub().DeployTasks(
+                    share,
+                    timeout=_FORWARD_TIMEOUT_S,
+                    metadata=((tls.REPORT_TOKEN_METADATA, self.report_token),),
+                )
             except grpc.RpcError as error:
                 return pb.Ack(ok=False, message=f"slot process {slot.pid}: {error.details()}")
             slot.deployed = answer.ok and answer.message != SlotGateway.CANCELLED
@@ -519,7 +525,9 @@ class SlotProcesses:
     def _report(self, slot: SlotProcess, state: str, reason: str) -> None:
         channel = self._jobmanager_channels.get(slot.jobmanager_address)
         if channel is None:
-            channel = tls.channel(slot.jobmanager_address)
+            channel = tls.reporting_channel(
+                tls.channel(slot.jobmanager_address), lambda: self.report_token
+            )
             self._jobmanager_channels[slot.jobmanager_address] = channel
         stub = cluster_pb2_grpc.JobManagerGatewayStub(channel)
         for vertex_id, subtask in sorted(slot.tasks):

@@ -311,6 +311,9 @@ class TaskExecutor:
                     if kind == "accepted":
                         registered = True
                         self.instance_id = message.accepted.instance_id
+                        self.deployer.report_token = message.accepted.report_token
+                        if isinstance(self.slots, SlotProcesses):
+                            self.slots.report_token = message.accepted.report_token
                         if self.jobmanager_id != message.accepted.jobmanager_id:
                             self.jobmanager_id = message.accepted.jobmanager_id
                         self.registrations += 1

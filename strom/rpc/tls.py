@@ -20,7 +20,7 @@ unless given another, so code deep in a TaskManager need not carry it around.
 from __future__ import annotations
 
 import logging
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -33,6 +33,9 @@ log = logging.getLogger(__name__)
 
 #: the server name every internal certificate carries and every internal connection checks
 INTERNAL_SERVER_NAME = "strom-internal"
+#: the common name of the certificate ``bin/strom certs`` makes for clients: it cannot
+#: register as a TaskManager
+CLIENT_IDENTITY = "client"
 
 _KEYS = {
     "certificate": "security.ssl.internal.cert",
@@ -159,6 +162,30 @@ def aio_channel(
     return grpc.aio.secure_channel(
         address, chosen.channel_credentials(), _with_server_name(options)
     )
+
+
+#: the metadata key of a TaskManager registration's report token (RegistrationAccepted)
+REPORT_TOKEN_METADATA = "strom-report-token"
+
+
+class _MetadataInterceptor(grpc.UnaryUnaryClientInterceptor):
+    def __init__(self, key: str, value: Callable[[], str]) -> None:
+        self._key, self._value = key, value
+
+    def intercept_unary_unary(self, continuation, client_call_details, request):
+        value = self._value()
+        if not value:
+            return continuation(client_call_details, request)
+        metadata = [*(client_call_details.metadata or ()), (self._key, value)]
+        details = client_call_details._replace(metadata=metadata)
+        return continuation(details, request)
+
+
+def reporting_channel(channel: grpc.Channel, token: Callable[[], str]) -> grpc.Channel:
+    """``channel`` whose unary calls carry ``token()`` as the registration's report token:
+    the JobManager takes task states and checkpoint acks only with the token of the
+    TaskManager it deployed the task to."""
+    return grpc.intercept_channel(channel, _MetadataInterceptor(REPORT_TOKEN_METADATA, token))
 
 
 def peer_identity(context: grpc.ServicerContext) -> str | None:
