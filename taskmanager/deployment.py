@@ -19,7 +19,7 @@ from pathlib import Path
 import cloudpickle
 import grpc
 
-from strom.checkpoint_storage import storage_for
+from strom.checkpoint_storage import MetadataFormatError, decode_metadata, storage_for
 from strom.rpc import cluster_pb2 as pb
 from strom.rpc import cluster_pb2_grpc, tls
 from taskmanager.network.gate_registry import GateRegistry
@@ -143,7 +143,12 @@ class TaskDeployer:
             return pb.Ack(ok=False, message=f"cannot load the job graph: {error!r}")
         locations = {(loc.vertex_id, loc.subtask): loc.address for loc in request.locations}
         checkpoints = CheckpointServices(self, request.jobmanager_address)
-        restore = pickle.loads(request.restore) if request.restore else None
+        try:
+            restore = decode_metadata(request.restore) if request.restore else None
+        except MetadataFormatError:  # a pickle, which is never unpickled, or another version
+            restore = None
+        if request.restore and restore is None:
+            return pb.Ack(ok=False, message="the restore point sent with the job is not readable")
         created = []
         with self.lock:
             # Every subtask gets its own copy of the user's functions, as in Flink.
