@@ -369,17 +369,19 @@ OPTIONS: dict[str, ConfigOption] = {
         ),
         ConfigOption(
             "heartbeat.interval",
-            1000,
+            10_000,
             parse_duration_ms,
             _DURATION,
-            "How often TaskManagers send heartbeats to the JobManager.",
+            "How often TaskManagers send heartbeats to the JobManager (Flink's default); "
+            "while tasks run, their metrics go with a heartbeat at least every second.",
         ),
         ConfigOption(
             "heartbeat.timeout",
-            5000,
+            50_000,
             parse_duration_ms,
             _DURATION,
-            "A TaskManager or JobManager silent for this long is declared lost.",
+            "A TaskManager or JobManager silent for this long is declared lost (Flink's "
+            "default); one whose process dies is lost at once, as its connection breaks.",
         ),
         ConfigOption(
             "cluster.registration.initial-timeout",

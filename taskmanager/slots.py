@@ -141,7 +141,7 @@ class SlotProcesses:
         self.bind_host = config["taskmanager.bind-host"] or host
         self.work_dir = work_dir
         self.cancellation_timeout_s = config["task.cancellation.timeout"] / 1000.0
-        self.metrics_interval_s = config["heartbeat.interval"] / 1000.0
+        self.metrics_interval_s = min(config["heartbeat.interval"] / 1000.0, 1.0)
         self._context = multiprocessing.get_context("forkserver")
         self._context.set_forkserver_preload(PRELOAD)
         self.lock = threading.Lock()

@@ -38,6 +38,8 @@ log = logging.getLogger(__name__)
 # Every incoming data channel holds a server thread while it lives; threads start lazily.
 _MAX_RPC_THREADS = 2048
 _GC_YOUNG_THRESHOLD = 50_000
+#: the longest time between two reports of running tasks' metrics (they ride on heartbeats)
+METRICS_INTERVAL_S = 1.0
 
 
 class TaskExecutorGateway(cluster_pb2_grpc.TaskExecutorGatewayServicer):
@@ -289,16 +291,22 @@ class TaskExecutor:
 
             def watchdog() -> None:
                 sequence = 0
-                while not watchdog_done.wait(interval):
-                    if time.monotonic() - last_answer[0] > timeout:
+                last_sent = time.monotonic()
+                # Task metrics ride on heartbeats: while tasks run, they go at least every
+                # METRICS_INTERVAL_S even when heartbeat.interval is Flink's 10 s.
+                while not watchdog_done.wait(min(interval, METRICS_INTERVAL_S)):
+                    now = time.monotonic()
+                    if now - last_answer[0] > timeout:
                         log.warning("JobManager silent for %.1f s; reconnecting", timeout)
                         call.cancel()
                         return
-                    if self.registered.is_set():
+                    if not self.registered.is_set():
+                        continue
+                    metrics = self.slots.metrics()
+                    if metrics or now - last_sent >= interval:
                         sequence += 1
-                        heartbeat = pb.TaskManagerHeartbeat(
-                            sequence=sequence, metrics=self.slots.metrics()
-                        )
+                        last_sent = now
+                        heartbeat = pb.TaskManagerHeartbeat(sequence=sequence, metrics=metrics)
                         outgoing.put(pb.TaskManagerMessage(heartbeat=heartbeat))
 
             watcher = threading.Thread(target=watchdog, name="tm-heartbeat", daemon=True)
