@@ -22,7 +22,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
-from strom.rpc.tls import CLIENT_IDENTITY, INTERNAL_SERVER_NAME
+from strom.rpc.tls import CLIENT_IDENTITY, HOST_PLACEHOLDER, INTERNAL_SERVER_NAME
 
 #: the name of the certificate for clients (bin/strom, env.execute()) in a certs folder
 CLIENT = CLIENT_IDENTITY
@@ -136,11 +136,17 @@ def make_cluster_certificates(folder: Path, hosts: list[str]) -> list[NodeFiles]
     return [make_node_certificate(folder, name) for name in names]
 
 
-def config_lines(folder: Path, node: NodeFiles) -> list[str]:
-    """The lines of ``strom-conf.yaml`` that turn internal TLS on with ``node``'s files."""
+def config_lines(folder: Path, node: NodeFiles | None = None) -> list[str]:
+    """The lines of ``strom-conf.yaml`` that turn internal TLS on with ``node``'s files, or
+    (no node) with each host's own, named by ``{host}``."""
+    folder = folder.resolve()
+    if node is None:
+        cert, key = folder / f"{HOST_PLACEHOLDER}.pem", folder / f"{HOST_PLACEHOLDER}.key"
+    else:
+        cert, key = node.certificate, node.private_key
     return [
         "security.ssl.internal.enabled: true",
-        f"security.ssl.internal.cert: {node.certificate}",
-        f"security.ssl.internal.key: {node.private_key}",
-        f"security.ssl.internal.trust-cert: {(folder / 'ca.pem').resolve()}",
+        f"security.ssl.internal.cert: {cert}",
+        f"security.ssl.internal.key: {key}",
+        f"security.ssl.internal.trust-cert: {folder / 'ca.pem'}",
     ]

@@ -557,19 +557,26 @@ def _command_cluster(args: argparse.Namespace) -> int:
 
 
 def _command_certs(args: argparse.Namespace) -> int:
+    import socket
+
     from client.certs import CLIENT, config_lines, make_cluster_certificates
     from client.jps import cluster_hosts
     from strom.configuration import default_conf_dir
 
-    hosts = args.host or cluster_hosts(default_conf_dir()) or ["localhost"]
+    # This host too: it runs the scripts and clients, and often a JobManager.
+    hosts = args.host or [*cluster_hosts(default_conf_dir()), socket.gethostname()]
     folder = Path(args.folder)
     made = make_cluster_certificates(folder, hosts)
-    print(f"CA: {(folder / 'ca.pem').resolve()} (keep {(folder / 'ca.key').resolve()} secret)")
-    for node in made:
-        where = "clients (bin/strom)" if node.name == CLIENT else f"host {node.name}"
-        print(f"\n# conf/strom-conf.yaml on {where}:")
-        for line in config_lines(folder, node):
-            print(line)
+    names = " ".join(node.name for node in made if node.name != CLIENT)
+    print(f"CA {(folder / 'ca.pem').resolve()}; keep {(folder / 'ca.key').resolve()} secret.")
+    print(f"Certificates for: {names}. Give each host ca.pem and its own .pem and .key.")
+    print("\n# conf/strom-conf.yaml of every host ({host} is the host's name):")
+    for line in config_lines(folder):
+        print(line)
+    client = next(node for node in made if node.name == CLIENT)
+    print("\n# conf/strom-conf.yaml of a client elsewhere (bin/strom, env.execute()):")
+    for line in config_lines(folder, client):
+        print(line)
     return 0
 
 

@@ -306,14 +306,16 @@ OPTIONS: dict[str, ConfigOption] = {
             "security.ssl.internal.cert",
             None,
             _optional(_text),
-            "the path of a PEM file with this node's certificate (chain)",
+            "the path of a PEM file with this node's certificate (chain); {host} in it stands "
+            "for this host's name",
             "This process's certificate for internal TLS (Flink's internal keystore, as PEM).",
         ),
         ConfigOption(
             "security.ssl.internal.key",
             None,
             _optional(_text),
-            "the path of a PEM file with the certificate's private key (unencrypted)",
+            "the path of a PEM file with the certificate's private key (unencrypted); {host} "
+            "in it stands for this host's name",
             "The private key of security.ssl.internal.cert.",
         ),
         ConfigOption(

@@ -9,6 +9,7 @@ client's collect receiver, and leave no trace in the cluster's state.
 
 from __future__ import annotations
 
+import socket
 import subprocess
 import sys
 from collections import Counter
@@ -16,16 +17,18 @@ from pathlib import Path
 
 import grpc
 import pytest
+import yaml
 from harness import REPO_ROOT, LocalCluster, poll_for, python_env
 from jobs_support import remote
 
 from client.certs import make_cluster_certificates, make_node_certificate
 from client.gateway import ClusterClient
+from strom.configuration import load_configuration
 from strom.datastream import StreamExecutionEnvironment
 from strom.errors import ClusterUnreachableError
 from strom.rpc import cluster_pb2 as pb
 from strom.rpc import cluster_pb2_grpc
-from strom.rpc.tls import INTERNAL_SERVER_NAME, InternalTls
+from strom.rpc.tls import INTERNAL_SERVER_NAME, InternalTls, internal_tls
 
 WORDS = ["to", "be", "or", "not", "to", "be", "that", "is", "the", "question"] * 30
 
@@ -152,8 +155,6 @@ def test_peers_without_a_certificate_of_the_cluster_ca_are_refused(tls_cluster, 
     intruder_conf.mkdir()
     config = dict(tls_cluster.config)
     config.update(tls_config(stranger, "127.0.0.1"))
-    import yaml
-
     (intruder_conf / "strom-conf.yaml").write_text(yaml.safe_dump(config))
     intruder = subprocess.Popen(
         [sys.executable, "-m", "taskmanager", "--conf-dir", str(intruder_conf)],
@@ -198,12 +199,21 @@ def test_strom_certs_makes_a_ca_and_certificates_and_prints_the_config(tmp_path)
         timeout=60,
     )
     assert result.returncode == 0, result.stderr
-    for name in ("host1", "host2", "host3", "client"):
+    for name in ("host1", "host2", "host3", "client", socket.gethostname()):
         assert (folder / f"{name}.pem").exists()
         assert (folder / f"{name}.key").stat().st_mode & 0o077 == 0
-        assert f"security.ssl.internal.cert: {(folder / name).resolve()}.pem" in result.stdout
-    assert "security.ssl.internal.enabled: true" in result.stdout
-    assert f"security.ssl.internal.trust-cert: {(folder / 'ca.pem').resolve()}" in result.stdout
+    # One configuration for every host: {host} is each one's name.
+    lines = result.stdout.splitlines()
+    shared = lines[lines.index(next(x for x in lines if "of every host" in x)) + 1 :][:4]
+    assert shared == [
+        "security.ssl.internal.enabled: true",
+        f"security.ssl.internal.cert: {folder.resolve()}/{{host}}.pem",
+        f"security.ssl.internal.key: {folder.resolve()}/{{host}}.key",
+        f"security.ssl.internal.trust-cert: {folder.resolve()}/ca.pem",
+    ]
+    config = load_configuration(overrides=yaml.safe_load("\n".join(shared)))
+    assert internal_tls(config).certificate == (folder / f"{socket.gethostname()}.pem").read_bytes()
+    assert f"security.ssl.internal.cert: {(folder / 'client.pem').resolve()}" in result.stdout
     # A second run keeps the CA: certificates made before stay valid.
     ca = (folder / "ca.pem").read_bytes()
     make_node_certificate(folder, "host4")

@@ -20,6 +20,7 @@ unless given another, so code deep in a TaskManager need not carry it around.
 from __future__ import annotations
 
 import logging
+import socket
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -33,6 +34,8 @@ log = logging.getLogger(__name__)
 
 #: the server name every internal certificate carries and every internal connection checks
 INTERNAL_SERVER_NAME = "strom-internal"
+#: in the paths of security.ssl.internal.*, this host's name: one configuration serves all hosts
+HOST_PLACEHOLDER = "{host}"
 #: the common name of the certificate ``bin/strom certs`` makes for clients: it cannot
 #: register as a TaskManager
 CLIENT_IDENTITY = "client"
@@ -77,6 +80,8 @@ def internal_tls(config: Mapping[str, Any]) -> InternalTls | None:
     material = {}
     for field, key in _KEYS.items():
         path = config[key]
+        if path:
+            path = path.replace(HOST_PLACEHOLDER, socket.gethostname())
         if not path:
             raise ConfigurationError(
                 f"security.ssl.internal.enabled is true but '{key}' is not set: set "
