@@ -33,7 +33,7 @@ from strom.datastream.connectors.number_seq import NumberSequenceSource
 from strom.rpc import cluster_pb2, data_pb2, observability_pb2
 
 #: how long each test generates inputs; the rest of its time is setup and the final checks
-BUDGET_S = 20.0
+BUDGET_S = 15.0
 TOKEN = "fuzz-token-0123456789"
 FUZZ = settings(
     max_examples=1500,

@@ -12,6 +12,7 @@ from __future__ import annotations
 import socket
 import subprocess
 import sys
+import urllib.request
 from collections import Counter
 from pathlib import Path
 
@@ -116,6 +117,12 @@ def test_a_job_runs_across_taskmanagers_over_mutual_tls(tls_cluster, certs):
     with ClusterClient(tls_cluster.address) as client:
         taskmanagers = client.taskmanagers()
     assert len(taskmanagers) == 2
+    # The JobManager asks TaskManagers for their logs and metrics over TLS too.
+    for tm in taskmanagers:
+        for what in ("metrics", "log"):
+            url = f"{tls_cluster.rest_url}/taskmanagers/{tm.id}/{what}"
+            with urllib.request.urlopen(url, timeout=10) as answer:  # 503 if unreachable
+                assert answer.status == 200, (what, answer.status)
     log = tls_cluster.logs()
     assert "Internal TLS is off" not in log
 
