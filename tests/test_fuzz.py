@@ -21,7 +21,7 @@ import grpc
 import pytest
 from google.protobuf import descriptor as d
 from google.protobuf import message_factory
-from harness import LocalCluster, poll_for
+from harness import REPO_ROOT, LocalCluster, poll_for
 from hypothesis import HealthCheck, Phase, given, settings
 from hypothesis import strategies as st
 from jobs_support import remote
@@ -356,6 +356,38 @@ def test_fuzzed_rest_requests_never_get_a_5xx(cluster, job):
     with ClusterClient(cluster.address, token=TOKEN) as client:
         # Without the token, nothing the fuzzing sent changed the job.
         assert client.job(job["job_id"]).summary.state == before
+
+
+def test_rest_operations_of_the_openapi_description_never_get_a_5xx(cluster, job):
+    """Schemathesis generates requests for every operation of ``openapi.yaml``: valid ones,
+    and (its negative mode) ones that break the described schema."""
+    import schemathesis
+    from schemathesis import GenerationMode
+
+    schema = schemathesis.openapi.from_path(REPO_ROOT / "jobmanager" / "web" / "openapi.yaml")
+    strategies = []
+    for result in schema.get_all_operations():
+        operation = result.ok()
+        for mode in (GenerationMode.POSITIVE, GenerationMode.NEGATIVE):
+            strategies.append(operation.as_strategy(generation_mode=mode))
+    deadline = time.monotonic() + BUDGET_S
+    sent = [0]
+
+    # Drawing a schemathesis case costs far more than the request: fewer examples, so that
+    # the ones past the time budget cost little.
+    @settings(FUZZ, max_examples=200)
+    @given(data=st.data())
+    def run(data) -> None:
+        case = data.draw(st.sampled_from(strategies).flatmap(lambda s: s))
+        if time.monotonic() > deadline:
+            return
+        response = case.call(base_url=cluster.rest_url, timeout=10)
+        assert response.status_code < 500, (case.method, case.formatted_path, response.text)
+        sent[0] += 1
+
+    run()
+    assert sent[0] > 20
+    assert cluster.jobmanager.poll() is None
 
 
 def test_raw_garbage_on_the_rest_port_is_answered_or_dropped_in_time(cluster, job):
