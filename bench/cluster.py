@@ -59,18 +59,34 @@ class Cluster:
 
 
 @contextlib.contextmanager
-def local_cluster(taskmanagers: int, work: Path, slots: int = 1) -> Iterator[Cluster]:
-    """Start a JobManager and ``taskmanagers`` TaskManagers of ``slots`` slots each; yields
-    the cluster, and makes ``env.execute()`` submit to it meanwhile."""
+def local_cluster(
+    taskmanagers: int, work: Path, slots: int = 1, tls: bool = False
+) -> Iterator[Cluster]:
+    """Start a JobManager and ``taskmanagers`` TaskManagers of ``slots`` slots each (with
+    internal mutual TLS when ``tls``); yields the cluster, and makes ``env.execute()`` submit
+    to it meanwhile."""
     from strom.datastream import execution_context
 
     conf = work / f"conf-{time.monotonic_ns()}"
     conf.mkdir(parents=True)
     rpc, rest = _free_port(), _free_port()
-    (conf / "strom-conf.yaml").write_text(
+    text = (
         f"jobmanager.rpc.address: 127.0.0.1\njobmanager.rpc.port: {rpc}\nrest.port: {rest}\n"
         f"taskmanager.numberOfTaskSlots: {slots}\n"
     )
+    client_tls = None
+    if tls:
+        from client.certs import config_lines, make_node_certificate
+        from strom.rpc.tls import InternalTls
+
+        node = make_node_certificate(conf / "certs", "127.0.0.1")
+        text += "".join(f"{line}\n" for line in config_lines(conf / "certs", node))
+        client_tls = InternalTls(
+            node.certificate.read_bytes(),
+            node.private_key.read_bytes(),
+            (conf / "certs" / "ca.pem").read_bytes(),
+        )
+    (conf / "strom-conf.yaml").write_text(text)
     env = dict(os.environ, PYTHONPATH=str(REPO), STROM_CONF_DIR=str(conf))
     quiet = {"stdout": subprocess.DEVNULL, "stderr": subprocess.DEVNULL, "env": env}
     processes = [subprocess.Popen([sys.executable, "-m", "jobmanager"], **quiet)]
@@ -80,7 +96,7 @@ def local_cluster(taskmanagers: int, work: Path, slots: int = 1) -> Iterator[Clu
         for _ in range(taskmanagers):
             processes.append(subprocess.Popen([sys.executable, "-m", "taskmanager"], **quiet))
         deadline = time.monotonic() + 30
-        with ClusterClient(f"127.0.0.1:{rpc}") as cluster:
+        with ClusterClient(f"127.0.0.1:{rpc}", tls=client_tls) as cluster:
             while True:
                 try:
                     if cluster.overview().taskmanagers == taskmanagers:
@@ -93,10 +109,17 @@ def local_cluster(taskmanagers: int, work: Path, slots: int = 1) -> Iterator[Clu
         address = f"127.0.0.1:{rpc}"
         context = execution_context.ExecutionContext(target="remote", jobmanager=address)
         previous = execution_context.set_current(context)
+        # The client (this process) reads the cluster's configuration, TLS files included.
+        previous_conf = os.environ.get("STROM_CONF_DIR")
+        os.environ["STROM_CONF_DIR"] = str(conf)
         try:
             yield Cluster(address, [p.pid for p in processes[1:]])
         finally:
             execution_context.set_current(previous)
+            if previous_conf is None:
+                os.environ.pop("STROM_CONF_DIR", None)
+            else:
+                os.environ["STROM_CONF_DIR"] = previous_conf
     finally:
         for process in processes:
             process.send_signal(signal.SIGTERM)

@@ -4,6 +4,7 @@
     python bench/wordcount.py --cluster 2     # also a 2-TaskManager cluster at parallelism 2
     python bench/wordcount.py --cluster 1 --slots 2   # 1 TaskManager x 2 slots
     python bench/wordcount.py --cluster 2 --cluster-only   # the loops once, no embedded run
+    python bench/wordcount.py --cluster 2 --tls   # that cluster with internal TLS on and off
 
 The input is 2,000,000 words (a 10,000-word vocabulary, Zipf-skewed, 10 words a line) made
 from a fixed seed and written to a file. The job reads the file, splits lines (flat_map),
@@ -152,6 +153,12 @@ def main() -> None:
     parser.add_argument(
         "--cluster-only", action="store_true", help="skip the embedded run and the loops"
     )
+    parser.add_argument(
+        "--tls",
+        action="store_true",
+        help="run the cluster job at full parallelism with internal mutual TLS off and on, "
+        "interleaved, instead of at parallelism 1 and all slots",
+    )
     args = parser.parse_args()
     with tempfile.TemporaryDirectory(prefix="strom-bench-") as tmp:
         work = Path(tmp)
@@ -187,7 +194,9 @@ def main() -> None:
                 f"ratio strom/plain  (p=1): {wall['plain'] / wall['embedded']:.2f} wall, "
                 f"{cpu['plain'] / cpu['embedded']:.2f} CPU"
             )
-        if args.cluster:
+        if args.cluster and args.tls:
+            tls_comparison(path, args.cluster, work, args.slots, args.repeat)
+        elif args.cluster:
             shape = f"{args.cluster} TaskManagers x {args.slots} slots"
             results = cluster_runs(path, args.cluster, work, args.slots, args.repeat)
             for p, (clustered, cluster_cpu) in results.items():
@@ -202,6 +211,24 @@ def main() -> None:
                     f"cluster speed-up p={max(results)} vs p=1: {w1 / wp:.2f} wall; "
                     f"CPU {cp / c1:.2f}x as much"
                 )
+
+
+def tls_comparison(path: Path, taskmanagers: int, work: Path, slots: int, repeat: int) -> None:
+    """The job on all slots of a cluster without and of one with internal mutual TLS,
+    started one after the other and run in turns; prints the best of each and the ratio."""
+    parallelism = taskmanagers * slots
+    walls: dict[bool, list[float]] = {False: [], True: []}
+    for _ in range(repeat):
+        for tls in (False, True):
+            with local_cluster(taskmanagers, work, slots, tls=tls):
+                walls[tls].append(strom_job(path, parallelism))
+    shape = f"{taskmanagers} TaskManagers x {slots} slots, p={parallelism}"
+    for tls in (False, True):
+        best = min(walls[tls])
+        label = "TLS on " if tls else "TLS off"
+        runs = ", ".join(f"{w:.2f}" for w in walls[tls])
+        print(f"{label} ({shape}): {WORDS / best:12,.0f} words/s  best {best:6.2f} s ({runs})")
+    print(f"throughput TLS on / off: {min(walls[False]) / min(walls[True]):.2f}")
 
 
 if __name__ == "__main__":

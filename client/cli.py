@@ -7,6 +7,7 @@ strom list [-r] [-s] [-a]
 strom cancel [-w seconds] <jobid>
 strom info job.py [args...]
 strom cluster
+strom certs [--host H ...] <dir>
 """
 
 from __future__ import annotations
@@ -206,6 +207,22 @@ def _parser() -> argparse.ArgumentParser:
 
     cluster = commands.add_parser("cluster", help="show the TaskManagers and free slots")
     _add_cluster_options(cluster)
+
+    certs = commands.add_parser(
+        "certs",
+        help="make a CA and certificates for internal mutual TLS",
+        description="Make a cluster CA in DIR (kept if DIR has one) and a certificate signed "
+        "by it for each host of conf/masters and conf/slaves and for clients, then print the "
+        "configuration lines that turn security.ssl.internal on.",
+    )
+    certs.add_argument("folder", metavar="DIR")
+    certs.add_argument(
+        "--host",
+        action="append",
+        default=[],
+        help="a host to make a certificate for (default: those of conf/masters and "
+        "conf/slaves; repeatable)",
+    )
     return parser
 
 
@@ -539,6 +556,30 @@ def _command_cluster(args: argparse.Namespace) -> int:
     return 0
 
 
+def _command_certs(args: argparse.Namespace) -> int:
+    import socket
+
+    from client.certs import CLIENT, config_lines, make_cluster_certificates
+    from client.jps import cluster_hosts
+    from strom.configuration import default_conf_dir
+
+    # This host too: it runs the scripts and clients, and often a JobManager.
+    hosts = args.host or [*cluster_hosts(default_conf_dir()), socket.gethostname()]
+    folder = Path(args.folder)
+    made = make_cluster_certificates(folder, hosts)
+    names = " ".join(node.name for node in made if node.name != CLIENT)
+    print(f"CA {(folder / 'ca.pem').resolve()}; keep {(folder / 'ca.key').resolve()} secret.")
+    print(f"Certificates for: {names}. Give each host ca.pem and its own .pem and .key.")
+    print("\n# conf/strom-conf.yaml of every host ({host} is the host's name):")
+    for line in config_lines(folder):
+        print(line)
+    client = next(node for node in made if node.name == CLIENT)
+    print("\n# conf/strom-conf.yaml of a client elsewhere (bin/strom, env.execute()):")
+    for line in config_lines(folder, client):
+        print(line)
+    return 0
+
+
 _COMMANDS = {
     "run": _command_run,
     "info": _command_info,
@@ -547,6 +588,7 @@ _COMMANDS = {
     "cluster": _command_cluster,
     "savepoint": _command_savepoint,
     "stop": _command_stop,
+    "certs": _command_certs,
 }
 
 

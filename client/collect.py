@@ -1,7 +1,16 @@
-"""The client's side of ``execute_and_collect``: a gRPC receiver and the result iterator."""
+"""The client's side of ``execute_and_collect``: a gRPC receiver and the result iterator.
+
+Only a sender that knows a collect sink's token (a random secret made by this client and
+shipped inside the job) is heard: a batch naming any other token is refused before anything is
+kept or unpickled, so a peer that merely reaches the receiver's port can neither run code here
+nor make it hold memory. With internal TLS on, the receiver also asks for a certificate of the
+cluster CA.
+"""
 
 from __future__ import annotations
 
+import hmac
+import logging
 import pickle
 import queue
 import threading
@@ -14,6 +23,9 @@ from strom.datastream.data_stream import CloseableIterator
 from strom.errors import JobExecutionError
 from strom.rpc import collect_pb2 as pb
 from strom.rpc import collect_pb2_grpc
+from strom.rpc.tls import InternalTls, add_port
+
+log = logging.getLogger(__name__)
 
 _QUEUE_BATCHES = 64
 _END = object()
@@ -30,30 +42,45 @@ class _Stream:
 class CollectReceiver(collect_pb2_grpc.CollectServiceServicer):
     """Receives collected batches for every collect sink of the jobs this client runs."""
 
-    def __init__(self, host: str) -> None:
+    def __init__(self, host: str, tls: InternalTls | None = None) -> None:
         self._streams: dict[str, _Stream] = {}
         self._lock = threading.Lock()
         self._server = grpc.server(
             futures.ThreadPoolExecutor(max_workers=64, thread_name_prefix="collect")
         )
         collect_pb2_grpc.add_CollectServiceServicer_to_server(self, self._server)
-        self.port = self._server.add_insecure_port(f"{host}:0")
+        self.port = add_port(self._server, f"{host}:0", tls=tls)
         self.address = f"{host}:{self.port}"
         self._server.start()
 
     def stop(self) -> None:
         self._server.stop(0)
 
+    def expect(self, token: str) -> None:
+        """Accept batches carrying ``token`` (a collect sink's secret) from now on."""
+        with self._lock:
+            self._streams.setdefault(token, _Stream())
+
     def _stream(self, token: str) -> _Stream:
         with self._lock:
-            stream = self._streams.get(token)
-            if stream is None:
-                stream = self._streams[token] = _Stream()
-            return stream
+            return self._streams[token]
+
+    def _known(self, token: str) -> _Stream | None:
+        """The stream of ``token``, compared in constant time; None for a stranger's."""
+        with self._lock:
+            streams = list(self._streams.items())
+        found = None
+        for known, stream in streams:
+            if hmac.compare_digest(known.encode(), token.encode()):
+                found = stream
+        return found
 
     def Push(self, request_iterator, context) -> pb.CollectAck:
         for batch in request_iterator:
-            stream = self._stream(batch.token)
+            stream = self._known(batch.token)
+            if stream is None:
+                log.warning("refused collected results from %s: unknown token", context.peer())
+                context.abort(grpc.StatusCode.PERMISSION_DENIED, "unknown collect token")
             while not stream.closed.is_set():
                 try:
                     if batch.end:

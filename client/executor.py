@@ -201,7 +201,7 @@ class ClusterJobClient(JobClient):
         if address and address != self.cluster.address:
             print(f"JobManager {address} leads now.", file=sys.stderr, flush=True)
             self.cluster.close()
-            self.cluster = ClusterClient(address)
+            self.cluster = ClusterClient(address, tls=self.cluster.tls)
 
     def _loss_message(self, what_happened: str) -> str:
         """What an attached client says when the JobManager lost its job, and how to resume."""
@@ -277,6 +277,7 @@ def submit_job(graph: JobGraph, job_root: str) -> ClusterJobClient:
         config["execution.savepoint.path"] = os.path.abspath(context.savepoint_path)
         if context.allow_non_restored_state:
             config["execution.savepoint.ignore-unclaimed-state"] = "true"
+    mini = None
     if context.target == "remote":
         address = context.jobmanager or "localhost:6123"
         files = collect_job_files(
@@ -292,7 +293,8 @@ def submit_job(graph: JobGraph, job_root: str) -> ClusterJobClient:
         mini = MiniCluster(graph.slots_required(), _cluster_settings(config)).start()
         cleanups.append(mini.stop)
         address, files, host = mini.address, [], "127.0.0.1"
-    cluster = ClusterClient(address)
+    # A mini-cluster never runs internal TLS (security.* keys configure a cluster, not a job).
+    cluster = ClusterClient(address) if mini is None else ClusterClient(address, tls=None)
     cleanups.append(cluster.close)
     try:
         specs = _collect_specs(graph)
@@ -300,10 +302,11 @@ def submit_job(graph: JobGraph, job_root: str) -> ClusterJobClient:
             from client.collect import CollectReceiver
 
             receiver_host = address_reaching(host, int(address.rsplit(":", 1)[1]))
-            receiver = CollectReceiver(receiver_host)
+            receiver = CollectReceiver(receiver_host, tls=cluster.tls)
             cleanups.insert(0, receiver.stop)
             for spec in specs:
                 spec.address, spec.receiver = receiver.address, receiver
+                receiver.expect(spec.token)
         job_id = uuid.uuid4().hex
         request = pb.SubmitJobRequest(
             job_id=job_id,

@@ -10,26 +10,43 @@ from strom.configuration import load_configuration, rest_token
 from strom.errors import ClusterUnreachableError, StromError
 from strom.rpc import cluster_pb2 as pb
 from strom.rpc import cluster_pb2_grpc
+from strom.rpc.tls import InternalTls, channel, internal_tls
 
 _MAX_MESSAGE = 512 * 1024 * 1024
+#: ClusterClient's default: the internal TLS of the client's configuration
+FROM_CONFIGURATION = object()
 
 
 class ClusterClient:
     """Calls on the JobManager's gRPC gateway; connection problems become one clear error."""
 
-    def __init__(self, address: str, timeout: float = 30.0, token: str | None = None) -> None:
+    def __init__(
+        self,
+        address: str,
+        timeout: float = 30.0,
+        token: str | None = None,
+        tls: InternalTls | None | object = FROM_CONFIGURATION,
+    ) -> None:
         """``token``: the cluster's access token; by default ``security.rest.token`` (or
-        ``-token-file``) of the configuration in ``$STROM_CONF_DIR`` (else ``conf/``)."""
+        ``-token-file``) of the configuration in ``$STROM_CONF_DIR`` (else ``conf/``).
+        ``tls``: the client's internal TLS; by default ``security.ssl.internal.*`` of that
+        configuration (None: plaintext)."""
         self.address = address
         self.timeout = timeout
-        token = token if token is not None else rest_token(load_configuration())
+        config = None
+        if token is None or tls is FROM_CONFIGURATION:
+            config = load_configuration()
+        token = token if token is not None else rest_token(config)
+        #: the internal TLS this client uses (its collect receiver serves with it too)
+        self.tls: InternalTls | None = internal_tls(config) if tls is FROM_CONFIGURATION else tls
         self._metadata = (("authorization", f"Bearer {token}"),) if token else None
-        self._channel = grpc.insecure_channel(
+        self._channel = channel(
             address,
-            options=[
+            [
                 ("grpc.max_send_message_length", _MAX_MESSAGE),
                 ("grpc.max_receive_message_length", _MAX_MESSAGE),
             ],
+            tls=self.tls,
         )
         self._stub = cluster_pb2_grpc.JobManagerGatewayStub(self._channel)
 

@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import logging
 import os
-import pickle
 import threading
 import time
 import uuid
@@ -32,6 +31,7 @@ from jobmanager.checkpoint_coordinator import (
     FailedCheckpoint,
 )
 from jobmanager.execution_graph import RUNNING
+from strom.checkpoint_storage import encode_metadata
 from strom.rpc import cluster_pb2 as pb
 
 if TYPE_CHECKING:
@@ -410,9 +410,9 @@ class Checkpointing:
             if metadata is None:
                 metadata = record.storage.read_metadata(latest.external_path)
             if metadata is not None:
-                return pickle.dumps(metadata)
+                return encode_metadata(metadata)
         if record.initial_restore is not None:
-            return pickle.dumps(record.initial_restore)
+            return encode_metadata(record.initial_restore)
         return b""
 
     def stats(self, record: JobRecord) -> dict[str, Any]:

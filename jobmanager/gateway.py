@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING
 import grpc
 
 from jobmanager.resource_manager import Hardware
+from jobmanager.task_reporters import TaskReporters
 from strom.configuration import JOB_KEYS
 from strom.rpc import cluster_pb2 as pb
 from strom.rpc import cluster_pb2_grpc
@@ -24,6 +25,8 @@ log = logging.getLogger(__name__)
 class JobManagerGateway(cluster_pb2_grpc.JobManagerGatewayServicer):
     def __init__(self, jobmanager: JobManager) -> None:
         self.jm = jobmanager
+        #: who may report about which task
+        self.reporters = TaskReporters()
 
     def _require_token(self, context: grpc.ServicerContext) -> None:
         """Abort a client's call that changes jobs unless it carries the cluster's token
@@ -75,6 +78,11 @@ class JobManagerGateway(cluster_pb2_grpc.JobManagerGatewayServicer):
                 rejected=pb.RegistrationRejected(reason="registration lacks id, address or slots")
             )
             return
+        refusal = self.reporters.registration_refusal(reg.resource_id, context)
+        if refusal is not None:
+            log.warning("refused the registration of %s: %s", context.peer(), refusal)
+            yield pb.JobManagerMessage(rejected=pb.RegistrationRejected(reason=refusal))
+            return
         record = self.jm.register_taskmanager(
             resource_id=reg.resource_id,
             address=reg.address,
@@ -87,6 +95,7 @@ class JobManagerGateway(cluster_pb2_grpc.JobManagerGatewayServicer):
             session=context,
         )
         resource_id, instance_id = record.resource_id, record.instance_id
+        report_token = self.reporters.registered(resource_id, context)
         if reg.jobs_of_previous_session:
             self.jm.note_jobs_of_previous_session(
                 resource_id, reg.previous_jobmanager_id, list(reg.jobs_of_previous_session)
@@ -98,6 +107,7 @@ class JobManagerGateway(cluster_pb2_grpc.JobManagerGatewayServicer):
                 jobmanager_id=self.jm.jobmanager_id,
                 heartbeat_interval_ms=self.jm.config["heartbeat.interval"],
                 heartbeat_timeout_ms=self.jm.config["heartbeat.timeout"],
+                report_token=report_token,
             )
         )
         try:
@@ -105,7 +115,10 @@ class JobManagerGateway(cluster_pb2_grpc.JobManagerGatewayServicer):
                 if message.WhichOneof("kind") != "heartbeat":
                     continue
                 if message.heartbeat.metrics:
-                    self.jm.dispatcher.update_metrics(list(message.heartbeat.metrics))
+                    own = self.reporters.own_metrics(
+                        self.jm.dispatcher, resource_id, message.heartbeat.metrics
+                    )
+                    self.jm.dispatcher.update_metrics(own)
                 if not self.jm.taskmanager_heartbeat(resource_id, instance_id):
                     yield pb.JobManagerMessage(
                         rejected=pb.RegistrationRejected(reason="unknown instance; register anew")
@@ -230,14 +243,17 @@ class JobManagerGateway(cluster_pb2_grpc.JobManagerGatewayServicer):
         return pb.Ack(ok=True)
 
     def UpdateTaskExecutionState(self, request: pb.TaskExecutionState, context) -> pb.Ack:
+        self.reporters.check(self.jm.dispatcher, context, "task state", request)
         self.jm.dispatcher.task_state_changed(request)
         return pb.Ack(ok=True)
 
     def AcknowledgeCheckpoint(self, request: pb.CheckpointAck, context) -> pb.Ack:
+        self.reporters.check(self.jm.dispatcher, context, "checkpoint acknowledgement", request)
         self.jm.dispatcher.checkpointing.acknowledge(request)
         return pb.Ack(ok=True)
 
     def DeclineCheckpoint(self, request: pb.CheckpointDecline, context) -> pb.Ack:
+        self.reporters.check(self.jm.dispatcher, context, "checkpoint decline", request)
         self.jm.dispatcher.checkpointing.decline(request)
         return pb.Ack(ok=True)
 

@@ -18,7 +18,7 @@ from pathlib import Path
 import grpc
 
 from strom.rpc import observability_pb2 as pb
-from strom.rpc import observability_pb2_grpc
+from strom.rpc import observability_pb2_grpc, tls
 
 __all__ = ["LogFile", "TaskManagerObserver", "TaskManagerUnavailable", "own_log_file"]
 
@@ -82,9 +82,7 @@ class TaskManagerObserver:
         with self._lock:
             channel = self._channels.get(address)
             if channel is None:
-                channel = self._channels[address] = grpc.insecure_channel(
-                    address, options=_CHANNEL_OPTIONS
-                )
+                channel = self._channels[address] = tls.channel(address, _CHANNEL_OPTIONS)
         return observability_pb2_grpc.TaskManagerObservabilityStub(channel)
 
     def forget(self, live_addresses: Iterable[str]) -> None:

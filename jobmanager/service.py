@@ -20,7 +20,7 @@ from jobmanager.resource_manager import Hardware, TaskManagerRecord, TaskManager
 from jobmanager.rest import RestServer
 from strom.addresses import resolve_bind_host
 from strom.configuration import StromConfig, rest_token
-from strom.rpc import cluster_pb2_grpc
+from strom.rpc import cluster_pb2_grpc, tls
 
 log = logging.getLogger(__name__)
 
@@ -56,6 +56,7 @@ class JobManager:
     # -------------------------------------------------------------- lifecycle
 
     def start(self) -> None:
+        tls.use_for_process(self.config)
         rpc_host = self.config["jobmanager.bind-host"] or self.config["jobmanager.rpc.address"]
         self._executor = futures.ThreadPoolExecutor(
             max_workers=_MAX_RPC_THREADS, thread_name_prefix="jm-rpc"
@@ -71,7 +72,7 @@ class JobManager:
         cluster_pb2_grpc.add_JobManagerGatewayServicer_to_server(JobManagerGateway(self), server)
         target = f"{resolve_bind_host(rpc_host)}:{self.config['jobmanager.rpc.port']}"
         try:
-            self.rpc_port = server.add_insecure_port(target)
+            self.rpc_port = tls.add_port(server, target)
         except RuntimeError as error:
             raise OSError(
                 f"cannot bind the JobManager's gRPC server to {target}: {error}"
@@ -240,7 +241,7 @@ class JobManager:
         """A channel for commands to a TaskManager; with high availability they carry this
         JobManager's fencing token."""
         if self.leadership is None:
-            return grpc.insecure_channel(address)
+            return tls.channel(address)
         from jobmanager.ha.fencing import fenced_channel
 
         return fenced_channel(address, self.leadership.token)

@@ -294,6 +294,39 @@ OPTIONS: dict[str, ConfigOption] = {
             "Decrypts an encrypted private key in security.ssl.rest.keystore.",
         ),
         ConfigOption(
+            "security.ssl.internal.enabled",
+            False,
+            _boolean,
+            "true or false",
+            "Mutual TLS on every gRPC connection of the cluster (JobManager, TaskManagers, "
+            "slot processes, their data exchange, clients): a peer without a certificate "
+            "signed by security.ssl.internal.trust-cert is refused at the handshake.",
+        ),
+        ConfigOption(
+            "security.ssl.internal.cert",
+            None,
+            _optional(_text),
+            "the path of a PEM file with this node's certificate (chain); {host} in it stands "
+            "for this host's name",
+            "This process's certificate for internal TLS (Flink's internal keystore, as PEM).",
+        ),
+        ConfigOption(
+            "security.ssl.internal.key",
+            None,
+            _optional(_text),
+            "the path of a PEM file with the certificate's private key (unencrypted); {host} "
+            "in it stands for this host's name",
+            "The private key of security.ssl.internal.cert.",
+        ),
+        ConfigOption(
+            "security.ssl.internal.trust-cert",
+            None,
+            _optional(_text),
+            "the path of a PEM file with the cluster's CA certificate",
+            "The CA whose certificates internal TLS accepts (Flink's internal truststore, as "
+            "PEM); 'bin/strom certs' makes one.",
+        ),
+        ConfigOption(
             "taskmanager.numberOfTaskSlots",
             1,
             _int_in(1, 1024),
@@ -338,17 +371,19 @@ OPTIONS: dict[str, ConfigOption] = {
         ),
         ConfigOption(
             "heartbeat.interval",
-            1000,
+            10_000,
             parse_duration_ms,
             _DURATION,
-            "How often TaskManagers send heartbeats to the JobManager.",
+            "How often TaskManagers send heartbeats to the JobManager (Flink's default); "
+            "while tasks run, their metrics go with a heartbeat at least every second.",
         ),
         ConfigOption(
             "heartbeat.timeout",
-            5000,
+            50_000,
             parse_duration_ms,
             _DURATION,
-            "A TaskManager or JobManager silent for this long is declared lost.",
+            "A TaskManager or JobManager silent for this long is declared lost (Flink's "
+            "default); one whose process dies is lost at once, as its connection breaks.",
         ),
         ConfigOption(
             "cluster.registration.initial-timeout",

@@ -19,9 +19,9 @@ from pathlib import Path
 import cloudpickle
 import grpc
 
-from strom.checkpoint_storage import storage_for
+from strom.checkpoint_storage import MetadataFormatError, decode_metadata, storage_for
 from strom.rpc import cluster_pb2 as pb
-from strom.rpc import cluster_pb2_grpc
+from strom.rpc import cluster_pb2_grpc, tls
 from taskmanager.network.gate_registry import GateRegistry
 from taskmanager.network.input_gate import GateClosed
 from taskmanager.network.result_partitions import ResultPartitions
@@ -144,6 +144,8 @@ class TaskDeployer:
         #: whether tasks were deployed here
         self.deployed = False
         self._channels: dict[str, grpc.Channel] = {}
+        #: the JobManager's secret for this TaskManager's registration, sent with every report
+        self.report_token = ""
         self.snapshot_pool = ThreadPoolExecutor(max_workers=2, thread_name_prefix="tm-snapshot")
 
     # -------------------------------------------------------------- deploy
@@ -158,7 +160,12 @@ class TaskDeployer:
             return pb.Ack(ok=False, message=f"cannot load the job graph: {error!r}")
         locations = {(loc.vertex_id, loc.subtask): loc.address for loc in request.locations}
         checkpoints = CheckpointServices(self, request.jobmanager_address)
-        restore = pickle.loads(request.restore) if request.restore else None
+        try:
+            restore = decode_metadata(request.restore) if request.restore else None
+        except MetadataFormatError:  # a pickle, which is never unpickled, or another version
+            restore = None
+        if request.restore and restore is None:
+            return pb.Ack(ok=False, message="the restore point sent with the job is not readable")
         created = []
         with self.lock:
             # Every subtask gets its own copy of the user's functions, as in Flink.
@@ -283,7 +290,9 @@ class TaskDeployer:
     def _stub(self, address: str) -> cluster_pb2_grpc.JobManagerGatewayStub:
         channel = self._channels.get(address)
         if channel is None:
-            channel = self._channels[address] = grpc.insecure_channel(address)
+            channel = self._channels[address] = tls.reporting_channel(
+                tls.channel(address), lambda: self.report_token
+            )
         return cluster_pb2_grpc.JobManagerGatewayStub(channel)
 
     def _reporter(self, jobmanager_address: str):

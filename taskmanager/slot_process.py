@@ -31,7 +31,7 @@ import grpc
 from strom.daemon import LineAtomicWriter, configure_logging
 from strom.process_identity import TASK_SLOT, set_process_role
 from strom.rpc import cluster_pb2 as pb
-from strom.rpc import cluster_pb2_grpc, observability_pb2_grpc
+from strom.rpc import cluster_pb2_grpc, observability_pb2_grpc, tls
 from taskmanager.deployment import TaskDeployer
 from taskmanager.network.data_service import SERVER_OPTIONS, DataExchangeService
 from taskmanager.network.result_partitions import ResultPartitions
@@ -97,6 +97,9 @@ class SlotGateway(cluster_pb2_grpc.TaskExecutorGatewayServicer):
         return pb.Ack(ok=True, message=str(os.getpid()))
 
     def DeployTasks(self, request: pb.DeployTasksRequest, context) -> pb.Ack:
+        sent = dict(context.invocation_metadata()).get(tls.REPORT_TOKEN_METADATA)
+        if sent:  # the TaskManager's registration: this process reports in its name
+            self.deployer.report_token = sent
         with self._lock:
             if self._cancelled:
                 return pb.Ack(ok=True, message=self.CANCELLED)
@@ -173,6 +176,7 @@ def run_slot_process(spec: SlotProcessSpec, connection: Connection) -> None:
 
 
 def _serve(spec: SlotProcessSpec, connection: Connection) -> None:
+    tls.use_for_process(spec.config)
     folder = Path(spec.folder)
     folder.mkdir(parents=True, exist_ok=True)
     address = [""]
@@ -199,7 +203,7 @@ def _serve(spec: SlotProcessSpec, connection: Connection) -> None:
     data_service.add_to_server(server)
     observability = ObservabilityService(_SlotView(spec, deployer))  # type: ignore[arg-type]
     observability_pb2_grpc.add_TaskManagerObservabilityServicer_to_server(observability, server)
-    port = server.add_insecure_port(f"{spec.bind_host}:0")
+    port = tls.add_port(server, f"{spec.bind_host}:0")
     server.start()
     address[0] = f"{spec.host}:{port}"
     log.info(

@@ -30,7 +30,7 @@ import grpc
 import psutil
 
 from strom.rpc import cluster_pb2 as pb
-from strom.rpc import cluster_pb2_grpc, observability_pb2_grpc
+from strom.rpc import cluster_pb2_grpc, observability_pb2_grpc, tls
 from strom.rpc import observability_pb2 as obs
 from taskmanager.deployment import TaskDeployer
 from taskmanager.network.result_partitions import ResultPartitions
@@ -119,7 +119,7 @@ class SlotProcess:
 
     def grpc_channel(self) -> grpc.Channel:
         if self.channel is None:
-            self.channel = grpc.insecure_channel(self.address)
+            self.channel = tls.channel(self.address)
         return self.channel
 
     def stub(self) -> cluster_pb2_grpc.TaskExecutorGatewayStub:
@@ -145,13 +145,15 @@ class SlotProcesses:
         #: the TaskManager's BATCH result partitions, written and read by its slot processes
         self.partitions = partitions
         self.cancellation_timeout_s = config["task.cancellation.timeout"] / 1000.0
-        self.metrics_interval_s = config["heartbeat.interval"] / 1000.0
+        self.metrics_interval_s = min(config["heartbeat.interval"] / 1000.0, 1.0)
         self._context = multiprocessing.get_context("forkserver")
         self._context.set_forkserver_preload(PRELOAD)
         self.lock = threading.Lock()
         self._ended_condition = threading.Condition(self.lock)
         self.processes: dict[tuple[str, int, int], SlotProcess] = {}
         self._jobmanager_channels: dict[str, grpc.Channel] = {}
+        #: the JobManager's secret for this TaskManager's registration (see TaskDeployer)
+        self.report_token = ""
         self._stopped = threading.Event()
         self._wake_read, self._wake_write = os.pipe()
         self._pool = ThreadPoolExecutor(max_workers=16, thread_name_prefix="tm-slot-rpc")
@@ -280,7 +282,11 @@ class SlotProcesses:
         def forward(slot: SlotProcess, share: pb.DeployTasksRequest) -> pb.Ack:
             slot.jobmanager_address = request.jobmanager_address
             try:
-                answer = slot.stub().DeployTasks(share, timeout=_FORWARD_TIMEOUT_S)
+                answer = slot.stub().DeployTasks(
+                    share,
+                    timeout=_FORWARD_TIMEOUT_S,
+                    metadata=((tls.REPORT_TOKEN_METADATA, self.report_token),),
+                )
             except grpc.RpcError as error:
                 return pb.Ack(ok=False, message=f"slot process {slot.pid}: {error.details()}")
             slot.deployed = answer.ok and answer.message != SlotGateway.CANCELLED
@@ -525,7 +531,9 @@ class SlotProcesses:
     def _report(self, slot: SlotProcess, state: str, reason: str) -> None:
         channel = self._jobmanager_channels.get(slot.jobmanager_address)
         if channel is None:
-            channel = grpc.insecure_channel(slot.jobmanager_address)
+            channel = tls.reporting_channel(
+                tls.channel(slot.jobmanager_address), lambda: self.report_token
+            )
             self._jobmanager_channels[slot.jobmanager_address] = channel
         stub = cluster_pb2_grpc.JobManagerGatewayStub(channel)
         for vertex_id, subtask in sorted(slot.tasks):

@@ -26,7 +26,7 @@ from jobmanager.ha.services import create_ha_services
 from strom.addresses import address_reaching
 from strom.configuration import StromConfig
 from strom.rpc import cluster_pb2 as pb
-from strom.rpc import cluster_pb2_grpc
+from strom.rpc import cluster_pb2_grpc, tls
 from taskmanager.deployment import TaskDeployer
 from taskmanager.network.data_service import SERVER_OPTIONS, DataExchangeService
 from taskmanager.network.result_partitions import ResultPartitions
@@ -39,6 +39,8 @@ log = logging.getLogger(__name__)
 # Every incoming data channel holds a server thread while it lives; threads start lazily.
 _MAX_RPC_THREADS = 2048
 _GC_YOUNG_THRESHOLD = 50_000
+#: the longest time between two reports of running tasks' metrics (they ride on heartbeats)
+METRICS_INTERVAL_S = 1.0
 
 
 class TaskExecutorGateway(cluster_pb2_grpc.TaskExecutorGatewayServicer):
@@ -133,6 +135,7 @@ class TaskExecutor:
         # every 700 allocations (CPython's default) costs a large share of the run time.
         self._gc_threshold = gc.get_threshold()
         gc.set_threshold(max(self._gc_threshold[0], _GC_YOUNG_THRESHOLD), *self._gc_threshold[1:])
+        tls.use_for_process(self.config)
         bind_host = self.config["taskmanager.bind-host"] or self.host
         self._executor = futures.ThreadPoolExecutor(
             max_workers=_MAX_RPC_THREADS, thread_name_prefix="tm-rpc"
@@ -156,7 +159,7 @@ class TaskExecutor:
         self.observability.add_to_server(server)
         target = f"{bind_host}:{self.config['taskmanager.rpc.port']}"
         try:
-            self.port = server.add_insecure_port(target)
+            self.port = tls.add_port(server, target)
         except RuntimeError as error:
             raise OSError(
                 f"cannot bind the TaskManager's gRPC server to {target}: {error}"
@@ -294,7 +297,7 @@ class TaskExecutor:
 
         interval = self.config["heartbeat.interval"] / 1000.0
         timeout = self.config["heartbeat.timeout"] / 1000.0
-        with grpc.insecure_channel(target) as channel:
+        with tls.channel(target) as channel:
             stub = cluster_pb2_grpc.JobManagerGatewayStub(channel)
             call = stub.TaskManagerSession(requests())
             self._outgoing, self._current_call = outgoing, call
@@ -305,16 +308,22 @@ class TaskExecutor:
 
             def watchdog() -> None:
                 sequence = 0
-                while not watchdog_done.wait(interval):
-                    if time.monotonic() - last_answer[0] > timeout:
+                last_sent = time.monotonic()
+                # Task metrics ride on heartbeats: while tasks run, they go at least every
+                # METRICS_INTERVAL_S even when heartbeat.interval is Flink's 10 s.
+                while not watchdog_done.wait(min(interval, METRICS_INTERVAL_S)):
+                    now = time.monotonic()
+                    if now - last_answer[0] > timeout:
                         log.warning("JobManager silent for %.1f s; reconnecting", timeout)
                         call.cancel()
                         return
-                    if self.registered.is_set():
+                    if not self.registered.is_set():
+                        continue
+                    metrics = self.slots.metrics()
+                    if metrics or now - last_sent >= interval:
                         sequence += 1
-                        heartbeat = pb.TaskManagerHeartbeat(
-                            sequence=sequence, metrics=self.slots.metrics()
-                        )
+                        last_sent = now
+                        heartbeat = pb.TaskManagerHeartbeat(sequence=sequence, metrics=metrics)
                         outgoing.put(pb.TaskManagerMessage(heartbeat=heartbeat))
 
             watcher = threading.Thread(target=watchdog, name="tm-heartbeat", daemon=True)
@@ -327,6 +336,9 @@ class TaskExecutor:
                     if kind == "accepted":
                         registered = True
                         self.instance_id = message.accepted.instance_id
+                        self.deployer.report_token = message.accepted.report_token
+                        if isinstance(self.slots, SlotProcesses):
+                            self.slots.report_token = message.accepted.report_token
                         if self.jobmanager_id != message.accepted.jobmanager_id:
                             self.jobmanager_id = message.accepted.jobmanager_id
                         self.registrations += 1

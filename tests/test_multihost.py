@@ -413,8 +413,23 @@ def running_counts(words: list[str]) -> Counter:
     return Counter(repr((word, n)) for word, total in totals.items() for n in range(1, total + 1))
 
 
-def test_job_across_hosts_with_exact_results(cluster, hosts, tmp_path):
+def turn_on_internal_tls(cluster: Cluster, tmp_path: Path) -> None:
+    """``bin/strom certs`` for the hosts of conf/masters and conf/slaves (and this machine,
+    the client's), and the configuration lines it prints, shared by all hosts."""
+    certs = cluster.ok("strom", "certs", str(tmp_path / "certs"))
+    lines = [line for line in certs.splitlines() if line.startswith("security.ssl.internal.")]
+    conf = cluster.conf_dir / "strom-conf.yaml"
+    config = yaml.safe_load(conf.read_text())
+    config.update(yaml.safe_load("\n".join(lines[:4])))
+    assert "{host}" in config["security.ssl.internal.cert"]
+    conf.write_text(yaml.safe_dump(config))
+
+
+@pytest.mark.parametrize("tls", [False, True], ids=["plaintext", "mutual-tls"])
+def test_job_across_hosts_with_exact_results(cluster, hosts, tmp_path, tls):
     h1, h2, h3 = hosts
+    if tls:
+        turn_on_internal_tls(cluster, tmp_path)
     cluster.ok("start-cluster.sh")
     cluster.wait_for_taskmanagers(3)
     taskmanager_ids = {tm["id"]: tm["hostname"] for tm in cluster.taskmanagers()}
@@ -457,6 +472,8 @@ def test_job_across_hosts_with_exact_results(cluster, hosts, tmp_path):
     keyed = [s for s in subtasks if "reduce" in s["vertex"].lower()]
     assert keyed and {taskmanager_ids[s["taskmanager-id"]] for s in keyed
                       if s["metrics"]["read-records"] > 0} == {h2.name, h3.name}  # fmt: skip
+    warned = [p for p in cluster.log_dir.iterdir() if "Internal TLS is off" in p.read_text()]
+    assert bool(warned) is not tls, warned
 
 
 # ------------------------------------------------------------------ hosts lost while a job runs

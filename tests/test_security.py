@@ -232,3 +232,23 @@ def test_daemons_warn_at_start_that_their_ports_run_code_without_internal_tls(cl
         what="the TaskManager's warning",
     )[0].read_text()
     assert "Internal TLS is off" in taskmanager and "can run code" in taskmanager
+
+
+def test_a_taskmanager_reads_its_restore_point_as_json_and_never_unpickles_it(tmp_path):
+    from taskmanager.deployment import TaskDeployer
+
+    marker = tmp_path / "pwned"
+    deployer = TaskDeployer(lambda: "tm", lambda: "127.0.0.1:1", work_dir=tmp_path / "work")
+    try:
+        request = pb.DeployTasksRequest(
+            job_id="c" * 32,
+            attempt=1,
+            job_graph=pickle.dumps(None),
+            tasks=[pb.TaskSpec(vertex_id="v", subtask=0)],
+            restore=crafted_pickle(marker),
+        )
+        answer = deployer.deploy(request)
+    finally:
+        deployer.close()
+    assert not answer.ok and "restore point" in answer.message
+    assert not marker.exists(), "the TaskManager unpickled the restore bytes"

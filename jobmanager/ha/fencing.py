@@ -17,6 +17,8 @@ from typing import Any, NamedTuple
 
 import grpc
 
+from strom.rpc import tls
+
 log = logging.getLogger(__name__)
 
 METADATA_KEY = "strom-fencing-token"
@@ -59,9 +61,7 @@ class FencingTokenClientInterceptor(grpc.UnaryUnaryClientInterceptor):
 
 def fenced_channel(address: str, token: Callable[[], int | None]) -> grpc.Channel:
     """A channel to a TaskManager whose calls carry ``token()``."""
-    return grpc.intercept_channel(
-        grpc.insecure_channel(address), FencingTokenClientInterceptor(token)
-    )
+    return grpc.intercept_channel(tls.channel(address), FencingTokenClientInterceptor(token))
 
 
 class FencingTokenServerInterceptor(grpc.ServerInterceptor):

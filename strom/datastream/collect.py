@@ -17,7 +17,7 @@ import cloudpickle
 import grpc
 
 from strom.rpc import collect_pb2 as pb
-from strom.rpc import collect_pb2_grpc
+from strom.rpc import collect_pb2_grpc, tls
 
 _QUEUE_BATCHES = 16
 
@@ -58,7 +58,7 @@ class CollectSender:
         self.spec = spec
         self.subtask, self.parallelism, self.attempt = subtask, parallelism, attempt
         self.queue: queue.Queue[pb.CollectBatch | None] = queue.Queue(_QUEUE_BATCHES)
-        self.channel = grpc.insecure_channel(spec.address)
+        self.channel = tls.channel(spec.address)
         stub = collect_pb2_grpc.CollectServiceStub(self.channel)
         self.error: BaseException | None = None
         self.done = threading.Event()

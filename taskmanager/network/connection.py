@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING, Any
 import grpc
 
 from strom.rpc import data_pb2 as pb
-from strom.rpc import data_pb2_grpc
+from strom.rpc import data_pb2_grpc, tls
 from taskmanager.network.event_loop import DataPlaneLoop, data_plane_loop
 
 if TYPE_CHECKING:
@@ -125,11 +125,11 @@ class OutboundConnection:
         locate = data_channel = None
         try:
             host = self.address.rsplit(":", 1)[0]
-            locate = grpc.aio.insecure_channel(self.address, CHANNEL_OPTIONS)
+            locate = tls.aio_channel(self.address, CHANNEL_OPTIONS)
             endpoint = await self._locate(locate)
             await locate.close()
             locate = None
-            data_channel = grpc.aio.insecure_channel(f"{host}:{endpoint.port}", CHANNEL_OPTIONS)
+            data_channel = tls.aio_channel(f"{host}:{endpoint.port}", CHANNEL_OPTIONS)
             # The peer answered just now: a connect that fails here is a moment's overload
             # (dozens of processes connecting at once), so wait for the connection to be up
             # before the stream takes any data.

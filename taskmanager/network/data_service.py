@@ -33,7 +33,7 @@ from typing import TYPE_CHECKING, Any
 import grpc
 
 from strom.rpc import data_pb2 as pb
-from strom.rpc import data_pb2_grpc
+from strom.rpc import data_pb2_grpc, tls
 from taskmanager.network.channels import BURST_BYTES
 from taskmanager.network.elements import DecodeError, decode
 from taskmanager.network.event_loop import data_plane_loop
@@ -117,7 +117,7 @@ class DataExchangeService(data_pb2_grpc.DataExchangeServicer):
         # The endpoint says where it is too, so its own address serves as a process's address.
         data_pb2_grpc.add_DataExchangeServicer_to_server(_EndpointLocator(self), server)
         host = f"[{self.bind_host}]" if ":" in self.bind_host else self.bind_host
-        port = server.add_insecure_port(f"{host}:0")
+        port = tls.add_port(server, f"{host}:0")
         await server.start()
         return server, port
 

@@ -1,0 +1,152 @@
+"""``strom certs <dir>``: a cluster CA and a certificate for each host, for internal mutual TLS.
+
+Made with the ``cryptography`` package (no ``openssl`` command needed): an EC P-256 CA valid
+for ten years, and for each host of ``conf/masters`` and ``conf/slaves`` (and for clients) a
+certificate it signed, whose common name is the host (the identity the JobManager records for
+a TaskManager) and whose subject alternative names are
+:data:`strom.rpc.tls.INTERNAL_SERVER_NAME`, the host and ``localhost``. Private keys are
+written readable by their owner only. The CA's key stays in ``<dir>`` for signing more
+certificates later: keep it off the cluster's hosts.
+"""
+
+from __future__ import annotations
+
+import datetime
+import ipaddress
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
+
+from strom.rpc.tls import CLIENT_IDENTITY, HOST_PLACEHOLDER, INTERNAL_SERVER_NAME
+
+#: the name of the certificate for clients (bin/strom, env.execute()) in a certs folder
+CLIENT = CLIENT_IDENTITY
+_VALIDITY = datetime.timedelta(days=3650)
+
+
+@dataclass(frozen=True)
+class NodeFiles:
+    """Where one host's certificate and key were written."""
+
+    name: str
+    certificate: Path
+    private_key: Path
+
+
+def _write_key(path: Path, key: ec.EllipticCurvePrivateKey) -> None:
+    data = key.private_bytes(
+        serialization.Encoding.PEM,
+        serialization.PrivateFormat.PKCS8,
+        serialization.NoEncryption(),
+    )
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "wb") as out:
+        out.write(data)
+
+
+def _subject_names(host: str) -> list[x509.GeneralName]:
+    names: list[x509.GeneralName] = [x509.DNSName(INTERNAL_SERVER_NAME), x509.DNSName("localhost")]
+    try:
+        names.append(x509.IPAddress(ipaddress.ip_address(host)))
+    except ValueError:
+        if host not in (INTERNAL_SERVER_NAME, "localhost"):
+            names.append(x509.DNSName(host))
+    return names
+
+
+def _load_or_make_ca(folder: Path) -> tuple[x509.Certificate, ec.EllipticCurvePrivateKey]:
+    cert_path, key_path = folder / "ca.pem", folder / "ca.key"
+    if cert_path.exists() and key_path.exists():
+        certificate = x509.load_pem_x509_certificate(cert_path.read_bytes())
+        key = serialization.load_pem_private_key(key_path.read_bytes(), password=None)
+        assert isinstance(key, ec.EllipticCurvePrivateKey)
+        return certificate, key
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "Strom cluster CA")])
+    now = datetime.datetime.now(datetime.UTC)
+    certificate = (
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(name)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - datetime.timedelta(minutes=5))
+        .not_valid_after(now + _VALIDITY)
+        .add_extension(x509.BasicConstraints(ca=True, path_length=0), critical=True)
+        .add_extension(
+            x509.KeyUsage(
+                digital_signature=False,
+                content_commitment=False,
+                key_encipherment=False,
+                data_encipherment=False,
+                key_agreement=False,
+                key_cert_sign=True,
+                crl_sign=True,
+                encipher_only=False,
+                decipher_only=False,
+            ),
+            critical=True,
+        )
+        .sign(key, hashes.SHA256())
+    )
+    _write_key(key_path, key)
+    cert_path.write_bytes(certificate.public_bytes(serialization.Encoding.PEM))
+    return certificate, key
+
+
+def make_node_certificate(folder: Path, name: str) -> NodeFiles:
+    """A certificate for ``name`` signed by the CA of ``folder`` (made there if missing)."""
+    folder.mkdir(parents=True, exist_ok=True)
+    ca_certificate, ca_key = _load_or_make_ca(folder)
+    key = ec.generate_private_key(ec.SECP256R1())
+    now = datetime.datetime.now(datetime.UTC)
+    certificate = (
+        x509.CertificateBuilder()
+        .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, name)]))
+        .issuer_name(ca_certificate.subject)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - datetime.timedelta(minutes=5))
+        .not_valid_after(now + _VALIDITY)
+        .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
+        .add_extension(x509.SubjectAlternativeName(_subject_names(name)), critical=False)
+        .add_extension(
+            x509.ExtendedKeyUsage(
+                [ExtendedKeyUsageOID.SERVER_AUTH, ExtendedKeyUsageOID.CLIENT_AUTH]
+            ),
+            critical=False,
+        )
+        .sign(ca_key, hashes.SHA256())
+    )
+    safe = name.replace("/", "_").replace(":", "_")
+    cert_path, key_path = folder / f"{safe}.pem", folder / f"{safe}.key"
+    _write_key(key_path, key)
+    cert_path.write_bytes(certificate.public_bytes(serialization.Encoding.PEM))
+    return NodeFiles(name, cert_path.resolve(), key_path.resolve())
+
+
+def make_cluster_certificates(folder: Path, hosts: list[str]) -> list[NodeFiles]:
+    """The CA (kept if ``folder`` has one) and a certificate for each host and for clients."""
+    names = list(dict.fromkeys([*hosts, CLIENT]))
+    return [make_node_certificate(folder, name) for name in names]
+
+
+def config_lines(folder: Path, node: NodeFiles | None = None) -> list[str]:
+    """The lines of ``strom-conf.yaml`` that turn internal TLS on with ``node``'s files, or
+    (no node) with each host's own, named by ``{host}``."""
+    folder = folder.resolve()
+    if node is None:
+        cert, key = folder / f"{HOST_PLACEHOLDER}.pem", folder / f"{HOST_PLACEHOLDER}.key"
+    else:
+        cert, key = node.certificate, node.private_key
+    return [
+        "security.ssl.internal.enabled: true",
+        f"security.ssl.internal.cert: {cert}",
+        f"security.ssl.internal.key: {key}",
+        f"security.ssl.internal.trust-cert: {folder / 'ca.pem'}",
+    ]

@@ -1,0 +1,247 @@
+"""A task's state, checkpoint acks and metrics are taken only from the TaskManager that runs it.
+
+A hostile client that knows a running job's id, attempt and tasks (all visible through the
+REST API) forges a FAILED task state, a checkpoint acknowledgement and a decline: each is
+refused (PERMISSION_DENIED), logged, and the job runs on, taking checkpoints from its real
+TaskManagers. With internal TLS, a peer holding a certificate of the cluster CA but not the
+TaskManager's cannot register in its place, nor with a client's certificate, nor report for
+another TaskManager's tasks with its own registration.
+"""
+
+from __future__ import annotations
+
+import queue
+import sys
+import threading
+
+import grpc
+import pytest
+from harness import LocalCluster, http_json, poll_for
+from jobs_support import remote
+from rest_support import first, parity
+from test_internal_tls import tls_config, tls_of
+
+from client.certs import make_cluster_certificates, make_node_certificate
+from client.gateway import ClusterClient
+from strom.datastream import StreamExecutionEnvironment
+from strom.datastream.connectors.number_seq import NumberSequenceSource
+from strom.rpc import cluster_pb2 as pb
+from strom.rpc import cluster_pb2_grpc
+from strom.rpc.tls import INTERNAL_SERVER_NAME, REPORT_TOKEN_METADATA
+
+
+def discard(value):
+    pass
+
+
+def _start_job(cluster: LocalCluster) -> tuple[str, pb.JobDetails]:
+    with remote(cluster.address):
+        env = StreamExecutionEnvironment.get_execution_environment()
+        env.enable_checkpointing(300)
+        env.get_checkpoint_config().set_checkpoint_storage_dir(
+            str(cluster.conf_dir.parent / "checkpoints")
+        )
+        env.set_parallelism(2)
+        numbers = env.from_source(NumberSequenceSource(0, 10**12), None, "Numbers")
+        numbers.map(parity).key_by(first).add_sink(discard).name("Discard")
+        job = env.execute_async("target of forgeries")
+    job_id = job.get_job_id()
+    with ClusterClient(cluster.address) as client:
+        poll_for(
+            lambda: (
+                client.job(job_id).summary.state == "RUNNING"
+                and all(v.status == "RUNNING" for v in client.job(job_id).vertices)
+            ),
+            what="the job to run",
+        )
+        return job_id, client.job(job_id)
+
+
+def _completed_checkpoints(cluster: LocalCluster, job_id: str) -> int:
+    return http_json(f"{cluster.rest_url}/jobs/{job_id}/checkpoints")["counts"]["completed"]
+
+
+def _forge_all(stub, job_id: str, details: pb.JobDetails, metadata=()) -> list[grpc.StatusCode]:
+    """Forged reports about every task of the job; the status code each got."""
+    codes = []
+    for vertex in details.vertices:
+        for index in range(vertex.parallelism):
+            forgeries = [
+                (
+                    stub.UpdateTaskExecutionState,
+                    pb.TaskExecutionState(
+                        job_id=job_id,
+                        attempt=details.attempt,
+                        vertex_id=vertex.id,
+                        subtask=index,
+                        state="FAILED",
+                        failure="forged by a hostile client",
+                    ),
+                ),
+                (
+                    stub.AcknowledgeCheckpoint,
+                    pb.CheckpointAck(
+                        job_id=job_id,
+                        attempt=details.attempt,
+                        vertex_id=vertex.id,
+                        subtask=index,
+                        checkpoint_id=1,
+                        handle=pb.TaskStateHandle(path="/etc/passwd"),
+                    ),
+                ),
+                (
+                    stub.DeclineCheckpoint,
+                    pb.CheckpointDecline(
+                        job_id=job_id,
+                        attempt=details.attempt,
+                        vertex_id=vertex.id,
+                        subtask=index,
+                        checkpoint_id=1,
+                        reason="forged",
+                    ),
+                ),
+            ]
+            for method, request in forgeries:
+                try:
+                    method(request, timeout=5, metadata=metadata)
+                    codes.append(grpc.StatusCode.OK)
+                except grpc.RpcError as error:
+                    codes.append(error.code())
+    return codes
+
+
+@pytest.fixture
+def cluster(tmp_path):
+    cluster = LocalCluster(tmp_path / "cluster", slots=2)
+    try:
+        cluster.start(taskmanagers=1)
+        yield cluster
+    except BaseException:
+        print(cluster.logs(), file=sys.stderr)
+        raise
+    finally:
+        cluster.stop()
+
+
+def test_forged_task_states_and_checkpoint_acks_are_refused(cluster):
+    job_id, details = _start_job(cluster)
+    with grpc.insecure_channel(cluster.address) as channel:
+        stub = cluster_pb2_grpc.JobManagerGatewayStub(channel)
+        codes = _forge_all(stub, job_id, details)
+        guessed = _forge_all(stub, job_id, details, ((REPORT_TOKEN_METADATA, "0" * 32),))
+    assert codes and set(codes + guessed) == {grpc.StatusCode.PERMISSION_DENIED}
+    with ClusterClient(cluster.address) as client:
+        assert client.job(job_id).summary.state == "RUNNING"
+        assert client.job(job_id).attempt == details.attempt
+        # The real TaskManager's reports are still taken: checkpoints complete.
+        before = _completed_checkpoints(cluster, job_id)
+        poll_for(
+            lambda: _completed_checkpoints(cluster, job_id) >= before + 2,
+            timeout=30,
+            what="checkpoints acknowledged by the real TaskManager",
+        )
+        assert client.job(job_id).summary.state == "RUNNING"
+        assert not client.job(job_id).exceptions
+        client.cancel(job_id)
+    assert "refused a task state from" in cluster.logs()
+    assert "refused a checkpoint acknowledgement from" in cluster.logs()
+
+
+class _FakeTaskManager:
+    """A registration over ``channel`` that holds its session open."""
+
+    def __init__(self, channel: grpc.Channel, resource_id: str) -> None:
+        self.outgoing: queue.Queue = queue.Queue()
+        self.outgoing.put(
+            pb.TaskManagerMessage(
+                register=pb.RegisterTaskManager(
+                    resource_id=resource_id,
+                    address="127.0.0.1:1",
+                    hostname="nowhere",
+                    num_slots=1000,
+                )
+            )
+        )
+        stub = cluster_pb2_grpc.JobManagerGatewayStub(channel)
+        self.call = stub.TaskManagerSession(iter(self.outgoing.get, None))
+        self.first: pb.JobManagerMessage | None = None
+        self.answered = threading.Event()
+
+        def read() -> None:
+            try:
+                for message in self.call:
+                    if self.first is None:
+                        self.first = message
+                        self.answered.set()
+            except grpc.RpcError:
+                pass
+            self.answered.set()
+
+        threading.Thread(target=read, daemon=True).start()
+
+    def close(self) -> None:
+        self.outgoing.put(None)
+        self.call.cancel()
+
+
+def _channel(folder, name: str, address: str) -> grpc.Channel:
+    tls = tls_of(folder, name)
+    return grpc.secure_channel(
+        address,
+        tls.channel_credentials(),
+        options=[("grpc.ssl_target_name_override", INTERNAL_SERVER_NAME)],
+    )
+
+
+def test_with_tls_a_certificate_is_an_identity_no_other_peer_can_take(tmp_path, monkeypatch):
+    certs = tmp_path / "certs"
+    make_cluster_certificates(certs, ["127.0.0.1"])
+    make_node_certificate(certs, "intruder")  # signed by the cluster CA, but not that TM's
+    cluster = LocalCluster(tmp_path / "cluster", slots=2, **tls_config(certs, "127.0.0.1"))
+    monkeypatch.setenv("STROM_CONF_DIR", str(cluster.conf_dir))
+    try:
+        cluster.start(taskmanagers=1)
+        job_id, details = _start_job(cluster)
+        with ClusterClient(cluster.address) as client:
+            real = client.taskmanagers()[0].id
+
+        # Taking the real TaskManager's place, with another certificate or a client's:
+        for name in ("intruder", "client"):
+            with _channel(certs, name, cluster.address) as channel:
+                fake = _FakeTaskManager(channel, real)
+                assert fake.answered.wait(10)
+                fake.close()
+                assert fake.first is not None and fake.first.WhichOneof("kind") == "rejected"
+                assert "certificate" in fake.first.rejected.reason
+
+        # Registering as itself gives the intruder a token, good for its own tasks only.
+        with _channel(certs, "intruder", cluster.address) as channel:
+            fake = _FakeTaskManager(channel, "intruder-tm")
+            assert fake.answered.wait(10)
+            assert fake.first.WhichOneof("kind") == "accepted"
+            token = fake.first.accepted.report_token
+            stub = cluster_pb2_grpc.JobManagerGatewayStub(channel)
+            codes = _forge_all(stub, job_id, details, ((REPORT_TOKEN_METADATA, token),))
+            fake.close()
+        assert codes and set(codes) == {grpc.StatusCode.PERMISSION_DENIED}
+
+        with ClusterClient(cluster.address) as client:
+            assert client.job(job_id).summary.state == "RUNNING"
+            assert client.job(job_id).attempt == details.attempt
+            poll_for(
+                lambda: [tm.id for tm in client.taskmanagers()] == [real],
+                timeout=10,
+                what="only the real TaskManager to remain",
+            )
+            before = _completed_checkpoints(cluster, job_id)
+            poll_for(
+                lambda: _completed_checkpoints(cluster, job_id) > before,
+                timeout=30,
+                what="a checkpoint acknowledged over TLS",
+            )
+            client.cancel(job_id)
+    except BaseException:
+        print(cluster.logs(), file=sys.stderr)
+        raise
+    finally:
+        cluster.stop()
