@@ -89,12 +89,26 @@ class TaskReporters:
         anyway, and pass."""
         with dispatcher.lock:
             record = dispatcher.jobs.get(job_id)
-            if record is None or record.graph.attempt != attempt:
+            if record is None:
                 return None
             task = record.graph.subtasks.get((vertex_id, subtask))
             if task is None:
                 return None
-            resource_id = task.resource_id
+            run = record.batch
+            if run is not None:
+                # A BATCH job's reports carry the execution number: the current execution's,
+                # or a replaced one's whose slot the job still holds (its end frees the slot).
+                slot = run.slots.get(attempt)
+                if slot is not None:
+                    resource_id = slot.resource_id
+                elif run.executions.get((vertex_id, subtask)) == attempt:
+                    resource_id = task.resource_id
+                else:
+                    return None
+            elif record.graph.attempt != attempt:
+                return None
+            else:
+                resource_id = task.resource_id
         if not resource_id:
             return f"task {vertex_id}[{subtask}] of job {job_id} is not deployed"
         with self._lock:

@@ -147,6 +147,46 @@ def test_forged_task_states_and_checkpoint_acks_are_refused(cluster):
     assert "refused a checkpoint acknowledgement from" in cluster.logs()
 
 
+def test_forged_states_of_a_batch_jobs_executions_are_refused(cluster):
+    # A BATCH job's reports carry execution numbers, not the job's attempt: they are checked
+    # against the execution's TaskManager just the same.
+    from strom.datastream import RuntimeExecutionMode
+
+    with remote(cluster.address):
+        env = StreamExecutionEnvironment.get_execution_environment()
+        env.set_runtime_mode(RuntimeExecutionMode.BATCH)
+        numbers = env.from_source(NumberSequenceSource(0, 10**9), None, "Numbers")
+        numbers.map(parity).add_sink(discard).name("Discard")
+        job_id = env.execute_async("batch target of forgeries").get_job_id()
+    with ClusterClient(cluster.address) as client:
+        details = poll_for(
+            lambda: (d := client.job(job_id)).executions and d, what="the job to run"
+        )
+        codes = []
+        with grpc.insecure_channel(cluster.address) as channel:
+            stub = cluster_pb2_grpc.JobManagerGatewayStub(channel)
+            for name, execution in details.executions.items():
+                vertex, _, index = name.rpartition("/")
+                forged = pb.TaskExecutionState(
+                    job_id=job_id,
+                    attempt=execution,
+                    vertex_id=vertex,
+                    subtask=int(index),
+                    state="FAILED",
+                    failure="forged by a hostile client",
+                )
+                try:
+                    stub.UpdateTaskExecutionState(forged, timeout=5)
+                    codes.append(grpc.StatusCode.OK)
+                except grpc.RpcError as error:
+                    codes.append(error.code())
+        assert codes and set(codes) == {grpc.StatusCode.PERMISSION_DENIED}
+        assert client.job(job_id).summary.state == "RUNNING"
+        assert not client.job(job_id).exceptions
+        client.cancel(job_id)
+    assert "refused a task state from" in cluster.logs()
+
+
 class _FakeTaskManager:
     """A registration over ``channel`` that holds its session open."""
 

@@ -36,7 +36,7 @@ import grpc
 
 from strom.errors import StromError
 from strom.rpc import data_pb2 as pb
-from strom.rpc import data_pb2_grpc
+from strom.rpc import data_pb2_grpc, tls
 from taskmanager.network.channels import ChannelError, OutputChannel
 from taskmanager.network.elements import DecodeError, decode, encode
 from taskmanager.network.input_gate import GateClosed
@@ -238,7 +238,7 @@ class PartitionReader:
         if location == self.partitions.address:
             yield from self.partitions.chunks(request)
             return
-        channel = grpc.insecure_channel(
+        channel = tls.channel(
             location, options=[("grpc.max_receive_message_length", 64 * 1024 * 1024)]
         )
         try:
