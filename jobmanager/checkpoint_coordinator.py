@@ -176,7 +176,13 @@ class CheckpointCoordinator:
     def latest(self) -> CompletedCheckpoint | None:
         return self.completed[-1] if self.completed else self.restored_from
 
-    def restored(self, checkpoint: CompletedCheckpoint) -> None:
+    def restored(self, checkpoint: CompletedCheckpoint, owned: bool = False) -> None:
+        """The job starts from ``checkpoint``. ``owned``: it is one of this job's own
+        checkpoints (a new leader recovering the job), which is retained and subsumed like
+        any other, so it is deleted once ``num_retained`` newer ones completed; a savepoint,
+        or a checkpoint the user named (``strom run -s``), belongs to the user and stays."""
         self.counts["restored"] += 1
         self.restored_from = checkpoint
         self.next_id = max(self.next_id, checkpoint.id + 1)
+        if owned and not checkpoint.is_savepoint:
+            self.completed.append(checkpoint)

@@ -324,8 +324,11 @@ class Checkpointing:
             size,
             location,
         )
-        if not savepoint:
-            self.dispatcher.jm.checkpoint_completed(record.job_id, checkpoint_id, location)
+        if not savepoint and not self.dispatcher.jm.checkpoint_completed(
+            record.job_id, checkpoint_id, location
+        ):
+            # Deposed: the new leader may restore from a checkpoint this one subsumes.
+            return
         # As in Flink since 1.15, a savepoint the job goes on after commits no side effects:
         # recovery restores the latest checkpoint, not the savepoint, so output committed for
         # the savepoint would be written again. Its committables are committed with the next
@@ -342,9 +345,8 @@ class Checkpointing:
             except grpc.RpcError as error:
                 log.info("notify of checkpoint %d to %s failed: %s", checkpoint_id, address, error)
         for old in discarded:
-            if old is not coordinator.restored_from:
-                record.storage.discard(old.external_path)
-                record.checkpoint_metadata.pop(old.id, None)
+            record.storage.discard(old.external_path)
+            record.checkpoint_metadata.pop(old.id, None)
         if savepoint:
             self._savepoint_done(record, checkpoint_id, location)
 

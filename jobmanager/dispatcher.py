@@ -41,6 +41,8 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
+#: a job whose JobManager lost its leadership (Flink's JobStatus.SUSPENDED)
+SUSPENDED = "SUSPENDED"
 JOB_ID_PATTERN = re.compile(r"^[0-9a-f]{32}$")
 _RPC_TIMEOUT_S = 30.0
 
@@ -100,7 +102,9 @@ class Dispatcher:
 
     # -------------------------------------------------------------- jobs
 
-    def submit(self, request: pb.SubmitJobRequest) -> str:
+    def submit(self, request: pb.SubmitJobRequest, recovered: bool = False) -> str:
+        """Accept a job. ``recovered``: a new leader resubmits it from HA storage, and its
+        ``execution.savepoint.path`` is the job's own latest checkpoint, not the user's."""
         job_id = request.job_id
         if not JOB_ID_PATTERN.match(job_id):
             raise ValueError(f"job id '{job_id}' is not 32 lowercase hex characters")
@@ -166,9 +170,11 @@ class Dispatcher:
                         {},
                         savepoint_path,
                         bool(initial_restore.get("is_savepoint")),
-                    )
+                    ),
+                    owned=recovered,
                 )
-                coordinator.restored_from = None  # the savepoint is not ours to delete
+                if recovered:
+                    record.checkpoint_metadata[initial_restore["checkpoint_id"]] = initial_restore
             self.jobs[job_id] = record
             self._pending.append(job_id)
         log.info(
@@ -465,6 +471,23 @@ class Dispatcher:
         if state == "FINISHED" or (state == "CANCELED" and retention == "DELETE_ON_CANCELLATION"):
             for checkpoint in coordinator.completed:
                 record.storage.discard(checkpoint.external_path)
+
+    def suspend_jobs(self, reason: str) -> None:
+        """Leadership is lost: forget every job not ended, as Flink's JobMaster suspends them.
+        Nothing is cancelled on the TaskManagers (the new leader owns those tasks now); the
+        jobs stop being scheduled and checkpointed, and a deployment or restart under way
+        finds them SUSPENDED and stops."""
+        with self.lock:
+            suspended = [r for r in self.jobs.values() if r.graph.state not in TERMINAL_JOB_STATES]
+            for record in suspended:
+                del self.jobs[record.job_id]
+                record.graph.state = SUSPENDED
+                self.checkpointing.abort_pending(record, reason)
+                self.jm.registry.release(record.job_id)
+            self._pending.clear()
+            self._job_state_changed.notify_all()
+        for record in suspended:
+            log.warning("job %s (%s) is SUSPENDED: %s", record.job_id, record.graph.name, reason)
 
     def fail_job(self, record: JobRecord, reason: str) -> None:
         with self.lock:
