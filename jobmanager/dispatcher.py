@@ -19,7 +19,7 @@ import grpc
 
 from jobmanager import restart_strategy
 from jobmanager.checkpoint_coordinator import CheckpointCoordinator, CompletedCheckpoint
-from jobmanager.checkpointing import Checkpointing
+from jobmanager.checkpoint_service import CheckpointService
 from jobmanager.execution_graph import (
     CREATED,
     RESTARTING,
@@ -87,7 +87,7 @@ class Dispatcher:
         self._thread = threading.Thread(
             target=self._schedule_loop, name="jm-scheduler", daemon=True
         )
-        self.checkpointing = Checkpointing(self)
+        self.checkpointing = CheckpointService(self)
 
     def start(self) -> None:
         self._thread.start()
@@ -192,6 +192,10 @@ class Dispatcher:
             record = self._get(job_id)
             decision = record.graph.cancel()
         self._apply(record, decision)
+
+    def job(self, job_id: str) -> JobRecord:
+        """The job's record; KeyError when there is no such job."""
+        return self._get(job_id)
 
     def _get(self, job_id: str) -> JobRecord:
         record = self.jobs.get(job_id)

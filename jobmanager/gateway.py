@@ -245,7 +245,7 @@ class JobManagerGateway(cluster_pb2_grpc.JobManagerGatewayServicer):
         self._require_token(context)
         try:
             trigger_id = self.jm.dispatcher.checkpointing.trigger_savepoint(
-                self.jm.dispatcher._get(request.job_id), request.target_dir or None, request.then
+                self.jm.dispatcher.job(request.job_id), request.target_dir or None, request.then
             )
         except KeyError as error:
             context.abort(grpc.StatusCode.NOT_FOUND, self._unknown_job(request.job_id, error))
