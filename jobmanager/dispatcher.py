@@ -36,8 +36,8 @@ from strom.rpc import cluster_pb2 as pb
 from strom.rpc import cluster_pb2_grpc
 
 if TYPE_CHECKING:
-    from jobmanager.resource_manager import TaskManagerRecord
     from jobmanager.service import JobManager
+    from jobmanager.taskmanager_registry import TaskManagerRecord
 
 log = logging.getLogger(__name__)
 

@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING
 
 import grpc
 
-from jobmanager.resource_manager import Hardware
+from jobmanager.taskmanager_registry import Hardware
 from strom.configuration import JOB_KEYS
 from strom.rpc import cluster_pb2 as pb
 from strom.rpc import cluster_pb2_grpc

@@ -16,8 +16,8 @@ from jobmanager.dispatcher import Dispatcher
 from jobmanager.gateway import JobManagerGateway
 from jobmanager.ha.leadership import Leadership
 from jobmanager.ha.services import create_ha_services
-from jobmanager.resource_manager import Hardware, TaskManagerRecord, TaskManagerRegistry
 from jobmanager.rest import RestServer
+from jobmanager.taskmanager_registry import Hardware, TaskManagerRecord, TaskManagerRegistry
 from strom.addresses import resolve_bind_host
 from strom.configuration import StromConfig, rest_token
 from strom.rpc import cluster_pb2_grpc
