@@ -341,6 +341,7 @@ def test_a_deposed_leader_stands_by_and_leads_again(zookeeper, tmp_path):
             return http_json(f"http://127.0.0.1:{rest}/jobs/{job_id}")["state"]
 
         # Partition the leader from ZooKeeper until its session expires and the standby leads.
+        paused_at = time.monotonic()
         cluster.jobmanagers[first].send_signal(signal.SIGSTOP)
         try:
             poll_for(lambda: zookeeper_leader_rest_port(admin) == second, timeout=30)
@@ -349,6 +350,7 @@ def test_a_deposed_leader_stands_by_and_leads_again(zookeeper, tmp_path):
         poll_for(lambda: "stands by" in log_of(first), timeout=30, what="the first to stand by")
         assert f"job {job_id} (" in log_of(first) and "is SUSPENDED" in log_of(first)
         poll_for(lambda: state_on(second) == "RUNNING", timeout=60, what="the job on the second")
+        takeover_s = time.monotonic() - paused_at
         restored = recovered_from(second)
         assert restored, log_of(second)
         # The first runs on as a standby: its REST API answers with the leader's.
@@ -358,14 +360,23 @@ def test_a_deposed_leader_stands_by_and_leads_again(zookeeper, tmp_path):
         poll_for(lambda: not Path(restored).exists(), timeout=30, what=f"{restored} to go")
         assert state_on(second) == "RUNNING", "the job ended before the second failover"
 
+        killed_at = time.monotonic()
         cluster.jobmanagers.pop(second).send_signal(signal.SIGKILL)
         poll_for(lambda: zookeeper_leader_rest_port(admin) == first, timeout=30, what="re-lead")
         cluster.rest_port = first
+        poll_for(
+            lambda: state_on(first) in ("RUNNING", "FINISHED"), timeout=60, what="the job on first"
+        )
+        comeback_s = time.monotonic() - killed_at
         poll_for(
             lambda: state_on(first) == "FINISHED", timeout=120, what="the job to finish on first"
         )
         assert recovered_from(first), log_of(first)
         assert committed_output(output) == expected_output(count)
+        print(
+            f"leader paused -> job RUNNING on the standby: {takeover_s:.1f} s; "
+            f"that one killed -> job running again on the deposed one: {comeback_s:.1f} s"
+        )
     finally:
         admin.stop()
         admin.close()
