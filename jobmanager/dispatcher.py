@@ -468,8 +468,8 @@ class Dispatcher:
         """A finished job's checkpoints go; a cancelled one's as the retention setting says;
         a failed job keeps them (to resume from by hand)."""
         coordinator = record.coordinator
-        if coordinator is None or not coordinator.completed:
-            return
+        if coordinator is None or not coordinator.completed or not self.jm.serves():
+            return  # (a deposed leader leaves them: the new one may be restoring from them)
         retention = record.config["execution.checkpointing.externalized-checkpoint-retention"]
         state = record.graph.state
         if state == "FINISHED" or (state == "CANCELED" and retention == "DELETE_ON_CANCELLATION"):
