@@ -38,12 +38,12 @@ import grpc
 
 from jobmanager.batch_scheduling import BatchScheduler, Failover, SubtaskId
 from jobmanager.execution_graph import CREATED, RUNNING, TERMINAL_TASK_STATES, Decision
-from jobmanager.resource_manager import SlotId
+from jobmanager.taskmanager_registry import SlotId
 from strom.rpc import cluster_pb2 as pb
 
 if TYPE_CHECKING:
     from jobmanager.dispatcher import Dispatcher, JobRecord
-    from jobmanager.resource_manager import TaskManagerRecord
+    from jobmanager.taskmanager_registry import TaskManagerRecord
 
 log = logging.getLogger(__name__)
 

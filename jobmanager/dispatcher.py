@@ -20,7 +20,7 @@ import grpc
 from jobmanager import restart_strategy
 from jobmanager.batch_execution import BatchExecution, BatchJobs
 from jobmanager.checkpoint_coordinator import CheckpointCoordinator, CompletedCheckpoint
-from jobmanager.checkpointing import Checkpointing
+from jobmanager.checkpoint_service import CheckpointService
 from jobmanager.execution_graph import (
     CREATED,
     RESTARTING,
@@ -37,11 +37,13 @@ from strom.rpc import cluster_pb2 as pb
 from strom.rpc import cluster_pb2_grpc
 
 if TYPE_CHECKING:
-    from jobmanager.resource_manager import TaskManagerRecord
     from jobmanager.service import JobManager
+    from jobmanager.taskmanager_registry import TaskManagerRecord
 
 log = logging.getLogger(__name__)
 
+#: a job whose JobManager lost its leadership (Flink's JobStatus.SUSPENDED)
+SUSPENDED = "SUSPENDED"
 JOB_ID_PATTERN = re.compile(r"^[0-9a-f]{32}$")
 _RPC_TIMEOUT_S = 30.0
 
@@ -88,7 +90,7 @@ class Dispatcher:
         self._thread = threading.Thread(
             target=self._schedule_loop, name="jm-scheduler", daemon=True
         )
-        self.checkpointing = Checkpointing(self)
+        self.checkpointing = CheckpointService(self)
         self.batch = BatchJobs(self)
 
     def start(self) -> None:
@@ -104,7 +106,9 @@ class Dispatcher:
 
     # -------------------------------------------------------------- jobs
 
-    def submit(self, request: pb.SubmitJobRequest) -> str:
+    def submit(self, request: pb.SubmitJobRequest, recovered: bool = False) -> str:
+        """Accept a job. ``recovered``: a new leader resubmits it from HA storage, and its
+        ``execution.savepoint.path`` is the job's own latest checkpoint, not the user's."""
         job_id = request.job_id
         if not JOB_ID_PATTERN.match(job_id):
             raise ValueError(f"job id '{job_id}' is not 32 lowercase hex characters")
@@ -172,9 +176,11 @@ class Dispatcher:
                         {},
                         savepoint_path,
                         bool(initial_restore.get("is_savepoint")),
-                    )
+                    ),
+                    owned=recovered,
                 )
-                coordinator.restored_from = None  # the savepoint is not ours to delete
+                if recovered:
+                    record.checkpoint_metadata[initial_restore["checkpoint_id"]] = initial_restore
             self.jobs[job_id] = record
             self._pending.append(job_id)
         log.info(
@@ -194,6 +200,10 @@ class Dispatcher:
                 self.batch.stopping(record)
             decision = record.graph.cancel()
         self._apply(record, decision)
+
+    def job(self, job_id: str) -> JobRecord:
+        """The job's record; KeyError when there is no such job."""
+        return self._get(job_id)
 
     def _get(self, job_id: str) -> JobRecord:
         record = self.jobs.get(job_id)
@@ -473,13 +483,30 @@ class Dispatcher:
         """A finished job's checkpoints go; a cancelled one's as the retention setting says;
         a failed job keeps them (to resume from by hand)."""
         coordinator = record.coordinator
-        if coordinator is None or not coordinator.completed:
-            return
+        if coordinator is None or not coordinator.completed or not self.jm.serves():
+            return  # (a deposed leader leaves them: the new one may be restoring from them)
         retention = record.config["execution.checkpointing.externalized-checkpoint-retention"]
         state = record.graph.state
         if state == "FINISHED" or (state == "CANCELED" and retention == "DELETE_ON_CANCELLATION"):
             for checkpoint in coordinator.completed:
                 record.storage.discard(checkpoint.external_path)
+
+    def suspend_jobs(self, reason: str) -> None:
+        """Leadership is lost: forget every job not ended, as Flink's JobMaster suspends them.
+        Nothing is cancelled on the TaskManagers (the new leader owns those tasks now); the
+        jobs stop being scheduled and checkpointed, and a deployment or restart under way
+        finds them SUSPENDED and stops."""
+        with self.lock:
+            suspended = [r for r in self.jobs.values() if r.graph.state not in TERMINAL_JOB_STATES]
+            for record in suspended:
+                del self.jobs[record.job_id]
+                record.graph.state = SUSPENDED
+                self.checkpointing.abort_pending(record, reason)
+                self.jm.registry.release(record.job_id)
+            self._pending.clear()
+            self._job_state_changed.notify_all()
+        for record in suspended:
+            log.warning("job %s (%s) is SUSPENDED: %s", record.job_id, record.graph.name, reason)
 
     def fail_job(self, record: JobRecord, reason: str) -> None:
         with self.lock:

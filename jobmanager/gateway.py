@@ -10,8 +10,8 @@ from typing import TYPE_CHECKING
 
 import grpc
 
-from jobmanager.resource_manager import Hardware
 from jobmanager.task_reporters import TaskReporters
+from jobmanager.taskmanager_registry import Hardware
 from strom.configuration import JOB_KEYS
 from strom.rpc import cluster_pb2 as pb
 from strom.rpc import cluster_pb2_grpc
@@ -262,7 +262,7 @@ class JobManagerGateway(cluster_pb2_grpc.JobManagerGatewayServicer):
         self._require_token(context)
         try:
             trigger_id = self.jm.dispatcher.checkpointing.trigger_savepoint(
-                self.jm.dispatcher._get(request.job_id), request.target_dir or None, request.then
+                self.jm.dispatcher.job(request.job_id), request.target_dir or None, request.then
             )
         except KeyError as error:
             context.abort(grpc.StatusCode.NOT_FOUND, self._unknown_job(request.job_id, error))

@@ -391,21 +391,3 @@ def empty_checkpoint_stats() -> dict[str, Any]:
         "latest": {"completed": None, "savepoint": None, "failed": None, "restored": None},
         "history": [],
     }
-
-
-def disabled_checkpoint_config(interval_ms: int | None, mode: str = "exactly_once") -> dict:
-    """``/jobs/<jid>/checkpoints/config`` when the JobManager keeps no checkpoint settings."""
-    enabled = interval_ms is not None and interval_ms > 0
-    return {
-        "mode": mode if enabled else "disabled",
-        "interval": interval_ms if enabled else -1,
-        "timeout": 0,
-        "min_pause": 0,
-        "max_concurrent": 0,
-        "externalization": {"enabled": False, "delete_on_cancellation": True},
-        "state_backend": "HashMapStateBackend",
-        "checkpoint_storage": "",
-        "unaligned_checkpoints": False,
-        "tolerable_failed_checkpoints": 0,
-        "checkpointing": "enabled" if enabled else "disabled",
-    }

@@ -51,7 +51,6 @@ _STATIC_NAME = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]*$")
 _JOB_ID = re.compile(r"^[0-9a-f]{32}$")
 _TEXT = "text/plain; charset=utf-8"
 _LIVE_TIMEOUT_S = 1.0
-_MISSING = object()
 
 
 class RestError(Exception):
@@ -251,12 +250,9 @@ class RestServer:
         }
 
     def _checkpoint_stats_of(self, job_id: str) -> dict[str, Any] | None:
-        method = getattr(self.jm.dispatcher, "checkpoint_stats", None)
-        if not callable(method):
-            return None
         try:
-            return method(job_id)
-        except Exception:  # a job without checkpoint statistics: none to show
+            return self.jm.dispatcher.checkpoint_stats(job_id)
+        except KeyError:  # gone from the history meanwhile
             return None
 
     def _metrics(self) -> Response:
@@ -428,16 +424,17 @@ class RestServer:
             raise RestError(HTTPStatus.NOT_FOUND, f"Job {job_id} not found") from None
 
     def _record(self, job_id: str) -> Any:
-        return getattr(self.jm.dispatcher, "jobs", {}).get(job_id)
+        return self.jm.dispatcher.jobs.get(job_id)
 
     def _reported(self, job_id: str) -> dict[tuple[str, int], tuple[int, int]]:
         """Records per subtask as last reported by heartbeats and final task states."""
-        graph = getattr(self._record(job_id), "graph", None)
-        subtasks = getattr(graph, "subtasks", None) or {}
+        record = self._record(job_id)
+        if record is None:
+            return {}
         with self.jm.lock:
             return {
-                key: (int(getattr(s, "records_in", 0)), int(getattr(s, "records_out", 0)))
-                for key, s in subtasks.items()
+                key: (int(s.records_in), int(s.records_out))
+                for key, s in record.graph.subtasks.items()
             }
 
     def _live(self, details: dict[str, Any]) -> job_views.LiveSample | None:
@@ -499,8 +496,8 @@ class RestServer:
 
     def _job_config(self, job_id: str) -> dict[str, Any]:
         details = self._details(job_id)
-        request = getattr(self._record(job_id), "request", None)
-        user_config = dict(getattr(request, "config", {}) or {})
+        record = self._record(job_id)
+        user_config = dict(record.request.config) if record is not None else {}
         strategy = (
             user_config.get("restart-strategy.type") or self.jm.config["restart-strategy.type"]
         )
@@ -528,11 +525,9 @@ class RestServer:
 
     # -------------------------------------------------------------- checkpoints
 
-    def _call_dispatcher(self, name: str, *args: Any) -> Any:
-        """Call an optional dispatcher method; ``_MISSING`` when this JobManager has none."""
-        method = getattr(self.jm.dispatcher, name, None)
-        if not callable(method):
-            return _MISSING
+    @staticmethod
+    def _call(method: Any, *args: Any) -> Any:
+        """Call a dispatcher method: an unknown job or trigger is a 404, a refusal a 400."""
         try:
             return method(*args)
         except KeyError as error:
@@ -543,28 +538,13 @@ class RestServer:
 
     def _checkpoints(self, job_id: str) -> dict[str, Any]:
         self._details(job_id)
-        stats = self._call_dispatcher("checkpoint_stats", job_id)
-        if stats is _MISSING:
-            return job_views.empty_checkpoint_stats()
+        stats = self._call(self.jm.dispatcher.checkpoint_stats, job_id)
         empty = job_views.empty_checkpoint_stats()
         return {**empty, **stats, "summary": stats.get("summary") or empty["summary"]}
 
     def _checkpoint_config(self, job_id: str) -> dict[str, Any]:
         self._details(job_id)
-        config = self._call_dispatcher("checkpoint_config", job_id)
-        if config is not _MISSING:
-            return config
-        request = getattr(self._record(job_id), "request", None)
-        interval = (getattr(request, "config", {}) or {}).get("execution.checkpointing.interval")
-        try:
-            from strom.configuration import parse_duration_ms
-
-            interval_ms = parse_duration_ms(interval) if interval else None
-        except ValueError:
-            interval_ms = None
-        if interval_ms is None:
-            interval_ms = self.jm.config["execution.checkpointing.interval"]
-        return job_views.disabled_checkpoint_config(interval_ms)
+        return self._call(self.jm.dispatcher.checkpoint_config, job_id)
 
     def _checkpoint(self, job_id: str, checkpoint_id: str) -> dict[str, Any]:
         self._details(job_id)
@@ -573,11 +553,8 @@ class RestServer:
                 HTTPStatus.BAD_REQUEST,
                 f"Bad request: checkpoint id {checkpoint_id!r} is not a number",
             )
-        details = self._call_dispatcher("checkpoint_details", job_id, int(checkpoint_id))
-        if details is _MISSING:
-            stats = self._call_dispatcher("checkpoint_stats", job_id)
-            history = [] if stats is _MISSING else stats.get("history") or []
-            details = next((c for c in history if c.get("id") == int(checkpoint_id)), None)
+        history = self._call(self.jm.dispatcher.checkpoint_stats, job_id)["history"]
+        details = next((c for c in history if c.get("id") == int(checkpoint_id)), None)
         if not details:
             raise RestError(
                 HTTPStatus.NOT_FOUND,
@@ -631,10 +608,6 @@ class RestServer:
         return options
 
     @staticmethod
-    def _unavailable_savepoints() -> RestError:
-        return RestError(HTTPStatus.SERVICE_UNAVAILABLE, "savepoints are not available yet")
-
-    @staticmethod
     def _accepted(trigger: Any) -> Response:
         request_id = trigger.get("request-id") if isinstance(trigger, dict) else str(trigger)
         return Response({"request-id": request_id}, HTTPStatus.ACCEPTED)
@@ -642,32 +615,25 @@ class RestServer:
     def _trigger_savepoint(self, job_id: str, body: Any = None) -> Response:
         self._details(job_id)
         options = self._options(body, {"target-directory": str, "cancel-job": bool})
-        trigger = self._call_dispatcher(
-            "trigger_savepoint",
+        trigger = self._call(
+            self.jm.dispatcher.trigger_savepoint,
             job_id,
             options.get("target-directory"),
             bool(options.get("cancel-job")),
         )
-        if trigger is _MISSING:
-            raise self._unavailable_savepoints()
         return self._accepted(trigger)
 
     def _savepoint_status(self, job_id: str, trigger_id: str) -> dict[str, Any]:
         self._details(job_id)
-        status = self._call_dispatcher("savepoint_status", job_id, trigger_id)
-        if status is _MISSING:
-            raise self._unavailable_savepoints()
-        return status
+        return self._call(self.jm.dispatcher.savepoint_status, job_id, trigger_id)
 
     def _stop(self, job_id: str, body: Any = None) -> Response:
         self._details(job_id)
         options = self._options(body, {"targetDirectory": str, "drain": bool})
-        trigger = self._call_dispatcher(
-            "stop_with_savepoint",
+        trigger = self._call(
+            self.jm.dispatcher.stop_with_savepoint,
             job_id,
             options.get("targetDirectory"),
             bool(options.get("drain")),
         )
-        if trigger is _MISSING:
-            raise self._unavailable_savepoints()
         return self._accepted(trigger)

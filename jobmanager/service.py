@@ -16,8 +16,8 @@ from jobmanager.dispatcher import Dispatcher
 from jobmanager.gateway import JobManagerGateway
 from jobmanager.ha.leadership import Leadership
 from jobmanager.ha.services import create_ha_services
-from jobmanager.resource_manager import Hardware, TaskManagerRecord, TaskManagerRegistry
 from jobmanager.rest import RestServer
+from jobmanager.taskmanager_registry import Hardware, TaskManagerRecord, TaskManagerRegistry
 from strom.addresses import resolve_bind_host
 from strom.configuration import StromConfig, rest_token
 from strom.rpc import cluster_pb2_grpc, tls
@@ -252,9 +252,22 @@ class JobManager:
         if self.leadership is None or self.leadership.is_leader():
             return None
         leader = self.leadership.retrieval.leader if self.leadership.retrieval else None
-        if leader is None or not leader.rest_address:
-            return None
+        if leader is None or not leader.rest_address or leader.address == self.advertised_address:
+            return None  # none known, or this JobManager just deposed and ZooKeeper not read yet
         return f"http://{leader.rest_address}{path}"
+
+    def leadership_revoked(self) -> None:
+        """This JobManager no longer leads: suspend its jobs (the new leader recovers them)
+        and close its TaskManagers' sessions, so that they register with the new leader."""
+        self.dispatcher.suspend_jobs("this JobManager lost its leadership")
+        with self.lock:
+            records = self.registry.all()
+            sessions = [self._sessions.pop((r.resource_id, r.instance_id), None) for r in records]
+            for record in records:
+                self.registry.unregister(record.resource_id, record.instance_id)
+        for session in sessions:
+            if session is not None:
+                session.cancel()
 
     def job_terminated(self, job_id: str) -> None:
         """Hook: a job reached a final state (high availability forgets it)."""
@@ -264,15 +277,19 @@ class JobManager:
             except Exception as error:
                 log.warning("could not remove job %s from HA storage: %s", job_id, error)
 
-    def checkpoint_completed(self, job_id: str, checkpoint_id: int, path: str) -> None:
-        """Hook: a checkpoint of a job completed (high availability points at it)."""
-        if self.leadership is not None:
-            try:
-                self.leadership.checkpoint_completed(job_id, checkpoint_id, path)
-            except Exception as error:
-                log.warning(
-                    "checkpoint %d of %s not in HA storage: %s", checkpoint_id, job_id, error
-                )
+    def checkpoint_completed(self, job_id: str, checkpoint_id: int, path: str) -> bool:
+        """Hook: a checkpoint of a job completed. With high availability the pointer store
+        must take it (a fenced write) before it counts: False when it did not — this
+        JobManager was deposed — and then nothing older may be deleted, since the new
+        leader may be restoring from it."""
+        if self.leadership is None:
+            return True
+        try:
+            self.leadership.checkpoint_completed(job_id, checkpoint_id, path)
+        except Exception as error:
+            log.warning("checkpoint %d of %s not in HA storage: %s", checkpoint_id, job_id, error)
+            return False
+        return True
 
     def taskmanager_heartbeat(self, resource_id: str, instance_id: str) -> bool:
         with self.lock:

@@ -116,3 +116,35 @@ def test_failure_rate_and_exponential_delay():
     )
     assert [exponential.on_failure(t) for t in (0.0, 1.0, 2.0, 3.0)] == [0.1, 0.2, 0.4, 0.4]
     assert exponential.on_failure(10_000.0) == 0.1  # a long quiet spell resets the back-off
+
+
+def _complete(c: CheckpointCoordinator, now: float) -> tuple:
+    cid = c.trigger(now)
+    for task in TASKS:
+        c.acknowledge(cid, task, {"path": "p"})
+    return c.complete(cid, now, f"/chk-{cid}", 1)
+
+
+def test_a_recovered_jobs_own_checkpoint_is_discarded_once_subsumed():
+    from jobmanager.checkpoint_coordinator import CompletedCheckpoint
+
+    c = coordinator(num_retained=1)
+    restored = CompletedCheckpoint(7, 0.0, 0.0, {}, "/chk-7")
+    c.restored(restored, owned=True)  # a new leader recovering the job from its checkpoint
+    assert c.latest() is restored
+    done, discarded = _complete(c, 1.0)
+    assert done.id == 8 and discarded == [restored]
+
+
+def test_a_savepoint_or_a_checkpoint_the_user_named_is_never_discarded():
+    from jobmanager.checkpoint_coordinator import CompletedCheckpoint
+
+    for restored, owned in (
+        (CompletedCheckpoint(7, 0.0, 0.0, {}, "/sp-7", is_savepoint=True), True),
+        (CompletedCheckpoint(7, 0.0, 0.0, {}, "/retained/chk-7"), False),  # strom run -s
+    ):
+        c = coordinator(num_retained=1)
+        c.restored(restored, owned=owned)
+        assert c.latest() is restored
+        discarded = _complete(c, 1.0)[1] + _complete(c, 2.0)[1]
+        assert [d.id for d in discarded] == [8]

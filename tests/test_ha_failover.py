@@ -12,6 +12,7 @@ import subprocess
 import sys
 import textwrap
 import time
+from pathlib import Path
 
 import pytest
 from harness import REPO_ROOT, LocalCluster, free_port, http_json, poll_for, python_env
@@ -288,4 +289,95 @@ def test_a_standbys_rest_api_redirects_to_the_leader(zookeeper, tmp_path):
         leader = http_json(f"http://127.0.0.1:{first}/overview")
         assert http_json(f"http://127.0.0.1:{second}/overview") == leader
     finally:
+        cluster.stop()
+
+
+def zookeeper_leader_rest_port(admin) -> int | None:
+    """The REST port of the leader ZooKeeper publishes (None while there is none)."""
+    from kazoo.exceptions import NoNodeError
+
+    from jobmanager.ha.leader_election import LeaderInfo
+
+    try:
+        data, _ = admin.get("/strom/default/leader")
+    except NoNodeError:
+        return None
+    return int(LeaderInfo.from_bytes(data).rest_address.rsplit(":", 1)[1])
+
+
+def test_a_deposed_leader_stands_by_and_leads_again(zookeeper, tmp_path):
+    """The leader loses its ZooKeeper session (its process is paused past the session
+    timeout, as in a long GC pause or a partition): the standby leads and recovers the job; the
+    deposed one suspends its jobs and stands by instead of exiting, and leads again — recovering
+    the job once more — when the second is killed. The output is exact throughout, and the
+    checkpoint each leader recovered from is deleted once newer ones subsume it."""
+    count = 80_000
+    cluster = HaCluster(tmp_path / "cluster", zookeeper)
+    admin = zookeeper.client()
+    try:
+        first = cluster.start_standby_capable_jobmanager()
+        poll_for(lambda: zookeeper_leader_rest_port(admin) == first, what="the first to lead")
+        second = cluster.start_standby_capable_jobmanager()
+        cluster.rest_port = first
+        for _ in range(2):
+            cluster.start_taskmanager()
+        client, output, checkpoints = strom_run(cluster, tmp_path, "-d", count=count)
+        stdout, stderr = client.communicate(timeout=120)
+        assert client.returncode == 0, stdout + stderr
+        job_id = re.search(r"JobID (\w+)", stdout).group(1)
+        poll_for(lambda: completed_checkpoints(checkpoints) >= 2, timeout=60)
+
+        def log_of(rest: int) -> str:
+            return (cluster.log_dir / f"jobmanager-{rest}.log").read_text(errors="replace")
+
+        def recovered_from(rest: int) -> str:
+            """Where the JobManager at ``rest`` last recovered the job from."""
+            found = re.findall(
+                rf"recovered job {job_id} .* from checkpoint \d+ at (\S+)", log_of(rest)
+            )
+            return found[-1] if found else ""
+
+        def state_on(rest: int) -> str:
+            return http_json(f"http://127.0.0.1:{rest}/jobs/{job_id}")["state"]
+
+        # Partition the leader from ZooKeeper until its session expires and the standby leads.
+        paused_at = time.monotonic()
+        cluster.jobmanagers[first].send_signal(signal.SIGSTOP)
+        try:
+            poll_for(lambda: zookeeper_leader_rest_port(admin) == second, timeout=30)
+        finally:
+            cluster.jobmanagers[first].send_signal(signal.SIGCONT)
+        poll_for(lambda: "stands by" in log_of(first), timeout=30, what="the first to stand by")
+        assert f"job {job_id} (" in log_of(first) and "is SUSPENDED" in log_of(first)
+        poll_for(lambda: state_on(second) == "RUNNING", timeout=60, what="the job on the second")
+        takeover_s = time.monotonic() - paused_at
+        restored = recovered_from(second)
+        assert restored, log_of(second)
+        # The first runs on as a standby: its REST API answers with the leader's.
+        assert cluster.jobmanagers[first].poll() is None
+        poll_for(lambda: state_on(first) == "RUNNING", timeout=30, what="a redirect to it")
+        # The second's own checkpoints subsume the one it recovered from: it is deleted.
+        poll_for(lambda: not Path(restored).exists(), timeout=30, what=f"{restored} to go")
+        assert state_on(second) == "RUNNING", "the job ended before the second failover"
+
+        killed_at = time.monotonic()
+        cluster.jobmanagers.pop(second).send_signal(signal.SIGKILL)
+        poll_for(lambda: zookeeper_leader_rest_port(admin) == first, timeout=30, what="re-lead")
+        cluster.rest_port = first
+        poll_for(
+            lambda: state_on(first) in ("RUNNING", "FINISHED"), timeout=60, what="the job on first"
+        )
+        comeback_s = time.monotonic() - killed_at
+        poll_for(
+            lambda: state_on(first) == "FINISHED", timeout=120, what="the job to finish on first"
+        )
+        assert recovered_from(first), log_of(first)
+        assert committed_output(output) == expected_output(count)
+        print(
+            f"leader paused -> job RUNNING on the standby: {takeover_s:.1f} s; "
+            f"that one killed -> job running again on the deposed one: {comeback_s:.1f} s"
+        )
+    finally:
+        admin.stop()
+        admin.close()
         cluster.stop()

@@ -3,15 +3,18 @@ it leads, keeps every submitted job in the job graph store and each job's latest
 checkpoint in the pointer store, and — when it becomes leader — recovers every job kept there
 from its latest checkpoint, as Flink's Dispatcher does with its JobGraphStore.
 
-A JobManager that loses leadership while running ends its process (fail-stop): its
-TaskManagers lose their sessions and cancel its tasks, and the new leader redeploys them, so
-two JobManagers never drive one job. Restart it (``bin/jobmanager.sh start``) to stand by.
+A JobManager that loses leadership (its ZooKeeper session expired, or its connection stayed
+suspended too long) goes back to standing by, as Flink's does: it suspends its jobs — stops
+scheduling and checkpointing them and forgets them, without cancelling their tasks, which the
+new leader owns now — closes its TaskManagers' sessions so that they follow the new leader,
+and contends again; it may be elected later and then recovers the jobs from HA storage like
+any new leader. Its commands to TaskManagers carry its old fencing token meanwhile, which they
+refuse, and its writes to HA storage are fenced, so two JobManagers never drive one job.
 """
 
 from __future__ import annotations
 
 import logging
-import os
 import threading
 from typing import TYPE_CHECKING
 
@@ -22,9 +25,6 @@ if TYPE_CHECKING:
     from jobmanager.service import JobManager
 
 log = logging.getLogger(__name__)
-
-#: The exit code of a JobManager that lost its leadership.
-LOST_LEADERSHIP_EXIT_CODE = 75
 
 
 class Leadership:
@@ -110,7 +110,7 @@ class Leadership:
             if pointer is not None:
                 request.config["execution.savepoint.path"] = pointer.external_path
             try:
-                self.jm.dispatcher.submit(request)
+                self.jm.dispatcher.submit(request, recovered=pointer is not None)
             except ValueError as error:
                 log.error("could not recover job %s: %s", job_id, error)
                 continue
@@ -135,10 +135,9 @@ class Leadership:
         self._leading.clear()
         if self._stopping:
             return
-        log.error(
-            "JobManager %s lost its leadership; exiting so that it never drives a job the new "
-            "leader drives (start it again to stand by)",
+        log.warning(
+            "JobManager %s lost its leadership: suspending its jobs and standing by",
             self.jm.jobmanager_id,
         )
-        logging.shutdown()
-        os._exit(LOST_LEADERSHIP_EXIT_CODE)
+        self.jm.leadership_revoked()
+        log.info("JobManager %s stands by", self.jm.jobmanager_id)

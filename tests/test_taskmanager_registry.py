@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from jobmanager.resource_manager import Hardware, TaskManagerRegistry
+from jobmanager.taskmanager_registry import Hardware, TaskManagerRegistry
 
 
 def register(registry, rid, slots=2, now=0.0):
