@@ -109,7 +109,7 @@ def test_sigkill_of_taskmanagers_at_random_moments_keeps_output_exactly_once(
         client = env.execute_async("exactly once under SIGKILL")
     job_id = client.get_job_id()
     # Each kill at a random moment between checkpoints; the replacement arrives while restarting.
-    kills = kill_taskmanagers_during(cluster, client, checkpoints, seed=7)
+    kills = kill_taskmanagers_during(cluster, client, seed=7)
     assert kills >= 2, "the job ended before the failures could be injected"
     client.get_job_execution_result()
     with ClusterClient(cluster.address) as jobs:

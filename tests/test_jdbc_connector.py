@@ -140,7 +140,7 @@ def test_redis_to_postgres_survives_sigkilled_taskmanagers(
     counting_job(env, redis_server, streams, None, DeliveryGuarantee.NONE, jdbc=jdbc)
     with remote(cluster.address):
         client = env.execute_async("redis to postgres under SIGKILL")
-    kills = kill_taskmanagers_during(cluster, client, checkpoints, seed=5)
+    kills = kill_taskmanagers_during(cluster, client, seed=5)
     assert kills >= 2, "the job ended before the failures could be injected"
     client.get_job_execution_result()
     expected, got = expected_output(count), output_rows(postgres)

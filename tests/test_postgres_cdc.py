@@ -175,7 +175,7 @@ def test_cdc_to_keyed_totals_in_postgres_exactly_through_sigkills(
     )
     writer.start()
     try:
-        kills = kill_taskmanagers_during(cluster, client, checkpoints, seed=9)
+        kills = kill_taskmanagers_during(cluster, client, seed=9)
         assert kills >= 2
     finally:
         stop.set()

@@ -176,7 +176,7 @@ def test_keyed_counts_to_redis_survive_sigkilled_taskmanagers(
     counting_job(env, redis_server, streams, "out", guarantee)
     with remote(cluster.address):
         client = env.execute_async(f"redis {guarantee.name} under SIGKILL")
-    kills = kill_taskmanagers_during(cluster, client, checkpoints, seed=11)
+    kills = kill_taskmanagers_during(cluster, client, seed=11)
     assert kills >= 2, "the job ended before the failures could be injected"
     client.get_job_execution_result()
     expected = expected_output(count)
