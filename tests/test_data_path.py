@@ -74,3 +74,43 @@ def test_a_partial_batch_is_sent_without_a_copy_and_the_callers_list_is_never_ch
     writer.flush()
     assert channel.elements[1] == (RECORDS, [4, 5, 6], [40, 50, 60])
     assert second == [4, 5] and third == [6]
+
+
+def test_a_hash_edge_hands_on_the_keys_it_computed_with_every_share():
+    records = [(f"k{i % 13}", i) for i in range(100)]
+    for consumers in (1, 4):
+        partitioner = KeyGroupPartitioner(lambda record: record[0], 128)
+        partitioner.setup(0, 1, consumers)
+        stamps = list(range(100))
+        shares = partitioner.split_with_keys(records, stamps)
+        assert sum(len(share) for _, share, _, _ in shares) == 100
+        for channel, share, share_stamps, keys in shares:
+            assert keys == [key for key, _ in share]
+            assert share_stamps == [index for _, index in share]
+            assert all(channel == key_group_of(key, 128) * consumers // 128 for key in keys)
+    # Partitioners that compute no keys hand on None.
+    forward = ForwardPartitioner()
+    forward.setup(0, 1, 1)
+    assert forward.split_with_keys([1, 2], None) == [(0, [1, 2], None, None)]
+
+
+def test_the_writer_sends_the_keys_with_the_batch_merged_and_in_pieces():
+    channels = [Collecting(), Collecting()]
+    writer = RecordWriter(KeyGroupPartitioner(lambda r: r[0], 128), channels, 0, 1, batch_size=8)
+    records = [(f"k{i % 7}", i) for i in range(100)]
+    for start in range(0, 60, 3):  # small batches: merged into pending buffers
+        writer.emit(records[start : start + 3])
+    writer.emit(records[60:])  # a big one: sent in pieces
+    writer.flush()
+    seen = []
+    for channel in channels:
+        for element in channel.elements:
+            assert len(element) == 4
+            assert element[3] == [key for key, _ in element[1]]
+            seen.extend(element[1])
+    assert sorted(seen, key=lambda r: r[1]) == records
+
+
+def test_keys_stay_in_the_process_a_batch_leaves_in_its_wire_form():
+    values = [("a", 1), ("b", 2)]
+    assert decode(encode((RECORDS, values, [5, 6], ["a", "b"]))) == (RECORDS, values, [5, 6])

@@ -372,3 +372,35 @@ def test_print_and_sink_function_output(mode, capfd):
     assert sorted(value for _, value in printed) == [f"value-{x}" for x in range(6)]
     assert {subtask for subtask, _ in printed} <= {"1", "2"}
     assert "sink got single-5" in out
+
+
+class CountingKey(KeySelector):
+    """Keys by the first field and leaves a mark in a file for every call, from any process."""
+
+    def __init__(self, path: str) -> None:
+        self.path = path
+
+    def get_key(self, value):
+        with open(self.path, "a") as marks:
+            marks.write(".")
+        return value[0]
+
+
+@pytest.mark.parametrize("parallelism", [1, 2])
+def test_the_key_selector_runs_once_per_record_and_keyed_edge(mode, tmp_path, parallelism):
+    # The hash edge's partitioner computes each record's key and hands it on with the
+    # batch; the keyed operators downstream do not call the key selector again (issue 12).
+    marks = tmp_path / "calls"
+    env = env_with(parallelism)
+    pairs = env.from_collection([(k, 1) for k in "abcdefg"] * 30)
+    summed = pairs.key_by(CountingKey(str(marks))).reduce(Sum())
+    results = mode.collect(summed)
+    finals = {}
+    for key, count in results:
+        finals[key] = max(finals.get(key, 0), count)
+    assert finals == dict.fromkeys("abcdefg", 30)
+    calls = len(marks.read_text())
+    if mode.name == "embedded" or parallelism == 1:
+        assert calls == 210
+    else:  # keys do not cross processes: the consumer on the other TaskManager keys again
+        assert 210 < calls < 2 * 210

@@ -102,6 +102,17 @@ class Partitioner:
         """Distribute a batch: ``[(channel, values, timestamps), ...]``."""
         raise NotImplementedError
 
+    def split_with_keys(
+        self, values: list, timestamps: list | None
+    ) -> list[tuple[int, list, list | None, list | None]]:
+        """``split``, each share with the keys of its records (a list parallel to its values)
+        when the partitioner computed them, else None. What the record writer calls: a keyed
+        consumer uses these keys instead of calling its key selector once more."""
+        return [
+            (channel, share, stamps, None)
+            for channel, share, stamps in self.split(values, timestamps)
+        ]
+
     def __repr__(self) -> str:
         return self.name.upper()
 
@@ -159,15 +170,19 @@ class KeyGroupPartitioner(Partitioner):
         return stable_hash(key) % maxp * self.n // maxp
 
     def split(self, values, timestamps):
+        return [share[:3] for share in self.split_with_keys(values, timestamps)]
+
+    def split_with_keys(self, values, timestamps):
+        key_of = self.key_selector
         n = self.n
         if n == 1:
-            return [(0, values, timestamps)]
-        key_of = self.key_selector
+            return [(0, values, timestamps, [key_of(v) for v in values])]
         cache = self._channels
         if len(cache) > self.CACHE_SIZE:
             cache.clear()
         lookup, place = cache.get, self.channel_of
         buckets: list[list] = [[] for _ in range(n)]
+        key_buckets: list[list] = [[] for _ in range(n)]
         try:
             if timestamps is None:
                 for value in values:
@@ -178,7 +193,8 @@ class KeyGroupPartitioner(Partitioner):
                         if _small_key(key):
                             cache[key] = channel
                     buckets[channel].append(value)
-                return [(c, b, None) for c, b in enumerate(buckets) if b]
+                    key_buckets[channel].append(key)
+                return [(c, b, None, key_buckets[c]) for c, b in enumerate(buckets) if b]
             stamp_buckets: list[list] = [[] for _ in range(n)]
             for value, stamp in zip(values, timestamps, strict=True):
                 key = key_of(value)
@@ -188,13 +204,20 @@ class KeyGroupPartitioner(Partitioner):
                     if _small_key(key):
                         cache[key] = channel
                 buckets[channel].append(value)
+                key_buckets[channel].append(key)
                 stamp_buckets[channel].append(stamp)
-            return [(c, b, stamp_buckets[c]) for c, b in enumerate(buckets) if b]
+            return [(c, b, stamp_buckets[c], key_buckets[c]) for c, b in enumerate(buckets) if b]
         except TypeError:
             # An unhashable key (a list): no cache for this batch. Start it over, so that
             # calling the key selector twice for a record cannot happen half way.
-            channels = [place(key_of(v)) for v in values]
-            return _split_by(channels, values, timestamps, n)
+            keys = [key_of(v) for v in values]
+            channels = [place(key) for key in keys]
+            shares = _split_by(channels, values, timestamps, n)
+            key_shares = _split_by(channels, keys, None, n)
+            return [
+                (c, share, stamps, key_share)
+                for (c, share, stamps), (_, key_share, _) in zip(shares, key_shares, strict=True)
+            ]
 
 
 _SCALARS = (int, float, bool, type(None))

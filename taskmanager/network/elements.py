@@ -5,6 +5,13 @@ batch and a tuple is the cheapest object Python has:
 
 - ``(RECORDS, values, timestamps)``: a batch of records; ``timestamps`` is a list parallel to
   ``values`` (an item may be None) or None when no record has an event timestamp.
+- ``(RECORDS, values, timestamps, keys)``: the same, with the records' keys (parallel to
+  ``values``) as the hash edge's partitioner computed them; the keyed operator that consumes
+  the batch uses them instead of calling its key selector again. Only between tasks of one
+  process: ``encode`` leaves the keys out, as decoding them (a pickled key per record, ~70 %
+  more bytes for word count's batches) cost about what the key selector call it would save
+  does (measured: +4 ns encode and +24 ns decode a record against a 32 ns selector call) and
+  made word count's p=2 burn more CPU, not less.
 - ``(WATERMARK, timestamp)``: event time has reached ``timestamp`` (an int, in ms).
 - ``(BARRIER, checkpoint_id, options)``: checkpoint barrier ``checkpoint_id``; ``options`` is
   a small dict (checkpoint type, alignment, target) the runtime reads.
@@ -72,9 +79,11 @@ class DecodeError(ValueError):
     """Bytes that are not an encoded stream element (a bad peer, or a class it cannot load)."""
 
 
-def records(values: list, timestamps: list | None = None) -> tuple:
-    """A batch of records; ``timestamps`` parallel to ``values`` or None."""
-    return (RECORDS, values, timestamps)
+def records(values: list, timestamps: list | None = None, keys: list | None = None) -> tuple:
+    """A batch of records; ``timestamps`` and ``keys`` parallel to ``values`` or None."""
+    if keys is None:
+        return (RECORDS, values, timestamps)
+    return (RECORDS, values, timestamps, keys)
 
 
 def watermark(timestamp: int) -> tuple:
@@ -128,6 +137,7 @@ def encode(element: tuple) -> bytes:
     """The wire form of ``element``; raises ``ValueError`` for something that is not one."""
     kind = element[0]
     if kind == RECORDS:
+        # A batch's keys stay in this process (see the module's docstring).
         return _encode_records((element[1], element[2]))
     if kind == WATERMARK:
         timestamp = element[1]

@@ -6,6 +6,10 @@ pending buffer, which is sent as one RECORDS element when it holds ``batch_size`
 when ``buffer_timeout_ms`` has passed since the oldest pending record arrived (DESIGN.md §5,
 ``execution.buffer-timeout``). The writer has no thread: the task's mailbox loop asks for
 ``next_deadline`` and calls ``flush_if_due`` — which keeps every send on the task's thread.
+
+A hash edge's partitioner computes every record's key; the writer sends those keys with the
+batch, as ``(RECORDS, values, timestamps, keys)``, so the keyed operator downstream need not
+call the key selector a second time (issue 12).
 """
 
 from __future__ import annotations
@@ -55,6 +59,8 @@ class RecordWriter:
         self._sends = [channel.send for channel in self.channels]
         self._values: list[list] = [[] for _ in range(n)]
         self._stamps: list[list | None] = [None] * n
+        #: per channel: the keys of the pending records (parallel to them), or None
+        self._keys: list[list | None] = [None] * n
         #: per channel: the pending list is not the writer's own (append to a copy)
         self._shared = [False] * n
         self._pending_channels = 0  # how many channels have pending records
@@ -82,22 +88,27 @@ class RecordWriter:
         self.records_out += len(values)
         batch_size = self.batch_size
         if self._timeout_s == 0:
-            for channel, share, stamps in self.partitioner.split(values, timestamps):
-                self._send_batch(channel, share, stamps)
+            for channel, share, stamps, keys in self.partitioner.split_with_keys(
+                values, timestamps
+            ):
+                self._send_batch(channel, share, stamps, keys)
             return
         pending_values = self._values
+        pending_keys = self._keys
         shared = self._shared
-        for channel, share, stamps in self.partitioner.split(values, timestamps):
+        for channel, share, stamps, keys in self.partitioner.split_with_keys(values, timestamps):
             pending = pending_values[channel]
             if not pending:
                 if len(share) >= batch_size:
-                    self._send_batch(channel, share, stamps)  # nothing to merge: no copy
+                    self._send_batch(channel, share, stamps, keys)  # nothing to merge: no copy
                     continue
                 # Kept as it is. The caller's own list (forward, broadcast: a partitioner
                 # may hand it to several channels, and chained operators get it too) is
                 # copied only if more records must be appended to it before it is sent.
                 pending_values[channel] = share
                 self._stamps[channel] = stamps
+                # A partitioner's key lists are its own, made for this call: never shared.
+                pending_keys[channel] = keys
                 shared[channel] = share is values
                 self._pending_channels += 1
                 if self._deadline is None:
@@ -115,6 +126,10 @@ class RecordWriter:
                 pending_stamps.extend(stamps)
             elif pending_stamps is not None:
                 pending_stamps.extend([None] * len(share))
+            if keys is not None and pending_keys[channel] is not None:
+                pending_keys[channel].extend(keys)
+            else:
+                pending_keys[channel] = None  # the consumer computes the keys itself
             pending.extend(share)
             if len(pending) >= batch_size:
                 self._send_pending(channel)
@@ -122,14 +137,18 @@ class RecordWriter:
     def _send_pending(self, channel: int) -> None:
         values = self._values[channel]
         stamps = self._stamps[channel]
+        keys = self._keys[channel]
         self._values[channel] = []
         self._stamps[channel] = None
+        self._keys[channel] = None
         self._pending_channels -= 1
         if not self._pending_channels:
             self._deadline = None
-        self._send_batch(channel, values, stamps)
+        self._send_batch(channel, values, stamps, keys)
 
-    def _send_batch(self, channel: int, values: list, stamps: list | None) -> None:
+    def _send_batch(
+        self, channel: int, values: list, stamps: list | None, keys: list | None = None
+    ) -> None:
         # A very large share goes out in pieces of ``batch_size``, so one element never
         # carries an unbounded number of records (gate slots and gRPC messages stay bounded).
         send = self._sends[channel]
@@ -137,16 +156,30 @@ class RecordWriter:
         total = len(values)
         if total < 2 * size:
             self.batches_out += 1
-            send((RECORDS, values, stamps))
+            send((RECORDS, values, stamps) if keys is None else (RECORDS, values, stamps, keys))
             return
         start = 0
         while total - start >= 2 * size:
             end = start + size
-            self.batches_out += 1
-            send((RECORDS, values[start:end], None if stamps is None else stamps[start:end]))
+            self._send_piece(send, values, stamps, keys, start, end)
             start = end
+        self._send_piece(send, values, stamps, keys, start, total)
+
+    def _send_piece(
+        self,
+        send: Callable[[Any], None],
+        values: list,
+        stamps: list | None,
+        keys: list | None,
+        start: int,
+        end: int,
+    ) -> None:
         self.batches_out += 1
-        send((RECORDS, values[start:], None if stamps is None else stamps[start:]))
+        piece_stamps = None if stamps is None else stamps[start:end]
+        if keys is None:
+            send((RECORDS, values[start:end], piece_stamps))
+        else:
+            send((RECORDS, values[start:end], piece_stamps, keys[start:end]))
 
     def flush(self) -> None:
         """Send every pending buffer now."""
@@ -203,6 +236,7 @@ class RecordWriter:
         self._closed = True
         self._values = [[] for _ in self.channels]
         self._stamps = [None] * len(self.channels)
+        self._keys = [None] * len(self.channels)
         self._pending_channels = 0
         self._deadline = None
         # First wake every send waiting for room (never blocks), then tear the channels down:

@@ -320,14 +320,17 @@ def run_process_function(
     key_of: Callable[[Any], Any] | None = None,
     backend: HeapKeyedStateBackend | None = None,
     call: Callable[[Any, Any], Any] | None = None,
+    keys: list | None = None,
 ) -> None:
     """``process_element(value, ctx)`` (or ``call``) for a batch; outputs keep their input's
-    timestamp."""
+    timestamp. ``keys``, parallel to ``values``, are the records' keys if already known."""
     f, ctx = call or operator.call, operator.ctx
     out: list = []
     stamps: list | None = None if timestamps is None else []
     for index, value in enumerate(values):
-        if key_of is not None:
+        if keys is not None:
+            backend.current_key = keys[index]
+        elif key_of is not None:
             backend.current_key = key_of(value)
         stamp = None if timestamps is None else timestamps[index]
         ctx.current_timestamp = stamp
@@ -356,11 +359,31 @@ class ProcessOperator(Operator):
 class KeyedOperator(Operator):
     """An operator on a keyed stream: keyed state scoped to the current record's key."""
 
+    #: whether ``process_keyed`` handles this operator's input (the task then hands it the
+    #: keys a hash edge computed); False for a subclass that overrides ``process_batch`` alone
+    takes_keys = False
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        if "process_keyed" in cls.__dict__:
+            cls.takes_keys = True
+        elif "process_batch" in cls.__dict__:
+            cls.takes_keys = False
+
     def __init__(self, spec: OperatorSpec, context: OperatorContext) -> None:
         super().__init__(spec, context)
         self.key_of = spec.key_selector
         self.backend = HeapKeyedStateBackend(context.max_parallelism)
         context.keyed_backend = self.backend
+
+    def process_batch(self, values: list, timestamps: list | None) -> None:
+        key_of = self.key_of
+        self.process_keyed(values, timestamps, [key_of(v) for v in values])
+
+    def process_keyed(self, values: list, timestamps: list | None, keys: list) -> None:
+        """A batch whose keys are known (``keys`` parallel to ``values``): the task hands the
+        keys a hash edge's partitioner computed, so the key selector runs once per record."""
+        raise NotImplementedError
 
     def initialize_state(self, restore: OperatorRestore | None) -> None:
         if restore is not None:
@@ -378,10 +401,12 @@ class KeyedOperator(Operator):
 class KeyedMapLikeOperator(KeyedOperator):
     """map / flat_map / filter on a keyed stream: the user's function may use keyed state."""
 
+    takes_keys = True  # process_keyed is chosen per kind in __init__
+
     def __init__(self, spec: OperatorSpec, context: OperatorContext) -> None:
         super().__init__(spec, context)
-        # Chosen once here (outputs bind process_batch before open), not per record.
-        self.process_batch = {
+        # Chosen once here (outputs bind process_keyed before open), not per record.
+        self.process_keyed = {
             "map": self._map,
             "filter": self._filter,
             "flat_map": self._flat_map,
@@ -391,20 +416,20 @@ class KeyedMapLikeOperator(KeyedOperator):
         super().open()
         self.call = user_function(self.function, self.spec.kind)
 
-    def _map(self, values, timestamps):
-        f, key_of, backend = self.call, self.key_of, self.backend
+    def _map(self, values, timestamps, keys):
+        f, backend = self.call, self.backend
         out = []
-        for value in values:
-            backend.current_key = key_of(value)
+        for value, key in zip(values, keys, strict=True):
+            backend.current_key = key
             out.append(f(value))
         self.output.emit(out, timestamps)
 
-    def _filter(self, values, timestamps):
-        f, key_of, backend = self.call, self.key_of, self.backend
+    def _filter(self, values, timestamps, keys):
+        f, backend = self.call, self.backend
         kept: list = []
         stamps: list | None = None if timestamps is None else []
         for index, value in enumerate(values):
-            backend.current_key = key_of(value)
+            backend.current_key = keys[index]
             if f(value):
                 kept.append(value)
                 if stamps is not None:
@@ -412,12 +437,12 @@ class KeyedMapLikeOperator(KeyedOperator):
         if kept:
             self.output.emit(kept, stamps)
 
-    def _flat_map(self, values, timestamps):
-        f, key_of, backend = self.call, self.key_of, self.backend
+    def _flat_map(self, values, timestamps, keys):
+        f, backend = self.call, self.backend
         out: list = []
         stamps: list | None = None if timestamps is None else []
         for index, value in enumerate(values):
-            backend.current_key = key_of(value)
+            backend.current_key = keys[index]
             result = f(value)
             if result is not None:
                 before = len(out)
@@ -438,13 +463,12 @@ class ReduceOperator(KeyedOperator):
         self.call = user_function(self.function, "reduce")
         self.table = self.backend.table(self.STATE)
 
-    def process_batch(self, values, timestamps):
-        f, key_of, table = self.call, self.key_of, self.table
+    def process_keyed(self, values, timestamps, keys):
+        f, table = self.call, self.table
         get = table.get
         out = []
         append = out.append
-        for value in values:
-            key = key_of(value)
+        for value, key in zip(values, keys, strict=True):
             current = get(key, _MISSING)
             if current is not _MISSING:
                 value = f(current, value)
@@ -505,14 +529,13 @@ class AggregationOperator(KeyedOperator):
         self.table = self.backend.table(self.STATE)
         self.access: tuple[Callable, Callable] | None = None
 
-    def process_batch(self, values, timestamps):
-        key_of, table, kind = self.key_of, self.table, self.kind
+    def process_keyed(self, values, timestamps, keys):
+        table, kind = self.table, self.kind
         out = []
-        for value in values:
+        for value, key in zip(values, keys, strict=True):
             if self.access is None:
                 self.access = _field_access(value, self.field)
             get, replace = self.access
-            key = key_of(value)
             current = table.get(key, _MISSING)
             if current is _MISSING:
                 result = value
@@ -546,6 +569,9 @@ class KeyedProcessOperator(KeyedOperator):
 
     def process_batch(self, values, timestamps):
         run_process_function(self, values, timestamps, self.key_of, self.backend)
+
+    def process_keyed(self, values, timestamps, keys):
+        run_process_function(self, values, timestamps, None, self.backend, keys=keys)
 
     def _fire(self, due, domain: str) -> None:
         on_timer = self.on_timer

@@ -264,6 +264,7 @@ class Task:
             by_input = [head.process_batch, getattr(head, "process_batch2", None)]
             input_of = {e.id: e.target_input for e in self.graph.inputs_of(self.vertex.id)}
             self._process_of = [by_input[input_of[edge_id]] for edge_id, _ in self.layout]
+            self._keyed_of = [self._keys_taker(edge_id) for edge_id, _ in self.layout]
         if chain.source is not None:
             self.source = chain.source
             self.source.initialize_state(self._restore_for(self.vertex.head.uid))
@@ -274,6 +275,21 @@ class Task:
             operator.open()
         if self.cancelled:
             raise TaskCancelled()
+
+    def _keys_taker(self, edge_id: Any) -> Callable[[list, list | None, list], None] | None:
+        """The head's ``process_keyed`` for batches of edge ``edge_id`` when the keys that
+        edge's partitioner sends along are the head's keys (the same key selector), else
+        None: the head then computes the keys itself."""
+        head = self.head
+        if not getattr(head, "takes_keys", False):
+            return None
+        edge = next(e for e in self.graph.inputs_of(self.vertex.id) if e.id == edge_id)
+        if edge.target_input != 0:
+            return None
+        selector = getattr(edge.partitioner, "key_selector", None)
+        if selector is None or selector is not head.key_of:
+            return None
+        return head.process_keyed
 
     def _batch_clock(self) -> float:
         """The writers' clock: when the records they are given entered this task."""
@@ -393,6 +409,11 @@ class Task:
         if kind == RECORDS:
             values = element[1]
             self.records_in += len(values)
+            if len(element) > 3:
+                keyed = self._keyed_of[channel]
+                if keyed is not None:
+                    keyed(values, element[2], element[3])
+                    return
             self._process_of[channel](values, element[2])
         elif kind == WATERMARK:
             watermark = self.valve.on_watermark(channel, element[1])
