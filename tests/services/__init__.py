@@ -202,6 +202,10 @@ def kill_taskmanagers_during(cluster, client, seed: int, kills: int = 3) -> int:
             timeout=60,
             what="the job to read further",
         )
+        if client.get_job_status() != "RUNNING":
+            # It finished meanwhile (or is restarting): a kill now would restart nothing, and
+            # the caller's ``restarts >= kills`` would count a failure that was not injected.
+            break
         pid = rng.choice(pids_running(cluster, job_id))
         victim = next(tm for tm in cluster.taskmanagers if tm.pid == pid)
         victim.send_signal(signal.SIGKILL)
