@@ -6,11 +6,13 @@ latency test runs a real job embedded and on a real cluster.
 
 from __future__ import annotations
 
+import sqlite3
+import threading
 import time
 
 import pytest
 
-from strom.datastream import SourceFunction, StreamExecutionEnvironment
+from strom.datastream import MapFunction, SourceFunction, StreamExecutionEnvironment
 from taskmanager.runtime.alignment import BarrierAligner
 from taskmanager.runtime.context import MIN_WATERMARK
 from taskmanager.runtime.valve import WatermarkValve
@@ -189,3 +191,34 @@ def test_with_a_zero_timeout_every_record_goes_at_once(timeout_ms):
         latencies = sorted(results)
     assert len(latencies) == int(RECORDS_PER_S * RUN_S)
     assert latencies[len(latencies) // 2] < 0.05
+
+
+# ---------------------------------------------------------------- one thread per task
+
+
+class SqliteLookup(MapFunction):
+    """Opens a sqlite3 connection in ``open`` and uses it in ``map``, as user code does:
+    sqlite3 refuses a connection used on another thread than the one that made it."""
+
+    def open(self, runtime_context):
+        self.db = sqlite3.connect(":memory:")
+        self.db.execute("create table names (k integer, v text)")
+        self.db.executemany("insert into names values (?, ?)", [(i, f"n{i}") for i in range(7)])
+
+    def map(self, value):
+        found = self.db.execute("select v from names where k = ?", (value % 7,)).fetchone()
+        return (value, found[0], threading.get_ident())
+
+    def close(self):
+        self.db.close()
+
+
+def test_a_tasks_user_functions_run_on_its_own_thread(mode):
+    # DESIGN.md §5: a task's inputs are handled on the task's own thread. A faster hand-off
+    # that ran a consumer's map on its producer's thread broke this program.
+    env = StreamExecutionEnvironment.get_execution_environment()
+    env.set_parallelism(1)
+    numbers = env.from_collection(list(range(5000)))
+    results = mode.collect(numbers.key_by(lambda v: v % 3).map(SqliteLookup()))
+    assert sorted((v, name) for v, name, _ in results) == [(v, f"n{v % 7}") for v in range(5000)]
+    assert len({thread for _, _, thread in results}) == 1
