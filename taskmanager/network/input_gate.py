@@ -4,7 +4,7 @@ Producers (local channels, or the data service on behalf of remote ones) ``put``
 their channel and block while it is full, which is how a slow consumer slows its producers.
 The task's own thread takes one thing at a time with ``poll``: mailbox actions first (timers,
 checkpoint triggers, cancellation), then channel data round-robin, so no input starves another
-and user code runs on one thread only.
+and user code runs one step at a time (on the task's thread, or on a producer's: see below).
 
 A *blocked* channel keeps its data queued and is skipped by ``poll``; checkpoint barrier
 alignment blocks the channels whose barrier already arrived.

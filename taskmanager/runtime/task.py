@@ -4,7 +4,10 @@ The task's thread runs one mailbox loop (DESIGN.md §5): it takes one thing at a
 input gate — a mailbox action (a checkpoint trigger, a cancellation), a batch of records, a
 watermark, an end-of-partition — and, in a source task, polls the source whenever no mailbox
 action waits (FLIP-27). Between two steps it sends the batches whose buffer timeout passed and
-fires due processing-time timers. User functions and state thus need no locks. The chain's
+fires due processing-time timers. User functions and state thus need no locks. While the
+loop waits for input, a producer task of the same process may run one step for it on the
+producer's own thread (the direct hand-off, ``_on_direct``; the gate lets one step run at a
+time), so records between tasks of a process do not cross threads. The chain's
 wiring is in ``chain.py``, event time in ``valve.py``, barrier alignment in ``alignment.py``.
 """
 
