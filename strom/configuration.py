@@ -301,6 +301,16 @@ OPTIONS: dict[str, ConfigOption] = {
             "How many task slots each TaskManager offers.",
         ),
         ConfigOption(
+            "taskmanager.testing.prepare-slots-gate",
+            None,
+            _optional(_text),
+            "a file path",
+            "For tests only, never in production: a TaskManager with this key holds every "
+            "deployment's first phase (PrepareSlots) until this file exists (at most 60 s), "
+            "after writing '<path>.reached', so that a test can act while a deployment is "
+            "under way.",
+        ),
+        ConfigOption(
             "task.cancellation.timeout",
             180000,
             parse_duration_ms,

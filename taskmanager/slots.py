@@ -166,6 +166,9 @@ class SlotProcesses:
 
     def prepare(self, request: pb.PrepareSlotsRequest) -> pb.PrepareSlotsResponse:
         """Fork one slot process per slot of the request; answer their data addresses."""
+        gate = self.config["taskmanager.testing.prepare-slots-gate"]
+        if gate:
+            _hold_at_gate(gate)
         started: list[SlotProcess] = []
         try:
             for assignment in request.slots:
@@ -561,3 +564,13 @@ class SlotProcesses:
             channel.close()
         os.close(self._wake_read)
         os.close(self._wake_write)
+
+
+def _hold_at_gate(gate: str, timeout_s: float = 60.0) -> None:
+    """``taskmanager.testing.prepare-slots-gate``: say that a deployment reached this point,
+    then wait until the test opens the gate (creates the file)."""
+    log.warning("holding PrepareSlots until %s exists (a testing key)", gate)
+    Path(gate + ".reached").touch()
+    deadline = time.monotonic() + timeout_s
+    while not os.path.exists(gate) and time.monotonic() < deadline:
+        time.sleep(0.02)
