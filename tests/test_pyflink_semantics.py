@@ -7,6 +7,7 @@ cluster."""
 from __future__ import annotations
 
 import logging
+import re
 import struct
 from collections import Counter
 from collections.abc import Iterable
@@ -393,3 +394,26 @@ def test_ctx_output_shapes_by_the_tag_type_too(mode):
     side = main.get_side_output(FLOATS)
     got = mode.collect(main.map(lambda v: ("main", v)).union(side.map(lambda v: ("side", v))))
     assert sorted(got) == [("main", 0.1), ("side", struct.unpack("f", struct.pack("f", 0.1))[0])]
+
+
+# ------------------------------------------------------------------ default parallelism
+
+
+def test_an_embedded_job_runs_at_the_machines_cores_unless_told_otherwise(capfd):
+    """PyFlink's local default parallelism is the number of cores; a configured
+    ``parallelism.default`` or ``set_parallelism`` wins over it."""
+    import os
+
+    from strom.common import Configuration
+
+    cores = len(os.sched_getaffinity(0))
+    env = StreamExecutionEnvironment.get_execution_environment()
+    assert env.get_parallelism() == cores
+    configured = Configuration().set_integer("parallelism.default", 3)
+    assert StreamExecutionEnvironment.get_execution_environment(configured).get_parallelism() == 3
+    env.from_collection([1, 2, 3, 4]).map(lambda x: x * 10).print()
+    env.execute("default parallelism")
+    lines = capfd.readouterr().out.splitlines()
+    assert sorted(line.split("> ")[-1] for line in lines) == ["10", "20", "30", "40"]
+    prefixed = [line for line in lines if re.match(r"^\d+> ", line)]
+    assert len(prefixed) == (4 if cores > 1 else 0)

@@ -107,6 +107,11 @@ class StreamExecutionEnvironment:
         context = execution_context.current()
         if "parallelism.default" in self._configuration or not context.parallelism:
             self._parallelism: int = int(self._setting("parallelism.default"))
+            if context.target == "embedded" and not execution_context.job_setting_given(
+                self._configuration, "parallelism.default"
+            ):
+                # PyFlink's local default: the machine's cores
+                self._parallelism = execution_context.local_default_parallelism()
         else:
             self._parallelism = context.parallelism  # strom run -p, as -D parallelism.default
         self._max_parallelism: int | None = None
@@ -399,7 +404,11 @@ class StreamExecutionEnvironment:
                 f"from_source() needs a connector Source (e.g. FileSource); got "
                 f"{type(source).__name__}. For a SourceFunction use add_source()"
             )
-        spec = OperatorSpec("source", args={"source": source, "strategy": watermark_strategy})
+        spec = OperatorSpec(
+            "source",
+            args={"source": source, "strategy": watermark_strategy},
+            output_type=type_info,  # shapes what the source reads, as PyFlink's type does
+        )
         transformation = self._stream_graph.add(
             f"Source: {source_name}", [], operator=spec, output_type=type_info, is_source=True
         )
@@ -419,7 +428,12 @@ class StreamExecutionEnvironment:
         if not callable(getattr(source_func, "run", None)):
             raise TypeError("add_source() needs a SourceFunction with run(ctx) and cancel()")
         parallel = any(c.__name__ == "ParallelSourceFunction" for c in type(source_func).__mro__)
-        spec = OperatorSpec("source_function", source_func, args={"non_parallel": not parallel})
+        spec = OperatorSpec(
+            "source_function",
+            source_func,
+            args={"non_parallel": not parallel},
+            output_type=type_info,  # shapes what the function collects, as PyFlink's type does
+        )
         transformation = self._stream_graph.add(
             f"Source: {source_name}",
             [],
