@@ -39,9 +39,9 @@ def main():
     pairs.key_by(
         lambda p: (p[0], p[1] % 2), key_type=Types.TUPLE([Types.STRING(), Types.INT()])
     ).process(ShowKey(), Types.STRING()).print("tuple-key")
-    pairs.key_by(lambda p: p[0], key_type=Types.STRING()).process(
-        ShowKey(), Types.STRING()
-    ).print("string-key")
+    pairs.key_by(lambda p: p[0], key_type=Types.STRING()).process(ShowKey(), Types.STRING()).print(
+        "string-key"
+    )
     pairs.key_by(lambda p: p[0]).process(ShowKey(), Types.STRING()).print("untyped-key")
     env.execute("source and key types")
 
