@@ -298,6 +298,7 @@ class Dispatcher:
                 job_id=request.job_id,
                 attempt=graph.attempt,
                 jobmanager_address=self.jm.advertised_address,
+                python_executable=request.config.get("python.executable", ""),
                 slots=[
                     pb.SlotAssignment(
                         slot=slot,

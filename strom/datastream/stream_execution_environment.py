@@ -284,8 +284,10 @@ class StreamExecutionEnvironment:
         )
 
     def set_python_executable(self, python_exec: str) -> None:
-        """The interpreter for the job's functions (Flink's ``python.executable``). The
-        embedded mini-cluster runs in this interpreter and notes so when another is named."""
+        """The interpreter for the job's functions (Flink's ``python.executable``): on a
+        cluster the job's slot processes start with it (an absolute path on the TaskManagers,
+        of the client's Python version). The embedded mini-cluster runs in this interpreter
+        and notes so when another is named."""
         self._configuration["python.executable"] = python_exec
         if os.path.realpath(python_exec) != os.path.realpath(sys.executable):
             _log.info(

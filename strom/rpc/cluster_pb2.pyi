@@ -372,16 +372,18 @@ class SlotAssignment(_message.Message):
     def __init__(self, slot: _Optional[int] = ..., tasks: _Optional[_Iterable[_Union[TaskSpec, _Mapping]]] = ...) -> None: ...
 
 class PrepareSlotsRequest(_message.Message):
-    __slots__ = ("job_id", "attempt", "slots", "jobmanager_address")
+    __slots__ = ("job_id", "attempt", "slots", "jobmanager_address", "python_executable")
     JOB_ID_FIELD_NUMBER: _ClassVar[int]
     ATTEMPT_FIELD_NUMBER: _ClassVar[int]
     SLOTS_FIELD_NUMBER: _ClassVar[int]
     JOBMANAGER_ADDRESS_FIELD_NUMBER: _ClassVar[int]
+    PYTHON_EXECUTABLE_FIELD_NUMBER: _ClassVar[int]
     job_id: str
     attempt: int
     slots: _containers.RepeatedCompositeFieldContainer[SlotAssignment]
     jobmanager_address: str
-    def __init__(self, job_id: _Optional[str] = ..., attempt: _Optional[int] = ..., slots: _Optional[_Iterable[_Union[SlotAssignment, _Mapping]]] = ..., jobmanager_address: _Optional[str] = ...) -> None: ...
+    python_executable: str
+    def __init__(self, job_id: _Optional[str] = ..., attempt: _Optional[int] = ..., slots: _Optional[_Iterable[_Union[SlotAssignment, _Mapping]]] = ..., jobmanager_address: _Optional[str] = ..., python_executable: _Optional[str] = ...) -> None: ...
 
 class PreparedSlot(_message.Message):
     __slots__ = ("slot", "address", "pid")
