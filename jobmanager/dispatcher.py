@@ -298,7 +298,10 @@ class Dispatcher:
                 job_id=request.job_id,
                 attempt=graph.attempt,
                 jobmanager_address=self.jm.advertised_address,
-                python_executable=request.config.get("python.executable", ""),
+                # the job's (or -D's) python.executable, else the cluster configuration's
+                python_executable=request.config.get("python.executable")
+                or self.jm.config["python.executable"]
+                or "",
                 slots=[
                     pb.SlotAssignment(
                         slot=slot,

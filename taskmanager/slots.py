@@ -249,11 +249,12 @@ class SlotProcesses:
             # The job's python.executable: a fresh process of that interpreter, not a fork
             # of the template (spawn's interpreter is a global of multiprocessing).
             with _SPAWN_LOCK:
+                before = multiprocessing.spawn.get_executable()
                 multiprocessing.spawn.set_executable(interpreter)
                 try:
                     process.start()
                 finally:
-                    multiprocessing.spawn.set_executable(sys.executable)
+                    multiprocessing.spawn.set_executable(before)
         theirs.close()
         tasks = {(t.vertex_id, t.subtask) for t in assignment.tasks}
         slot = SlotProcess(
