@@ -156,8 +156,9 @@ def _parser() -> argparse.ArgumentParser:
         "--pyExecutable",
         dest="python_executable",
         metavar="PATH",
-        help="accepted for PyFlink's sake; Strom runs user functions in the TaskManagers' "
-        "own Python (their slot processes fork from it), so it must be that version",
+        help="the Python interpreter the job's functions run in on the TaskManagers (Flink's "
+        "python.executable), e.g. a virtualenv's; an absolute path, present on the client and "
+        "every TaskManager, of the client's Python version",
     )
     run.add_argument("program", nargs="?", help="the job's Python file")
     run.add_argument("arguments", nargs=argparse.REMAINDER, help="arguments for the program")
@@ -273,17 +274,27 @@ def _python_path_entries(python_files: list[str]) -> list[str]:
     return entries
 
 
-def _check_python_executable(executable: str | None) -> None:
-    """-pyexec: Strom cannot run another interpreter on the TaskManagers; accept only one
-    of the client's Python version, and say so, rather than ignore it."""
+def _check_python_executable(executable: str | None) -> str | None:
+    """-pyexec: the interpreter the job's slot processes start with on the TaskManagers
+    (python.executable); its absolute path. Refused at once, with the reason, when it cannot
+    run the job: the client pickles the job's functions, so it must be the client's Python
+    version, and Strom ships no interpreter with a job (PyFlink's ``venv.zip/bin/python``
+    inside a -pyarch archive)."""
     if not executable:
-        return
+        return None
     import shutil
     import subprocess
 
+    if not os.path.isabs(executable) and os.sep in executable:
+        raise StromError(
+            f"-pyexec: '{executable}' is a relative path: Strom does not run an interpreter "
+            "shipped with the job (inside a -pyarch archive); install it on the TaskManagers "
+            "and give its absolute path"
+        )
     found = shutil.which(executable) or (executable if Path(executable).is_file() else None)
     if found is None:
         raise StromError(f"-pyexec: '{executable}' is not an executable")
+    found = os.path.abspath(found)
     probe = subprocess.run(
         [found, "-c", "import sys; print('%d.%d' % sys.version_info[:2])"],
         capture_output=True,
@@ -293,14 +304,10 @@ def _check_python_executable(executable: str | None) -> None:
     if probe.returncode != 0 or probe.stdout.strip() != mine:
         raise StromError(
             f"-pyexec: '{executable}' runs Python {probe.stdout.strip() or '?'}, the client "
-            f"Python {mine}. Strom runs user functions in the TaskManagers' own Python (slot "
-            "processes fork from it); start the cluster with the Python the job needs"
+            f"Python {mine}. The client pickles the job's functions with its own version; "
+            "run strom with the Python the job needs, or name an interpreter of this version"
         )
-    print(
-        f"Note: -pyexec {executable}: user functions run in the TaskManagers' own Python "
-        f"{mine}, not in a separate interpreter.",
-        file=sys.stderr,
-    )
+    return found
 
 
 def _command_run(args: argparse.Namespace) -> int:
@@ -322,7 +329,7 @@ def _command_run(args: argparse.Namespace) -> int:
     python_files = _split(args.python_files)
     if args.python_module and not python_files:
         raise StromError("-pym needs -pyfs naming where the module is, as in PyFlink")
-    _check_python_executable(args.python_executable)
+    python_executable = _check_python_executable(args.python_executable)
     if args.python_requirements:
         from client.packaging import install_requirements
 
@@ -334,6 +341,8 @@ def _command_run(args: argparse.Namespace) -> int:
         cleanup_staging = None
     address = _jobmanager_address(args)
     dynamic = check_job_settings(parse_dynamic_properties(args.dynamic), "-D")
+    if python_executable:
+        dynamic["python.executable"] = python_executable  # as PyFlink's -pyexec
     client_config = load_configuration(overrides=dynamic)
     with ClusterClient(address) as cluster:
         overview = cluster.overview()  # fail plainly now if there is no cluster

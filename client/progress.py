@@ -1,5 +1,6 @@
 """What the attached ``strom run`` tells while its job runs: waiting for slots, each restart
-and its cause, and progress (records in and out) — a line redrawn in place on a terminal,
+and its cause, and progress (records in and out, and the share of their input file sources
+have read) — a line redrawn in place on a terminal,
 plain lines every ``client.progress.interval`` otherwise.
 
 :class:`JobWatch` is fed every :class:`JobDetails` the client polls and decides what to say;
@@ -123,6 +124,9 @@ class JobWatch:
             f"Job {self.job_id} running {elapsed // 60}:{elapsed % 60:02d}: "
             f"records in {_count(records_in)}, records out {_count(records_out)}"
         )
+        share = self._input_share(details)
+        if share is not None:
+            line += f", reading input: {share} %"
         if self.terminal:
             self.stream.write("\r" + line + "\x1b[K")
             self.stream.flush()
@@ -130,6 +134,18 @@ class JobWatch:
         elif now - self._last_progress >= self.interval_s:
             self._last_progress = now
             self._say(line)
+
+    def _input_share(self, details: pb.JobDetails) -> int | None:
+        """The percentage of their input the job's file sources have read (rounded down, so
+        100 means all of it); None when no source knows the size of its input."""
+        read = total = 0
+        for vertex in details.vertices:
+            if vertex.id in (self._sources or ()) and vertex.input_bytes_total > 0:
+                read += vertex.input_bytes_read
+                total += vertex.input_bytes_total
+        if total <= 0:
+            return None
+        return min(100, read * 100 // total)
 
     # ------------------------------------------------------------------ the job's shape
 

@@ -111,8 +111,12 @@ class PageStatistics(ProcessWindowFunction):
         )
 
 
-def page_statistics(count: int, size_s: int, slide_s: int | None) -> None:
+def page_statistics(
+    count: int, size_s: int, slide_s: int | None, parallelism: int | None = None
+) -> None:
     env = StreamExecutionEnvironment.get_execution_environment()
+    if parallelism is not None:
+        env.set_parallelism(parallelism)
     watermarks = WatermarkStrategy.for_bounded_out_of_orderness(
         Duration.of_millis(MAX_DELAY_MS)
     ).with_timestamp_assigner(ViewTimestamp())
@@ -136,7 +140,13 @@ if __name__ == "__main__":
     parser.add_argument("--count", type=int, default=1_500, help="page views (1,500)")
     parser.add_argument("--size", type=int, default=60, help="window size in seconds (60)")
     parser.add_argument("--slide", type=int, help="slide in seconds (tumbling windows without)")
+    parser.add_argument(
+        "--parallelism",
+        type=int,
+        help="operator parallelism (default: the machine's cores with python, as in PyFlink; "
+        "strom run's -p on a cluster)",
+    )
     arguments = parser.parse_args(sys.argv[1:])
     if arguments.size < 1 or (arguments.slide is not None and arguments.slide < 1):
         parser.error("--size and --slide must be at least 1 second")
-    page_statistics(arguments.count, arguments.size, arguments.slide)
+    page_statistics(arguments.count, arguments.size, arguments.slide, arguments.parallelism)

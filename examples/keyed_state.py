@@ -76,8 +76,10 @@ class FraudDetector(KeyedProcessFunction):
             self.flag.update(True)
 
 
-def detect_fraud(count: int) -> None:
+def detect_fraud(count: int, parallelism: int | None = None) -> None:
     env = StreamExecutionEnvironment.get_execution_environment()
+    if parallelism is not None:
+        env.set_parallelism(parallelism)
     (
         env.from_collection(transactions(count))
         .key_by(lambda transaction: transaction.account_id)
@@ -90,5 +92,11 @@ def detect_fraud(count: int) -> None:
 if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--count", type=int, default=1_000, help="transactions (1,000)")
+    parser.add_argument(
+        "--parallelism",
+        type=int,
+        help="operator parallelism (default: the machine's cores with python, as in PyFlink; "
+        "strom run's -p on a cluster)",
+    )
     arguments = parser.parse_args(sys.argv[1:])
-    detect_fraud(arguments.count)
+    detect_fraud(arguments.count, arguments.parallelism)

@@ -83,8 +83,10 @@ class SessionSummary(ProcessWindowFunction):
         yield f"{key:<8} {clock(session.start)}-{clock(session.end)} clicks={clicks}"
 
 
-def user_sessions(users: int) -> None:
+def user_sessions(users: int, parallelism: int | None = None) -> None:
     env = StreamExecutionEnvironment.get_execution_environment()
+    if parallelism is not None:
+        env.set_parallelism(parallelism)
     watermarks = WatermarkStrategy.for_bounded_out_of_orderness(
         Duration.of_millis(MAX_DELAY_MS)
     ).with_timestamp_assigner(ClickTimestamp())
@@ -102,5 +104,11 @@ def user_sessions(users: int) -> None:
 if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--users", type=int, default=40, help="users (40)")
+    parser.add_argument(
+        "--parallelism",
+        type=int,
+        help="operator parallelism (default: the machine's cores with python, as in PyFlink; "
+        "strom run's -p on a cluster)",
+    )
     arguments = parser.parse_args(sys.argv[1:])
-    user_sessions(arguments.users)
+    user_sessions(arguments.users, arguments.parallelism)

@@ -123,8 +123,16 @@ class OverheatingDetector(KeyedProcessFunction):
             self.hot_since.clear()
 
 
-def overheating_alerts(sensors: int, seconds: int, threshold: float, duration_s: int) -> None:
+def overheating_alerts(
+    sensors: int,
+    seconds: int,
+    threshold: float,
+    duration_s: int,
+    parallelism: int | None = None,
+) -> None:
     env = StreamExecutionEnvironment.get_execution_environment()
+    if parallelism is not None:
+        env.set_parallelism(parallelism)
     watermarks = WatermarkStrategy.for_bounded_out_of_orderness(
         Duration.of_millis(MAX_DELAY_MS)
     ).with_timestamp_assigner(ReadingTimestamp())
@@ -144,9 +152,19 @@ if __name__ == "__main__":
     parser.add_argument("--seconds", type=int, default=600, help="seconds of readings (600)")
     parser.add_argument("--threshold", type=float, default=80.0, help="too hot above (80.0)")
     parser.add_argument("--duration", type=int, default=30, help="for how many seconds (30)")
+    parser.add_argument(
+        "--parallelism",
+        type=int,
+        help="operator parallelism (default: the machine's cores with python, as in PyFlink; "
+        "strom run's -p on a cluster)",
+    )
     arguments = parser.parse_args(sys.argv[1:])
     if arguments.duration < 1:
         parser.error("--duration must be at least 1 second")
     overheating_alerts(
-        arguments.sensors, arguments.seconds, arguments.threshold, arguments.duration
+        arguments.sensors,
+        arguments.seconds,
+        arguments.threshold,
+        arguments.duration,
+        arguments.parallelism,
     )

@@ -43,8 +43,12 @@ def split(line: str):
             yield word, 1
 
 
-def word_count(input_path: str | None, output_path: str | None) -> None:
+def word_count(
+    input_path: str | None, output_path: str | None, parallelism: int | None = None
+) -> None:
     env = StreamExecutionEnvironment.get_execution_environment()
+    if parallelism is not None:
+        env.set_parallelism(parallelism)
     if input_path is None:
         # Write the built-in text to a file so the job reads it like any other input.
         folder = tempfile.mkdtemp(prefix="strom-wordcount-")
@@ -81,5 +85,11 @@ if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--input", help="a text file or a folder of them")
     parser.add_argument("--output", help="a folder for the counts (default: stdout)")
+    parser.add_argument(
+        "--parallelism",
+        type=int,
+        help="operator parallelism (default: the machine's cores with python, as in PyFlink; "
+        "strom run's -p on a cluster)",
+    )
     arguments = parser.parse_args(sys.argv[1:])
-    word_count(arguments.input, arguments.output)
+    word_count(arguments.input, arguments.output, arguments.parallelism)

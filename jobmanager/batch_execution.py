@@ -269,6 +269,8 @@ class BatchJobs:
         if update.HasField("metrics"):
             subtask.records_in = update.metrics.records_in
             subtask.records_out = update.metrics.records_out
+            subtask.input_bytes_read = update.metrics.input_bytes_read
+            subtask.input_bytes_total = update.metrics.input_bytes_total
         if graph.state != RUNNING:  # the job is cancelled or fails as a whole: it settles
             return graph.task_state_changed(
                 update.vertex_id, update.subtask, graph.attempt, update.state, update.failure
@@ -425,3 +427,5 @@ class BatchJobs:
         if subtask is not None and subtask.state not in TERMINAL_TASK_STATES:
             subtask.records_in = metric.records_in
             subtask.records_out = metric.records_out
+            subtask.input_bytes_read = metric.input_bytes_read
+            subtask.input_bytes_total = metric.input_bytes_total

@@ -321,6 +321,10 @@ class Dispatcher:
                 job_id=request.job_id,
                 attempt=graph.attempt,
                 jobmanager_address=self.jm.advertised_address,
+                # the job's (or -D's) python.executable, else the cluster configuration's
+                python_executable=request.config.get("python.executable")
+                or self.jm.config["python.executable"]
+                or "",
                 slots=[
                     pb.SlotAssignment(
                         slot=slot,
@@ -586,6 +590,8 @@ class Dispatcher:
                 if subtask is not None and update.HasField("metrics"):
                     subtask.records_in = update.metrics.records_in
                     subtask.records_out = update.metrics.records_out
+                    subtask.input_bytes_read = update.metrics.input_bytes_read
+                    subtask.input_bytes_total = update.metrics.input_bytes_total
                 decision = record.graph.task_state_changed(
                     update.vertex_id, update.subtask, update.attempt, update.state, update.failure
                 )
@@ -612,6 +618,8 @@ class Dispatcher:
                 if subtask is not None and subtask.state not in TERMINAL_TASK_STATES:
                     subtask.records_in = metric.records_in
                     subtask.records_out = metric.records_out
+                    subtask.input_bytes_read = metric.input_bytes_read
+                    subtask.input_bytes_total = metric.input_bytes_total
 
     def taskmanager_lost(self, tm: TaskManagerRecord, reason: str) -> None:
         affected = []
@@ -677,6 +685,9 @@ class Dispatcher:
                         "metrics": {
                             "read-records": sum(s.records_in for s in subtasks),
                             "write-records": sum(s.records_out for s in subtasks),
+                            # Strom's: a file source's input read so far, and in all
+                            "input-bytes-read": sum(s.input_bytes_read for s in subtasks),
+                            "input-bytes-total": sum(s.input_bytes_total for s in subtasks),
                         },
                         "subtasks": [
                             {

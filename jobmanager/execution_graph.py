@@ -41,6 +41,8 @@ class Subtask:
     resource_id: str = ""
     records_in: int = 0
     records_out: int = 0
+    input_bytes_read: int = 0  # a source reading files: of its input_bytes_total
+    input_bytes_total: int = 0
 
 
 @dataclass

@@ -216,6 +216,8 @@ class JobManagerGateway(cluster_pb2_grpc.JobManagerGatewayServicer):
                     records_in=v["metrics"]["read-records"],
                     records_out=v["metrics"]["write-records"],
                     tasks=v["tasks"],
+                    input_bytes_read=v["metrics"].get("input-bytes-read", 0),
+                    input_bytes_total=v["metrics"].get("input-bytes-total", 0),
                 )
                 for v in details["vertices"]
             ],

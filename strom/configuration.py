@@ -334,6 +334,26 @@ OPTIONS: dict[str, ConfigOption] = {
             "How many task slots each TaskManager offers.",
         ),
         ConfigOption(
+            "python.executable",
+            None,
+            _optional(_text),
+            "an absolute path of a Python interpreter of the client's version, on every "
+            "TaskManager",
+            "The interpreter a job's user functions run in (Flink's key; strom run -pyexec): "
+            "its slot processes start with it instead of forking from the TaskManager's, and "
+            "see its packages after Strom's. Unset: the TaskManager's own.",
+        ),
+        ConfigOption(
+            "taskmanager.testing.prepare-slots-gate",
+            None,
+            _optional(_text),
+            "a file path",
+            "For tests only, never in production: a TaskManager with this key holds every "
+            "deployment's first phase (PrepareSlots) until this file exists (at most 60 s), "
+            "after writing '<path>.reached', so that a test can act while a deployment is "
+            "under way.",
+        ),
+        ConfigOption(
             "task.cancellation.timeout",
             180000,
             parse_duration_ms,
@@ -739,7 +759,7 @@ JOB_KEYS = frozenset(
     key
     for key in OPTIONS
     if key.startswith(("execution.", "restart-strategy.", "state.", "pipeline."))
-    or key in ("parallelism.default", "slot.request.timeout")
+    or key in ("parallelism.default", "slot.request.timeout", "python.executable")
 )
 #: Keys the client reads to reach the cluster; they are not shipped with a job.
 CLIENT_KEYS = frozenset(key for key in OPTIONS if key.startswith("client.")) | frozenset(

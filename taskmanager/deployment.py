@@ -327,6 +327,7 @@ class TaskDeployer:
 
     @staticmethod
     def _metrics(task: Task) -> pb.TaskMetrics:
+        read, total = _input_progress(task)
         return pb.TaskMetrics(
             job_id=task.id.job_id,
             attempt=task.id.attempt,
@@ -336,6 +337,8 @@ class TaskDeployer:
             records_out=task.records_out
             if task.vertex.is_source
             else max(task.records_out, sum(w.records_out for w in task.writers)),
+            input_bytes_read=read,
+            input_bytes_total=total,
         )
 
     def metrics(self) -> list[pb.TaskMetrics]:
@@ -348,3 +351,20 @@ class TaskDeployer:
         for channel in self._channels.values():
             channel.close()
         shutil.rmtree(self.work_dir, ignore_errors=True)
+
+
+def _input_progress(task: Task) -> tuple[int, int]:
+    """``(bytes read, bytes in all)`` of a source task whose reader knows its input's size
+    (files); ``(0, 0)`` otherwise."""
+    reader = getattr(task.source, "reader", None)
+    progress = getattr(reader, "input_progress", None)
+    if not callable(progress):
+        return (0, 0)
+    try:
+        answer = progress()
+    except Exception:  # a progress figure is never worth failing a heartbeat for
+        return (0, 0)
+    if not answer:
+        return (0, 0)
+    read, total = answer
+    return (max(0, int(read)), max(0, int(total)))

@@ -69,6 +69,8 @@ class SlotProcessSpec:
     #: the TaskManager's address, which serves them
     partitions_folder: str = ""
     taskmanager_address: str = ""
+    #: the job's python.executable, when this process was started with it (not forked)
+    python_executable: str = ""
 
 
 class _SlotView:
@@ -147,6 +149,16 @@ def _line_buffered_stdout() -> None:
     sys.stdout = LineAtomicWriter(sys.__stdout__)  # type: ignore[assignment]
 
 
+def _add_own_site_packages() -> None:
+    """A slot process started with the job's python.executable: the TaskManager's path came
+    with it (Strom and its dependencies); that interpreter's own packages (a virtualenv's,
+    say) are added after them, as PyFlink's workers see the packages of -pyexec."""
+    import site
+
+    own = [*site.getsitepackages(), site.getusersitepackages()]
+    sys.path.extend(p for p in own if p not in sys.path and os.path.isdir(p))
+
+
 def run_slot_process(spec: SlotProcessSpec, connection: Connection) -> None:
     """The body of a forked slot process; never returns (ends the process)."""
     parent = os.getppid()
@@ -154,6 +166,8 @@ def run_slot_process(spec: SlotProcessSpec, connection: Connection) -> None:
     if os.getppid() != parent:  # the forkserver ended before PDEATHSIG was armed
         os._exit(1)
     set_process_role(TASK_SLOT)
+    if spec.python_executable:
+        _add_own_site_packages()
     _line_buffered_stdout()
     faulthandler.register(signal.SIGUSR1, all_threads=True)
     configure_logging(spec.log_file, spec.log_level)

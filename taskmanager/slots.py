@@ -14,9 +14,12 @@ from __future__ import annotations
 import logging
 import multiprocessing
 import multiprocessing.connection
+import multiprocessing.spawn
 import os
 import shutil
 import signal
+import subprocess
+import sys
 import threading
 import time
 from collections.abc import Callable
@@ -40,6 +43,7 @@ log = logging.getLogger(__name__)
 
 #: what the template process imports before it forks slot processes
 PRELOAD = ["taskmanager.slot_process", "strom.datastream", "cloudpickle"]
+_SPAWN_LOCK = threading.Lock()
 READY_TIMEOUT_S = 60.0
 #: what a TaskManager's slot processes observe: their subtasks and their processes
 Observed = tuple[list[obs.ObservedSubtask], list[obs.SlotProcessStatus]]
@@ -148,6 +152,9 @@ class SlotProcesses:
         self.metrics_interval_s = min(config["heartbeat.interval"] / 1000.0, 1.0)
         self._context = multiprocessing.get_context("forkserver")
         self._context.set_forkserver_preload(PRELOAD)
+        #: slot processes of jobs with their own python.executable start fresh (spawn)
+        self._spawning = multiprocessing.get_context("spawn")
+        self._versions: dict[str, str] = {}  # python.executable -> its "major.minor"
         self.lock = threading.Lock()
         self._ended_condition = threading.Condition(self.lock)
         self.processes: dict[tuple[str, int, int], SlotProcess] = {}
@@ -172,8 +179,12 @@ class SlotProcesses:
 
     def prepare(self, request: pb.PrepareSlotsRequest) -> pb.PrepareSlotsResponse:
         """Fork one slot process per slot of the request; answer their data addresses."""
+        gate = self.config["taskmanager.testing.prepare-slots-gate"]
+        if gate:
+            _hold_at_gate(gate)
         started: list[SlotProcess] = []
         try:
+            interpreter = self._interpreter(request.python_executable)
             for assignment in request.slots:
                 key = (request.job_id, request.attempt, assignment.slot)
                 with self.lock:
@@ -181,7 +192,7 @@ class SlotProcesses:
                 if existing is not None:  # a repeated request
                     started.append(existing)
                     continue
-                started.append(self._start(request, assignment))
+                started.append(self._start(request, assignment, interpreter))
             for slot in started:
                 if slot.address:
                     continue
@@ -209,7 +220,12 @@ class SlotProcesses:
             ],
         )
 
-    def _start(self, request: pb.PrepareSlotsRequest, assignment: pb.SlotAssignment) -> SlotProcess:
+    def _start(
+        self,
+        request: pb.PrepareSlotsRequest,
+        assignment: pb.SlotAssignment,
+        interpreter: str | None = None,
+    ) -> SlotProcess:
         folder = self.work_dir / f"{request.job_id}-a{request.attempt}-s{assignment.slot}"
         spec = SlotProcessSpec(
             job_id=request.job_id,
@@ -226,14 +242,27 @@ class SlotProcesses:
             subtasks=tuple(sorted((t.vertex_id, t.subtask) for t in assignment.tasks)),
             partitions_folder=str(self.partitions.root) if self.partitions else "",
             taskmanager_address=self.partitions.address if self.partitions else "",
+            python_executable=interpreter or "",
         )
-        ours, theirs = self._context.Pipe()
-        process = self._context.Process(
+        context = self._context if interpreter is None else self._spawning
+        ours, theirs = context.Pipe()
+        process = context.Process(
             target=run_slot_process,
             args=(spec, theirs),
             name=f"slot-{request.job_id[:8]}-{assignment.slot}",
         )
-        process.start()
+        if interpreter is None:
+            process.start()
+        else:
+            # The job's python.executable: a fresh process of that interpreter, not a fork
+            # of the template (spawn's interpreter is a global of multiprocessing).
+            with _SPAWN_LOCK:
+                before = multiprocessing.spawn.get_executable()
+                multiprocessing.spawn.set_executable(interpreter)
+                try:
+                    process.start()
+                finally:
+                    multiprocessing.spawn.set_executable(before)
         theirs.close()
         tasks = {(t.vertex_id, t.subtask) for t in assignment.tasks}
         slot = SlotProcess(
@@ -248,6 +277,41 @@ class SlotProcesses:
             len(tasks),
         )
         return slot
+
+    def _interpreter(self, executable: str) -> str | None:
+        """The job's python.executable to start its slot processes with; None for the
+        TaskManager's own. Raises RuntimeError, with what is wrong, for one that cannot run
+        the job: not an absolute path of an executable here, or another Python version (the
+        client pickled the job's functions with its own, the TaskManager's)."""
+        if not executable or executable == sys.executable:
+            return None
+        name = f"python.executable (-pyexec) '{executable}'"
+        if not os.path.isabs(executable):
+            raise RuntimeError(
+                f"{name} is not an absolute path: Strom runs a job's functions in an "
+                "interpreter installed on the TaskManagers, not in one shipped with the job"
+            )
+        if not (os.path.isfile(executable) and os.access(executable, os.X_OK)):
+            raise RuntimeError(f"{name} is not an executable on TaskManager {self.host}")
+        mine = f"{sys.version_info[0]}.{sys.version_info[1]}"
+        if self._versions.get(executable) is None:
+            try:
+                probe = subprocess.run(
+                    [executable, "-c", "import sys; print('%d.%d' % sys.version_info[:2])"],
+                    capture_output=True,
+                    text=True,
+                    timeout=30,
+                )
+                self._versions[executable] = probe.stdout.strip() if probe.returncode == 0 else "?"
+            except (OSError, subprocess.TimeoutExpired):
+                self._versions[executable] = "?"
+        version = self._versions[executable]
+        if version != mine:
+            raise RuntimeError(
+                f"{name} runs Python {version}; the TaskManager runs {mine}, and a job's "
+                "functions are pickled by a client of that version"
+            )
+        return executable
 
     # -------------------------------------------------------------- phase 2: deploy
 
@@ -575,3 +639,13 @@ class SlotProcesses:
             channel.close()
         os.close(self._wake_read)
         os.close(self._wake_write)
+
+
+def _hold_at_gate(gate: str, timeout_s: float = 60.0) -> None:
+    """``taskmanager.testing.prepare-slots-gate``: say that a deployment reached this point,
+    then wait until the test opens the gate (creates the file)."""
+    log.warning("holding PrepareSlots until %s exists (a testing key)", gate)
+    Path(gate + ".reached").touch()
+    deadline = time.monotonic() + timeout_s
+    while not os.path.exists(gate) and time.monotonic() < deadline:
+        time.sleep(0.02)

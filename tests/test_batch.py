@@ -86,7 +86,7 @@ def test_at_parallelism_1_batch_chains_the_keyed_operator_to_its_input():
     env = batch_env(1)
     word_count(env, ["a b"]).print()
     assert len(json.loads(env.get_execution_plan())["nodes"]) == 1
-    streaming = StreamExecutionEnvironment.get_execution_environment()
+    streaming = StreamExecutionEnvironment.get_execution_environment().set_parallelism(1)
     word_count(streaming, ["a b"]).print()
     assert len(json.loads(streaming.get_execution_plan())["nodes"]) == 2
     wide = batch_env(2)

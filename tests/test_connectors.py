@@ -656,3 +656,24 @@ def test_number_sequence_restore_keeps_each_subtask_on_its_own_range_when_one_fi
     second = source.restore_reader(positions, 2, 1, 2)
     assert first.read_batch(100) is None
     assert second.read_batch(100) == list(range(80, 100))
+
+
+def test_a_bounded_file_reader_tells_the_share_of_its_input_read(tmp_path):
+    """The progress the attached client shows: bytes of the reader's splits handed on, of
+    all of them; a compressed file counts by its size on disk."""
+    (tmp_path / "in").mkdir()
+    (tmp_path / "in" / "a.txt").write_text("".join(f"{i:07d}\n" for i in range(20_000)))
+    with gzip.open(tmp_path / "in" / "b.txt.gz", "wb") as f:
+        f.write(os.urandom(50_000).hex().encode() + b"\n" + b"tail\n")
+    source = FileSource.for_record_stream_format(
+        StreamFormat.text_line_format(), str(tmp_path / "in")
+    ).build()
+    total = 20_000 * 8 + os.path.getsize(tmp_path / "in" / "b.txt.gz")
+    reader = source.create_reader(0, 1)
+    assert reader.input_progress() == (0, total)
+    seen = []
+    while reader.read_batch(1000) is not None:
+        seen.append(reader.input_progress())
+    assert [read for read, _ in seen] == sorted(read for read, _ in seen)
+    assert 0 < seen[0][0] < total and seen[-1] == (total, total)
+    assert all(t == total for _, t in seen)

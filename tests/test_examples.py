@@ -30,7 +30,12 @@ def load_example(name: str) -> ModuleType:
 
 
 def run_example(name: str, *args: str) -> list[str]:
-    """Run ``examples/<name>.py`` with ``args``; its stdout lines, after checking it succeeded."""
+    """Run ``examples/<name>.py`` with ``args``; its stdout lines, after checking it succeeded.
+
+    At parallelism 1 unless ``args`` name one: the output is then in the order plain Python
+    computes it (an embedded job's default is the machine's cores, as in PyFlink)."""
+    if "--parallelism" not in args:
+        args = (*args, "--parallelism", "1")
     result = subprocess.run(
         [sys.executable, str(EXAMPLES / f"{name}.py"), *args],
         capture_output=True,
@@ -126,7 +131,13 @@ def test_streaming_events_forever_stops_on_ctrl_c(tmp_path: Path):
     stderr = tmp_path / "stderr.txt"
     with open(stderr, "w") as errors:
         process = subprocess.Popen(
-            [sys.executable, str(EXAMPLES / "streaming_events.py"), "--forever"],
+            [
+                sys.executable,
+                str(EXAMPLES / "streaming_events.py"),
+                "--forever",
+                "--parallelism",
+                "1",
+            ],
             stdout=subprocess.PIPE,
             stderr=errors,
             text=True,

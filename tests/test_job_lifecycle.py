@@ -298,6 +298,37 @@ def test_a_long_job_shows_progress_lines_when_not_on_a_terminal(cluster, tmp_pat
     assert "\r" not in result.stdout
 
 
+FILE_JOB = """
+    import sys, time
+    from strom.common.watermark_strategy import WatermarkStrategy
+    from strom.datastream import StreamExecutionEnvironment
+    from strom.datastream.connectors.file_system import FileSource, StreamFormat
+
+    def slowly(line):
+        time.sleep(0.0015)  # chained into the source task: the source reads at this pace
+        return len(line)
+
+    env = StreamExecutionEnvironment.get_execution_environment()
+    source = FileSource.for_record_stream_format(
+        StreamFormat.text_line_format(), sys.argv[1]
+    ).build()
+    lines = env.from_source(source, WatermarkStrategy.no_watermarks(), "lines")
+    lines.map(slowly).key_by(lambda n: n % 2).reduce(lambda a, b: a + b).print()
+    env.execute("read files")
+"""
+
+
+def test_a_file_source_job_shows_the_share_of_input_read(cluster, tmp_path):
+    job = write(tmp_path / "job" / "job.py", FILE_JOB)
+    data = tmp_path / "input.txt"
+    data.write_text("".join(f"line {i} of the input\n" for i in range(4000)))
+    result = strom(cluster, "run", "-D", "client.progress.interval=300ms", str(job), str(data))
+    assert result.returncode == 0, result.stdout + result.stderr
+    shares = [int(s) for s in re.findall(r"reading input: (\d+) %", result.stdout)]
+    assert shares == sorted(shares), result.stdout
+    assert any(0 < share < 100 for share in shares), result.stdout
+
+
 def test_a_long_job_redraws_one_progress_line_on_a_terminal(cluster, tmp_path):
     import os
     import pty

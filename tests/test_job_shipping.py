@@ -167,3 +167,68 @@ def test_version_and_pyexec(cluster, tmp_path):
     job = write(tmp_path / "job" / "job.py", JOB.format(module="helper"))
     missing = strom(cluster, "run", "-pyexec", str(tmp_path / "no-python"), str(job), "x")
     assert missing.returncode != 0 and "-pyexec" in missing.stderr
+
+
+PYEXEC_JOB = """
+    import sys
+    from strom.datastream import StreamExecutionEnvironment
+
+    OUT = sys.argv[1]
+
+    def record(value):
+        import venvonly  # a package only the -pyexec interpreter has
+
+        with open(OUT, "a") as out:
+            out.write(f"{{sys.executable}} {{venvonly.MARK}} {{value}}\\n")
+        return value
+
+    env = StreamExecutionEnvironment.get_execution_environment()
+    env.from_collection([1, 2]).map(record)
+    env.execute("pyexec")
+"""
+
+
+def virtualenv_with_a_package(folder: Path) -> Path:
+    """A virtualenv of this Python whose own package ``venvonly`` nobody else has; its
+    interpreter."""
+    subprocess.run(
+        [sys.executable, "-m", "venv", "--without-pip", str(folder)], check=True, timeout=120
+    )
+    version = f"python{sys.version_info[0]}.{sys.version_info[1]}"
+    (folder / "lib" / version / "site-packages" / "venvonly.py").write_text("MARK = 'venv'\n")
+    return folder / "bin" / "python"
+
+
+def test_pyexec_runs_the_jobs_functions_in_that_interpreter(cluster, tmp_path):
+    """As PyFlink's -pyexec names the interpreter of the Python workers: a virtualenv with a
+    package of its own, which the TaskManagers' interpreter does not have."""
+    python = virtualenv_with_a_package(tmp_path / "venv")
+    job = write(tmp_path / "job" / "job.py", PYEXEC_JOB.format())
+    out = tmp_path / "out.txt"
+    result = strom(cluster, "run", "-pyexec", str(python), str(job), str(out))
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert sorted(out.read_text().splitlines()) == [f"{python} venv 1", f"{python} venv 2"]
+
+
+def test_pyexec_that_cannot_run_the_job_is_refused_with_the_reason(cluster, tmp_path):
+    job = write(tmp_path / "job" / "job.py", JOB.format(module="helper"))
+    other = tmp_path / "python3.99"
+    other.write_text("#!/bin/sh\necho 3.99\n")
+    other.chmod(0o755)
+    older = strom(cluster, "run", "-pyexec", str(other), str(job), "x")
+    assert older.returncode != 0 and "runs Python 3.99" in older.stderr, older.stderr
+    shipped = strom(cluster, "run", "-pyexec", "venv.zip/venv/bin/python", str(job), "x")
+    assert shipped.returncode != 0 and "relative path" in shipped.stderr, shipped.stderr
+
+
+def test_python_executable_of_the_cluster_configuration_applies_to_every_job(
+    local_cluster, tmp_path
+):
+    python = virtualenv_with_a_package(tmp_path / "venv")
+    configured = local_cluster(slots=1, **{"python.executable": str(python)})
+    configured.start(taskmanagers=1)
+    job = write(tmp_path / "job" / "job.py", PYEXEC_JOB.format())
+    out = tmp_path / "out.txt"
+    result = strom(configured, "run", str(job), str(out))
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert sorted(out.read_text().splitlines()) == [f"{python} venv 1", f"{python} venv 2"]

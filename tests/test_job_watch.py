@@ -84,3 +84,24 @@ def test_progress_is_one_line_redrawn_on_a_terminal():
     text = out.getvalue()
     assert text.count("\r") == 2 and text.endswith("\n") and text.count("\n") == 1
     assert "records in 50.0k, records out 20.0k" in text
+
+
+def test_progress_tells_the_share_of_input_file_sources_have_read():
+    out = io.StringIO()
+    now = [0.0]
+    watch = JobWatch("j" * 32, lambda: 1, interval_s=1, stream=out, clock=lambda: now[0])
+    for second, read in ((1, 0), (2, 430), (3, 1000)):
+        now[0] = second
+        update = details("RUNNING", read=second)
+        update.vertices[0].input_bytes_read = read
+        update.vertices[0].input_bytes_total = 1000
+        watch.update(update)
+    now[0] = 4
+    watch.update(details("RUNNING", read=4))  # a source that knows no size: no share told
+    lines = out.getvalue().splitlines()
+    assert [line.rsplit(", ", 1)[-1] for line in lines[:3]] == [
+        "reading input: 0 %",
+        "reading input: 43 %",
+        "reading input: 100 %",
+    ]
+    assert "reading input" not in lines[3]

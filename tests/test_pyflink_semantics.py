@@ -7,6 +7,7 @@ cluster."""
 from __future__ import annotations
 
 import logging
+import re
 import struct
 from collections import Counter
 from collections.abc import Iterable
@@ -29,7 +30,9 @@ from strom.datastream import (
     StreamExecutionEnvironment,
     WindowFunction,
 )
-from strom.datastream.functions import KEY, ProcessJoinFunction
+from strom.datastream.connectors import Source
+from strom.datastream.connectors.collection import CollectionSource
+from strom.datastream.functions import KEY, ProcessJoinFunction, SourceFunction
 from strom.datastream.state import MapStateDescriptor, ValueState
 from strom.datastream.window import CountWindow, TimeWindow, TumblingEventTimeWindows
 from strom.errors import JobExecutionError
@@ -393,3 +396,88 @@ def test_ctx_output_shapes_by_the_tag_type_too(mode):
     side = main.get_side_output(FLOATS)
     got = mode.collect(main.map(lambda v: ("main", v)).union(side.map(lambda v: ("side", v))))
     assert sorted(got) == [("main", 0.1), ("side", struct.unpack("f", struct.pack("f", 0.1))[0])]
+
+
+# ------------------------------------------------------------------ default parallelism
+
+
+def test_an_embedded_job_runs_at_the_machines_cores_unless_told_otherwise(capfd):
+    """PyFlink's local default parallelism is the number of cores; a configured
+    ``parallelism.default`` or ``set_parallelism`` wins over it."""
+    import os
+
+    from strom.common import Configuration
+
+    cores = len(os.sched_getaffinity(0))
+    env = StreamExecutionEnvironment.get_execution_environment()
+    assert env.get_parallelism() == cores
+    configured = Configuration().set_integer("parallelism.default", 3)
+    assert StreamExecutionEnvironment.get_execution_environment(configured).get_parallelism() == 3
+    env.from_collection([1, 2, 3, 4]).map(lambda x: x * 10).print()
+    env.execute("default parallelism")
+    lines = capfd.readouterr().out.splitlines()
+    assert sorted(line.split("> ")[-1] for line in lines) == ["10", "20", "30", "40"]
+    prefixed = [line for line in lines if re.match(r"^\d+> ", line)]
+    assert len(prefixed) == (4 if cores > 1 else 0)
+
+
+# ------------------------------------------------------------------ types given at the source
+
+
+class _PairsSource(Source):
+    """A connector source of plain tuples, read by one subtask."""
+
+    def is_bounded(self) -> bool:
+        return True
+
+    def create_reader(self, subtask_index: int, parallelism: int):
+        return CollectionSource(
+            [("Alice", 0.1), ("Bob", 2.5)] if subtask_index == 0 else []
+        ).create_reader(0, 1)
+
+
+class _PairsFunction(SourceFunction):
+    def run(self, ctx) -> None:
+        for pair in [("Alice", 0.1), ("Bob", 2.5)]:
+            ctx.collect(pair)
+
+    def cancel(self) -> None:
+        pass
+
+
+SCORE = Types.ROW_NAMED(["name", "score"], [Types.STRING(), Types.FLOAT()])
+
+
+@pytest.mark.parametrize("kind", ["from_source", "add_source"])
+def test_a_sources_type_info_shapes_what_it_emits(mode, kind):
+    """The type given to ``from_source``/``add_source`` is the stream's: its values are what
+    PyFlink's encoding with that type gives (here named rows with a 32-bit float)."""
+    env = env_with(1)
+    if kind == "from_source":
+        scores = env.from_source(_PairsSource(), None, "pairs", type_info=SCORE)
+    else:
+        scores = env.add_source(_PairsFunction(), "pairs", type_info=SCORE)
+    assert scores.get_type() == SCORE
+    seen = scores.map(lambda r: (type(r).__name__, r.name, r.score, str(r)))
+    single = struct.unpack("f", struct.pack("f", 0.1))[0]
+    assert sorted(mode.collect(seen)) == [
+        ("Row", "Alice", single, f"Row(name='Alice', score={single})"),
+        ("Row", "Bob", 2.5, "Row(name='Bob', score=2.5)"),
+    ]
+
+
+def test_key_type_shapes_the_keys_keyed_functions_see(mode):
+    env = env_with(2)
+    pairs = env.from_collection([("a", 1), ("b", 2)])
+    keys = pairs.key_by(lambda p: p[1] / 10, key_type=Types.FLOAT()).process(_CurrentKey())
+    tuples = pairs.key_by(lambda p: [p[0]], key_type=Types.TUPLE([Types.STRING()])).process(
+        _CurrentKey()
+    )
+    single = [struct.unpack("f", struct.pack("f", x))[0] for x in (0.1, 0.2)]
+    assert sorted(mode.collect(keys)) == single
+    assert sorted(mode.collect(tuples)) == [("a",), ("b",)]
+
+
+class _CurrentKey(KeyedProcessFunction):
+    def process_element(self, value, ctx):
+        yield ctx.get_current_key()

@@ -82,6 +82,27 @@ def _key_selector(key_selector: Any, api: str = "key_by") -> Callable[[Any], Any
     )
 
 
+class _TypedKeySelector:
+    """A key selector whose keys take the form ``key_by(..., key_type)`` gives them, as
+    PyFlink's encoding of the key with that type does (a ``Row``, a 32-bit float, a
+    range-checked int)."""
+
+    def __init__(self, selector: Callable[[Any], Any], shape: Callable[[Any], Any], key_type: Any):
+        self.selector = selector
+        self.shape = shape
+        self.key_type = key_type
+
+    def __call__(self, value: Any) -> Any:
+        key = self.selector(value)
+        if key is None:
+            return None
+        try:
+            return self.shape(key)
+        except (TypeError, ValueError, OverflowError) as error:
+            message = f"the key {key!r} does not fit key_type {self.key_type}: {error}"
+            raise type(error)(message) from None
+
+
 class DataStream:
     """A stream of records of one type, as recorded in the program's stream graph.
 
@@ -242,6 +263,12 @@ class DataStream:
         Example: ``words.key_by(lambda pair: pair[0])``
         """
         selector = _key_selector(key_selector)
+        if key_type is not None:
+            from strom.common.type_values import shaper
+
+            shape = shaper(key_type)
+            if shape is not None:  # PyFlink encodes the key with key_type: the same values
+                selector = _TypedKeySelector(selector, shape, key_type)
         partitioner = KeyGroupPartitioner(selector, self._env.get_max_parallelism())
         transformation = self._env._stream_graph.add(
             "KeyBy", [self._transformation], partitioner=partitioner, output_type=self.get_type()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
@@ -63,3 +64,20 @@ def job_setting(job_configuration: dict, key: str) -> object:
         if key in layer:
             return validate(key, layer[key], source)
     return OPTIONS[key].default
+
+
+def job_setting_given(job_configuration: dict, key: str) -> bool:
+    """Whether the job's configuration, -D or the cluster configuration sets ``key``."""
+    context = current()
+    return any(
+        key in layer for layer in (job_configuration, context.config, context.cluster_config)
+    )
+
+
+def local_default_parallelism() -> int:
+    """The parallelism of an embedded job that sets none: as PyFlink's local environment,
+    the number of cores this process may run on."""
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except AttributeError:  # not on Linux
+        return max(1, os.cpu_count() or 1)

@@ -107,6 +107,11 @@ class StreamExecutionEnvironment:
         context = execution_context.current()
         if "parallelism.default" in self._configuration or not context.parallelism:
             self._parallelism: int = int(self._setting("parallelism.default"))
+            if context.target == "embedded" and not execution_context.job_setting_given(
+                self._configuration, "parallelism.default"
+            ):
+                # PyFlink's local default: the machine's cores
+                self._parallelism = execution_context.local_default_parallelism()
         else:
             self._parallelism = context.parallelism  # strom run -p, as -D parallelism.default
         self._max_parallelism: int | None = None
@@ -279,8 +284,10 @@ class StreamExecutionEnvironment:
         )
 
     def set_python_executable(self, python_exec: str) -> None:
-        """The interpreter for the job's functions (Flink's ``python.executable``). The
-        embedded mini-cluster runs in this interpreter and notes so when another is named."""
+        """The interpreter for the job's functions (Flink's ``python.executable``): on a
+        cluster the job's slot processes start with it (an absolute path on the TaskManagers,
+        of the client's Python version). The embedded mini-cluster runs in this interpreter
+        and notes so when another is named."""
         self._configuration["python.executable"] = python_exec
         if os.path.realpath(python_exec) != os.path.realpath(sys.executable):
             _log.info(
@@ -399,7 +406,11 @@ class StreamExecutionEnvironment:
                 f"from_source() needs a connector Source (e.g. FileSource); got "
                 f"{type(source).__name__}. For a SourceFunction use add_source()"
             )
-        spec = OperatorSpec("source", args={"source": source, "strategy": watermark_strategy})
+        spec = OperatorSpec(
+            "source",
+            args={"source": source, "strategy": watermark_strategy},
+            output_type=type_info,  # shapes what the source reads, as PyFlink's type does
+        )
         transformation = self._stream_graph.add(
             f"Source: {source_name}", [], operator=spec, output_type=type_info, is_source=True
         )
@@ -419,7 +430,12 @@ class StreamExecutionEnvironment:
         if not callable(getattr(source_func, "run", None)):
             raise TypeError("add_source() needs a SourceFunction with run(ctx) and cancel()")
         parallel = any(c.__name__ == "ParallelSourceFunction" for c in type(source_func).__mro__)
-        spec = OperatorSpec("source_function", source_func, args={"non_parallel": not parallel})
+        spec = OperatorSpec(
+            "source_function",
+            source_func,
+            args={"non_parallel": not parallel},
+            output_type=type_info,  # shapes what the function collects, as PyFlink's type does
+        )
         transformation = self._stream_graph.add(
             f"Source: {source_name}",
             [],

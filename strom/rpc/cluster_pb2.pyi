@@ -39,20 +39,24 @@ class RegisterTaskManager(_message.Message):
     def __init__(self, resource_id: _Optional[str] = ..., address: _Optional[str] = ..., hostname: _Optional[str] = ..., num_slots: _Optional[int] = ..., hardware: _Optional[_Union[Hardware, _Mapping]] = ..., pid: _Optional[int] = ..., data_port: _Optional[str] = ..., previous_jobmanager_id: _Optional[str] = ..., jobs_of_previous_session: _Optional[_Iterable[str]] = ...) -> None: ...
 
 class TaskMetrics(_message.Message):
-    __slots__ = ("job_id", "attempt", "vertex_id", "subtask", "records_in", "records_out")
+    __slots__ = ("job_id", "attempt", "vertex_id", "subtask", "records_in", "records_out", "input_bytes_read", "input_bytes_total")
     JOB_ID_FIELD_NUMBER: _ClassVar[int]
     ATTEMPT_FIELD_NUMBER: _ClassVar[int]
     VERTEX_ID_FIELD_NUMBER: _ClassVar[int]
     SUBTASK_FIELD_NUMBER: _ClassVar[int]
     RECORDS_IN_FIELD_NUMBER: _ClassVar[int]
     RECORDS_OUT_FIELD_NUMBER: _ClassVar[int]
+    INPUT_BYTES_READ_FIELD_NUMBER: _ClassVar[int]
+    INPUT_BYTES_TOTAL_FIELD_NUMBER: _ClassVar[int]
     job_id: str
     attempt: int
     vertex_id: str
     subtask: int
     records_in: int
     records_out: int
-    def __init__(self, job_id: _Optional[str] = ..., attempt: _Optional[int] = ..., vertex_id: _Optional[str] = ..., subtask: _Optional[int] = ..., records_in: _Optional[int] = ..., records_out: _Optional[int] = ...) -> None: ...
+    input_bytes_read: int
+    input_bytes_total: int
+    def __init__(self, job_id: _Optional[str] = ..., attempt: _Optional[int] = ..., vertex_id: _Optional[str] = ..., subtask: _Optional[int] = ..., records_in: _Optional[int] = ..., records_out: _Optional[int] = ..., input_bytes_read: _Optional[int] = ..., input_bytes_total: _Optional[int] = ...) -> None: ...
 
 class TaskManagerHeartbeat(_message.Message):
     __slots__ = ("sequence", "metrics")
@@ -244,7 +248,7 @@ class JobList(_message.Message):
     def __init__(self, jobs: _Optional[_Iterable[_Union[JobSummary, _Mapping]]] = ...) -> None: ...
 
 class VertexDetails(_message.Message):
-    __slots__ = ("id", "name", "parallelism", "status", "records_in", "records_out", "tasks")
+    __slots__ = ("id", "name", "parallelism", "status", "records_in", "records_out", "tasks", "input_bytes_read", "input_bytes_total")
     class TasksEntry(_message.Message):
         __slots__ = ("key", "value")
         KEY_FIELD_NUMBER: _ClassVar[int]
@@ -259,6 +263,8 @@ class VertexDetails(_message.Message):
     RECORDS_IN_FIELD_NUMBER: _ClassVar[int]
     RECORDS_OUT_FIELD_NUMBER: _ClassVar[int]
     TASKS_FIELD_NUMBER: _ClassVar[int]
+    INPUT_BYTES_READ_FIELD_NUMBER: _ClassVar[int]
+    INPUT_BYTES_TOTAL_FIELD_NUMBER: _ClassVar[int]
     id: str
     name: str
     parallelism: int
@@ -266,7 +272,9 @@ class VertexDetails(_message.Message):
     records_in: int
     records_out: int
     tasks: _containers.ScalarMap[str, int]
-    def __init__(self, id: _Optional[str] = ..., name: _Optional[str] = ..., parallelism: _Optional[int] = ..., status: _Optional[str] = ..., records_in: _Optional[int] = ..., records_out: _Optional[int] = ..., tasks: _Optional[_Mapping[str, int]] = ...) -> None: ...
+    input_bytes_read: int
+    input_bytes_total: int
+    def __init__(self, id: _Optional[str] = ..., name: _Optional[str] = ..., parallelism: _Optional[int] = ..., status: _Optional[str] = ..., records_in: _Optional[int] = ..., records_out: _Optional[int] = ..., tasks: _Optional[_Mapping[str, int]] = ..., input_bytes_read: _Optional[int] = ..., input_bytes_total: _Optional[int] = ...) -> None: ...
 
 class JobDetails(_message.Message):
     __slots__ = ("summary", "vertices", "failure", "status_message", "plan", "restarts", "attempt", "exceptions", "executions")
@@ -375,16 +383,18 @@ class SlotAssignment(_message.Message):
     def __init__(self, slot: _Optional[int] = ..., tasks: _Optional[_Iterable[_Union[TaskSpec, _Mapping]]] = ...) -> None: ...
 
 class PrepareSlotsRequest(_message.Message):
-    __slots__ = ("job_id", "attempt", "slots", "jobmanager_address")
+    __slots__ = ("job_id", "attempt", "slots", "jobmanager_address", "python_executable")
     JOB_ID_FIELD_NUMBER: _ClassVar[int]
     ATTEMPT_FIELD_NUMBER: _ClassVar[int]
     SLOTS_FIELD_NUMBER: _ClassVar[int]
     JOBMANAGER_ADDRESS_FIELD_NUMBER: _ClassVar[int]
+    PYTHON_EXECUTABLE_FIELD_NUMBER: _ClassVar[int]
     job_id: str
     attempt: int
     slots: _containers.RepeatedCompositeFieldContainer[SlotAssignment]
     jobmanager_address: str
-    def __init__(self, job_id: _Optional[str] = ..., attempt: _Optional[int] = ..., slots: _Optional[_Iterable[_Union[SlotAssignment, _Mapping]]] = ..., jobmanager_address: _Optional[str] = ...) -> None: ...
+    python_executable: str
+    def __init__(self, job_id: _Optional[str] = ..., attempt: _Optional[int] = ..., slots: _Optional[_Iterable[_Union[SlotAssignment, _Mapping]]] = ..., jobmanager_address: _Optional[str] = ..., python_executable: _Optional[str] = ...) -> None: ...
 
 class PreparedSlot(_message.Message):
     __slots__ = ("slot", "address", "pid")

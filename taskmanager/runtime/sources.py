@@ -11,6 +11,7 @@ from __future__ import annotations
 import time
 from typing import TYPE_CHECKING, Any
 
+from strom.common.type_values import shaper
 from strom.datastream.connectors.base import FINISHED_POSITION
 from strom.graph.stream_graph import OperatorSpec
 from taskmanager.runtime.context import OperatorContext, TaskCancelled
@@ -47,6 +48,8 @@ class SourceDriver:
         strategy = spec.args.get("strategy")
         self.assigner = getattr(strategy, "timestamp_assigner", None)
         self.watermarks = WatermarkGenerator(strategy, context.auto_watermark_interval_ms)
+        #: the source's declared type (``type_info``) shapes what it emits, as in PyFlink
+        self.shape = shaper(spec.output_type)
 
     def cancel(self) -> None:
         self.cancelled = True
@@ -62,6 +65,9 @@ class SourceDriver:
 
     def emit(self, task: Task, values: list, stamps: list | None = None) -> None:
         task.records_out += len(values)
+        shape = self.shape
+        if shape is not None:
+            values = [None if v is None else shape(v) for v in values]
         if self.watermarks.idle:
             self.watermarks.idle = False
             self.output.emit_watermark_status(False)

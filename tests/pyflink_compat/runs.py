@@ -11,6 +11,7 @@ multisets: parallel subtasks interleave in any order.
 
 from __future__ import annotations
 
+import os
 import re
 from dataclasses import dataclass
 from pathlib import Path
@@ -116,10 +117,22 @@ def output_lines(stdout: str, output_dir: Path | None) -> list[str]:
     return lines
 
 
-def comparable(lines: list[str], run: Run) -> list[str]:
+def comparable(lines: list[str], run: Run, cores: int | None = None) -> list[str]:
     """Lines made independent of what may differ between two correct runs: which subtask
-    printed a record (Strom's key hashing is not Java's), and at default parallelism whether
-    there are subtask prefixes at all (the recording machine's cores decide)."""
-    if run.default_parallelism:
+    printed a record (Strom's key hashing is not Java's). At default parallelism both PyFlink
+    and Strom run on as many subtasks as the machine has cores, so a run prints subtask
+    prefixes exactly when the machine has more than one core, as the recording machine had;
+    on a machine of one core the prefixes are compared away."""
+    if cores is None:
+        cores = local_cores()
+    if run.default_parallelism and cores == 1:
         return [_SUBTASK_PREFIX.sub(r"\1", line) for line in lines]
     return [_SUBTASK_PREFIX.sub(r"\1*> ", line) for line in lines]
+
+
+def local_cores() -> int:
+    """The cores this process may run on (PyFlink's and Strom's local default parallelism)."""
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except AttributeError:
+        return max(1, os.cpu_count() or 1)

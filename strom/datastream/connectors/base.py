@@ -59,6 +59,15 @@ class SourceReader(ABC):
     def close(self) -> None:  # noqa: B027 - optional hook
         """Release files, connections and the like."""
 
+    def input_progress(self) -> tuple[int, int] | None:
+        """``(bytes read, bytes in all)`` of this reader's share of a bounded input whose size
+        is known (files), for the progress the attached client shows; None when unknown.
+
+        Called from another thread than ``read_batch``: it only reads numbers the reader
+        keeps, and an answer a moment old is good enough.
+        """
+        return None
+
 
 class Source(ABC):
     """The base of all sources given to ``env.from_source(...)``."""

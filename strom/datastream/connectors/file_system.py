@@ -138,6 +138,17 @@ class FileSplit(NamedTuple):
     compressed: bool
 
 
+def split_size(split: FileSplit) -> int:
+    """The bytes of input a split stands for: its range, or a compressed file's size on disk
+    (0 when it vanished)."""
+    if not split.compressed:
+        return split.end - split.start
+    try:
+        return os.path.getsize(split.path)
+    except OSError:
+        return 0
+
+
 def enumerate_files(paths: list[str]) -> list[tuple[str, int]]:
     """``(path, size)`` of every file under ``paths``, sorted by path. Directories are read
     recursively, skipping names that start with ``.`` or ``_`` (as Flink does)."""
@@ -221,6 +232,8 @@ class _LineRange:
         self._lines: list[str] = []
         self._taken = 0
         self._done = position >= self.end
+        #: a compressed file: how far into the file on disk its decompressor has read
+        self._raw_at = 0
 
     def read_lines(self, max_records: int) -> list[str] | None:
         """Up to ``max_records`` lines; None when the range is exhausted."""
@@ -240,12 +253,31 @@ class _LineRange:
             index = chunk.find(b"\n", index + 1)
         return self._chunk_at + index + 1
 
+    def size(self) -> int:
+        """The bytes of input this range stands for (a compressed file's size on disk)."""
+        return split_size(self.split)
+
+    def consumed(self) -> int:
+        """About how many of :meth:`size`'s bytes were handed on (read by another thread for
+        progress: only plain numbers are read, never the file)."""
+        if self.split.compressed:
+            return self._raw_at if not self._done else self.size()
+        lines, chunk = len(self._lines), len(self._chunk)
+        done = self._chunk_at + (chunk * min(self._taken, lines) // lines if lines else chunk)
+        return min(max(0, done - self.split.start), self.split.end - self.split.start)
+
     def close(self) -> None:
         self._file.close()
 
     def _fill(self) -> bool:
         while not self._done:
             block = self._file.read(READ_CHUNK_BYTES)
+            if self.split.compressed:
+                raw = getattr(self._file, "fileobj", None) or getattr(self._file, "_fp", None)
+                try:
+                    self._raw_at = raw.tell() if raw is not None else 0
+                except (OSError, ValueError):
+                    pass
             data = self._pending + block if self._pending else block
             at = self._pending_at
             if block:
@@ -303,6 +335,9 @@ class _BoundedFileReader(SourceReader):
         self._next = 0  # index into self._mine
         self._current: _LineRange | None = None
         self._resume_offset: int | None = None
+        self._sizes = [split_size(splits[index]) for index in mine]
+        self._total_bytes = sum(self._sizes)
+        self._finished_bytes = 0  # of the splits before self._next
 
     def read_batch(self, max_records: int) -> list | None:
         max_records = max(1, max_records)
@@ -317,8 +352,14 @@ class _BoundedFileReader(SourceReader):
             if lines is not None:
                 return lines
             self._current.close()
+            self._finished_bytes += self._sizes[self._next]
             self._current = None
             self._next += 1
+
+    def input_progress(self) -> tuple[int, int]:
+        current = self._current
+        done = self._finished_bytes + (current.consumed() if current is not None else 0)
+        return (min(done, self._total_bytes), self._total_bytes)
 
     def snapshot_position(self) -> tuple[int | None, int | None]:
         if self._next >= len(self._mine):
@@ -336,6 +377,7 @@ class _BoundedFileReader(SourceReader):
         self.close()
         if index is None:
             self._next = len(self._mine)
+            self._finished_bytes = self._total_bytes
             return
         if index not in self._mine:
             raise ValueError(
@@ -343,6 +385,7 @@ class _BoundedFileReader(SourceReader):
                 "or the parallelism changed since it was taken"
             )
         self._next = self._mine.index(index)
+        self._finished_bytes = sum(self._sizes[: self._next])
         self._resume_offset = offset
 
     def close(self) -> None:
