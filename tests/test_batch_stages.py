@@ -376,3 +376,21 @@ def test_a_consumer_that_finds_an_input_partition_gone_reruns_its_producers(
     )
     exceptions = http_json(f"{cluster.rest_url}/jobs/{job_id}/exceptions")
     assert "PartitionNotFound" in exceptions["root-exception"]
+
+
+def test_a_partition_request_cannot_reach_outside_the_partitions_folder(tmp_path):
+    # FetchPartition takes its names from a peer: '..' as the job id used to read
+    # <partitions>/../secret-0/e0-c0 (found with tests/test_fuzz.py, whose NUL byte in a
+    # name made the server fail with UNKNOWN).
+    from strom.rpc import data_pb2
+    from taskmanager.network.result_partitions import ResultPartitions
+
+    (tmp_path / "secret-0").mkdir()
+    (tmp_path / "secret-0" / "e0-c0").write_bytes(b"not yours")
+    partitions = ResultPartitions(tmp_path / "partitions", lambda: "127.0.0.1:1")
+    for job_id, vertex in (("..", "secret"), ("job", "../../secret"), ("job\x00", "v")):
+        request = data_pb2.PartitionRequest(job_id=job_id, producer_vertex=vertex)
+        with pytest.raises(ValueError, match="not a valid name"):
+            b"".join(partitions.chunks(request))
+    partitions.release("..")  # refused quietly: nothing outside is deleted
+    assert (tmp_path / "secret-0" / "e0-c0").exists()

@@ -88,7 +88,11 @@ class ResultPartitions:
     def path(
         self, job_id: str, producer_vertex: str, producer_subtask: int, edge: int, consumer: int
     ) -> Path:
-        """Where the partition of one producer subtask for one consumer subtask is."""
+        """Where the partition of one producer subtask for one consumer subtask is; raises
+        ``ValueError`` for names that are not one plain path component (a peer's request must
+        not reach outside the partitions' folder)."""
+        _one_component(job_id)
+        _one_component(producer_vertex)
         return self.root / job_id / f"{producer_vertex}-{producer_subtask}" / f"e{edge}-c{consumer}"
 
     def chunks(self, request: pb.PartitionRequest) -> Iterator[bytes]:
@@ -115,8 +119,11 @@ class ResultPartitions:
     def release(self, job_id: str, producer_vertex: str = "", producer_subtask: int = 0) -> None:
         """Delete every partition of ``job_id`` kept here, or only those of one producer
         subtask when ``producer_vertex`` is given."""
-        names = [job_id, producer_vertex] if producer_vertex else [job_id]
-        if not job_id or any("/" in name or name in (".", "..") for name in names):
+        try:
+            _one_component(job_id)
+            if producer_vertex:
+                _one_component(producer_vertex)
+        except ValueError:
             return
         folder = self.root / job_id
         if producer_vertex:
@@ -134,6 +141,14 @@ class ResultPartitions:
                 yield pb.PartitionChunk(data=chunk)
         except PartitionNotFound as error:
             context.abort(grpc.StatusCode.NOT_FOUND, str(error))
+        except ValueError as error:
+            context.abort(grpc.StatusCode.INVALID_ARGUMENT, str(error))
+
+
+def _one_component(name: str) -> None:
+    """Raise ``ValueError`` unless ``name`` is one plain, non-empty path component."""
+    if not name or name in (".", "..") or any(c in name for c in "/\\\x00"):
+        raise ValueError(f"not a valid name for a result partition: {name!r}")
 
 
 class BlockingPartitionChannel(OutputChannel):
