@@ -285,7 +285,7 @@ class Dispatcher:
             self._apply(record, decision)
         for record in to_deploy:
             threading.Thread(
-                target=self._deploy, args=(record,), name="jm-deploy", daemon=True
+                target=self._deploy_or_fail, args=(record,), name="jm-deploy", daemon=True
             ).start()
 
     def _stub(self, address: str) -> cluster_pb2_grpc.TaskExecutorGatewayStub:
@@ -293,6 +293,15 @@ class Dispatcher:
         if channel is None:
             channel = self._channels[address] = self.jm.command_channel(address)
         return cluster_pb2_grpc.TaskExecutorGatewayStub(channel)
+
+    def _deploy_or_fail(self, record: JobRecord) -> None:
+        """Deploy; an unexpected error fails the job (restart strategy applies) instead of
+        ending the deploy thread with the job left waiting for tasks that never start."""
+        try:
+            self._deploy(record)
+        except Exception as error:
+            log.exception("deploying job %s failed", record.job_id)
+            self._deploy_failed(record, "", error)
 
     def _deploy(self, record: JobRecord) -> None:
         """Deploy in two phases: each TaskManager first starts the job's slot processes and
@@ -379,7 +388,8 @@ class Dispatcher:
 
     def _deploy_failed(self, record: JobRecord, address: str, error: Exception) -> None:
         detail = error.details() if isinstance(error, grpc.RpcError) else str(error)
-        reason = f"could not deploy tasks to TaskManager {address}: {detail}"
+        where = f"to TaskManager {address}" if address else "(JobManager)"
+        reason = f"could not deploy tasks {where}: {detail or repr(error)}"
         log.warning("job %s: %s", record.job_id, reason)
         with self.lock:
             decision = record.graph.fail(reason)
