@@ -108,6 +108,7 @@ class JobManagerGateway(cluster_pb2_grpc.JobManagerGatewayServicer):
                 heartbeat_interval_ms=self.jm.config["heartbeat.interval"],
                 heartbeat_timeout_ms=self.jm.config["heartbeat.timeout"],
                 report_token=report_token,
+                command_token=self.jm.command_token,
             )
         )
         try:

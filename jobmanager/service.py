@@ -21,6 +21,7 @@ from jobmanager.taskmanager_registry import Hardware, TaskManagerRecord, TaskMan
 from strom.addresses import resolve_bind_host
 from strom.configuration import StromConfig, rest_token
 from strom.rpc import cluster_pb2_grpc, tls
+from strom.rpc.command_token import commanding, new_token
 
 log = logging.getLogger(__name__)
 
@@ -34,6 +35,8 @@ class JobManager:
     def __init__(self, config: StromConfig) -> None:
         self.config = config
         self.jobmanager_id = uuid.uuid4().hex
+        #: the secret every command of this JobManager to a TaskManager carries
+        self.command_token = new_token()
         #: what clients must send to submit, cancel or savepoint (gRPC and REST); None: nothing
         self.client_token = rest_token(config)
         self.registry = TaskManagerRegistry(config["heartbeat.timeout"] / 1000.0)
@@ -239,12 +242,14 @@ class JobManager:
 
     def command_channel(self, address: str) -> grpc.Channel:
         """A channel for commands to a TaskManager; with high availability they carry this
-        JobManager's fencing token."""
+        JobManager's fencing token. They all carry this JobManager's command token, without
+        which a TaskManager takes no command (strom/rpc/command_token.py)."""
+        token = self.command_token
         if self.leadership is None:
-            return tls.channel(address)
+            return commanding(tls.channel(address), lambda: token)
         from jobmanager.ha.fencing import fenced_channel
 
-        return fenced_channel(address, self.leadership.token)
+        return commanding(fenced_channel(address, self.leadership.token), lambda: token)
 
     def standby_rest_redirect(self, path: str) -> str | None:
         """Where a standby's REST API sends a request: the same path on the leader's REST

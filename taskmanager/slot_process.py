@@ -32,6 +32,7 @@ from strom.daemon import LineAtomicWriter, configure_logging
 from strom.process_identity import TASK_SLOT, set_process_role
 from strom.rpc import cluster_pb2 as pb
 from strom.rpc import cluster_pb2_grpc, observability_pb2_grpc, tls
+from strom.rpc.command_token import CommandGuard
 from taskmanager.deployment import TaskDeployer
 from taskmanager.network.data_service import SERVER_OPTIONS, DataExchangeService
 from taskmanager.network.result_partitions import ResultPartitions
@@ -65,6 +66,8 @@ class SlotProcessSpec:
     config: dict
     #: (vertex id, subtask) of the tasks this process will run: producers wait for them
     subtasks: tuple[tuple[str, int], ...] = ()
+    #: the secret the TaskManager's forwarded commands carry (strom/rpc/command_token.py)
+    command_token: str = ""
     #: the TaskManager's folder of BATCH result partitions (it outlives this process), and
     #: the TaskManager's address, which serves them
     partitions_folder: str = ""
@@ -211,6 +214,7 @@ def _serve(spec: SlotProcessSpec, connection: Connection) -> None:
             ("grpc.max_send_message_length", 512 * 1024 * 1024),
             ("grpc.so_reuseport", 0),
         ],
+        interceptors=[CommandGuard(lambda: spec.command_token, "this slot's TaskManager")],
     )
     cluster_pb2_grpc.add_TaskExecutorGatewayServicer_to_server(SlotGateway(deployer), server)
     data_service = DataExchangeService(deployer.gates, bind_host=spec.bind_host)

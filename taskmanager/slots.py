@@ -35,6 +35,7 @@ import psutil
 from strom.rpc import cluster_pb2 as pb
 from strom.rpc import cluster_pb2_grpc, observability_pb2_grpc, tls
 from strom.rpc import observability_pb2 as obs
+from strom.rpc.command_token import commanding, new_token
 from taskmanager.deployment import TaskDeployer
 from taskmanager.network.result_partitions import ResultPartitions
 from taskmanager.slot_process import SlotGateway, SlotProcessSpec, run_slot_process
@@ -123,7 +124,8 @@ class SlotProcess:
 
     def grpc_channel(self) -> grpc.Channel:
         if self.channel is None:
-            self.channel = tls.channel(self.address)
+            token = self.spec.command_token
+            self.channel = commanding(tls.channel(self.address), lambda: token)
         return self.channel
 
     def stub(self) -> cluster_pb2_grpc.TaskExecutorGatewayStub:
@@ -161,6 +163,8 @@ class SlotProcesses:
         self._jobmanager_channels: dict[str, grpc.Channel] = {}
         #: the JobManager's secret for this TaskManager's registration (see TaskDeployer)
         self.report_token = ""
+        #: what this TaskManager's commands to its slot processes carry
+        self.command_token = new_token()
         self._stopped = threading.Event()
         self._wake_read, self._wake_write = os.pipe()
         self._pool = ThreadPoolExecutor(max_workers=16, thread_name_prefix="tm-slot-rpc")
@@ -240,6 +244,7 @@ class SlotProcesses:
             metrics_interval_s=self.metrics_interval_s,
             config=dict(self.config),
             subtasks=tuple(sorted((t.vertex_id, t.subtask) for t in assignment.tasks)),
+            command_token=self.command_token,
             partitions_folder=str(self.partitions.root) if self.partitions else "",
             taskmanager_address=self.partitions.address if self.partitions else "",
             python_executable=interpreter or "",

@@ -27,6 +27,7 @@ from strom.addresses import address_reaching
 from strom.configuration import StromConfig
 from strom.rpc import cluster_pb2 as pb
 from strom.rpc import cluster_pb2_grpc, tls
+from strom.rpc.command_token import CommandGuard
 from taskmanager.deployment import TaskDeployer
 from taskmanager.network.data_service import SERVER_OPTIONS, DataExchangeService
 from taskmanager.network.result_partitions import ResultPartitions
@@ -101,6 +102,8 @@ class TaskExecutor:
         self._leader = None
         #: refuses commands of a deposed JobManager (with high availability)
         self.fencing = FencingTokenServerInterceptor() if self._ha is not None else None
+        #: the command token of the current JobManager session ("" before registering)
+        self.command_token = ""
         self._stopped = threading.Event()
         self._server: grpc.Server | None = None
         self._session_thread: threading.Thread | None = None
@@ -147,7 +150,10 @@ class TaskExecutor:
                 ("grpc.max_send_message_length", 512 * 1024 * 1024),
                 ("grpc.so_reuseport", 0),
             ],
-            interceptors=[self.fencing] if self.fencing is not None else None,
+            interceptors=[
+                *([self.fencing] if self.fencing is not None else []),
+                CommandGuard(lambda: self.command_token, "this TaskManager's JobManager"),
+            ],
         )
         cluster_pb2_grpc.add_TaskExecutorGatewayServicer_to_server(
             TaskExecutorGateway(self), server
@@ -337,6 +343,7 @@ class TaskExecutor:
                         registered = True
                         self.instance_id = message.accepted.instance_id
                         self.deployer.report_token = message.accepted.report_token
+                        self.command_token = message.accepted.command_token
                         if isinstance(self.slots, SlotProcesses):
                             self.slots.report_token = message.accepted.report_token
                         if self.jobmanager_id != message.accepted.jobmanager_id:

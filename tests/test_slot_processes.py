@@ -15,8 +15,6 @@ import time
 import uuid
 from pathlib import Path
 
-import cloudpickle
-import grpc
 import psutil
 import pytest
 from harness import REPO_ROOT, http_json, poll_for, python_env
@@ -31,8 +29,6 @@ from test_checkpointing import (
 
 from client.gateway import ClusterClient
 from strom.datastream import StreamExecutionEnvironment
-from strom.rpc import cluster_pb2 as pb
-from strom.rpc import cluster_pb2_grpc
 from taskmanager.work_dirs import LOCK_NAME, PREFIX
 
 HELD_JOB = """
@@ -287,10 +283,9 @@ def test_a_starting_taskmanager_removes_folders_no_live_process_owns(local_clust
 
 
 def test_a_deployment_whose_code_cannot_load_answers_the_error(local_cluster, tmp_path):
-    """The slot process cannot import the job's module: DeployTasks answers ok=False with the
-    error, and a cancel then ends the slot process."""
+    """The slot process cannot import the job's module: its DeployTasks answers the error,
+    which fails the job with it, and the slot process ends."""
     cluster = local_cluster(slots=1).start(taskmanagers=1)
-    address = http_json(f"{cluster.rest_url}/taskmanagers")["taskmanagers"][0]["address"]
     package = tmp_path / "only_on_the_client"
     package.mkdir()
     (package / "client_only_module.py").write_text("def work(x):\n    return x\n")
@@ -298,33 +293,15 @@ def test_a_deployment_whose_code_cannot_load_answers_the_error(local_cluster, tm
     try:
         import client_only_module
 
-        graph = cloudpickle.dumps(client_only_module.work)  # by reference: needs the module
+        with remote(cluster.address):
+            env = StreamExecutionEnvironment.get_execution_environment()
+            env.from_collection([1, 2, 3]).map(client_only_module.work).print()
+            job_id = env.execute_async("code only on the client").get_job_id()
     finally:
         sys.path.remove(str(package))
         sys.modules.pop("client_only_module", None)
-    job_id = uuid.uuid4().hex
-    tasks = [pb.TaskSpec(vertex_id="v", subtask=0)]
-    with grpc.insecure_channel(address) as channel:
-        stub = cluster_pb2_grpc.TaskExecutorGatewayStub(channel)
-        prepared = stub.PrepareSlots(
-            pb.PrepareSlotsRequest(
-                job_id=job_id,
-                slots=[pb.SlotAssignment(slot=0, tasks=tasks)],
-                jobmanager_address=cluster.address,
-            ),
-            timeout=60,
-        )
-        assert prepared.ok and prepared.slots[0].address and prepared.slots[0].pid
-        answer = stub.DeployTasks(
-            pb.DeployTasksRequest(
-                job_id=job_id,
-                job_graph=graph,
-                tasks=tasks,
-                jobmanager_address=cluster.address,
-            ),
-            timeout=60,
-        )
-        assert not answer.ok
-        assert "ModuleNotFoundError" in answer.message and "client_only_module" in answer.message
-        stub.CancelTasks(pb.CancelTasksRequest(job_id=job_id, attempt=-1), timeout=10)
+    with ClusterClient(cluster.address) as jobs:
+        poll_for(lambda: jobs.job(job_id).summary.state == "FAILED", what="the job to fail")
+        failure = jobs.job(job_id).failure
+    assert "ModuleNotFoundError" in failure and "client_only_module" in failure
     poll_for(lambda: not slot_processes_of(cluster.taskmanagers[0]), what="the slot process to end")

@@ -285,3 +285,59 @@ def test_with_tls_a_certificate_is_an_identity_no_other_peer_can_take(tmp_path, 
         raise
     finally:
         cluster.stop()
+
+
+def test_only_the_jobmanager_commands_a_taskmanager_and_only_it_its_slot_processes(
+    cluster, tmp_path
+):
+    # A job graph is a pickle: a DeployTasks from anyone who reaches a TaskManager's (or a slot
+    # process's) port ran its code. Every command needs the session's token now; a crafted
+    # pickle is refused before it is read, and the running job is not disturbed.
+    import os
+    import pickle
+    import re
+
+    marker = tmp_path / "pwned"
+
+    class Crafted:
+        def __reduce__(self):
+            return (os.mkdir, (str(marker),))
+
+    job_id, details = _start_job(cluster)
+    taskmanager = http_json(f"{cluster.rest_url}/taskmanagers")["taskmanagers"][0]["address"]
+    slot_process = re.search(rf"job {job_id} attempt \d+ slot \d+ serves (\S+)", cluster.logs())
+    assert slot_process, "no slot process address in the TaskManager's log"
+    tasks = [pb.TaskSpec(vertex_id=v.id, subtask=0) for v in details.vertices]
+    commands = [
+        ("PrepareSlots", pb.PrepareSlotsRequest(job_id="x" * 32, slots=[pb.SlotAssignment()])),
+        ("DeployTasks", pb.DeployTasksRequest(job_id=job_id, job_graph=pickle.dumps(Crafted()))),
+        ("DeployTasks", pb.DeployTasksRequest(job_id=job_id, tasks=tasks, job_graph=b"\x80")),
+        ("CancelTasks", pb.CancelTasksRequest(job_id=job_id, attempt=-1)),
+        ("TriggerCheckpoint", pb.CheckpointTrigger(job_id=job_id, checkpoint_id=99)),
+        ("NotifyCheckpointComplete", pb.CheckpointNotice(job_id=job_id, checkpoint_id=99)),
+    ]
+    codes = []
+    for address in (taskmanager, slot_process.group(1)):
+        with grpc.insecure_channel(address) as channel:
+            stub = cluster_pb2_grpc.TaskExecutorGatewayStub(channel)
+            assert stub.Ping(pb.Empty(), timeout=5).ok  # says nothing, runs nothing: open
+            for method, request in commands:
+                for metadata in ((), (("strom-command-token", "0" * 32),)):
+                    try:
+                        getattr(stub, method)(request, timeout=5, metadata=metadata)
+                        codes.append((address, method, grpc.StatusCode.OK))
+                    except grpc.RpcError as error:
+                        codes.append((address, method, error.code()))
+    assert {code for _, _, code in codes} == {grpc.StatusCode.PERMISSION_DENIED}, codes
+    assert not marker.exists()
+    with ClusterClient(cluster.address) as client:
+        before = _completed_checkpoints(cluster, job_id)
+        poll_for(
+            lambda: _completed_checkpoints(cluster, job_id) >= before + 2,
+            timeout=30,
+            what="the job to go on checkpointing",
+        )
+        assert client.job(job_id).summary.state == "RUNNING"
+        assert client.job(job_id).attempt == details.attempt
+        client.cancel(job_id)
+    assert "refused a command: DeployTasks needs the token" in cluster.logs()

@@ -13,29 +13,16 @@ from __future__ import annotations
 import logging
 import threading
 from collections.abc import Callable
-from typing import Any, NamedTuple
 
 import grpc
 
 from strom.rpc import tls
+from strom.rpc.command_token import with_metadata
 
 log = logging.getLogger(__name__)
 
 METADATA_KEY = "strom-fencing-token"
 FENCED_SERVICE = "/strom.rpc.TaskExecutorGateway/"
-
-
-class _CallDetails(NamedTuple):
-    method: str
-    timeout: float | None
-    metadata: Any
-    credentials: Any
-    wait_for_ready: Any
-    compression: Any
-
-
-class _ClientCallDetails(_CallDetails, grpc.ClientCallDetails):
-    pass
 
 
 class FencingTokenClientInterceptor(grpc.UnaryUnaryClientInterceptor):
@@ -46,17 +33,8 @@ class FencingTokenClientInterceptor(grpc.UnaryUnaryClientInterceptor):
 
     def intercept_unary_unary(self, continuation, client_call_details, request):
         token = self._token()
-        metadata = list(client_call_details.metadata or [])
-        metadata.append((METADATA_KEY, str(-1 if token is None else token)))
-        details = _ClientCallDetails(
-            client_call_details.method,
-            client_call_details.timeout,
-            metadata,
-            client_call_details.credentials,
-            getattr(client_call_details, "wait_for_ready", None),
-            getattr(client_call_details, "compression", None),
-        )
-        return continuation(details, request)
+        pairs = [(METADATA_KEY, str(-1 if token is None else token))]
+        return continuation(with_metadata(client_call_details, pairs), request)
 
 
 def fenced_channel(address: str, token: Callable[[], int | None]) -> grpc.Channel:
@@ -82,7 +60,10 @@ class FencingTokenServerInterceptor(grpc.ServerInterceptor):
         value = dict(handler_call_details.invocation_metadata or ()).get(METADATA_KEY)
         if value is None:
             return continuation(handler_call_details)
-        token = int(value)
+        try:
+            token = int(value)
+        except ValueError:
+            token = -1  # not a token: as stale as can be
         with self._lock:
             stale = token < self.highest
             if not stale:

@@ -75,18 +75,20 @@ class TaskManagerMessage(_message.Message):
     def __init__(self, register: _Optional[_Union[RegisterTaskManager, _Mapping]] = ..., heartbeat: _Optional[_Union[TaskManagerHeartbeat, _Mapping]] = ...) -> None: ...
 
 class RegistrationAccepted(_message.Message):
-    __slots__ = ("instance_id", "jobmanager_id", "heartbeat_interval_ms", "heartbeat_timeout_ms", "report_token")
+    __slots__ = ("instance_id", "jobmanager_id", "heartbeat_interval_ms", "heartbeat_timeout_ms", "report_token", "command_token")
     INSTANCE_ID_FIELD_NUMBER: _ClassVar[int]
     JOBMANAGER_ID_FIELD_NUMBER: _ClassVar[int]
     HEARTBEAT_INTERVAL_MS_FIELD_NUMBER: _ClassVar[int]
     HEARTBEAT_TIMEOUT_MS_FIELD_NUMBER: _ClassVar[int]
     REPORT_TOKEN_FIELD_NUMBER: _ClassVar[int]
+    COMMAND_TOKEN_FIELD_NUMBER: _ClassVar[int]
     instance_id: str
     jobmanager_id: str
     heartbeat_interval_ms: int
     heartbeat_timeout_ms: int
     report_token: str
-    def __init__(self, instance_id: _Optional[str] = ..., jobmanager_id: _Optional[str] = ..., heartbeat_interval_ms: _Optional[int] = ..., heartbeat_timeout_ms: _Optional[int] = ..., report_token: _Optional[str] = ...) -> None: ...
+    command_token: str
+    def __init__(self, instance_id: _Optional[str] = ..., jobmanager_id: _Optional[str] = ..., heartbeat_interval_ms: _Optional[int] = ..., heartbeat_timeout_ms: _Optional[int] = ..., report_token: _Optional[str] = ..., command_token: _Optional[str] = ...) -> None: ...
 
 class RegistrationRejected(_message.Message):
     __slots__ = ("reason",)

@@ -1,0 +1,96 @@
+"""Who may command a TaskManager or a slot process (issue 15's fencing by session token).
+
+A TaskManager takes ``TaskExecutorGateway`` commands (deploy, cancel, trigger, notify,
+release) only with the secret token of its current JobManager session: the JobManager makes
+one when it starts and hands it over in ``RegistrationAccepted.command_token``; its command
+channels send it as metadata. A slot process takes the commands its TaskManager forwards only
+with a token the TaskManager gave it at start. Anyone else, including a peer holding a
+certificate of the cluster CA, is refused with PERMISSION_DENIED before the request (a job
+graph is a pickle) is read. ``Ping`` stays open: it says nothing and runs nothing.
+"""
+
+from __future__ import annotations
+
+import hmac
+import logging
+import secrets
+from collections.abc import Callable, Sequence
+from typing import Any, NamedTuple
+
+import grpc
+
+log = logging.getLogger(__name__)
+
+METADATA_KEY = "strom-command-token"
+GUARDED_SERVICE = "/strom.rpc.TaskExecutorGateway/"
+OPEN_METHODS = frozenset({GUARDED_SERVICE + "Ping"})
+
+
+def new_token() -> str:
+    """A fresh secret (128 bits, hex)."""
+    return secrets.token_hex(16)
+
+
+class _CallDetails(NamedTuple):
+    method: str
+    timeout: float | None
+    metadata: Any
+    credentials: Any
+    wait_for_ready: Any
+    compression: Any
+
+
+class _ClientCallDetails(_CallDetails, grpc.ClientCallDetails):
+    pass
+
+
+def with_metadata(details: grpc.ClientCallDetails, pairs: Sequence[tuple[str, str]]) -> Any:
+    """``details`` of a client call with ``pairs`` added to its metadata."""
+    return _ClientCallDetails(
+        details.method,
+        details.timeout,
+        [*(details.metadata or ()), *pairs],
+        details.credentials,
+        getattr(details, "wait_for_ready", None),
+        getattr(details, "compression", None),
+    )
+
+
+class _SendsToken(grpc.UnaryUnaryClientInterceptor):
+    def __init__(self, token: Callable[[], str]) -> None:
+        self._token = token
+
+    def intercept_unary_unary(self, continuation, client_call_details, request):
+        return continuation(
+            with_metadata(client_call_details, [(METADATA_KEY, self._token())]), request
+        )
+
+
+def commanding(channel: grpc.Channel, token: Callable[[], str]) -> grpc.Channel:
+    """``channel`` with every call carrying ``token()`` as the command token."""
+    return grpc.intercept_channel(channel, _SendsToken(token))
+
+
+class CommandGuard(grpc.ServerInterceptor):
+    """Refuses ``TaskExecutorGateway`` calls (but ``Ping``) without ``expected()``'s token;
+    with no token expected yet (not registered) every such call is refused."""
+
+    def __init__(self, expected: Callable[[], str], whose: str) -> None:
+        self._expected = expected
+        self._whose = whose
+
+    def intercept_service(self, continuation, handler_call_details):
+        method = handler_call_details.method
+        if not method.startswith(GUARDED_SERVICE) or method in OPEN_METHODS:
+            return continuation(handler_call_details)
+        sent = dict(handler_call_details.invocation_metadata or ()).get(METADATA_KEY, "")
+        expected = self._expected()
+        if expected and isinstance(sent, str) and hmac.compare_digest(sent, expected):
+            return continuation(handler_call_details)
+        message = f"{method.rsplit('/', 1)[-1]} needs the token of {self._whose}"
+        log.warning("refused a command: %s", message)
+
+        def refuse(request, context):
+            context.abort(grpc.StatusCode.PERMISSION_DENIED, message)
+
+        return grpc.unary_unary_rpc_method_handler(refuse)
