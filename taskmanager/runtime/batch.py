@@ -517,8 +517,10 @@ class KeyGroups:
             self.spill = None
 
 
-class BatchKeyedProcessOperator(KeyedProcessOperator):
-    """``KeyedProcessFunction`` in BATCH: one key at a time, with its timers at its end."""
+class _OneKeyAtATime:
+    """What BATCH's keyed operators share: records are grouped by key as they come, no
+    watermark or processing timer acts during the input, and at its end each key is handled
+    in turn (``_each_key``), its output buffered, then event time jumps to its maximum."""
 
     def open(self) -> None:
         super().open()
@@ -533,6 +535,9 @@ class BatchKeyedProcessOperator(KeyedProcessOperator):
     def next_processing_timer(self) -> int | None:
         return None  # processing-time timers fire at the end of their key
 
+    def _each_key(self) -> None:
+        raise NotImplementedError
+
     def end_input(self) -> None:
         output = self.output
         self.output = _BufferedOutput(output)
@@ -543,6 +548,10 @@ class BatchKeyedProcessOperator(KeyedProcessOperator):
             self.output = output
         self.current_watermark = MAX_WATERMARK
         self.output.emit_watermark(MAX_WATERMARK)
+
+
+class BatchKeyedProcessOperator(_OneKeyAtATime, KeyedProcessOperator):
+    """``KeyedProcessFunction`` in BATCH: one key at a time, with its timers at its end."""
 
     def _each_key(self) -> None:
         backend, timers = self.backend, self.timers
@@ -633,32 +642,8 @@ class BatchBroadcastProcessOperator(BroadcastProcessOperator):
         self.output.emit_watermark(MAX_WATERMARK)
 
 
-class BatchWindowOperator(WindowOperator):
+class BatchWindowOperator(_OneKeyAtATime, WindowOperator):
     """Windows in BATCH: each key's windows fire once, complete, after its records."""
-
-    def open(self) -> None:
-        super().open()
-        self.groups = KeyGroups(self)
-
-    def process_batch(self, values, timestamps):
-        self.groups.add(values, timestamps)
-
-    def process_watermark(self, timestamp: int) -> None:
-        pass
-
-    def next_processing_timer(self) -> int | None:
-        return None
-
-    def end_input(self) -> None:
-        output = self.output
-        self.output = _BufferedOutput(output)
-        try:
-            self._each_key()
-        finally:
-            self.output.flush()
-            self.output = output
-        self.current_watermark = MAX_WATERMARK
-        self.output.emit_watermark(MAX_WATERMARK)
 
     def _each_key(self) -> None:
         for _key, values, stamps in self.groups.by_key():
