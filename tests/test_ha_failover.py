@@ -100,6 +100,16 @@ def strom_run(cluster: HaCluster, tmp_path, *flags: str, count: int = COUNT):
     return client, output, checkpoints
 
 
+def submit_detached(cluster: HaCluster, tmp_path, count: int):
+    """``strom run -d`` the job; (job id, output, checkpoints) once 2 checkpoints completed."""
+    client, output, checkpoints = strom_run(cluster, tmp_path, "-d", count=count)
+    stdout, stderr = client.communicate(timeout=120)
+    assert client.returncode == 0, stdout + stderr
+    job_id = re.search(r"JobID (\w+)", stdout).group(1)
+    poll_for(lambda: completed_checkpoints(checkpoints) >= 2, timeout=90)
+    return job_id, output, checkpoints
+
+
 def kill_leader(cluster: HaCluster) -> tuple[int, float]:
     """SIGKILL the leader, wait for the standby to lead; (new leader's REST port, seconds)."""
     old = cluster.leader_rest_port()
@@ -230,11 +240,7 @@ def test_sigkill_of_the_leader_during_a_savepoint(zookeeper, tmp_path):
         cluster.rest_port = first
         for _ in range(2):
             cluster.start_taskmanager()
-        client, output, checkpoints = strom_run(cluster, tmp_path, "-d", count=count)
-        stdout, stderr = client.communicate(timeout=120)
-        assert client.returncode == 0, stdout + stderr
-        job_id = re.search(r"JobID (\w+)", stdout).group(1)
-        poll_for(lambda: completed_checkpoints(checkpoints) >= 2, timeout=120)
+        job_id, output, checkpoints = submit_detached(cluster, tmp_path, count)
 
         savepoints = tmp_path / "savepoints"
         savepoint = subprocess.Popen(
@@ -321,11 +327,7 @@ def test_a_deposed_leader_stands_by_and_leads_again(zookeeper, tmp_path):
         cluster.rest_port = first
         for _ in range(2):
             cluster.start_taskmanager()
-        client, output, checkpoints = strom_run(cluster, tmp_path, "-d", count=count)
-        stdout, stderr = client.communicate(timeout=120)
-        assert client.returncode == 0, stdout + stderr
-        job_id = re.search(r"JobID (\w+)", stdout).group(1)
-        poll_for(lambda: completed_checkpoints(checkpoints) >= 2, timeout=60)
+        job_id, output, checkpoints = submit_detached(cluster, tmp_path, count)
 
         def log_of(rest: int) -> str:
             return (cluster.log_dir / f"jobmanager-{rest}.log").read_text(errors="replace")
