@@ -10,6 +10,7 @@ import signal
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from collections import Counter
 from pathlib import Path
@@ -394,3 +395,86 @@ def test_a_partition_request_cannot_reach_outside_the_partitions_folder(tmp_path
             b"".join(partitions.chunks(request))
     partitions.release("..")  # refused quietly: nothing outside is deleted
     assert (tmp_path / "secret-0" / "e0-c0").exists()
+
+
+COLLECTED_KEYS = 4000
+
+
+class HoldAtSecondBatch(MapFunction):
+    """Before the sink: the first execution of each subtask passes one batch of results
+    (``_EMIT_BATCH`` of the reduce) on to the collect sink, then logs its process id and
+    waits for the ``go`` file at the first record of the next batch (the test kills it)."""
+
+    def __init__(self, folder: str) -> None:
+        self.folder = folder
+
+    def open(self, runtime_context):
+        self.index = runtime_context.get_index_of_this_subtask()
+        self.seen = 0
+        marker = Path(self.folder) / f"held-{self.index}"
+        self.hold = not marker.exists()
+        marker.write_text("held")
+
+    def map(self, value):
+        self.seen += 1
+        if self.hold and self.seen == 1025:
+            self.hold = False
+            _append(str(Path(self.folder) / "events"), f"s2 pid {self.index} {os.getpid()}")
+            go = Path(self.folder) / "go"
+            deadline = time.monotonic() + 90
+            while not go.exists() and time.monotonic() < deadline:
+                time.sleep(0.02)
+        return value
+
+
+def test_collected_results_are_exact_when_a_sink_subtask_reruns_after_sending_some(
+    local_cluster, tmp_path
+):
+    """execute_and_collect in BATCH: a sink subtask killed after its first results reached
+    the client runs again and sends all of its results; the client hands out each subtask's
+    results of one complete execution, so every key comes back once, with its final sum."""
+    cluster = local_cluster(slots=1).start(taskmanagers=2)
+    env = StreamExecutionEnvironment.get_execution_environment({"slot.request.timeout": "20 s"})
+    env.set_runtime_mode(RuntimeExecutionMode.BATCH)
+    env.set_parallelism(2)
+    env.set_restart_strategy(RestartStrategies.fixed_delay_restart(3, 100))
+    sums = (
+        env.from_source(NumberSequenceSource(1, 2 * COLLECTED_KEYS), None, "numbers")
+        .map(lambda n: (n % COLLECTED_KEYS, n))
+        .key_by(lambda pair: pair[0])
+        .reduce(lambda a, b: (a[0], a[1] + b[1]))
+        .map(HoldAtSecondBatch(str(tmp_path)))
+    )
+    with remote(cluster.address):
+        results = sums.execute_and_collect("exact collect")
+    collected: list = []
+    reader = threading.Thread(target=lambda: collected.extend(results), daemon=True)
+    reader.start()
+    try:
+        poll_for(lambda: len(stage2_pids(tmp_path)) == 2, timeout=40, what="both to hold")
+        # Both subtasks' first batches are at the client before subtask 0 is killed.
+        poll_for(lambda: results.batches_received() >= 2, timeout=20, what="the first results")
+        os.kill(stage2_pids(tmp_path)[0], signal.SIGKILL)
+        job_id = results_job_id(cluster)
+        poll_for(
+            lambda: http_json(f"{cluster.rest_url}/jobs/{job_id}")["restarts"] >= 1,
+            timeout=20,
+            what="the region failover",
+        )
+        (tmp_path / "go").write_text("go")
+        reader.join(60)
+        assert not reader.is_alive(), "the collected results did not end"
+    finally:
+        (tmp_path / "go").write_text("go")
+        results.close()
+    expected = {key: key + (key + COLLECTED_KEYS) for key in range(COLLECTED_KEYS)}
+    expected[0] = COLLECTED_KEYS + 2 * COLLECTED_KEYS  # n % KEYS == 0 for KEYS and 2*KEYS
+    assert len(collected) == COLLECTED_KEYS
+    assert dict(collected) == expected
+
+
+def results_job_id(cluster) -> str:
+    """The one job of ``cluster``."""
+    jobs = http_json(f"{cluster.rest_url}/jobs")["jobs"]
+    assert len(jobs) == 1, jobs
+    return jobs[0]["id"]
