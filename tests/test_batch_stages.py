@@ -478,3 +478,50 @@ def results_job_id(cluster) -> str:
     jobs = http_json(f"{cluster.rest_url}/jobs")["jobs"]
     assert len(jobs) == 1, jobs
     return jobs[0]["id"]
+
+
+def test_a_streaming_job_waiting_for_slots_gets_them_before_a_running_batch_job(
+    local_cluster, tmp_path
+):
+    """A BATCH job takes slots a subtask at a time and gives them back as its subtasks end; a
+    STREAMING job needs all of its slots at once. The slots the BATCH job gives back go to the
+    waiting STREAMING job first, instead of to the BATCH job's next subtasks."""
+    cluster = local_cluster(slots=2).start(taskmanagers=1)
+    log = str(tmp_path / "events")
+    batch = StreamExecutionEnvironment.get_execution_environment({"slot.request.timeout": "60 s"})
+    batch.set_runtime_mode(RuntimeExecutionMode.BATCH)
+    batch.set_parallelism(4)
+    (
+        batch.from_source(NumberSequenceSource(1, 400), None, "numbers")
+        .map(HoldUntilGo(log, str(tmp_path), "s1"))
+        .map(lambda n: f"{n}")
+        .sink_to(
+            FileSink.for_row_format(str(tmp_path / "out"), Encoder.simple_string_encoder()).build()
+        )
+    )
+    streaming = StreamExecutionEnvironment.get_execution_environment(
+        {"slot.request.timeout": "60 s"}
+    )
+    streaming.set_runtime_mode(RuntimeExecutionMode.STREAMING)
+    streaming.set_parallelism(2)
+    (
+        streaming.from_collection(list(range(10)))
+        .map(StageEvents(log, "streaming"))
+        .map(lambda n: f"{n}")
+        .sink_to(
+            FileSink.for_row_format(str(tmp_path / "out2"), Encoder.simple_string_encoder()).build()
+        )
+    )
+    with remote(cluster.address):
+        batch_id = batch.execute_async("batch").get_job_id()
+        poll_for(lambda: len(stage2_pids(tmp_path, "s1")) == 2, timeout=40, what="2 subtasks")
+        streaming_id = streaming.execute_async("streaming").get_job_id()
+    assert job_state(cluster, streaming_id) == "CREATED"  # both slots are the BATCH job's
+    (tmp_path / "go").write_text("go")
+    await_finished(cluster, streaming_id)
+    await_finished(cluster, batch_id)
+    opened = [e for e in events(tmp_path) if " open " in e]
+    # The BATCH job's first two subtasks, then the STREAMING job, then the BATCH job's others.
+    first_streaming = min(i for i, e in enumerate(opened) if e.startswith("streaming"))
+    assert sum(e.startswith("s1 open") for e in opened[:first_streaming]) == 2, opened
+    assert sum(e.startswith("s1 open") for e in opened) == 4, opened
