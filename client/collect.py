@@ -41,6 +41,8 @@ class _Stream:
         self.exact = exact
         #: batches taken in so far (read by other threads: progress only)
         self.received = 0
+        #: exact streams: every subtask's results are in; what comes later is dropped
+        self.complete = False
 
 
 class _HeldResults:
@@ -117,7 +119,12 @@ class CollectReceiver(collect_pb2_grpc.CollectServiceServicer):
                 except queue.Full:
                     if not context.is_active():
                         return pb.CollectAck(ok=False)
-            if stream.closed.is_set():
+            else:
+                if stream.complete:
+                    # A sink subtask that runs again after its results were all handed out
+                    # (its execution failed after sending its end): heard, dropped, and not
+                    # failed.
+                    continue
                 return pb.CollectAck(ok=False)
             stream.received += 1
         return pb.CollectAck(ok=True)
@@ -166,6 +173,7 @@ class CollectReceiver(collect_pb2_grpc.CollectServiceServicer):
                     stream.finished.add(subtask)
                     stream.parallelism = body
                     if len(stream.finished) >= body:
+                        stream.complete = held is not None
                         finish()
                         if not pending:
                             raise StopIteration

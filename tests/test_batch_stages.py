@@ -525,3 +525,45 @@ def test_a_streaming_job_waiting_for_slots_gets_them_before_a_running_batch_job(
     first_streaming = min(i for i, e in enumerate(opened) if e.startswith("streaming"))
     assert sum(e.startswith("s1 open") for e in opened[:first_streaming]) == 2, opened
     assert sum(e.startswith("s1 open") for e in opened) == 4, opened
+
+
+class FailInCloseOnce(MapFunction):
+    """Before the collect sink: logs each opening; the first execution fails when it closes,
+    which is after the sink sent its last results and its end to the client."""
+
+    def __init__(self, folder: str) -> None:
+        self.folder = folder
+
+    def open(self, runtime_context):
+        _append(str(Path(self.folder) / "events"), "sink open")
+
+    def map(self, value):
+        return value
+
+    def close(self):
+        marker = Path(self.folder) / "failed-in-close"
+        if not marker.exists():
+            marker.write_text("failed")
+            raise RuntimeError("fails after its results were all sent")
+
+
+def test_a_sink_subtask_that_fails_after_sending_everything_runs_again_quietly(mode, tmp_path):
+    """Its results were all handed out already: the client drops what its new execution
+    sends (rather than refusing it, which would fail that execution and the job), and the
+    results are exact. Enough keys that the results take more batches than the sink's send
+    queue holds, so a refusal would reach the sink."""
+    keys = 30 * 1024
+    env = StreamExecutionEnvironment.get_execution_environment()
+    env.set_runtime_mode(RuntimeExecutionMode.BATCH)
+    env.set_parallelism(1)
+    env.set_restart_strategy(RestartStrategies.fixed_delay_restart(3, 50))
+    sums = (
+        env.from_source(NumberSequenceSource(1, keys), None, "numbers")
+        .map(lambda n: (n % keys, n))
+        .key_by(lambda pair: pair[0])
+        .reduce(lambda a, b: (a[0], a[1] + b[1]))
+        .map(FailInCloseOnce(str(tmp_path)))
+    )
+    assert sorted(mode.collect(sums)) == sorted((n % keys, n) for n in range(1, keys + 1))
+    assert (tmp_path / "failed-in-close").exists()
+    assert events(tmp_path) == ["sink open", "sink open"]  # ran again once, and finished
