@@ -32,11 +32,37 @@ _END = object()
 
 
 class _Stream:
-    def __init__(self) -> None:
+    def __init__(self, exact: bool) -> None:
         self.queue: queue.Queue[Any] = queue.Queue(_QUEUE_BATCHES)
         self.finished: set[int] = set()
         self.parallelism: int | None = None
         self.closed = threading.Event()
+        #: hold each subtask's results until one of its executions has sent them all (BATCH)
+        self.exact = exact
+        #: batches taken in so far (read by other threads: progress only)
+        self.received = 0
+        #: exact streams: every subtask's results are in; what comes later is dropped
+        self.complete = False
+
+
+class _HeldResults:
+    """BATCH: each sink subtask's pickled batches per execution, until one execution ends."""
+
+    def __init__(self) -> None:
+        self.batches: dict[int, dict[int, list[bytes]]] = {}  # subtask -> attempt -> batches
+        self.done: set[int] = set()  # subtasks whose results were handed out
+
+    def add(self, subtask: int, attempt: int, payload: bytes) -> None:
+        if subtask not in self.done:
+            self.batches.setdefault(subtask, {}).setdefault(attempt, []).append(payload)
+
+    def end(self, subtask: int, attempt: int) -> list[bytes]:
+        """The batches of ``attempt`` if it is the first execution of ``subtask`` to end;
+        what every other execution of the subtask sent, or sends later, is dropped."""
+        if subtask in self.done:
+            return []
+        self.done.add(subtask)
+        return self.batches.pop(subtask, {}).get(attempt, [])
 
 
 class CollectReceiver(collect_pb2_grpc.CollectServiceServicer):
@@ -56,10 +82,11 @@ class CollectReceiver(collect_pb2_grpc.CollectServiceServicer):
     def stop(self) -> None:
         self._server.stop(0)
 
-    def expect(self, token: str) -> None:
-        """Accept batches carrying ``token`` (a collect sink's secret) from now on."""
+    def expect(self, token: str, exact: bool = False) -> None:
+        """Accept batches carrying ``token`` (a collect sink's secret) from now on; ``exact``
+        (BATCH jobs): hand out each sink subtask's results from one complete execution only."""
         with self._lock:
-            self._streams.setdefault(token, _Stream())
+            self._streams.setdefault(token, _Stream(exact))
 
     def _stream(self, token: str) -> _Stream:
         with self._lock:
@@ -81,23 +108,36 @@ class CollectReceiver(collect_pb2_grpc.CollectServiceServicer):
             if stream is None:
                 log.warning("refused collected results from %s: unknown token", context.peer())
                 context.abort(grpc.StatusCode.PERMISSION_DENIED, "unknown collect token")
+            if batch.end:
+                item = ("end", batch.subtask, batch.attempt, batch.parallelism)
+            else:
+                item = ("data", batch.subtask, batch.attempt, batch.payload)
             while not stream.closed.is_set():
                 try:
-                    if batch.end:
-                        stream.queue.put(("end", batch.subtask, batch.parallelism), timeout=0.5)
-                    else:
-                        stream.queue.put(("data", batch.payload, None), timeout=0.5)
+                    stream.queue.put(item, timeout=0.5)
                     break
                 except queue.Full:
                     if not context.is_active():
                         return pb.CollectAck(ok=False)
-            if stream.closed.is_set():
+            else:
+                if stream.complete:
+                    # A sink subtask that runs again after its results were all handed out
+                    # (its execution failed after sending its end): heard, dropped, and not
+                    # failed.
+                    continue
                 return pb.CollectAck(ok=False)
+            stream.received += 1
         return pb.CollectAck(ok=True)
 
     def iterator(self, token: str, job_client: Any) -> CloseableIterator:
         stream = self._stream(token)
         pending: list = []
+        held = _HeldResults() if stream.exact else None
+
+        def hand_out(payloads: list[bytes]) -> None:
+            # Only called when pending is empty (it is used up before the queue is read).
+            for payload in reversed(payloads):
+                pending.extend(reversed(pickle.loads(payload)))  # popped from its end
 
         def finish() -> None:
             stream.closed.set()
@@ -112,7 +152,7 @@ class CollectReceiver(collect_pb2_grpc.CollectServiceServicer):
                 if stream.closed.is_set():
                     raise StopIteration
                 try:
-                    kind, payload, parallelism = stream.queue.get(timeout=0.2)
+                    kind, subtask, attempt, body = stream.queue.get(timeout=0.2)
                 except queue.Empty:
                     status = job_client.get_job_status()
                     if status in ("FAILED", "CANCELED", "FINISHED") and stream.queue.empty():
@@ -123,13 +163,17 @@ class CollectReceiver(collect_pb2_grpc.CollectServiceServicer):
                         raise StopIteration from None
                     continue
                 if kind == "data":
-                    values = pickle.loads(payload)
-                    values.reverse()
-                    pending.extend(values)
+                    if held is None:
+                        hand_out([body])
+                    else:
+                        held.add(subtask, attempt, body)
                 else:
-                    stream.finished.add(payload)
-                    stream.parallelism = parallelism
-                    if len(stream.finished) >= parallelism:
+                    if held is not None:
+                        hand_out(held.end(subtask, attempt))
+                    stream.finished.add(subtask)
+                    stream.parallelism = body
+                    if len(stream.finished) >= body:
+                        stream.complete = held is not None
                         finish()
                         if not pending:
                             raise StopIteration
@@ -141,4 +185,6 @@ class CollectReceiver(collect_pb2_grpc.CollectServiceServicer):
                     job_client.cancel()
             finish()
 
-        return CloseableIterator(next_value, close)
+        iterator = CloseableIterator(next_value, close)
+        iterator.batches_received = lambda: stream.received  # how far the sink got (tests)
+        return iterator

@@ -131,7 +131,8 @@ class BatchJobs:
         ready = run.scheduler.schedulable()
         if not ready:
             return None
-        free = min(len(ready), self.registry.slots_available)
+        available = self.registry.slots_available - self._reserved_for_streaming()
+        free = max(0, min(len(ready), available))
         slots = self.registry.allocate(record.job_id, free) if free else None
         if not slots:
             if graph.state == CREATED:
@@ -167,6 +168,23 @@ class BatchJobs:
                 target=self._deploy, args=(record, deployment), name="jm-batch-deploy", daemon=True
             ).start()
         return None
+
+    def _reserved_for_streaming(self) -> int:
+        """Free slots a BATCH job must leave alone: those the first STREAMING job waiting for
+        slots needs (of those the cluster has slots enough for). A BATCH job takes slots one
+        subtask at a time and gives them back as its subtasks end; a STREAMING job needs all
+        of its slots at once. Without this, a long BATCH job would take every slot that came
+        free and the STREAMING job would wait until it ended (or time out); with it, the
+        slots given back collect until the STREAMING job can start."""
+        dispatcher = self.dispatcher
+        for job_id in dispatcher._pending:  # in the order the jobs came
+            record = dispatcher.jobs.get(job_id)
+            if record is None or record.batch is not None or record.graph.state != CREATED:
+                continue
+            needed = record.graph.slots_required()
+            if needed <= self.registry.slots_total:  # else it cannot run here at all
+                return needed
+        return 0
 
     def _waiting_for_slots(self, record: JobRecord, now: float) -> Decision | None:
         graph = record.graph

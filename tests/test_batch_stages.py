@@ -10,6 +10,7 @@ import signal
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from collections import Counter
 from pathlib import Path
@@ -394,3 +395,175 @@ def test_a_partition_request_cannot_reach_outside_the_partitions_folder(tmp_path
             b"".join(partitions.chunks(request))
     partitions.release("..")  # refused quietly: nothing outside is deleted
     assert (tmp_path / "secret-0" / "e0-c0").exists()
+
+
+COLLECTED_KEYS = 4000
+
+
+class HoldAtSecondBatch(MapFunction):
+    """Before the sink: the first execution of each subtask passes one batch of results
+    (``_EMIT_BATCH`` of the reduce) on to the collect sink, then logs its process id and
+    waits for the ``go`` file at the first record of the next batch (the test kills it)."""
+
+    def __init__(self, folder: str) -> None:
+        self.folder = folder
+
+    def open(self, runtime_context):
+        self.index = runtime_context.get_index_of_this_subtask()
+        self.seen = 0
+        marker = Path(self.folder) / f"held-{self.index}"
+        self.hold = not marker.exists()
+        marker.write_text("held")
+
+    def map(self, value):
+        self.seen += 1
+        if self.hold and self.seen == 1025:
+            self.hold = False
+            _append(str(Path(self.folder) / "events"), f"s2 pid {self.index} {os.getpid()}")
+            go = Path(self.folder) / "go"
+            deadline = time.monotonic() + 90
+            while not go.exists() and time.monotonic() < deadline:
+                time.sleep(0.02)
+        return value
+
+
+def test_collected_results_are_exact_when_a_sink_subtask_reruns_after_sending_some(
+    local_cluster, tmp_path
+):
+    """execute_and_collect in BATCH: a sink subtask killed after its first results reached
+    the client runs again and sends all of its results; the client hands out each subtask's
+    results of one complete execution, so every key comes back once, with its final sum."""
+    cluster = local_cluster(slots=1).start(taskmanagers=2)
+    env = StreamExecutionEnvironment.get_execution_environment({"slot.request.timeout": "20 s"})
+    env.set_runtime_mode(RuntimeExecutionMode.BATCH)
+    env.set_parallelism(2)
+    env.set_restart_strategy(RestartStrategies.fixed_delay_restart(3, 100))
+    sums = (
+        env.from_source(NumberSequenceSource(1, 2 * COLLECTED_KEYS), None, "numbers")
+        .map(lambda n: (n % COLLECTED_KEYS, n))
+        .key_by(lambda pair: pair[0])
+        .reduce(lambda a, b: (a[0], a[1] + b[1]))
+        .map(HoldAtSecondBatch(str(tmp_path)))
+    )
+    with remote(cluster.address):
+        results = sums.execute_and_collect("exact collect")
+    collected: list = []
+    reader = threading.Thread(target=lambda: collected.extend(results), daemon=True)
+    reader.start()
+    try:
+        poll_for(lambda: len(stage2_pids(tmp_path)) == 2, timeout=40, what="both to hold")
+        # Both subtasks' first batches are at the client before subtask 0 is killed.
+        poll_for(lambda: results.batches_received() >= 2, timeout=20, what="the first results")
+        os.kill(stage2_pids(tmp_path)[0], signal.SIGKILL)
+        job_id = results_job_id(cluster)
+        poll_for(
+            lambda: http_json(f"{cluster.rest_url}/jobs/{job_id}")["restarts"] >= 1,
+            timeout=20,
+            what="the region failover",
+        )
+        (tmp_path / "go").write_text("go")
+        reader.join(60)
+        assert not reader.is_alive(), "the collected results did not end"
+    finally:
+        (tmp_path / "go").write_text("go")
+        results.close()
+    expected = {key: key + (key + COLLECTED_KEYS) for key in range(COLLECTED_KEYS)}
+    expected[0] = COLLECTED_KEYS + 2 * COLLECTED_KEYS  # n % KEYS == 0 for KEYS and 2*KEYS
+    assert len(collected) == COLLECTED_KEYS
+    assert dict(collected) == expected
+
+
+def results_job_id(cluster) -> str:
+    """The one job of ``cluster``."""
+    jobs = http_json(f"{cluster.rest_url}/jobs")["jobs"]
+    assert len(jobs) == 1, jobs
+    return jobs[0]["id"]
+
+
+def test_a_streaming_job_waiting_for_slots_gets_them_before_a_running_batch_job(
+    local_cluster, tmp_path
+):
+    """A BATCH job takes slots a subtask at a time and gives them back as its subtasks end; a
+    STREAMING job needs all of its slots at once. The slots the BATCH job gives back go to the
+    waiting STREAMING job first, instead of to the BATCH job's next subtasks."""
+    cluster = local_cluster(slots=2).start(taskmanagers=1)
+    log = str(tmp_path / "events")
+    batch = StreamExecutionEnvironment.get_execution_environment({"slot.request.timeout": "60 s"})
+    batch.set_runtime_mode(RuntimeExecutionMode.BATCH)
+    batch.set_parallelism(4)
+    (
+        batch.from_source(NumberSequenceSource(1, 400), None, "numbers")
+        .map(HoldUntilGo(log, str(tmp_path), "s1"))
+        .map(lambda n: f"{n}")
+        .sink_to(
+            FileSink.for_row_format(str(tmp_path / "out"), Encoder.simple_string_encoder()).build()
+        )
+    )
+    streaming = StreamExecutionEnvironment.get_execution_environment(
+        {"slot.request.timeout": "60 s"}
+    )
+    streaming.set_runtime_mode(RuntimeExecutionMode.STREAMING)
+    streaming.set_parallelism(2)
+    (
+        streaming.from_collection(list(range(10)))
+        .map(StageEvents(log, "streaming"))
+        .map(lambda n: f"{n}")
+        .sink_to(
+            FileSink.for_row_format(str(tmp_path / "out2"), Encoder.simple_string_encoder()).build()
+        )
+    )
+    with remote(cluster.address):
+        batch_id = batch.execute_async("batch").get_job_id()
+        poll_for(lambda: len(stage2_pids(tmp_path, "s1")) == 2, timeout=40, what="2 subtasks")
+        streaming_id = streaming.execute_async("streaming").get_job_id()
+    assert job_state(cluster, streaming_id) == "CREATED"  # both slots are the BATCH job's
+    (tmp_path / "go").write_text("go")
+    await_finished(cluster, streaming_id)
+    await_finished(cluster, batch_id)
+    opened = [e for e in events(tmp_path) if " open " in e]
+    # The BATCH job's first two subtasks, then the STREAMING job, then the BATCH job's others.
+    first_streaming = min(i for i, e in enumerate(opened) if e.startswith("streaming"))
+    assert sum(e.startswith("s1 open") for e in opened[:first_streaming]) == 2, opened
+    assert sum(e.startswith("s1 open") for e in opened) == 4, opened
+
+
+class FailInCloseOnce(MapFunction):
+    """Before the collect sink: logs each opening; the first execution fails when it closes,
+    which is after the sink sent its last results and its end to the client."""
+
+    def __init__(self, folder: str) -> None:
+        self.folder = folder
+
+    def open(self, runtime_context):
+        _append(str(Path(self.folder) / "events"), "sink open")
+
+    def map(self, value):
+        return value
+
+    def close(self):
+        marker = Path(self.folder) / "failed-in-close"
+        if not marker.exists():
+            marker.write_text("failed")
+            raise RuntimeError("fails after its results were all sent")
+
+
+def test_a_sink_subtask_that_fails_after_sending_everything_runs_again_quietly(mode, tmp_path):
+    """Its results were all handed out already: the client drops what its new execution
+    sends (rather than refusing it, which would fail that execution and the job), and the
+    results are exact. Enough keys that the results take more batches than the sink's send
+    queue holds, so a refusal would reach the sink."""
+    keys = 30 * 1024
+    env = StreamExecutionEnvironment.get_execution_environment()
+    env.set_runtime_mode(RuntimeExecutionMode.BATCH)
+    env.set_parallelism(1)
+    env.set_restart_strategy(RestartStrategies.fixed_delay_restart(3, 50))
+    sums = (
+        env.from_source(NumberSequenceSource(1, keys), None, "numbers")
+        .map(lambda n: (n % keys, n))
+        .key_by(lambda pair: pair[0])
+        .reduce(lambda a, b: (a[0], a[1] + b[1]))
+        .map(FailInCloseOnce(str(tmp_path)))
+    )
+    assert sorted(mode.collect(sums)) == sorted((n % keys, n) for n in range(1, keys + 1))
+    assert (tmp_path / "failed-in-close").exists()
+    assert events(tmp_path) == ["sink open", "sink open"]  # ran again once, and finished

@@ -1,8 +1,10 @@
 """``execute_and_collect``: the collect sink's spec and its sending side.
 
 The client starts a receiver and writes its address and a token into the spec before the job
-is submitted; each subtask of the sink streams its records there over gRPC. At-least-once, as
-in Flink: after a restart a subtask may send records again.
+is submitted; each subtask of the sink streams its records there over gRPC, each batch marked
+with the execution (``attempt``) that sent it. A subtask that runs again sends its records
+again; in BATCH the client keeps those of one complete execution (``client/collect.py``), in
+STREAMING it is at-least-once, as in Flink.
 """
 
 from __future__ import annotations

@@ -471,8 +471,10 @@ class DataStream:
     ) -> Any:
         """Run the job and iterate over this stream's records in the client.
 
-        With ``limit`` the first ``limit`` records come back as a list. At-least-once, as in
-        Flink: after a failover records may repeat.
+        With ``limit`` the first ``limit`` records come back as a list. In BATCH exactly once:
+        each sink subtask's records come from one complete execution of it, so they arrive
+        when it finishes. In STREAMING at-least-once, as in Flink: after a restart records may
+        repeat.
         """
         from strom.datastream.collect import CollectSinkSpec
 
