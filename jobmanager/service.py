@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import hashlib
+import hmac
 import logging
 import threading
 import time
@@ -16,6 +18,7 @@ from jobmanager.dispatcher import Dispatcher
 from jobmanager.gateway import JobManagerGateway
 from jobmanager.ha.leadership import Leadership
 from jobmanager.ha.services import create_ha_services
+from jobmanager.registration_check import RegistrationCheck
 from jobmanager.rest import RestServer
 from jobmanager.taskmanager_registry import Hardware, TaskManagerRecord, TaskManagerRegistry
 from strom.addresses import resolve_bind_host
@@ -35,8 +38,12 @@ class JobManager:
     def __init__(self, config: StromConfig) -> None:
         self.config = config
         self.jobmanager_id = uuid.uuid4().hex
-        #: the secret every command of this JobManager to a TaskManager carries
+        #: the secret this JobManager's command tokens are made from (command_token_for)
         self.command_token = new_token()
+        #: calls a registering TaskManager back at its address (jobmanager/registration_check.py)
+        self.registration_check = RegistrationCheck(
+            min(5.0, config["heartbeat.timeout"] / 1000.0 / 2)
+        )
         #: what clients must send to submit, cancel or savepoint (gRPC and REST); None: nothing
         self.client_token = rest_token(config)
         self.registry = TaskManagerRegistry(config["heartbeat.timeout"] / 1000.0)
@@ -240,11 +247,16 @@ class JobManager:
         where = f"the leader is at {leader}" if leader else "no leader is elected yet"
         return f"this JobManager ({self.advertised_address}) stands by; {where}"
 
+    def command_token_for(self, address: str) -> str:
+        """The command token of the TaskManager at ``address``: each TaskManager gets its own,
+        so one that registered (anyone who runs a server can) cannot command the others."""
+        return hmac.new(self.command_token.encode(), address.encode(), hashlib.sha256).hexdigest()
+
     def command_channel(self, address: str) -> grpc.Channel:
         """A channel for commands to a TaskManager; with high availability they carry this
-        JobManager's fencing token. They all carry this JobManager's command token, without
-        which a TaskManager takes no command (strom/rpc/command_token.py)."""
-        token = self.command_token
+        JobManager's fencing token. They all carry the TaskManager's command token, without
+        which it takes no command (strom/rpc/command_token.py)."""
+        token = self.command_token_for(address)
         if self.leadership is None:
             return commanding(tls.channel(address), lambda: token)
         from jobmanager.ha.fencing import fenced_channel

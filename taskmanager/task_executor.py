@@ -28,6 +28,7 @@ from strom.configuration import StromConfig
 from strom.rpc import cluster_pb2 as pb
 from strom.rpc import cluster_pb2_grpc, tls
 from strom.rpc.command_token import CommandGuard
+from strom.rpc.registration_proof import new_nonce, registration_proof
 from taskmanager.deployment import TaskDeployer
 from taskmanager.network.data_service import SERVER_OPTIONS, DataExchangeService
 from taskmanager.network.result_partitions import ResultPartitions
@@ -50,6 +51,20 @@ class TaskExecutorGateway(cluster_pb2_grpc.TaskExecutorGatewayServicer):
 
     def Ping(self, request: pb.Empty, context) -> pb.Ack:
         return pb.Ack(ok=True, message=self.executor.resource_id)
+
+    def ConfirmRegistration(
+        self, request: pb.RegistrationChallenge, context
+    ) -> pb.RegistrationProof:
+        """The JobManager checks that this TaskManager made the registration it received."""
+        nonce = self.executor.registration_nonce
+        if not nonce or request.resource_id != self.executor.resource_id:
+            context.abort(
+                grpc.StatusCode.PERMISSION_DENIED,
+                f"this is TaskManager {self.executor.resource_id}, not {request.resource_id}",
+            )
+        return pb.RegistrationProof(
+            proof=registration_proof(nonce, request.challenge, request.resource_id)
+        )
 
     def PrepareSlots(self, request: pb.PrepareSlotsRequest, context) -> pb.PrepareSlotsResponse:
         return self.executor.slots.prepare(request)
@@ -104,6 +119,8 @@ class TaskExecutor:
         self.fencing = FencingTokenServerInterceptor() if self._ha is not None else None
         #: the command token of the current JobManager session ("" before registering)
         self.command_token = ""
+        #: the secret of the latest registration, proven when the JobManager calls back
+        self.registration_nonce = ""
         self._stopped = threading.Event()
         self._server: grpc.Server | None = None
         self._session_thread: threading.Thread | None = None
@@ -252,6 +269,7 @@ class TaskExecutor:
 
     def _registration(self) -> pb.TaskManagerMessage:
         memory = psutil.virtual_memory()
+        self.registration_nonce = new_nonce()
         return pb.TaskManagerMessage(
             register=pb.RegisterTaskManager(
                 resource_id=self.resource_id,
@@ -266,6 +284,7 @@ class TaskExecutor:
                 pid=os.getpid(),
                 previous_jobmanager_id=self.jobmanager_id or "",
                 jobs_of_previous_session=sorted(self._jobs_of_lost_session),
+                nonce=self.registration_nonce,
             )
         )
 

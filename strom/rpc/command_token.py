@@ -2,7 +2,8 @@
 
 A TaskManager takes ``TaskExecutorGateway`` commands (deploy, cancel, trigger, notify,
 release) only with the secret token of its current JobManager session: the JobManager makes
-one when it starts and hands it over in ``RegistrationAccepted.command_token``; its command
+one for each TaskManager address from a secret of its own and hands it over in
+``RegistrationAccepted.command_token``, so no TaskManager can command another; its command
 channels send it as metadata. A slot process takes the commands its TaskManager forwards only
 with a token the TaskManager gave it at start. Anyone else, including a peer holding a
 certificate of the cluster CA, is refused with PERMISSION_DENIED before the request (a job
@@ -23,7 +24,9 @@ log = logging.getLogger(__name__)
 
 METADATA_KEY = "strom-command-token"
 GUARDED_SERVICE = "/strom.rpc.TaskExecutorGateway/"
-OPEN_METHODS = frozenset({GUARDED_SERVICE + "Ping"})
+#: open to callers without the token: Ping says nothing and runs nothing; ConfirmRegistration
+#: is how the JobManager checks a registration, before it has handed over the token
+OPEN_METHODS = frozenset({GUARDED_SERVICE + "Ping", GUARDED_SERVICE + "ConfirmRegistration"})
 
 
 def new_token() -> str:
