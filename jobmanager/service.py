@@ -252,16 +252,24 @@ class JobManager:
         so one that registered (anyone who runs a server can) cannot command the others."""
         return hmac.new(self.command_token.encode(), address.encode(), hashlib.sha256).hexdigest()
 
+    def data_token_for(self, job_id: str) -> str:
+        """The data token of ``job_id``: its slot processes send it to each other and take
+        records only from peers that do (taskmanager/network/data_tokens.py). Its deployments
+        carry it, to the TaskManagers that run the job and no others."""
+        message = f"data:{job_id}".encode()
+        return hmac.new(self.command_token.encode(), message, hashlib.sha256).hexdigest()
+
     def command_channel(self, address: str) -> grpc.Channel:
         """A channel for commands to a TaskManager; with high availability they carry this
         JobManager's fencing token. They all carry the TaskManager's command token, without
         which it takes no command (strom/rpc/command_token.py)."""
         token = self.command_token_for(address)
         if self.leadership is None:
-            return commanding(tls.channel(address), lambda: token)
+            return commanding(tls.channel(address), lambda: token, self.data_token_for)
         from jobmanager.ha.fencing import fenced_channel
 
-        return commanding(fenced_channel(address, self.leadership.token), lambda: token)
+        channel = fenced_channel(address, self.leadership.token)
+        return commanding(channel, lambda: token, self.data_token_for)
 
     def standby_rest_redirect(self, path: str) -> str | None:
         """Where a standby's REST API sends a request: the same path on the leader's REST

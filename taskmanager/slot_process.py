@@ -34,6 +34,7 @@ from strom.rpc import cluster_pb2 as pb
 from strom.rpc import cluster_pb2_grpc, observability_pb2_grpc, tls
 from strom.rpc.command_token import CommandGuard
 from taskmanager.deployment import TaskDeployer
+from taskmanager.network import data_tokens
 from taskmanager.network.data_service import SERVER_OPTIONS, DataExchangeService
 from taskmanager.network.result_partitions import ResultPartitions
 from taskmanager.observability import ObservabilityService
@@ -68,6 +69,8 @@ class SlotProcessSpec:
     subtasks: tuple[tuple[str, int], ...] = ()
     #: the secret the TaskManager's forwarded commands carry (strom/rpc/command_token.py)
     command_token: str = ""
+    #: the job's data token: sent to peers, required of them (taskmanager/network/data_tokens.py)
+    data_token: str = ""
     #: the TaskManager's folder of BATCH result partitions (it outlives this process), and
     #: the TaskManager's address, which serves them
     partitions_folder: str = ""
@@ -194,6 +197,7 @@ def run_slot_process(spec: SlotProcessSpec, connection: Connection) -> None:
 
 def _serve(spec: SlotProcessSpec, connection: Connection) -> None:
     tls.use_for_process(spec.config)
+    data_tokens.admit(spec.job_id, spec.data_token)
     folder = Path(spec.folder)
     folder.mkdir(parents=True, exist_ok=True)
     address = [""]

@@ -30,6 +30,7 @@ from strom.rpc import cluster_pb2_grpc, tls
 from strom.rpc.command_token import CommandGuard
 from strom.rpc.registration_proof import new_nonce, registration_proof
 from taskmanager.deployment import TaskDeployer
+from taskmanager.network import data_tokens
 from taskmanager.network.data_service import SERVER_OPTIONS, DataExchangeService
 from taskmanager.network.result_partitions import ResultPartitions
 from taskmanager.observability import ObservabilityService
@@ -67,9 +68,11 @@ class TaskExecutorGateway(cluster_pb2_grpc.TaskExecutorGatewayServicer):
         )
 
     def PrepareSlots(self, request: pb.PrepareSlotsRequest, context) -> pb.PrepareSlotsResponse:
+        _admit_data_token(request.job_id, context)
         return self.executor.slots.prepare(request)
 
     def DeployTasks(self, request: pb.DeployTasksRequest, context) -> pb.Ack:
+        _admit_data_token(request.job_id, context)
         return self.executor.slots.deploy(request)
 
     def CancelTasks(self, request: pb.CancelTasksRequest, context) -> pb.Ack:
@@ -87,6 +90,14 @@ class TaskExecutorGateway(cluster_pb2_grpc.TaskExecutorGatewayServicer):
             request.job_id, request.producer_vertex, request.producer_subtask
         )
         return pb.Ack(ok=True)
+
+
+def _admit_data_token(job_id: str, context: grpc.ServicerContext) -> None:
+    """The job's data token, which the JobManager's command carries: its slot processes
+    send it to their peers and take records only from peers that do (data_tokens.py)."""
+    for key, value in context.invocation_metadata():
+        if key == data_tokens.METADATA_KEY:
+            data_tokens.admit(job_id, value)
 
 
 class TaskExecutor:
