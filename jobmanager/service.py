@@ -25,6 +25,7 @@ from strom.addresses import resolve_bind_host
 from strom.configuration import StromConfig, rest_token
 from strom.rpc import cluster_pb2_grpc, tls
 from strom.rpc.command_token import commanding, new_token
+from strom.rpc.roles import JOBMANAGER, JOBMANAGER_POLICY, RoleGuard, check_own_certificate
 
 log = logging.getLogger(__name__)
 
@@ -66,7 +67,10 @@ class JobManager:
     # -------------------------------------------------------------- lifecycle
 
     def start(self) -> None:
-        tls.use_for_process(self.config)
+        own = tls.use_for_process(self.config)
+        check_own_certificate(
+            own and own.certificate, JOBMANAGER, self.config["security.ssl.internal.cert"]
+        )
         rpc_host = self.config["jobmanager.bind-host"] or self.config["jobmanager.rpc.address"]
         self._executor = futures.ThreadPoolExecutor(
             max_workers=_MAX_RPC_THREADS, thread_name_prefix="jm-rpc"
@@ -78,6 +82,7 @@ class JobManager:
                 ("grpc.max_send_message_length", 512 * 1024 * 1024),
                 ("grpc.so_reuseport", 0),
             ],
+            interceptors=[RoleGuard(JOBMANAGER_POLICY)],
         )
         cluster_pb2_grpc.add_JobManagerGatewayServicer_to_server(JobManagerGateway(self), server)
         target = f"{resolve_bind_host(rpc_host)}:{self.config['jobmanager.rpc.port']}"

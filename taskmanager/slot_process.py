@@ -33,6 +33,7 @@ from strom.process_identity import TASK_SLOT, set_process_role
 from strom.rpc import cluster_pb2 as pb
 from strom.rpc import cluster_pb2_grpc, observability_pb2_grpc, tls
 from strom.rpc.command_token import CommandGuard
+from strom.rpc.roles import SLOT_PROCESS_POLICY, RoleGuard
 from taskmanager.deployment import TaskDeployer
 from taskmanager.network import data_tokens
 from taskmanager.network.data_service import SERVER_OPTIONS, DataExchangeService
@@ -218,7 +219,10 @@ def _serve(spec: SlotProcessSpec, connection: Connection) -> None:
             ("grpc.max_send_message_length", 512 * 1024 * 1024),
             ("grpc.so_reuseport", 0),
         ],
-        interceptors=[CommandGuard(lambda: spec.command_token, "this slot's TaskManager")],
+        interceptors=[
+            RoleGuard(SLOT_PROCESS_POLICY),
+            CommandGuard(lambda: spec.command_token, "this slot's TaskManager"),
+        ],
     )
     cluster_pb2_grpc.add_TaskExecutorGatewayServicer_to_server(SlotGateway(deployer), server)
     data_service = DataExchangeService(deployer.gates, bind_host=spec.bind_host)

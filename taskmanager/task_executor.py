@@ -29,6 +29,7 @@ from strom.rpc import cluster_pb2 as pb
 from strom.rpc import cluster_pb2_grpc, tls
 from strom.rpc.command_token import CommandGuard
 from strom.rpc.registration_proof import new_nonce, registration_proof
+from strom.rpc.roles import TASKMANAGER, TASKMANAGER_POLICY, RoleGuard, check_own_certificate
 from taskmanager.deployment import TaskDeployer
 from taskmanager.network import data_tokens
 from taskmanager.network.data_service import SERVER_OPTIONS, DataExchangeService
@@ -166,7 +167,10 @@ class TaskExecutor:
         # every 700 allocations (CPython's default) costs a large share of the run time.
         self._gc_threshold = gc.get_threshold()
         gc.set_threshold(max(self._gc_threshold[0], _GC_YOUNG_THRESHOLD), *self._gc_threshold[1:])
-        tls.use_for_process(self.config)
+        own = tls.use_for_process(self.config)
+        check_own_certificate(
+            own and own.certificate, TASKMANAGER, self.config["security.ssl.internal.cert"]
+        )
         bind_host = self.config["taskmanager.bind-host"] or self.host
         self._executor = futures.ThreadPoolExecutor(
             max_workers=_MAX_RPC_THREADS, thread_name_prefix="tm-rpc"
@@ -179,6 +183,7 @@ class TaskExecutor:
                 ("grpc.so_reuseport", 0),
             ],
             interceptors=[
+                RoleGuard(TASKMANAGER_POLICY),
                 *([self.fencing] if self.fencing is not None else []),
                 CommandGuard(lambda: self.command_token, "this TaskManager's JobManager"),
             ],

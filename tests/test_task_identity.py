@@ -211,6 +211,7 @@ class _FakeTaskManager:
         stub = cluster_pb2_grpc.JobManagerGatewayStub(channel)
         self.call = stub.TaskManagerSession(iter(self.outgoing.get, None))
         self.first: pb.JobManagerMessage | None = None
+        self.error: grpc.StatusCode | None = None
         self.answered = threading.Event()
 
         def read() -> None:
@@ -219,8 +220,8 @@ class _FakeTaskManager:
                     if self.first is None:
                         self.first = message
                         self.answered.set()
-            except grpc.RpcError:
-                pass
+            except grpc.RpcError as error:
+                self.error = error.code()
             self.answered.set()
 
         threading.Thread(target=read, daemon=True).start()
@@ -262,8 +263,9 @@ def _channel(folder, name: str, address: str) -> grpc.Channel:
 
 def test_with_tls_a_certificate_is_an_identity_no_other_peer_can_take(tmp_path, monkeypatch):
     certs = tmp_path / "certs"
-    make_cluster_certificates(certs, ["127.0.0.1"])
-    make_node_certificate(certs, "intruder")  # signed by the cluster CA, but not that TM's
+    make_cluster_certificates(certs, ["127.0.0.1"], ["127.0.0.1"])
+    # signed by the cluster CA, a TaskManager's, but not that TaskManager's
+    make_node_certificate(certs, "intruder", ["taskmanager"])
     cluster = LocalCluster(tmp_path / "cluster", slots=2, **tls_config(certs, "127.0.0.1"))
     monkeypatch.setenv("STROM_CONF_DIR", str(cluster.conf_dir))
     try:
@@ -272,14 +274,19 @@ def test_with_tls_a_certificate_is_an_identity_no_other_peer_can_take(tmp_path, 
         with ClusterClient(cluster.address) as client:
             real = client.taskmanagers()[0].id
 
-        # Taking the real TaskManager's place, with another certificate or a client's:
-        for name in ("intruder", "client"):
-            with _channel(certs, name, cluster.address) as channel:
-                fake = _FakeTaskManager(channel, real)
-                assert fake.answered.wait(10)
-                fake.close()
-                assert fake.first is not None and fake.first.WhichOneof("kind") == "rejected"
-                assert "certificate" in fake.first.rejected.reason
+        # Taking the real TaskManager's place, with another TaskManager's certificate:
+        with _channel(certs, "intruder", cluster.address) as channel:
+            fake = _FakeTaskManager(channel, real)
+            assert fake.answered.wait(10)
+            fake.close()
+            assert fake.first is not None and fake.first.WhichOneof("kind") == "rejected"
+            assert "certificate" in fake.first.rejected.reason
+        # A client's certificate has not the role to register at all.
+        with _channel(certs, "client", cluster.address) as channel:
+            fake = _FakeTaskManager(channel, real)
+            assert fake.answered.wait(10)
+            fake.close()
+            assert fake.first is None and fake.error == grpc.StatusCode.PERMISSION_DENIED
 
         # Registering as itself (at a server of its own that proves the registration) gives
         # the intruder a token, good for its own tasks only.

@@ -38,7 +38,7 @@ from typing import TYPE_CHECKING, Any
 import grpc
 
 from strom.rpc import data_pb2 as pb
-from strom.rpc import data_pb2_grpc, tls
+from strom.rpc import data_pb2_grpc, roles, tls
 from taskmanager.network import data_tokens
 from taskmanager.network.channels import BURST_BYTES
 from taskmanager.network.elements import DecodeError, decode
@@ -166,10 +166,18 @@ class _ConnectionServicer(data_pb2_grpc.DataConnectionServicer):
         self.service = service
 
     async def Connect(self, request_iterator: Any, context: Any) -> None:
+        reason = roles.refusal(context, _SENDERS, "Connect")
+        if reason is not None:  # with TLS: a TaskManager's certificate, not a client's
+            log.warning("refused a data connection from %s: %s", context.peer(), reason)
+            await context.abort(grpc.StatusCode.PERMISSION_DENIED, reason)
         if not data_tokens.admits(_sent_token(context)):
             log.warning("refused a data connection from %s: no data token", context.peer())
             await context.abort(grpc.StatusCode.PERMISSION_DENIED, _refusal(None))
         await _InboundConnection(self.service, context).serve()
+
+
+#: with TLS, whose certificates may send records: slot processes show their TaskManager's
+_SENDERS = frozenset({roles.TASKMANAGER})
 
 
 def _sent_token(context: Any) -> str:
