@@ -42,8 +42,10 @@ class JobManager:
         #: the secret this JobManager's command tokens are made from (command_token_for)
         self.command_token = new_token()
         #: calls a registering TaskManager back at its address (jobmanager/registration_check.py)
+        # Bounded below the heartbeat timeout: the registering TaskManager gives up on a
+        # JobManager silent for that long.
         self.registration_check = RegistrationCheck(
-            min(5.0, config["heartbeat.timeout"] / 1000.0 / 2)
+            min(10.0, config["heartbeat.timeout"] / 1000.0 * 0.75)
         )
         #: what clients must send to submit, cancel or savepoint (gRPC and REST); None: nothing
         self.client_token = rest_token(config)
