@@ -45,6 +45,7 @@ from taskmanager.network import (  # noqa: E402
     RecordWriter,
     RemoteOutputChannel,
     close_all_channels,
+    data_tokens,  # noqa: E402
     decode,
     encode,
 )
@@ -243,6 +244,8 @@ class CrossProcess:
 
 
 def main() -> None:
+    # Both ends are of one "job": they share its data token (taskmanager/network/data_tokens.py).
+    data_tokens.admit("bench", "bench-data-token")
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--records", type=int, default=1_000_000)
     parser.add_argument("--batch", type=int, default=1024)

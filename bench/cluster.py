@@ -79,7 +79,7 @@ def local_cluster(
         from client.certs import config_lines, make_node_certificate
         from strom.rpc.tls import InternalTls
 
-        node = make_node_certificate(conf / "certs", "127.0.0.1")
+        node = make_node_certificate(conf / "certs", "127.0.0.1", ("jobmanager", "taskmanager"))
         text += "".join(f"{line}\n" for line in config_lines(conf / "certs", node))
         client_tls = InternalTls(
             node.certificate.read_bytes(),

@@ -4,9 +4,11 @@ Made with the ``cryptography`` package (no ``openssl`` command needed): an EC P-
 for ten years, and for each host of ``conf/masters`` and ``conf/slaves`` (and for clients) a
 certificate it signed, whose common name is the host (the identity the JobManager records for
 a TaskManager) and whose subject alternative names are
-:data:`strom.rpc.tls.INTERNAL_SERVER_NAME`, the host and ``localhost``. Private keys are
-written readable by their owner only. The CA's key stays in ``<dir>`` for signing more
-certificates later: keep it off the cluster's hosts.
+:data:`strom.rpc.tls.INTERNAL_SERVER_NAME`, the host, ``localhost`` and its roles
+(``strom:role:jobmanager`` for a host of ``conf/masters``, ``strom:role:taskmanager`` for one
+of ``conf/slaves``, ``strom:role:client`` for clients; strom/rpc/roles.py says what each may
+do). Private keys are written readable by their owner only. The CA's key stays in ``<dir>``
+for signing more certificates later: keep it off the cluster's hosts.
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ from __future__ import annotations
 import datetime
 import ipaddress
 import os
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -22,6 +25,8 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
+from strom.rpc.roles import CLIENT as CLIENT_ROLE
+from strom.rpc.roles import JOBMANAGER, TASKMANAGER, role_uri
 from strom.rpc.tls import CLIENT_IDENTITY, HOST_PLACEHOLDER, INTERNAL_SERVER_NAME
 
 #: the name of the certificate for clients (bin/strom, env.execute()) in a certs folder
@@ -49,8 +54,9 @@ def _write_key(path: Path, key: ec.EllipticCurvePrivateKey) -> None:
         out.write(data)
 
 
-def _subject_names(host: str) -> list[x509.GeneralName]:
+def _subject_names(host: str, roles: Iterable[str]) -> list[x509.GeneralName]:
     names: list[x509.GeneralName] = [x509.DNSName(INTERNAL_SERVER_NAME), x509.DNSName("localhost")]
+    names.extend(x509.UniformResourceIdentifier(role_uri(role)) for role in sorted(set(roles)))
     try:
         names.append(x509.IPAddress(ipaddress.ip_address(host)))
     except ValueError:
@@ -99,8 +105,12 @@ def _load_or_make_ca(folder: Path) -> tuple[x509.Certificate, ec.EllipticCurvePr
     return certificate, key
 
 
-def make_node_certificate(folder: Path, name: str) -> NodeFiles:
-    """A certificate for ``name`` signed by the CA of ``folder`` (made there if missing)."""
+def make_node_certificate(folder: Path, name: str, roles: Iterable[str]) -> NodeFiles:
+    """A certificate for ``name`` with ``roles`` (strom/rpc/roles.py), signed by the CA of
+    ``folder`` (made there if missing)."""
+    roles = list(roles)
+    if not roles:
+        raise ValueError(f"a certificate for {name} needs a role")
     folder.mkdir(parents=True, exist_ok=True)
     ca_certificate, ca_key = _load_or_make_ca(folder)
     key = ec.generate_private_key(ec.SECP256R1())
@@ -114,7 +124,7 @@ def make_node_certificate(folder: Path, name: str) -> NodeFiles:
         .not_valid_before(now - datetime.timedelta(minutes=5))
         .not_valid_after(now + _VALIDITY)
         .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
-        .add_extension(x509.SubjectAlternativeName(_subject_names(name)), critical=False)
+        .add_extension(x509.SubjectAlternativeName(_subject_names(name, roles)), critical=False)
         .add_extension(
             x509.ExtendedKeyUsage(
                 [ExtendedKeyUsageOID.SERVER_AUTH, ExtendedKeyUsageOID.CLIENT_AUTH]
@@ -130,10 +140,18 @@ def make_node_certificate(folder: Path, name: str) -> NodeFiles:
     return NodeFiles(name, cert_path.resolve(), key_path.resolve())
 
 
-def make_cluster_certificates(folder: Path, hosts: list[str]) -> list[NodeFiles]:
-    """The CA (kept if ``folder`` has one) and a certificate for each host and for clients."""
-    names = list(dict.fromkeys([*hosts, CLIENT]))
-    return [make_node_certificate(folder, name) for name in names]
+def make_cluster_certificates(
+    folder: Path, masters: Iterable[str], slaves: Iterable[str], clients: Iterable[str] = ()
+) -> list[NodeFiles]:
+    """The CA (kept if ``folder`` has one) and a certificate for each host, with the roles of
+    the lists it is in (``masters``: jobmanager, ``slaves``: taskmanager, ``clients``:
+    client), and one named ``client`` for clients elsewhere."""
+    roles: dict[str, set[str]] = {}
+    for hosts, role in ((masters, JOBMANAGER), (slaves, TASKMANAGER), (clients, CLIENT_ROLE)):
+        for host in hosts:
+            roles.setdefault(host, set()).add(role)
+    roles.setdefault(CLIENT, set()).add(CLIENT_ROLE)
+    return [make_node_certificate(folder, name, held) for name, held in roles.items()]
 
 
 def config_lines(folder: Path, node: NodeFiles | None = None) -> list[str]:

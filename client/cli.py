@@ -221,8 +221,8 @@ def _parser() -> argparse.ArgumentParser:
         "--host",
         action="append",
         default=[],
-        help="a host to make a certificate for (default: those of conf/masters and "
-        "conf/slaves; repeatable)",
+        help="a host to make a certificate for, as JobManager and TaskManager (default: those "
+        "of conf/masters, as JobManagers, and conf/slaves, as TaskManagers; repeatable)",
     )
     return parser
 
@@ -569,13 +569,18 @@ def _command_certs(args: argparse.Namespace) -> int:
     import socket
 
     from client.certs import CLIENT, config_lines, make_cluster_certificates
-    from client.jps import cluster_hosts
+    from client.jps import host_part, read_hosts_file, slaves_file
     from strom.configuration import default_conf_dir
 
-    # This host too: it runs the scripts and clients, and often a JobManager.
-    hosts = args.host or [*cluster_hosts(default_conf_dir()), socket.gethostname()]
+    if args.host:  # named hosts: cluster members of either kind
+        masters = slaves = args.host
+    else:
+        conf = default_conf_dir()
+        masters = [host_part(entry) for entry in read_hosts_file(conf / "masters")]
+        slaves = [host_part(entry) for entry in read_hosts_file(slaves_file(conf))]
+    # This host too, as a client: it runs the scripts and bin/strom (and often a JobManager).
     folder = Path(args.folder)
-    made = make_cluster_certificates(folder, hosts)
+    made = make_cluster_certificates(folder, masters, slaves, [socket.gethostname()])
     names = " ".join(node.name for node in made if node.name != CLIENT)
     print(f"CA {(folder / 'ca.pem').resolve()}; keep {(folder / 'ca.key').resolve()} secret.")
     print(f"Certificates for: {names}. Give each host ca.pem and its own .pem and .key.")

@@ -23,6 +23,7 @@ from strom.datastream.data_stream import CloseableIterator
 from strom.errors import JobExecutionError
 from strom.rpc import collect_pb2 as pb
 from strom.rpc import collect_pb2_grpc
+from strom.rpc.roles import CLIENT_POLICY, RoleGuard
 from strom.rpc.tls import InternalTls, add_port
 
 log = logging.getLogger(__name__)
@@ -72,7 +73,9 @@ class CollectReceiver(collect_pb2_grpc.CollectServiceServicer):
         self._streams: dict[str, _Stream] = {}
         self._lock = threading.Lock()
         self._server = grpc.server(
-            futures.ThreadPoolExecutor(max_workers=64, thread_name_prefix="collect")
+            futures.ThreadPoolExecutor(max_workers=64, thread_name_prefix="collect"),
+            # with TLS, only the job's slot processes (TaskManagers' certificates) push results
+            interceptors=[RoleGuard(CLIENT_POLICY)],
         )
         collect_pb2_grpc.add_CollectServiceServicer_to_server(self, self._server)
         self.port = add_port(self._server, f"{host}:0", tls=tls)

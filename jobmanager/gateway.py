@@ -83,6 +83,17 @@ class JobManagerGateway(cluster_pb2_grpc.JobManagerGatewayServicer):
             log.warning("refused the registration of %s: %s", context.peer(), refusal)
             yield pb.JobManagerMessage(rejected=pb.RegistrationRejected(reason=refusal))
             return
+        # Reach the TaskManager at the address it registered before offering its slots.
+        refusal = self.jm.registration_check.refusal(reg)
+        if refusal is not None:
+            log.warning(
+                "refused the registration of TaskManager %s from %s: %s",
+                reg.resource_id,
+                context.peer(),
+                refusal,
+            )
+            yield pb.JobManagerMessage(rejected=pb.RegistrationRejected(reason=refusal))
+            return
         record = self.jm.register_taskmanager(
             resource_id=reg.resource_id,
             address=reg.address,
@@ -108,7 +119,7 @@ class JobManagerGateway(cluster_pb2_grpc.JobManagerGatewayServicer):
                 heartbeat_interval_ms=self.jm.config["heartbeat.interval"],
                 heartbeat_timeout_ms=self.jm.config["heartbeat.timeout"],
                 report_token=report_token,
-                command_token=self.jm.command_token,
+                command_token=self.jm.command_token_for(reg.address),
             )
         )
         try:

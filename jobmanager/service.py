@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import hashlib
+import hmac
 import logging
 import threading
 import time
@@ -16,12 +18,14 @@ from jobmanager.dispatcher import Dispatcher
 from jobmanager.gateway import JobManagerGateway
 from jobmanager.ha.leadership import Leadership
 from jobmanager.ha.services import create_ha_services
+from jobmanager.registration_check import RegistrationCheck
 from jobmanager.rest import RestServer
 from jobmanager.taskmanager_registry import Hardware, TaskManagerRecord, TaskManagerRegistry
 from strom.addresses import resolve_bind_host
 from strom.configuration import StromConfig, rest_token
 from strom.rpc import cluster_pb2_grpc, tls
 from strom.rpc.command_token import commanding, new_token
+from strom.rpc.roles import JOBMANAGER, JOBMANAGER_POLICY, RoleGuard, check_own_certificate
 
 log = logging.getLogger(__name__)
 
@@ -35,8 +39,14 @@ class JobManager:
     def __init__(self, config: StromConfig) -> None:
         self.config = config
         self.jobmanager_id = uuid.uuid4().hex
-        #: the secret every command of this JobManager to a TaskManager carries
+        #: the secret this JobManager's command tokens are made from (command_token_for)
         self.command_token = new_token()
+        #: calls a registering TaskManager back at its address (jobmanager/registration_check.py)
+        # Bounded below the heartbeat timeout: the registering TaskManager gives up on a
+        # JobManager silent for that long.
+        self.registration_check = RegistrationCheck(
+            min(10.0, config["heartbeat.timeout"] / 1000.0 * 0.75)
+        )
         #: what clients must send to submit, cancel or savepoint (gRPC and REST); None: nothing
         self.client_token = rest_token(config)
         self.registry = TaskManagerRegistry(config["heartbeat.timeout"] / 1000.0)
@@ -59,7 +69,10 @@ class JobManager:
     # -------------------------------------------------------------- lifecycle
 
     def start(self) -> None:
-        tls.use_for_process(self.config)
+        own = tls.use_for_process(self.config)
+        check_own_certificate(
+            own and own.certificate, JOBMANAGER, self.config["security.ssl.internal.cert"]
+        )
         rpc_host = self.config["jobmanager.bind-host"] or self.config["jobmanager.rpc.address"]
         self._executor = futures.ThreadPoolExecutor(
             max_workers=_MAX_RPC_THREADS, thread_name_prefix="jm-rpc"
@@ -71,6 +84,7 @@ class JobManager:
                 ("grpc.max_send_message_length", 512 * 1024 * 1024),
                 ("grpc.so_reuseport", 0),
             ],
+            interceptors=[RoleGuard(JOBMANAGER_POLICY)],
         )
         cluster_pb2_grpc.add_JobManagerGatewayServicer_to_server(JobManagerGateway(self), server)
         target = f"{resolve_bind_host(rpc_host)}:{self.config['jobmanager.rpc.port']}"
@@ -240,16 +254,29 @@ class JobManager:
         where = f"the leader is at {leader}" if leader else "no leader is elected yet"
         return f"this JobManager ({self.advertised_address}) stands by; {where}"
 
+    def command_token_for(self, address: str) -> str:
+        """The command token of the TaskManager at ``address``: each TaskManager gets its own,
+        so one that registered (anyone who runs a server can) cannot command the others."""
+        return hmac.new(self.command_token.encode(), address.encode(), hashlib.sha256).hexdigest()
+
+    def data_token_for(self, job_id: str) -> str:
+        """The data token of ``job_id``: its slot processes send it to each other and take
+        records only from peers that do (taskmanager/network/data_tokens.py). Its deployments
+        carry it, to the TaskManagers that run the job and no others."""
+        message = f"data:{job_id}".encode()
+        return hmac.new(self.command_token.encode(), message, hashlib.sha256).hexdigest()
+
     def command_channel(self, address: str) -> grpc.Channel:
         """A channel for commands to a TaskManager; with high availability they carry this
-        JobManager's fencing token. They all carry this JobManager's command token, without
-        which a TaskManager takes no command (strom/rpc/command_token.py)."""
-        token = self.command_token
+        JobManager's fencing token. They all carry the TaskManager's command token, without
+        which it takes no command (strom/rpc/command_token.py)."""
+        token = self.command_token_for(address)
         if self.leadership is None:
-            return commanding(tls.channel(address), lambda: token)
+            return commanding(tls.channel(address), lambda: token, self.data_token_for)
         from jobmanager.ha.fencing import fenced_channel
 
-        return commanding(fenced_channel(address, self.leadership.token), lambda: token)
+        channel = fenced_channel(address, self.leadership.token)
+        return commanding(channel, lambda: token, self.data_token_for)
 
     def standby_rest_redirect(self, path: str) -> str | None:
         """Where a standby's REST API sends a request: the same path on the leader's REST

@@ -33,7 +33,9 @@ from strom.process_identity import TASK_SLOT, set_process_role
 from strom.rpc import cluster_pb2 as pb
 from strom.rpc import cluster_pb2_grpc, observability_pb2_grpc, tls
 from strom.rpc.command_token import CommandGuard
+from strom.rpc.roles import SLOT_PROCESS_POLICY, RoleGuard
 from taskmanager.deployment import TaskDeployer
+from taskmanager.network import data_tokens
 from taskmanager.network.data_service import SERVER_OPTIONS, DataExchangeService
 from taskmanager.network.result_partitions import ResultPartitions
 from taskmanager.observability import ObservabilityService
@@ -68,6 +70,8 @@ class SlotProcessSpec:
     subtasks: tuple[tuple[str, int], ...] = ()
     #: the secret the TaskManager's forwarded commands carry (strom/rpc/command_token.py)
     command_token: str = ""
+    #: the job's data token: sent to peers, required of them (taskmanager/network/data_tokens.py)
+    data_token: str = ""
     #: the TaskManager's folder of BATCH result partitions (it outlives this process), and
     #: the TaskManager's address, which serves them
     partitions_folder: str = ""
@@ -194,6 +198,7 @@ def run_slot_process(spec: SlotProcessSpec, connection: Connection) -> None:
 
 def _serve(spec: SlotProcessSpec, connection: Connection) -> None:
     tls.use_for_process(spec.config)
+    data_tokens.admit(spec.job_id, spec.data_token)
     folder = Path(spec.folder)
     folder.mkdir(parents=True, exist_ok=True)
     address = [""]
@@ -214,7 +219,10 @@ def _serve(spec: SlotProcessSpec, connection: Connection) -> None:
             ("grpc.max_send_message_length", 512 * 1024 * 1024),
             ("grpc.so_reuseport", 0),
         ],
-        interceptors=[CommandGuard(lambda: spec.command_token, "this slot's TaskManager")],
+        interceptors=[
+            RoleGuard(SLOT_PROCESS_POLICY),
+            CommandGuard(lambda: spec.command_token, "this slot's TaskManager"),
+        ],
     )
     cluster_pb2_grpc.add_TaskExecutorGatewayServicer_to_server(SlotGateway(deployer), server)
     data_service = DataExchangeService(deployer.gates, bind_host=spec.bind_host)

@@ -37,6 +37,7 @@ from strom.rpc import cluster_pb2_grpc, observability_pb2_grpc, tls
 from strom.rpc import observability_pb2 as obs
 from strom.rpc.command_token import commanding, new_token
 from taskmanager.deployment import TaskDeployer
+from taskmanager.network import data_tokens
 from taskmanager.network.result_partitions import ResultPartitions
 from taskmanager.slot_process import SlotGateway, SlotProcessSpec, run_slot_process
 
@@ -245,6 +246,7 @@ class SlotProcesses:
             config=dict(self.config),
             subtasks=tuple(sorted((t.vertex_id, t.subtask) for t in assignment.tasks)),
             command_token=self.command_token,
+            data_token=data_tokens.token_of_job(request.job_id),
             partitions_folder=str(self.partitions.root) if self.partitions else "",
             taskmanager_address=self.partitions.address if self.partitions else "",
             python_executable=interpreter or "",

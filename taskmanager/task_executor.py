@@ -28,7 +28,10 @@ from strom.configuration import StromConfig
 from strom.rpc import cluster_pb2 as pb
 from strom.rpc import cluster_pb2_grpc, tls
 from strom.rpc.command_token import CommandGuard
+from strom.rpc.registration_proof import new_nonce, registration_proof
+from strom.rpc.roles import TASKMANAGER, TASKMANAGER_POLICY, RoleGuard, check_own_certificate
 from taskmanager.deployment import TaskDeployer
+from taskmanager.network import data_tokens
 from taskmanager.network.data_service import SERVER_OPTIONS, DataExchangeService
 from taskmanager.network.result_partitions import ResultPartitions
 from taskmanager.observability import ObservabilityService
@@ -51,10 +54,26 @@ class TaskExecutorGateway(cluster_pb2_grpc.TaskExecutorGatewayServicer):
     def Ping(self, request: pb.Empty, context) -> pb.Ack:
         return pb.Ack(ok=True, message=self.executor.resource_id)
 
+    def ConfirmRegistration(
+        self, request: pb.RegistrationChallenge, context
+    ) -> pb.RegistrationProof:
+        """The JobManager checks that this TaskManager made the registration it received."""
+        nonce = self.executor.registration_nonce
+        if not nonce or request.resource_id != self.executor.resource_id:
+            context.abort(
+                grpc.StatusCode.PERMISSION_DENIED,
+                f"this is TaskManager {self.executor.resource_id}, not {request.resource_id}",
+            )
+        return pb.RegistrationProof(
+            proof=registration_proof(nonce, request.challenge, request.resource_id)
+        )
+
     def PrepareSlots(self, request: pb.PrepareSlotsRequest, context) -> pb.PrepareSlotsResponse:
+        _admit_data_token(request.job_id, context)
         return self.executor.slots.prepare(request)
 
     def DeployTasks(self, request: pb.DeployTasksRequest, context) -> pb.Ack:
+        _admit_data_token(request.job_id, context)
         return self.executor.slots.deploy(request)
 
     def CancelTasks(self, request: pb.CancelTasksRequest, context) -> pb.Ack:
@@ -72,6 +91,14 @@ class TaskExecutorGateway(cluster_pb2_grpc.TaskExecutorGatewayServicer):
             request.job_id, request.producer_vertex, request.producer_subtask
         )
         return pb.Ack(ok=True)
+
+
+def _admit_data_token(job_id: str, context: grpc.ServicerContext) -> None:
+    """The job's data token, which the JobManager's command carries: its slot processes
+    send it to their peers and take records only from peers that do (data_tokens.py)."""
+    for key, value in context.invocation_metadata():
+        if key == data_tokens.METADATA_KEY:
+            data_tokens.admit(job_id, value)
 
 
 class TaskExecutor:
@@ -104,6 +131,8 @@ class TaskExecutor:
         self.fencing = FencingTokenServerInterceptor() if self._ha is not None else None
         #: the command token of the current JobManager session ("" before registering)
         self.command_token = ""
+        #: the secret of the latest registration, proven when the JobManager calls back
+        self.registration_nonce = ""
         self._stopped = threading.Event()
         self._server: grpc.Server | None = None
         self._session_thread: threading.Thread | None = None
@@ -138,7 +167,10 @@ class TaskExecutor:
         # every 700 allocations (CPython's default) costs a large share of the run time.
         self._gc_threshold = gc.get_threshold()
         gc.set_threshold(max(self._gc_threshold[0], _GC_YOUNG_THRESHOLD), *self._gc_threshold[1:])
-        tls.use_for_process(self.config)
+        own = tls.use_for_process(self.config)
+        check_own_certificate(
+            own and own.certificate, TASKMANAGER, self.config["security.ssl.internal.cert"]
+        )
         bind_host = self.config["taskmanager.bind-host"] or self.host
         self._executor = futures.ThreadPoolExecutor(
             max_workers=_MAX_RPC_THREADS, thread_name_prefix="tm-rpc"
@@ -151,6 +183,7 @@ class TaskExecutor:
                 ("grpc.so_reuseport", 0),
             ],
             interceptors=[
+                RoleGuard(TASKMANAGER_POLICY),
                 *([self.fencing] if self.fencing is not None else []),
                 CommandGuard(lambda: self.command_token, "this TaskManager's JobManager"),
             ],
@@ -252,6 +285,7 @@ class TaskExecutor:
 
     def _registration(self) -> pb.TaskManagerMessage:
         memory = psutil.virtual_memory()
+        self.registration_nonce = new_nonce()
         return pb.TaskManagerMessage(
             register=pb.RegisterTaskManager(
                 resource_id=self.resource_id,
@@ -266,6 +300,7 @@ class TaskExecutor:
                 pid=os.getpid(),
                 previous_jobmanager_id=self.jobmanager_id or "",
                 jobs_of_previous_session=sorted(self._jobs_of_lost_session),
+                nonce=self.registration_nonce,
             )
         )
 

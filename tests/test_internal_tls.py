@@ -29,6 +29,7 @@ from strom.datastream import StreamExecutionEnvironment
 from strom.errors import ClusterUnreachableError
 from strom.rpc import cluster_pb2 as pb
 from strom.rpc import cluster_pb2_grpc
+from strom.rpc.roles import certificate_roles
 from strom.rpc.tls import INTERNAL_SERVER_NAME, InternalTls, internal_tls
 
 WORDS = ["to", "be", "or", "not", "to", "be", "that", "is", "the", "question"] * 30
@@ -66,7 +67,7 @@ def tls_config(folder: Path, name: str) -> dict:
 @pytest.fixture
 def certs(tmp_path) -> Path:
     folder = tmp_path / "certs"
-    make_cluster_certificates(folder, ["127.0.0.1"])
+    make_cluster_certificates(folder, ["127.0.0.1"], ["127.0.0.1"])
     return folder
 
 
@@ -129,7 +130,7 @@ def test_a_job_runs_across_taskmanagers_over_mutual_tls(tls_cluster, certs):
 
 def test_peers_without_a_certificate_of_the_cluster_ca_are_refused(tls_cluster, tmp_path):
     stranger = tmp_path / "stranger"
-    make_cluster_certificates(stranger, ["127.0.0.1"])  # a CA of its own
+    make_cluster_certificates(stranger, ["127.0.0.1"], ["127.0.0.1"])  # a CA of its own
     with ClusterClient(tls_cluster.address) as client:
         taskmanager = client.taskmanagers()[0].address
     for address in (tls_cluster.address, taskmanager):
@@ -209,6 +210,11 @@ def test_strom_certs_makes_a_ca_and_certificates_and_prints_the_config(tmp_path)
     for name in ("host1", "host2", "host3", "client", socket.gethostname()):
         assert (folder / f"{name}.pem").exists()
         assert (folder / f"{name}.key").stat().st_mode & 0o077 == 0
+    # Each certificate has the roles of its host: masters JobManagers, slaves TaskManagers.
+    roles = {n: certificate_roles((folder / f"{n}.pem").read_bytes()) for n in ("host1", "host2")}
+    assert roles == {"host1": {"jobmanager"}, "host2": {"taskmanager"}}
+    assert certificate_roles((folder / "client.pem").read_bytes()) == {"client"}
+    assert "client" in certificate_roles((folder / f"{socket.gethostname()}.pem").read_bytes())
     # One configuration for every host: {host} is each one's name.
     lines = result.stdout.splitlines()
     shared = lines[lines.index(next(x for x in lines if "of every host" in x)) + 1 :][:4]
@@ -223,5 +229,5 @@ def test_strom_certs_makes_a_ca_and_certificates_and_prints_the_config(tmp_path)
     assert f"security.ssl.internal.cert: {(folder / 'client.pem').resolve()}" in result.stdout
     # A second run keeps the CA: certificates made before stay valid.
     ca = (folder / "ca.pem").read_bytes()
-    make_node_certificate(folder, "host4")
+    make_node_certificate(folder, "host4", ["taskmanager"])
     assert (folder / "ca.pem").read_bytes() == ca

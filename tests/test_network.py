@@ -49,6 +49,7 @@ from taskmanager.network import (
     RecordWriter,
     RemoteOutputChannel,
     close_all_channels,
+    data_tokens,
     decode,
     encode,
 )
@@ -90,6 +91,13 @@ def start_data_server(lookup_timeout: float) -> SimpleNamespace:
 def stop_data_server(served: SimpleNamespace) -> None:
     served.server.stop(grace=None).wait()
     served.service.stop()
+
+
+@pytest.fixture(autouse=True)
+def _data_token():
+    """This process's channels and data endpoints are of one "job": they share its data
+    token, without which an endpoint refuses a connection (data_tokens.py)."""
+    data_tokens.admit("peer", "transport-test-data-token")
 
 
 @pytest.fixture(scope="module")
@@ -444,13 +452,17 @@ def test_a_producer_reports_a_peer_that_is_gone():
 class RawConnection:
     """A hand-driven ``DataConnection.Connect`` stream to a data endpoint (a misbehaving peer)."""
 
-    def __init__(self, address: str) -> None:
+    def __init__(self, address: str, metadata=None) -> None:
         self.channel = grpc.insecure_channel(address)
         port = data_pb2_grpc.DataExchangeStub(self.channel).Locate(pb.LocateRequest()).port
         self.data = grpc.insecure_channel(f"127.0.0.1:{port}")
         self.requests: queue.Queue = queue.Queue()
         requests = iter(self.requests.get, None)
-        self.responses = data_pb2_grpc.DataConnectionStub(self.data).Connect(requests, timeout=20)
+        if metadata is None:
+            metadata = data_tokens.metadata()
+        self.responses = data_pb2_grpc.DataConnectionStub(self.data).Connect(
+            requests, timeout=20, metadata=metadata
+        )
 
     def send(self, *messages: pb.ChannelMessage) -> None:
         self.requests.put(pb.ConnectionFrame(messages=list(messages)))

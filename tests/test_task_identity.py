@@ -13,6 +13,7 @@ from __future__ import annotations
 import queue
 import sys
 import threading
+from concurrent import futures
 
 import grpc
 import pytest
@@ -27,7 +28,8 @@ from strom.datastream import StreamExecutionEnvironment
 from strom.datastream.connectors.number_seq import NumberSequenceSource
 from strom.rpc import cluster_pb2 as pb
 from strom.rpc import cluster_pb2_grpc
-from strom.rpc.tls import INTERNAL_SERVER_NAME, REPORT_TOKEN_METADATA
+from strom.rpc.registration_proof import registration_proof
+from strom.rpc.tls import INTERNAL_SERVER_NAME, REPORT_TOKEN_METADATA, add_port
 
 
 def discard(value):
@@ -187,21 +189,29 @@ def test_forged_states_of_a_batch_jobs_executions_are_refused(cluster):
 class _FakeTaskManager:
     """A registration over ``channel`` that holds its session open."""
 
-    def __init__(self, channel: grpc.Channel, resource_id: str) -> None:
+    def __init__(
+        self,
+        channel: grpc.Channel,
+        resource_id: str,
+        address: str = "127.0.0.1:1",
+        nonce: str = "0" * 32,
+    ) -> None:
         self.outgoing: queue.Queue = queue.Queue()
         self.outgoing.put(
             pb.TaskManagerMessage(
                 register=pb.RegisterTaskManager(
                     resource_id=resource_id,
-                    address="127.0.0.1:1",
+                    address=address,
                     hostname="nowhere",
                     num_slots=1000,
+                    nonce=nonce,
                 )
             )
         )
         stub = cluster_pb2_grpc.JobManagerGatewayStub(channel)
         self.call = stub.TaskManagerSession(iter(self.outgoing.get, None))
         self.first: pb.JobManagerMessage | None = None
+        self.error: grpc.StatusCode | None = None
         self.answered = threading.Event()
 
         def read() -> None:
@@ -210,8 +220,8 @@ class _FakeTaskManager:
                     if self.first is None:
                         self.first = message
                         self.answered.set()
-            except grpc.RpcError:
-                pass
+            except grpc.RpcError as error:
+                self.error = error.code()
             self.answered.set()
 
         threading.Thread(target=read, daemon=True).start()
@@ -219,6 +229,27 @@ class _FakeTaskManager:
     def close(self) -> None:
         self.outgoing.put(None)
         self.call.cancel()
+
+
+class ProvingServer(cluster_pb2_grpc.TaskExecutorGatewayServicer):
+    """A hostile TaskManager's own server: it answers the JobManager's call back for its own
+    registration (``nonce``), so that registration is accepted."""
+
+    def __init__(self, nonce: str, tls=None) -> None:
+        self.nonce = nonce
+        self.server = grpc.server(futures.ThreadPoolExecutor(4))
+        cluster_pb2_grpc.add_TaskExecutorGatewayServicer_to_server(self, self.server)
+        port = add_port(self.server, "127.0.0.1:0", tls=tls)
+        self.server.start()
+        self.address = f"127.0.0.1:{port}"
+
+    def ConfirmRegistration(self, request, context):
+        return pb.RegistrationProof(
+            proof=registration_proof(self.nonce, request.challenge, request.resource_id)
+        )
+
+    def close(self) -> None:
+        self.server.stop(0)
 
 
 def _channel(folder, name: str, address: str) -> grpc.Channel:
@@ -232,8 +263,9 @@ def _channel(folder, name: str, address: str) -> grpc.Channel:
 
 def test_with_tls_a_certificate_is_an_identity_no_other_peer_can_take(tmp_path, monkeypatch):
     certs = tmp_path / "certs"
-    make_cluster_certificates(certs, ["127.0.0.1"])
-    make_node_certificate(certs, "intruder")  # signed by the cluster CA, but not that TM's
+    make_cluster_certificates(certs, ["127.0.0.1"], ["127.0.0.1"])
+    # signed by the cluster CA, a TaskManager's, but not that TaskManager's
+    make_node_certificate(certs, "intruder", ["taskmanager"])
     cluster = LocalCluster(tmp_path / "cluster", slots=2, **tls_config(certs, "127.0.0.1"))
     monkeypatch.setenv("STROM_CONF_DIR", str(cluster.conf_dir))
     try:
@@ -242,24 +274,32 @@ def test_with_tls_a_certificate_is_an_identity_no_other_peer_can_take(tmp_path, 
         with ClusterClient(cluster.address) as client:
             real = client.taskmanagers()[0].id
 
-        # Taking the real TaskManager's place, with another certificate or a client's:
-        for name in ("intruder", "client"):
-            with _channel(certs, name, cluster.address) as channel:
-                fake = _FakeTaskManager(channel, real)
-                assert fake.answered.wait(10)
-                fake.close()
-                assert fake.first is not None and fake.first.WhichOneof("kind") == "rejected"
-                assert "certificate" in fake.first.rejected.reason
-
-        # Registering as itself gives the intruder a token, good for its own tasks only.
+        # Taking the real TaskManager's place, with another TaskManager's certificate:
         with _channel(certs, "intruder", cluster.address) as channel:
-            fake = _FakeTaskManager(channel, "intruder-tm")
+            fake = _FakeTaskManager(channel, real)
             assert fake.answered.wait(10)
-            assert fake.first.WhichOneof("kind") == "accepted"
+            fake.close()
+            assert fake.first is not None and fake.first.WhichOneof("kind") == "rejected"
+            assert "certificate" in fake.first.rejected.reason
+        # A client's certificate has not the role to register at all.
+        with _channel(certs, "client", cluster.address) as channel:
+            fake = _FakeTaskManager(channel, real)
+            assert fake.answered.wait(10)
+            fake.close()
+            assert fake.first is None and fake.error == grpc.StatusCode.PERMISSION_DENIED
+
+        # Registering as itself (at a server of its own that proves the registration) gives
+        # the intruder a token, good for its own tasks only.
+        own = ProvingServer("1" * 32, tls=tls_of(certs, "intruder"))
+        with _channel(certs, "intruder", cluster.address) as channel:
+            fake = _FakeTaskManager(channel, "intruder-tm", own.address, own.nonce)
+            assert fake.answered.wait(10)
+            assert fake.first.WhichOneof("kind") == "accepted", fake.first
             token = fake.first.accepted.report_token
             stub = cluster_pb2_grpc.JobManagerGatewayStub(channel)
             codes = _forge_all(stub, job_id, details, ((REPORT_TOKEN_METADATA, token),))
             fake.close()
+        own.close()
         assert codes and set(codes) == {grpc.StatusCode.PERMISSION_DENIED}
 
         with ClusterClient(cluster.address) as client:

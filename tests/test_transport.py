@@ -29,6 +29,7 @@ from taskmanager.network import (
     InputGate,
     RemoteOutputChannel,
     close_all_channels,
+    data_tokens,
 )
 from taskmanager.network.channels import BURST_BYTES, SMALL_QUEUE, open_channel_count
 from taskmanager.network.data_service import BACKLOG_BYTES, EXTRA_CREDITS
@@ -67,6 +68,13 @@ class Peer:
         if self.process.poll() is None:
             self.process.kill()
         self.process.wait(10)
+
+
+@pytest.fixture(autouse=True)
+def _data_token():
+    """This process's channels and data endpoints are of one "job": they share its data
+    token, without which an endpoint refuses a connection (data_tokens.py)."""
+    data_tokens.admit("peer", "transport-test-data-token")
 
 
 @pytest.fixture

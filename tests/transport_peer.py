@@ -30,6 +30,7 @@ from taskmanager.network import (  # noqa: E402
     GateRegistry,
     InputGate,
     RemoteOutputChannel,
+    data_tokens,  # noqa: E402
 )
 from taskmanager.network.data_service import SERVER_OPTIONS  # noqa: E402
 
@@ -79,6 +80,9 @@ def producer(address: str, job: str) -> None:
 
 
 if __name__ == "__main__":
+    # The data token tests/test_transport.py's process admits too: both ends of a connection
+    # are of one "job" (taskmanager/network/data_tokens.py).
+    data_tokens.admit("peer", "transport-test-data-token")
     if sys.argv[1] == "consumer":
         consumer(int(sys.argv[2]), int(sys.argv[3]))
     else:

@@ -17,7 +17,7 @@ class Hardware(_message.Message):
     def __init__(self, cpu_cores: _Optional[int] = ..., physical_memory: _Optional[int] = ..., free_memory: _Optional[int] = ...) -> None: ...
 
 class RegisterTaskManager(_message.Message):
-    __slots__ = ("resource_id", "address", "hostname", "num_slots", "hardware", "pid", "data_port", "previous_jobmanager_id", "jobs_of_previous_session")
+    __slots__ = ("resource_id", "address", "hostname", "num_slots", "hardware", "pid", "data_port", "previous_jobmanager_id", "jobs_of_previous_session", "nonce")
     RESOURCE_ID_FIELD_NUMBER: _ClassVar[int]
     ADDRESS_FIELD_NUMBER: _ClassVar[int]
     HOSTNAME_FIELD_NUMBER: _ClassVar[int]
@@ -27,6 +27,7 @@ class RegisterTaskManager(_message.Message):
     DATA_PORT_FIELD_NUMBER: _ClassVar[int]
     PREVIOUS_JOBMANAGER_ID_FIELD_NUMBER: _ClassVar[int]
     JOBS_OF_PREVIOUS_SESSION_FIELD_NUMBER: _ClassVar[int]
+    NONCE_FIELD_NUMBER: _ClassVar[int]
     resource_id: str
     address: str
     hostname: str
@@ -36,7 +37,8 @@ class RegisterTaskManager(_message.Message):
     data_port: str
     previous_jobmanager_id: str
     jobs_of_previous_session: _containers.RepeatedScalarFieldContainer[str]
-    def __init__(self, resource_id: _Optional[str] = ..., address: _Optional[str] = ..., hostname: _Optional[str] = ..., num_slots: _Optional[int] = ..., hardware: _Optional[_Union[Hardware, _Mapping]] = ..., pid: _Optional[int] = ..., data_port: _Optional[str] = ..., previous_jobmanager_id: _Optional[str] = ..., jobs_of_previous_session: _Optional[_Iterable[str]] = ...) -> None: ...
+    nonce: str
+    def __init__(self, resource_id: _Optional[str] = ..., address: _Optional[str] = ..., hostname: _Optional[str] = ..., num_slots: _Optional[int] = ..., hardware: _Optional[_Union[Hardware, _Mapping]] = ..., pid: _Optional[int] = ..., data_port: _Optional[str] = ..., previous_jobmanager_id: _Optional[str] = ..., jobs_of_previous_session: _Optional[_Iterable[str]] = ..., nonce: _Optional[str] = ...) -> None: ...
 
 class TaskMetrics(_message.Message):
     __slots__ = ("job_id", "attempt", "vertex_id", "subtask", "records_in", "records_out", "input_bytes_read", "input_bytes_total")
@@ -567,3 +569,17 @@ class SavepointStatus(_message.Message):
     location: str
     failure: str
     def __init__(self, state: _Optional[str] = ..., location: _Optional[str] = ..., failure: _Optional[str] = ...) -> None: ...
+
+class RegistrationChallenge(_message.Message):
+    __slots__ = ("resource_id", "challenge")
+    RESOURCE_ID_FIELD_NUMBER: _ClassVar[int]
+    CHALLENGE_FIELD_NUMBER: _ClassVar[int]
+    resource_id: str
+    challenge: bytes
+    def __init__(self, resource_id: _Optional[str] = ..., challenge: _Optional[bytes] = ...) -> None: ...
+
+class RegistrationProof(_message.Message):
+    __slots__ = ("proof",)
+    PROOF_FIELD_NUMBER: _ClassVar[int]
+    proof: bytes
+    def __init__(self, proof: _Optional[bytes] = ...) -> None: ...

@@ -632,6 +632,11 @@ class TaskExecutorGatewayStub:
                 request_serializer=strom_dot_rpc_dot_cluster__pb2.Empty.SerializeToString,
                 response_deserializer=strom_dot_rpc_dot_cluster__pb2.Ack.FromString,
                 _registered_method=True)
+        self.ConfirmRegistration = channel.unary_unary(
+                '/strom.rpc.TaskExecutorGateway/ConfirmRegistration',
+                request_serializer=strom_dot_rpc_dot_cluster__pb2.RegistrationChallenge.SerializeToString,
+                response_deserializer=strom_dot_rpc_dot_cluster__pb2.RegistrationProof.FromString,
+                _registered_method=True)
         self.PrepareSlots = channel.unary_unary(
                 '/strom.rpc.TaskExecutorGateway/PrepareSlots',
                 request_serializer=strom_dot_rpc_dot_cluster__pb2.PrepareSlotsRequest.SerializeToString,
@@ -669,6 +674,13 @@ class TaskExecutorGatewayServicer:
 
     def Ping(self, request, context):
         """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ConfirmRegistration(self, request, context):
+        """Prove to the JobManager that this process made the registration it is checking.
+        """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
@@ -718,6 +730,11 @@ def add_TaskExecutorGatewayServicer_to_server(servicer, server):
                     servicer.Ping,
                     request_deserializer=strom_dot_rpc_dot_cluster__pb2.Empty.FromString,
                     response_serializer=strom_dot_rpc_dot_cluster__pb2.Ack.SerializeToString,
+            ),
+            'ConfirmRegistration': grpc.unary_unary_rpc_method_handler(
+                    servicer.ConfirmRegistration,
+                    request_deserializer=strom_dot_rpc_dot_cluster__pb2.RegistrationChallenge.FromString,
+                    response_serializer=strom_dot_rpc_dot_cluster__pb2.RegistrationProof.SerializeToString,
             ),
             'PrepareSlots': grpc.unary_unary_rpc_method_handler(
                     servicer.PrepareSlots,
@@ -777,6 +794,33 @@ class TaskExecutorGateway:
             '/strom.rpc.TaskExecutorGateway/Ping',
             strom_dot_rpc_dot_cluster__pb2.Empty.SerializeToString,
             strom_dot_rpc_dot_cluster__pb2.Ack.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ConfirmRegistration(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/strom.rpc.TaskExecutorGateway/ConfirmRegistration',
+            strom_dot_rpc_dot_cluster__pb2.RegistrationChallenge.SerializeToString,
+            strom_dot_rpc_dot_cluster__pb2.RegistrationProof.FromString,
             options,
             channel_credentials,
             insecure,

@@ -2,7 +2,8 @@
 
 A TaskManager takes ``TaskExecutorGateway`` commands (deploy, cancel, trigger, notify,
 release) only with the secret token of its current JobManager session: the JobManager makes
-one when it starts and hands it over in ``RegistrationAccepted.command_token``; its command
+one for each TaskManager address from a secret of its own and hands it over in
+``RegistrationAccepted.command_token``, so no TaskManager can command another; its command
 channels send it as metadata. A slot process takes the commands its TaskManager forwards only
 with a token the TaskManager gave it at start. Anyone else, including a peer holding a
 certificate of the cluster CA, is refused with PERMISSION_DENIED before the request (a job
@@ -22,8 +23,15 @@ import grpc
 log = logging.getLogger(__name__)
 
 METADATA_KEY = "strom-command-token"
+#: the metadata of a job's data token (taskmanager/network/data_tokens.py)
+DATA_TOKEN_METADATA = "strom-data-token"
+
 GUARDED_SERVICE = "/strom.rpc.TaskExecutorGateway/"
-OPEN_METHODS = frozenset({GUARDED_SERVICE + "Ping"})
+#: open to callers without the token: Ping says nothing and runs nothing; ConfirmRegistration
+#: is how the JobManager checks a registration, before it has handed over the token
+#: the commands that carry their job's data token to the TaskManager
+DATA_TOKEN_METHODS = frozenset({GUARDED_SERVICE + "PrepareSlots", GUARDED_SERVICE + "DeployTasks"})
+OPEN_METHODS = frozenset({GUARDED_SERVICE + "Ping", GUARDED_SERVICE + "ConfirmRegistration"})
 
 
 def new_token() -> str:
@@ -57,18 +65,27 @@ def with_metadata(details: grpc.ClientCallDetails, pairs: Sequence[tuple[str, st
 
 
 class _SendsToken(grpc.UnaryUnaryClientInterceptor):
-    def __init__(self, token: Callable[[], str]) -> None:
+    def __init__(
+        self, token: Callable[[], str], data_token: Callable[[str], str] | None = None
+    ) -> None:
         self._token = token
+        self._data_token = data_token
 
     def intercept_unary_unary(self, continuation, client_call_details, request):
-        return continuation(
-            with_metadata(client_call_details, [(METADATA_KEY, self._token())]), request
-        )
+        pairs = [(METADATA_KEY, self._token())]
+        if self._data_token is not None and client_call_details.method in DATA_TOKEN_METHODS:
+            pairs.append((DATA_TOKEN_METADATA, self._data_token(request.job_id)))
+        return continuation(with_metadata(client_call_details, pairs), request)
 
 
-def commanding(channel: grpc.Channel, token: Callable[[], str]) -> grpc.Channel:
-    """``channel`` with every call carrying ``token()`` as the command token."""
-    return grpc.intercept_channel(channel, _SendsToken(token))
+def commanding(
+    channel: grpc.Channel,
+    token: Callable[[], str],
+    data_token: Callable[[str], str] | None = None,
+) -> grpc.Channel:
+    """``channel`` with every call carrying ``token()`` as the command token, and the
+    deployments of a job ``data_token(job_id)`` as that job's data token."""
+    return grpc.intercept_channel(channel, _SendsToken(token, data_token))
 
 
 class CommandGuard(grpc.ServerInterceptor):

@@ -11,7 +11,8 @@ before any method runs.
 Every certificate must name :data:`INTERNAL_SERVER_NAME` (``bin/strom certs`` puts it in each
 one): connections check that name rather than the host they dial, because TaskManagers
 advertise whichever address reaches the JobManager, often an IP. What authenticates a peer is
-the CA's signature; its certificate's common name is its identity (:func:`peer_identity`).
+the CA's signature; its certificate's common name is its identity (:func:`peer_identity`),
+and its ``strom:role:`` URIs what it may call (strom/rpc/roles.py).
 
 Daemons call :func:`use_for_process` once at start; the functions below then use that setting
 unless given another, so code deep in a TaskManager need not carry it around.

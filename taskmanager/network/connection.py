@@ -23,6 +23,7 @@ import grpc
 
 from strom.rpc import data_pb2 as pb
 from strom.rpc import data_pb2_grpc, tls
+from taskmanager.network import data_tokens
 from taskmanager.network.event_loop import DataPlaneLoop, data_plane_loop
 
 if TYPE_CHECKING:
@@ -57,6 +58,7 @@ _REASONS = {
     grpc.StatusCode.RESOURCE_EXHAUSTED: "a batch is larger than the receiver accepts",
     grpc.StatusCode.CANCELLED: "the connection was cancelled",
     grpc.StatusCode.DEADLINE_EXCEEDED: "the peer did not answer in time",
+    grpc.StatusCode.PERMISSION_DENIED: "the receiver refused this process's data token",
 }
 
 
@@ -141,10 +143,17 @@ class OutboundConnection:
                     f"connection within {LOCATE_TIMEOUT_S:.0f}s"
                 )
                 return
-            call = data_pb2_grpc.DataConnectionStub(data_channel).Connect()
+            # The job's data token, once per connection: the receiver takes nothing without it.
+            call = data_pb2_grpc.DataConnectionStub(data_channel).Connect(
+                metadata=data_tokens.metadata()
+            )
             reader = asyncio.ensure_future(self._read(call))
             try:
                 await self._write(call, reader)
+            except asyncio.InvalidStateError:
+                # The call ended under the writer (the receiver refused it): the reader has
+                # the receiver's reason.
+                await asyncio.wait([reader], timeout=LOCATE_TIMEOUT_S)
             finally:
                 if not reader.done():
                     call.cancel()

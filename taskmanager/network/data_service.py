@@ -17,6 +17,11 @@ stream), and announces credits a quarter of the window at a time. The gate chann
 producer then holds up to its capacity plus those extra elements; once the elements are large,
 its capacity only.
 
+Only a peer that sends a data token this process admitted (``data_tokens.py``: its job's,
+handed out by the JobManager) as ``strom-data-token`` metadata gets a connection or a BATCH
+partition: anyone else is refused PERMISSION_DENIED before a byte of the stream is read, once
+per connection, so the check costs nothing per record.
+
 Whatever a peer sends, the process stays up: an element that does not decode, or data sent
 without credit, fails that channel (``BAD_DATA``, with a log line); a stream that breaks the
 protocol itself is ended with INVALID_ARGUMENT.
@@ -33,7 +38,8 @@ from typing import TYPE_CHECKING, Any
 import grpc
 
 from strom.rpc import data_pb2 as pb
-from strom.rpc import data_pb2_grpc, tls
+from strom.rpc import data_pb2_grpc, roles, tls
+from taskmanager.network import data_tokens
 from taskmanager.network.channels import BURST_BYTES
 from taskmanager.network.elements import DecodeError, decode
 from taskmanager.network.event_loop import data_plane_loop
@@ -133,7 +139,15 @@ class DataExchangeService(data_pb2_grpc.DataExchangeServicer):
         return pb.DataEndpoint(port=self.port)
 
     def FetchPartition(self, request: pb.PartitionRequest, context: Any) -> Iterator[Any]:
-        """Stream a finished BATCH result partition kept by this TaskManager."""
+        """Stream a finished BATCH result partition kept by this TaskManager, to a peer with
+        the data token of the partition's job."""
+        if not data_tokens.admits(_sent_token(context), request.job_id):
+            log.warning(
+                "refused a partition fetch of job %s from %s: no data token of that job",
+                request.job_id,
+                context.peer(),
+            )
+            context.abort(grpc.StatusCode.PERMISSION_DENIED, _refusal(request.job_id))
         if self.partitions is None:
             context.abort(grpc.StatusCode.NOT_FOUND, "this process keeps no result partitions")
         yield from self.partitions.serve(request, context)
@@ -152,7 +166,33 @@ class _ConnectionServicer(data_pb2_grpc.DataConnectionServicer):
         self.service = service
 
     async def Connect(self, request_iterator: Any, context: Any) -> None:
+        reason = roles.refusal(context, _SENDERS, "Connect")
+        if reason is not None:  # with TLS: a TaskManager's certificate, not a client's
+            log.warning("refused a data connection from %s: %s", context.peer(), reason)
+            await context.abort(grpc.StatusCode.PERMISSION_DENIED, reason)
+        if not data_tokens.admits(_sent_token(context)):
+            log.warning("refused a data connection from %s: no data token", context.peer())
+            await context.abort(grpc.StatusCode.PERMISSION_DENIED, _refusal(None))
         await _InboundConnection(self.service, context).serve()
+
+
+#: with TLS, whose certificates may send records: slot processes show their TaskManager's
+_SENDERS = frozenset({roles.TASKMANAGER})
+
+
+def _sent_token(context: Any) -> str:
+    for key, value in context.invocation_metadata() or ():
+        if key == data_tokens.METADATA_KEY:
+            return value if isinstance(value, str) else ""
+    return ""
+
+
+def _refusal(job_id: str | None) -> str:
+    whose = f"job {job_id}" if job_id else "a job this process runs"
+    return (
+        f"this data endpoint takes records only from peers with the data token of {whose}, "
+        f"which the JobManager hands to that job's TaskManagers"
+    )
 
 
 class _ProtocolError(Exception):

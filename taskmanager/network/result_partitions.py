@@ -37,6 +37,7 @@ import grpc
 from strom.errors import StromError
 from strom.rpc import data_pb2 as pb
 from strom.rpc import data_pb2_grpc, tls
+from taskmanager.network import data_tokens
 from taskmanager.network.channels import ChannelError, OutputChannel
 from taskmanager.network.elements import DecodeError, decode, encode
 from taskmanager.network.input_gate import GateClosed
@@ -259,7 +260,8 @@ class PartitionReader:
         try:
             stub = data_pb2_grpc.DataExchangeStub(channel)
             try:
-                for chunk in stub.FetchPartition(request):
+                metadata = data_tokens.metadata(request.job_id)
+                for chunk in stub.FetchPartition(request, metadata=metadata):
                     yield chunk.data
             except grpc.RpcError as error:
                 raise PartitionNotFound(
