@@ -185,7 +185,11 @@ class TaskExecutor:
             interceptors=[
                 RoleGuard(TASKMANAGER_POLICY),
                 *([self.fencing] if self.fencing is not None else []),
-                CommandGuard(lambda: self.command_token, "this TaskManager's JobManager"),
+                CommandGuard(
+                    lambda: self.command_token,
+                    "this TaskManager's JobManager",
+                    settle=self._await_registration,
+                ),
             ],
         )
         cluster_pb2_grpc.add_TaskExecutorGatewayServicer_to_server(
@@ -319,6 +323,12 @@ class TaskExecutor:
                 self.fencing.leader_seen(self._leader.leader.token)
         leader = self._leader.wait_for_leader(timeout=self.config["heartbeat.timeout"] / 1000.0)
         return leader.address if leader is not None else None
+
+    def _await_registration(self, timeout: float) -> None:
+        """Return once a session with the JobManager is registered (its command token known),
+        or after ``timeout`` seconds: a command can overtake the acceptance it follows."""
+        if not self.registered.is_set():
+            self.registered.wait(timeout)
 
     def _run_session(self) -> bool:
         """One session with the JobManager; True if it got as far as being registered."""

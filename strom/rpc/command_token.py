@@ -90,20 +90,43 @@ def commanding(
 
 class CommandGuard(grpc.ServerInterceptor):
     """Refuses ``TaskExecutorGateway`` calls (but ``Ping``) without ``expected()``'s token;
-    with no token expected yet (not registered) every such call is refused."""
+    with no token expected yet (not registered) every such call is refused.
 
-    def __init__(self, expected: Callable[[], str], whose: str) -> None:
+    ``settle(timeout)``, when given, is called before a call with another token is refused:
+    it returns once the process holds its current session's token (at once when it does),
+    waiting up to ``timeout`` seconds. A JobManager commands a TaskManager as soon as it has
+    accepted its registration, and the first command can arrive before the TaskManager has
+    read the acceptance that carries the token; without the wait that command is refused and
+    the job fails once for nothing.
+    """
+
+    def __init__(
+        self,
+        expected: Callable[[], str],
+        whose: str,
+        settle: Callable[[float], object] | None = None,
+        settle_timeout_s: float = 5.0,
+    ) -> None:
         self._expected = expected
         self._whose = whose
+        self._settle = settle
+        self._settle_timeout_s = settle_timeout_s
+
+    def _carries_token(self, sent: Any) -> bool:
+        expected = self._expected()
+        return bool(expected) and isinstance(sent, str) and hmac.compare_digest(sent, expected)
 
     def intercept_service(self, continuation, handler_call_details):
         method = handler_call_details.method
         if not method.startswith(GUARDED_SERVICE) or method in OPEN_METHODS:
             return continuation(handler_call_details)
         sent = dict(handler_call_details.invocation_metadata or ()).get(METADATA_KEY, "")
-        expected = self._expected()
-        if expected and isinstance(sent, str) and hmac.compare_digest(sent, expected):
+        if self._carries_token(sent):
             return continuation(handler_call_details)
+        if self._settle is not None:
+            self._settle(self._settle_timeout_s)
+            if self._carries_token(sent):
+                return continuation(handler_call_details)
         message = f"{method.rsplit('/', 1)[-1]} needs the token of {self._whose}"
         log.warning("refused a command: %s", message)
 
