@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import random
 import signal
 import socket
 import subprocess
@@ -27,8 +28,35 @@ REPO_ROOT = Path(__file__).resolve().parent.parent
 T = TypeVar("T")
 
 
+def _ephemeral_range() -> tuple[int, int]:
+    try:
+        low, high = Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()
+        return int(low), int(high)
+    except (OSError, ValueError):
+        return 32768, 60999
+
+
+_ports = random.Random(os.getpid() ^ time.monotonic_ns())
+
+
 def free_port(host: str = "127.0.0.1") -> int:
-    """A port the OS says is free right now."""
+    """A port that is free right now and outside the OS's ephemeral range.
+
+    Tests restart daemons at the address they had (a JobManager in ``conf/masters``, a
+    TaskManager); a port the OS hands out for outgoing connections could be taken by one of
+    those meanwhile, and the restart fail with "address already in use". So the port is
+    chosen at random below that range and checked by binding it; only if none binds, the OS
+    picks one.
+    """
+    low, _ = _ephemeral_range()
+    for _ in range(100):
+        port = _ports.randrange(10_000, max(low, 10_001))
+        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+            try:
+                sock.bind((host, port))
+            except OSError:
+                continue
+            return port
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
         sock.bind((host, 0))
         return sock.getsockname()[1]
