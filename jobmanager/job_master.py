@@ -133,6 +133,8 @@ class JobMaster:
         self.now = 0.0
         #: the attempt whose deployment is under way (None: none is)
         self.deploying: int | None = None
+        #: when the pending restart is due (epoch s), while RESTARTING
+        self.restart_at = 0.0
         self._tokens = itertools.count(1)
         self._timers: dict[str, int] = {}
         #: the pool's free and total slots when it last could not serve the job
@@ -290,6 +292,11 @@ class JobMaster:
         self._timers.clear()
         return [AbortCheckpoints(reason), ReleaseSlots(), StateChanged(SUSPENDED)]
 
+    def decided(self, decision: Decision) -> list[Effect]:
+        """The effects of a decision the job's graph took for a scheduler wrapped by the
+        shell (BATCH's stage by stage, ``batch_execution.py``), at the current ``now``."""
+        return self._effects(decision)
+
     # -------------------------------------------------------------- internals
 
     def _slot_request_timed_out(self) -> list[Effect]:
@@ -314,8 +321,9 @@ class JobMaster:
         """What the execution graph's decision means for the shell."""
         effects: list[Effect] = []
         if decision.restart_after is not None:
+            self.restart_at = self.now + decision.restart_after
             effects.append(AbortCheckpoints("the job is restarting"))
-            effects.append(self._timer(RESTART, self.now + decision.restart_after))
+            effects.append(self._timer(RESTART, self.restart_at))
         if decision.cancel_tasks:
             effects.append(CancelTasks(self.graph.attempt))
         if decision.release_slots:
