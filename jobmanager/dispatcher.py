@@ -57,6 +57,7 @@ from jobmanager.job_master import (
     StartTimer,
     StateChanged,
 )
+from jobmanager.job_snapshots import JobSnapshot, snapshot
 from strom.checkpoint_storage import FileSystemCheckpointStorage, storage_for
 from strom.configuration import OPTIONS, StromConfig
 from strom.errors import ConfigurationError
@@ -117,13 +118,18 @@ class Dispatcher:
 
     def __init__(self, jobmanager: JobManager) -> None:
         self.jm = jobmanager
-        #: the JobManager's lock: guards the TaskManager registry; the loop holds it while it
-        #: handles an event, for the readers not yet moved to the loop's published views
+        #: the JobManager's lock guards the TaskManager registry (its slots); the loop holds it
+        #: while it handles an event, as the slot pool and BATCH's scheduler use the registry.
+        #: Job state is the loop's alone: handlers read the snapshots it publishes.
         self.lock = jobmanager.lock
         self.jobs: dict[str, JobRecord] = {}
         #: jobs waiting for slots, in the order they asked
         self._pending: list[str] = []
         self._job_state_changed = threading.Condition(threading.Lock())
+        #: what handlers read: the newest snapshot of each job, replaced whole by the loop
+        self._views: dict[str, JobSnapshot] = {}
+        #: jobs whose snapshot the loop must publish anew
+        self._dirty: set[str] = set()
         self._events: queue.SimpleQueue[tuple[Callable[..., Any], tuple]] = queue.SimpleQueue()
         #: (due time, sequence, callback): touched only by the loop thread
         self._timers: list[tuple[float, int, Callable[[], Any]]] = []
@@ -223,6 +229,7 @@ class Dispatcher:
                     if now - housekeeping >= _HOUSEKEEPING_S:
                         housekeeping = now
                         self._expire_history(now)
+                    self._publish()
                 except Exception:
                     log.exception("the dispatcher's loop failed to handle an event")
 
@@ -320,6 +327,7 @@ class Dispatcher:
             if recovered:
                 record.checkpoint_metadata[initial_restore["checkpoint_id"]] = initial_restore
         self.jobs[job_id] = record
+        self._dirty.add(job_id)
         if record.config["execution.runtime-mode"] == "batch":
             self.batch.submitted(record)  # stage by stage: batch_execution.py schedules it
             return
@@ -349,6 +357,7 @@ class Dispatcher:
 
     def _execute(self, record: JobRecord, effects: list[Effect]) -> None:
         """On the loop: carry out a JobMaster's effects (blocking ones on the executor)."""
+        self._dirty.add(record.job_id)
         for effect in effects:
             if isinstance(effect, RequestSlots):
                 if record.job_id not in self._pending:
@@ -356,7 +365,8 @@ class Dispatcher:
             elif isinstance(effect, Deploy):
                 record.placement = dict(effect.placement)
                 record.started_at = time.time()
-                self.run_io(self._deploy_or_fail, record, effect.attempt)
+                source = self.checkpointing.restore_source(record)
+                self.run_io(self._deploy_or_fail, record, effect.attempt, source)
             elif isinstance(effect, CancelTasks):
                 self._cancel_tasks(record, effect.attempt)
             elif isinstance(effect, ReleaseSlots):
@@ -390,8 +400,6 @@ class Dispatcher:
                 record.coordinator.tasks = set(graph.subtasks)
                 if record.coordinator.latest() is not None:
                     record.coordinator.counts["restored"] += 1
-        with self._job_state_changed:
-            self._job_state_changed.notify_all()
         if state == SUSPENDED:
             log.warning(
                 "job %s (%s) is SUSPENDED: %s", record.job_id, graph.name, graph.status_message
@@ -418,6 +426,7 @@ class Dispatcher:
     def _schedule(self, now: float) -> None:
         """On the loop: offer free slots to the jobs waiting for them, in order."""
         for record in [r for r in self.jobs.values() if r.batch is not None]:
+            self._dirty.add(record.job_id)  # its stages' progress
             record.master.now = now
             decision = self.batch.schedule(record, now)  # stage by stage
             if decision is not None:
@@ -448,12 +457,12 @@ class Dispatcher:
                 channel = self._channels[address] = self.jm.command_channel(address)
         return cluster_pb2_grpc.TaskExecutorGatewayStub(channel)
 
-    def _deploy_or_fail(self, record: JobRecord, attempt: int) -> None:
+    def _deploy_or_fail(self, record: JobRecord, attempt: int, restore: Any) -> None:
         """On the executor: deploy, and tell the loop how it went. An unexpected error fails
         the job (restart strategy applies) instead of leaving it waiting for tasks that never
         start."""
         try:
-            failure = self._deploy(record, attempt)
+            failure = self._deploy(record, attempt, restore)
         except Exception as error:
             log.exception("deploying job %s failed", record.job_id)
             failure = ("", error)
@@ -462,7 +471,9 @@ class Dispatcher:
         else:
             self.post(self._deploy_failed, record, attempt, *failure)
 
-    def _deploy(self, record: JobRecord, attempt: int) -> tuple[str, Exception] | None:
+    def _deploy(
+        self, record: JobRecord, attempt: int, restore_source: Any
+    ) -> tuple[str, Exception] | None:
         """Deploy in two phases: each TaskManager first starts the job's slot processes and
         answers their data addresses, so that every producer is deployed knowing where its
         consumers listen; then every TaskManager gets the subtasks with those locations.
@@ -473,8 +484,7 @@ class Dispatcher:
         for (vertex_id, index), (_, address) in record.placement.items():
             by_address[address].append((vertex_id, index))
         slot_numbers = graph.slot_numbers()
-        with self.lock:
-            restore = self.checkpointing.restore_bytes(record)
+        restore = self.checkpointing.restore_bytes(record, restore_source)
         log.info(
             "deploying job %s attempt %d to %d TaskManager(s)",
             record.job_id,
@@ -593,6 +603,7 @@ class Dispatcher:
         for index, record in enumerate(ended):
             if index < excess or now - record.ended_at > expiration_s:
                 del self.jobs[record.job_id]
+                self._dirty.add(record.job_id)
                 self.checkpointing.forget(record.job_id)
 
     def expire_history(self) -> None:
@@ -630,7 +641,7 @@ class Dispatcher:
         self.post(self._fail_job, record, reason)
 
     def _fail_job(self, record: JobRecord, reason: str) -> None:
-        if self.jobs.get(record.job_id) is not record:
+        if self.jobs.get(record.job_id) is not record or not self.jm.serves():
             return
         if record.batch is not None and record.graph.state == RUNNING:
             self.batch.stopping(record)
@@ -664,14 +675,18 @@ class Dispatcher:
         return self.checkpointing.trigger_savepoint(record, target_dir, "stop")
 
     def savepoint_status(self, job_id: str, trigger_id: str) -> dict:
+        """A savepoint's progress (Flink's REST shape); KeyError for an unknown one."""
+        return self.ask(self._savepoint_status, job_id, trigger_id)
+
+    def _savepoint_status(self, job_id: str, trigger_id: str) -> dict:
         status = self.checkpointing.savepoints.get(trigger_id)
         if status is None or status["job_id"] != job_id:
             raise KeyError(f"no savepoint {trigger_id} for job {job_id}")
         return {k: v for k, v in status.items() if k in ("status", "operation")}
 
     def checkpoint_stats(self, job_id: str) -> dict:
-        with self.lock:
-            return self.checkpointing.stats(self._get(job_id))
+        """The job's checkpoint statistics; KeyError for an unknown job."""
+        return self.ask(lambda: self.checkpointing.stats(self._get(job_id)))
 
     def checkpoint_config(self, job_id: str) -> dict:
         record = self._get(job_id)
@@ -740,6 +755,8 @@ class Dispatcher:
     def _update_metrics(self, metrics: list[pb.TaskMetrics]) -> None:
         for metric in metrics:
             record = self.jobs.get(metric.job_id)
+            if record is not None:
+                self._dirty.add(record.job_id)
             if record is not None and record.batch is not None:
                 self.batch.metrics(record, metric)
                 continue
@@ -771,93 +788,66 @@ class Dispatcher:
 
     # -------------------------------------------------------------- views
 
-    def summary(self, record: JobRecord) -> dict[str, Any]:
-        now = time.time()
-        start = record.started_at if record.started_at > 0 else record.submitted_at
-        end = record.ended_at
-        duration = int(((end if end > 0 else now) - start) * 1000)
-        return {
-            "jid": record.job_id,
-            "name": record.graph.name,
-            "state": record.graph.state,
-            "start-time": int(start * 1000),
-            "end-time": int(end * 1000) if end > 0 else -1,
-            "duration": duration,
-            "last-modification": int((end if end > 0 else now) * 1000),
-            "tasks": {k.lower(): v for k, v in record.graph.task_counts().items()},
-        }
+    def _publish(self) -> None:
+        """On the loop: publish a new snapshot of every job the last events touched."""
+        if not self._dirty:
+            return
+        views = dict(self._views)
+        changed = False
+        for job_id in self._dirty:
+            record = self.jobs.get(job_id)
+            if record is None:
+                views.pop(job_id, None)
+                continue
+            view = snapshot(record)
+            previous = views.get(job_id)
+            changed = changed or previous is None or previous.state != view.state
+            views[job_id] = view
+        self._dirty.clear()
+        self._views = views  # one assignment: readers see the old table or the new one
+        if changed:
+            with self._job_state_changed:
+                self._job_state_changed.notify_all()
+
+    def _view(self, job_id: str) -> JobSnapshot:
+        view = self._views.get(job_id)
+        if view is None:
+            raise KeyError(f"no job with id {job_id}")
+        return view
 
     def summaries(self) -> list[dict[str, Any]]:
-        with self.lock:
-            records = sorted(self.jobs.values(), key=lambda r: r.submitted_at, reverse=True)
-            return [self.summary(record) for record in records]
+        """Every job's line of ``/jobs/overview``, newest first (any thread)."""
+        now = time.time()
+        views = sorted(self._views.values(), key=lambda v: v.submitted_at, reverse=True)
+        return [view.summary(now) for view in views]
 
     def details(self, job_id: str) -> dict[str, Any]:
-        with self.lock:
-            record = self._get(job_id)
-            graph = record.graph
-            details = self.summary(record)
-            details["status-message"] = graph.status_message
-            details["failure"] = graph.failure
-            details["attempt"] = graph.attempt
-            details["restarts"] = graph.restarts
-            details["restart-strategy"] = record.strategy.describe()
-            details["exceptions"] = [
-                {"exception": text, "location": where, "timestamp": at}
-                for text, where, at in reversed(graph.failures)
-            ]
-            details["plan"] = record.plan
-            vertices = []
-            for vertex in graph.vertices:
-                subtasks = [s for s in graph.subtasks.values() if s.vertex_id == vertex.id]
-                vertices.append(
-                    {
-                        "id": vertex.id,
-                        "name": vertex.name,
-                        "parallelism": vertex.parallelism,
-                        "status": graph.vertex_state(vertex.id),
-                        "tasks": {k.lower(): v for k, v in graph.task_counts(vertex.id).items()},
-                        "metrics": {
-                            "read-records": sum(s.records_in for s in subtasks),
-                            "write-records": sum(s.records_out for s in subtasks),
-                            # Strom's: a file source's input read so far, and in all
-                            "input-bytes-read": sum(s.input_bytes_read for s in subtasks),
-                            "input-bytes-total": sum(s.input_bytes_total for s in subtasks),
-                        },
-                        "subtasks": [
-                            {
-                                "subtask": s.index,
-                                "status": s.state,
-                                "taskmanager-id": s.resource_id,
-                                "host": s.location,
-                            }
-                            for s in sorted(subtasks, key=lambda s: s.index)
-                        ],
-                    }
-                )
-            details["vertices"] = vertices
-            if record.batch is not None:
-                for vertex in vertices:  # each stage's own times
-                    vertex.update(self.batch.vertex_times(record, vertex["id"]))
-                details["executions"] = {
-                    f"{v}/{i}": n for (v, i), n in record.batch.executions.items()
-                }
-            return details
+        """The job's details (any thread); KeyError when there is no such job. The nested
+        values are the published snapshot's: read them, do not change them."""
+        return self._view(job_id).full()
+
+    def reported_records(self, job_id: str) -> dict[tuple[str, int], tuple[int, int]]:
+        """Records in and out per subtask as last reported (empty for an unknown job)."""
+        view = self._views.get(job_id)
+        return dict(view.records) if view is not None else {}
 
     def await_termination(self, job_id: str, timeout_s: float) -> None:
-        """Block until the job has ended or ``timeout_s`` passed."""
+        """Block until the job has ended or ``timeout_s`` passed (any thread)."""
         deadline = time.monotonic() + timeout_s
-        record = self._get(job_id)
+        self._view(job_id)
         with self._job_state_changed:
-            while record.graph.state not in TERMINAL_JOB_STATES:
+            while True:
+                view = self._views.get(job_id)
+                if view is not None and view.state in TERMINAL_JOB_STATES:
+                    return  # (a suspended job is gone from the table: wait as for a running one)
                 remaining = deadline - time.monotonic()
                 if remaining <= 0:
                     return
                 self._job_state_changed.wait(remaining)
 
     def counts(self) -> list[str]:
-        with self.lock:
-            return [record.graph.state for record in self.jobs.values()]
+        """The state of every job (any thread)."""
+        return [view.state for view in self._views.values()]
 
 
 def _nothing() -> None:
