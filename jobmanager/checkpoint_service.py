@@ -345,7 +345,7 @@ class CheckpointService:
 
     def _write_metadata(self, record: JobRecord, effect: WriteMetadata) -> None:
         """Write the metadata, then (a checkpoint) publish it; report the outcome."""
-        failure = None
+        failure, counted = None, True
         try:
             record.storage.write_metadata(effect.location, effect.metadata)
         except OSError as error:
@@ -355,11 +355,17 @@ class CheckpointService:
                 record.job_id, effect.checkpoint_id, effect.location
             )
             if not published:
-                failure = "it is not in high-availability storage (this JobManager was deposed)"
-        self.dispatcher.post(self._metadata_outcome, record, effect, failure)
+                # Not the job's fault: this JobManager was deposed, or its connection to
+                # ZooKeeper dropped; it does not count towards failing the job.
+                failure, counted = (
+                    "it is not in high-availability storage (this JobManager was deposed or "
+                    "lost its connection to ZooKeeper)",
+                    False,
+                )
+        self.dispatcher.post(self._metadata_outcome, record, effect, failure, counted)
 
     def _metadata_outcome(
-        self, record: JobRecord, effect: WriteMetadata, failure: str | None
+        self, record: JobRecord, effect: WriteMetadata, failure: str | None, counted: bool
     ) -> None:
         """On the loop: the metadata of a checkpoint or savepoint was written, or not."""
         now = time.time()
@@ -373,7 +379,7 @@ class CheckpointService:
                 record.job_id,
                 failure,
             )
-            effects = coordinator.metadata_failed(now, effect.checkpoint_id, failure)
+            effects = coordinator.metadata_failed(now, effect.checkpoint_id, failure, counted)
         else:
             completing = effect.checkpoint_id in coordinator.pending
             effects = coordinator.metadata_written(now, effect.checkpoint_id)

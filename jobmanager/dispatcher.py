@@ -24,7 +24,7 @@ import queue
 import re
 import threading
 import time
-from collections import defaultdict
+from collections import defaultdict, deque
 from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -130,7 +130,14 @@ class Dispatcher:
         self._views: dict[str, JobSnapshot] = {}
         #: jobs whose snapshot the loop must publish anew
         self._dirty: set[str] = set()
-        self._events: queue.SimpleQueue[tuple[Callable[..., Any], tuple]] = queue.SimpleQueue()
+        #: (handler, its arguments, urgent): urgent events are handled even while paused
+        self._events: queue.SimpleQueue[tuple[Callable[..., Any], tuple, bool]] = (
+            queue.SimpleQueue()
+        )
+        #: while paused (leadership in doubt) the loop holds every event but the urgent ones,
+        #: and handles them in order once it resumes; loop-owned
+        self._paused = False
+        self._held: deque[tuple[Callable[..., Any], tuple, bool]] = deque()
         #: (due time, sequence, callback): touched only by the loop thread
         self._timers: list[tuple[float, int, Callable[[], Any]]] = []
         self._sequence = itertools.count()
@@ -161,11 +168,11 @@ class Dispatcher:
 
     def post(self, handler: Callable[..., Any], *args: Any) -> None:
         """Have the loop call ``handler(*args)`` (any thread; returns at once)."""
-        self._events.put((handler, args))
+        self._events.put((handler, args, False))
 
-    def ask(self, handler: Callable[..., Any], *args: Any) -> Any:
-        """Have the loop call ``handler(*args)`` and answer its result (or raise its error).
-        On the loop itself, call it directly."""
+    def ask(self, handler: Callable[..., Any], *args: Any, urgent: bool = False) -> Any:
+        """Have the loop call ``handler(*args)`` and answer its result (or raise its error);
+        ``urgent``: even while the loop is paused. On the loop itself, call it directly."""
         if threading.current_thread() is self._thread:
             return handler(*args)
         answer: Future = Future()
@@ -176,8 +183,25 @@ class Dispatcher:
             except BaseException as error:  # handed to the asking thread
                 answer.set_exception(error)
 
-        self.post(run)
+        self._events.put((run, (), urgent))
         return answer.result(timeout=_ASK_TIMEOUT_S)
+
+    def pause(self) -> None:
+        """Stop acting (this JobManager's leadership is in doubt): hold every job event —
+        task reports, timers, checkpoint ticks, slot offers — so that no command goes to a
+        TaskManager, until :meth:`resume` or :meth:`suspend_jobs`."""
+        self._events.put((self._set_paused, (True,), True))
+
+    def resume(self) -> None:
+        """Act again: handle the held events in order, then the new ones."""
+        self._events.put((self._set_paused, (False,), True))
+
+    def _set_paused(self, paused: bool) -> None:
+        if paused != self._paused:
+            log.warning(
+                "the dispatcher %s", "holds every job event" if paused else "handles events again"
+            )
+        self._paused = paused
 
     def call_later(self, delay_s: float, handler: Callable[[], Any]) -> None:
         """Have the loop call ``handler()`` after ``delay_s`` (a timer: no thread)."""
@@ -204,23 +228,36 @@ class Dispatcher:
     def _add_timer(self, at: float, handler: Callable[[], Any]) -> None:
         heapq.heappush(self._timers, (at, next(self._sequence), handler))
 
+    def _next_event(self, housekeeping: float) -> tuple[Callable[..., Any], tuple, bool] | None:
+        """The next event to handle: a held one once resumed, else a new one, waiting at
+        most until the next timer or housekeeping is due."""
+        if self._held and not self._paused:
+            return self._held.popleft()
+        now = time.time()
+        due = self._timers[0][0] if self._timers else now + _HOUSEKEEPING_S
+        wait = max(0.0, min(due, housekeeping + _HOUSEKEEPING_S) - now)
+        try:
+            return self._events.get(timeout=_HOUSEKEEPING_S if self._paused else wait)
+        except queue.Empty:
+            return None
+
     def _loop(self) -> None:
         housekeeping = 0.0
         while not self._stopped.is_set():
-            now = time.time()
-            due = self._timers[0][0] if self._timers else now + _HOUSEKEEPING_S
-            wait = max(0.0, min(due, housekeeping + _HOUSEKEEPING_S) - now)
-            try:
-                event = self._events.get(timeout=wait)
-            except queue.Empty:
-                event = None
+            event = self._next_event(housekeeping)
             if self._stopped.is_set():
                 return
+            if event is not None and self._paused and not event[2]:
+                self._held.append(event)
+                continue
             with self.lock:
                 try:
                     if event is not None:
-                        handler, args = event
+                        handler, args, _ = event
                         handler(*args)
+                    if self._paused:
+                        self._publish()
+                        continue
                     now = time.time()
                     while self._timers and self._timers[0][0] <= now:
                         _, _, handler = heapq.heappop(self._timers)
@@ -627,7 +664,7 @@ class Dispatcher:
         Nothing is cancelled on the TaskManagers (the new leader owns those tasks now); the
         jobs stop being scheduled and checkpointed, and a deployment or restart under way
         finds them gone and stops."""
-        self.ask(self._suspend_jobs, reason)
+        self.ask(self._suspend_jobs, reason, urgent=True)
 
     def _suspend_jobs(self, reason: str) -> None:
         now = time.time()
@@ -635,6 +672,7 @@ class Dispatcher:
             del self.jobs[record.job_id]
             self._execute(record, record.master.suspend(now, reason))
         self._pending.clear()
+        self._paused = False  # what was held concerns jobs it no longer has
 
     def fail_job(self, record: JobRecord, reason: str) -> None:
         """Fail the job from outside its tasks (too many failed checkpoints)."""
