@@ -21,15 +21,15 @@ carries them out with the dispatcher's slots, TaskManager stubs and execution gr
   and the rest on every TaskManager that ran one of the job's subtasks when the job ends.
 
 The execution graph's subtasks mirror the scheduler's states, so the REST API and dashboard
-show which stage runs and which finished with no BATCH case of their own. All methods but
-the deployment thread run under the dispatcher's lock.
+show which stage runs and which finished with no BATCH case of their own. Every method runs
+on the dispatcher's loop except the blocking calls to TaskManagers (deploy, cancel, release
+partitions), which run on its bounded executor.
 """
 
 from __future__ import annotations
 
 import itertools
 import logging
-import threading
 import time
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
@@ -164,9 +164,7 @@ class BatchJobs:
             record.started_at = time.time()
         graph.status_message = self._stage_message(record)
         for deployment in planned:
-            threading.Thread(
-                target=self._deploy, args=(record, deployment), name="jm-batch-deploy", daemon=True
-            ).start()
+            self.dispatcher.run_io(self._deploy, record, deployment)
         return None
 
     def _reserved_for_streaming(self) -> int:
@@ -354,11 +352,7 @@ class BatchJobs:
             execution = run.executions.get(subtask_id)
             address = record.placement.get(subtask_id, ("", ""))[1]
             if execution is not None and address:
-                threading.Thread(
-                    target=self._cancel_execution,
-                    args=(address, record.job_id, execution),
-                    daemon=True,
-                ).start()
+                self.dispatcher.run_io(self._cancel_execution, address, record.job_id, execution)
         for subtask_id in failover.rerun:
             run.ended.pop(subtask_id[0], None)
             run.executions.pop(subtask_id, None)
@@ -375,9 +369,7 @@ class BatchJobs:
             delay,
         )
         graph.status_message = f"BATCH region failover: re-running {len(failover.rerun)} subtask(s)"
-        timer = threading.Timer(delay, self.dispatcher.wake)
-        timer.daemon = True
-        timer.start()
+        self.dispatcher.call_later(delay, self.dispatcher.wake)
         return Decision()
 
     def _release_partition(self, record: JobRecord, producer: SubtaskId, address: str) -> None:
@@ -394,7 +386,7 @@ class BatchJobs:
             except grpc.RpcError as error:
                 log.info("could not release a partition on %s: %s", address, error.code())
 
-        threading.Thread(target=release, name="jm-batch-release", daemon=True).start()
+        self.dispatcher.run_io(release)
 
     def _cancel_execution(self, address: str, job_id: str, execution: int) -> None:
         try:
@@ -424,7 +416,7 @@ class BatchJobs:
                 log.info("could not release partitions on %s: %s", address, error.code())
 
         for address in set(record.batch.addresses.values()) & registered:
-            threading.Thread(target=release, args=(address,), daemon=True).start()
+            self.dispatcher.run_io(release, address)
 
     @staticmethod
     def vertex_times(record: JobRecord, vertex_id: str) -> dict[str, int]:

@@ -263,13 +263,17 @@ class CheckpointCoordinator:
             effects.append(SavepointDone(pending.trigger_id, location, then=pending.then))
         return effects
 
-    def metadata_failed(self, now: float, checkpoint_id: int, reason: str) -> list[Effect]:
-        """Writing or publishing the metadata failed: the checkpoint failed."""
+    def metadata_failed(
+        self, now: float, checkpoint_id: int, reason: str, counted: bool = True
+    ) -> list[Effect]:
+        """Writing or publishing the metadata failed: the checkpoint failed. Not ``counted``
+        against the tolerable failures when it was not the job's fault (high availability
+        could not take its pointer: this JobManager's leadership is in doubt)."""
         self._abandoned.pop(checkpoint_id, None)
         pending = self.pending.get(checkpoint_id)
         if pending is None or not pending.finalizing:
             return []
-        return self._failed(now, checkpoint_id, f"writing metadata failed: {reason}")
+        return self._failed(now, checkpoint_id, f"writing metadata failed: {reason}", counted)
 
     def abort(self, now: float, reason: str) -> list[Effect]:
         """The job restarts (or its JobManager no longer leads): every pending checkpoint is
@@ -371,12 +375,14 @@ class CheckpointCoordinator:
             "operators": operators,
         }
 
-    def _failed(self, now: float, checkpoint_id: int, reason: str) -> list[Effect]:
+    def _failed(
+        self, now: float, checkpoint_id: int, reason: str, counted: bool = True
+    ) -> list[Effect]:
         pending = self.pending.get(checkpoint_id)
         if pending is None:
             return []
         effects: list[Effect] = []
-        if self.fail(checkpoint_id, now, reason):
+        if self.fail(checkpoint_id, now, reason, counted):
             effects.append(FailJob(TOO_MANY_FAILURES))
         if pending.trigger_id:
             effects.append(SavepointDone(pending.trigger_id, failure=reason))
@@ -454,8 +460,9 @@ class CheckpointCoordinator:
                     self.fail(older, now, SUBSUMED)
         return done, discarded
 
-    def fail(self, checkpoint_id: int, now: float, reason: str) -> bool:
-        """Abort a pending checkpoint; True if too many failed in a row (the job must fail)."""
+    def fail(self, checkpoint_id: int, now: float, reason: str, counted: bool = True) -> bool:
+        """Abort a pending checkpoint; True if too many failed in a row (the job must fail).
+        One not ``counted`` does not count against the tolerable failures."""
         pending = self.pending.pop(checkpoint_id, None)
         if pending is None:
             return False
@@ -463,7 +470,7 @@ class CheckpointCoordinator:
         self.history.append(
             FailedCheckpoint(checkpoint_id, pending.triggered_at, now, reason, pending.is_savepoint)
         )
-        if pending.is_savepoint or reason == SUBSUMED:
+        if pending.is_savepoint or reason == SUBSUMED or not counted:
             return False
         self.consecutive_failures += 1
         return self.consecutive_failures > self.settings.tolerable_failures

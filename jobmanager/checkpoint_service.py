@@ -2,14 +2,15 @@
 
 The coordinators decide (pure, see that module); this shell feeds them events — a clock tick
 every 50 ms, the tasks' states, acknowledgements and declines from the TaskManagers, savepoint
-requests, the outcome of metadata writes — and carries out the effects they answer with on
-bounded executors: commands to TaskManagers (in order per TaskManager, so a trigger never
-overtakes the one before), and storage work (metadata, deletions). A checkpoint's metadata is
+requests, the outcome of metadata writes — on the dispatcher's loop, one at a time with the
+JobMasters' events, and carries out the effects they answer with on bounded executors:
+commands to TaskManagers (in order per TaskManager, so a trigger never overtakes the one
+before), and storage work (metadata, deletions). A checkpoint's metadata is
 written last, then published to high availability; only then is it complete, are the tasks
 told (two-phase-commit sinks commit) and are the checkpoints it subsumes deleted.
 
-Every event is handled under the dispatcher's lock, which only submits work: no RPC or file
-I/O happens while it is held.
+Handlers on other threads (gRPC, REST, the executors) post their events to the loop or ask
+it; no RPC or file I/O happens on the loop.
 """
 
 from __future__ import annotations
@@ -107,9 +108,7 @@ class CheckpointService:
 
     def __init__(self, dispatcher: Dispatcher) -> None:
         self.dispatcher = dispatcher
-        self.lock = dispatcher.lock
         self._stopped = threading.Event()
-        self._thread = threading.Thread(target=self._loop, name="jm-checkpoints", daemon=True)
         self._rpc = ThreadPoolExecutor(_RPC_WORKERS, thread_name_prefix="jm-checkpoint-rpc")
         self._storage = ThreadPoolExecutor(_STORAGE_WORKERS, thread_name_prefix="jm-checkpoint-io")
         self._channels: dict[str, grpc.Channel] = {}
@@ -119,7 +118,7 @@ class CheckpointService:
         self.savepoints: dict[str, dict[str, Any]] = {}
 
     def start(self) -> None:
-        self._thread.start()
+        self.dispatcher.call_later(_TICK_S, self._tick)
 
     def stop(self) -> None:
         self._stopped.set()
@@ -148,39 +147,44 @@ class CheckpointService:
 
     # ------------------------------------------------------------------ events
 
-    def _loop(self) -> None:
-        while not self._stopped.wait(_TICK_S):
-            try:
-                self.tick(time.time())
-            except Exception:
-                log.exception("checkpoint scheduling failed")
+    def _tick(self) -> None:
+        """On the loop, every ``_TICK_S``: the clock event of every coordinator."""
+        if self._stopped.is_set():
+            return
+        try:
+            self.tick(time.time())
+        finally:
+            self.dispatcher.call_later(_TICK_S, self._tick)
 
     @staticmethod
     def _observe(record: JobRecord, now: float) -> list[Effect]:
-        """Tell the coordinator the job's current state (caller holds the lock)."""
+        """Tell the coordinator the job's current state (on the loop)."""
         graph = record.graph
         states = {key: subtask.state for key, subtask in graph.subtasks.items()}
         return record.coordinator.observe(now, graph.state == RUNNING, states)
 
     def tick(self, now: float) -> None:
-        """Expire and trigger checkpoints of every job."""
-        with self.lock:
-            for record in list(self.dispatcher.jobs.values()):
-                if record.coordinator is None:
-                    continue
-                if record.graph.state != RUNNING and not record.coordinator.job_running:
-                    continue
-                effects = self._observe(record, now)
-                self._execute(record, effects + record.coordinator.tick(now))
+        """Expire and trigger checkpoints of every job (on the loop)."""
+        for record in list(self.dispatcher.jobs.values()):
+            if record.coordinator is None:
+                continue
+            if record.graph.state != RUNNING and not record.coordinator.job_running:
+                continue
+            effects = self._observe(record, now)
+            self._execute(record, effects + record.coordinator.tick(now))
 
     def task_finished(self, record: JobRecord) -> None:
-        """A task finished: it acknowledges the checkpoints still waiting for it."""
-        with self.lock:
-            if record.coordinator is not None:
-                self._execute(record, self._observe(record, time.time()))
+        """A task finished: it acknowledges the checkpoints still waiting for it (on the
+        loop)."""
+        if record.coordinator is not None:
+            self._execute(record, self._observe(record, time.time()))
 
     def trigger_savepoint(self, record: JobRecord, target: str | None, then: str = "") -> str:
-        """Start a savepoint; returns its trigger id. ``then``: "cancel" or "stop" after it."""
+        """Start a savepoint; returns its trigger id. ``then``: "cancel" or "stop" after it.
+        ValueError when the job cannot take one now."""
+        return self.dispatcher.ask(self._trigger_savepoint, record, target, then)
+
+    def _trigger_savepoint(self, record: JobRecord, target: str | None, then: str) -> str:
         directory = target or record.config["state.savepoints.dir"]
         if not directory:
             raise ValueError(
@@ -188,72 +192,75 @@ class CheckpointService:
                 "state.savepoints.dir"
             )
         now = time.time()
-        with self.lock:
-            coordinator = self.coordinator_for(record)
-            effects = self._observe(record, now)
-            if not coordinator.ready():
-                self._execute(record, effects)
-                raise ValueError(
-                    f"job {record.job_id} is {record.graph.state}; a savepoint needs every task "
-                    "running or finished"
-                )
-            location = record.storage.savepoint_location(directory, record.job_id)
-            trigger_id = uuid.uuid4().hex
-            effects += coordinator.trigger_savepoint(now, trigger_id, location, then)
-            self.savepoints[trigger_id] = {
-                "job_id": record.job_id,
-                "status": {"id": "IN_PROGRESS"},
-                "then": then,
-                "checkpoint_id": coordinator.next_id - 1,
-            }
+        if self.dispatcher.jobs.get(record.job_id) is not record:
+            raise ValueError(f"job {record.job_id} is {record.graph.state}")
+        coordinator = self.coordinator_for(record)
+        effects = self._observe(record, now)
+        if not coordinator.ready():
             self._execute(record, effects)
+            raise ValueError(
+                f"job {record.job_id} is {record.graph.state}; a savepoint needs every task "
+                "running or finished"
+            )
+        location = record.storage.savepoint_location(directory, record.job_id)
+        trigger_id = uuid.uuid4().hex
+        effects += coordinator.trigger_savepoint(now, trigger_id, location, then)
+        self.savepoints[trigger_id] = {
+            "job_id": record.job_id,
+            "status": {"id": "IN_PROGRESS"},
+            "then": then,
+            "checkpoint_id": coordinator.next_id - 1,
+        }
+        self._execute(record, effects)
         return trigger_id
 
     def acknowledge(self, ack: pb.CheckpointAck) -> None:
-        """A task's acknowledgement of a checkpoint."""
-        with self.lock:
-            record = self.dispatcher.jobs.get(ack.job_id)
-            if record is None or record.coordinator is None or record.graph.attempt != ack.attempt:
-                return
-            pending = record.coordinator.pending.get(ack.checkpoint_id)
-            if pending is None:
-                return
-            location = pending.target or record.storage.checkpoint_location(
-                record.job_id, ack.checkpoint_id
-            )
-            handle = handle_of(record, ack, location)
-            if handle is None:
-                return
-            task = (ack.vertex_id, ack.subtask)
-            effects = record.coordinator.acknowledged(time.time(), ack.checkpoint_id, task, handle)
-            self._execute(record, effects)
+        """A task's acknowledgement of a checkpoint (any thread)."""
+        self.dispatcher.post(self._acknowledge, ack)
+
+    def _acknowledge(self, ack: pb.CheckpointAck) -> None:
+        record = self.dispatcher.jobs.get(ack.job_id)
+        if record is None or record.coordinator is None or record.graph.attempt != ack.attempt:
+            return
+        pending = record.coordinator.pending.get(ack.checkpoint_id)
+        if pending is None:
+            return
+        location = pending.target or record.storage.checkpoint_location(
+            record.job_id, ack.checkpoint_id
+        )
+        handle = handle_of(record, ack, location)
+        if handle is None:
+            return
+        task = (ack.vertex_id, ack.subtask)
+        effects = record.coordinator.acknowledged(time.time(), ack.checkpoint_id, task, handle)
+        self._execute(record, effects)
 
     def decline(self, decline: pb.CheckpointDecline) -> None:
-        """A task could not take a checkpoint."""
-        with self.lock:
-            record = self.dispatcher.jobs.get(decline.job_id)
-            if record is None or record.coordinator is None:
-                return
-            effects = record.coordinator.declined(
-                time.time(), decline.checkpoint_id, decline.reason
-            )
-            self._execute(record, effects)
+        """A task could not take a checkpoint (any thread)."""
+        self.dispatcher.post(self._decline, decline)
+
+    def _decline(self, decline: pb.CheckpointDecline) -> None:
+        record = self.dispatcher.jobs.get(decline.job_id)
+        if record is None or record.coordinator is None:
+            return
+        effects = record.coordinator.declined(time.time(), decline.checkpoint_id, decline.reason)
+        self._execute(record, effects)
 
     def abort_pending(self, record: JobRecord, reason: str) -> None:
-        """The job restarts or is suspended: its pending checkpoints are given up."""
-        with self.lock:
-            if record.coordinator is not None:
-                self._execute(record, record.coordinator.abort(time.time(), reason))
+        """The job restarts or is suspended: its pending checkpoints are given up (on the
+        loop)."""
+        if record.coordinator is not None:
+            self._execute(record, record.coordinator.abort(time.time(), reason))
 
     def forget(self, job_id: str) -> None:
-        """A job left the history: its savepoint triggers go too. Caller holds the lock."""
+        """A job left the history: its savepoint triggers go too (on the loop)."""
         for trigger_id in [t for t, s in self.savepoints.items() if s["job_id"] == job_id]:
             del self.savepoints[trigger_id]
 
     # ------------------------------------------------------------------ effects
 
     def _execute(self, record: JobRecord, effects: list[Effect]) -> None:
-        """Carry the effects out: only submits work (the caller holds the lock)."""
+        """Carry the effects out: only submits work (on the loop)."""
         for effect in effects:
             if isinstance(effect, SendTrigger):
                 self._send_trigger(record, effect)
@@ -271,7 +278,7 @@ class CheckpointService:
                 record.checkpoint_metadata.pop(effect.checkpoint_id, None)
                 self._storage.submit(record.storage.discard, effect.location)
             elif isinstance(effect, FailJob):
-                self._storage.submit(self._fail_job, record, effect.reason)
+                self.dispatcher.fail_job(record, effect.reason)
             elif isinstance(effect, SavepointDone):
                 self._savepoint_done(record, effect)
 
@@ -338,7 +345,7 @@ class CheckpointService:
 
     def _write_metadata(self, record: JobRecord, effect: WriteMetadata) -> None:
         """Write the metadata, then (a checkpoint) publish it; report the outcome."""
-        failure = None
+        failure, counted = None, True
         try:
             record.storage.write_metadata(effect.location, effect.metadata)
         except OSError as error:
@@ -348,39 +355,44 @@ class CheckpointService:
                 record.job_id, effect.checkpoint_id, effect.location
             )
             if not published:
-                failure = "it is not in high-availability storage (this JobManager was deposed)"
+                # Not the job's fault: this JobManager was deposed, or its connection to
+                # ZooKeeper dropped; it does not count towards failing the job.
+                failure, counted = (
+                    "it is not in high-availability storage (this JobManager was deposed or "
+                    "lost its connection to ZooKeeper)",
+                    False,
+                )
+        self.dispatcher.post(self._metadata_outcome, record, effect, failure, counted)
+
+    def _metadata_outcome(
+        self, record: JobRecord, effect: WriteMetadata, failure: str | None, counted: bool
+    ) -> None:
+        """On the loop: the metadata of a checkpoint or savepoint was written, or not."""
         now = time.time()
-        with self.lock:
-            coordinator = record.coordinator
-            if self.dispatcher.jobs.get(record.job_id) is not record or coordinator is None:
-                return  # suspended meanwhile: the new leader owns the job
-            if failure is not None:
-                log.warning(
-                    "checkpoint %d of job %s failed: %s",
+        coordinator = record.coordinator
+        if self.dispatcher.jobs.get(record.job_id) is not record or coordinator is None:
+            return  # suspended meanwhile: the new leader owns the job
+        if failure is not None:
+            log.warning(
+                "checkpoint %d of job %s failed: %s",
+                effect.checkpoint_id,
+                record.job_id,
+                failure,
+            )
+            effects = coordinator.metadata_failed(now, effect.checkpoint_id, failure, counted)
+        else:
+            completing = effect.checkpoint_id in coordinator.pending
+            effects = coordinator.metadata_written(now, effect.checkpoint_id)
+            if completing:
+                record.checkpoint_metadata[effect.checkpoint_id] = effect.metadata
+                log.info(
+                    "%s %d of job %s complete at %s",
+                    "checkpoint" if effect.publish else "savepoint",
                     effect.checkpoint_id,
                     record.job_id,
-                    failure,
+                    effect.location,
                 )
-                effects = coordinator.metadata_failed(now, effect.checkpoint_id, failure)
-            else:
-                completing = effect.checkpoint_id in coordinator.pending
-                effects = coordinator.metadata_written(now, effect.checkpoint_id)
-                if completing:
-                    record.checkpoint_metadata[effect.checkpoint_id] = effect.metadata
-                    log.info(
-                        "%s %d of job %s complete at %s",
-                        "checkpoint" if effect.publish else "savepoint",
-                        effect.checkpoint_id,
-                        record.job_id,
-                        effect.location,
-                    )
-            self._execute(record, effects)
-
-    def _fail_job(self, record: JobRecord, reason: str) -> None:
-        with self.lock:
-            current = self.dispatcher.jobs.get(record.job_id) is record
-        if current and self.dispatcher.jm.serves():
-            self.dispatcher.fail_job(record, reason)
+        self._execute(record, effects)
 
     def _savepoint_done(self, record: JobRecord, effect: SavepointDone) -> None:
         status = self.savepoints.get(effect.trigger_id)
@@ -413,19 +425,31 @@ class CheckpointService:
 
     # ------------------------------------------------------------------ restore and views
 
-    def restore_bytes(self, record: JobRecord) -> bytes:
-        """What the next attempt restores from: the latest complete checkpoint, else the
-        savepoint the job was started from."""
+    @staticmethod
+    def restore_source(record: JobRecord) -> tuple[dict | None, str | None, dict | None]:
+        """On the loop: what the next attempt restores from — the latest complete
+        checkpoint's metadata if known, else its path to read, and the savepoint the job was
+        started from as the fallback. :meth:`restore_bytes` reads it off the loop."""
         coordinator = record.coordinator
         latest = coordinator.latest() if coordinator is not None else None
-        if latest is not None:
-            metadata = record.checkpoint_metadata.get(latest.id)
-            if metadata is None:
-                metadata = record.storage.read_metadata(latest.external_path)
-            if metadata is not None:
-                return encode_metadata(metadata)
-        if record.initial_restore is not None:
-            return encode_metadata(record.initial_restore)
+        if latest is None:
+            return None, None, record.initial_restore
+        metadata = record.checkpoint_metadata.get(latest.id)
+        return metadata, None if metadata else latest.external_path, record.initial_restore
+
+    @staticmethod
+    def restore_bytes(
+        record: JobRecord, source: tuple[dict | None, str | None, dict | None]
+    ) -> bytes:
+        """What the next attempt restores from, as the deployment carries it (reads the
+        metadata file when :meth:`restore_source` knew only its path: not on the loop)."""
+        metadata, path, initial = source
+        if metadata is None and path is not None:
+            metadata = record.storage.read_metadata(path)
+        if metadata is not None:
+            return encode_metadata(metadata)
+        if initial is not None:
+            return encode_metadata(initial)
         return b""
 
     def stats(self, record: JobRecord) -> dict[str, Any]:

@@ -428,14 +428,7 @@ class RestServer:
 
     def _reported(self, job_id: str) -> dict[tuple[str, int], tuple[int, int]]:
         """Records per subtask as last reported by heartbeats and final task states."""
-        record = self._record(job_id)
-        if record is None:
-            return {}
-        with self.jm.lock:
-            return {
-                key: (int(s.records_in), int(s.records_out))
-                for key, s in record.graph.subtasks.items()
-            }
+        return self.jm.dispatcher.reported_records(job_id)
 
     def _live(self, details: dict[str, Any]) -> job_views.LiveSample | None:
         """What the TaskManagers running the job sample right now; None for a job not running."""

@@ -250,6 +250,11 @@ class JobManager:
         return self.leadership is None or self.leadership.is_leader()
 
     def standby_message(self) -> str:
+        if self.leadership is not None and self.leadership.suspended():
+            return (
+                f"this JobManager ({self.advertised_address}) leads, but its connection to "
+                "ZooKeeper is suspended: it serves again when the connection is back"
+            )
         leader = self.leadership.leader_address() if self.leadership is not None else ""
         where = f"the leader is at {leader}" if leader else "no leader is elected yet"
         return f"this JobManager ({self.advertised_address}) stands by; {where}"

@@ -194,6 +194,20 @@ class SlotProcesses:
                 key = (request.job_id, request.attempt, assignment.slot)
                 with self.lock:
                     existing = self.processes.get(key)
+                    if existing is not None and existing.cancel_deadline is not None:
+                        # Not a repeated request: the same attempt deployed anew (a new leader
+                        # recovering the job) while the old one's slot process is still being
+                        # cancelled. Tasks deployed into it would die with it: wait for its end.
+                        self._ended_condition.wait_for(
+                            lambda k=key, e=existing: self.processes.get(k) is not e,
+                            timeout=self.cancellation_timeout_s + 5.0,
+                        )
+                        if self.processes.get(key) is existing:
+                            raise RuntimeError(
+                                f"slot process {existing.pid} of an earlier deployment of this "
+                                "attempt is still ending"
+                            )
+                        existing = self.processes.get(key)
                 if existing is not None:  # a repeated request
                     started.append(existing)
                     continue

@@ -184,6 +184,19 @@ def test_a_failed_metadata_write_fails_the_checkpoint_and_the_job_restarts_from_
     assert trigger(c, clock) == 3
 
 
+def test_a_checkpoint_high_availability_could_not_take_does_not_count_against_the_job():
+    """The pointer store refused the checkpoint (the JobManager's connection to ZooKeeper
+    dropped, or it was deposed): the checkpoint failed, but not by the job's fault."""
+    clock = Clock()
+    c = started(clock)  # no failure tolerated
+    ack_all(c, clock, trigger(c, clock))
+    assert c.metadata_failed(clock(), 1, "not in HA storage", counted=False) == []
+    assert c.history[-1].reason == "writing metadata failed: not in HA storage"
+    assert c.latest() is None
+    ack_all(c, clock, trigger(c, clock))
+    assert c.metadata_failed(clock(), 2, "disk full") == [FailJob(TOO_MANY_FAILURES)]
+
+
 def test_a_restart_while_the_metadata_is_written_discards_that_checkpoint():
     clock = Clock()
     c = started(clock)

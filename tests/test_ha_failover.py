@@ -47,8 +47,9 @@ class HaCluster(LocalCluster):
         )
         self.jobmanagers: dict[int, subprocess.Popen] = {}  # rest port → process
 
-    def start_standby_capable_jobmanager(self) -> int:
-        """Start a JobManager on fresh ports; returns its REST port."""
+    def start_standby_capable_jobmanager(self, *overrides: str) -> int:
+        """Start a JobManager on fresh ports (and ``key=value`` ``overrides`` of the
+        configuration); returns its REST port."""
         rpc, rest = free_port(), free_port()
         self._count += 1
         log = open(self.log_dir / f"jobmanager-{rest}.log", "wb")  # noqa: SIM115
@@ -63,6 +64,7 @@ class HaCluster(LocalCluster):
                 f"jobmanager.rpc.port={rpc}",
                 "-D",
                 f"rest.port={rest}",
+                *(arg for override in overrides for arg in ("-D", override)),
             ],
             stdout=log,
             stderr=subprocess.STDOUT,

@@ -31,14 +31,16 @@ def zookeeper():
     server.stop()
 
 
-def ha_config(zookeeper: ZooKeeperServer, storage: Path, cluster: str = "/test") -> StromConfig:
+def ha_config(
+    zookeeper: ZooKeeperServer, storage: Path, cluster: str = "/test", session: str = SESSION
+) -> StromConfig:
     return StromConfig(
         {
             "high-availability.type": "zookeeper",
             "high-availability.zookeeper.quorum": zookeeper.address,
             "high-availability.storageDir": f"file://{storage}",
             "high-availability.cluster-id": cluster,
-            "high-availability.zookeeper.client.session-timeout": SESSION,
+            "high-availability.zookeeper.client.session-timeout": session,
         }
     )
 
@@ -51,8 +53,15 @@ class Contender:
         self.services.start()
         self.granted: list[int] = []
         self.revoked = threading.Event()
+        self.suspended = threading.Event()
+        self.resumed: list[int] = []
         self.election = self.services.leader_election(
-            f"{name}:6123", f"{name}:8081", self.granted.append, self.revoked.set
+            f"{name}:6123",
+            f"{name}:8081",
+            self.granted.append,
+            self.revoked.set,
+            self.suspended.set,
+            self.resumed.append,
         )
         self.election.start()
 
@@ -228,16 +237,33 @@ def test_a_deposed_leaders_writes_are_refused(zookeeper, tmp_path):
         leader.stop()
 
 
-def test_a_leader_cut_off_from_zookeeper_gives_up_its_lead_and_regains_it(zookeeper, tmp_path):
+def test_a_leader_cut_off_from_zookeeper_past_its_session_gives_up_its_lead(zookeeper, tmp_path):
     leader = Contender(ha_config(zookeeper, tmp_path), "jm-a")
     try:
         poll_for(lambda: leader.granted, what="the contender to lead")
         zookeeper.kill()
+        poll_for(leader.suspended.is_set, timeout=20, what="the lead to be in doubt")
         poll_for(leader.revoked.is_set, timeout=20, what="the lead to be given up")
         assert not leader.election.is_leader()
         zookeeper.start()
-        # Its session outlived the outage, so its candidacy (and token) still stands.
         poll_for(lambda: len(leader.granted) == 2, timeout=30, what="the lead to come back")
-        assert leader.granted[1] == leader.granted[0]
+    finally:
+        leader.stop()
+
+
+def test_a_leader_cut_off_from_zookeeper_within_its_session_leads_on(zookeeper, tmp_path):
+    """A suspended connection puts the lead in doubt (the JobManager stops acting on it);
+    back before the session expired, the candidacy and its token still stand: it leads on
+    without having given up its lead."""
+    leader = Contender(ha_config(zookeeper, tmp_path, session="10 s"), "jm-a")
+    try:
+        poll_for(lambda: leader.granted, what="the contender to lead")
+        zookeeper.kill()
+        poll_for(leader.suspended.is_set, timeout=20, what="the lead to be in doubt")
+        assert leader.election.is_leader() and leader.election.paused
+        zookeeper.start()
+        poll_for(lambda: leader.resumed, timeout=30, what="the lead to go on")
+        assert leader.resumed == leader.granted == leader.granted[:1]
+        assert not leader.revoked.is_set() and not leader.election.paused
     finally:
         leader.stop()

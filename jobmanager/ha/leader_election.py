@@ -9,10 +9,11 @@ commands carrying a lower token than the highest it has seen.
 
 The leader publishes its gRPC and REST addresses with the token in the ephemeral node
 ``<root>/leader``, which :class:`LeaderRetrieval` watches. A leader whose connection to
-ZooKeeper is suspended keeps leading for ``suspension_grace`` seconds (a third of the session
-timeout: kazoo notices a silent server after two thirds, so the grace ends before ZooKeeper
-can expire the session and elect another) and is revoked after it unless it reconnected;
-a lost session is contended anew.
+ZooKeeper is suspended stops acting as leader at once (``on_suspend``: its JobManager holds
+every job event, so it decides and sends nothing new) because another may be elected
+meanwhile; if it reconnects within ``suspension_grace`` (the session timeout) with its latch
+node still the lowest, its session was alive and it leads on (``on_resume``), else it is
+revoked: the session expired, and it contends anew as a standby.
 Writes to HA storage are fenced with :meth:`LeaderElection.fence`, a ZooKeeper transaction
 check that the leader's latch node still exists, so a deposed leader cannot overwrite the
 new one's state.
@@ -76,9 +77,15 @@ class LeaderElection:
         on_grant: Callable[[int], None],
         on_revoke: Callable[[], None],
         suspension_grace: float = 0.0,
+        on_suspend: Callable[[], None] | None = None,
+        on_resume: Callable[[int], None] | None = None,
     ) -> None:
         self._client = client
         self._suspension_grace = suspension_grace
+        self._on_suspend = on_suspend
+        self._on_resume = on_resume
+        #: leading, but the connection is suspended: not acting as leader until it is back
+        self._paused = False
         self._suspended_timer: threading.Timer | None = None
         self._latch = f"{root}/{LATCH}"
         self._leader_path = f"{root}/{LEADER}"
@@ -108,8 +115,15 @@ class LeaderElection:
 
     @property
     def token(self) -> int | None:
-        """The fencing token while this contender leads, else ``None``."""
+        """The fencing token while this contender leads, else ``None``. A command decided
+        before a suspension still carries it: if another leader was elected meanwhile, the
+        TaskManagers know a higher token and refuse it."""
         return self._token
+
+    @property
+    def paused(self) -> bool:
+        """Whether this contender leads but its connection to ZooKeeper is suspended."""
+        return self._paused
 
     def is_leader(self) -> bool:
         return self._token is not None
@@ -147,27 +161,46 @@ class LeaderElection:
                         self._suspended_timer.cancel()
                         self._suspended_timer = None
                     self._check()
+                    self._resume_if_leading()
             except Exception as error:  # a ZooKeeper call failed: try again on the next event
                 log.warning("leader election: %s while handling %s", error, event)
                 if event == "check":
                     self._retry_later()
 
     def _suspended(self) -> None:
-        if self._token is None:
+        if self._token is None or self._paused:
             return
         if self._suspension_grace <= 0:
             self._revoke("the connection to ZooKeeper is suspended")
             return
         log.warning(
-            "the connection to ZooKeeper is suspended; still leading for %.1f s",
+            "the connection to ZooKeeper is suspended: not acting as leader until it is back; "
+            "standing by if it is not back within %.1f s (the session timeout)",
             self._suspension_grace,
         )
+        self._paused = True
+        if self._on_suspend is not None:
+            self._on_suspend()
         timer = threading.Timer(
             self._suspension_grace, lambda: self._events.put("suspended-too-long")
         )
         timer.daemon = True
         self._suspended_timer = timer
         timer.start()
+
+    def _resume_if_leading(self) -> None:
+        """Back from a suspension with the latch still ours: the session lived on, lead on."""
+        if not self._paused or self._token is None or not self._client.connected:
+            return
+        self._paused = False
+        log.info(
+            "the connection to ZooKeeper is back and this JobManager (%s) still leads, "
+            "fencing token %d",
+            self._address,
+            self._token,
+        )
+        if self._on_resume is not None:
+            self._on_resume(self._token)
 
     def _retry_later(self) -> None:
         timer = threading.Timer(0.5, lambda: self._events.put("check"))
@@ -227,6 +260,7 @@ class LeaderElection:
         if self._token is None:
             return
         self._token = None
+        self._paused = False
         log.warning("this JobManager (%s) lost leadership: %s", self._address, reason)
         self._on_revoke()
 

@@ -3,13 +3,19 @@ it leads, keeps every submitted job in the job graph store and each job's latest
 checkpoint in the pointer store, and — when it becomes leader — recovers every job kept there
 from its latest checkpoint, as Flink's Dispatcher does with its JobGraphStore.
 
+While its connection to ZooKeeper is suspended a leader does not act as one: its dispatcher
+holds every job event (so no command goes to a TaskManager, no checkpoint is triggered) and it
+serves no client, since another JobManager may be elected meanwhile; when the connection comes
+back within the session timeout it leads on from where it stopped.
+
 A JobManager that loses leadership (its ZooKeeper session expired, or its connection stayed
-suspended too long) goes back to standing by, as Flink's does: it suspends its jobs — stops
-scheduling and checkpointing them and forgets them, without cancelling their tasks, which the
-new leader owns now — closes its TaskManagers' sessions so that they follow the new leader,
-and contends again; it may be elected later and then recovers the jobs from HA storage like
-any new leader. Its commands to TaskManagers carry its old fencing token meanwhile, which they
-refuse, and its writes to HA storage are fenced, so two JobManagers never drive one job.
+suspended past the session timeout) goes back to standing by, as Flink's does: it suspends
+its jobs — stops scheduling and checkpointing them and forgets them, without cancelling
+their tasks, which the new leader owns now — closes its TaskManagers' sessions so that they
+follow the new leader, and contends again; it may be elected later and then recovers the
+jobs from HA storage like any new leader. Its commands to TaskManagers carry its old fencing
+token meanwhile, which they refuse, and its writes to HA storage are fenced, so two
+JobManagers never drive one job.
 """
 
 from __future__ import annotations
@@ -45,7 +51,7 @@ class Leadership:
         self.services.start()
         self.retrieval = self.services.leader_retrieval()
         self.election = self.services.leader_election(
-            address, rest_address, self._granted, self._revoked
+            address, rest_address, self._granted, self._revoked, self._suspended, self._resumed
         )
         self.graphs = self.services.job_graph_store(self.election)
         self.pointers = self.services.checkpoint_pointer_store(self.election)
@@ -63,6 +69,11 @@ class Leadership:
         if self.election is not None:
             self.election.stop()
         self.services.stop()
+
+    def suspended(self) -> bool:
+        """Whether this JobManager leads but its connection to ZooKeeper is suspended."""
+        election = self.election
+        return election is not None and election.is_leader() and election.paused
 
     def is_leader(self) -> bool:
         """Whether this JobManager leads (and has recovered its jobs)."""
@@ -129,6 +140,20 @@ class Leadership:
             self.jm.jobmanager_id,
             token,
             recovered,
+        )
+
+    def _suspended(self) -> None:
+        self._leading.clear()
+        self.jm.dispatcher.pause()
+        log.warning("JobManager %s holds its jobs' events meanwhile", self.jm.jobmanager_id)
+
+    def _resumed(self, token: int) -> None:
+        self.jm.dispatcher.resume()
+        self._leading.set()
+        log.info(
+            "JobManager %s leads on (fencing token %d) with its jobs where they were",
+            self.jm.jobmanager_id,
+            token,
         )
 
     def _revoked(self) -> None:

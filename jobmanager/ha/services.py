@@ -68,8 +68,12 @@ class ZooKeeperHaServices:
         rest_address: str,
         on_grant: Callable[[int], None],
         on_revoke: Callable[[], None],
+        on_suspend: Callable[[], None] | None = None,
+        on_resume: Callable[[int], None] | None = None,
     ) -> LeaderElection:
-        """A candidacy for leadership publishing these addresses (start it to contend)."""
+        """A candidacy for leadership publishing these addresses (start it to contend). A
+        leader whose connection is suspended waits one session timeout for it: the session
+        may still be alive until then, and not after."""
         return LeaderElection(
             self.client,
             self.root,
@@ -77,7 +81,9 @@ class ZooKeeperHaServices:
             rest_address,
             on_grant,
             on_revoke,
-            suspension_grace=self.session_timeout / 3,
+            suspension_grace=self.session_timeout,
+            on_suspend=on_suspend,
+            on_resume=on_resume,
         )
 
     def leader_retrieval(self) -> LeaderRetrieval:
