@@ -528,7 +528,9 @@ class Dispatcher:
             attempt,
             len(by_address),
         )
-        data_addresses: dict[tuple[str, int], str] = {}
+        # Each phase goes to every TaskManager at once: one forking slot processes or loading
+        # the job does not hold up the next (Flink deploys in parallel too).
+        prepares: dict[str, tuple[pb.PrepareSlotsRequest, dict[int, list[tuple[str, int]]]]] = {}
         for address, tasks in by_address.items():
             slots: dict[int, list[tuple[str, int]]] = defaultdict(list)
             for task in tasks:
@@ -549,13 +551,15 @@ class Dispatcher:
                     for slot, members in sorted(slots.items())
                 ],
             )
-            try:
-                answer = self._stub(address).PrepareSlots(prepare, timeout=_RPC_TIMEOUT_S)
-                if not answer.ok:
-                    raise RuntimeError(answer.message)
-            except (grpc.RpcError, RuntimeError) as error:
-                return address, error
-            prepared = {slot.slot: slot.address for slot in answer.slots}
+            prepares[address] = (prepare, slots)
+        answers, failure = self._call_all(
+            {address: ("PrepareSlots", prepare) for address, (prepare, _) in prepares.items()}
+        )
+        if failure is not None:
+            return failure
+        data_addresses: dict[tuple[str, int], str] = {}
+        for address, (_, slots) in prepares.items():
+            prepared = {slot.slot: slot.address for slot in answers[address].slots}
             for slot, members in slots.items():
                 for task in members:
                     data_addresses[task] = prepared.get(slot, address)
@@ -563,27 +567,50 @@ class Dispatcher:
             pb.TaskLocation(vertex_id=v, subtask=i, address=data_address)
             for (v, i), data_address in data_addresses.items()
         ]
-        for address, tasks in by_address.items():
-            deployment = pb.DeployTasksRequest(
-                job_id=request.job_id,
-                attempt=attempt,
-                job_name=graph.name,
-                job_graph=request.job_graph,
-                files=request.files,
-                tasks=[pb.TaskSpec(vertex_id=v, subtask=i) for v, i in tasks],
-                locations=locations,
-                config=request.config,
-                jobmanager_address=self.jm.advertised_address,
-                restore=restore,
-                checkpointing=bool(record.coordinator and record.coordinator.settings.interval_ms),
+        checkpointing = bool(record.coordinator and record.coordinator.settings.interval_ms)
+        deployments = {
+            address: (
+                "DeployTasks",
+                pb.DeployTasksRequest(
+                    job_id=request.job_id,
+                    attempt=attempt,
+                    job_name=graph.name,
+                    job_graph=request.job_graph,
+                    files=request.files,
+                    tasks=[pb.TaskSpec(vertex_id=v, subtask=i) for v, i in tasks],
+                    locations=locations,
+                    config=request.config,
+                    jobmanager_address=self.jm.advertised_address,
+                    restore=restore,
+                    checkpointing=checkpointing,
+                ),
             )
+            for address, tasks in by_address.items()
+        }
+        return self._call_all(deployments)[1]
+
+    def _call_all(
+        self, calls: dict[str, tuple[str, Any]]
+    ) -> tuple[dict[str, Any], tuple[str, Exception] | None]:
+        """Send each TaskManager its ``(method, request)`` at once; wait for every answer.
+        Returns the answers by address, and the first TaskManager (in the order of
+        ``calls``) that failed with its error, or None."""
+        pending = {
+            address: getattr(self._stub(address), method).future(request, timeout=_RPC_TIMEOUT_S)
+            for address, (method, request) in calls.items()
+        }
+        answers: dict[str, Any] = {}
+        failure: tuple[str, Exception] | None = None
+        for address, future in pending.items():
             try:
-                answer = self._stub(address).DeployTasks(deployment, timeout=_RPC_TIMEOUT_S)
+                answer = future.result()
                 if not answer.ok:
                     raise RuntimeError(answer.message)
+                answers[address] = answer
             except (grpc.RpcError, RuntimeError) as error:
-                return address, error
-        return None
+                if failure is None:
+                    failure = (address, error)
+        return answers, failure
 
     def _deployed(self, record: JobRecord, attempt: int) -> None:
         if self.jobs.get(record.job_id) is record:
