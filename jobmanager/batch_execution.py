@@ -175,7 +175,7 @@ class BatchJobs:
         free and the STREAMING job would wait until it ended (or time out); with it, the
         slots given back collect until the STREAMING job can start."""
         dispatcher = self.dispatcher
-        for job_id in dispatcher._pending:  # in the order the jobs came
+        for job_id in dispatcher.waiting_for_slots():  # in the order the jobs came
             record = dispatcher.jobs.get(job_id)
             if record is None or record.batch is not None or record.graph.state != CREATED:
                 continue
@@ -215,7 +215,7 @@ class BatchJobs:
         task = pb.TaskSpec(vertex_id=vertex_id, subtask=index)
         try:
             request = record.request
-            stub = dispatcher._stub(deployment.address)
+            stub = dispatcher.taskmanager_stub(deployment.address)
             prepared = stub.PrepareSlots(
                 pb.PrepareSlotsRequest(
                     job_id=record.job_id,
@@ -382,7 +382,7 @@ class BatchJobs:
 
         def release() -> None:
             try:
-                self.dispatcher._stub(address).ReleasePartitions(request, timeout=10)
+                self.dispatcher.taskmanager_stub(address).ReleasePartitions(request, timeout=10)
             except grpc.RpcError as error:
                 log.info("could not release a partition on %s: %s", address, error.code())
 
@@ -390,7 +390,7 @@ class BatchJobs:
 
     def _cancel_execution(self, address: str, job_id: str, execution: int) -> None:
         try:
-            self.dispatcher._stub(address).CancelTasks(
+            self.dispatcher.taskmanager_stub(address).CancelTasks(
                 pb.CancelTasksRequest(job_id=job_id, attempt=execution), timeout=5
             )
         except grpc.RpcError as error:
@@ -411,7 +411,7 @@ class BatchJobs:
 
         def release(address: str) -> None:
             try:
-                self.dispatcher._stub(address).ReleasePartitions(request, timeout=10)
+                self.dispatcher.taskmanager_stub(address).ReleasePartitions(request, timeout=10)
             except grpc.RpcError as error:
                 log.info("could not release partitions on %s: %s", address, error.code())
 

@@ -487,7 +487,13 @@ class Dispatcher:
                 offered.append((slot.resource_id, tm.address if tm else ""))
             self._execute(record, record.master.slots_offered(now, offered))
 
-    def _stub(self, address: str) -> cluster_pb2_grpc.TaskExecutorGatewayStub:
+    def waiting_for_slots(self) -> list[str]:
+        """The ids of the jobs waiting for slots, in the order they came (read on the loop)."""
+        return list(self._pending)
+
+    def taskmanager_stub(self, address: str) -> cluster_pb2_grpc.TaskExecutorGatewayStub:
+        """A stub for commands to the TaskManager at ``address`` (this JobManager's tokens on
+        every call; one channel per address, kept)."""
         with self._channels_lock:
             channel = self._channels.get(address)
             if channel is None:
@@ -596,7 +602,9 @@ class Dispatcher:
         Returns the answers by address, and the first TaskManager (in the order of
         ``calls``) that failed with its error, or None."""
         pending = {
-            address: getattr(self._stub(address), method).future(request, timeout=_RPC_TIMEOUT_S)
+            address: getattr(self.taskmanager_stub(address), method).future(
+                request, timeout=_RPC_TIMEOUT_S
+            )
             for address, (method, request) in calls.items()
         }
         answers: dict[str, Any] = {}
@@ -640,7 +648,7 @@ class Dispatcher:
 
         def cancel(address: str) -> None:
             try:
-                self._stub(address).CancelTasks(request, timeout=5)
+                self.taskmanager_stub(address).CancelTasks(request, timeout=5)
             except grpc.RpcError as error:
                 log.info("could not cancel tasks on %s: %s", address, error.code())
 
