@@ -132,7 +132,10 @@ class DataExchangeService(data_pb2_grpc.DataExchangeServicer):
         with self._lock:
             server, self._server = self._server, None
         if server is not None:
-            data_plane_loop().run(server.stop(None))
+            try:
+                data_plane_loop().run(server.stop(None))
+            except RuntimeError:  # the loop stopped at exit, and the server with it
+                pass
 
     def Locate(self, request: pb.LocateRequest, context: Any) -> pb.DataEndpoint:
         """Where this process's data endpoint listens."""

@@ -38,7 +38,16 @@ class DataPlaneLoop:
         self.thread.start()
         started.wait()
         # Stop the loop before the interpreter tears gRPC down under it (which otherwise logs
-        # "Bad file descriptor" from gRPC's poller at exit).
+        # "Bad file descriptor" from gRPC's poller at exit). atexit alone is not enough: its
+        # handlers run last-registered first, and gRPC registers its own shutdown when it is
+        # first used, which can be after this loop started; threading's exit hooks run before
+        # any atexit handler (concurrent.futures stops its workers the same way).
+        register_early = getattr(threading, "_register_atexit", None)
+        try:
+            if register_early is not None:
+                register_early(self.stop)
+        except RuntimeError:  # the interpreter is already shutting threads down
+            pass
         atexit.register(self.stop)
 
     def stop(self, timeout: float = 2.0) -> None:
@@ -64,6 +73,9 @@ class DataPlaneLoop:
         """Run ``coroutine`` on the loop and wait for its result (never call from the loop)."""
         if threading.current_thread() is self.thread:
             raise RuntimeError("DataPlaneLoop.run called on the loop's own thread")
+        if not self.thread.is_alive():  # stopped at exit: nothing would ever run it
+            coroutine.close()
+            raise RuntimeError("the data-plane loop has stopped (the process is exiting)")
         return self.submit(coroutine).result(timeout)
 
     def in_loop(self) -> bool:
