@@ -534,8 +534,6 @@ class Dispatcher:
             attempt,
             len(by_address),
         )
-        # Each phase goes to every TaskManager at once: one forking slot processes or loading
-        # the job does not hold up the next (Flink deploys in parallel too).
         prepares: dict[str, tuple[pb.PrepareSlotsRequest, dict[int, list[tuple[str, int]]]]] = {}
         for address, tasks in by_address.items():
             slots: dict[int, list[tuple[str, int]]] = defaultdict(list)
@@ -598,27 +596,24 @@ class Dispatcher:
     def _call_all(
         self, calls: dict[str, tuple[str, Any]]
     ) -> tuple[dict[str, Any], tuple[str, Exception] | None]:
-        """Send each TaskManager its ``(method, request)`` at once; wait for every answer.
-        Returns the answers by address, and the first TaskManager (in the order of
-        ``calls``) that failed with its error, or None."""
-        pending = {
-            address: getattr(self.taskmanager_stub(address), method).future(
-                request, timeout=_RPC_TIMEOUT_S
-            )
-            for address, (method, request) in calls.items()
-        }
+        """Send each TaskManager its ``(method, request)``, one after another, up to the first
+        that fails. Returns the answers by address, and that TaskManager with its error, or
+        None. One at a time on purpose: sent to every TaskManager at once, a job at
+        parallelism 64 on 8 TaskManagers × 8 slots forked its 64 slot processes together and
+        their producers' connections timed out in the TCP handshake on this 2-core machine
+        (test_transport_scale), for no measured gain in job start-up at load (bench/startup.py)."""
         answers: dict[str, Any] = {}
-        failure: tuple[str, Exception] | None = None
-        for address, future in pending.items():
+        for address, (method, request) in calls.items():
             try:
-                answer = future.result()
+                answer = getattr(self.taskmanager_stub(address), method)(
+                    request, timeout=_RPC_TIMEOUT_S
+                )
                 if not answer.ok:
                     raise RuntimeError(answer.message)
-                answers[address] = answer
             except (grpc.RpcError, RuntimeError) as error:
-                if failure is None:
-                    failure = (address, error)
-        return answers, failure
+                return answers, (address, error)
+            answers[address] = answer
+        return answers, None
 
     def _deployed(self, record: JobRecord, attempt: int) -> None:
         if self.jobs.get(record.job_id) is record:
