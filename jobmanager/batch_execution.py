@@ -114,7 +114,10 @@ class BatchJobs:
 
     def submitted(self, record: JobRecord) -> None:
         """A BATCH job arrived: it runs stage by stage."""
-        record.batch = BatchExecution.for_plan(record.plan)
+        graph = record.graph
+        record.batch = run = BatchExecution.for_plan(record.plan, graph.attempt)
+        # a recovered job's first attempt is above every number an earlier leader deployed
+        run.numbers = itertools.count(max(_FIRST_EXECUTION, graph.attempt))
 
     def schedule(self, record: JobRecord, now: float) -> Decision | None:
         """Deploy what can run now into free slots; a decision if the job must fail (no slot
@@ -191,7 +194,7 @@ class BatchJobs:
             f"waiting for a free slot for the first stage; the cluster has {free} free of {total}"
         )
         timeout_s = record.config["slot.request.timeout"] / 1000.0
-        if graph.attempt == 0 and now - record.submitted_at > timeout_s:
+        if graph.restarts == 0 and now - record.submitted_at > timeout_s:
             return graph.fail(
                 f"Could not acquire a slot for the BATCH job's first stage within "
                 f"slot.request.timeout ({int(timeout_s * 1000)} ms): the cluster has {free} free "
@@ -214,6 +217,12 @@ class BatchJobs:
         vertex_id, index = deployment.subtask
         task = pb.TaskSpec(vertex_id=vertex_id, subtask=index)
         try:
+            try:  # recorded before any command for it goes out (high availability)
+                dispatcher.jm.attempt_deploying(record.job_id, deployment.execution)
+            except Exception as error:
+                raise RuntimeError(
+                    f"could not record the execution in HA storage: {error}"
+                ) from None
             request = record.request
             stub = dispatcher.taskmanager_stub(deployment.address)
             prepared = stub.PrepareSlots(

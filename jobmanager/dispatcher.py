@@ -272,15 +272,20 @@ class Dispatcher:
 
     # -------------------------------------------------------------- jobs
 
-    def submit(self, request: pb.SubmitJobRequest, recovered: bool = False) -> str:
+    def submit(
+        self, request: pb.SubmitJobRequest, recovered: bool = False, first_attempt: int = 0
+    ) -> str:
         """Accept a job. ``recovered``: a new leader resubmits it from HA storage, and its
-        ``execution.savepoint.path`` is the job's own latest checkpoint, not the user's."""
+        ``execution.savepoint.path`` is the job's own latest checkpoint, not the user's.
+        ``first_attempt``: the number of its first attempt here (a new leader's is above
+        every attempt an earlier leader deployed)."""
         job_id = request.job_id
         if not JOB_ID_PATTERN.match(job_id):
             raise ValueError(f"job id '{job_id}' is not 32 lowercase hex characters")
         try:
             plan = json.loads(request.plan_json)
             graph = ExecutionGraph.from_plan(job_id, plan)
+            graph.attempt = first_attempt
         except (ValueError, KeyError, TypeError) as error:
             raise ValueError(f"the job's plan is malformed: {error}") from None
         settings = {k: v for k, v in request.config.items() if k in OPTIONS}
@@ -431,7 +436,7 @@ class Dispatcher:
                 graph.failure.strip().splitlines()[-1] if graph.failure else "",
                 delay,
             )
-        elif state == CREATED and graph.attempt > 0:  # a restart's new attempt
+        elif state == CREATED and graph.restarts > 0:  # a restart's new attempt
             record.placement = {}
             if record.coordinator is not None:
                 record.coordinator.tasks = set(graph.subtasks)
@@ -505,6 +510,7 @@ class Dispatcher:
         the job (restart strategy applies) instead of leaving it waiting for tasks that never
         start."""
         try:
+            self.jm.attempt_deploying(record.job_id, attempt)
             failure = self._deploy(record, attempt, restore)
         except Exception as error:
             log.exception("deploying job %s failed", record.job_id)

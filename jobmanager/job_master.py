@@ -187,7 +187,7 @@ class JobMaster:
         if not self.waiting_for_slots:
             return []
         needed = self.graph.slots_required()
-        if self.graph.attempt > 0:  # a restarting job waits for TaskManagers to come (back)
+        if self.graph.restarts > 0:  # a restarting job waits for TaskManagers to come (back)
             self.graph.status_message = (
                 f"restarting: waiting for {needed} free slot(s); the cluster has {free} free"
             )
@@ -300,7 +300,7 @@ class JobMaster:
     # -------------------------------------------------------------- internals
 
     def _slot_request_timed_out(self) -> list[Effect]:
-        if not self.waiting_for_slots or self.graph.attempt > 0:
+        if not self.waiting_for_slots or self.graph.restarts > 0:
             return []
         needed = self.graph.slots_required()
         free, total = self._free, self._total

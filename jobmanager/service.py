@@ -314,6 +314,13 @@ class JobManager:
             except Exception as error:
                 log.warning("could not remove job %s from HA storage: %s", job_id, error)
 
+    def attempt_deploying(self, job_id: str, attempt: int) -> None:
+        """Hook: ``attempt`` of a job is about to be deployed. With high availability it is
+        recorded first, so a later leader numbers its attempts above it; raises when that
+        fenced write fails (this JobManager was deposed): the attempt must not go out."""
+        if self.leadership is not None:
+            self.leadership.attempt_deploying(job_id, attempt)
+
     def checkpoint_completed(self, job_id: str, checkpoint_id: int, path: str) -> bool:
         """Hook: a checkpoint of a job completed. With high availability the pointer store
         must take it (a fenced write) before it counts: False when it did not — this

@@ -208,6 +208,15 @@ def test_stores_replace_remove_and_ignore_older_checkpoints(zookeeper, tmp_path)
         assert pointers.get("j1").checkpoint_id == 3
         pointers.remove("j1")
         assert pointers.get("j1") is None
+
+        attempts = services.attempt_store()
+        assert attempts.highest("j1") == -1
+        attempts.reserve("j1", 0)
+        attempts.reserve("j1", 4)
+        attempts.reserve("j1", 2)  # never lowers what an earlier deployment recorded
+        assert attempts.highest("j1") == 4
+        attempts.remove("j1")
+        assert attempts.highest("j1") == -1
     finally:
         services.stop()
 
@@ -220,8 +229,10 @@ def test_a_deposed_leaders_writes_are_refused(zookeeper, tmp_path):
         poll_for(lambda: leader.granted, what="the contender to lead")
         pointers = leader.services.checkpoint_pointer_store(leader.election)
         graphs = leader.services.job_graph_store(leader.election)
+        attempts = leader.services.attempt_store(leader.election)
         assert pointers.put("j1", 1, "/c/chk-1")
         graphs.put("j1", b"graph")
+        attempts.reserve("j1", 1)
         # Its candidacy vanishes as on an expired session, before it has noticed.
         root = zookeeper_root(config)
         for node in admin.get_children(f"{root}/leaderlatch"):
@@ -230,7 +241,10 @@ def test_a_deposed_leaders_writes_are_refused(zookeeper, tmp_path):
             pointers.put("j1", 2, "/c/chk-2")
         with pytest.raises(NotLeader):
             graphs.remove("j1")
+        with pytest.raises(NotLeader):  # so it deploys no attempt a new leader cannot know of
+            attempts.reserve("j1", 2)
         assert pointers.get("j1").checkpoint_id == 1 and graphs.get("j1") == b"graph"
+        assert attempts.highest("j1") == 1
     finally:
         admin.stop()
         admin.close()

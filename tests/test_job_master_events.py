@@ -292,3 +292,37 @@ def test_a_suspended_job_ignores_its_timers():
     m.suspend(T0 + 1, "deposed")
     assert m.timer_fired(T0 + 10, timer.kind, timer.token) == []
     assert m.state == "SUSPENDED"
+
+
+def recovered_master(first_attempt: int, strategy=None) -> JobMaster:
+    """A job a new leader recovered: its attempts start above every earlier leader's."""
+    graph = ExecutionGraph.from_plan("j" * 32, PLAN)
+    graph.attempt = first_attempt
+    return JobMaster(graph, strategy or NoRestart(), slot_request_timeout_s=10.0)
+
+
+def test_a_recovered_job_deploys_its_first_attempt_and_restarts_above_it():
+    m = recovered_master(7, FixedDelay(attempts=1, delay_s=1.0))
+    m.submitted(T0)
+    [_, deploy] = m.slots_offered(T0 + 1, SLOTS)
+    assert deploy.attempt == 7
+    # a report of an earlier leader's attempt (its tasks may still run) is not this one's
+    assert m.task_state(T0 + 1, "src", 0, 0, "FINISHED") == []
+    assert m.deployed(T0 + 1, 7) == []
+    effects = m.task_state(T0 + 2, "sink", 0, 7, "FAILED", "boom")
+    assert CancelTasks(7) in effects
+    m.task_state(T0 + 2, "src", 0, 7, "CANCELED")
+    [restart] = timers(m.task_state(T0 + 2, "sink", 1, 7, "CANCELED"))
+    assert m.timer_fired(restart.at, restart.kind, restart.token)[-1] == RequestSlots(2)
+    assert m.graph.attempt == 8 and m.graph.restarts == 1
+    [_, deploy] = m.slots_offered(restart.at, SLOTS)
+    assert deploy.attempt == 8
+
+
+def test_a_recovered_job_that_never_gets_slots_times_out_like_a_new_one():
+    m = recovered_master(3)
+    [timer, _] = m.submitted(T0)
+    m.slots_unavailable(T0 + 1, 0, 0)
+    assert m.graph.status_message.startswith("waiting for 2 free slot(s)")
+    m.timer_fired(T0 + 10, timer.kind, timer.token)
+    assert m.state == "FAILED" and "slot.request.timeout" in m.graph.failure

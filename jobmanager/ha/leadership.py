@@ -1,7 +1,10 @@
 """A JobManager's part in high availability: it contends for leadership, serves only while
 it leads, keeps every submitted job in the job graph store and each job's latest completed
 checkpoint in the pointer store, and — when it becomes leader — recovers every job kept there
-from its latest checkpoint, as Flink's Dispatcher does with its JobGraphStore.
+from its latest checkpoint, as Flink's Dispatcher does with its JobGraphStore. Every attempt
+it deploys is recorded first in the attempt store, and a recovered job's attempts continue
+above the highest recorded, so no two executions of a job share an attempt number even while
+a deposed leader's tasks are still on the TaskManagers.
 
 While its connection to ZooKeeper is suspended a leader does not act as one: its dispatcher
 holds every job event (so no command goes to a TaskManager, no checkpoint is triggered) and it
@@ -45,6 +48,7 @@ class Leadership:
         self.retrieval = None
         self.graphs = None
         self.pointers = None
+        self.attempts = None
 
     def start(self, address: str, rest_address: str) -> None:
         """Connect to ZooKeeper and contend; leadership may be granted at once or later."""
@@ -55,6 +59,7 @@ class Leadership:
         )
         self.graphs = self.services.job_graph_store(self.election)
         self.pointers = self.services.checkpoint_pointer_store(self.election)
+        self.attempts = self.services.attempt_store(self.election)
         log.info(
             "high availability with ZooKeeper %s under %s: contending for leadership as %s",
             self.jm.config["high-availability.zookeeper.quorum"],
@@ -101,12 +106,18 @@ class Leadership:
         """Point a later leader at the job's newest completed checkpoint."""
         self.pointers.put(job_id, checkpoint_id, path)
 
+    def attempt_deploying(self, job_id: str, attempt: int) -> None:
+        """Record ``attempt`` of the job before any command for it goes out (a fenced
+        write: raises ``NotLeader`` when this JobManager was deposed)."""
+        self.attempts.reserve(job_id, attempt)
+
     def job_terminated(self, job_id: str) -> None:
         """A job reached a final state: no later leader recovers it."""
         if self._stopping or not self.is_leader():
             return
         self.pointers.remove(job_id)
         self.graphs.remove(job_id)
+        self.attempts.remove(job_id)
 
     # -------------------------------------------------------------- election
 
@@ -120,16 +131,21 @@ class Leadership:
             pointer = self.pointers.get(job_id)
             if pointer is not None:
                 request.config["execution.savepoint.path"] = pointer.external_path
+            # above every attempt an earlier leader deployed: its tasks may still be around
+            first_attempt = self.attempts.highest(job_id) + 1
             try:
-                self.jm.dispatcher.submit(request, recovered=pointer is not None)
+                self.jm.dispatcher.submit(
+                    request, recovered=pointer is not None, first_attempt=first_attempt
+                )
             except ValueError as error:
                 log.error("could not recover job %s: %s", job_id, error)
                 continue
             recovered += 1
             log.info(
-                "recovered job %s (%s) %s",
+                "recovered job %s (%s) at attempt %d %s",
                 job_id,
                 request.job_name,
+                first_attempt,
                 f"from checkpoint {pointer.checkpoint_id} at {pointer.external_path}"
                 if pointer is not None
                 else "from the start (it had completed no checkpoint)",

@@ -9,7 +9,7 @@ from collections.abc import Callable, Mapping
 from typing import Any
 
 from jobmanager.ha.leader_election import LeaderElection, LeaderRetrieval
-from jobmanager.ha.stores import CheckpointPointerStore, JobGraphStore
+from jobmanager.ha.stores import AttemptStore, CheckpointPointerStore, JobGraphStore
 from strom.errors import ConfigurationError
 
 log = logging.getLogger(__name__)
@@ -101,6 +101,12 @@ class ZooKeeperHaServices:
         """The checkpoint-pointer store, its writes fenced by ``election`` when given."""
         fence = election.fence if election is not None else None
         return CheckpointPointerStore(self.client, self.root, fence)
+
+    def attempt_store(self, election: LeaderElection | None = None) -> AttemptStore:
+        """The store of each job's highest deployed attempt, its writes fenced by
+        ``election`` when given."""
+        fence = election.fence if election is not None else None
+        return AttemptStore(self.client, self.root, fence)
 
 
 def create_ha_services(config: Mapping[str, Any]) -> ZooKeeperHaServices | None:

@@ -24,6 +24,7 @@ from jobmanager.ha.leader_election import NotLeader
 
 JOB_GRAPHS = "jobgraphs"
 CHECKPOINTS = "checkpoints"
+ATTEMPTS = "attempts"
 
 #: Adds the leadership check to a ZooKeeper transaction (``LeaderElection.fence``); ``None``
 #: for unfenced use, such as tests and tools.
@@ -163,6 +164,51 @@ class CheckpointPointerStore:
 
     def remove(self, job_id: str) -> None:
         """Forget the job's pointer (the job reached a final state)."""
+        from kazoo.exceptions import NoNodeError
+
+        try:
+            _commit(self._client, self._fence, lambda t: t.delete(f"{self._path}/{job_id}"))
+        except NoNodeError:
+            pass
+
+
+class AttemptStore:
+    """The highest attempt number any leader has deployed of each job
+    (``<root>/attempts/<job-id>``), so that a new leader numbers its attempts above it.
+
+    Channels, slot processes, checkpoint acknowledgements and task reports are all keyed by
+    (job, attempt): a deposed leader's tasks may still run or be tearing down on the
+    TaskManagers when the new leader deploys, and must never be taken for the new ones (Flink's
+    ExecutionAttemptID is unique per deployment). A leader records an attempt here, fenced,
+    before it sends any command for it, so a recovering leader that reads this store knows
+    every attempt an earlier leader can have used.
+    """
+
+    def __init__(self, client: Any, root: str, fence: Fence = None) -> None:
+        self._client = client
+        self._path = f"{root}/{ATTEMPTS}"
+        self._fence = fence
+
+    def reserve(self, job_id: str, attempt: int) -> None:
+        """Record that ``attempt`` of ``job_id`` is about to be deployed (before it is);
+        raises :class:`NotLeader` when this JobManager no longer leads."""
+        if self.highest(job_id) >= attempt:
+            return
+        data = json.dumps({"attempt": attempt}).encode()
+        _put_node(self._client, self._fence, f"{self._path}/{job_id}", data)
+
+    def highest(self, job_id: str) -> int:
+        """The highest attempt of ``job_id`` any leader recorded, or -1 when none did."""
+        from kazoo.exceptions import NoNodeError
+
+        try:
+            data, _ = self._client.get(f"{self._path}/{job_id}")
+        except NoNodeError:
+            return -1
+        return int(json.loads(data.decode())["attempt"])
+
+    def remove(self, job_id: str) -> None:
+        """Forget the job's attempts (it reached a final state)."""
         from kazoo.exceptions import NoNodeError
 
         try:
