@@ -15,7 +15,6 @@ import argparse
 import statistics
 import sys
 import tempfile
-import time
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
@@ -23,27 +22,7 @@ sys.path.insert(0, str(REPO))
 sys.path.insert(0, str(REPO / "bench"))
 
 from cluster import local_cluster  # noqa: E402
-from wordcount import Drop, add, split, word_of  # noqa: E402
-
-from strom.datastream import StreamExecutionEnvironment  # noqa: E402
-from strom.datastream.connectors.file_system import FileSource, StreamFormat  # noqa: E402
-
-
-def tiny_job(path: Path, parallelism: int) -> float:
-    """Seconds from ``execute()`` to its return for the word count of ``path``."""
-    env = StreamExecutionEnvironment.get_execution_environment()
-    env.set_parallelism(parallelism)
-    source = FileSource.for_record_stream_format(StreamFormat.text_line_format(), str(path)).build()
-    (
-        env.from_source(source, None, "words")
-        .flat_map(split)
-        .key_by(word_of)
-        .reduce(add)
-        .add_sink(Drop())
-    )
-    started = time.perf_counter()
-    env.execute("startup-bench")
-    return time.perf_counter() - started
+from wordcount import strom_job  # noqa: E402
 
 
 def main() -> None:
@@ -59,10 +38,10 @@ def main() -> None:
         path.write_text("the quick brown fox jumps over the lazy dog\n" * 10)
         times: dict[int, list[float]] = {p: [] for p in parallelisms}
         with local_cluster(args.taskmanagers, work, args.slots) as _:
-            tiny_job(path, 1)  # warm up: the first job loads more
+            strom_job(path, 1)  # warm up: the first job loads more
             for _ in range(args.repeat):
                 for parallelism in parallelisms:
-                    times[parallelism].append(tiny_job(path, parallelism))
+                    times[parallelism].append(strom_job(path, parallelism))
     shape = f"{args.taskmanagers} TaskManagers x {args.slots} slots"
     for parallelism, runs in times.items():
         print(

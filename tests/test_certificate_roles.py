@@ -26,13 +26,11 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 from harness import REPO_ROOT, LocalCluster, python_env
-from jobs_support import remote
-from test_internal_tls import WORDS, add_counts, split_words, tls_config, word_of
+from test_internal_tls import WORDS, final_word_counts, tls_config
 from test_task_identity import _channel
 
 from client.certs import make_cluster_certificates, make_node_certificate
 from client.gateway import ClusterClient
-from strom.datastream import StreamExecutionEnvironment
 from strom.rpc import cluster_pb2 as pb
 from strom.rpc import cluster_pb2_grpc
 
@@ -163,20 +161,7 @@ def test_a_certificate_may_do_only_what_its_role_allows(tls_cluster, certs, tmp_
         assert {tm.id for tm in client.taskmanagers()} == before
     assert "needs a certificate with the role taskmanager" in tls_cluster.logs()
 
-    with remote(tls_cluster.address):
-        env = StreamExecutionEnvironment.get_execution_environment()
-        env.set_parallelism(2)
-        counts = (
-            env.from_collection(WORDS)
-            .flat_map(split_words)
-            .key_by(word_of)
-            .reduce(add_counts)
-            .execute_and_collect("word count with roles")
-        )
-        with counts:
-            final: dict[str, int] = {}
-            for word, count in counts:
-                final[word] = max(final.get(word, 0), count)
+    final = final_word_counts(tls_cluster.address, "word count with roles")
     assert final == dict(Counter(WORDS))
 
 

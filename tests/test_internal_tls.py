@@ -47,6 +47,26 @@ def add_counts(a, b):
     return (a[0], a[1] + b[1])
 
 
+def final_word_counts(address: str, name: str) -> dict[str, int]:
+    """Run a word count of ``WORDS`` at parallelism 2 on the cluster at ``address``; the
+    final count of each word."""
+    with remote(address):
+        env = StreamExecutionEnvironment.get_execution_environment()
+        env.set_parallelism(2)
+        counts = (
+            env.from_collection(WORDS)
+            .flat_map(split_words)
+            .key_by(word_of)
+            .reduce(add_counts)
+            .execute_and_collect(name)
+        )
+        with counts:
+            final: dict[str, int] = {}
+            for word, count in counts:
+                final[word] = max(final.get(word, 0), count)
+    return final
+
+
 def tls_of(folder: Path, name: str) -> InternalTls:
     return InternalTls(
         (folder / f"{name}.pem").read_bytes(),

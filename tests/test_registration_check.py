@@ -15,27 +15,12 @@ from collections import Counter
 import grpc
 import pytest
 from harness import LocalCluster, free_port, poll_for
-from jobs_support import remote
+from test_internal_tls import WORDS, final_word_counts
 from test_task_identity import ProvingServer, _FakeTaskManager
 
 from client.gateway import ClusterClient
-from strom.datastream import StreamExecutionEnvironment
 from strom.rpc import cluster_pb2 as pb
 from strom.rpc import cluster_pb2_grpc
-
-WORDS = ["to", "be", "or", "not", "to", "be"] * 20
-
-
-def split_words(line):
-    return [(word, 1) for word in line.split()]
-
-
-def word_of(pair):
-    return pair[0]
-
-
-def add_counts(a, b):
-    return (a[0], a[1] + b[1])
 
 
 @pytest.fixture
@@ -58,21 +43,7 @@ def _register(cluster: LocalCluster, resource_id: str, address: str, nonce: str 
 
 
 def _word_count(cluster: LocalCluster) -> dict[str, int]:
-    with remote(cluster.address):
-        env = StreamExecutionEnvironment.get_execution_environment()
-        env.set_parallelism(2)
-        counts = (
-            env.from_collection(WORDS)
-            .flat_map(split_words)
-            .key_by(word_of)
-            .reduce(add_counts)
-            .execute_and_collect("word count after hostile registrations")
-        )
-        with counts:
-            final: dict[str, int] = {}
-            for word, count in counts:
-                final[word] = max(final.get(word, 0), count)
-    return final
+    return final_word_counts(cluster.address, "word count after hostile registrations")
 
 
 def test_registrations_of_dead_or_foreign_addresses_are_refused(cluster):
