@@ -15,11 +15,10 @@ import re
 
 import grpc
 import pytest
-from harness import LocalCluster, http_json, poll_for
+from harness import LocalCluster, http_json
 from test_security import _CreatesFolder
-from test_task_identity import _completed_checkpoints, _start_job
+from test_task_identity import _goes_on_then_cancel, _start_job
 
-from client.gateway import ClusterClient
 from strom.rpc import data_pb2 as pb
 from strom.rpc import data_pb2_grpc
 from taskmanager.network.elements import RECORDS, encode
@@ -93,16 +92,7 @@ def test_a_crafted_pickle_sent_to_a_slot_process_data_port_is_never_unpickled(cl
     assert not marker.exists()
     assert set(codes) == {grpc.StatusCode.PERMISSION_DENIED}, codes
     assert "refused a data connection" in cluster.logs()
-    with ClusterClient(cluster.address) as client:
-        before = _completed_checkpoints(cluster, job_id)
-        poll_for(
-            lambda: _completed_checkpoints(cluster, job_id) >= before + 2,
-            timeout=30,
-            what="the job to go on checkpointing",
-        )
-        assert client.job(job_id).summary.state == "RUNNING"
-        assert client.job(job_id).attempt == details.attempt
-        client.cancel(job_id)
+    _goes_on_then_cancel(cluster, job_id, details.attempt)
 
 
 def test_a_partition_fetch_without_the_jobs_data_token_is_refused(cluster):

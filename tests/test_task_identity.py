@@ -63,6 +63,21 @@ def _completed_checkpoints(cluster: LocalCluster, job_id: str) -> int:
     return http_json(f"{cluster.rest_url}/jobs/{job_id}/checkpoints")["counts"]["completed"]
 
 
+def _goes_on_then_cancel(cluster: LocalCluster, job_id: str, attempt: int) -> None:
+    """The job completes two more checkpoints and still runs its ``attempt`` (nothing a
+    hostile peer sent disturbed it); then it is cancelled."""
+    with ClusterClient(cluster.address) as client:
+        before = _completed_checkpoints(cluster, job_id)
+        poll_for(
+            lambda: _completed_checkpoints(cluster, job_id) >= before + 2,
+            timeout=30,
+            what="the job to go on checkpointing",
+        )
+        assert client.job(job_id).summary.state == "RUNNING"
+        assert client.job(job_id).attempt == attempt
+        client.cancel(job_id)
+
+
 def _forge_all(stub, job_id: str, details: pb.JobDetails, metadata=()) -> list[grpc.StatusCode]:
     """Forged reports about every task of the job; the status code each got."""
     codes = []
@@ -367,14 +382,5 @@ def test_only_the_jobmanager_commands_a_taskmanager_and_only_it_its_slot_process
                         codes.append((address, method, error.code()))
     assert {code for _, _, code in codes} == {grpc.StatusCode.PERMISSION_DENIED}, codes
     assert not marker.exists()
-    with ClusterClient(cluster.address) as client:
-        before = _completed_checkpoints(cluster, job_id)
-        poll_for(
-            lambda: _completed_checkpoints(cluster, job_id) >= before + 2,
-            timeout=30,
-            what="the job to go on checkpointing",
-        )
-        assert client.job(job_id).summary.state == "RUNNING"
-        assert client.job(job_id).attempt == details.attempt
-        client.cancel(job_id)
+    _goes_on_then_cancel(cluster, job_id, details.attempt)
     assert "refused a command: DeployTasks needs the token" in cluster.logs()
