@@ -74,6 +74,8 @@ __all__ = ["SUSPENDED", "Dispatcher", "JobRecord"]
 
 JOB_ID_PATTERN = re.compile(r"^[0-9a-f]{32}$")
 _RPC_TIMEOUT_S = 30.0
+#: how many slot processes a deployment starts (or deploys to) at once, over all TaskManagers
+_PROCESSES_AT_ONCE = 16
 #: threads carrying out blocking effects (deployments, cancels, deletions, ZooKeeper writes)
 _IO_WORKERS = 16
 #: the loop looks at waiting jobs and expired history at least this often
@@ -562,8 +564,10 @@ class Dispatcher:
                 ],
             )
             prepares[address] = (prepare, slots)
+        processes = {address: len(slots) for address, (_, slots) in prepares.items()}
         answers, failure = self._call_all(
-            {address: ("PrepareSlots", prepare) for address, (prepare, _) in prepares.items()}
+            {address: ("PrepareSlots", prepare) for address, (prepare, _) in prepares.items()},
+            processes,
         )
         if failure is not None:
             return failure
@@ -597,28 +601,40 @@ class Dispatcher:
             )
             for address, tasks in by_address.items()
         }
-        return self._call_all(deployments)[1]
+        return self._call_all(deployments, processes)[1]
 
     def _call_all(
-        self, calls: dict[str, tuple[str, Any]]
+        self, calls: dict[str, tuple[str, Any]], processes: dict[str, int]
     ) -> tuple[dict[str, Any], tuple[str, Exception] | None]:
-        """Send each TaskManager its ``(method, request)``, one after another, up to the first
-        that fails. Returns the answers by address, and that TaskManager with its error, or
-        None. One at a time on purpose: sent to every TaskManager at once, a job at
-        parallelism 64 on 8 TaskManagers × 8 slots forked its 64 slot processes together and
-        their producers' connections timed out in the TCP handshake on this 2-core machine
-        (test_transport_scale), for no measured gain in job start-up at load (bench/startup.py)."""
+        """Send each TaskManager its ``(method, request)``: in waves of TaskManagers that
+        together start at most ``_PROCESSES_AT_ONCE`` slot processes (``processes``: how many
+        each starts), every call of a wave at once, up to the first wave with a failure.
+        Returns the answers by address, and a TaskManager that failed with its error, or None.
+
+        Not every TaskManager at once: a job at parallelism 64 on 8 TaskManagers × 8 slots on
+        one 2-core host then forked its 64 slot processes together and their producers'
+        connections timed out in the TCP handshake (test_transport_scale). Not one after
+        another either: then a job's start-up grows with its TaskManagers (a p=2 job on two
+        took twice p=1's; bench/startup.py)."""
         answers: dict[str, Any] = {}
-        for address, (method, request) in calls.items():
-            try:
-                answer = getattr(self.taskmanager_stub(address), method)(
-                    request, timeout=_RPC_TIMEOUT_S
-                )
-                if not answer.ok:
-                    raise RuntimeError(answer.message)
-            except (grpc.RpcError, RuntimeError) as error:
-                return answers, (address, error)
-            answers[address] = answer
+        for wave in _waves(list(calls), processes, _PROCESSES_AT_ONCE):
+            pending = []
+            for address in wave:
+                method, request = calls[address]
+                call = getattr(self.taskmanager_stub(address), method)
+                pending.append((address, call.future(request, timeout=_RPC_TIMEOUT_S)))
+            failure: tuple[str, Exception] | None = None
+            for address, future in pending:
+                try:
+                    answer = future.result()
+                    if not answer.ok:
+                        raise RuntimeError(answer.message)
+                except (grpc.RpcError, RuntimeError) as error:
+                    failure = failure or (address, error)
+                    continue
+                answers[address] = answer
+            if failure is not None:
+                return answers, failure
         return answers, None
 
     def _deployed(self, record: JobRecord, attempt: int) -> None:
@@ -926,3 +942,19 @@ class Dispatcher:
 
 def _nothing() -> None:
     """An event that only wakes the loop."""
+
+
+def _waves(addresses: list[str], weights: dict[str, int], budget: int) -> list[list[str]]:
+    """``addresses`` in order, cut into consecutive groups whose weights add up to at most
+    ``budget`` (a group of one may weigh more)."""
+    waves: list[list[str]] = []
+    total = 0
+    for address in addresses:
+        weight = weights.get(address, 1)
+        if waves and total + weight <= budget:
+            waves[-1].append(address)
+            total += weight
+        else:
+            waves.append([address])
+            total = weight
+    return waves
