@@ -174,6 +174,8 @@ def kill_taskmanagers_during(cluster, client, seed: int, kills: int = 3) -> int:
 
     from test_checkpointing import pids_running, source_records
 
+    from client.gateway import ClusterClient
+
     rng = random.Random(seed)
     job_id = client.get_job_id()
 
@@ -184,8 +186,24 @@ def kill_taskmanagers_during(cluster, client, seed: int, kills: int = 3) -> int:
         stats = http_json(f"{cluster.rest_url}/jobs/{job_id}/checkpoints")
         return stats["counts"]["completed"]
 
+    def restarts() -> int:
+        with ClusterClient(cluster.address) as jobs:
+            return jobs.job(job_id).restarts
+
     done = 0
     for _ in range(kills):
+        if done:
+            # First the restart the kill caused: a checkpoint of the killed attempt whose
+            # acknowledgements had all arrived may complete just after the kill, and would
+            # pass for a new one while the job restarts (then no further kill would happen).
+            poll_for(
+                lambda d=done: (
+                    (restarts() >= d and client.get_job_status() == "RUNNING")
+                    or client.get_job_status() == "FINISHED"
+                ),
+                timeout=60,
+                what="the job running again after the kill",
+            )
         before = completed()
         poll_for(
             lambda b=before: completed() > b or client.get_job_status() == "FINISHED",
