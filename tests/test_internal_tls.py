@@ -119,22 +119,7 @@ def _refused(address: str, channel: grpc.Channel) -> grpc.StatusCode:
 
 
 def test_a_job_runs_across_taskmanagers_over_mutual_tls(tls_cluster, certs):
-    with remote(tls_cluster.address):
-        env = StreamExecutionEnvironment.get_execution_environment()
-        env.set_parallelism(2)
-        counts = (
-            env.from_collection(WORDS)
-            .flat_map(split_words)
-            .key_by(word_of)
-            .reduce(add_counts)
-            .execute_and_collect("word count over TLS")
-        )
-        with counts:
-            results = list(counts)
-    final: dict[str, int] = {}
-    for word, count in results:
-        final[word] = max(final.get(word, 0), count)
-    assert final == dict(Counter(WORDS))
+    assert final_word_counts(tls_cluster.address, "word count over TLS") == dict(Counter(WORDS))
     with ClusterClient(tls_cluster.address) as client:
         taskmanagers = client.taskmanagers()
     assert len(taskmanagers) == 2
