@@ -459,9 +459,12 @@ class RestServer:
                     pid=s.pid,
                     rss_bytes=s.rss_bytes,
                 )
-                for producer in s.blocked_producers:
-                    key = (producer.vertex_id, producer.subtask)
-                    live.backpressured[key] = max(live.backpressured.get(key, 0.0), producer.ratio)
+                # Back pressure as the producer saw it (waiting to send), and as its consumers
+                # saw it (a producer in their process waiting for room): the larger counts.
+                seen = [((s.vertex_id, s.subtask), s.backpressured_ratio)]
+                seen += [((p.vertex_id, p.subtask), p.ratio) for p in s.blocked_producers]
+                for key, ratio in seen:
+                    live.backpressured[key] = max(live.backpressured.get(key, 0.0), ratio)
         return live
 
     def _job(self, job_id: str) -> dict[str, Any]:

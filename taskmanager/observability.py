@@ -126,6 +126,7 @@ def parse_port_range(value: Any) -> range | None:
 class _TaskSamples:
     busy: deque = field(default_factory=lambda: deque(maxlen=SAMPLE_WINDOW))
     blocked: deque = field(default_factory=lambda: deque(maxlen=SAMPLE_WINDOW))
+    sending: deque = field(default_factory=lambda: deque(maxlen=SAMPLE_WINDOW))
 
 
 class GateSampler:
@@ -174,22 +175,38 @@ class GateSampler:
                 busy, blocked = _inspect_gate(task)
                 samples.busy.append(busy)
                 samples.blocked.append(blocked)
+                samples.sending.append(_waits_to_send(task))
             for task_id in [t for t in self._samples if t not in live]:
                 del self._samples[task_id]
 
-    def ratios(self, task: Any) -> tuple[float, dict[tuple[str, int], float]]:
-        """The task's busy ratio and, per producer it waited for, the ratio of waiting."""
+    def ratios(self, task: Any) -> tuple[float, dict[tuple[str, int], float], float]:
+        """The task's busy ratio; per producer it held back, the ratio of samples in which
+        that producer waited for room in its gate; and the ratio in which the task itself
+        waited to send."""
         with self._lock:
             samples = self._samples.get(task.id)
             if samples is None or not samples.busy:
-                return 0.0, {}
+                return 0.0, {}, 0.0
             count = len(samples.busy)
             busy = sum(samples.busy) / count
             blocked: dict[tuple[str, int], int] = {}
             for producers in samples.blocked:
                 for producer in producers:
                     blocked[producer] = blocked.get(producer, 0) + 1
-            return busy, {producer: n / count for producer, n in blocked.items()}
+            sending = sum(samples.sending) / len(samples.sending)
+            return busy, {producer: n / count for producer, n in blocked.items()}, sending
+
+
+def _waits_to_send(task: Any) -> bool:
+    """Whether the task is blocked in a send now: a consumer's gate is full, or a remote
+    consumer has granted no credit. Seen from the producer, this is back pressure wherever the
+    consumer runs; the consumer's gate only knows of producers in its own process for sure (a
+    remote producer may wait for credit while the gate still has room, see data_service)."""
+    for writer in getattr(task, "writers", None) or ():
+        for channel in writer.channels:
+            if channel.backpressured:
+                return True
+    return False
 
 
 def _inspect_gate(task: Any) -> tuple[bool, frozenset[tuple[str, int]]]:
@@ -387,7 +404,7 @@ class ObservabilityService(observability_pb2_grpc.TaskManagerObservabilityServic
         queued = sum(gate.pending(channel) for channel in range(gate.num_channels))
         writers = getattr(task, "writers", None) or []
         records_out = max(task.records_out, sum(writer.records_out for writer in writers))
-        busy, blocked = self.sampler.ratios(task)
+        busy, blocked, sending = self.sampler.ratios(task)
         watermark = getattr(task, "current_watermark", None)
         if callable(watermark):
             watermark = watermark()
@@ -412,6 +429,7 @@ class ObservabilityService(observability_pb2_grpc.TaskManagerObservabilityServic
             watermark=watermark if isinstance(watermark, int) and watermark > -(2**63) else 0,
             last_checkpoint_duration_ms=duration if isinstance(duration, int) else -1,
             is_source=bool(getattr(task.vertex, "is_source", False)),
+            backpressured_ratio=sending,
         )
 
     def prometheus_text(self) -> str:
@@ -467,6 +485,10 @@ class ObservabilityService(observability_pb2_grpc.TaskManagerObservabilityServic
             "busyRatio": (
                 "Share of the last second the subtask had work to do",
                 lambda s: s.busy_ratio,
+            ),
+            "backPressuredTimeMsPerSecond": (
+                "Milliseconds of the last second the subtask waited to send (Flink's name)",
+                lambda s: s.backpressured_ratio * 1000.0,
             ),
         }
         for suffix, (help_text, value_of) in per_task.items():

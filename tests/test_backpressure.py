@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import threading
+import time
 
 import psutil
-from harness import poll_for
+from harness import http_json, poll_for
+from jobs_support import remote
 
 from strom.datastream import SinkFunction, SourceFunction, StreamExecutionEnvironment
 
@@ -56,3 +58,57 @@ def test_fast_source_and_stalled_sink_stay_within_bounded_memory():
         RELEASE.set()
     client.get_job_execution_result()
     assert PRODUCED[0] == RECORDS and CONSUMED[0] == RECORDS
+
+
+# ---------------------------------------------------------------- reported, across processes
+
+BIG = b"x" * 8192  # a batch of 1,024 is 8 MB: more than a burst
+
+
+class BigTicker(SourceFunction):
+    """8 KB records as fast as it is let."""
+
+    def __init__(self) -> None:
+        self.running = True
+
+    def run(self, ctx):
+        while self.running:
+            ctx.collect(BIG)
+
+    def cancel(self):
+        self.running = False
+
+
+class CrawlingSink(SinkFunction):
+    def invoke(self, value, context):
+        time.sleep(0.001)
+
+
+def test_a_producer_waiting_for_credit_from_another_process_is_reported_back_pressured(
+    local_cluster,
+):
+    # Batches of 8 MB: the receiver grants credit a burst (channels.BURST_BYTES) at a time, so
+    # the producer waits for it while the consumer's gate holds a few elements of its sixteen;
+    # the consumer alone would call that "ok". The producer knows it waits.
+    cluster = local_cluster(slots=2).start(taskmanagers=1)
+    with remote(cluster.address):
+        env = StreamExecutionEnvironment.get_execution_environment()
+        ticker = env.add_source(BigTicker()).name("Big Ticker").set_parallelism(1)
+        ticker.add_sink(CrawlingSink()).name("Crawl").set_parallelism(1).slot_sharing_group("apart")
+        client = env.execute_async("held back by credit")
+    job_id = client.get_job_id()
+    try:
+
+        def ticker_held_back() -> dict | None:
+            job = http_json(f"{cluster.rest_url}/jobs/{job_id}")
+            ticker = {v["name"]: v for v in job["vertices"]}["Big Ticker"]
+            return ticker if ticker["metrics"]["backpressure-level"] == "high" else None
+
+        ticker = poll_for(ticker_held_back, timeout=60, what="the ticker to be reported held back")
+        assert ticker["metrics"]["backpressured-ratio"] > 0.5
+        pressure = http_json(
+            f"{cluster.rest_url}/jobs/{job_id}/vertices/{ticker['id']}/backpressure"
+        )
+        assert pressure["backpressure-level"] == "high"
+    finally:
+        client.cancel()

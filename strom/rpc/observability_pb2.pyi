@@ -55,7 +55,7 @@ class BlockedProducer(_message.Message):
     def __init__(self, vertex_id: _Optional[str] = ..., subtask: _Optional[int] = ..., ratio: _Optional[float] = ...) -> None: ...
 
 class ObservedSubtask(_message.Message):
-    __slots__ = ("job_id", "attempt", "vertex_id", "subtask", "task_name", "state", "records_in", "records_out", "queued_batches", "queue_capacity", "busy_ratio", "blocked_producers", "has_watermark", "watermark", "last_checkpoint_duration_ms", "is_source", "pid", "rss_bytes")
+    __slots__ = ("job_id", "attempt", "vertex_id", "subtask", "task_name", "state", "records_in", "records_out", "queued_batches", "queue_capacity", "busy_ratio", "blocked_producers", "has_watermark", "watermark", "last_checkpoint_duration_ms", "is_source", "pid", "rss_bytes", "backpressured_ratio")
     JOB_ID_FIELD_NUMBER: _ClassVar[int]
     ATTEMPT_FIELD_NUMBER: _ClassVar[int]
     VERTEX_ID_FIELD_NUMBER: _ClassVar[int]
@@ -74,6 +74,7 @@ class ObservedSubtask(_message.Message):
     IS_SOURCE_FIELD_NUMBER: _ClassVar[int]
     PID_FIELD_NUMBER: _ClassVar[int]
     RSS_BYTES_FIELD_NUMBER: _ClassVar[int]
+    BACKPRESSURED_RATIO_FIELD_NUMBER: _ClassVar[int]
     job_id: str
     attempt: int
     vertex_id: str
@@ -92,7 +93,8 @@ class ObservedSubtask(_message.Message):
     is_source: bool
     pid: int
     rss_bytes: int
-    def __init__(self, job_id: _Optional[str] = ..., attempt: _Optional[int] = ..., vertex_id: _Optional[str] = ..., subtask: _Optional[int] = ..., task_name: _Optional[str] = ..., state: _Optional[str] = ..., records_in: _Optional[int] = ..., records_out: _Optional[int] = ..., queued_batches: _Optional[int] = ..., queue_capacity: _Optional[int] = ..., busy_ratio: _Optional[float] = ..., blocked_producers: _Optional[_Iterable[_Union[BlockedProducer, _Mapping]]] = ..., has_watermark: _Optional[bool] = ..., watermark: _Optional[int] = ..., last_checkpoint_duration_ms: _Optional[int] = ..., is_source: _Optional[bool] = ..., pid: _Optional[int] = ..., rss_bytes: _Optional[int] = ...) -> None: ...
+    backpressured_ratio: float
+    def __init__(self, job_id: _Optional[str] = ..., attempt: _Optional[int] = ..., vertex_id: _Optional[str] = ..., subtask: _Optional[int] = ..., task_name: _Optional[str] = ..., state: _Optional[str] = ..., records_in: _Optional[int] = ..., records_out: _Optional[int] = ..., queued_batches: _Optional[int] = ..., queue_capacity: _Optional[int] = ..., busy_ratio: _Optional[float] = ..., blocked_producers: _Optional[_Iterable[_Union[BlockedProducer, _Mapping]]] = ..., has_watermark: _Optional[bool] = ..., watermark: _Optional[int] = ..., last_checkpoint_duration_ms: _Optional[int] = ..., is_source: _Optional[bool] = ..., pid: _Optional[int] = ..., rss_bytes: _Optional[int] = ..., backpressured_ratio: _Optional[float] = ...) -> None: ...
 
 class SlotProcessStatus(_message.Message):
     __slots__ = ("pid", "job_id", "attempt", "slot", "address", "rss_bytes", "threads", "tasks")
