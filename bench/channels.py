@@ -47,6 +47,7 @@ from taskmanager.network import (  # noqa: E402
     close_all_channels,
     data_tokens,  # noqa: E402
     decode,
+    decoded,
     encode,
 )
 from taskmanager.network.data_service import SERVER_OPTIONS  # noqa: E402
@@ -64,6 +65,7 @@ def consume(gate: InputGate, producers: int) -> int:
     finished = 0
     while finished < producers:
         _, element = gate.poll(None)
+        element = decoded(element)  # a batch from another process: its task decodes it
         if element[0] == RECORDS:
             seen += len(element[1])
         elif element[0] == END_OF_PARTITION:
@@ -164,6 +166,7 @@ def serve(channels: int) -> None:
         delays = []
         while finished < channels:
             _, element = gate.poll(None)
+            element = decoded(element)
             if start is None:
                 start = time.perf_counter()
             if element[0] == RECORDS:

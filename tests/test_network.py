@@ -34,6 +34,7 @@ from strom.rpc import data_pb2 as pb
 from strom.rpc import data_pb2_grpc
 from taskmanager.network import (
     BARRIER,
+    ENCODED_RECORDS,
     END_OF_PARTITION,
     RECORDS,
     WATERMARK,
@@ -51,6 +52,7 @@ from taskmanager.network import (
     close_all_channels,
     data_tokens,
     decode,
+    decoded,
     encode,
 )
 from taskmanager.network.channels import open_channel_count
@@ -163,7 +165,9 @@ def take(gate: InputGate, count: int, timeout: float = 10.0) -> list[tuple[int, 
     for _ in range(count):
         item = gate.poll(timeout)
         assert item is not None, f"nothing arrived within {timeout}s after {len(items)} items"
-        items.append(item)
+        channel, element = item
+        # A record batch from another process comes encoded; its task decodes it.
+        items.append((channel, decoded(element) if type(element) is tuple else element))
     return items
 
 
@@ -204,7 +208,7 @@ def test_order_per_channel_is_preserved(link):
     while finished < 3:
         item = connection.gate.poll(10.0)
         assert item is not None
-        channel, element = item
+        channel, element = item[0], decoded(item[1])
         if element == EOP:
             finished += 1
         else:
@@ -495,6 +499,12 @@ def test_bad_frames_fail_their_channel_only_and_the_server_keeps_serving(data_se
         raw.send(pb.ChannelMessage(channel_id=1, open=header(0)))
         poll_for(lambda: gate.watched(0), timeout=10)
         raw.send(pb.ChannelMessage(channel_id=1, payloads=[b"\x00garbage"]))
+        # A record batch is handed on as it came: the consuming task decodes it, and fails.
+        channel, element = gate.poll(10)
+        assert (channel, element) == (0, (ENCODED_RECORDS, b"\x00garbage"))
+        with pytest.raises(DecodeError):
+            decoded(element)
+        raw.send(pb.ChannelMessage(channel_id=1, payloads=[b""]))
         assert raw.answer(1).failure.reason == pb.BAD_DATA
         raw.send(pb.ChannelMessage(channel_id=2, open=header(1)))
         poll_for(lambda: gate.watched(1), timeout=10)

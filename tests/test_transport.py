@@ -30,6 +30,7 @@ from taskmanager.network import (
     RemoteOutputChannel,
     close_all_channels,
     data_tokens,
+    decoded,
 )
 from taskmanager.network.channels import BURST_BYTES, SMALL_QUEUE, open_channel_count
 from taskmanager.network.data_service import BACKLOG_BYTES, EXTRA_CREDITS
@@ -243,7 +244,7 @@ def test_credits_let_exactly_one_element_through_per_element_taken(data_server):
         poll_for(lambda: out.backpressured and gate.pending(0) == 3, what="credits to run out")
         assert sent.count == 3 + 2  # the gate's three slots and the channel's queue of two
         for taken in range(1, 6):
-            assert gate.poll(10)[1] == (RECORDS, [taken - 1, padding], None)
+            assert decoded(gate.poll(10)[1]) == (RECORDS, [taken - 1, padding], None)
             # The credit for the freed slot brings exactly one more element over.
             poll_for(
                 lambda: gate.pending(0) == 3 and sent.count == 5 + taken and out.backpressured,  # noqa: B023
@@ -275,7 +276,7 @@ def test_small_elements_earn_extra_credits_up_to_a_bound(data_server):
     flooding = run_in_thread(flood)
     try:
         for i in range(500):  # the receiver learns that this channel's elements are small
-            assert gate.poll(10)[1] == (RECORDS, [i], None)
+            assert decoded(gate.poll(10)[1]) == (RECORDS, [i], None)
         last = [-1]
 
         def stalled() -> bool:
@@ -320,7 +321,7 @@ def test_credits_earned_by_small_elements_do_not_bring_as_many_large_ones(data_s
     try:
         for i in range(1000):  # a quiet stretch of small elements earns extra credits
             out.send((RECORDS, [i], None))
-            assert gate.poll(10)[1] == (RECORDS, [i], None)
+            assert decoded(gate.poll(10)[1]) == (RECORDS, [i], None)
         sent = run_in_thread(lambda: [out.send((RECORDS, [large], None)) for _ in range(100)])
         last = [-1]
 
@@ -333,7 +334,7 @@ def test_credits_earned_by_small_elements_do_not_bring_as_many_large_ones(data_s
         held = gate.pending(0)
         assert held <= 2 + BURST_BYTES // len(large) + 1, held
         for _ in range(100):
-            assert gate.poll(10)[1][1] == [large]
+            assert decoded(gate.poll(10)[1])[1] == [large]
         assert sent.done.wait(20) and sent.error is None
     finally:
         out.cancel()

@@ -24,11 +24,13 @@ from taskmanager.network.channels import (
 from taskmanager.network.data_service import DataExchangeService
 from taskmanager.network.elements import (
     BARRIER,
+    ENCODED_RECORDS,
     END_OF_PARTITION,
     RECORDS,
     WATERMARK,
     DecodeError,
     decode,
+    decoded,
     encode,
 )
 from taskmanager.network.gate_registry import GateRegistry
@@ -37,6 +39,7 @@ from taskmanager.network.record_writer import RecordWriter
 
 __all__ = [
     "BARRIER",
+    "ENCODED_RECORDS",
     "END_OF_PARTITION",
     "RECORDS",
     "WATERMARK",
@@ -53,5 +56,6 @@ __all__ = [
     "RemoteOutputChannel",
     "close_all_channels",
     "decode",
+    "decoded",
     "encode",
 ]

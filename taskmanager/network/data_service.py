@@ -24,7 +24,9 @@ per connection, so the check costs nothing per record.
 
 Whatever a peer sends, the process stays up: an element that does not decode, or data sent
 without credit, fails that channel (``BAD_DATA``, with a log line); a stream that breaks the
-protocol itself is ended with INVALID_ARGUMENT.
+protocol itself is ended with INVALID_ARGUMENT. Record batches are handed to the gate as they
+came (``ENCODED_RECORDS``) and decoded by the consuming task, which fails if one does not
+decode (elements.py).
 """
 
 from __future__ import annotations
@@ -41,7 +43,7 @@ from strom.rpc import data_pb2 as pb
 from strom.rpc import data_pb2_grpc, roles, tls
 from taskmanager.network import data_tokens
 from taskmanager.network.channels import BURST_BYTES
-from taskmanager.network.elements import DecodeError, decode
+from taskmanager.network.elements import DecodeError, decode_on_receipt
 from taskmanager.network.event_loop import data_plane_loop
 from taskmanager.network.gate_registry import GateRegistry
 from taskmanager.network.input_gate import GateClosed, InputGate
@@ -315,7 +317,7 @@ class _InboundConnection:
             if size > recent:
                 recent = size
             try:
-                element = decode(payload)
+                element = decode_on_receipt(payload)
             except DecodeError as error:
                 self._reject(channel, f"bad frame: {error}")
                 return

@@ -4,7 +4,9 @@ Producers (local channels, or the data service on behalf of remote ones) ``put``
 their channel and block while it is full, which is how a slow consumer slows its producers.
 The task's own thread takes one thing at a time with ``poll``: mailbox actions first (timers,
 checkpoint triggers, cancellation), then channel data round-robin, so no input starves another
-and user code runs one step at a time (on the task's thread, or on a producer's: see below).
+and user code runs one step at a time, on the task's own thread. A ``put`` that wakes the
+waiting consumer gives up the GIL at once, so that thread takes the element while its records
+are still in the cache (two task threads of one process share one GIL; bench/handoff.py).
 
 A *blocked* channel keeps its data queued and is skipped by ``poll``; checkpoint barrier
 alignment blocks the channels whose barrier already arrived.
@@ -68,11 +70,13 @@ class InputGate:
     # ------------------------------------------------------------------ producers
 
     def put(self, channel: int, element: Any, timeout: float | None = None) -> None:
-        """Append ``element`` to ``channel``, waiting while the channel is full.
+        """Append ``element`` to ``channel``, waiting while the channel is full; when that
+        wakes the consumer, let it run before going on.
 
         Raises ``GateClosed`` when the gate is or gets closed, ``TimeoutError`` when no room
         was made within ``timeout`` seconds (None: wait as long as it takes).
         """
+        woken = False
         with self._lock:
             queue = self._queues[channel]
             if len(queue) >= self.capacity_per_channel or self._closed:
@@ -83,9 +87,17 @@ class InputGate:
                 self._ready.append(channel)
                 if self._waiting_consumers:
                     self._data_available.notify()
+                    woken = True
             if self._waiting_producers[channel] and len(queue) < self.capacity_per_channel:
                 # Several producers on one channel: pass a spare slot on.
                 self._space_available[channel].notify()
+        if woken:
+            # Give up the GIL now, so the consumer's thread takes the element while its records
+            # are still in the cache, instead of when the interpreter next forces a switch
+            # (5 ms on: a producer makes ~10,000 more records meanwhile). Measured on word
+            # count (bench/handoff.py, bench/RESULTS.md "Session 4"): fewer slow runs on a
+            # busy machine; the consumer still runs on its own thread.
+            time.sleep(0)
 
     def put_credited(self, channel: int, element: Any) -> None:
         """Append ``element`` to ``channel`` whatever it holds: for a watched channel, whose

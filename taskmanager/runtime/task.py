@@ -28,10 +28,12 @@ from strom.graph.job_graph import JobGraph, JobVertex, input_channel_layout
 from strom.rpc import data_pb2 as pb
 from taskmanager.network.elements import (
     BARRIER,
+    ENCODED_RECORDS,
     END_OF_PARTITION,
     RECORDS,
     WATERMARK,
     WATERMARK_STATUS,
+    decode,
 )
 from taskmanager.network.gate_registry import GateRegistry
 from taskmanager.network.input_gate import GateClosed, InputGate
@@ -409,6 +411,9 @@ class Task:
     def _on_element(self, channel: int, element: tuple) -> None:
         """One element from input channel ``channel``."""
         kind = element[0]
+        if kind == ENCODED_RECORDS:  # from another process: decoded here, just before use
+            element = decode(element[1])
+            kind = RECORDS
         if kind == RECORDS:
             values = element[1]
             self.records_in += len(values)
