@@ -6,23 +6,26 @@ import threading
 import time
 
 import psutil
+import pytest
 from harness import http_json, poll_for
 from jobs_support import remote
 
 from strom.datastream import SinkFunction, SourceFunction, StreamExecutionEnvironment
 
-RECORDS = 300_000
-PAYLOAD = "x" * 1000  # ~300 MB if everything were buffered
 RELEASE = threading.Event()
 PRODUCED = [0]
 CONSUMED = [0]
 
 
 class FastSource(SourceFunction):
+    def __init__(self, records: int, size: int) -> None:
+        self.records = records
+        self.payload = "x" * size
+
     def run(self, ctx):
-        for i in range(RECORDS):
+        for i in range(self.records):
             PRODUCED[0] += 1
-            ctx.collect(PAYLOAD + str(i))
+            ctx.collect(self.payload + str(i))
 
     def cancel(self):
         pass
@@ -34,11 +37,23 @@ class BlockedSink(SinkFunction):
         CONSUMED[0] += 1
 
 
-def test_fast_source_and_stalled_sink_stay_within_bounded_memory():
+@pytest.mark.parametrize(
+    "size, records",
+    [
+        (1000, 300_000),  # ~300 MB if everything were buffered
+        # ~1 GB: a batch of 1,024 such records alone was 256 MB; batches are bounded by bytes
+        # too (record_sizes.BATCH_BYTES)
+        (256 * 1024, 4_000),
+    ],
+    ids=["1KB", "256KB"],
+)
+def test_fast_source_and_stalled_sink_stay_within_bounded_memory(size, records):
+    RELEASE.clear()
+    PRODUCED[0] = CONSUMED[0] = 0
     process = psutil.Process()
     baseline = process.memory_info().rss
     env = StreamExecutionEnvironment.get_execution_environment()
-    env.add_source(FastSource()).rebalance().add_sink(BlockedSink())
+    env.add_source(FastSource(records, size)).rebalance().add_sink(BlockedSink())
     client = env.execute_async("backpressure")
     try:
         last = [-1]
@@ -49,15 +64,15 @@ def test_fast_source_and_stalled_sink_stay_within_bounded_memory():
             return now > 0 and now == previous
 
         poll_for(stalled, timeout=60, interval=0.3, what="the source to be held back")
-        held_at = PRODUCED[0]
+        held_bytes = PRODUCED[0] * size
         grown = process.memory_info().rss - baseline
         # Bounded buffers: a channel's batches, the writer's and the source's pending batch.
-        assert held_at < 40_000, f"source ran ahead by {held_at} records"
-        assert grown < 150 * 1024 * 1024, f"memory grew by {grown / 2**20:.0f} MiB"
+        assert held_bytes < 40_000_000, f"source ran ahead by {held_bytes / 1e6:.0f} MB"
+        assert grown < 150 * 2**20, f"memory grew by {grown / 2**20:.0f} MiB"
     finally:
         RELEASE.set()
     client.get_job_execution_result()
-    assert PRODUCED[0] == RECORDS and CONSUMED[0] == RECORDS
+    assert PRODUCED[0] == records and CONSUMED[0] == records
 
 
 # ---------------------------------------------------------------- reported, across processes

@@ -57,6 +57,7 @@ from taskmanager.network import (
 )
 from taskmanager.network.channels import open_channel_count
 from taskmanager.network.data_service import BACKLOG_BYTES, SERVER_OPTIONS
+from taskmanager.network.record_sizes import BATCH_BYTES, batch_limit, estimated_size
 
 EOP = (END_OF_PARTITION,)
 Point = namedtuple("Point", "x y")
@@ -913,3 +914,27 @@ def test_cancel_wakes_a_send_blocked_on_any_channel_even_if_another_cancel_hangs
     finally:
         release.set()
         canceller.join(5)
+
+
+def test_record_sizes_estimates_and_bounds_batches_by_bytes():
+    assert estimated_size("x" * 100_000) >= 100_000
+    assert estimated_size(b"x" * 100_000) >= 100_000
+    assert estimated_size(("word", 1)) < 1024
+    assert 400_000 <= estimated_size([b"x" * 1000] * 400) <= 500_000
+    assert estimated_size({"k": "v" * 50_000}) >= 50_000
+    assert batch_limit([("word", 1)] * 10, 1024) == 1024, "small records: the count decides"
+    assert batch_limit(["x" * 100_000] * 10, 1024) == BATCH_BYTES // estimated_size("x" * 100_000)
+    assert batch_limit([b"x" * (4 << 20)], 1024) == 1, "a record larger than a batch: alone"
+    assert batch_limit(["a", "b" * 500_000, "c"], 1024) <= 2, "the middle record is sampled"
+
+
+def test_record_writer_sends_large_records_in_batches_of_bounded_bytes():
+    channel = CollectingChannel()
+    writer = RecordWriter(ForwardPartitioner(), [channel], 0, 1, batch_size=1024)
+    big = ["y" * 100_000 + str(i) for i in range(100)]
+    writer.emit(big)
+    writer.flush()
+    sizes = [len(element[1]) for element in channel.elements]
+    assert sum(sizes) == 100 and [v for e in channel.elements for v in e[1]] == big
+    limit = batch_limit(big, 1024)
+    assert limit < 20 and max(sizes) < 2 * limit, sizes

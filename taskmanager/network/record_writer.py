@@ -2,10 +2,11 @@
 
 A ``RecordWriter`` serves one producing subtask on one outgoing edge. ``emit`` spreads a batch
 over the consumer channels with the edge's partitioner and collects each channel's share in a
-pending buffer, which is sent as one RECORDS element when it holds ``batch_size`` records or
-when ``buffer_timeout_ms`` has passed since the oldest pending record arrived (DESIGN.md §5,
-``execution.buffer-timeout``). The writer has no thread: the task's mailbox loop asks for
-``next_deadline`` and calls ``flush_if_due`` — which keeps every send on the task's thread.
+pending buffer, which is sent as one RECORDS element when it holds ``batch_size`` records (fewer
+for large records: about ``record_sizes.BATCH_BYTES`` at most) or when ``buffer_timeout_ms``
+has passed since the oldest pending record arrived (DESIGN.md §5, ``execution.buffer-timeout``).
+The writer has no thread: the task's mailbox loop asks for ``next_deadline`` and calls
+``flush_if_due`` — which keeps every send on the task's thread.
 
 A hash edge's partitioner computes every record's key; the writer sends those keys with the
 batch, as ``(RECORDS, values, timestamps, keys)``, so the keyed operator downstream need not
@@ -21,6 +22,7 @@ from typing import Any
 from strom.graph.partitioning import Partitioner
 from taskmanager.network.channels import OutputChannel
 from taskmanager.network.elements import RECORDS
+from taskmanager.network.record_sizes import batch_limit
 
 __all__ = ["RecordWriter"]
 
@@ -49,6 +51,9 @@ class RecordWriter:
         self.partitioner = partitioner
         self.channels = list(channels)
         self.batch_size = batch_size
+        #: records per batch for the records emitted last: ``batch_size``, or fewer when they
+        #: are large (``record_sizes``)
+        self._limit = batch_size
         self.buffer_timeout_ms = buffer_timeout_ms
         self.records_out = 0  # records emitted (a broadcast record counts once)
         self.batches_out = 0  # RECORDS elements sent over all channels
@@ -86,7 +91,7 @@ class RecordWriter:
         if not values:
             return
         self.records_out += len(values)
-        batch_size = self.batch_size
+        batch_size = self._limit = batch_limit(values, self.batch_size)
         if self._timeout_s == 0:
             for channel, share, stamps, keys in self.partitioner.split_with_keys(
                 values, timestamps
@@ -152,7 +157,7 @@ class RecordWriter:
         # A very large share goes out in pieces of ``batch_size``, so one element never
         # carries an unbounded number of records (gate slots and gRPC messages stay bounded).
         send = self._sends[channel]
-        size = self.batch_size
+        size = self._limit
         total = len(values)
         if total < 2 * size:
             self.batches_out += 1

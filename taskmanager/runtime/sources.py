@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Any
 from strom.common.type_values import shaper
 from strom.datastream.connectors.base import FINISHED_POSITION
 from strom.graph.stream_graph import OperatorSpec
+from taskmanager.network.record_sizes import batch_limit
 from taskmanager.runtime.context import OperatorContext, TaskCancelled
 from taskmanager.runtime.operators import (
     MAX_WATERMARK,
@@ -185,6 +186,7 @@ class _SourceContext:
         self.has_stamps = False
         self.first_at = 0.0
         self.deadline = 0.0  # when the buffer must be flushed: first_at + the buffer timeout
+        self.limit = BATCH_SIZE  # records the buffer holds at most
         self.timeout_s = task.buffer_timeout_ms / 1000.0
 
     def collect(self, value: Any) -> None:
@@ -192,11 +194,10 @@ class _SourceContext:
             raise TaskCancelled()
         values = self.values
         if not values:
-            self.first_at = time.monotonic()
-            self.deadline = self.first_at + self.timeout_s
+            self._start_batch(value)
         values.append(value)
         self.stamps.append(None)
-        if len(values) >= BATCH_SIZE or time.monotonic() >= self.deadline:
+        if len(values) >= self.limit or time.monotonic() >= self.deadline:
             self.flush()
 
     def collect_with_timestamp(self, value: Any, timestamp: int | None) -> None:
@@ -206,12 +207,17 @@ class _SourceContext:
             raise TaskCancelled()
         values = self.values
         if not values:
-            self.first_at = time.monotonic()
-            self.deadline = self.first_at + self.timeout_s
+            self._start_batch(value)
         values.append(value)
         self.stamps.append(timestamp)
-        if len(values) >= BATCH_SIZE or time.monotonic() >= self.deadline:
+        if len(values) >= self.limit or time.monotonic() >= self.deadline:
             self.flush()
+
+    def _start_batch(self, first: Any) -> None:
+        self.first_at = time.monotonic()
+        self.deadline = self.first_at + self.timeout_s
+        # Large records make a short batch (record_sizes); the first record speaks for them.
+        self.limit = batch_limit([first], BATCH_SIZE)
 
     def emit_watermark(self, watermark: Any) -> None:
         self.flush()
