@@ -174,8 +174,8 @@ class CheckpointCoordinator:
         #: the job is RUNNING, and its tasks' states, as last observed
         self.job_running = False
         self.task_states: dict[Task, str] = {}
-        #: checkpoints given up while their metadata was written: id -> location
-        self._abandoned: dict[int, str] = {}
+        #: checkpoints given up while their metadata was written
+        self._abandoned: dict[int, PendingCheckpoint] = {}
 
     # ================================================================== events
 
@@ -243,13 +243,9 @@ class CheckpointCoordinator:
         delete what it subsumes, finish a savepoint."""
         pending = self.pending.get(checkpoint_id)
         if pending is None or not pending.finalizing:
-            # Given up while its metadata was written (a restart): a complete-looking
-            # checkpoint nobody knows of would stay behind.
-            abandoned = self._abandoned.pop(checkpoint_id, None)
-            return [Discard(checkpoint_id, abandoned)] if abandoned is not None else []
+            return self._written_after_abort(now, checkpoint_id)
         location = self._location(checkpoint_id, pending.target)
-        size = sum(h.get("size", 0) for h in pending.acknowledged.values() if isinstance(h, dict))
-        done, discarded = self.complete(checkpoint_id, now, location, size)
+        done, discarded = self.complete(checkpoint_id, now, location, _size(pending))
         effects: list[Effect] = []
         # As in Flink since 1.15, a savepoint the job goes on after commits no side effects:
         # recovery restores the latest checkpoint, not the savepoint, so output committed for
@@ -331,6 +327,30 @@ class CheckpointCoordinator:
                 handle = self._finished_handle(task[0])
                 complete = self.acknowledge(pending.id, task, handle) or complete
         return self._finalize(now, pending) if complete else []
+
+    def _written_after_abort(self, now: float, checkpoint_id: int) -> list[Effect]:
+        """The metadata of a checkpoint a restart gave up was written (and published) after
+        all. It is complete, and high availability points at it: a new leader may be
+        restoring from it, so it is kept as the latest checkpoint, retained and subsumed like
+        any other, unless a newer one completed meanwhile. A savepoint given up so (its
+        trigger already failed) is deleted."""
+        abandoned = self._abandoned.pop(checkpoint_id, None)
+        if abandoned is None:
+            return []
+        location = self._location(checkpoint_id, abandoned.target)
+        latest = self.latest()
+        if abandoned.is_savepoint or (latest is not None and latest.id > checkpoint_id):
+            return [Discard(checkpoint_id, location)]
+        done = CompletedCheckpoint(
+            checkpoint_id,
+            abandoned.triggered_at,
+            now,
+            dict(abandoned.acknowledged),
+            location,
+            state_size=_size(abandoned),
+        )
+        self.last_completion = now
+        return [Discard(old.id, old.external_path) for old in self._retain(done)]
 
     def _finished_handle(self, vertex_id: str) -> dict[str, Any]:
         node = self._nodes.get(vertex_id, {})
@@ -451,14 +471,20 @@ class CheckpointCoordinator:
         discarded: list[CompletedCheckpoint] = []
         if not pending.is_savepoint:
             self.last_completion = now
-            self.completed.append(done)
-            while len(self.completed) > max(1, self.settings.num_retained):
-                discarded.append(self.completed.pop(0))
+            discarded = self._retain(done)
             # Older pending checkpoints are subsumed by a newer complete one.
             for older in [cid for cid, p in self.pending.items() if cid < checkpoint_id]:
                 if not self.pending[older].is_savepoint and not self.pending[older].finalizing:
                     self.fail(older, now, SUBSUMED)
         return done, discarded
+
+    def _retain(self, done: CompletedCheckpoint) -> list[CompletedCheckpoint]:
+        """Keep ``done`` as the latest; returns the checkpoints no longer retained."""
+        self.completed.append(done)
+        discarded: list[CompletedCheckpoint] = []
+        while len(self.completed) > max(1, self.settings.num_retained):
+            discarded.append(self.completed.pop(0))
+        return discarded
 
     def fail(self, checkpoint_id: int, now: float, reason: str, counted: bool = True) -> bool:
         """Abort a pending checkpoint; True if too many failed in a row (the job must fail).
@@ -490,7 +516,7 @@ class CheckpointCoordinator:
         for checkpoint_id in ids:
             pending = self.pending.pop(checkpoint_id)
             if pending.finalizing:
-                self._abandoned[checkpoint_id] = self._location(checkpoint_id, pending.target)
+                self._abandoned[checkpoint_id] = pending
             self.counts["failed"] += 1
             self.history.append(
                 FailedCheckpoint(
@@ -498,3 +524,8 @@ class CheckpointCoordinator:
                 )
             )
         return ids
+
+
+def _size(pending: PendingCheckpoint) -> int:
+    """The bytes of state the tasks reported for ``pending``."""
+    return sum(h.get("size", 0) for h in pending.acknowledged.values() if isinstance(h, dict))

@@ -383,7 +383,9 @@ class CheckpointService:
         else:
             completing = effect.checkpoint_id in coordinator.pending
             effects = coordinator.metadata_written(now, effect.checkpoint_id)
-            if completing:
+            latest = coordinator.latest()
+            # One a restart gave up while this was written is kept when it is the latest.
+            if completing or (latest is not None and latest.id == effect.checkpoint_id):
                 record.checkpoint_metadata[effect.checkpoint_id] = effect.metadata
                 log.info(
                     "%s %d of job %s complete at %s",

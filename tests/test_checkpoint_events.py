@@ -197,19 +197,47 @@ def test_a_checkpoint_high_availability_could_not_take_does_not_count_against_th
     assert c.metadata_failed(clock(), 2, "disk full") == [FailJob(TOO_MANY_FAILURES)]
 
 
-def test_a_restart_while_the_metadata_is_written_discards_that_checkpoint():
+def test_a_checkpoint_written_after_a_restart_gave_it_up_is_kept_as_the_latest():
+    """A restart gives up checkpoint 2 while its metadata is written; the write and the
+    publication to high availability succeed after all. ZooKeeper points at it (a new leader
+    restores from it), so it must not be deleted: it is the latest, and subsumed in turn."""
     clock = Clock()
     c = started(clock)
     ack_all(c, clock, trigger(c, clock))
-    c.abort(clock(), "the job is restarting")
-    # Written after all: a complete-looking checkpoint nobody knows of must not stay.
-    assert c.metadata_written(clock(), 1) == [Discard(1, "/chk/chk-1")]
-    assert c.latest() is None and c.metadata_written(clock(), 1) == []
-    # Its write failing instead: nothing to do.
-    c.observe(clock(), True, RUNNING)
+    c.metadata_written(clock(), 1)
     ack_all(c, clock, trigger(c, clock))
     c.abort(clock(), "the job is restarting")
-    assert c.metadata_failed(clock(), 2, "gone") == []
+    assert c.metadata_written(clock(), 2) == [Discard(1, "/chk/chk-1")]
+    assert c.latest().id == 2 and c.latest().external_path == "/chk/chk-2"
+    assert c.metadata_written(clock(), 2) == []
+    c.observe(clock(), True, RUNNING)
+    ack_all(c, clock, trigger(c, clock))
+    assert c.metadata_written(clock(), 3) == [NotifyComplete(3), Discard(2, "/chk/chk-2")]
+    # Its write failing instead: nothing to do.
+    ack_all(c, clock, trigger(c, clock))
+    c.abort(clock(), "the job is restarting")
+    assert c.metadata_failed(clock(), 4, "gone") == []
+    assert c.latest().id == 3
+
+
+def test_a_given_up_checkpoint_written_after_a_newer_one_or_a_savepoint_is_discarded():
+    clock = Clock()
+    c = started(clock, max_concurrent=2)
+    ack_all(c, clock, trigger(c, clock))
+    c.abort(clock(), "the job is restarting")
+    c.observe(clock(), True, RUNNING)
+    ack_all(c, clock, trigger(c, clock))
+    c.metadata_written(clock(), 2)
+    # High availability ignores a pointer older than the one it has: nothing points at 1.
+    assert c.metadata_written(clock(), 1) == [Discard(1, "/chk/chk-1")]
+    assert c.latest().id == 2
+    c.trigger_savepoint(clock(), "t1", "/sp/savepoint-3")
+    ack_all(c, clock, 3)
+    assert c.abort(clock(), "the job is restarting") == [
+        SavepointDone("t1", failure="the job is restarting")
+    ]
+    assert c.metadata_written(clock(), 3) == [Discard(3, "/sp/savepoint-3")]
+    assert c.latest().id == 2
 
 
 def test_finished_tasks_acknowledge_at_once_and_draining_checkpoints_come_sooner():

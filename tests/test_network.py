@@ -545,6 +545,21 @@ def test_bad_frames_fail_their_channel_only_and_the_server_keeps_serving(data_se
         data_server.registry.unregister(job, 0, "v", 0)
 
 
+def test_the_data_token_sent_is_the_one_admitted_last_also_when_admitted_before():
+    """Leaders A, B, then A again (a deposed leader leading again) deploy the job: every
+    TaskManager must hand A's token to the job's new slot processes, those that saw B's
+    deployment too, or the slot processes refuse each other's connections."""
+    job = uuid.uuid4().hex
+    try:
+        for leader in ("token-of-a", "token-of-b", "token-of-a"):
+            data_tokens.admit(job, leader)
+            assert data_tokens.token_of_job(job) == leader
+            assert data_tokens.metadata(job) == ((data_tokens.METADATA_KEY, leader),)
+        assert data_tokens.admits("token-of-a", job) and data_tokens.admits("token-of-b", job)
+    finally:
+        data_tokens.admit("peer", "transport-test-data-token")  # this process's own again
+
+
 # ---------------------------------------------------------------------------- elements
 
 

@@ -187,6 +187,27 @@ def test_a_consumer_process_that_dies_fails_a_blocked_producer(peers):
     poll_for(lambda: open_channel_count() == 0, timeout=10, what="the connection to be dropped")
 
 
+def test_a_producer_whose_data_token_is_refused_fails_instead_of_hanging(peers):
+    """A receiver that refuses the producer's data token (one of another job, or of another
+    JobManager leader) ends the connection before it grants any credit: the producer's
+    channel fails, so its task fails and the job restarts, rather than waiting forever."""
+    consumer = peers("consumer", "1", "2", "a-data-token-this-process-never-admitted")
+    address = json.loads(consumer.line())["address"]
+    out = RemoteOutputChannel(address, consumer_key(0))
+
+    def flood() -> None:
+        while True:
+            out.send((RECORDS, [b"x" * 1000], None))
+
+    flooding = run_in_thread(flood)
+    assert flooding.done.wait(20), "the producer waits forever on a refused connection"
+    assert isinstance(flooding.error, ChannelError), flooding.error
+    assert "refused this process's data token" in str(flooding.error), flooding.error
+    with pytest.raises(ChannelError):
+        out.close(timeout=5)
+    poll_for(lambda: open_channel_count() == 0, timeout=10, what="the connection to be dropped")
+
+
 @pytest.fixture
 def data_server():
     served = start_data_server(lookup_timeout=10.0)

@@ -4,7 +4,8 @@
 gate of ``CHANNELS`` channels registered as (job "peer", attempt 0, vertex "v", subtask 0),
 prints its address, and answers commands read from stdin, one JSON line each:
 ``counts`` (elements taken per channel), ``threads`` (this process's thread count),
-``block N`` / ``unblock N`` (stop or resume taking from channel N).
+``block N`` / ``unblock N`` (stop or resume taking from channel N). With a fourth argument
+``TOKEN`` it takes records only from peers with that data token, not the tests' shared one.
 
 ``python transport_peer.py producer ADDRESS JOB`` sends records of 64 KiB over channel 0 of
 (JOB, 0, "v", 0) at ADDRESS until it is killed, printing ``sending`` after its first send.
@@ -80,9 +81,10 @@ def producer(address: str, job: str) -> None:
 
 
 if __name__ == "__main__":
-    # The data token tests/test_transport.py's process admits too: both ends of a connection
-    # are of one "job" (taskmanager/network/data_tokens.py).
-    data_tokens.admit("peer", "transport-test-data-token")
+    # The data token tests/test_transport.py's process admits too, unless another is given:
+    # both ends of a connection are of one "job" (taskmanager/network/data_tokens.py).
+    token = sys.argv[4] if len(sys.argv) > 4 else "transport-test-data-token"
+    data_tokens.admit("peer", token)
     if sys.argv[1] == "consumer":
         consumer(int(sys.argv[2]), int(sys.argv[3]))
     else:

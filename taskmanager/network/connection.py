@@ -148,6 +148,10 @@ class OutboundConnection:
                 metadata=data_tokens.metadata()
             )
             reader = asyncio.ensure_future(self._read(call))
+            # A receiver that ends the stream (one that refuses the token does so before it
+            # grants a credit) must wake a writer waiting for credit, or nothing ever fails
+            # the channels and their producers wait forever.
+            reader.add_done_callback(lambda _: self._event.set())
             try:
                 await self._write(call, reader)
             except asyncio.InvalidStateError:

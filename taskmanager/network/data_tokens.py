@@ -50,10 +50,13 @@ def admit(job_id: str, token: str) -> None:
                     _admitted.pop(old, None)
         else:
             _by_job.move_to_end(job_id)
-        if token not in tokens:
-            if len(tokens) == tokens.maxlen:
-                _admitted.pop(tokens[0], None)
-            tokens.append(token)
+        # The latest admitted is the one sent: a deposed leader that leads again brings back
+        # its old token, which the job's new slot processes here and elsewhere must share.
+        if token in tokens:
+            tokens.remove(token)
+        elif len(tokens) == tokens.maxlen:
+            _admitted.pop(tokens[0], None)
+        tokens.append(token)
         _admitted[token] = job_id
         _own = token
 
