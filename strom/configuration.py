@@ -537,6 +537,15 @@ OPTIONS: dict[str, ConfigOption] = {
             "a killed leader's standby takes over after this long (Flink's default is 60 s).",
         ),
         ConfigOption(
+            "high-availability.zookeeper.client.retry-wait",
+            5000,
+            parse_duration_ms,
+            _DURATION,
+            "The longest pause between two attempts to reach ZooKeeper once it was lost (the "
+            "pauses double from 100 ms up to this): how soon JobManagers lead again after "
+            "ZooKeeper comes back.",
+        ),
+        ConfigOption(
             "restart-strategy.type",
             None,
             _optional(

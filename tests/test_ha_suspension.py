@@ -36,6 +36,7 @@ class CuttableRelay:
         self._open.set()
         self._lock = threading.Lock()
         self._sockets: list[socket.socket] = []
+        self.refused = 0  # connections refused while cut
         threading.Thread(target=self._accept, daemon=True).start()
 
     def _accept(self) -> None:
@@ -45,6 +46,7 @@ class CuttableRelay:
             except OSError:
                 return  # closed
             if not self._open.is_set():
+                self.refused += 1
                 client.close()
                 continue
             try:

@@ -295,3 +295,24 @@ def test_a_leader_cut_off_from_zookeeper_within_its_session_leads_on(zookeeper, 
     finally:
         leader.stop()
         relay.close()
+
+
+def test_after_a_long_cut_a_leader_reconnects_within_retry_wait(zookeeper, tmp_path):
+    """Reconnect attempts back off only up to retry-wait (kazoo's own cap is an hour), so a
+    leader is back soon after ZooKeeper is, however long it was gone."""
+    relay = CuttableRelay(zookeeper.address)
+    config = ha_config(zookeeper, tmp_path, session="10 s", quorum=relay.address)
+    config = config.with_overrides({"high-availability.zookeeper.client.retry-wait": 300})
+    leader = Contender(config, "jm-a")
+    try:
+        poll_for(lambda: leader.granted, what="the contender to lead")
+        relay.cut()
+        # Pauses doubling from 100 ms up to 300 ms: seven attempts in about 2 s. Doubling with
+        # no cap, the seventh came 13 s after the cut (0.2, 0.4, 0.8, 1.6, 2.9, 7.2 s apart).
+        poll_for(lambda: relay.refused >= 7, timeout=8, what="seven reconnect attempts")
+        relay.restore()
+        poll_for(lambda: leader.resumed, timeout=4, what="the lead to go on")
+        assert not leader.revoked.is_set()
+    finally:
+        leader.stop()
+        relay.close()

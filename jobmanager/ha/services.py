@@ -34,6 +34,7 @@ class ZooKeeperHaServices:
             )
         try:
             from kazoo.client import KazooClient
+            from kazoo.retry import KazooRetry
         except ImportError as error:
             raise ConfigurationError(
                 "high-availability.type: zookeeper needs the kazoo client: pip install 'strom[ha]'"
@@ -41,7 +42,14 @@ class ZooKeeperHaServices:
         self.config = config
         self.root = zookeeper_root(config)
         self.session_timeout = config["high-availability.zookeeper.client.session-timeout"] / 1000
-        self.client = KazooClient(hosts=quorum, timeout=self.session_timeout)
+        # Reconnect attempts back off, but only up to retry-wait: kazoo's own cap is an hour, so
+        # after a long ZooKeeper outage the cluster could stay leaderless for minutes after
+        # ZooKeeper was back.
+        retry_wait = max(0.01, config["high-availability.zookeeper.client.retry-wait"] / 1000)
+        reconnect = KazooRetry(max_tries=-1, delay=min(0.1, retry_wait), max_delay=retry_wait)
+        self.client = KazooClient(
+            hosts=quorum, timeout=self.session_timeout, connection_retry=reconnect
+        )
 
     def start(self, timeout: float = 30.0) -> None:
         """Connect to ZooKeeper (raises ``kazoo.handlers.threading.KazooTimeoutError``)."""
