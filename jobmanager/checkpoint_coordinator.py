@@ -350,6 +350,13 @@ class CheckpointCoordinator:
             state_size=_size(abandoned),
         )
         self.last_completion = now
+        # It was counted and listed as failed when the restart gave it up: now it completed.
+        self.counts["failed"] -= 1
+        self.counts["completed"] += 1
+        self.history = [
+            done if isinstance(entry, FailedCheckpoint) and entry.id == checkpoint_id else entry
+            for entry in self.history
+        ]
         return [Discard(old.id, old.external_path) for old in self._retain(done)]
 
     def _finished_handle(self, vertex_id: str) -> dict[str, Any]:

@@ -209,6 +209,11 @@ def test_a_checkpoint_written_after_a_restart_gave_it_up_is_kept_as_the_latest()
     c.abort(clock(), "the job is restarting")
     assert c.metadata_written(clock(), 2) == [Discard(1, "/chk/chk-1")]
     assert c.latest().id == 2 and c.latest().external_path == "/chk/chk-2"
+    # Listed and counted once, as completed (the restart had listed it as failed).
+    assert [(type(e).__name__, e.id) for e in c.history if e.id == 2] == [
+        ("CompletedCheckpoint", 2)
+    ]
+    assert c.counts["completed"] == 2 and c.counts["failed"] == 0
     assert c.metadata_written(clock(), 2) == []
     c.observe(clock(), True, RUNNING)
     ack_all(c, clock, trigger(c, clock))
