@@ -14,8 +14,7 @@ from pathlib import Path
 
 import pytest
 from harness import poll_for, python_env
-from test_ha_suspension import CuttableRelay
-from zookeeper import ZooKeeperServer
+from zookeeper import CuttableRelay, ZooKeeperServer
 
 from jobmanager.ha.leader_election import NotLeader
 from jobmanager.ha.services import ZooKeeperHaServices, create_ha_services, zookeeper_root
