@@ -953,3 +953,22 @@ def test_record_writer_sends_large_records_in_batches_of_bounded_bytes():
     assert sum(sizes) == 100 and [v for e in channel.elements for v in e[1]] == big
     limit = batch_limit(big, 1024)
     assert limit < 20 and max(sizes) < 2 * limit, sizes
+
+
+def test_poll_with_a_timeout_longer_than_a_lock_can_wait_still_waits_for_data():
+    # A user's processing-time timer far in the future makes the task wait that long.
+    gate = InputGate(1, 4)
+    got: list = []
+
+    def consume() -> None:
+        try:
+            got.append(gate.poll(1e15))
+        except Exception as error:  # noqa: BLE001 - the test reports it
+            got.append(error)
+
+    consumer = threading.Thread(target=consume)
+    consumer.start()
+    poll_for(lambda: gate._waiting_consumers or got, what="the consumer to wait")
+    gate.put(0, "x")
+    consumer.join(10)
+    assert got == [(0, "x")]

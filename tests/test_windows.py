@@ -4,6 +4,7 @@ against results computed by plain Python in the test."""
 from __future__ import annotations
 
 import random
+import time
 from collections import defaultdict
 
 from strom.common import Duration, Time, WatermarkStrategy
@@ -175,6 +176,33 @@ def test_count_windows_and_a_count_trigger(mode):
     results = mode.collect(counted)
     assert sorted(r[2] for r in results) == [10] * 9
     assert sorted(r[0] for r in results) == sorted(["k0", "k1", "k2"] * 3)
+
+
+class PausingSource(SourceFunction):
+    """Five records, a pause (a slow source), five more."""
+
+    def run(self, ctx):
+        for i in range(10):
+            if i == 5:
+                time.sleep(0.3)
+            ctx.collect(("k", i, 1))
+
+    def cancel(self):
+        pass
+
+
+def test_count_windows_wait_out_a_pause_of_their_input(mode):
+    # A global window never ends: its task once waited for a cleanup timer at the end of time,
+    # a wait no lock takes (OverflowError), whenever its input paused with a window open.
+    env = env_with(1)
+    env.set_buffer_timeout(0)
+    counted = (
+        env.add_source(PausingSource())
+        .key_by(lambda e: e[0])
+        .count_window(2)
+        .reduce(lambda a, b: (a[0], b[1], a[2] + b[2]))
+    )
+    assert mode.collect(counted) == [("k", i, 2) for i in (1, 3, 5, 7, 9)]
 
 
 def test_processing_time_windows_with_a_count_trigger_see_every_record(mode):

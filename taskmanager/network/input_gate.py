@@ -27,6 +27,9 @@ from typing import Any
 
 __all__ = ["GateClosed", "InputGate"]
 
+#: the longest a consumer waits in one go (a lock cannot wait past threading.TIMEOUT_MAX)
+_LONGEST_WAIT_S = 3600.0
+
 
 class GateClosed(Exception):
     """The gate was closed (its task finished, failed or was cancelled)."""
@@ -195,7 +198,11 @@ class InputGate:
                         return None
                 self._waiting_consumers += 1
                 try:
-                    self._data_available.wait(remaining)
+                    # A deadline far away (a timer at the end of time) is more than a lock
+                    # can wait; waking once in a long while instead changes nothing.
+                    self._data_available.wait(
+                        None if remaining is None else min(remaining, _LONGEST_WAIT_S)
+                    )
                 finally:
                     self._waiting_consumers -= 1
         consumed()  # outside the lock: it hands a credit to the connection of a watched channel

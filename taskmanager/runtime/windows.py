@@ -10,6 +10,7 @@ from __future__ import annotations
 import heapq
 import itertools
 import time
+from collections.abc import Callable
 from typing import Any
 
 from strom.datastream.window import TimeWindow
@@ -344,6 +345,16 @@ class WindowOperator(KeyedOperator):
             return end
         return min(end + self.lateness, MAX_WATERMARK)
 
+    def _cleanup_timer(self, register_or_delete: Callable, key: Any, window: Any) -> None:
+        """Register (or delete) the timer that drops ``window``'s state once it is over; none
+        for a window that never ends (a global window), as Flink's WindowOperator: a
+        processing-time timer at the end of time made the task wait that long, more than a
+        lock can (OverflowError), and every key kept one for nothing."""
+        at = self._cleanup_time(window)
+        if at < MAX_WATERMARK:
+            table = EVENT_TIMERS if self.event_time else PROCESSING_TIMERS
+            register_or_delete(table, key, at, ("cleanup", window))
+
     def _is_late(self, window: Any) -> bool:
         return self.event_time and self._cleanup_time(window) <= self.current_watermark
 
@@ -547,12 +558,7 @@ class WindowOperator(KeyedOperator):
                 ctx.key, ctx.window = key, window
                 result = self.trigger.on_element(value, stamp, window, ctx)
                 self._act(result, key, window, out, stamps)
-                self.register_timer(
-                    EVENT_TIMERS if self.event_time else PROCESSING_TIMERS,
-                    key,
-                    self._cleanup_time(window),
-                    ("cleanup", window),
-                )
+                self._cleanup_timer(self.register_timer, key, window)
             if not accepted and self.late_tag is not None:
                 self.output.side_output(self.late_tag, value, stamp)
             if not per_key:
@@ -576,12 +582,7 @@ class WindowOperator(KeyedOperator):
                     accumulated = (
                         part if accumulated is _MISSING else self._combine(accumulated, part)
                     )
-                self.delete_timer(
-                    EVENT_TIMERS if self.event_time else PROCESSING_TIMERS,
-                    key,
-                    self._cleanup_time(window),
-                    ("cleanup", window),
-                )
+                self._cleanup_timer(self.delete_timer, key, window)
                 ctx = self.trigger_context
                 ctx.key, ctx.window = key, window
                 self.trigger.clear(window, ctx)
