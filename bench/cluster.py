@@ -60,11 +60,11 @@ class Cluster:
 
 @contextlib.contextmanager
 def local_cluster(
-    taskmanagers: int, work: Path, slots: int = 1, tls: bool = False
+    taskmanagers: int, work: Path, slots: int = 1, tls: bool = False, repo: Path = REPO
 ) -> Iterator[Cluster]:
     """Start a JobManager and ``taskmanagers`` TaskManagers of ``slots`` slots each (with
-    internal mutual TLS when ``tls``); yields the cluster, and makes ``env.execute()`` submit
-    to it meanwhile."""
+    internal mutual TLS when ``tls``), running the code of the checkout ``repo``; yields the
+    cluster, and makes ``env.execute()`` submit to it meanwhile."""
     from strom.datastream import execution_context
 
     conf = work / f"conf-{time.monotonic_ns()}"
@@ -87,8 +87,8 @@ def local_cluster(
             (conf / "certs" / "ca.pem").read_bytes(),
         )
     (conf / "strom-conf.yaml").write_text(text)
-    env = dict(os.environ, PYTHONPATH=str(REPO), STROM_CONF_DIR=str(conf))
-    quiet = {"stdout": subprocess.DEVNULL, "stderr": subprocess.DEVNULL, "env": env}
+    env = dict(os.environ, PYTHONPATH=str(repo), STROM_CONF_DIR=str(conf))
+    quiet = {"stdout": subprocess.DEVNULL, "stderr": subprocess.DEVNULL, "env": env, "cwd": repo}
     processes = [subprocess.Popen([sys.executable, "-m", "jobmanager"], **quiet)]
     try:
         from client.gateway import ClusterClient

@@ -1,0 +1,111 @@
+"""An A/B of checkouts: the same job on one cluster per checkout, jobs alternated, medians.
+
+    python bench/ab.py --tree ../base --tree . [--job wordcount|keyed] [--parallelism 1 2]
+                       [--rounds 9] [--taskmanagers 2] [--slots 1]
+
+This machine's load swings within minutes (another tenant's work doubles a p=1 job's time
+while it runs), so two checkouts measured one after the other compare the minutes, not the
+code. Here each ``--tree`` gets its own local cluster running its code, all at once, and every
+round runs the job once on each (the order rotating by round) at each ``--parallelism``: the
+checkouts share whatever the machine does. Prints, per checkout and parallelism, the median
+and least wall time and TaskManager CPU seconds, and per checkout the p=2 / p=1 ratios of the
+medians. The client side (this process: building and submitting the job) is this checkout's.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import statistics
+import sys
+import tempfile
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO))
+sys.path.insert(0, str(REPO / "bench"))
+
+import cloudpickle  # noqa: E402
+import keyed_cpu  # noqa: E402
+import wordcount  # noqa: E402
+from cluster import local_cluster  # noqa: E402
+
+from strom.datastream import execution_context  # noqa: E402
+
+# The jobs' functions travel by value: the other checkouts' TaskManagers cannot import this
+# checkout's bench modules.
+cloudpickle.register_pickle_by_value(wordcount)
+cloudpickle.register_pickle_by_value(keyed_cpu)
+
+JOBS = {
+    "wordcount": (wordcount.make_input, wordcount.strom_job),
+    "keyed": (
+        lambda path: path.write_text("".join(f"{i:>63}\n" for i in range(200_000))),
+        keyed_cpu.job,
+    ),
+}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description="A/B of checkouts, one cluster each")
+    parser.add_argument("--tree", action="append", required=True, help="a checkout's folder")
+    parser.add_argument("--job", choices=sorted(JOBS), default="wordcount")
+    parser.add_argument("--parallelism", type=int, nargs="+", default=[1, 2])
+    parser.add_argument("--rounds", type=int, default=9)
+    parser.add_argument("--taskmanagers", type=int, default=2)
+    parser.add_argument("--slots", type=int, default=1)
+    args = parser.parse_args()
+    trees = [Path(tree).resolve() for tree in args.tree]
+    make_input, run_job = JOBS[args.job]
+    samples: dict[tuple[int, int], list[tuple[float, float]]] = {}
+    with tempfile.TemporaryDirectory(prefix="strom-ab-") as tmp, contextlib.ExitStack() as stack:
+        work = Path(tmp)
+        path = work / "input.txt"
+        make_input(path)
+        clusters = []
+        for tree in trees:
+            cluster = stack.enter_context(
+                local_cluster(args.taskmanagers, work, args.slots, repo=tree)
+            )
+            clusters.append((cluster, cluster.process_count()))
+        for round_number in range(args.rounds):
+            order = list(range(len(trees)))
+            shift = round_number % len(order)
+            order = order[shift:] + order[:shift]
+            for parallelism in args.parallelism:
+                for index in order:
+                    cluster, idle = clusters[index]
+                    context = execution_context.ExecutionContext(
+                        target="remote", jobmanager=cluster.address
+                    )
+                    previous = execution_context.set_current(context)
+                    try:
+                        before = cluster.settled_cpu_seconds(idle)
+                        wall = run_job(path, parallelism)
+                        cpu = cluster.settled_cpu_seconds(idle) - before
+                    finally:
+                        execution_context.set_current(previous)
+                    samples.setdefault((index, parallelism), []).append((wall, cpu))
+    shape = f"{args.taskmanagers} TaskManager(s) x {args.slots} slot(s)"
+    print(f"{args.job}, {shape}, {args.rounds} rounds; median (least) per checkout")
+    for index, tree in enumerate(trees):
+        medians = {}
+        for parallelism in args.parallelism:
+            runs = samples[(index, parallelism)]
+            walls, cpus = [w for w, _ in runs], [c for _, c in runs]
+            medians[parallelism] = (statistics.median(walls), statistics.median(cpus))
+            print(
+                f"  {tree.name:>14} p={parallelism}: wall {medians[parallelism][0]:.3f} s "
+                f"({min(walls):.3f}), TaskManager CPU {medians[parallelism][1]:.2f} s "
+                f"({min(cpus):.2f}); walls by round {' '.join(f'{w:.2f}' for w in walls)}"
+            )
+        if 1 in medians and len(medians) > 1:
+            top = max(medians)
+            print(
+                f"  {tree.name:>14} p={top}/p=1: speed-up {medians[1][0] / medians[top][0]:.2f}"
+                f" (of medians), CPU {medians[top][1] / medians[1][1]:.2f}x"
+            )
+
+
+if __name__ == "__main__":
+    main()
