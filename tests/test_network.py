@@ -942,6 +942,12 @@ def test_record_sizes_estimates_and_bounds_batches_by_bytes():
     assert batch_limit([b"x" * (4 << 20)], 1024) == 1, "a record larger than a batch: alone"
     assert batch_limit(["a", "b" * 500_000, "c"], 1024) <= 2, "the middle record is sampled"
 
+    class Hostile:
+        def __getattr__(self, name):
+            raise KeyError(name)
+
+    assert batch_limit([Hostile()], 1024) == 1024, "a record that cannot be measured: no limit"
+
 
 def test_record_writer_sends_large_records_in_batches_of_bounded_bytes():
     channel = CollectingChannel()

@@ -63,5 +63,8 @@ def batch_limit(values: list, most: int) -> int:
     if n == 0:
         return most
     sampled = (values[0], values[n // 2], values[-1])
-    largest = max(estimated_size(value) for value in sampled)
-    return max(1, min(most, BATCH_BYTES // largest))
+    try:
+        largest = max(estimated_size(value) for value in sampled)
+    except Exception:  # a user's object whose attributes raise: no estimate, no limit
+        return most
+    return max(1, min(most, BATCH_BYTES // max(1, largest)))
