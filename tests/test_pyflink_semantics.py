@@ -26,6 +26,7 @@ from strom.datastream import (
     KeyedProcessFunction,
     OutputTag,
     ProcessAllWindowFunction,
+    ProcessFunction,
     ProcessWindowFunction,
     StreamExecutionEnvironment,
     WindowFunction,
@@ -296,6 +297,76 @@ def test_window_all_and_interval_join_yield_to_side_outputs(mode):
             ("join-note", "b~x"),
         ]
     )
+
+
+class StampOf(ProcessFunction):
+    def process_element(self, value, ctx):
+        yield "process", ctx.timestamp()
+
+
+class StampOfCo(CoProcessFunction):
+    def process_element1(self, value, ctx):
+        yield "co-1", ctx.timestamp()
+
+    def process_element2(self, value, ctx):
+        yield "co-2", ctx.timestamp()
+
+
+class StampOfKeyedCo(KeyedCoProcessFunction):
+    def process_element1(self, value, ctx):
+        yield "keyed-co-1", ctx.timestamp()
+
+    def process_element2(self, value, ctx):
+        yield "keyed-co-2", ctx.timestamp()
+
+
+class StampOfBroadcast(BroadcastProcessFunction):
+    def process_element(self, value, ctx):
+        yield "broadcast", ctx.timestamp()
+
+    def process_broadcast_element(self, value, ctx):
+        yield "broadcast-rule", ctx.timestamp()
+
+
+class StampOfKeyedBroadcast(KeyedBroadcastProcessFunction):
+    def process_element(self, value, ctx):
+        yield "keyed-broadcast", ctx.timestamp()
+
+    def process_broadcast_element(self, value, ctx):
+        yield "keyed-broadcast-rule", ctx.timestamp()
+
+
+class TimerAfterStamp(KeyedProcessFunction):
+    """``ctx.timestamp() + delay`` on a record without a timestamp, as PyFlink programs do."""
+
+    def process_element(self, value, ctx):
+        ctx.timer_service().register_event_time_timer(ctx.timestamp() + 1000)
+        yield "keyed", ctx.timestamp()
+
+    def on_timer(self, timestamp, ctx):
+        yield "timer", (timestamp, ctx.timestamp())
+
+
+def test_a_record_without_a_timestamp_has_long_min_value_as_pyflink_gives(mode):
+    """PyFlink's ctx.timestamp() is Long.MIN_VALUE for a record without a timestamp (its Java
+    side sends that), in every process function, not None as its docstring says; a timer at
+    ``ctx.timestamp() + delay`` fires at the end of the input."""
+    env = env_with(1)
+    first = env.from_collection([1], type_info=Types.INT())
+    second = env.from_collection([2], type_info=Types.INT())
+    everything = first.process(StampOf()).union(
+        first.connect(second).process(StampOfCo()),
+        first.key_by(lambda v: v).connect(second.key_by(lambda v: v - 1)).process(StampOfKeyedCo()),
+        first.connect(second.broadcast(RULES)).process(StampOfBroadcast()),
+        first.key_by(lambda v: v).connect(second.broadcast(RULES)).process(StampOfKeyedBroadcast()),
+        first.key_by(lambda v: v).process(TimerAfterStamp()),
+    )
+    no_timestamp = -(2**63)
+    kinds = ["process", "co-1", "co-2", "keyed-co-1", "keyed-co-2", "broadcast"]
+    kinds += ["broadcast-rule", "keyed-broadcast", "keyed-broadcast-rule", "keyed"]
+    expected = [(kind, no_timestamp) for kind in kinds]
+    expected.append(("timer", (no_timestamp + 1000, no_timestamp + 1000)))
+    assert Counter(mode.collect(everything)) == Counter(expected)
 
 
 def test_a_tagged_pair_stays_in_the_main_output_without_side_outputs(mode):

@@ -378,8 +378,9 @@ class ProcessFunction(Function):
             """The current times."""
 
         @abstractmethod
-        def timestamp(self) -> int | None:
-            """The event time of the current record, or None when it has none."""
+        def timestamp(self) -> int:
+            """The event time of the current record (or of the firing timer); Long.MIN_VALUE,
+            -2**63, for a record without one, as in PyFlink."""
 
         @abstractmethod
         def output(self, output_tag: Any, value: Any) -> None:
@@ -421,8 +422,9 @@ class KeyedProcessFunction(Function):
             """Times, and timers of the current key."""
 
         @abstractmethod
-        def timestamp(self) -> int | None:
-            """The event time of the current record (or of the timer), if any."""
+        def timestamp(self) -> int:
+            """The event time of the current record (or of the firing timer); Long.MIN_VALUE,
+            -2**63, for a record without one, as in PyFlink."""
 
     class OnTimerContext(Context):
         """What ``on_timer`` knows about the firing timer."""
@@ -487,8 +489,9 @@ class CoProcessFunction(Function):
             """The current times."""
 
         @abstractmethod
-        def timestamp(self) -> int | None:
-            """The event time of the current record, if any."""
+        def timestamp(self) -> int:
+            """The event time of the current record (or of the firing timer); Long.MIN_VALUE,
+            -2**63, for a record without one, as in PyFlink."""
 
     @abstractmethod
     def process_element1(self, value: Any, ctx: CoProcessFunction.Context) -> Any:
@@ -514,8 +517,9 @@ class KeyedCoProcessFunction(Function):
             """Times, and timers of the current key."""
 
         @abstractmethod
-        def timestamp(self) -> int | None:
-            """The event time of the current record, if any."""
+        def timestamp(self) -> int:
+            """The event time of the current record (or of the firing timer); Long.MIN_VALUE,
+            -2**63, for a record without one, as in PyFlink."""
 
     class OnTimerContext(Context):
         """What ``on_timer`` knows about the firing timer."""
@@ -661,8 +665,9 @@ class BroadcastProcessFunction(BaseBroadcastProcessFunction, Generic[IN1, IN2, O
         """The times and the record's timestamp."""
 
         @abstractmethod
-        def timestamp(self) -> int | None:
-            """The event time of the current record, if any."""
+        def timestamp(self) -> int:
+            """The event time of the current record (or of the firing timer); Long.MIN_VALUE,
+            -2**63, for a record without one, as in PyFlink."""
 
         @abstractmethod
         def current_processing_time(self) -> int:
@@ -707,8 +712,9 @@ class KeyedBroadcastProcessFunction(BaseBroadcastProcessFunction, Generic[KEY, I
         """The times and the record's timestamp."""
 
         @abstractmethod
-        def timestamp(self) -> int | None:
-            """The event time of the current record, if any."""
+        def timestamp(self) -> int:
+            """The event time of the current record (or of the firing timer); Long.MIN_VALUE,
+            -2**63, for a record without one, as in PyFlink."""
 
         @abstractmethod
         def current_processing_time(self) -> int:

@@ -6,6 +6,7 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
+from strom.common.watermark_strategy import MIN_TIMESTAMP
 from strom.datastream import functions as api
 
 MIN_WATERMARK = -(2**63)
@@ -146,8 +147,12 @@ class ProcessContext:
         self.domain: str | None = None
         self._timer_service = OperatorTimerService(operator, backend)
 
-    def timestamp(self) -> int | None:
-        return self.current_timestamp
+    def timestamp(self) -> int:
+        """The record's timestamp; Long.MIN_VALUE for a record without one, as PyFlink gives
+        (its Java side sends that for "no timestamp"), so that ``ctx.timestamp() + delay``
+        works on such records there and here alike."""
+        stamp = self.current_timestamp
+        return MIN_TIMESTAMP if stamp is None else stamp
 
     def timer_service(self) -> OperatorTimerService:
         return self._timer_service
