@@ -154,8 +154,12 @@ class CheckpointCoordinator:
         job_name: str = "",
         plan: dict[str, Any] | None = None,
         location_of: Callable[[int], str] | None = None,
+        assigned_splits: Callable[[str, int], list[int] | None] | None = None,
     ) -> None:
         self.settings = settings
+        #: (vertex, subtask) -> the source splits the JobManager gave that subtask in the
+        #: running attempt (split_assignment.py), kept with a finished subtask
+        self._assigned_splits = assigned_splits or (lambda vertex_id, subtask: None)
         self.tasks = set(tasks)
         self.job_id = job_id
         self.job_name = job_name
@@ -324,7 +328,7 @@ class CheckpointCoordinator:
         complete = False
         for task, state in self.task_states.items():
             if state == "FINISHED" and task not in pending.acknowledged:
-                handle = self._finished_handle(task[0])
+                handle = self._finished_handle(task[0], task[1])
                 complete = self.acknowledge(pending.id, task, handle) or complete
         return self._finalize(now, pending) if complete else []
 
@@ -359,15 +363,20 @@ class CheckpointCoordinator:
         ]
         return [Discard(old.id, old.external_path) for old in self._retain(done)]
 
-    def _finished_handle(self, vertex_id: str) -> dict[str, Any]:
+    def _finished_handle(self, vertex_id: str, subtask: int) -> dict[str, Any]:
         node = self._nodes.get(vertex_id, {})
-        return {
+        handle = {
             "finished": True,
             "operators": [op["uid"] for op in node.get("operators", [])],
             "parallelism": node.get("parallelism", 1),
             "max_parallelism": node.get("max_parallelism", 128),
             "size": 0,
         }
+        # A finished task takes no snapshot; what its source read is what it was given.
+        splits = self._assigned_splits(vertex_id, subtask)
+        if splits is not None:
+            handle["splits"] = splits
+        return handle
 
     def _finalize(self, now: float, pending: PendingCheckpoint) -> list[Effect]:
         pending.finalizing = True
@@ -391,6 +400,8 @@ class CheckpointCoordinator:
                 )
                 if handle.get("finished"):
                     entry["finished"].append(subtask)
+                    if "splits" in handle:
+                        entry.setdefault("finished_splits", {})[str(subtask)] = handle["splits"]
                 else:
                     entry["files"][subtask] = handle["path"]
         return {

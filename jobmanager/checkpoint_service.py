@@ -142,6 +142,9 @@ class CheckpointService:
                 location_of=lambda checkpoint_id, r=record: r.storage.checkpoint_location(
                     r.job_id, checkpoint_id
                 ),
+                assigned_splits=lambda vertex_id, subtask, r=record: (
+                    self.dispatcher.splits.assigned(r.job_id, vertex_id, r.graph.attempt, subtask)
+                ),
             )
         return record.coordinator
 

@@ -58,6 +58,7 @@ from jobmanager.job_master import (
     StateChanged,
 )
 from jobmanager.job_snapshots import JobSnapshot, snapshot
+from jobmanager.split_assignment import SplitAssigners
 from strom.checkpoint_storage import FileSystemCheckpointStorage, storage_for
 from strom.configuration import OPTIONS, StromConfig
 from strom.errors import ConfigurationError
@@ -153,6 +154,8 @@ class Dispatcher:
         self._thread = threading.Thread(target=self._loop, name="jm-main", daemon=True)
         self.checkpointing = CheckpointService(self)
         self.batch = BatchJobs(self)
+        #: the splits handed to source readers while jobs run (split_assignment.py)
+        self.splits = SplitAssigners()
 
     def start(self) -> None:
         self._thread.start()

@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING
 
 import grpc
 
+from jobmanager.split_assignment import SplitRequestError
 from jobmanager.task_reporters import TaskReporters
 from jobmanager.taskmanager_registry import Hardware
 from strom.configuration import JOB_KEYS
@@ -270,6 +271,40 @@ class JobManagerGateway(cluster_pb2_grpc.JobManagerGatewayServicer):
         self.reporters.check(self.jm.dispatcher, context, "checkpoint decline", request)
         self.jm.dispatcher.checkpointing.decline(request)
         return pb.Ack(ok=True)
+
+    def AssignSplit(self, request: pb.SplitRequest, context) -> pb.SplitAssignment:
+        self.reporters.check(self.jm.dispatcher, context, "split request", request)
+        dispatcher = self.jm.dispatcher
+        with dispatcher.lock:
+            record = dispatcher.jobs.get(request.job_id)
+            running = record is not None and record.batch is None and record.state == "RUNNING"
+            current = running and record.graph.attempt == request.attempt
+            live = {job_id for job_id, r in dispatcher.jobs.items() if r.state == "RUNNING"}
+        if not current:
+            context.abort(
+                grpc.StatusCode.FAILED_PRECONDITION,
+                f"attempt {request.attempt} of job {request.job_id} does not run here",
+            )
+        dispatcher.splits.forget(live.__contains__)
+        pool = None
+        if request.initial:
+            pool = [(ref.index, ref.offset if ref.resume else None) for ref in request.pool]
+        try:
+            split = dispatcher.splits.assign(
+                request.job_id,
+                request.vertex_id,
+                request.attempt,
+                request.subtask,
+                request.split_count,
+                pool,
+            )
+        except SplitRequestError as error:
+            context.abort(grpc.StatusCode.FAILED_PRECONDITION, str(error))
+        if split is None:
+            return pb.SplitAssignment(has_split=False)
+        index, offset = split
+        ref = pb.SplitRef(index=index, offset=offset or 0, resume=offset is not None)
+        return pb.SplitAssignment(has_split=True, split=ref)
 
     def TriggerSavepoint(self, request: pb.SavepointRequest, context) -> pb.SavepointTriggerId:
         self._require_leader(context)

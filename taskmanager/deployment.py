@@ -13,6 +13,7 @@ import shutil
 import sys
 import tempfile
 import threading
+from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 
@@ -29,6 +30,9 @@ from taskmanager.runtime.task import Task, TaskId
 from taskmanager.state.heap import KeyedSnapshot
 
 log = logging.getLogger(__name__)
+
+#: how long a source task waits for the JobManager to answer a split request
+_SPLIT_REQUEST_TIMEOUT_S = 30.0
 
 
 class CheckpointServices:
@@ -54,6 +58,37 @@ class CheckpointServices:
         if details.executions:
             return details.executions.get(subtask) == attempt
         return details.attempt == attempt
+
+    def request_split(
+        self, task: Task, split_count: int, pool: list[tuple[int, int | None]] | None
+    ) -> Callable[[], tuple[int, int | None] | None]:
+        """Ask the JobManager for the next split of ``task``'s source (split_assignment.py),
+        ``pool`` with the first request of the attempt; returns what waits for the answer:
+        the split as ``(index, offset)``, or None when none is left. An error fails the task:
+        a split whose answer was lost is read again only after a restart."""
+        request = pb.SplitRequest(
+            job_id=task.id.job_id,
+            attempt=task.id.attempt,
+            vertex_id=task.id.vertex_id,
+            subtask=task.id.subtask,
+            initial=pool is not None,
+            split_count=split_count,
+            pool=[
+                pb.SplitRef(index=index, offset=offset or 0, resume=offset is not None)
+                for index, offset in pool or ()
+            ],
+        )
+        stub = self.deployer._stub(self.jobmanager_address)
+        answer = stub.AssignSplit.future(request, timeout=_SPLIT_REQUEST_TIMEOUT_S)
+
+        def result() -> tuple[int, int | None] | None:
+            assignment = answer.result()
+            if not assignment.has_split:
+                return None
+            split = assignment.split
+            return (split.index, split.offset if split.resume else None)
+
+        return result
 
     def write_snapshot(self, task: Task, checkpoint_id: int, options: dict, states: dict) -> Future:
         """Write and acknowledge the snapshot off the task's thread; done when acknowledged."""

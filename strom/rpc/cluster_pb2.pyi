@@ -536,6 +536,42 @@ class CheckpointDecline(_message.Message):
     reason: str
     def __init__(self, job_id: _Optional[str] = ..., attempt: _Optional[int] = ..., vertex_id: _Optional[str] = ..., subtask: _Optional[int] = ..., checkpoint_id: _Optional[int] = ..., reason: _Optional[str] = ...) -> None: ...
 
+class SplitRef(_message.Message):
+    __slots__ = ("index", "offset", "resume")
+    INDEX_FIELD_NUMBER: _ClassVar[int]
+    OFFSET_FIELD_NUMBER: _ClassVar[int]
+    RESUME_FIELD_NUMBER: _ClassVar[int]
+    index: int
+    offset: int
+    resume: bool
+    def __init__(self, index: _Optional[int] = ..., offset: _Optional[int] = ..., resume: _Optional[bool] = ...) -> None: ...
+
+class SplitRequest(_message.Message):
+    __slots__ = ("job_id", "attempt", "vertex_id", "subtask", "initial", "split_count", "pool")
+    JOB_ID_FIELD_NUMBER: _ClassVar[int]
+    ATTEMPT_FIELD_NUMBER: _ClassVar[int]
+    VERTEX_ID_FIELD_NUMBER: _ClassVar[int]
+    SUBTASK_FIELD_NUMBER: _ClassVar[int]
+    INITIAL_FIELD_NUMBER: _ClassVar[int]
+    SPLIT_COUNT_FIELD_NUMBER: _ClassVar[int]
+    POOL_FIELD_NUMBER: _ClassVar[int]
+    job_id: str
+    attempt: int
+    vertex_id: str
+    subtask: int
+    initial: bool
+    split_count: int
+    pool: _containers.RepeatedCompositeFieldContainer[SplitRef]
+    def __init__(self, job_id: _Optional[str] = ..., attempt: _Optional[int] = ..., vertex_id: _Optional[str] = ..., subtask: _Optional[int] = ..., initial: _Optional[bool] = ..., split_count: _Optional[int] = ..., pool: _Optional[_Iterable[_Union[SplitRef, _Mapping]]] = ...) -> None: ...
+
+class SplitAssignment(_message.Message):
+    __slots__ = ("has_split", "split")
+    HAS_SPLIT_FIELD_NUMBER: _ClassVar[int]
+    SPLIT_FIELD_NUMBER: _ClassVar[int]
+    has_split: bool
+    split: SplitRef
+    def __init__(self, has_split: _Optional[bool] = ..., split: _Optional[_Union[SplitRef, _Mapping]] = ...) -> None: ...
+
 class SavepointRequest(_message.Message):
     __slots__ = ("job_id", "target_dir", "then")
     JOB_ID_FIELD_NUMBER: _ClassVar[int]

@@ -99,6 +99,11 @@ class JobManagerGatewayStub:
                 request_serializer=strom_dot_rpc_dot_cluster__pb2.CheckpointDecline.SerializeToString,
                 response_deserializer=strom_dot_rpc_dot_cluster__pb2.Ack.FromString,
                 _registered_method=True)
+        self.AssignSplit = channel.unary_unary(
+                '/strom.rpc.JobManagerGateway/AssignSplit',
+                request_serializer=strom_dot_rpc_dot_cluster__pb2.SplitRequest.SerializeToString,
+                response_deserializer=strom_dot_rpc_dot_cluster__pb2.SplitAssignment.FromString,
+                _registered_method=True)
 
 
 class JobManagerGatewayServicer:
@@ -187,6 +192,13 @@ class JobManagerGatewayServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def AssignSplit(self, request, context):
+        """From a source task of a STREAMING job: the next split to read.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_JobManagerGatewayServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -254,6 +266,11 @@ def add_JobManagerGatewayServicer_to_server(servicer, server):
                     servicer.DeclineCheckpoint,
                     request_deserializer=strom_dot_rpc_dot_cluster__pb2.CheckpointDecline.FromString,
                     response_serializer=strom_dot_rpc_dot_cluster__pb2.Ack.SerializeToString,
+            ),
+            'AssignSplit': grpc.unary_unary_rpc_method_handler(
+                    servicer.AssignSplit,
+                    request_deserializer=strom_dot_rpc_dot_cluster__pb2.SplitRequest.FromString,
+                    response_serializer=strom_dot_rpc_dot_cluster__pb2.SplitAssignment.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -607,6 +624,33 @@ class JobManagerGateway:
             '/strom.rpc.JobManagerGateway/DeclineCheckpoint',
             strom_dot_rpc_dot_cluster__pb2.CheckpointDecline.SerializeToString,
             strom_dot_rpc_dot_cluster__pb2.Ack.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def AssignSplit(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/strom.rpc.JobManagerGateway/AssignSplit',
+            strom_dot_rpc_dot_cluster__pb2.SplitRequest.SerializeToString,
+            strom_dot_rpc_dot_cluster__pb2.SplitAssignment.FromString,
             options,
             channel_credentials,
             insecure,

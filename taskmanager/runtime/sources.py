@@ -12,7 +12,12 @@ import time
 from typing import TYPE_CHECKING, Any
 
 from strom.common.type_values import shaper
-from strom.datastream.connectors.base import FINISHED_POSITION
+from strom.datastream.connectors.base import (
+    FINISHED_POSITION,
+    FinishedSubtask,
+    SplitPlan,
+    SupportsSplitAssignment,
+)
 from strom.graph.stream_graph import OperatorSpec
 from taskmanager.network.record_sizes import batch_limit
 from taskmanager.runtime.context import OperatorContext, TaskCancelled
@@ -111,9 +116,25 @@ class ReaderSource(SourceDriver):
     """``from_source`` / ``from_collection``: pull batches from the source's reader."""
 
     reader: Any = None
+    #: the source's splits are handed out by the JobManager (SupportsSplitAssignment)
+    plan: SplitPlan | None = None
+
+    def initialize_state(self, restore: OperatorRestore | None) -> None:
+        super().initialize_state(restore)
+        source = self.spec.args["source"]
+        if self.context.request_split is None or not isinstance(source, SupportsSplitAssignment):
+            return
+        if restore is not None and restore.finished:
+            return
+        positions = None
+        if restore is not None:
+            positions = {i: _position_of(s) for i, s in restore.snapshots.items()}
+        self.plan = source.split_plan(self.context.parallelism, positions)
 
     def snapshot_state(self, checkpoint_id: int, timestamp: int) -> dict[str, Any]:
         if self.reader is None:  # not started yet: the restored position still holds
+            if self.plan is not None and not self._ended:
+                return {"position": self.plan.position}
             own = self.restore.own() if self.restore is not None else None
             return dict(own) if own else {}
         return {"position": self.reader.snapshot_position()}
@@ -127,6 +148,10 @@ class ReaderSource(SourceDriver):
         context, restore = self.context, self.restore
         if restore is not None and restore.finished:
             return None
+        if self.plan is not None:
+            return source.create_assigned_reader(
+                self.plan, _SplitFeed(self.context.request_split, self.plan)
+            )
         rescale = getattr(source, "restore_reader", None)
         if restore is not None and (restore.rescaled or callable(rescale)):
             if not callable(rescale):
@@ -173,6 +198,40 @@ class ReaderSource(SourceDriver):
         if reader is not None and not self._ended:
             self._ended = True
             reader.close()
+
+
+def _position_of(snapshot: dict[str, Any]) -> object:
+    """An old subtask's reader position from its snapshot, for ``split_plan``."""
+    if snapshot.get("finished"):
+        splits = snapshot.get("splits")
+        return FinishedSubtask(None if splits is None else tuple(splits))
+    return snapshot.get("position")
+
+
+class _SplitFeed:
+    """``next_split`` of a reader whose splits the JobManager hands out: each answer comes
+    with the next request already sent, so the reader rarely waits for one. The first
+    request of the attempt carries the plan's pool. A split asked for ahead that the reader
+    has not started is in no snapshot: a restore puts it back in the pool."""
+
+    def __init__(self, request_split: Any, plan: SplitPlan) -> None:
+        self._request = request_split
+        self._plan = plan
+        self._first = True
+        self._ahead: Any = None
+
+    def _ask(self) -> Any:
+        pool = self._plan.pool if self._first else None
+        self._first = False
+        return self._request(self._plan.split_count, pool)
+
+    def __call__(self) -> tuple[int, int | None] | None:
+        answer = self._ahead if self._ahead is not None else self._ask()
+        self._ahead = None
+        split = answer()
+        if split is not None:
+            self._ahead = self._ask()
+        return split
 
 
 class _SourceContext:

@@ -253,7 +253,17 @@ class Task:
             auto_watermark_interval_ms=self.graph.settings.get("auto_watermark_interval_ms", 200),
             attempt_is_current=self._attempt_is_current if self.checkpoints else None,
             checkpointing=self.checkpointing,
+            request_split=self.request_split
+            if self.checkpoints is not None and self.partitions is None
+            else None,
         )
+
+    def request_split(
+        self, split_count: int, pool: list[tuple[int, int | None]] | None
+    ) -> Callable[[], tuple[int, int | None] | None]:
+        """Ask the JobManager for this task's source's next split; returns what waits for
+        the answer (``CheckpointServices.request_split``)."""
+        return self.checkpoints.request_split(self, split_count, pool)
 
     def _setup(self) -> None:
         chain = build_chain(self, self._batch_clock)
@@ -311,8 +321,15 @@ class Task:
         entry = self.restore.get("operators", {}).get(uid)
         if entry is None:
             return None
-        # A subtask that had finished stays finished (its source reads nothing more).
-        loaded: dict[int, dict[str, Any]] = dict.fromkeys(entry.get("finished", ()), FINISHED)
+        # A subtask that had finished stays finished (its source reads nothing more); of a
+        # source whose splits the JobManager handed out, the splits it had read are kept.
+        given = entry.get("finished_splits", {})
+        loaded: dict[int, dict[str, Any]] = {
+            subtask: {**FINISHED, "splits": given[str(subtask)]}
+            if str(subtask) in given
+            else FINISHED
+            for subtask in entry.get("finished", ())
+        }
         cache = self.restore.setdefault("_loaded", {})
         for subtask, path in entry["files"].items():
             if path not in cache:

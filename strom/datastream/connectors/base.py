@@ -11,18 +11,23 @@ checkpoint is complete.
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
+from collections.abc import Callable
+from dataclasses import dataclass
 from enum import Enum
 from typing import Any
 
 __all__ = [
     "FINISHED_POSITION",
     "DeliveryGuarantee",
+    "FinishedSubtask",
     "Sink",
     "SinkWriter",
     "Source",
     "SourceReader",
+    "SplitPlan",
     "StreamTransformer",
     "SupportsPreprocessing",
+    "SupportsSplitAssignment",
 ]
 
 #: the position, in a restore at another parallelism, of an old subtask that had read
@@ -79,6 +84,59 @@ class Source(ABC):
     @abstractmethod
     def create_reader(self, subtask_index: int, parallelism: int) -> SourceReader:
         """The reader of subtask ``subtask_index`` of ``parallelism``."""
+
+
+@dataclass(frozen=True)
+class FinishedSubtask:
+    """The position, in a restore, of an old subtask that had finished before the checkpoint:
+    ``splits`` are the splits the JobManager had given it in its attempt (all read), or None
+    when its splits were not assigned by the JobManager."""
+
+    splits: tuple[int, ...] | None = None
+
+
+@dataclass(frozen=True)
+class SplitPlan:
+    """What is left of a source whose splits the JobManager hands out (``split_plan``)."""
+
+    #: how many splits the source has in all; every reader computes the same number
+    split_count: int
+    #: the splits left to read, in the order to hand them out: ``(index, offset)``, the offset
+    #: where a split some reader had started resumes, or None
+    pool: list[tuple[int, int | None]]
+    #: the position of a reader of this plan that has read nothing yet (a snapshot taken
+    #: before it starts must still say what earlier attempts read)
+    position: object
+    #: what else the source's reader needs of the plan (the source's own)
+    detail: Any = None
+
+
+class SupportsSplitAssignment(ABC):
+    """A source whose splits are handed to its readers while the job runs, one at a time on
+    request, as Flink's FLIP-27 split enumerator does: a subtask that reads faster reads more
+    splits, and none idles while another still has a queue of its own. The runtime uses it
+    in STREAMING jobs (embedded or on a cluster) and calls ``create_reader`` otherwise.
+
+    Every reader's position says which splits it finished and where it is in the one it
+    reads; at a restore each subtask derives the same plan from all of them, and the first
+    to ask sets the JobManager's pool (``jobmanager/split_assignment.py``).
+    """
+
+    @abstractmethod
+    def split_plan(self, parallelism: int, positions: dict[int, object] | None) -> SplitPlan | None:
+        """The plan at a start (``positions`` None) or a restore (old subtask -> its
+        position: a reader's ``snapshot_position``, a ``FinishedSubtask``, or None for one
+        that had not started). None when the positions are those of ``create_reader``'s
+        readers, which then resume as before."""
+
+    @abstractmethod
+    def create_assigned_reader(
+        self,
+        plan: SplitPlan,
+        next_split: Callable[[], tuple[int, int | None] | None],
+    ) -> SourceReader:
+        """A reader that reads the splits ``next_split()`` gives it (``(index, offset)``),
+        one after the other, and ends when it gives None."""
 
 
 class SinkWriter(ABC):

@@ -4,6 +4,9 @@
 TaskManager sees (local disks, NFS and the like). Files are cut into byte-range splits; a line
 belongs to the split in which it starts, so splits can be read in parallel and each line is
 read exactly once. Compressed files (``.gz``, ``.bz2``, ``.xz``) are read whole by one subtask.
+In a STREAMING job the JobManager hands a bounded source's splits to its subtasks one at a
+time as they ask (Flink's split enumerator), so a subtask on a faster or less loaded host reads
+more of the input; elsewhere subtask ``k`` reads splits ``k, k + n, ...``.
 
 ``FileSink`` writes rows into part files under bucket directories with a two-phase commit, as
 Flink's: data goes to hidden in-progress files, which become visible (final) only when the
@@ -30,7 +33,16 @@ from typing import IO, Any, NamedTuple
 from strom._unsupported import JVM_FORMAT, NOT_BUILT, module_getattr, raise_unsupported
 from strom.common.serialization import Encoder
 from strom.common.time import Duration, to_milliseconds
-from strom.datastream.connectors.base import Sink, SinkWriter, Source, SourceReader, check_subtask
+from strom.datastream.connectors.base import (
+    FinishedSubtask,
+    Sink,
+    SinkWriter,
+    Source,
+    SourceReader,
+    SplitPlan,
+    SupportsSplitAssignment,
+    check_subtask,
+)
 
 __all__ = [
     "BucketAssigner",
@@ -172,17 +184,21 @@ def enumerate_files(paths: list[str]) -> list[tuple[str, int]]:
 
 
 def compute_splits(
-    files: list[tuple[str, int]], parallelism: int, min_split_size: int | None = None
+    files: list[tuple[str, int]],
+    parallelism: int,
+    min_split_size: int | None = None,
+    per_subtask: int = 4,
 ) -> list[FileSplit]:
-    """Cut files into splits of at most ``max(min_split_size, ceil(total / (4 n)))`` bytes.
+    """Cut files into splits of at most ``max(min_split_size, ceil(total / (per_subtask *
+    n)))`` bytes.
 
-    Split ``k`` is read by subtask ``k % parallelism``.
+    Split ``k`` is read by subtask ``k % parallelism`` (unless the JobManager hands them out).
     """
     minimum = MIN_SPLIT_SIZE if min_split_size is None else min_split_size
     if minimum < 1:
         raise ValueError(f"the minimum split size must be at least 1 byte; got {minimum}")
     total = sum(size for path, size in files if not _is_compressed(path))
-    split_size = max(minimum, math.ceil(total / (parallelism * 4)))
+    split_size = max(minimum, math.ceil(total / (parallelism * per_subtask)))
     splits: list[FileSplit] = []
     for path, size in files:
         if size == 0:
@@ -394,6 +410,149 @@ class _BoundedFileReader(SourceReader):
             self._current = None
 
 
+#: the smallest split when the JobManager hands splits out (``FileSource.split_plan``): the
+#: next split is asked for while one is read, so a small split costs little, and small ones
+#: let a faster reader take more of the input
+ASSIGNED_MIN_SPLIT_SIZE = 256 << 10
+
+#: splits per subtask when the JobManager hands them out
+ASSIGNED_SPLITS_PER_SUBTASK = 16
+
+#: the ``kind`` of an assigned reader's position
+_ASSIGNED = "assigned"
+
+
+def _assigned_plan(
+    files: list[tuple[str, int]],
+    parallelism: int,
+    positions: dict[int, object] | None,
+    min_split_size: int | None,
+) -> SplitPlan | None:
+    """The plan of a bounded FileSource whose splits the JobManager hands out. Its detail:
+    the splits, their layout (the parallelism they were cut for: it stays the same through
+    restores, so every attempt numbers the splits alike, also at another parallelism), and
+    the parallelism now."""
+    layout, done, current, resume = parallelism, set(), {}, {}
+    assigned = False
+    for position in (positions or {}).values():
+        if isinstance(position, FinishedSubtask):
+            if position.splits is not None:
+                assigned = True
+                done.update(position.splits)
+        elif isinstance(position, dict) and position.get("kind") == _ASSIGNED:
+            assigned = True
+            layout = position["layout"]
+            done.update(position["done"])
+            resume.update(position["resume"])
+            if position["current"] is not None:
+                index, offset = position["current"]
+                current[index] = offset
+        elif position is not None:
+            return None  # a reader that split the files by itself: it resumes so
+    if positions and not assigned and any(p is not None for p in positions.values()):
+        return None  # subtasks that split the files by themselves and finished
+    minimum = ASSIGNED_MIN_SPLIT_SIZE if min_split_size is None else min_split_size
+    splits = compute_splits(files, layout, minimum, ASSIGNED_SPLITS_PER_SUBTASK)
+    started = [(index, current.get(index, resume.get(index))) for index in range(len(splits))]
+    left = [(index, offset) for index, offset in started if index not in done]
+    # Splits some reader had started go first, so that none stays half read for long.
+    pool = [entry for entry in left if entry[1] is not None]
+    pool += [entry for entry in left if entry[1] is None]
+    position = _assigned_position(layout, done, dict(e for e in pool if e[1] is not None), None)
+    return SplitPlan(len(splits), pool, position, (splits, layout, parallelism))
+
+
+def _assigned_position(
+    layout: int, done: set[int], resume: dict[int, int], current: tuple[int, int] | None
+) -> dict[str, Any]:
+    return {
+        "kind": _ASSIGNED,
+        "layout": layout,
+        "done": sorted(done),
+        "resume": {i: o for i, o in resume.items() if i not in done},
+        "current": current,
+    }
+
+
+class _AssignedFileReader(SourceReader):
+    """Reads the splits the JobManager gives it, one after the other (``split_plan``).
+
+    Position: ``{"kind": "assigned", "layout", "done", "resume", "current"}``: the splits
+    cut for ``layout`` subtasks; the splits read to the end by any subtask as far as this
+    one knows (earlier attempts' included, so that a restore still knows them when their
+    readers finished); where restored splits nobody has taken up again resume; and the
+    split it reads with the offset of its next line.
+    """
+
+    def __init__(
+        self,
+        plan: SplitPlan,
+        splits: list[FileSplit],
+        layout: int,
+        parallelism: int,
+        charset: str,
+        next_split: Callable[[], tuple[int, int | None] | None],
+    ) -> None:
+        start = plan.position
+        self._splits = splits
+        self._layout = layout
+        self._charset = charset
+        self._next_split = next_split
+        self._done: set[int] = set(start["done"])  # type: ignore[index]
+        self._resume: dict[int, int] = dict(start["resume"])  # type: ignore[index]
+        self._current: _LineRange | None = None
+        self._index: int | None = None
+        self._ended = False
+        # Progress (input_progress): an equal share of what was left, as no reader knows
+        # how much of it will be its own.
+        left = sum(split_size(splits[index]) for index, _ in plan.pool)
+        self._share = max(1, left // max(1, parallelism))
+        self._finished_bytes = 0
+
+    def read_batch(self, max_records: int) -> list | None:
+        max_records = max(1, max_records)
+        while True:
+            if self._current is None:
+                if self._ended:
+                    return None
+                split = self._next_split()
+                if split is None:
+                    self._ended = True
+                    return None
+                index, offset = split
+                self._current = _LineRange(self._splits[index], self._charset, offset)
+                self._index = index
+            lines = self._current.read_lines(max_records)
+            if lines is not None:
+                return lines
+            self._finished_bytes += self._current.size()
+            self._current.close()
+            self._current = None
+            self._done.add(self._index)  # type: ignore[arg-type]
+            self._index = None
+
+    def input_progress(self) -> tuple[int, int]:
+        if self._ended:
+            return (self._share, self._share)
+        current = self._current
+        done = self._finished_bytes + (current.consumed() if current is not None else 0)
+        return (min(done, self._share), self._share)
+
+    def snapshot_position(self) -> dict[str, Any]:
+        current = None
+        if self._current is not None:
+            current = (self._index, self._current.position())
+        return _assigned_position(self._layout, self._done, self._resume, current)
+
+    def restore_position(self, position: object) -> None:
+        raise ValueError("a reader of assigned splits starts from its SplitPlan")
+
+    def close(self) -> None:
+        if self._current is not None:
+            self._current.close()
+            self._current = None
+
+
 class _ContinuousFileReader(SourceReader):
     """Reads the files of this subtask (by a stable hash of the path) and looks for new ones
     every discovery interval. Files must be complete when they appear (move them in).
@@ -483,7 +642,7 @@ class _ContinuousFileReader(SourceReader):
             self._current = None
 
 
-class FileSource(Source):
+class FileSource(Source, SupportsSplitAssignment):
     """Lines of text from files and directories (recursively), in parallel.
 
     Example::
@@ -535,6 +694,22 @@ class FileSource(Source):
         splits = compute_splits(enumerate_files(self.paths), parallelism, self.min_split_size)
         mine = list(range(subtask_index, len(splits), parallelism))
         return _BoundedFileReader(splits, mine, charset)
+
+    def split_plan(self, parallelism: int, positions: dict[int, object] | None) -> SplitPlan | None:
+        """A bounded source's splits are handed out by the JobManager (FLIP-27, as Flink's
+        FileSource does); a continuous one's files go to subtasks by a hash of their path."""
+        if not self.is_bounded():
+            return None
+        files = enumerate_files(self.paths)
+        return _assigned_plan(files, parallelism, positions, self.min_split_size)
+
+    def create_assigned_reader(
+        self, plan: SplitPlan, next_split: Callable[[], tuple[int, int | None] | None]
+    ) -> SourceReader:
+        splits, layout, parallelism = plan.detail
+        return _AssignedFileReader(
+            plan, splits, layout, parallelism, self.stream_format.charset, next_split
+        )
 
     def __repr__(self) -> str:
         mode = "bounded" if self.is_bounded() else f"every {self.discovery_interval_ms} ms"

@@ -1,0 +1,297 @@
+"""Splits handed to source readers while the job runs (FLIP-27's split enumerator).
+
+A bounded FileSource in a STREAMING job asks the JobManager for its next split whenever it
+has read one, so a subtask that reads faster reads more of the input. Exactly-once holds
+through restarts: every reader's snapshot says what it read, and at a restore all readers
+derive the same pool of what is left (``jobmanager/split_assignment.py``).
+"""
+
+from __future__ import annotations
+
+import re
+import time
+from collections import Counter
+from pathlib import Path
+
+import pytest
+from harness import http_json, poll_for
+from jobs_support import remote
+from services import kill_taskmanagers_during
+from test_checkpointing import checkpointed_env, committed_output
+from test_savepoints import strom_cli
+
+from client.gateway import ClusterClient
+from jobmanager.checkpoint_coordinator import CheckpointCoordinator, CheckpointSettings
+from jobmanager.split_assignment import SplitAssigners, SplitRequestError
+from strom.common import Encoder
+from strom.datastream import (
+    MapFunction,
+    RuntimeContext,
+    StreamExecutionEnvironment,
+    execution_context,
+)
+from strom.datastream.connectors.base import FinishedSubtask
+from strom.datastream.connectors.file_system import FileSink, FileSource, StreamFormat
+from taskmanager.runtime.sources import _position_of
+
+# ---------------------------------------------------------------- the plan a reader derives
+
+
+def write_lines(path: Path, count: int, width: int = 20) -> Path:
+    path.write_text("".join(f"{i:>{width - 1}}\n" for i in range(count)))
+    return path
+
+
+def file_source(path: Path, min_split_size: int = 1) -> FileSource:
+    source = FileSource.for_record_stream_format(StreamFormat.text_line_format(), str(path))
+    built = source.build()
+    built.min_split_size = min_split_size
+    return built
+
+
+def read_all(source: FileSource, plan, splits: list) -> list[str]:
+    """Read the splits given, in order, with an assigned reader of ``plan``."""
+    queue = list(splits)
+    reader = source.create_assigned_reader(plan, lambda: queue.pop(0) if queue else None)
+    lines = []
+    while (batch := reader.read_batch(7)) is not None:
+        lines += batch
+    return lines
+
+
+def test_a_fresh_plan_holds_every_split_and_readers_of_it_read_every_line_once(tmp_path):
+    source = file_source(write_lines(tmp_path / "in.txt", 1000))
+    plan = source.split_plan(2, None)
+    assert plan.split_count == 32 and [i for i, _ in plan.pool] == list(range(32))
+    assert all(offset is None for _, offset in plan.pool)
+    # Two readers taking splits from the pool in turns read every line exactly once.
+    first = read_all(source, plan, plan.pool[0::2])
+    second = read_all(source, plan, plan.pool[1::2])
+    assert sorted(int(x) for x in first + second) == list(range(1000))
+
+
+def test_a_restored_plan_resumes_started_splits_and_skips_read_ones(tmp_path):
+    source = file_source(write_lines(tmp_path / "in.txt", 1000))
+    plan = source.split_plan(2, None)
+    queue = [plan.pool[0], plan.pool[1]]
+    reader = source.create_assigned_reader(plan, lambda: queue.pop(0) if queue else None)
+    seen = []
+    while len(seen) < 40:  # split 0 (31 or 32 lines) and a part of split 1
+        seen += reader.read_batch(3)
+    position = reader.snapshot_position()
+    assert position["done"] == [0] and position["current"][0] == 1
+    # The other subtask had finished, having read splits 2..9 (the JobManager kept them).
+    restored = {0: position, 1: FinishedSubtask(tuple(range(2, 10)))}
+    again = source.split_plan(3, restored)  # also at another parallelism
+    assert again.split_count == 32  # the splits of the first layout, numbered alike
+    assert again.pool[0] == (1, position["current"][1])  # the started split first
+    assert [i for i, _ in again.pool[1:]] == list(range(10, 32))
+    rest = read_all(source, again, again.pool)
+    read_by_finished = [int(x) for x in read_all(source, plan, [(i, None) for i in range(2, 10)])]
+    assert sorted([int(x) for x in seen + rest] + read_by_finished) == list(range(1000))
+
+
+def test_a_plan_restored_before_its_readers_started_keeps_what_earlier_attempts_read(tmp_path):
+    source = file_source(write_lines(tmp_path / "in.txt", 1000))
+    plan = source.split_plan(2, None)
+    restored = {0: FinishedSubtask((0, 1, 2)), 1: {**plan.position, "current": (3, 123)}}
+    again = source.split_plan(2, restored)
+    # A snapshot taken before this attempt's reader starts must still say that 0..2 were read
+    # and where split 3 resumes: the finished subtask's own record is gone after this attempt.
+    assert again.position["done"] == [0, 1, 2] and again.position["resume"] == {3: 123}
+    third = source.split_plan(2, {0: FinishedSubtask(()), 1: again.position})
+    assert third.pool == again.pool
+
+
+def test_positions_of_readers_that_split_the_files_themselves_keep_their_way(tmp_path):
+    source = file_source(write_lines(tmp_path / "in.txt", 100))
+    assert source.split_plan(2, {0: (4, 17), 1: None}) is None
+    assert source.split_plan(2, {0: FinishedSubtask(None), 1: None}) is None
+    assert source.split_plan(2, {0: None, 1: None}).split_count > 0  # nothing was read
+    unbounded = FileSource.for_record_stream_format(
+        StreamFormat.text_line_format(), str(tmp_path)
+    ).monitor_continuously(1_000)
+    assert unbounded.build().split_plan(2, None) is None
+
+
+def test_a_finished_subtasks_snapshot_becomes_its_position():
+    assert _position_of({"finished": True, "splits": [3, 4]}) == FinishedSubtask((3, 4))
+    assert _position_of({"finished": True}) == FinishedSubtask(None)
+    assert _position_of({"position": (1, 2)}) == (1, 2)
+
+
+# ---------------------------------------------------------------- the JobManager's side
+
+
+def test_the_first_request_of_an_attempt_sets_the_pool_and_later_ones_take_from_it():
+    splits = SplitAssigners()
+    pool = [(2, 40), (0, None), (1, None)]
+    assert splits.assign("job", "src", 0, 0, 3, pool) == (2, 40)
+    assert splits.assign("job", "src", 0, 1, 3, [(0, None)]) == (0, None)  # first one's pool
+    assert splits.assign("job", "src", 0, 1, 3, None) == (1, None)
+    assert splits.assign("job", "src", 0, 0, 3, None) is None
+    assert splits.assigned("job", "src", 0, 0) == [2]
+    assert splits.assigned("job", "src", 0, 1) == [0, 1]
+    assert splits.assigned("job", "src", 1, 1) is None  # another attempt
+    # The next attempt starts over from its own pool; the old one's readers are refused.
+    assert splits.assign("job", "src", 1, 0, 3, [(1, None)]) == (1, None)
+    with pytest.raises(SplitRequestError, match="is over"):
+        splits.assign("job", "src", 0, 1, 3, None)
+    with pytest.raises(SplitRequestError, match="disagree"):
+        splits.assign("job", "src", 1, 1, 4, None)
+    splits.forget(lambda job_id: False)
+    with pytest.raises(SplitRequestError, match="must restart"):
+        splits.assign("job", "src", 1, 1, 3, None)
+
+
+@pytest.mark.parametrize(
+    "pool",
+    [[(3, None)], [(0, None), (0, 5)], [(0, -1)], [(-1, None)]],
+)
+def test_a_pool_that_is_not_of_the_source_is_refused(pool):
+    with pytest.raises(SplitRequestError):
+        SplitAssigners().assign("job", "src", 0, 0, 3, pool)
+
+
+def test_a_finished_source_subtask_is_kept_in_a_checkpoint_with_the_splits_it_was_given():
+    tasks = [("src", 0), ("src", 1)]
+    given = {("src", 1): [2, 5, 6]}
+    c = CheckpointCoordinator(
+        CheckpointSettings(interval_ms=1000),
+        tasks,
+        plan={"nodes": [{"id": "src", "operators": [{"uid": "u"}], "parallelism": 2}]},
+        assigned_splits=lambda vertex_id, subtask: given.get((vertex_id, subtask)),
+    )
+    c.observe(0.0, True, {("src", 0): "RUNNING", ("src", 1): "FINISHED"})
+    cid = c.trigger(1.0)
+    effects = c.observe(1.0, True, {("src", 0): "RUNNING", ("src", 1): "FINISHED"})
+    assert effects == []
+    handle = {"path": "p0", "operators": ["u"], "parallelism": 2, "max_parallelism": 128}
+    (write,) = c.acknowledged(1.1, cid, ("src", 0), handle)
+    metadata = write.metadata
+    entry = metadata["operators"]["u"]
+    assert entry["finished"] == [1] and entry["finished_splits"] == {"1": [2, 5, 6]}
+    assert entry["files"] == {0: "p0"}
+
+
+# ---------------------------------------------------------------- jobs
+
+
+class Tag(MapFunction):
+    """Tags each line with the subtask that read it; subtask 0 is slow."""
+
+    def open(self, runtime_context: RuntimeContext) -> None:
+        self.subtask = runtime_context.get_index_of_this_subtask()
+
+    def map(self, line: str) -> tuple:
+        if self.subtask == 0:
+            time.sleep(0.0005)
+        return (self.subtask, int(line))
+
+
+def test_a_faster_subtask_reads_more_of_the_files_and_every_line_once(mode, tmp_path):
+    count = 20_000
+    path = write_lines(tmp_path / "in.txt", count)
+    env = StreamExecutionEnvironment.get_execution_environment()
+    env.set_parallelism(2)
+    source = file_source(path, min_split_size=1)
+    tagged = env.from_source(source, None, "lines").map(Tag())
+    results = mode.collect(tagged)
+    assert sorted(line for _, line in results) == list(range(count))
+    by_subtask = Counter(subtask for subtask, _ in results)
+    # Split by subtask as before, each would read half; subtask 0 sleeps 0.5 ms a line.
+    assert by_subtask[1] > 0.7 * count, by_subtask
+
+
+def test_sigkill_of_taskmanagers_while_splits_are_handed_out_keeps_output_exactly_once(
+    local_cluster, tmp_path
+):
+    cluster = local_cluster(slots=2).start(taskmanagers=2)
+    count = 40_000
+    path = write_lines(tmp_path / "in.txt", count)
+    output, checkpoints = tmp_path / "out", tmp_path / "checkpoints"
+    env = checkpointed_env(checkpoints)
+    lines = env.from_source(file_source(path, min_split_size=1), None, "lines").uid("lines")
+    lines.map(Slow()).uid("slow").sink_to(
+        FileSink.for_row_format(str(output), Encoder.simple_string_encoder()).build()
+    ).uid("files")
+    with remote(cluster.address):
+        client = env.execute_async("splits under SIGKILL")
+    kills = kill_taskmanagers_during(cluster, client, seed=13, kills=2)
+    assert kills >= 1, "the job ended before the failures could be injected"
+    client.get_job_execution_result()
+    with ClusterClient(cluster.address) as jobs:
+        details = jobs.job(client.get_job_id())
+    assert details.summary.state == "FINISHED" and details.restarts >= kills
+    assert committed_output(output) == Counter(str(i) for i in range(count))
+    stats = http_json(f"{cluster.rest_url}/jobs/{client.get_job_id()}/checkpoints")
+    assert stats["counts"]["restored"] >= kills
+
+
+class Slow(MapFunction):
+    def map(self, line: str) -> int:
+        value = int(line)
+        if value % 10 == 0:
+            time.sleep(0.002)
+        return value
+
+
+class SlowFirst(MapFunction):
+    """Subtask 0 takes 5 ms a line: subtask 1 reads the other splits and finishes first."""
+
+    def open(self, runtime_context: RuntimeContext) -> None:
+        self.slow = runtime_context.get_index_of_this_subtask() == 0
+
+    def map(self, line: str) -> int:
+        if self.slow:
+            time.sleep(0.005)
+        return int(line)
+
+
+def test_a_savepoint_after_one_reader_finished_resumes_at_another_parallelism_exactly_once(
+    local_cluster, tmp_path
+):
+    # A finished task takes no snapshot: what its reader had read is known only from the
+    # JobManager, which keeps it with the savepoint. Without it, the resumed job would read
+    # the finished reader's splits a second time.
+    cluster = local_cluster(slots=2).start(taskmanagers=2)
+    count = 20_000
+    path = write_lines(tmp_path / "in.txt", count)
+    output = tmp_path / "out"
+
+    def submit(parallelism: int, savepoint: str | None = None) -> str:
+        env = StreamExecutionEnvironment.get_execution_environment()
+        env.set_parallelism(parallelism)
+        env.enable_checkpointing(60_000)  # savepoints only
+        lines = env.from_source(file_source(path), None, "lines").uid("lines")
+        sink = FileSink.for_row_format(str(output), Encoder.simple_string_encoder()).build()
+        # The sink in tasks of its own: a task with a sink that commits waits for a last
+        # checkpoint before it finishes.
+        lines.map(SlowFirst()).uid("slow").sink_to(sink).uid("files").disable_chaining()
+        with remote(cluster.address):
+            execution_context.current().savepoint_path = savepoint
+            return env.execute_async(f"splits p={parallelism}").get_job_id()
+
+    job_id = submit(2)
+    job_url = f"{cluster.rest_url}/jobs/{job_id}"
+
+    def source_subtasks() -> list[str]:
+        vertex = http_json(job_url)["vertices"][0]["id"]
+        return [s["status"] for s in http_json(f"{job_url}/vertices/{vertex}")["subtasks"]]
+
+    poll_for(lambda: source_subtasks() == ["RUNNING", "FINISHED"], what="subtask 1 to finish")
+    stop = strom_cli(cluster, "stop", "--savepoint-path", str(tmp_path / "sp"), job_id)
+    assert stop.returncode == 0, stop.stderr
+    location = re.search(r"Savepoint completed\. Path: file:(\S+)", stop.stdout).group(1)
+    with ClusterClient(cluster.address) as jobs:
+        poll_for(lambda: jobs.job(job_id).summary.state == "FINISHED", what="the job to stop")
+        first = committed_output(output)
+        assert 0 < sum(first.values()) < count  # it really was cut short
+        resumed = submit(3, savepoint=location)
+        poll_for(
+            lambda: jobs.job(resumed).summary.state in ("FINISHED", "FAILED"),
+            timeout=120,
+            what="the resumed job to end",
+        )
+        assert jobs.job(resumed).summary.state == "FINISHED", jobs.job(resumed).failure
+    assert committed_output(output) == Counter(str(i) for i in range(count))
