@@ -1,7 +1,7 @@
 """An A/B of checkouts: the same job on one cluster per checkout, jobs alternated, medians.
 
     python bench/ab.py --tree ../base --tree . [--job wordcount|keyed] [--parallelism 1 2]
-                       [--rounds 9] [--taskmanagers 2] [--slots 1]
+                       [--rounds 9] [--taskmanagers 2] [--slots 1] [--pin] [--busy-cpu N]
 
 This machine's load swings within minutes (another tenant's work doubles a p=1 job's time
 while it runs), so two checkouts measured one after the other compare the minutes, not the
@@ -10,13 +10,18 @@ round runs the job once on each (the order rotating by round) at each ``--parall
 checkouts share whatever the machine does. Prints, per checkout and parallelism, the median
 and least wall time and TaskManager CPU seconds, and per checkout the p=2 / p=1 ratios of the
 medians. The client side (this process: building and submitting the job) is this checkout's.
+
+``--pin --busy-cpu 0`` stands for two hosts of which one is shared with another tenant:
+TaskManager k runs on CPU k only, and a spinning process takes half of CPU 0 throughout.
 """
 
 from __future__ import annotations
 
 import argparse
 import contextlib
+import os
 import statistics
+import subprocess
 import sys
 import tempfile
 from pathlib import Path
@@ -54,6 +59,14 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=9)
     parser.add_argument("--taskmanagers", type=int, default=2)
     parser.add_argument("--slots", type=int, default=1)
+    parser.add_argument(
+        "--pin", action="store_true", help="TaskManager k on CPU k only, as hosts of their own"
+    )
+    parser.add_argument(
+        "--busy-cpu",
+        type=int,
+        help="keep CPU N busy with a loop of its own throughout (another tenant on a host)",
+    )
     args = parser.parse_args()
     trees = [Path(tree).resolve() for tree in args.tree]
     make_input, run_job = JOBS[args.job]
@@ -65,9 +78,11 @@ def main() -> None:
         clusters = []
         for tree in trees:
             cluster = stack.enter_context(
-                local_cluster(args.taskmanagers, work, args.slots, repo=tree)
+                local_cluster(args.taskmanagers, work, args.slots, repo=tree, pin=args.pin)
             )
             clusters.append((cluster, cluster.process_count()))
+        if args.busy_cpu is not None:
+            stack.enter_context(busy_loop(args.busy_cpu))
         for round_number in range(args.rounds):
             order = list(range(len(trees)))
             shift = round_number % len(order)
@@ -105,6 +120,20 @@ def main() -> None:
                 f"  {tree.name:>14} p={top}/p=1: speed-up {medians[1][0] / medians[top][0]:.2f}"
                 f" (of medians), CPU {medians[top][1] / medians[1][1]:.2f}x"
             )
+
+
+@contextlib.contextmanager
+def busy_loop(cpu: int):
+    """A process spinning on CPU ``cpu`` while the context lasts."""
+    process = subprocess.Popen(
+        [sys.executable, "-c", "while True: pass"],
+        preexec_fn=lambda: os.sched_setaffinity(0, {cpu}),
+    )
+    try:
+        yield
+    finally:
+        process.kill()
+        process.wait()
 
 
 if __name__ == "__main__":

@@ -60,11 +60,17 @@ class Cluster:
 
 @contextlib.contextmanager
 def local_cluster(
-    taskmanagers: int, work: Path, slots: int = 1, tls: bool = False, repo: Path = REPO
+    taskmanagers: int,
+    work: Path,
+    slots: int = 1,
+    tls: bool = False,
+    repo: Path = REPO,
+    pin: bool = False,
 ) -> Iterator[Cluster]:
     """Start a JobManager and ``taskmanagers`` TaskManagers of ``slots`` slots each (with
     internal mutual TLS when ``tls``), running the code of the checkout ``repo``; yields the
-    cluster, and makes ``env.execute()`` submit to it meanwhile."""
+    cluster, and makes ``env.execute()`` submit to it meanwhile. ``pin``: TaskManager ``k``
+    (its slot processes too) runs on CPU ``k`` only, as if each were a host of its own."""
     from strom.datastream import execution_context
 
     conf = work / f"conf-{time.monotonic_ns()}"
@@ -93,8 +99,15 @@ def local_cluster(
     try:
         from client.gateway import ClusterClient
 
-        for _ in range(taskmanagers):
-            processes.append(subprocess.Popen([sys.executable, "-m", "taskmanager"], **quiet))
+        for index in range(taskmanagers):
+            cpus = {index % os.cpu_count()} if pin else None
+            processes.append(
+                subprocess.Popen(
+                    [sys.executable, "-m", "taskmanager"],
+                    preexec_fn=(lambda c=cpus: os.sched_setaffinity(0, c)) if pin else None,
+                    **quiet,
+                )
+            )
         deadline = time.monotonic() + 30
         with ClusterClient(f"127.0.0.1:{rpc}", tls=client_tls) as cluster:
             while True:
