@@ -1,7 +1,8 @@
 """A task's state, checkpoint acks and metrics are taken only from the TaskManager that runs it.
 
 A hostile client that knows a running job's id, attempt and tasks (all visible through the
-REST API) forges a FAILED task state, a checkpoint acknowledgement and a decline: each is
+REST API) forges a FAILED task state, a checkpoint acknowledgement, a decline and a request
+for a source's split: each is
 refused (PERMISSION_DENIED), logged, and the job runs on, taking checkpoints from its real
 TaskManagers. With internal TLS, a peer holding a certificate of the cluster CA but not the
 TaskManager's cannot register in its place, nor with a client's certificate, nor report for
@@ -115,6 +116,17 @@ def _forge_all(stub, job_id: str, details: pb.JobDetails, metadata=()) -> list[g
                         subtask=index,
                         checkpoint_id=1,
                         reason="forged",
+                    ),
+                ),
+                (  # would take a source's splits, or set an empty pool for the attempt
+                    stub.AssignSplit,
+                    pb.SplitRequest(
+                        job_id=job_id,
+                        attempt=details.attempt,
+                        vertex_id=vertex.id,
+                        subtask=index,
+                        initial=True,
+                        split_count=1,
                     ),
                 ),
             ]
