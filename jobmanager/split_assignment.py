@@ -18,6 +18,7 @@ subtask, since a finished task takes no snapshot.
 from __future__ import annotations
 
 import threading
+from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
@@ -29,7 +30,7 @@ MAX_SPLITS = 1_000_000
 class _SourceSplits:
     attempt: int
     split_count: int
-    pool: list[tuple[int, int | None]]
+    pool: deque[tuple[int, int | None]]
     #: subtask -> the splits given to it in this attempt, in order
     given: dict[int, list[int]] = field(default_factory=dict)
 
@@ -70,7 +71,7 @@ class SplitAssigners:
                         f"{job_id} (the JobManager changed): the attempt must restart"
                     )
                 entry = self._sources[key] = _SourceSplits(
-                    attempt, split_count, _checked(initial_pool, split_count)
+                    attempt, split_count, deque(_checked(initial_pool, split_count))
                 )
             elif split_count != entry.split_count:
                 raise SplitRequestError(
@@ -79,7 +80,7 @@ class SplitAssigners:
                 )
             if not entry.pool:
                 return None
-            split = entry.pool.pop(0)
+            split = entry.pool.popleft()
             entry.given.setdefault(subtask, []).append(split[0])
             return split
 

@@ -103,6 +103,19 @@ def test_a_plan_restored_before_its_readers_started_keeps_what_earlier_attempts_
     assert third.pool == again.pool
 
 
+def test_a_source_whose_readers_all_finished_stays_finished_at_another_parallelism(tmp_path):
+    # Readers finish only once the pool is empty: finished ones (the others not started) read
+    # everything, whatever the layout their split numbers were of.
+    source = file_source(write_lines(tmp_path / "in.txt", 1000))
+    done = source.split_plan(3, {0: FinishedSubtask((0, 2)), 1: FinishedSubtask((1,)), 2: None})
+    assert done.pool == [] and done.position["complete"]
+    reader = source.create_assigned_reader(done, lambda: None)
+    assert reader.read_batch(10) is None
+    # ... and a later restore from a reader of that plan knows it too.
+    again = source.split_plan(2, {0: reader.snapshot_position(), 1: FinishedSubtask(())})
+    assert again.pool == [] and again.position["complete"]
+
+
 def test_positions_of_readers_that_split_the_files_themselves_keep_their_way(tmp_path):
     source = file_source(write_lines(tmp_path / "in.txt", 100))
     assert source.split_plan(2, {0: (4, 17), 1: None}) is None

@@ -423,7 +423,7 @@ _ASSIGNED = "assigned"
 
 
 def _assigned_plan(
-    files: list[tuple[str, int]],
+    files: Callable[[], list[tuple[str, int]]],
     parallelism: int,
     positions: dict[int, object] | None,
     min_split_size: int | None,
@@ -433,14 +433,16 @@ def _assigned_plan(
     restores, so every attempt numbers the splits alike, also at another parallelism), and
     the parallelism now."""
     layout, done, current, resume = parallelism, set(), {}, {}
-    assigned = False
+    readers = finished = 0
     for position in (positions or {}).values():
         if isinstance(position, FinishedSubtask):
             if position.splits is not None:
-                assigned = True
+                finished += 1
                 done.update(position.splits)
         elif isinstance(position, dict) and position.get("kind") == _ASSIGNED:
-            assigned = True
+            if position.get("complete"):
+                return _complete_plan(parallelism)
+            readers += 1
             layout = position["layout"]
             done.update(position["done"])
             resume.update(position["resume"])
@@ -449,10 +451,14 @@ def _assigned_plan(
                 current[index] = offset
         elif position is not None:
             return None  # a reader that split the files by itself: it resumes so
-    if positions and not assigned and any(p is not None for p in positions.values()):
+    if finished and not readers:
+        # Readers finish only once no split is left to hand out, so all were read by the
+        # finished ones (the others had not started).
+        return _complete_plan(parallelism)
+    if not finished and not readers and any(p is not None for p in (positions or {}).values()):
         return None  # subtasks that split the files by themselves and finished
     minimum = ASSIGNED_MIN_SPLIT_SIZE if min_split_size is None else min_split_size
-    splits = compute_splits(files, layout, minimum, ASSIGNED_SPLITS_PER_SUBTASK)
+    splits = compute_splits(files(), layout, minimum, ASSIGNED_SPLITS_PER_SUBTASK)
     started = [(index, current.get(index, resume.get(index))) for index in range(len(splits))]
     left = [(index, offset) for index, offset in started if index not in done]
     # Splits some reader had started go first, so that none stays half read for long.
@@ -462,16 +468,30 @@ def _assigned_plan(
     return SplitPlan(len(splits), pool, position, (splits, layout, parallelism))
 
 
+def _complete_plan(parallelism: int) -> SplitPlan:
+    """The plan of a source all of whose splits were read: its readers end at once, and
+    their positions say so (the finished readers that read the splits keep no record)."""
+    position = {**_assigned_position(parallelism, set(), {}, None), "complete": True}
+    return SplitPlan(0, [], position, ([], parallelism, parallelism))
+
+
 def _assigned_position(
-    layout: int, done: set[int], resume: dict[int, int], current: tuple[int, int] | None
+    layout: int,
+    done: set[int],
+    resume: dict[int, int],
+    current: tuple[int, int] | None,
+    complete: bool = False,
 ) -> dict[str, Any]:
-    return {
+    position = {
         "kind": _ASSIGNED,
         "layout": layout,
         "done": sorted(done),
         "resume": {i: o for i, o in resume.items() if i not in done},
         "current": current,
     }
+    if complete:
+        position["complete"] = True
+    return position
 
 
 class _AssignedFileReader(SourceReader):
@@ -500,6 +520,7 @@ class _AssignedFileReader(SourceReader):
         self._next_split = next_split
         self._done: set[int] = set(start["done"])  # type: ignore[index]
         self._resume: dict[int, int] = dict(start["resume"])  # type: ignore[index]
+        self._complete = bool(start.get("complete"))  # type: ignore[union-attr]
         self._current: _LineRange | None = None
         self._index: int | None = None
         self._ended = False
@@ -542,7 +563,7 @@ class _AssignedFileReader(SourceReader):
         current = None
         if self._current is not None:
             current = (self._index, self._current.position())
-        return _assigned_position(self._layout, self._done, self._resume, current)
+        return _assigned_position(self._layout, self._done, self._resume, current, self._complete)
 
     def restore_position(self, position: object) -> None:
         raise ValueError("a reader of assigned splits starts from its SplitPlan")
@@ -700,8 +721,10 @@ class FileSource(Source, SupportsSplitAssignment):
         FileSource does); a continuous one's files go to subtasks by a hash of their path."""
         if not self.is_bounded():
             return None
-        files = enumerate_files(self.paths)
-        return _assigned_plan(files, parallelism, positions, self.min_split_size)
+        paths = self.paths
+        return _assigned_plan(
+            lambda: enumerate_files(paths), parallelism, positions, self.min_split_size
+        )
 
     def create_assigned_reader(
         self, plan: SplitPlan, next_split: Callable[[], tuple[int, int | None] | None]
