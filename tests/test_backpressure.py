@@ -11,6 +11,7 @@ from harness import http_json, poll_for
 from jobs_support import remote
 
 from strom.datastream import SinkFunction, SourceFunction, StreamExecutionEnvironment
+from strom.datastream.connectors.base import Source, SourceReader
 
 RELEASE = threading.Event()
 PRODUCED = [0]
@@ -73,6 +74,51 @@ def test_fast_source_and_stalled_sink_stay_within_bounded_memory(size, records):
         RELEASE.set()
     client.get_job_execution_result()
     assert PRODUCED[0] == records and CONSUMED[0] == records
+
+
+ASKED: list[int] = []
+LARGE = b"x" * (256 * 1024)
+
+
+class LargeRecords(Source):
+    """A connector source (a reader polled by the task) of 256 KB records."""
+
+    def is_bounded(self) -> bool:
+        return True
+
+    def create_reader(self, subtask_index: int, parallelism: int) -> SourceReader:
+        return _LargeReader()
+
+
+class _LargeReader(SourceReader):
+    def __init__(self) -> None:
+        self.left = 1_100
+
+    def read_batch(self, max_records: int) -> list | None:
+        ASKED.append(max_records)
+        if not self.left:
+            return None
+        count = min(self.left, max_records)
+        self.left -= count
+        return [LARGE] * count
+
+    def snapshot_position(self) -> int:
+        return self.left
+
+    def restore_position(self, position) -> None:
+        self.left = position
+
+
+def test_a_reader_of_large_records_is_asked_for_about_a_mebibyte_at_a_time():
+    # Asked for 1,024 records every time, a reader of 1 MB records would hold a gigabyte per
+    # read; after its first read it is asked for as many as make about BATCH_BYTES.
+    ASKED.clear()
+    env = StreamExecutionEnvironment.get_execution_environment()
+    env.set_parallelism(1)
+    lengths = env.from_source(LargeRecords(), None, "large").map(len)
+    with lengths.execute_and_collect() as results:
+        assert sum(1 for _ in results) == 1_100
+    assert ASKED[0] == 1024 and ASKED[1:] and max(ASKED[1:]) <= 4, ASKED
 
 
 # ---------------------------------------------------------------- reported, across processes

@@ -118,6 +118,9 @@ class ReaderSource(SourceDriver):
     reader: Any = None
     #: the source's splits are handed out by the JobManager (SupportsSplitAssignment)
     plan: SplitPlan | None = None
+    #: records to ask the reader for: ``BATCH_SIZE``, then as many as make about
+    #: ``BATCH_BYTES`` of the records it returned last (1,024 of records up to ~1 KB)
+    read_limit = BATCH_SIZE
 
     def initialize_state(self, restore: OperatorRestore | None) -> None:
         super().initialize_state(restore)
@@ -182,11 +185,12 @@ class ReaderSource(SourceDriver):
             if reader is None:
                 self._ended = True
                 return END_OF_INPUT
-        values = reader.read_batch(BATCH_SIZE)
+        values = reader.read_batch(self.read_limit)
         if values is None:
             self.close()
             return END_OF_INPUT
         if values:
+            self.read_limit = batch_limit(values, BATCH_SIZE)
             self.emit(task, values)
             return MORE_AVAILABLE
         self.emit_due_watermark()
