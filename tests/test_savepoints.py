@@ -40,6 +40,16 @@ def submit(cluster, output: Path, parallelism: int, savepoint: str | None = None
         return env.execute_async(f"savepoint job p={parallelism}").get_job_id()
 
 
+def stop_with_savepoint(cluster, job_id: str, directory: Path) -> str:
+    """``strom stop --savepoint-path``: the savepoint's location once the job stopped."""
+    stop = strom_cli(cluster, "stop", "--savepoint-path", str(directory), job_id)
+    assert stop.returncode == 0, stop.stderr
+    location = re.search(r"Savepoint completed\. Path: file:(\S+)", stop.stdout).group(1)
+    with ClusterClient(cluster.address) as jobs:
+        poll_for(lambda: jobs.job(job_id).summary.state == "FINISHED", what="the job to stop")
+    return location
+
+
 def assert_finishes(jobs: ClusterClient, job_id: str) -> None:
     poll_for(
         lambda: jobs.job(job_id).summary.state in ("FINISHED", "FAILED"),
@@ -70,10 +80,7 @@ def test_stop_with_savepoint_and_resume_at_another_parallelism(cluster, tmp_path
             lambda: all(v.records_out > 2000 for v in jobs.job(job_id).vertices[:1]),
             what="the job to make progress",
         )
-        stop = strom_cli(cluster, "stop", "--savepoint-path", str(tmp_path / "sp"), job_id)
-        assert stop.returncode == 0, stop.stderr
-        location = re.search(r"Savepoint completed\. Path: file:(\S+)", stop.stdout).group(1)
-        poll_for(lambda: jobs.job(job_id).summary.state == "FINISHED", what="the job to stop")
+        location = stop_with_savepoint(cluster, job_id, tmp_path / "sp")
         assert storage_for(None).read_metadata(location) is not None
         assert committed_output(output) != expected_output(COUNT)  # it really was cut short
 

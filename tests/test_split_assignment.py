@@ -8,7 +8,6 @@ derive the same pool of what is left (``jobmanager/split_assignment.py``).
 
 from __future__ import annotations
 
-import re
 import time
 from collections import Counter
 from pathlib import Path
@@ -18,7 +17,7 @@ from harness import http_json, poll_for
 from jobs_support import remote
 from services import kill_taskmanagers_during
 from test_checkpointing import checkpointed_env, committed_output
-from test_savepoints import strom_cli
+from test_savepoints import assert_finishes, stop_with_savepoint
 
 from client.gateway import ClusterClient
 from jobmanager.checkpoint_coordinator import CheckpointCoordinator, CheckpointSettings
@@ -250,14 +249,26 @@ class Slow(MapFunction):
 
 
 class SlowFirst(MapFunction):
-    """Subtask 0 takes 5 ms a line: subtask 1 reads the other splits and finishes first."""
+    """Subtask 0 takes 5 ms a line: subtask 1 reads the other splits and finishes first.
+    Subtask 1 starts once subtask 0 has its first split (a slot process that starts late
+    would otherwise find every split taken)."""
+
+    def __init__(self, started: str) -> None:
+        self.started = started
 
     def open(self, runtime_context: RuntimeContext) -> None:
         self.slow = runtime_context.get_index_of_this_subtask() == 0
+        self.waiting = not self.slow
 
     def map(self, line: str) -> int:
         if self.slow:
+            Path(self.started).touch()
             time.sleep(0.005)
+        elif self.waiting:
+            deadline = time.monotonic() + 60
+            while not Path(self.started).exists() and time.monotonic() < deadline:
+                time.sleep(0.01)
+            self.waiting = False
         return int(line)
 
 
@@ -280,7 +291,8 @@ def test_a_savepoint_after_one_reader_finished_resumes_at_another_parallelism_ex
         sink = FileSink.for_row_format(str(output), Encoder.simple_string_encoder()).build()
         # The sink in tasks of its own: a task with a sink that commits waits for a last
         # checkpoint before it finishes.
-        lines.map(SlowFirst()).uid("slow").sink_to(sink).uid("files").disable_chaining()
+        slow = lines.map(SlowFirst(str(tmp_path / "started"))).uid("slow")
+        slow.sink_to(sink).uid("files").disable_chaining()
         with remote(cluster.address):
             execution_context.current().savepoint_path = savepoint
             return env.execute_async(f"splits p={parallelism}").get_job_id()
@@ -293,18 +305,9 @@ def test_a_savepoint_after_one_reader_finished_resumes_at_another_parallelism_ex
         return [s["status"] for s in http_json(f"{job_url}/vertices/{vertex}")["subtasks"]]
 
     poll_for(lambda: source_subtasks() == ["RUNNING", "FINISHED"], what="subtask 1 to finish")
-    stop = strom_cli(cluster, "stop", "--savepoint-path", str(tmp_path / "sp"), job_id)
-    assert stop.returncode == 0, stop.stderr
-    location = re.search(r"Savepoint completed\. Path: file:(\S+)", stop.stdout).group(1)
+    location = stop_with_savepoint(cluster, job_id, tmp_path / "sp")
+    first = committed_output(output)
+    assert 0 < sum(first.values()) < count  # it really was cut short
     with ClusterClient(cluster.address) as jobs:
-        poll_for(lambda: jobs.job(job_id).summary.state == "FINISHED", what="the job to stop")
-        first = committed_output(output)
-        assert 0 < sum(first.values()) < count  # it really was cut short
-        resumed = submit(3, savepoint=location)
-        poll_for(
-            lambda: jobs.job(resumed).summary.state in ("FINISHED", "FAILED"),
-            timeout=120,
-            what="the resumed job to end",
-        )
-        assert jobs.job(resumed).summary.state == "FINISHED", jobs.job(resumed).failure
+        assert_finishes(jobs, submit(3, savepoint=location))
     assert committed_output(output) == Counter(str(i) for i in range(count))
