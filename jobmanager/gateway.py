@@ -290,21 +290,23 @@ class JobManagerGateway(cluster_pb2_grpc.JobManagerGatewayServicer):
         if request.initial:
             pool = [(ref.index, ref.offset if ref.resume else None) for ref in request.pool]
         try:
-            split = dispatcher.splits.assign(
+            splits = dispatcher.splits.assign(
                 request.job_id,
                 request.vertex_id,
                 request.attempt,
                 request.subtask,
                 request.split_count,
                 pool,
+                request.count,
             )
         except SplitRequestError as error:
             context.abort(grpc.StatusCode.FAILED_PRECONDITION, str(error))
-        if split is None:
-            return pb.SplitAssignment(has_split=False)
-        index, offset = split
-        ref = pb.SplitRef(index=index, offset=offset or 0, resume=offset is not None)
-        return pb.SplitAssignment(has_split=True, split=ref)
+        return pb.SplitAssignment(
+            splits=[
+                pb.SplitRef(index=index, offset=offset or 0, resume=offset is not None)
+                for index, offset in splits
+            ]
+        )
 
     def TriggerSavepoint(self, request: pb.SavepointRequest, context) -> pb.SavepointTriggerId:
         self._require_leader(context)

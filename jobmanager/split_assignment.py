@@ -25,6 +25,9 @@ from dataclasses import dataclass, field
 #: splits a source may have; a request claiming more is refused
 MAX_SPLITS = 1_000_000
 
+#: splits one request may take at most
+MAX_PER_REQUEST = 10_000
+
 
 @dataclass
 class _SourceSplits:
@@ -54,11 +57,15 @@ class SplitAssigners:
         subtask: int,
         split_count: int,
         initial_pool: list[tuple[int, int | None]] | None,
-    ) -> tuple[int, int | None] | None:
-        """The next split for ``subtask``, or None when none is left. ``initial_pool``: the
-        reader's first request of the attempt (its derived pool); None on later requests."""
+        count: int = 1,
+    ) -> list[tuple[int, int | None]]:
+        """The next splits for ``subtask``, ``count`` at most; none when none is left.
+        ``initial_pool``: the reader's first request of the attempt (its derived pool); None
+        on later requests."""
         if not 0 <= split_count <= MAX_SPLITS:
             raise SplitRequestError(f"a source of {split_count} splits is not served")
+        if count > MAX_PER_REQUEST:
+            raise SplitRequestError(f"{count} splits at once are more than {MAX_PER_REQUEST}")
         key = (job_id, vertex_id)
         with self._lock:
             entry = self._sources.get(key)
@@ -78,11 +85,10 @@ class SplitAssigners:
                     f"readers of {vertex_id} disagree on its splits ({split_count} against "
                     f"{entry.split_count}): its files changed while the job started"
                 )
-            if not entry.pool:
-                return None
-            split = entry.pool.popleft()
-            entry.given.setdefault(subtask, []).append(split[0])
-            return split
+            pool = entry.pool
+            splits = [pool.popleft() for _ in range(min(len(pool), max(1, count)))]
+            entry.given.setdefault(subtask, []).extend(index for index, _ in splits)
+            return splits
 
     def assigned(self, job_id: str, vertex_id: str, attempt: int, subtask: int) -> list[int] | None:
         """The splits given to ``subtask`` in ``attempt``; None when the source's splits are

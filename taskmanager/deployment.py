@@ -59,13 +59,18 @@ class CheckpointServices:
             return details.executions.get(subtask) == attempt
         return details.attempt == attempt
 
-    def request_split(
-        self, task: Task, split_count: int, pool: list[tuple[int, int | None]] | None
-    ) -> Callable[[], tuple[int, int | None] | None]:
-        """Ask the JobManager for the next split of ``task``'s source (split_assignment.py),
-        ``pool`` with the first request of the attempt; returns what waits for the answer:
-        the split as ``(index, offset)``, or None when none is left. An error fails the task:
-        a split whose answer was lost is read again only after a restart."""
+    def request_splits(
+        self,
+        task: Task,
+        split_count: int,
+        pool: list[tuple[int, int | None]] | None,
+        count: int,
+    ) -> Callable[[], list[tuple[int, int | None]]]:
+        """Ask the JobManager for the next ``count`` splits (at most) of ``task``'s source
+        (split_assignment.py), ``pool`` with the first request of the attempt; returns what
+        waits for the answer: the splits as ``(index, offset)``, none when none is left. An
+        error fails the task: splits whose answer was lost are read again only after a
+        restart."""
         request = pb.SplitRequest(
             job_id=task.id.job_id,
             attempt=task.id.attempt,
@@ -77,16 +82,16 @@ class CheckpointServices:
                 pb.SplitRef(index=index, offset=offset or 0, resume=offset is not None)
                 for index, offset in pool or ()
             ],
+            count=count,
         )
         stub = self.deployer._stub(self.jobmanager_address)
         answer = stub.AssignSplit.future(request, timeout=_SPLIT_REQUEST_TIMEOUT_S)
 
-        def result() -> tuple[int, int | None] | None:
-            assignment = answer.result()
-            if not assignment.has_split:
-                return None
-            split = assignment.split
-            return (split.index, split.offset if split.resume else None)
+        def result() -> list[tuple[int, int | None]]:
+            return [
+                (split.index, split.offset if split.resume else None)
+                for split in answer.result().splits
+            ]
 
         return result
 

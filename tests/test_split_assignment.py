@@ -137,23 +137,36 @@ def test_a_finished_subtasks_snapshot_becomes_its_position():
 
 def test_the_first_request_of_an_attempt_sets_the_pool_and_later_ones_take_from_it():
     splits = SplitAssigners()
-    pool = [(2, 40), (0, None), (1, None)]
-    assert splits.assign("job", "src", 0, 0, 3, pool) == (2, 40)
-    assert splits.assign("job", "src", 0, 1, 3, [(0, None)]) == (0, None)  # first one's pool
-    assert splits.assign("job", "src", 0, 1, 3, None) == (1, None)
-    assert splits.assign("job", "src", 0, 0, 3, None) is None
+    pool = [(2, 40), (0, None), (1, None), (3, None)]
+    assert splits.assign("job", "src", 0, 0, 4, pool) == [(2, 40)]
+    assert splits.assign("job", "src", 0, 1, 4, [(0, None)]) == [(0, None)]  # first one's pool
+    assert splits.assign("job", "src", 0, 1, 4, None, count=5) == [(1, None), (3, None)]
+    assert splits.assign("job", "src", 0, 0, 4, None) == []
     assert splits.assigned("job", "src", 0, 0) == [2]
-    assert splits.assigned("job", "src", 0, 1) == [0, 1]
+    assert splits.assigned("job", "src", 0, 1) == [0, 1, 3]
     assert splits.assigned("job", "src", 1, 1) is None  # another attempt
     # The next attempt starts over from its own pool; the old one's readers are refused.
-    assert splits.assign("job", "src", 1, 0, 3, [(1, None)]) == (1, None)
+    assert splits.assign("job", "src", 1, 0, 4, [(1, None)]) == [(1, None)]
     with pytest.raises(SplitRequestError, match="is over"):
-        splits.assign("job", "src", 0, 1, 3, None)
+        splits.assign("job", "src", 0, 1, 4, None)
     with pytest.raises(SplitRequestError, match="disagree"):
-        splits.assign("job", "src", 1, 1, 4, None)
+        splits.assign("job", "src", 1, 1, 5, None)
+    with pytest.raises(SplitRequestError, match="at once"):
+        splits.assign("job", "src", 1, 1, 4, None, count=10**6)
     splits.forget(lambda job_id: False)
     with pytest.raises(SplitRequestError, match="must restart"):
-        splits.assign("job", "src", 1, 1, 3, None)
+        splits.assign("job", "src", 1, 1, 4, None)
+
+
+def test_many_small_files_are_handed_out_several_splits_a_request(tmp_path):
+    for i in range(200):
+        (tmp_path / f"part-{i:03d}.txt").write_text(f"{i}\n")
+    source = FileSource.for_record_stream_format(
+        StreamFormat.text_line_format(), str(tmp_path)
+    ).build()
+    plan = source.split_plan(2, None)
+    assert plan.split_count == 200 and plan.per_request == 6  # 200 // (2 * 16)
+    assert file_source(write_lines(tmp_path / "big.txt", 1000)).split_plan(2, None).per_request == 1
 
 
 @pytest.mark.parametrize(
@@ -213,6 +226,20 @@ def test_a_faster_subtask_reads_more_of_the_files_and_every_line_once(mode, tmp_
     by_subtask = Counter(subtask for subtask, _ in results)
     # Split by subtask as before, each would read half; subtask 0 sleeps 0.5 ms a line.
     assert by_subtask[1] > 0.7 * count, by_subtask
+
+
+def test_many_small_files_are_read_once_each(mode, tmp_path):
+    folder = tmp_path / "parts"
+    folder.mkdir()
+    for i in range(300):
+        (folder / f"part-{i:03d}.txt").write_text("".join(f"{i}-{j}\n" for j in range(5)))
+    env = StreamExecutionEnvironment.get_execution_environment()
+    env.set_parallelism(2)
+    source = FileSource.for_record_stream_format(
+        StreamFormat.text_line_format(), str(folder)
+    ).build()
+    lines = mode.collect(env.from_source(source, None, "parts"))
+    assert sorted(lines) == sorted(f"{i}-{j}" for i in range(300) for j in range(5))
 
 
 def test_sigkill_of_taskmanagers_while_splits_are_handed_out_keeps_output_exactly_once(

@@ -547,7 +547,7 @@ class SplitRef(_message.Message):
     def __init__(self, index: _Optional[int] = ..., offset: _Optional[int] = ..., resume: _Optional[bool] = ...) -> None: ...
 
 class SplitRequest(_message.Message):
-    __slots__ = ("job_id", "attempt", "vertex_id", "subtask", "initial", "split_count", "pool")
+    __slots__ = ("job_id", "attempt", "vertex_id", "subtask", "initial", "split_count", "pool", "count")
     JOB_ID_FIELD_NUMBER: _ClassVar[int]
     ATTEMPT_FIELD_NUMBER: _ClassVar[int]
     VERTEX_ID_FIELD_NUMBER: _ClassVar[int]
@@ -555,6 +555,7 @@ class SplitRequest(_message.Message):
     INITIAL_FIELD_NUMBER: _ClassVar[int]
     SPLIT_COUNT_FIELD_NUMBER: _ClassVar[int]
     POOL_FIELD_NUMBER: _ClassVar[int]
+    COUNT_FIELD_NUMBER: _ClassVar[int]
     job_id: str
     attempt: int
     vertex_id: str
@@ -562,15 +563,14 @@ class SplitRequest(_message.Message):
     initial: bool
     split_count: int
     pool: _containers.RepeatedCompositeFieldContainer[SplitRef]
-    def __init__(self, job_id: _Optional[str] = ..., attempt: _Optional[int] = ..., vertex_id: _Optional[str] = ..., subtask: _Optional[int] = ..., initial: _Optional[bool] = ..., split_count: _Optional[int] = ..., pool: _Optional[_Iterable[_Union[SplitRef, _Mapping]]] = ...) -> None: ...
+    count: int
+    def __init__(self, job_id: _Optional[str] = ..., attempt: _Optional[int] = ..., vertex_id: _Optional[str] = ..., subtask: _Optional[int] = ..., initial: _Optional[bool] = ..., split_count: _Optional[int] = ..., pool: _Optional[_Iterable[_Union[SplitRef, _Mapping]]] = ..., count: _Optional[int] = ...) -> None: ...
 
 class SplitAssignment(_message.Message):
-    __slots__ = ("has_split", "split")
-    HAS_SPLIT_FIELD_NUMBER: _ClassVar[int]
-    SPLIT_FIELD_NUMBER: _ClassVar[int]
-    has_split: bool
-    split: SplitRef
-    def __init__(self, has_split: _Optional[bool] = ..., split: _Optional[_Union[SplitRef, _Mapping]] = ...) -> None: ...
+    __slots__ = ("splits",)
+    SPLITS_FIELD_NUMBER: _ClassVar[int]
+    splits: _containers.RepeatedCompositeFieldContainer[SplitRef]
+    def __init__(self, splits: _Optional[_Iterable[_Union[SplitRef, _Mapping]]] = ...) -> None: ...
 
 class SavepointRequest(_message.Message):
     __slots__ = ("job_id", "target_dir", "then")

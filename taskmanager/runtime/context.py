@@ -35,9 +35,9 @@ class OperatorContext:
     attempt_is_current: Any = None
     #: the job takes checkpoints
     checkpointing: bool = False
-    #: asks the JobManager for a source's next split (``Task.request_split``); None where
+    #: asks the JobManager for a source's next splits (``Task.request_splits``); None where
     #: splits are not handed out (BATCH, or a task without a JobManager)
-    request_split: Any = None
+    request_splits: Any = None
     _runtime_context: Any = None
 
     @property

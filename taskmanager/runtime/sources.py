@@ -9,6 +9,7 @@ its ``collect`` hands the loop a turn between batches (``Task.yield_to_mailbox``
 from __future__ import annotations
 
 import time
+from collections import deque
 from typing import TYPE_CHECKING, Any
 
 from strom.common.type_values import shaper
@@ -125,7 +126,7 @@ class ReaderSource(SourceDriver):
     def initialize_state(self, restore: OperatorRestore | None) -> None:
         super().initialize_state(restore)
         source = self.spec.args["source"]
-        if self.context.request_split is None or not isinstance(source, SupportsSplitAssignment):
+        if self.context.request_splits is None or not isinstance(source, SupportsSplitAssignment):
             return
         if restore is not None and restore.finished:
             return
@@ -153,7 +154,7 @@ class ReaderSource(SourceDriver):
             return None
         if self.plan is not None:
             return source.create_assigned_reader(
-                self.plan, _SplitFeed(self.context.request_split, self.plan)
+                self.plan, _SplitFeed(self.context.request_splits, self.plan)
             )
         rescale = getattr(source, "restore_reader", None)
         if restore is not None and (restore.rescaled or callable(rescale)):
@@ -213,27 +214,35 @@ def _position_of(snapshot: dict[str, Any]) -> object:
 
 
 class _SplitFeed:
-    """``next_split`` of a reader whose splits the JobManager hands out: each answer comes
-    with the next request already sent, so the reader rarely waits for one. The first
-    request of the attempt carries the plan's pool. A split asked for ahead that the reader
-    has not started is in no snapshot: a restore puts it back in the pool."""
+    """``next_split`` of a reader whose splits the JobManager hands out, ``plan.per_request``
+    at a time: once the reader starts the last split it holds, the next request is sent, so
+    it rarely waits for an answer. The first request of the attempt carries the plan's pool.
+    Splits the reader holds but has not started are in no snapshot: a restore puts them
+    back in the pool."""
 
-    def __init__(self, request_split: Any, plan: SplitPlan) -> None:
-        self._request = request_split
+    def __init__(self, request_splits: Any, plan: SplitPlan) -> None:
+        self._request = request_splits
         self._plan = plan
         self._first = True
+        self._held: deque[tuple[int, int | None]] = deque()
         self._ahead: Any = None
+        self._ended = False
 
     def _ask(self) -> Any:
         pool = self._plan.pool if self._first else None
         self._first = False
-        return self._request(self._plan.split_count, pool)
+        return self._request(self._plan.split_count, pool, self._plan.per_request)
 
     def __call__(self) -> tuple[int, int | None] | None:
-        answer = self._ahead if self._ahead is not None else self._ask()
-        self._ahead = None
-        split = answer()
-        if split is not None:
+        if not self._held and not self._ended:
+            answer = self._ahead if self._ahead is not None else self._ask()
+            self._ahead = None
+            self._held.extend(answer())
+            self._ended = not self._held
+        if not self._held:
+            return None
+        split = self._held.popleft()
+        if not self._held:
             self._ahead = self._ask()
         return split
 

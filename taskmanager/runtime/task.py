@@ -253,17 +253,17 @@ class Task:
             auto_watermark_interval_ms=self.graph.settings.get("auto_watermark_interval_ms", 200),
             attempt_is_current=self._attempt_is_current if self.checkpoints else None,
             checkpointing=self.checkpointing,
-            request_split=self.request_split
+            request_splits=self.request_splits
             if self.checkpoints is not None and self.partitions is None
             else None,
         )
 
-    def request_split(
-        self, split_count: int, pool: list[tuple[int, int | None]] | None
-    ) -> Callable[[], tuple[int, int | None] | None]:
-        """Ask the JobManager for this task's source's next split; returns what waits for
-        the answer (``CheckpointServices.request_split``)."""
-        return self.checkpoints.request_split(self, split_count, pool)
+    def request_splits(
+        self, split_count: int, pool: list[tuple[int, int | None]] | None, count: int
+    ) -> Callable[[], list[tuple[int, int | None]]]:
+        """Ask the JobManager for this task's source's next splits; returns what waits for
+        the answer (``CheckpointServices.request_splits``)."""
+        return self.checkpoints.request_splits(self, split_count, pool, count)
 
     def _setup(self) -> None:
         chain = build_chain(self, self._batch_clock)

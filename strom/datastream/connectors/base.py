@@ -109,6 +109,8 @@ class SplitPlan:
     position: object
     #: what else the source's reader needs of the plan (the source's own)
     detail: Any = None
+    #: splits a reader asks for at a time (many small files: fewer requests)
+    per_request: int = 1
 
 
 class SupportsSplitAssignment(ABC):

@@ -465,7 +465,9 @@ def _assigned_plan(
     pool = [entry for entry in left if entry[1] is not None]
     pool += [entry for entry in left if entry[1] is None]
     position = _assigned_position(layout, done, dict(e for e in pool if e[1] is not None), None)
-    return SplitPlan(len(splits), pool, position, (splits, layout, parallelism))
+    # Many small files are many splits: a request takes a sixteenth of a subtask's share.
+    per_request = max(1, len(pool) // (parallelism * ASSIGNED_SPLITS_PER_SUBTASK))
+    return SplitPlan(len(splits), pool, position, (splits, layout, parallelism), per_request)
 
 
 def _complete_plan(parallelism: int) -> SplitPlan:
