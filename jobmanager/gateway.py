@@ -279,15 +279,18 @@ class JobManagerGateway(cluster_pb2_grpc.JobManagerGatewayServicer):
             record = dispatcher.jobs.get(request.job_id)
             running = record is not None and record.batch is None and record.state == "RUNNING"
             current = running and record.graph.attempt == request.attempt
-            live = {job_id for job_id, r in dispatcher.jobs.items() if r.state == "RUNNING"}
+            # A reader's first request of an attempt: the time to drop ended jobs' pools.
+            live: set[str] = set()
+            if request.initial:
+                live = {job_id for job_id, r in dispatcher.jobs.items() if r.state == "RUNNING"}
         if not current:
             context.abort(
                 grpc.StatusCode.FAILED_PRECONDITION,
                 f"attempt {request.attempt} of job {request.job_id} does not run here",
             )
-        dispatcher.splits.forget(live.__contains__)
         pool = None
         if request.initial:
+            dispatcher.splits.forget(live.__contains__)
             pool = [(ref.index, ref.offset if ref.resume else None) for ref in request.pool]
         try:
             splits = dispatcher.splits.assign(

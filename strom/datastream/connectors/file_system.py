@@ -473,7 +473,7 @@ def _assigned_plan(
 def _complete_plan(parallelism: int) -> SplitPlan:
     """The plan of a source all of whose splits were read: its readers end at once, and
     their positions say so (the finished readers that read the splits keep no record)."""
-    position = {**_assigned_position(parallelism, set(), {}, None), "complete": True}
+    position = _assigned_position(parallelism, set(), {}, None, complete=True)
     return SplitPlan(0, [], position, ([], parallelism, parallelism))
 
 
