@@ -85,10 +85,24 @@ class HaCluster(LocalCluster):
         return None
 
 
-def strom_run(cluster: HaCluster, tmp_path, *flags: str, count: int = COUNT):
+#: JOB reading its numbers from a file, whose splits the JobManager hands out
+FILE_JOB = JOB.replace(
+    "from strom.datastream.connectors.number_seq import NumberSequenceSource",
+    "from strom.datastream.connectors.file_system import FileSource, StreamFormat",
+).replace(
+    'numbers = env.from_source(NumberSequenceSource(1, count), None, "numbers").uid("numbers")',
+    """path = checkpoints + '.numbers'
+    with open(path, 'w') as lines:
+        lines.write(''.join(f'{i:>63}\\n' for i in range(1, count + 1)))  # 10 splits
+    source = FileSource.for_record_stream_format(StreamFormat.text_line_format(), path).build()
+    numbers = env.from_source(source, None, 'numbers').uid('numbers').map(int).uid('int')""",
+)
+
+
+def strom_run(cluster: HaCluster, tmp_path, *flags: str, count: int = COUNT, job_text=JOB):
     job = tmp_path / "job" / "job.py"
     job.parent.mkdir(exist_ok=True)
-    job.write_text(textwrap.dedent(JOB))
+    job.write_text(textwrap.dedent(job_text))
     output, checkpoints = tmp_path / "out", tmp_path / "checkpoints"
     client = subprocess.Popen(
         [sys.executable, "-m", "client.cli", "run", "-p", "2", *flags]
@@ -170,6 +184,35 @@ def test_three_sigkills_of_the_leader_during_a_checkpointed_job_fail_over_exactl
         assert "recovered job" in cluster.logs()
         assert committed_output(output) == expected_output(count)
         print("failovers (leader killed -> job RUNNING):", [f"{s:.1f} s" for s in failovers])
+    finally:
+        cluster.stop()
+
+
+def test_a_file_source_job_fails_over_exactly_once_with_its_splits(zookeeper, tmp_path):
+    # The new leader knows nothing of the splits the old one handed out: the recovered
+    # attempt's readers derive what is left from the checkpoint, and set its pool.
+    count = 40_000
+    cluster = HaCluster(tmp_path / "cluster", zookeeper)
+    try:
+        first = cluster.start_standby_capable_jobmanager()
+        poll_for(lambda: cluster.leader_rest_port() == first, what="the first JobManager to lead")
+        cluster.start_standby_capable_jobmanager()
+        cluster.rest_port = first
+        for _ in range(2):
+            cluster.start_taskmanager()
+        client, output, checkpoints = strom_run(cluster, tmp_path, count=count, job_text=FILE_JOB)
+        try:
+            poll_for(lambda: completed_checkpoints(checkpoints) >= 3, timeout=120)
+            assert client.poll() is None, "the job ended before the kill: make it longer"
+            kill_leader(cluster)
+            stdout, stderr = client.communicate(timeout=300)
+        finally:
+            if client.poll() is None:
+                client.kill()
+                client.communicate()
+        assert client.returncode == 0, stdout + stderr
+        assert "leads now" in stderr, stderr
+        assert committed_output(output) == expected_output(count)
     finally:
         cluster.stop()
 
