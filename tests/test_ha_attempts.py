@@ -29,12 +29,7 @@ def running_details(cluster: HaCluster, job_id: str) -> dict | None:
 def test_a_recovered_job_numbers_its_attempts_above_every_earlier_leaders(zookeeper, tmp_path):  # noqa: F811
     cluster = HaCluster(tmp_path / "cluster", zookeeper)
     try:
-        first = cluster.start_standby_capable_jobmanager()
-        poll_for(lambda: cluster.leader_rest_port() == first, what="the first JobManager to lead")
-        cluster.start_standby_capable_jobmanager()
-        cluster.rest_port = first
-        for _ in range(2):
-            cluster.start_taskmanager()
+        first = cluster.start_leader_and_standby()
         job_id, output, checkpoints = submit_detached(cluster, tmp_path, COUNT)
         earlier = deployed_attempts(cluster, first, job_id)
         assert earlier == [0]

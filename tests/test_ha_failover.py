@@ -77,6 +77,17 @@ class HaCluster(LocalCluster):
         poll_for(lambda: http_json(f"http://127.0.0.1:{rest}/overview"), what="its REST")
         return rest
 
+    def start_leader_and_standby(self, taskmanagers: int = 2) -> int:
+        """A JobManager that leads, one that stands by, and ``taskmanagers`` TaskManagers;
+        the leader's REST port (the cluster's REST port from now on)."""
+        first = self.start_standby_capable_jobmanager()
+        poll_for(lambda: self.leader_rest_port() == first, what="the first JobManager to lead")
+        self.start_standby_capable_jobmanager()
+        self.rest_port = first
+        for _ in range(taskmanagers):
+            self.start_taskmanager()
+        return first
+
     def leader_rest_port(self) -> int | None:
         for rest in self.jobmanagers:
             log = (self.log_dir / f"jobmanager-{rest}.log").read_text(errors="replace")
@@ -194,12 +205,7 @@ def test_a_file_source_job_fails_over_exactly_once_with_its_splits(zookeeper, tm
     count = 40_000
     cluster = HaCluster(tmp_path / "cluster", zookeeper)
     try:
-        first = cluster.start_standby_capable_jobmanager()
-        poll_for(lambda: cluster.leader_rest_port() == first, what="the first JobManager to lead")
-        cluster.start_standby_capable_jobmanager()
-        cluster.rest_port = first
-        for _ in range(2):
-            cluster.start_taskmanager()
+        cluster.start_leader_and_standby()
         client, output, checkpoints = strom_run(cluster, tmp_path, count=count, job_text=FILE_JOB)
         try:
             poll_for(lambda: completed_checkpoints(checkpoints) >= 3, timeout=120)
@@ -279,12 +285,7 @@ def test_sigkill_of_the_leader_during_a_savepoint(zookeeper, tmp_path):
     count = 40_000
     cluster = HaCluster(tmp_path / "cluster", zookeeper)
     try:
-        first = cluster.start_standby_capable_jobmanager()
-        poll_for(lambda: cluster.leader_rest_port() == first, what="the first JobManager to lead")
-        cluster.start_standby_capable_jobmanager()
-        cluster.rest_port = first
-        for _ in range(2):
-            cluster.start_taskmanager()
+        cluster.start_leader_and_standby()
         job_id, output, checkpoints = submit_detached(cluster, tmp_path, count)
 
         savepoints = tmp_path / "savepoints"
