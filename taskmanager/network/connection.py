@@ -153,7 +153,12 @@ class OutboundConnection:
             # the channels and their producers wait forever.
             reader.add_done_callback(lambda _: self._event.set())
             try:
-                await self._write(call, reader)
+                # Nothing is written before the receiver took the connection (its headers): a
+                # write racing a refusal ended the call INTERNAL ("Internal error from Core")
+                # instead of with the refusal's status (1 run in 25 of test_transport's).
+                await asyncio.wait_for(call.initial_metadata(), LOCATE_TIMEOUT_S)
+                if not call.done() and not reader.done():
+                    await self._write(call, reader)
             except asyncio.InvalidStateError:
                 # The call ended under the writer (the receiver refused it): the reader has
                 # the receiver's reason.
@@ -168,6 +173,8 @@ class OutboundConnection:
             self._fail(self._describe(error))
         except asyncio.CancelledError:
             self._fail(f"the connection to {self.address} was closed")
+        except TimeoutError:
+            self._fail(f"{self.address} took no data connection in {LOCATE_TIMEOUT_S:.0f}s")
         except Exception as error:  # never let a bug here hang producers
             log.exception("data connection to %s failed", self.address)
             self._fail(f"the connection to {self.address} failed: {error!r}")

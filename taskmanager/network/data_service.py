@@ -178,6 +178,8 @@ class _ConnectionServicer(data_pb2_grpc.DataConnectionServicer):
         if not data_tokens.admits(_sent_token(context)):
             log.warning("refused a data connection from %s: no data token", context.peer())
             await context.abort(grpc.StatusCode.PERMISSION_DENIED, _refusal(None))
+        # Taken: the sender waits for these headers before it writes (connection.py).
+        await context.send_initial_metadata(())
         await _InboundConnection(self.service, context).serve()
 
 
