@@ -11,6 +11,10 @@ checkouts share whatever the machine does. Prints, per checkout and parallelism,
 and least wall time and TaskManager CPU seconds, and per checkout the p=2 / p=1 ratios of the
 medians. The client side (this process: building and submitting the job) is this checkout's.
 
+Every round also runs the job's own user functions in a plain loop, without Strom, in one
+process and split over p processes (``ceiling.py``): what the machine itself gives that work
+in those minutes. A speed-up is printed beside the machine's, and as a share of it.
+
 ``--pin --busy-cpu 0`` stands for two hosts of which one is shared with another tenant:
 TaskManager k runs on CPU k only, and a spinning process takes half of CPU 0 throughout.
 """
@@ -30,6 +34,7 @@ REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 sys.path.insert(0, str(REPO / "bench"))
 
+import ceiling  # noqa: E402
 import cloudpickle  # noqa: E402
 import keyed_cpu  # noqa: E402
 import wordcount  # noqa: E402
@@ -42,13 +47,7 @@ from strom.datastream import execution_context  # noqa: E402
 cloudpickle.register_pickle_by_value(wordcount)
 cloudpickle.register_pickle_by_value(keyed_cpu)
 
-JOBS = {
-    "wordcount": (wordcount.make_input, wordcount.strom_job),
-    "keyed": (
-        lambda path: path.write_text("".join(f"{i:>63}\n" for i in range(200_000))),
-        keyed_cpu.job,
-    ),
-}
+JOBS = {"wordcount": wordcount.strom_job, "keyed": keyed_cpu.job}
 
 
 def main() -> None:
@@ -69,12 +68,13 @@ def main() -> None:
     )
     args = parser.parse_args()
     trees = [Path(tree).resolve() for tree in args.tree]
-    make_input, run_job = JOBS[args.job]
+    run_job = JOBS[args.job]
     samples: dict[tuple[int, int], list[tuple[float, float]]] = {}
+    machine: dict[int, list[float]] = {}  # the plain loop's walls by process count
     with tempfile.TemporaryDirectory(prefix="strom-ab-") as tmp, contextlib.ExitStack() as stack:
         work = Path(tmp)
         path = work / "input.txt"
-        make_input(path)
+        ceiling.make_input(args.job, path)
         clusters = []
         for tree in trees:
             cluster = stack.enter_context(
@@ -101,8 +101,20 @@ def main() -> None:
                     finally:
                         execution_context.set_current(previous)
                     samples.setdefault((index, parallelism), []).append((wall, cpu))
+                plain = ceiling.wall(args.job, path, parallelism, pin=args.pin)
+                machine.setdefault(parallelism, []).append(plain)
     shape = f"{args.taskmanagers} TaskManager(s) x {args.slots} slot(s)"
     print(f"{args.job}, {shape}, {args.rounds} rounds; median (least) per checkout")
+    plain = {p: statistics.median(walls) for p, walls in machine.items()}
+    for parallelism, walls in sorted(machine.items()):
+        print(
+            f"  {'plain loop':>14} {parallelism} process(es): wall {plain[parallelism]:.3f} s "
+            f"({min(walls):.3f}); walls by round {' '.join(f'{w:.2f}' for w in walls)}"
+        )
+    top = max(args.parallelism)
+    ceiling_speedup = plain[1] / plain[top] if 1 in plain and top > 1 else None
+    if ceiling_speedup is not None:
+        print(f"  {'plain loop':>14} {top}/1: speed-up {ceiling_speedup:.2f} (the machine's)")
     for index, tree in enumerate(trees):
         medians = {}
         for parallelism in args.parallelism:
@@ -114,11 +126,12 @@ def main() -> None:
                 f"({min(walls):.3f}), TaskManager CPU {medians[parallelism][1]:.2f} s "
                 f"({min(cpus):.2f}); walls by round {' '.join(f'{w:.2f}' for w in walls)}"
             )
-        if 1 in medians and len(medians) > 1:
-            top = max(medians)
+        if ceiling_speedup is not None:
+            speedup = medians[1][0] / medians[top][0]
             print(
-                f"  {tree.name:>14} p={top}/p=1: speed-up {medians[1][0] / medians[top][0]:.2f}"
-                f" (of medians), CPU {medians[top][1] / medians[1][1]:.2f}x"
+                f"  {tree.name:>14} p={top}/p=1: speed-up {speedup:.2f} (of medians), "
+                f"{speedup / ceiling_speedup:.0%} of the machine's; CPU "
+                f"{medians[top][1] / medians[1][1]:.2f}x"
             )
 
 
