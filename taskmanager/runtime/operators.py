@@ -8,6 +8,7 @@ append; everything else is paid once per batch.
 
 from __future__ import annotations
 
+import math
 import sys
 import time
 from collections.abc import Callable
@@ -639,6 +640,16 @@ class WatermarkGenerator:
         self.emitted = watermark
         return watermark
 
+    def pending_at(self) -> float | None:
+        """When (monotonic seconds) a watermark that advanced since the last one is due, if
+        one did: it is emitted then, whether or not more records come (Flink's periodic
+        emission is a timer, not a reaction to records)."""
+        if not self.enabled or self.max_timestamp is None:
+            return None
+        if self.max_timestamp - self.lag - 1 <= self.emitted:
+            return None
+        return self.next_at
+
     def status_change(self, now: float, has_records: bool) -> bool | None:
         """``True`` when the output goes idle now (no records for the idle timeout),
         ``False`` when records arrive at an idle output, else None."""
@@ -695,16 +706,28 @@ class TimestampsOperator(Operator):
     def process_watermark_status(self, idle: bool) -> None:
         pass  # this operator decides its output's status (with_idleness) itself
 
-    # ``with_idleness``: a processing-time deadline after the last record marks it idle.
+    # Processing-time deadlines: the watermark held back by the interval is due (so it is
+    # emitted while no records come), and ``with_idleness`` marks the output idle after its
+    # timeout without records.
 
     def next_processing_timer(self) -> int | None:
-        deadline = self.generator.idle_deadline()
+        generator = self.generator
+        pending, idle = generator.pending_at(), generator.idle_deadline()
+        if pending is None:
+            deadline = idle
+        else:
+            deadline = pending if idle is None else min(pending, idle)
         if deadline is None:
             return None
-        return int(time.time() * 1000 + max(0.0, deadline - time.monotonic()) * 1000)
+        wait_ms = math.ceil(max(0.0, deadline - time.monotonic()) * 1000)
+        return int(time.time() * 1000) + wait_ms
 
     def fire_processing_timers(self, now_ms: int) -> None:
-        if self.generator.status_change(time.monotonic(), False):
+        now = time.monotonic()
+        watermark = self.generator.due(now)
+        if watermark is not None:
+            Operator.process_watermark(self, watermark)
+        if self.generator.status_change(now, False):
             self.output.emit_watermark_status(True)
 
 
