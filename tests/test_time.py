@@ -171,13 +171,13 @@ class PausingSource(Source):
 
 
 class CountAndTell:
-    """Counts a window's records; firing [0, 100) creates ``fired``."""
+    """Counts a window's records; firing [0, 100) creates ``fired``, if given."""
 
-    def __init__(self, fired: str) -> None:
+    def __init__(self, fired: str | None = None) -> None:
         self.fired = fired
 
     def process(self, key, context, elements):
-        if context.window().start == 0:
+        if context.window().start == 0 and self.fired is not None:
             open(self.fired, "w").close()
         yield context.window().start, len(list(elements))
 
@@ -208,3 +208,47 @@ def test_assign_timestamps_and_watermarks_emits_its_watermark_while_no_records_c
     )
     # [0, 100) fired before LATE_EVENT came, which is then too late for it.
     assert sorted(mode.collect(counts)) == [(start, 10) for start in range(0, 1000, 100)]
+
+
+class ThenOneMore(SourceReader):
+    """PAUSE_EVENTS, then LATE_EVENT in a batch of its own, then the end."""
+
+    def __init__(self) -> None:
+        self.batches = [list(PAUSE_EVENTS), [LATE_EVENT]]
+
+    def read_batch(self, max_records: int) -> list | None:
+        return self.batches.pop(0) if self.batches else None
+
+    def snapshot_position(self) -> object:
+        return None
+
+    def restore_position(self, position: object) -> None:
+        pass
+
+
+class ThenOneMoreSource(Source):
+    def is_bounded(self) -> bool:
+        return True
+
+    def create_reader(self, subtask_index: int, parallelism: int) -> SourceReader:
+        return ThenOneMore()
+
+
+def test_an_auto_watermark_interval_of_0_sends_no_watermark_before_the_end(mode):
+    """As in Flink, 0 turns periodic watermarks off: no record is late, every window fires
+    at the end of input."""
+    env = StreamExecutionEnvironment.get_execution_environment()
+    env.set_parallelism(1)
+    env.get_config().set_auto_watermark_interval(0)
+    strategy = WatermarkStrategy.for_monotonous_timestamps().with_timestamp_assigner(
+        lambda e, _: e[1]
+    )
+    counts = (
+        env.from_source(ThenOneMoreSource(), WatermarkStrategy.no_watermarks(), "two batches")
+        .assign_timestamps_and_watermarks(strategy)
+        .key_by(lambda e: e[0])
+        .window(TumblingEventTimeWindows.of(Time.milliseconds(100)))
+        .process(CountAndTell())
+    )
+    expected = [(0, 11)] + [(start, 10) for start in range(100, 1000, 100)]
+    assert sorted(mode.collect(counts)) == expected

@@ -606,11 +606,13 @@ class KeyedProcessOperator(KeyedOperator):
 
 class WatermarkGenerator:
     """Periodic watermarks from a ``WatermarkStrategy``: the highest timestamp seen, less the
-    allowed out-of-orderness, less 1 ms (as Flink's generators)."""
+    allowed out-of-orderness, less 1 ms (as Flink's generators). An interval of 0 turns
+    periodic watermarks off, as in Flink: only the final one at the end of input is sent
+    (and ``with_idleness``, which Flink checks at each periodic emission, never acts)."""
 
     def __init__(self, strategy: Any, interval_ms: int) -> None:
         kind = getattr(strategy, "kind", "none")
-        self.enabled = strategy is not None and kind != "none"
+        self.enabled = strategy is not None and kind != "none" and interval_ms > 0
         self.lag = int(getattr(strategy, "max_out_of_orderness_ms", 0) or 0)
         self.interval_s = max(1, interval_ms) / 1000.0
         self.max_timestamp: int | None = None
