@@ -175,8 +175,15 @@ def main():
     env = StreamExecutionEnvironment.get_execution_environment(config)
     env.set_parallelism(1)
     signal_dir = tempfile.mkdtemp(prefix="late-firings-")
-    signal = os.path.join(signal_dir, "watermark-passed")
+    try:
+        build(env, os.path.join(signal_dir, "watermark-passed"))
+        env.execute("late firings")
+    finally:
+        shutil.rmtree(signal_dir, ignore_errors=True)
 
+
+def build(env, signal):
+    """The job: both phases of records, the gate, the probe and the windows."""
     first = env.from_collection(ON_TIME, type_info=event_type())
     second = env.from_collection(LATER, type_info=event_type()).map(
         Gate(signal), output_type=event_type()
@@ -234,11 +241,6 @@ def main():
     )
     everything.print("all")
     everything.get_side_output(ALL_LATE).print("all-late")
-
-    try:
-        env.execute("late firings")
-    finally:
-        shutil.rmtree(signal_dir, ignore_errors=True)
 
 
 if __name__ == "__main__":
