@@ -8,7 +8,7 @@ from collections import Counter
 
 import pytest
 
-from strom.common import Duration, Types, WatermarkStrategy
+from strom.common import Duration, Time, Types, WatermarkStrategy
 from strom.datastream import (
     KeyedProcessFunction,
     MapStateDescriptor,
@@ -16,6 +16,8 @@ from strom.datastream import (
     StreamExecutionEnvironment,
     TimeDomain,
 )
+from strom.datastream.connectors.base import Source, SourceReader
+from strom.datastream.window import TumblingEventTimeWindows
 
 BUCKET = 10
 DISORDER = 5
@@ -117,3 +119,136 @@ def test_timers_need_a_keyed_stream():
     env = StreamExecutionEnvironment.get_execution_environment()
     with pytest.raises(Exception, match="key_by"):
         list(env.from_collection([1]).process(Bad()).execute_and_collect())
+
+
+class PauseThenLate(SourceReader):
+    """EVENTS in two batches, then nothing until the window [0, 100) has fired (``fired``
+    exists) or 10 s have passed, then a record of that window's time, then the end."""
+
+    def __init__(self, fired: str) -> None:
+        self.fired = fired
+        self.step = 0
+        self.deadline: float | None = None
+
+    def read_batch(self, max_records: int) -> list | None:
+        import os
+        import time
+
+        self.step += 1
+        if self.step == 1:
+            return PAUSE_EVENTS[:1]
+        if self.step == 2:
+            return PAUSE_EVENTS[1:]
+        if self.step == 3:
+            if self.deadline is None:
+                self.deadline = time.monotonic() + 10
+            if not os.path.exists(self.fired) and time.monotonic() < self.deadline:
+                self.step -= 1
+                return []  # nothing now: the task's loop polls again soon
+            return [LATE_EVENT]
+        return None
+
+    def snapshot_position(self) -> object:
+        return None
+
+    def restore_position(self, position: object) -> None:
+        pass
+
+
+PAUSE_EVENTS = [("k", t) for t in range(0, 1000, 10)]
+LATE_EVENT = ("k", 5)
+
+
+class PausingSource(Source):
+    def __init__(self, fired: str) -> None:
+        self.fired = fired
+
+    def is_bounded(self) -> bool:
+        return True
+
+    def create_reader(self, subtask_index: int, parallelism: int) -> SourceReader:
+        return PauseThenLate(self.fired)
+
+
+class CountAndTell:
+    """Counts a window's records; firing [0, 100) creates ``fired``, if given."""
+
+    def __init__(self, fired: str | None = None) -> None:
+        self.fired = fired
+
+    def process(self, key, context, elements):
+        if context.window().start == 0 and self.fired is not None:
+            open(self.fired, "w").close()
+        yield context.window().start, len(list(elements))
+
+
+@pytest.mark.parametrize("chained", [True, False])
+def test_assign_timestamps_and_watermarks_emits_its_watermark_while_no_records_come(
+    mode, chained, tmp_path
+):
+    """Periodic watermarks are emitted on time, as Flink's timer does, not only when the
+    next records come: the record that comes after a pause is late."""
+    fired = str(tmp_path / "fired")
+    env = StreamExecutionEnvironment.get_execution_environment()
+    env.set_parallelism(1)
+    env.set_buffer_timeout(0)  # the two batches reach the assigner as two
+    env.get_config().set_auto_watermark_interval(200)  # the second comes before it is due
+    strategy = WatermarkStrategy.for_monotonous_timestamps().with_timestamp_assigner(
+        lambda e, _: e[1]
+    )
+    source = env.from_source(PausingSource(fired), WatermarkStrategy.no_watermarks(), "pause")
+    if chained:  # in the source's task
+        stamped = source.assign_timestamps_and_watermarks(strategy)
+    else:  # in a task of its own
+        stamped = source.forward().assign_timestamps_and_watermarks(strategy).start_new_chain()
+    counts = (
+        stamped.key_by(lambda e: e[0])
+        .window(TumblingEventTimeWindows.of(Time.milliseconds(100)))
+        .process(CountAndTell(fired))
+    )
+    # [0, 100) fired before LATE_EVENT came, which is then too late for it.
+    assert sorted(mode.collect(counts)) == [(start, 10) for start in range(0, 1000, 100)]
+
+
+class ThenOneMore(SourceReader):
+    """PAUSE_EVENTS, then LATE_EVENT in a batch of its own, then the end."""
+
+    def __init__(self) -> None:
+        self.batches = [list(PAUSE_EVENTS), [LATE_EVENT]]
+
+    def read_batch(self, max_records: int) -> list | None:
+        return self.batches.pop(0) if self.batches else None
+
+    def snapshot_position(self) -> object:
+        return None
+
+    def restore_position(self, position: object) -> None:
+        pass
+
+
+class ThenOneMoreSource(Source):
+    def is_bounded(self) -> bool:
+        return True
+
+    def create_reader(self, subtask_index: int, parallelism: int) -> SourceReader:
+        return ThenOneMore()
+
+
+def test_an_auto_watermark_interval_of_0_sends_no_watermark_before_the_end(mode):
+    """As in Flink, 0 turns periodic watermarks off: no record is late, every window fires
+    at the end of input."""
+    env = StreamExecutionEnvironment.get_execution_environment()
+    env.set_parallelism(1)
+    env.get_config().set_auto_watermark_interval(0)
+    strategy = WatermarkStrategy.for_monotonous_timestamps().with_timestamp_assigner(
+        lambda e, _: e[1]
+    )
+    counts = (
+        env.from_source(ThenOneMoreSource(), WatermarkStrategy.no_watermarks(), "two batches")
+        .assign_timestamps_and_watermarks(strategy)
+        .key_by(lambda e: e[0])
+        .window(TumblingEventTimeWindows.of(Time.milliseconds(100)))
+        .process(CountAndTell())
+    )
+    expected = [(0, 11)] + [(start, 10) for start in range(100, 1000, 100)]
+    assert sorted(mode.collect(counts)) == expected

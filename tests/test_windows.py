@@ -259,6 +259,26 @@ def test_late_records_are_dropped_unless_within_allowed_lateness(mode):
     assert results == [(0, 1), (10, 1), (0, 11), (60, 1)]
 
 
+def test_a_session_too_late_to_keep_is_no_session_to_join(mode):
+    """A record too late for any session leaves no session behind (as Flink's merging window
+    set retires it): a later record whose window would have overlapped it makes a session
+    of its own."""
+    script = [
+        ("record", ("k", 100, 1)),
+        ("watermark", 200),  # closes [100, 130)
+        ("record", ("k", 150, 10)),  # [150, 180): too late, dropped
+        ("record", ("k", 175, 100)),  # [175, 205): on time; it overlapped the dropped one
+    ]
+    env = env_with(1)
+    windows = (
+        env.add_source(ScriptedEvents(script))
+        .key_by(lambda e: e[0])
+        .window(EventTimeSessionWindows.with_gap(Time.milliseconds(30)))
+        .process(Sessions())
+    )
+    assert sorted(mode.collect(windows)) == [("k", 100, 130, 1), ("k", 175, 205, 1)]
+
+
 class FiringsPerWindow(ProcessWindowFunction):
     """Counts firings in per-window state and in the key's global state; ``clear`` sees the
     window's state when the window goes."""

@@ -8,6 +8,7 @@ append; everything else is paid once per batch.
 
 from __future__ import annotations
 
+import math
 import sys
 import time
 from collections.abc import Callable
@@ -605,11 +606,13 @@ class KeyedProcessOperator(KeyedOperator):
 
 class WatermarkGenerator:
     """Periodic watermarks from a ``WatermarkStrategy``: the highest timestamp seen, less the
-    allowed out-of-orderness, less 1 ms (as Flink's generators)."""
+    allowed out-of-orderness, less 1 ms (as Flink's generators). An interval of 0 turns
+    periodic watermarks off, as in Flink: only the final one at the end of input is sent
+    (and ``with_idleness``, which Flink checks at each periodic emission, never acts)."""
 
     def __init__(self, strategy: Any, interval_ms: int) -> None:
         kind = getattr(strategy, "kind", "none")
-        self.enabled = strategy is not None and kind != "none"
+        self.enabled = strategy is not None and kind != "none" and interval_ms > 0
         self.lag = int(getattr(strategy, "max_out_of_orderness_ms", 0) or 0)
         self.interval_s = max(1, interval_ms) / 1000.0
         self.max_timestamp: int | None = None
@@ -638,6 +641,16 @@ class WatermarkGenerator:
             return None
         self.emitted = watermark
         return watermark
+
+    def pending_at(self) -> float | None:
+        """When (monotonic seconds) a watermark that advanced since the last one is due, if
+        one did: it is emitted then, whether or not more records come (Flink's periodic
+        emission is a timer, not a reaction to records)."""
+        if not self.enabled or self.max_timestamp is None:
+            return None
+        if self.max_timestamp - self.lag - 1 <= self.emitted:
+            return None
+        return self.next_at
 
     def status_change(self, now: float, has_records: bool) -> bool | None:
         """``True`` when the output goes idle now (no records for the idle timeout),
@@ -695,16 +708,28 @@ class TimestampsOperator(Operator):
     def process_watermark_status(self, idle: bool) -> None:
         pass  # this operator decides its output's status (with_idleness) itself
 
-    # ``with_idleness``: a processing-time deadline after the last record marks it idle.
+    # Processing-time deadlines: the watermark held back by the interval is due (so it is
+    # emitted while no records come), and ``with_idleness`` marks the output idle after its
+    # timeout without records.
 
     def next_processing_timer(self) -> int | None:
-        deadline = self.generator.idle_deadline()
+        generator = self.generator
+        pending, idle = generator.pending_at(), generator.idle_deadline()
+        if pending is None:
+            deadline = idle
+        else:
+            deadline = pending if idle is None else min(pending, idle)
         if deadline is None:
             return None
-        return int(time.time() * 1000 + max(0.0, deadline - time.monotonic()) * 1000)
+        wait_ms = math.ceil(max(0.0, deadline - time.monotonic()) * 1000)
+        return int(time.time() * 1000) + wait_ms
 
     def fire_processing_timers(self, now_ms: int) -> None:
-        if self.generator.status_change(time.monotonic(), False):
+        now = time.monotonic()
+        watermark = self.generator.due(now)
+        if watermark is not None:
+            Operator.process_watermark(self, watermark)
+        if self.generator.status_change(now, False):
             self.output.emit_watermark_status(True)
 
 

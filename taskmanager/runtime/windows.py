@@ -551,6 +551,8 @@ class WindowOperator(KeyedOperator):
             accepted = False
             for window in windows:
                 if self._is_late(window):
+                    if self.merging:
+                        self._retire(key, window)
                     continue  # late for this window
                 accepted = True
                 per_key[window] = self._add(per_key.get(window, _MISSING), value)
@@ -602,6 +604,17 @@ class WindowOperator(KeyedOperator):
                     covering.append(candidate)
                     break
         return covering
+
+    def _retire(self, key: Any, window: Any) -> None:
+        """``window`` is no longer a session of ``key`` that later records may join: it was
+        cleared, or it was late as soon as it was made (Flink's retireWindow)."""
+        sessions = self.sessions.get(key)
+        if sessions is not None and window in sessions:
+            remaining = [w for w in sessions if w != window]
+            if remaining:
+                self.sessions[key] = remaining
+            else:
+                del self.sessions[key]
 
     def _act(self, result: Any, key: Any, window: Any, out: list, stamps: list) -> None:
         if result is None:
@@ -688,12 +701,8 @@ class WindowOperator(KeyedOperator):
             if not store:
                 del self.trigger_state[key]
         self._window_dropped(window)
-        if self.merging and key in self.sessions:
-            remaining = [w for w in self.sessions[key] if w != window]
-            if remaining:
-                self.sessions[key] = remaining
-            else:
-                del self.sessions[key]
+        if self.merging:
+            self._retire(key, window)
 
     def process_watermark(self, timestamp: int) -> None:
         self.current_watermark = timestamp
