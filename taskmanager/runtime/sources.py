@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import time
 from collections import deque
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from strom.common.type_values import shaper
@@ -247,6 +248,43 @@ class _SplitFeed:
         return split
 
 
+class _CheckpointLock:
+    """``ctx.get_checkpoint_lock()``. ``run`` and the task's loop take turns on one thread, so
+    this excludes no other thread: it holds the loop's turns back. A turn (mailbox actions, so
+    a checkpoint) comes when a flush of the records leaves the lock free, or at the release
+    that frees it. So a source that collects a record and then moves its position under the
+    lock, as Flink asks, is never snapshotted between the two: the record would be sent before
+    the barrier and sent again after a restore from it. Re-entrant, like the lock in Flink."""
+
+    def __init__(self, take_turn: Callable[[], None]) -> None:
+        self._take_turn = take_turn
+        self.depth = 0
+        #: a flush happened while the lock was held: the turn it would have given is due
+        self.turn_due = False
+
+    def acquire(self, blocking: bool = True, timeout: float = -1) -> bool:
+        self.depth += 1
+        return True
+
+    def release(self) -> None:
+        self._release(turn=True)
+
+    def _release(self, turn: bool) -> None:
+        if self.depth <= 0:
+            raise RuntimeError("cannot release the checkpoint lock: it is not held")
+        self.depth -= 1
+        if not self.depth and self.turn_due:
+            self.turn_due = False
+            if turn:
+                self._take_turn()
+
+    def __enter__(self) -> bool:
+        return self.acquire()
+
+    def __exit__(self, kind: Any, error: Any, trace: Any) -> None:
+        self._release(turn=kind is None)  # an error ends the task: no turn on its way out
+
+
 class _SourceContext:
     """The ``ctx`` of ``SourceFunction.run``: ``collect`` buffers records into batches."""
 
@@ -260,6 +298,7 @@ class _SourceContext:
         self.deadline = 0.0  # when the buffer must be flushed: first_at + the buffer timeout
         self.limit = BATCH_SIZE  # records the buffer holds at most
         self.timeout_s = task.buffer_timeout_ms / 1000.0
+        self.lock = _CheckpointLock(task.yield_to_mailbox)
 
     def collect(self, value: Any) -> None:
         if self.driver.cancelled:
@@ -307,10 +346,8 @@ class _SourceContext:
             watermarks.idle = True
             self.driver.output.emit_watermark_status(True)
 
-    def get_checkpoint_lock(self) -> Any:
-        import threading
-
-        return threading.RLock()
+    def get_checkpoint_lock(self) -> _CheckpointLock:
+        return self.lock
 
     def flush(self) -> None:
         task = self.task
@@ -325,7 +362,11 @@ class _SourceContext:
                 self.driver.emit(task, values, stamps if has_stamps else None)
             finally:
                 task.batch_origin = None
-        task.yield_to_mailbox()
+        lock = self.lock
+        if lock.depth:
+            lock.turn_due = True  # once the lock is released: no checkpoint inside it
+        else:
+            task.yield_to_mailbox()
 
 
 class FunctionSource(SourceDriver):
