@@ -250,11 +250,12 @@ class _SplitFeed:
 
 class _CheckpointLock:
     """``ctx.get_checkpoint_lock()``. ``run`` and the task's loop take turns on one thread, so
-    this excludes no other thread: it holds the loop's turns back. A turn (mailbox actions, so
-    a checkpoint) comes when a flush of the records leaves the lock free, or at the release
-    that frees it. So a source that collects a record and then moves its position under the
-    lock, as Flink asks, is never snapshotted between the two: the record would be sent before
-    the barrier and sent again after a restore from it. Re-entrant, like the lock in Flink."""
+    this excludes no other thread: it holds the loop's mailbox actions back. They (a
+    checkpoint among them) run when a flush of the records finds the lock free, or at the
+    release that frees it; due batches and timers go on while it is held. So a source that
+    collects a record and then moves its position under the lock, as Flink asks, is never
+    snapshotted between the two: the record would be sent before the barrier and sent again
+    after a restore from it. Re-entrant, like the lock in Flink."""
 
     def __init__(self, take_turn: Callable[[], None]) -> None:
         self._take_turn = take_turn
@@ -364,7 +365,8 @@ class _SourceContext:
                 task.batch_origin = None
         lock = self.lock
         if lock.depth:
-            lock.turn_due = True  # once the lock is released: no checkpoint inside it
+            lock.turn_due = True  # mailbox actions wait for the release: no checkpoint inside
+            task.keep_time()
         else:
             task.yield_to_mailbox()
 

@@ -499,6 +499,10 @@ class Task:
         """A turn of the mailbox loop for a source that pushes records from its own ``run``
         (a ``SourceFunction``): pending mailbox actions, due flushes and timers."""
         self.run_mailbox()
+        self.keep_time()
+
+    def keep_time(self) -> None:
+        """Send the batches whose buffer timeout passed and fire due processing-time timers."""
         if self.writers:
             self.flush_due()
         if self.timer_operators:
