@@ -101,8 +101,9 @@ def main() -> None:
                     finally:
                         execution_context.set_current(previous)
                     samples.setdefault((index, parallelism), []).append((wall, cpu))
-                plain = ceiling.wall(args.job, path, parallelism, pin=args.pin)
-                machine.setdefault(parallelism, []).append(plain)
+                machine.setdefault(parallelism, []).append(
+                    ceiling.wall(args.job, path, parallelism, pin=args.pin)
+                )
     shape = f"{args.taskmanagers} TaskManager(s) x {args.slots} slot(s)"
     print(f"{args.job}, {shape}, {args.rounds} rounds; median (least) per checkout")
     plain = {p: statistics.median(walls) for p, walls in machine.items()}
