@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import queue
 import threading
+import time
 import uuid
 from collections import Counter, namedtuple
 from concurrent import futures
@@ -419,15 +420,14 @@ def test_a_producer_waits_past_the_lookup_timeout_for_a_consumer_being_deployed(
     # with many slot processes on a loaded host their deployment can take longer than the
     # lookup timeout, and a producer must not fail the job for that.
     served = start_data_server(lookup_timeout=0.1)
-    asked_after_the_deadline = []
-    expected = served.registry.expected
-    served.registry.expected = lambda *key: asked_after_the_deadline.append(key) or expected(*key)
+    asked = []
+    find = served.registry.find
+    served.registry.find = lambda *key: asked.append(time.monotonic()) or find(*key)
     try:
         served.registry.expect("job", 0, [("late", 0), ("dropped", 0)])
         out = RemoteOutputChannel(served.address, ChannelKey("job", 0, "late", 0, 0))
         out.send((RECORDS, [1], None))
-        # The service asks whether it is expected only once the lookup timeout has passed.
-        poll_for(lambda: len(asked_after_the_deadline) >= 3, what="lookups past the timeout")
+        poll_for(lambda: asked and asked[-1] - asked[0] > 0.5, what="lookups past the timeout")
         assert not out.failed
         gate = InputGate(1, capacity_per_channel=4)
         served.registry.register("job", 0, "late", 0, gate)
@@ -440,6 +440,49 @@ def test_a_producer_waits_past_the_lookup_timeout_for_a_consumer_being_deployed(
         with pytest.raises(ChannelError, match="not deployed"):
             dropped.close(timeout=10.0)
     finally:
+        stop_data_server(served)
+
+
+class _RegistersBetweenLooks:
+    """The registry's lock, standing in for another thread's timing: right after the first look
+    by a thread other than the test's, the awaited gate is registered, as a deploying task
+    thread may at any moment between two of the data plane's calls into the registry."""
+
+    def __init__(self, registry: GateRegistry, key: tuple, gate: InputGate) -> None:
+        self._condition = registry._changed
+        self._registry, self._key, self._gate = registry, key, gate
+        self._armed = True
+
+    def __enter__(self):
+        return self._condition.__enter__()
+
+    def __exit__(self, *exc):
+        self._condition.__exit__(*exc)
+        if self._armed and threading.current_thread() is not threading.main_thread():
+            self._armed = False
+            self._registry.register(*self._key, self._gate)
+
+    def __getattr__(self, name):
+        return getattr(self._condition, name)
+
+
+def test_a_consumer_registered_between_two_looks_is_found_past_the_lookup_timeout():
+    # Found in CI at parallelism 64 (a loaded host: the last wave of slot processes deployed
+    # 34 s after the first): a producer's lookup had passed its deadline, the data plane asked
+    # "registered?" (no), the consumer's task registered its gate, then it asked "still
+    # expected?" (no longer: it is registered) and failed the channel as not deployed.
+    served = start_data_server(lookup_timeout=0.0)
+    key = ("job", 0, "racing", 0)
+    gate = InputGate(1, capacity_per_channel=4)
+    try:
+        served.registry.expect("job", 0, [key[2:]])
+        served.registry._changed = _RegistersBetweenLooks(served.registry, key, gate)
+        out = RemoteOutputChannel(served.address, ChannelKey(*key, 0))
+        out.send((RECORDS, [1], None))
+        assert take(gate, 1)[0][1] == (RECORDS, [1], None)
+        out.close(timeout=10.0)
+    finally:
+        gate.close()
         stop_data_server(served)
 
 

@@ -367,20 +367,21 @@ class _InboundConnection:
         deadline = started + self.service.lookup_timeout
         interval = _LOOKUP_FIRST_INTERVAL_S
         while True:
-            try:
-                gate = registry.get(*key, 0)
+            found = registry.find(*key)
+            if isinstance(found, InputGate):
+                gate = found
                 break
-            except LookupError:
-                # A subtask this process was prepared for is being deployed: wait for it.
-                if self.loop.loop.time() >= deadline and not registry.expected(*key):
-                    waited = self.loop.loop.time() - started
-                    self._fail(
-                        channel,
-                        pb.NOT_DEPLOYED,
-                        f"the consumer of {channel.where} is not deployed here: no input "
-                        f"gate for it was registered in {waited:.1f} s",
-                    )
-                    return
+            # A subtask this process was prepared for is being deployed (``found`` is True):
+            # wait for it, however long that takes.
+            if not found and self.loop.loop.time() >= deadline:
+                waited = self.loop.loop.time() - started
+                self._fail(
+                    channel,
+                    pb.NOT_DEPLOYED,
+                    f"the consumer of {channel.where} is not deployed here: no input "
+                    f"gate for it was registered in {waited:.1f} s",
+                )
+                return
             await asyncio.sleep(interval)
             interval = min(interval * 2, _LOOKUP_MAX_INTERVAL_S)
         if channel.finished:

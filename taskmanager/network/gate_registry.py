@@ -37,11 +37,16 @@ class GateRegistry:
         with self._changed:
             self._expected.update((job_id, attempt, v, s) for v, s in subtasks)
 
-    def expected(self, job_id: str, attempt: int, vertex_id: str, subtask: int) -> bool:
-        """Whether that subtask is announced here and neither registered nor gone yet."""
+    def find(self, job_id: str, attempt: int, vertex_id: str, subtask: int) -> InputGate | bool:
+        """The gate of that subtask if it is registered; else whether it is still awaited
+        (announced by ``expect`` and not gone yet). One look, under the lock: asked as two
+        questions, a gate registered between them read as "neither registered nor awaited"."""
+        key = (job_id, attempt, vertex_id, subtask)
         with self._changed:
-            key = (job_id, attempt, vertex_id, subtask)
-            return key in self._expected and key not in self._gates
+            gate = self._gates.get(key)
+            if gate is not None:
+                return gate
+            return key in self._expected
 
     def register(
         self, job_id: str, attempt: int, vertex_id: str, subtask: int, gate: InputGate
