@@ -13,6 +13,7 @@ import time
 import pytest
 
 from strom.datastream import MapFunction, SourceFunction, StreamExecutionEnvironment
+from strom.datastream.connectors.base import Source, SourceReader
 from taskmanager.runtime.alignment import BarrierAligner
 from taskmanager.runtime.context import MIN_WATERMARK
 from taskmanager.runtime.valve import WatermarkValve
@@ -191,6 +192,114 @@ def test_with_a_zero_timeout_every_record_goes_at_once(timeout_ms):
         latencies = sorted(results)
     assert len(latencies) == int(RECORDS_PER_S * RUN_S)
     assert latencies[len(latencies) // 2] < 0.05
+
+
+PAUSE_S = 1.5
+
+
+class PausingSource(SourceFunction):
+    """Collects a record, then waits outside any ``ctx`` call (as ``run`` does on a socket
+    with nothing to read) before it collects the last one."""
+
+    def run(self, ctx):
+        ctx.collect(("first", time.time()))
+        time.sleep(PAUSE_S)  # the behaviour under test: run blocked, not a wait for something
+        ctx.collect(("last", time.time()))
+
+
+def test_a_record_goes_within_one_timeout_while_run_waits_for_more(mode):
+    # run() used to share the task's thread: a record collected just before it blocked
+    # waited with it, 1.5 s here at a 100 ms timeout.
+    env = StreamExecutionEnvironment.get_execution_environment()
+    env.set_parallelism(1)
+    env.set_buffer_timeout(100)
+    stream = env.add_source(PausingSource()).key_by(tag).map(tagged_latency)
+    latencies = dict(mode.collect(stream))
+    assert set(latencies) == {"first", "last"}
+    assert latencies["first"] < 0.6, f"first record after {latencies['first']:.2f} s"
+
+
+def tag(record):
+    return record[0]
+
+
+def tagged_latency(record):
+    return (record[0], time.time() - record[1])
+
+
+class WaitsForACheckpoint(SourceFunction):
+    """Collects under the checkpoint lock, as Flink asks, then waits outside it (and outside
+    any ``ctx`` call) until a checkpoint completed; collects whether one did."""
+
+    def open(self, runtime_context):
+        self.completed = threading.Event()
+
+    def run(self, ctx):
+        with ctx.get_checkpoint_lock():
+            ctx.collect("before")
+        self.completed.wait(60)
+        with ctx.get_checkpoint_lock():
+            ctx.collect("checkpointed" if self.completed.is_set() else "no checkpoint in 60 s")
+
+    def notify_checkpoint_complete(self, checkpoint_id):
+        self.completed.set()
+
+
+def test_a_checkpoint_completes_while_run_waits_outside_the_lock(mode, tmp_path):
+    # As in Flink: a source that does not hold the checkpoint lock can be checkpointed
+    # whatever run() is doing, and hears of the completed checkpoint (CheckpointListener).
+    # Both failed before: run() held the task's thread, and sources were never notified.
+    env = StreamExecutionEnvironment.get_execution_environment()
+    env.set_parallelism(1)
+    env.enable_checkpointing(100)
+    env.get_checkpoint_config().set_checkpoint_storage_dir(str(tmp_path / "checkpoints"))
+    assert mode.collect(env.add_source(WaitsForACheckpoint())) == ["before", "checkpointed"]
+
+
+class _UntilNotified(SourceReader):
+    """Reads one record, then nothing until a checkpoint completed; then one more and ends."""
+
+    def __init__(self) -> None:
+        self.sent = 0
+        self.notified = 0
+        self.deadline = time.monotonic() + 60
+
+    def read_batch(self, max_records):
+        if self.sent == 0:
+            self.sent = 1
+            return ["before"]
+        if self.sent == 2:
+            return None
+        if not self.notified and time.monotonic() < self.deadline:
+            return []
+        self.sent = 2
+        return ["checkpointed" if self.notified else "no checkpoint in 60 s"]
+
+    def snapshot_position(self):
+        return self.sent
+
+    def restore_position(self, position):
+        self.sent = position
+
+    def notify_checkpoint_complete(self, checkpoint_id):
+        self.notified = checkpoint_id
+
+
+class UntilNotified(Source):
+    def is_bounded(self):
+        return False
+
+    def create_reader(self, subtask_index, parallelism):
+        return _UntilNotified()
+
+
+def test_a_connector_sources_reader_hears_of_completed_checkpoints(mode, tmp_path):
+    env = StreamExecutionEnvironment.get_execution_environment()
+    env.set_parallelism(1)
+    env.enable_checkpointing(100)
+    env.get_checkpoint_config().set_checkpoint_storage_dir(str(tmp_path / "checkpoints"))
+    stream = env.from_source(UntilNotified(), None, "until notified")
+    assert mode.collect(stream) == ["before", "checkpointed"]
 
 
 # ---------------------------------------------------------------- one thread per task

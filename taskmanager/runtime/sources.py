@@ -2,12 +2,13 @@
 
 The task's one mailbox loop calls ``poll_next`` whenever no mailbox action is waiting (the shape
 of Flink's FLIP-27 sources, DESIGN.md §5): a reader source emits at most one batch and says
-whether more may be available now. A ``SourceFunction`` pushes records from its own ``run``;
-its ``collect`` hands the loop a turn between batches (``Task.yield_to_mailbox``).
+whether more may be available now. A ``SourceFunction`` pushes records from its own ``run``,
+on a thread of its own, into a hand-off that the loop polls the same way (``_Handoff``).
 """
 
 from __future__ import annotations
 
+import threading
 import time
 from collections import deque
 from collections.abc import Callable
@@ -21,6 +22,7 @@ from strom.datastream.connectors.base import (
     SupportsSplitAssignment,
 )
 from strom.graph.stream_graph import OperatorSpec
+from taskmanager.network.input_gate import GateClosed
 from taskmanager.network.record_sizes import batch_limit
 from taskmanager.runtime.context import OperatorContext, TaskCancelled
 from taskmanager.runtime.operators import (
@@ -70,6 +72,15 @@ class SourceDriver:
 
     def notify_checkpoint_complete(self, checkpoint_id: int) -> None:
         pass
+
+    def at_consistent_point(self, action: Callable[[], None]) -> None:
+        """Run ``action`` (a snapshot, a checkpoint notice) on the task's thread at a point
+        where the source's state matches what it emitted: now, for a source the loop polls."""
+        action()
+
+    #: when (monotonic seconds) the loop must poll the source again, if it waits for nothing
+    #: else; None: whenever
+    next_deadline: float | None = None
 
     def emit(self, task: Task, values: list, stamps: list | None = None) -> None:
         task.records_out += len(values)
@@ -145,6 +156,11 @@ class ReaderSource(SourceDriver):
         return {"position": self.reader.snapshot_position()}
 
     _ended = False
+
+    def notify_checkpoint_complete(self, checkpoint_id: int) -> None:
+        notify = getattr(self.reader, "notify_checkpoint_complete", None)
+        if callable(notify):
+            notify(checkpoint_id)
 
     def _open(self) -> Any:
         """The reader, positioned where the restored checkpoint left off; None if the source
@@ -248,137 +264,285 @@ class _SplitFeed:
         return split
 
 
-class _CheckpointLock:
-    """``ctx.get_checkpoint_lock()``. ``run`` and the task's loop take turns on one thread, so
-    this excludes no other thread: it holds the loop's mailbox actions back. They (a
-    checkpoint among them) run when a flush of the records finds the lock free, or at the
-    release that frees it; due batches and timers go on while it is held. So a source that
-    collects a record and then moves its position under the lock, as Flink asks, is never
-    snapshotted between the two: the record would be sent before the barrier and sent again
-    after a restore from it. Re-entrant, like the lock in Flink."""
+#: full batches (by count or by bytes, ``record_sizes``) handed from a ``SourceFunction``'s
+#: thread and not yet taken by the task, at most: ``collect`` waits beyond that (back pressure
+#: reaches ``run``)
+HANDOFF_BATCHES = 2
 
-    def __init__(self, take_turn: Callable[[], None]) -> None:
-        self._take_turn = take_turn
-        self.depth = 0
-        #: a flush happened while the lock was held: the turn it would have given is due
-        self.turn_due = False
+#: how long a task that ends waits for its ``SourceFunction``'s thread to return from ``run``
+RUN_THREAD_JOIN_S = 5.0
+
+
+def _nothing() -> None:
+    """A mailbox action that only wakes the task's loop (it recomputes when to wait until)."""
+
+
+class _Handoff:
+    """Between a ``SourceFunction``'s ``run``, on a thread of its own, and the task's loop.
+
+    This is the shape of Flink's legacy source thread, with one difference: the chain's
+    functions do not run on the source's thread. ``run`` only fills batches; the task's thread
+    takes them (a partial batch when its buffer timeout passes, so a record never waits for
+    ``run`` to call again) and runs them through the chain (DESIGN.md §5).
+
+    A checkpoint must see the function's state as it was after the records it emitted and
+    before any it did not. The task's thread snapshots only while ``run`` cannot change that
+    state: ``run`` has not started or has returned; or it waits inside a ``ctx`` call (on back
+    pressure, or parked at the end of one for the checkpoint) without holding the checkpoint
+    lock; or, for a function that takes the checkpoint lock (Flink's contract: collect and move
+    the position under it), it does not hold the lock. The task then holds ``run`` at its next
+    ``ctx`` call or lock acquire until the snapshot is done. A function that never takes the
+    lock is snapshotted only at the end of a ``ctx`` call: one that moves its position before
+    ``collect`` is consistent then too.
+    """
+
+    def __init__(self, timeout_s: float, wake: Callable[[], None]) -> None:
+        self.cv = threading.Condition()
+        self.timeout_s = timeout_s
+        self._wake = wake
+        # the batch being filled (run's thread appends, the task's thread may take it)
+        self.values: list = []
+        self.stamps: list = []
+        self.has_stamps = False
+        self.first_at = 0.0
+        self.deadline: float | None = None  # when the task takes the batch being filled
+        self.full = BATCH_SIZE  # records that make a full batch (fewer when they are large)
+        self.limit = BATCH_SIZE  # records sealed as one batch: ``full``, or 1 at timeout 0
+        # what run handed over: ("records", values, stamps | None, first_at), ("watermark",
+        # value) or ("idle",), in order
+        self.ready: deque[tuple] = deque()
+        self.ready_batches = 0.0  # how many full batches ``ready`` holds
+        # run's thread
+        self.running = False
+        self.ended = False
+        self.error: BaseException | None = None
+        self.cancelled = False
+        self.depth = 0  # checkpoint lock
+        self.uses_lock = False
+        self.waiting_in_call = False  # inside a ctx call, waiting, the lock not held
+        # quiescence
+        self.hold = False  # the task's thread is snapshotting: run waits
+        self.pause_wanted = False  # run parks at its next safe point
+        self.pending: list[Callable[[], None]] = []
+
+    # ------------------------------------------------------------------ run's thread
+
+    def add(self, value: Any, stamp: int | None) -> None:
+        with self.cv:
+            self._enter()
+            values = self.values
+            if not values:
+                self.first_at = time.monotonic()
+                self.deadline = self.first_at + self.timeout_s
+                # Large records make a short batch (record_sizes); the first speaks for them.
+                self.full = batch_limit([value], BATCH_SIZE)
+                self.limit = self.full if self.timeout_s else 1
+                wake = True
+            else:
+                wake = False
+            values.append(value)
+            self.stamps.append(stamp)
+            if stamp is not None:
+                self.has_stamps = True
+            if len(values) >= self.limit:
+                self._seal()
+                wake = True
+            if wake:
+                self._wake()
+            self._leave()
+
+    def add_control(self, item: tuple) -> None:
+        with self.cv:
+            self._enter()
+            self._seal()
+            self.ready.append(item)
+            self.ready_batches += 1 / BATCH_SIZE
+            self._wake()
+            self._leave()
+
+    def _seal(self) -> None:
+        """The batch being filled goes to ``ready``. Condition held."""
+        if self.values:
+            stamps = self.stamps if self.has_stamps else None
+            self.ready.append(("records", self.values, stamps, self.first_at))
+            self.ready_batches += len(self.values) / self.full
+            self.values, self.stamps, self.has_stamps, self.deadline = [], [], False, None
+
+    def _enter(self) -> None:
+        while self.hold and not self.cancelled:
+            self._wait()
+        if self.cancelled:
+            raise TaskCancelled()
+
+    def _leave(self) -> None:
+        """The end of a ctx call: wait for room, park if the task wants a snapshot, and never
+        return while the task holds ``run`` still (it may have begun one while we waited)."""
+        while (self.ready_batches >= HANDOFF_BATCHES or self.hold) and not self.cancelled:
+            self._wait()
+        if self.depth == 0:
+            self._park()
+        if self.cancelled:
+            raise TaskCancelled()
+
+    def _park(self) -> None:
+        if not self.pause_wanted:
+            return
+        self.pause_wanted = False
+        self.hold = True
+        self._wake()
+        while self.hold and not self.cancelled:
+            self._wait()
+
+    def _wait(self) -> None:
+        self.waiting_in_call = self.depth == 0
+        try:
+            self.cv.wait()
+        finally:
+            self.waiting_in_call = False
+
+    def acquire(self) -> None:
+        with self.cv:
+            self.uses_lock = True
+            if self.depth == 0:
+                self._enter()
+            self.depth += 1
+
+    def release(self, park: bool) -> None:
+        with self.cv:
+            if self.depth <= 0:
+                raise RuntimeError("cannot release the checkpoint lock: it is not held")
+            self.depth -= 1
+            if self.depth == 0 and park:
+                self._park()
+
+    def finish(self, error: BaseException | None) -> None:
+        with self.cv:
+            self._seal()
+            self.running = False
+            self.ended = True
+            self.error = error
+            self.cv.notify_all()
+            self._wake()
+
+    # ------------------------------------------------------------------ the task's thread
+
+    def take(self, everything: bool) -> list[tuple]:
+        """What ``run`` handed over, and the batch being filled if its timeout passed (or if
+        ``everything``). Wakes ``run`` if it waited for room."""
+        with self.cv:
+            if self.values and (everything or time.monotonic() >= self.deadline):
+                self._seal()
+            if not self.ready:
+                return []
+            items = list(self.ready)
+            self.ready.clear()
+            self.ready_batches = 0.0
+            self.cv.notify_all()
+        return items
+
+    def quiesce(self, action: Callable[[], None]) -> list[Callable[[], None]]:
+        """Queue ``action``; if ``run`` can be held still now, hold it and answer every queued
+        action, in order (the caller drains, runs them and calls ``resume``). Else answer none:
+        ``run`` parks at its next safe point, and ``parked`` answers them then."""
+        with self.cv:
+            self.pending.append(action)
+            if not self.running or (
+                self.depth == 0 and (self.uses_lock or self.waiting_in_call or self.hold)
+            ):
+                return self._held()
+            self.pause_wanted = True
+            return []
+
+    def parked(self) -> list[Callable[[], None]]:
+        """The queued actions once ``run`` has parked or returned (the caller drains, runs
+        them and calls ``resume``); else none yet."""
+        with self.cv:
+            if not self.pending or (self.running and not self.hold):
+                return []
+            return self._held()
+
+    def _held(self) -> list[Callable[[], None]]:
+        actions, self.pending = self.pending, []
+        self.pause_wanted = False
+        self.hold = True
+        return actions
+
+    def resume(self) -> None:
+        with self.cv:
+            self.hold = False
+            self.cv.notify_all()
+
+    def cancel(self) -> None:
+        with self.cv:
+            self.cancelled = True
+            self.cv.notify_all()
+
+
+class _CheckpointLock:
+    """``ctx.get_checkpoint_lock()``: while ``run`` holds it, no checkpoint is taken, so a
+    source that collects a record and then moves its position under it, as Flink asks, is
+    never snapshotted between the two (the record would be sent before the barrier and again
+    after a restore from it). Re-entrant, like the lock in Flink. See ``_Handoff``."""
+
+    def __init__(self, handoff: _Handoff) -> None:
+        self._handoff = handoff
 
     def acquire(self, blocking: bool = True, timeout: float = -1) -> bool:
-        self.depth += 1
+        self._handoff.acquire()
         return True
 
     def release(self) -> None:
-        self._release(turn=True)
-
-    def _release(self, turn: bool) -> None:
-        if self.depth <= 0:
-            raise RuntimeError("cannot release the checkpoint lock: it is not held")
-        self.depth -= 1
-        if not self.depth and self.turn_due:
-            self.turn_due = False
-            if turn:
-                self._take_turn()
+        self._handoff.release(park=True)
 
     def __enter__(self) -> bool:
         return self.acquire()
 
     def __exit__(self, kind: Any, error: Any, trace: Any) -> None:
-        self._release(turn=kind is None)  # an error ends the task: no turn on its way out
+        self._handoff.release(park=kind is None)  # an error ends run: it parks for no one
 
 
 class _SourceContext:
-    """The ``ctx`` of ``SourceFunction.run``: ``collect`` buffers records into batches."""
+    """The ``ctx`` of ``SourceFunction.run``: hands records, in order with watermarks and idle
+    marks, to the task's thread (``_Handoff``)."""
 
-    def __init__(self, driver: FunctionSource, task: Task) -> None:
-        self.driver = driver
-        self.task = task
-        self.values: list = []
-        self.stamps: list = []
-        self.has_stamps = False
-        self.first_at = 0.0
-        self.deadline = 0.0  # when the buffer must be flushed: first_at + the buffer timeout
-        self.limit = BATCH_SIZE  # records the buffer holds at most
-        self.timeout_s = task.buffer_timeout_ms / 1000.0
-        self.lock = _CheckpointLock(task.yield_to_mailbox)
+    def __init__(self, handoff: _Handoff) -> None:
+        self._handoff = handoff
+        self._lock = _CheckpointLock(handoff)
 
     def collect(self, value: Any) -> None:
-        if self.driver.cancelled:
-            raise TaskCancelled()
-        values = self.values
-        if not values:
-            self._start_batch(value)
-        values.append(value)
-        self.stamps.append(None)
-        if len(values) >= self.limit or time.monotonic() >= self.deadline:
-            self.flush()
+        self._handoff.add(value, None)
 
     def collect_with_timestamp(self, value: Any, timestamp: int | None) -> None:
-        if timestamp is not None:
-            self.has_stamps = True
-        if self.driver.cancelled:
-            raise TaskCancelled()
-        values = self.values
-        if not values:
-            self._start_batch(value)
-        values.append(value)
-        self.stamps.append(timestamp)
-        if len(values) >= self.limit or time.monotonic() >= self.deadline:
-            self.flush()
-
-    def _start_batch(self, first: Any) -> None:
-        self.first_at = time.monotonic()
-        self.deadline = self.first_at + self.timeout_s
-        # Large records make a short batch (record_sizes); the first record speaks for them.
-        self.limit = batch_limit([first], BATCH_SIZE)
+        self._handoff.add(value, timestamp)
 
     def emit_watermark(self, watermark: Any) -> None:
-        self.flush()
         timestamp = getattr(watermark, "get_timestamp", None)
         value = timestamp() if callable(timestamp) else int(watermark)
-        if value > self.driver.watermarks.emitted:
-            self.driver.watermarks.emitted = value
-            self.driver.output.emit_watermark(value)
+        self._handoff.add_control(("watermark", value))
 
     def mark_as_temporarily_idle(self) -> None:
         """Consumers leave this source out of their event time until it emits again."""
-        self.flush()
-        watermarks = self.driver.watermarks
-        if not watermarks.idle:
-            watermarks.idle = True
-            self.driver.output.emit_watermark_status(True)
+        self._handoff.add_control(("idle",))
 
     def get_checkpoint_lock(self) -> _CheckpointLock:
-        return self.lock
-
-    def flush(self) -> None:
-        task = self.task
-        if self.values:
-            values, stamps, has_stamps = self.values, self.stamps, self.has_stamps
-            self.values, self.stamps, self.has_stamps = [], [], False
-            # The records waited here since ``first_at``: the record writers count their
-            # buffer timeout from then, so that a record waits one timeout in all, not one
-            # here and one more in a writer.
-            task.batch_origin = self.first_at
-            try:
-                self.driver.emit(task, values, stamps if has_stamps else None)
-            finally:
-                task.batch_origin = None
-        lock = self.lock
-        if lock.depth:
-            lock.turn_due = True  # mailbox actions wait for the release: no checkpoint inside
-            task.keep_time()
-        else:
-            task.yield_to_mailbox()
+        return self._lock
 
 
 class FunctionSource(SourceDriver):
     """``add_source``: a ``SourceFunction`` whose ``run(ctx)`` pushes records.
 
-    Its position survives failures when it implements ``CheckpointedFunction``; otherwise it
-    starts again from its beginning after a restore, as in Flink.
+    ``run`` runs on a thread of its own, as in Flink; what it collects is handed to the task's
+    thread, which runs it through the chain (``_Handoff``). ``open``, ``close``, the state's
+    snapshots and checkpoint notices run on the task's thread. The position survives failures
+    when the function implements ``CheckpointedFunction``; otherwise it starts again from its
+    beginning after a restore, as in Flink.
     """
 
     function_state: FunctionState | None = None
+    _handoff: _Handoff | None = None
+    _thread: threading.Thread | None = None
+    _task: Task | None = None
+    _opened = False
 
     def initialize_state(self, restore: OperatorRestore | None) -> None:
         super().initialize_state(restore)
@@ -390,8 +554,34 @@ class FunctionSource(SourceDriver):
             return {}
         return {"operator": self.function_state.snapshot(checkpoint_id, timestamp)}
 
+    def notify_checkpoint_complete(self, checkpoint_id: int) -> None:
+        notify = getattr(self.spec.function, "notify_checkpoint_complete", None)
+        if callable(notify):
+            notify(checkpoint_id)
+
+    def at_consistent_point(self, action: Callable[[], None]) -> None:
+        handoff = self._handoff
+        if handoff is None:
+            action()
+        else:
+            self._run_held(handoff.quiesce(action))
+
+    def _run_held(self, actions: list[Callable[[], None]]) -> bool:
+        """With ``run`` held still: emit everything it handed over, then run ``actions``."""
+        if not actions:
+            return False
+        try:
+            self._drain(everything=True)
+            for action in actions:
+                action()
+        finally:
+            self._handoff.resume()
+        return True
+
     def cancel(self) -> None:
         super().cancel()
+        if self._handoff is not None:
+            self._handoff.cancel()
         cancel = getattr(self.spec.function, "cancel", None)
         if callable(cancel):
             try:
@@ -399,24 +589,95 @@ class FunctionSource(SourceDriver):
             except Exception:
                 pass
 
-    def poll_next(self, task: Task) -> str:
-        """Run the function's ``run`` to its end: it pushes its records, and each flush of
-        its buffer gives the task's loop a turn (mailbox actions, timers, due flushes)."""
-        if self.restore is None or not self.restore.finished:  # else it had ended before
-            self._run(task)
-        return END_OF_INPUT
+    @property
+    def next_deadline(self) -> float | None:
+        handoff = self._handoff
+        return handoff.deadline if handoff is not None else None
 
-    def _run(self, task: Task) -> None:
+    def poll_next(self, task: Task) -> str:
+        """Start ``run`` on its thread at the first poll; after that, emit what it handed
+        over and run the checkpoints that waited for it to park."""
+        handoff = self._handoff
+        if handoff is None:
+            if self.restore is not None and self.restore.finished:
+                return END_OF_INPUT  # it had ended before that checkpoint
+            self._start(task)
+            return MORE_AVAILABLE
+        if self._run_held(handoff.parked()):
+            return MORE_AVAILABLE
+        emitted = self._drain(everything=False)
+        if handoff.ended and not handoff.ready and not handoff.values:
+            if handoff.error is not None:
+                raise handoff.error
+            return END_OF_INPUT
+        if emitted:
+            return MORE_AVAILABLE
+        self.emit_due_watermark()
+        return NOTHING_AVAILABLE
+
+    def _drain(self, everything: bool) -> bool:
+        task = self._task
+        assert self._handoff is not None and task is not None
+        items = self._handoff.take(everything)
+        for item in items:
+            kind = item[0]
+            if kind == "records":
+                # The records waited since the batch's first came: the record writers count
+                # their buffer timeout from then, so that a record waits one timeout in all.
+                task.batch_origin = item[3]
+                try:
+                    self.emit(task, item[1], item[2])
+                finally:
+                    task.batch_origin = None
+            elif kind == "watermark":
+                if item[1] > self.watermarks.emitted:
+                    self.watermarks.emitted = item[1]
+                    self.output.emit_watermark(item[1])
+            elif not self.watermarks.idle:
+                self.watermarks.idle = True
+                self.output.emit_watermark_status(True)
+        return bool(items)
+
+    def _start(self, task: Task) -> None:
+        self._task = task
+
+        def wake() -> None:
+            try:
+                task.gate.post(_nothing)
+            except GateClosed:
+                pass
+
+        handoff = self._handoff = _Handoff(task.buffer_timeout_ms / 1000.0, wake)
         function = self.spec.function
         opener = getattr(function, "open", None)
         if callable(opener):
             opener(self.context.runtime_context)
-        ctx = _SourceContext(self, task)
-        try:
-            user_function(function, "run")(ctx)
-            ctx.flush()
-        finally:
-            closer = getattr(function, "close", None)
+        self._opened = True
+        run = user_function(function, "run")
+        ctx = _SourceContext(handoff)
+
+        def body() -> None:
+            error: BaseException | None = None
+            try:
+                run(ctx)
+            except TaskCancelled:
+                pass
+            except BaseException as failure:
+                error = failure
+            handoff.finish(error)
+
+        handoff.running = True
+        self._thread = threading.Thread(target=body, name=f"source {task.name}", daemon=True)
+        self._thread.start()
+
+    def close(self) -> None:
+        thread = self._thread
+        if thread is not None and thread.is_alive():
+            self.cancel()
+            thread.join(RUN_THREAD_JOIN_S)
+        if self._opened:
+            self._opened = False
+            closer = getattr(self.spec.function, "close", None)
             if callable(closer):
                 closer()
 

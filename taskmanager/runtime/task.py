@@ -347,7 +347,9 @@ class Task:
         (their tasks finished), it takes the snapshot when the last one ends."""
         if self.state != "RUNNING" or checkpoint_id <= self._last_snapshot:
             return
-        if self.source is not None or self._input_ended:
+        if self.source is not None:
+            self.source.at_consistent_point(lambda: self._snapshot(checkpoint_id, options))
+        elif self._input_ended:
             self._snapshot(checkpoint_id, options)
         elif checkpoint_id > self._triggered[0]:
             self._triggered = (checkpoint_id, options)
@@ -372,6 +374,9 @@ class Task:
         """Mailbox action: the checkpoint is complete everywhere; commit what it covered."""
         if self.state != "RUNNING":
             return
+        source = self.source
+        if source is not None:
+            source.at_consistent_point(lambda: source.notify_checkpoint_complete(checkpoint_id))
         for operator in self.operators:
             operator.notify_checkpoint_complete(checkpoint_id)
 
@@ -422,6 +427,9 @@ class Task:
             else:
                 if source is not None:  # nothing to read: wait a little, or for mail
                     idle = time.monotonic() + SOURCE_IDLE_WAIT_S
+                    at = source.next_deadline
+                    if at is not None and at < idle:
+                        idle = at
                     deadline = idle if deadline is None else min(deadline, idle)
                 wait = None if deadline is None else max(0.0, deadline - time.monotonic())
 
@@ -484,29 +492,6 @@ class Task:
                 at = time.monotonic() + max(0, due - now_ms) / 1000.0
                 deadline = at if deadline is None else min(deadline, at)
         return deadline
-
-    def run_mailbox(self) -> None:
-        """Run pending mailbox actions."""
-        while True:
-            item = self.gate.poll(0)
-            if item is None:
-                return
-            channel, element = item
-            if channel < 0:
-                element()
-
-    def yield_to_mailbox(self) -> None:
-        """A turn of the mailbox loop for a source that pushes records from its own ``run``
-        (a ``SourceFunction``): pending mailbox actions, due flushes and timers."""
-        self.run_mailbox()
-        self.keep_time()
-
-    def keep_time(self) -> None:
-        """Send the batches whose buffer timeout passed and fire due processing-time timers."""
-        if self.writers:
-            self.flush_due()
-        if self.timer_operators:
-            self.fire_processing_timers()
 
     def _end_of_input(self) -> None:
         if self.source is not None:

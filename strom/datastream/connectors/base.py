@@ -64,6 +64,12 @@ class SourceReader(ABC):
     def close(self) -> None:  # noqa: B027 - optional hook
         """Release files, connections and the like."""
 
+    def notify_checkpoint_complete(self, checkpoint_id: int) -> None:  # noqa: B027 - optional
+        """A checkpoint that includes this reader's position completed everywhere (Flink's
+        ``SourceReader.notifyCheckpointComplete``): acknowledge what it covers to the system
+        read from (commit offsets, advance a replication slot). Called on the task's thread,
+        between ``read_batch`` calls."""
+
     def input_progress(self) -> tuple[int, int] | None:
         """``(bytes read, bytes in all)`` of this reader's share of a bounded input whose size
         is known (files), for the progress the attached client shows; None when unknown.
@@ -164,6 +170,12 @@ class SinkWriter(ABC):
 
     def close(self) -> None:  # noqa: B027 - optional hook
         """Release files, connections and the like."""
+
+    def notify_checkpoint_complete(self, checkpoint_id: int) -> None:  # noqa: B027 - optional
+        """A checkpoint that includes this reader's position completed everywhere (Flink's
+        ``SourceReader.notifyCheckpointComplete``): acknowledge what it covers to the system
+        read from (commit offsets, advance a replication slot). Called on the task's thread,
+        between ``read_batch`` calls."""
 
 
 class Sink(ABC):
