@@ -297,12 +297,14 @@ class _Handoff:
     """
 
     def __init__(self, timeout_s: float, wake: Callable[[], None]) -> None:
-        self.cv = threading.Condition()
+        # One plain lock (a ``collect`` takes it once): the condition waits on it.
+        self.lock = threading.Lock()
+        self.cv = threading.Condition(self.lock)
         self.timeout_s = timeout_s
         self._wake = wake
         # the batch being filled (run's thread appends, the task's thread may take it)
         self.values: list = []
-        self.stamps: list = []
+        self.stamps: list = []  # filled only once a record of the batch has a timestamp
         self.has_stamps = False
         self.first_at = 0.0
         self.deadline: float | None = None  # when the task takes the batch being filled
@@ -323,50 +325,106 @@ class _Handoff:
         # quiescence
         self.hold = False  # the task's thread is snapshotting: run waits
         self.pause_wanted = False  # run parks at its next safe point
+        #: hold, pause_wanted or cancelled: a ctx call takes its slow path
+        self.attention = False
         self.pending: list[Callable[[], None]] = []
+
+    def _attend(self) -> None:
+        self.attention = self.hold or self.pause_wanted or self.cancelled
 
     # ------------------------------------------------------------------ run's thread
 
-    def add(self, value: Any, stamp: int | None) -> None:
-        with self.cv:
-            self._enter()
+    def add(self, value: Any) -> None:
+        """``collect``. Its common case, a record into a batch begun, is one append without
+        the lock: ``run``'s thread is the only one that appends, and the task's thread cuts
+        a partial batch off in place (``take``), so a record appended meanwhile stays."""
+        values = self.values
+        if values and not self.attention and not self.has_stamps:
+            values.append(value)
+            if len(values) < self.limit:
+                return
+        else:
+            values = None
+        with self.lock:
+            if values is not None:  # appended above, and the batch was full
+                if len(values) >= self.limit:  # unless the task cut it meanwhile
+                    self._seal_full()
+                if self.attention:
+                    self._leave()
+                return
+            if self.attention:
+                self._enter()
             values = self.values
             if not values:
-                self.first_at = time.monotonic()
-                self.deadline = self.first_at + self.timeout_s
-                # Large records make a short batch (record_sizes); the first speaks for them.
-                self.full = batch_limit([value], BATCH_SIZE)
-                self.limit = self.full if self.timeout_s else 1
-                wake = True
-            else:
-                wake = False
+                self._start(value)
             values.append(value)
-            self.stamps.append(stamp)
-            if stamp is not None:
+            if self.has_stamps:
+                self.stamps.append(None)
+            if len(values) < self.limit:
+                if self.attention:
+                    self._leave()
+                return
+            self._seal_full()
+            if self.attention:
+                self._leave()
+
+    def add_stamped(self, value: Any, stamp: int | None) -> None:
+        with self.lock:
+            if self.attention:
+                self._enter()
+            values = self.values
+            if not values:
+                self._start(value)
+            if stamp is not None and not self.has_stamps:
                 self.has_stamps = True
+                self.stamps = [None] * len(values)
+            values.append(value)
+            if self.has_stamps:
+                self.stamps.append(stamp)
             if len(values) >= self.limit:
-                self._seal()
-                wake = True
-            if wake:
-                self._wake()
-            self._leave()
+                self._seal_full()
+            if self.attention:
+                self._leave()
 
     def add_control(self, item: tuple) -> None:
-        with self.cv:
-            self._enter()
+        with self.lock:
+            if self.attention:
+                self._enter()
             self._seal()
             self.ready.append(item)
             self.ready_batches += 1 / BATCH_SIZE
             self._wake()
-            self._leave()
+            self._wait_for_room()
+            if self.attention:
+                self._leave()
+
+    def _start(self, first: Any) -> None:
+        self.first_at = time.monotonic()
+        self.deadline = self.first_at + self.timeout_s
+        # Large records make a short batch (record_sizes); the first speaks for them.
+        self.full = batch_limit([first], BATCH_SIZE)
+        if self.timeout_s:
+            self.limit = self.full
+            self._wake()  # the task waits until this batch's deadline now
+        else:
+            self.limit = 1  # sealed, and the task woken, at once
+
+    def _seal_full(self) -> None:
+        self._seal()
+        self._wake()
+        self._wait_for_room()
 
     def _seal(self) -> None:
-        """The batch being filled goes to ``ready``. Condition held."""
+        """The batch being filled goes to ``ready``. Lock held."""
         if self.values:
             stamps = self.stamps if self.has_stamps else None
             self.ready.append(("records", self.values, stamps, self.first_at))
             self.ready_batches += len(self.values) / self.full
             self.values, self.stamps, self.has_stamps, self.deadline = [], [], False, None
+
+    def _wait_for_room(self) -> None:
+        while self.ready_batches >= HANDOFF_BATCHES and not self.cancelled:
+            self._wait()
 
     def _enter(self) -> None:
         while self.hold and not self.cancelled:
@@ -375,9 +433,9 @@ class _Handoff:
             raise TaskCancelled()
 
     def _leave(self) -> None:
-        """The end of a ctx call: wait for room, park if the task wants a snapshot, and never
-        return while the task holds ``run`` still (it may have begun one while we waited)."""
-        while (self.ready_batches >= HANDOFF_BATCHES or self.hold) and not self.cancelled:
+        """The end of a ctx call: park if the task wants a snapshot, and never return while
+        the task holds ``run`` still (it may have begun one while we waited for room)."""
+        while self.hold and not self.cancelled:
             self._wait()
         if self.depth == 0:
             self._park()
@@ -389,6 +447,7 @@ class _Handoff:
             return
         self.pause_wanted = False
         self.hold = True
+        self._attend()
         self._wake()
         while self.hold and not self.cancelled:
             self._wait()
@@ -401,22 +460,31 @@ class _Handoff:
             self.waiting_in_call = False
 
     def acquire(self) -> None:
-        with self.cv:
-            self.uses_lock = True
-            if self.depth == 0:
-                self._enter()
-            self.depth += 1
+        """The checkpoint lock, taken: per record in a source that keeps Flink's contract, so
+        without the lock in the common case. ``depth`` is written before ``attention`` is
+        read, and ``quiesce`` sets ``hold`` before it reads ``depth``: under the GIL one of
+        the two sees the other, so the task never snapshots while ``run`` holds the lock."""
+        self.uses_lock = True
+        depth = self.depth + 1
+        self.depth = depth
+        if depth == 1 and self.attention:
+            with self.lock:
+                if self.hold or self.cancelled:
+                    self.depth = 0
+                    self._enter()
+                    self.depth = 1
 
     def release(self, park: bool) -> None:
-        with self.cv:
-            if self.depth <= 0:
-                raise RuntimeError("cannot release the checkpoint lock: it is not held")
-            self.depth -= 1
-            if self.depth == 0 and park:
-                self._park()
+        depth = self.depth - 1
+        if depth < 0:
+            raise RuntimeError("cannot release the checkpoint lock: it is not held")
+        self.depth = depth
+        if not depth and park and self.attention:
+            with self.lock:
+                self._leave()
 
     def finish(self, error: BaseException | None) -> None:
-        with self.cv:
+        with self.lock:
             self._seal()
             self.running = False
             self.ended = True
@@ -430,8 +498,21 @@ class _Handoff:
         """What ``run`` handed over, and the batch being filled if its timeout passed (or if
         ``everything``). Wakes ``run`` if it waited for room."""
         with self.cv:
-            if self.values and (everything or time.monotonic() >= self.deadline):
-                self._seal()
+            values = self.values
+            if values and (everything or time.monotonic() >= self.deadline):
+                # Cut in place, not swapped: ``add`` may append to this list without the
+                # lock, and such a record stays in it, as a batch begun now.
+                count = len(values)
+                batch = values[:count]
+                del values[:count]
+                stamps = None
+                if self.has_stamps:
+                    stamps = self.stamps
+                    self.stamps, self.has_stamps = [], False
+                self.ready.append(("records", batch, stamps, self.first_at))
+                self.ready_batches += count / self.full
+                self.first_at = time.monotonic()
+                self.deadline = self.first_at + self.timeout_s
             if not self.ready:
                 return []
             items = list(self.ready)
@@ -446,11 +527,15 @@ class _Handoff:
         ``run`` parks at its next safe point, and ``parked`` answers them then."""
         with self.cv:
             self.pending.append(action)
-            if not self.running or (
-                self.depth == 0 and (self.uses_lock or self.waiting_in_call or self.hold)
-            ):
+            if not self.running or self.waiting_in_call or self.hold:
                 return self._held()
+            if self.uses_lock:
+                self.hold = self.attention = True  # before depth is read: see ``acquire``
+                if not self.depth:
+                    return self._held()
+                self.hold = False
             self.pause_wanted = True
+            self._attend()
             return []
 
     def parked(self) -> list[Callable[[], None]]:
@@ -465,16 +550,19 @@ class _Handoff:
         actions, self.pending = self.pending, []
         self.pause_wanted = False
         self.hold = True
+        self._attend()
         return actions
 
     def resume(self) -> None:
         with self.cv:
             self.hold = False
+            self._attend()
             self.cv.notify_all()
 
     def cancel(self) -> None:
         with self.cv:
             self.cancelled = True
+            self._attend()
             self.cv.notify_all()
 
 
@@ -508,12 +596,10 @@ class _SourceContext:
     def __init__(self, handoff: _Handoff) -> None:
         self._handoff = handoff
         self._lock = _CheckpointLock(handoff)
-
-    def collect(self, value: Any) -> None:
-        self._handoff.add(value, None)
+        self.collect = handoff.add  # the hot path: no call in between
 
     def collect_with_timestamp(self, value: Any, timestamp: int | None) -> None:
-        self._handoff.add(value, timestamp)
+        self._handoff.add_stamped(value, timestamp)
 
     def emit_watermark(self, watermark: Any) -> None:
         timestamp = getattr(watermark, "get_timestamp", None)
