@@ -171,12 +171,6 @@ class SinkWriter(ABC):
     def close(self) -> None:  # noqa: B027 - optional hook
         """Release files, connections and the like."""
 
-    def notify_checkpoint_complete(self, checkpoint_id: int) -> None:  # noqa: B027 - optional
-        """A checkpoint that includes this reader's position completed everywhere (Flink's
-        ``SourceReader.notifyCheckpointComplete``): acknowledge what it covers to the system
-        read from (commit offsets, advance a replication slot). Called on the task's thread,
-        between ``read_batch`` calls."""
-
 
 class Sink(ABC):
     """The base of all sinks given to ``ds.sink_to(...)``."""
