@@ -302,6 +302,32 @@ def test_a_connector_sources_reader_hears_of_completed_checkpoints(mode, tmp_pat
     assert mode.collect(stream) == ["before", "checkpointed"]
 
 
+class IgnoresCancel(SourceFunction):
+    """A run() that cancel() does not end: it waits (outside ctx) for up to a minute."""
+
+    def run(self, ctx):
+        ctx.collect(1)
+        ends = time.monotonic() + 60
+        while time.monotonic() < ends:
+            time.sleep(0.05)
+
+    def cancel(self):
+        pass
+
+
+def test_a_job_whose_source_ignores_cancel_is_cancelled_in_bounded_time():
+    # run() has a thread of its own: the task waits for it a bounded time, then ends.
+    env = StreamExecutionEnvironment.get_execution_environment()
+    env.set_parallelism(1)
+    env.add_source(IgnoresCancel()).map(lambda v: v)
+    client = env.execute_async("ignores cancel")
+    started = time.monotonic()
+    client.cancel()
+    with pytest.raises(Exception, match="cancelled"):
+        client.get_job_execution_result()
+    assert time.monotonic() - started < 30
+
+
 # ---------------------------------------------------------------- one thread per task
 
 

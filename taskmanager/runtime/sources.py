@@ -8,6 +8,7 @@ on a thread of its own, into a hand-off that the loop polls the same way (``_Han
 
 from __future__ import annotations
 
+import logging
 import threading
 import time
 from collections import deque
@@ -37,6 +38,8 @@ from taskmanager.state.operator_state import OperatorRestore
 
 if TYPE_CHECKING:
     from taskmanager.runtime.task import Task
+
+log = logging.getLogger(__name__)
 
 #: records a source hands on at once (a reader's batch, a SourceFunction's buffer)
 BATCH_SIZE = 1024
@@ -761,6 +764,13 @@ class FunctionSource(SourceDriver):
         if thread is not None and thread.is_alive():
             self.cancel()
             thread.join(RUN_THREAD_JOIN_S)
+            if thread.is_alive():
+                log.warning(
+                    "the run() of %s did not return within %.0f s of its cancel(); its "
+                    "thread is left behind (a SourceFunction's cancel() must make run() end)",
+                    self.context.operator_name,
+                    RUN_THREAD_JOIN_S,
+                )
         if self._opened:
             self._opened = False
             closer = getattr(self.spec.function, "close", None)
