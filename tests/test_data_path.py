@@ -2,8 +2,30 @@
 
 from __future__ import annotations
 
+import enum
+import shutil
+import sysconfig
+from pathlib import Path
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from strom.common import Row
+from strom.graph import partitioning
 from strom.graph.partitioning import ForwardPartitioner, KeyGroupPartitioner, key_group_of
 from taskmanager.network import RECORDS, OutputChannel, RecordWriter, decode, encode
+
+
+@pytest.fixture(params=["compiled", "python"])
+def split_loop(request, monkeypatch):
+    """Each test of the hash split runs with the compiled loop (strom/_speedups.c) and with
+    the Python one it stands in for."""
+    if request.param == "python":
+        monkeypatch.setattr(partitioning, "_speedups", None)
+    elif partitioning._speedups is None:
+        pytest.skip("strom._speedups is not built here (no C compiler at install)")
+    return request.param
 
 
 class Node:
@@ -12,8 +34,11 @@ class Node:
         self.next: Node | None = None
 
 
-def test_placement_is_the_key_group_of_every_key_across_batches_and_key_types():
-    keys = ["a", "b", "a", 7, 7.0, True, 1, None, b"x", (1, "a"), [1, "a"], -0.0, 0, "a"]
+def test_placement_is_the_key_group_of_every_key_across_batches_and_key_types(split_loop):
+    deep: object = "a"
+    for _ in range(10):  # deeper than the compiled hash goes: placed by Python
+        deep = (deep, 1)
+    keys = ["a", "b", "a", 7, 7.0, True, 1, None, b"x", (1, "a"), [1, "a"], -0.0, 0, "a", deep]
     partitioner = KeyGroupPartitioner(lambda record: record[0], 128)
     partitioner.setup(0, 1, 5)
     for _ in range(2):  # the second batch is served from the cache
@@ -24,7 +49,8 @@ def test_placement_is_the_key_group_of_every_key_across_batches_and_key_types():
                 assert channel == key_group_of(key, 128) * 5 // 128, key
 
 
-def test_the_key_cache_stays_bounded():
+def test_the_key_cache_stays_bounded(monkeypatch):
+    monkeypatch.setattr(partitioning, "_speedups", None)  # the compiled loop keeps no cache
     partitioner = KeyGroupPartitioner(lambda record: record, 128)
     partitioner.setup(0, 1, 3)
     for start in range(0, 3 * partitioner.CACHE_SIZE, 10_000):
@@ -34,6 +60,89 @@ def test_the_key_cache_stays_bounded():
     big.setup(0, 1, 3)
     big.split(["x" * 10_000, ("a",) * 20, "small"], None)
     assert list(big._channels) == ["small"]  # big keys are placed, not kept
+
+
+class Color(enum.IntEnum):
+    RED = 1
+
+
+class Name(str):
+    pass
+
+
+SCALARS = st.one_of(
+    st.text(),  # lone surrogates too: their stable hash encodes them with "surrogatepass"
+    st.integers(),  # beyond 64 bits too
+    st.integers(min_value=-(2**63) - 1, max_value=2**64),
+    st.booleans(),
+    st.none(),
+    st.floats(allow_nan=False),  # infinities, -0.0, integral floats beyond 64 bits
+    st.binary(max_size=8),
+    st.sampled_from([Color.RED, Name("a"), Name("é"), Row("a", 1), frozenset({1, "b"})]),
+)
+# Tuples and lists of those, nested deeper than the compiled hash goes (8).
+KEYS = st.recursive(
+    SCALARS,
+    lambda inner: st.tuples(inner, inner) | st.lists(inner, max_size=3),
+    max_leaves=12,
+)
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    keys=st.lists(KEYS, max_size=40),
+    n=st.integers(min_value=2, max_value=9),
+    max_parallelism=st.sampled_from([9, 128, 4096, 32768]),
+    stamped=st.booleans(),
+)
+def test_the_compiled_split_places_every_record_as_the_python_loop_does(
+    keys, n, max_parallelism, stamped
+):
+    if partitioning._speedups is None:
+        pytest.skip("strom._speedups is not built here (no C compiler at install)")
+    records = [(key, index) for index, key in enumerate(keys)]
+    stamps = [index * 10 for index in range(len(keys))] if stamped else None
+
+    def split(compiled: bool) -> list:
+        partitioner = KeyGroupPartitioner(lambda record: record[0], max_parallelism)
+        partitioner.setup(0, 1, n)
+        saved = partitioning._speedups
+        if not compiled:
+            partitioning._speedups = None
+        try:
+            return partitioner.split_with_keys(records, stamps)
+        finally:
+            partitioning._speedups = saved
+
+    compiled = split(True)
+    assert repr(compiled) == repr(split(False))  # repr: -0.0 and 0, True and 1 stay apart
+    for channel, share, _, share_keys in compiled:
+        assert [key for key, _ in share] == share_keys
+        for key in share_keys:
+            assert channel == key_group_of(key, max_parallelism) * n // max_parallelism
+
+
+def test_the_split_fails_as_the_key_selector_and_the_timestamps_do(split_loop):
+    def broken(record):
+        if record == 3:
+            raise KeyError("no key for 3")
+        return record
+
+    partitioner = KeyGroupPartitioner(broken, 128)
+    partitioner.setup(0, 1, 4)
+    with pytest.raises(KeyError, match="no key for 3"):
+        partitioner.split_with_keys([1, 2, 3, 4], None)
+    with pytest.raises(ValueError):
+        partitioner.split_with_keys([1, 2], [10])  # timestamps not parallel to the records
+
+
+def test_the_compiled_split_is_built_where_a_c_compiler_is():
+    """An install on a machine with a compiler and Python's headers must not go without the
+    compiled loop unnoticed (setup.py builds it as optional, so a failure there is silent)."""
+    headers = Path(sysconfig.get_paths()["include"]) / "Python.h"
+    if not (shutil.which("cc") or shutil.which("gcc")) or not headers.exists():
+        pytest.skip("no C compiler or no Python headers here: the Python loop is used")
+    assert partitioning._speedups is not None, "strom._speedups failed to build; see pip -v"
 
 
 def test_record_batches_round_trip_with_shared_and_cyclic_records():

@@ -12,6 +12,13 @@ import zlib
 from collections.abc import Callable
 from typing import Any
 
+try:
+    # The hash split's per-record loop in C (strom/_speedups.c), where the install found a
+    # compiler (setup.py); otherwise the same loop in Python below.
+    from strom import _speedups
+except ImportError:
+    _speedups = None
+
 DEFAULT_MAX_PARALLELISM = 128
 
 _MASK64 = (1 << 64) - 1
@@ -169,6 +176,22 @@ class KeyGroupPartitioner(Partitioner):
         maxp = self.max_parallelism
         return stable_hash(key) % maxp * self.n // maxp
 
+    def _placed(self, key: Any) -> int:
+        """``channel_of`` through the key cache: for the keys the compiled loop leaves to
+        Python (str and int subclasses, Rows, frozensets, huge ints, ...)."""
+        cache = self._channels
+        try:
+            channel = cache.get(key)
+        except TypeError:  # unhashable
+            return self.channel_of(key)
+        if channel is None:
+            channel = self.channel_of(key)
+            if _small_key(key):
+                if len(cache) > self.CACHE_SIZE:
+                    cache.clear()
+                cache[key] = channel
+        return channel
+
     def split(self, values, timestamps):
         return [share[:3] for share in self.split_with_keys(values, timestamps)]
 
@@ -177,6 +200,13 @@ class KeyGroupPartitioner(Partitioner):
         n = self.n
         if n == 1:
             return [(0, values, timestamps, [key_of(v) for v in values])]
+        if _speedups is not None and type(values) is list:
+            buckets, stamp_buckets, key_buckets = _speedups.split_by_key(
+                values, timestamps, key_of, self._placed, n, self.max_parallelism
+            )
+            if stamp_buckets is None:
+                stamp_buckets = [None] * n
+            return [(c, b, stamp_buckets[c], key_buckets[c]) for c, b in enumerate(buckets) if b]
         cache = self._channels
         if len(cache) > self.CACHE_SIZE:
             cache.clear()
