@@ -100,21 +100,27 @@ def wall(job: str, path: Path, processes: int, pin: bool = False) -> float:
                     preexec_fn=(lambda c=cpus: os.sched_setaffinity(0, c)) if pin else None,
                 )
             )
-        for worker in workers:
-            if worker.stdout.readline().strip() != "ready":
-                raise RuntimeError("a ceiling worker failed before it was ready")
-        started = time.perf_counter()
-        for worker in workers:
-            worker.stdin.write("go\n")
-            worker.stdin.flush()
-        for worker in workers:
-            if worker.stdout.readline().strip() != "done":
-                raise RuntimeError("a ceiling worker failed")
-        return time.perf_counter() - started
+        return go(workers)
     finally:
         for worker in workers:
             worker.kill()
             worker.wait()
+
+
+def go(workers: list[subprocess.Popen]) -> float:
+    """Seconds from the word go until every worker said it is done; each worker first says it
+    is ready (its share read), so start-up and reading are not timed."""
+    for worker in workers:
+        if worker.stdout.readline().strip() != "ready":
+            raise RuntimeError("a ceiling worker failed before it was ready")
+    started = time.perf_counter()
+    for worker in workers:
+        worker.stdin.write("go\n")
+        worker.stdin.flush()
+    for worker in workers:
+        if worker.stdout.readline().strip() != "done":
+            raise RuntimeError("a ceiling worker failed")
+    return time.perf_counter() - started
 
 
 def make_input(job: str, path: Path) -> None:
