@@ -40,6 +40,7 @@ sys.path.insert(0, str(REPO / "bench"))
 import ceiling  # noqa: E402
 import keyed_cpu  # noqa: E402
 import wordcount  # noqa: E402
+from handoff import keyed_step  # noqa: E402
 
 from strom.graph.partitioning import DEFAULT_MAX_PARALLELISM, KeyGroupPartitioner  # noqa: E402
 from taskmanager.network.elements import decode, encode, records  # noqa: E402
@@ -47,7 +48,6 @@ from taskmanager.network.elements import decode, encode, records  # noqa: E402
 LINES_PER_READ = 1024  # what Strom's file source reads at a time
 BATCH = 1024  # records per batch, as Strom's record writer sends them
 _FRAME = struct.Struct("<I")
-_MISSING = object()
 
 
 def _keyed_lines(line: str) -> list:
@@ -62,29 +62,17 @@ JOBS = {
 
 
 class _Counter:
-    """The keyed step: a running reduce per key, every result to the user's sink."""
+    """The keyed step (``handoff.keyed_step``), counting the records it took."""
 
     def __init__(self, job: str) -> None:
         _, self.key_of, self.add, sink = JOBS[job]
         self.table: dict = {}
-        self.invoke = sink().invoke
+        self.sink = sink()
         self.records = 0
 
     def count(self, values: list, keys: list) -> None:
         self.records += len(values)
-        table, add = self.table, self.add
-        get = table.get
-        results = []
-        append = results.append
-        for value, key in zip(values, keys, strict=True):
-            current = get(key, _MISSING)
-            if current is not _MISSING:
-                value = add(current, value)
-            table[key] = value
-            append(value)
-        invoke = self.invoke
-        for value in results:
-            invoke(value, None)
+        keyed_step(values, keys, self.table, self.sink, self.add)
 
     def count_encoded(self, data: bytes) -> None:
         values = decode(data)[1]

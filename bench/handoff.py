@@ -45,14 +45,16 @@ def source_step(lines: list[str]) -> tuple[list, list]:
     return out, [word_of(value) for value in out]
 
 
-def keyed_step(values: list, keys: list, table: dict, sink: Drop) -> None:
+def keyed_step(values: list, keys: list, table: dict, sink: Drop, reduce=add) -> None:
+    """A running ``reduce`` per key over a batch, every result to ``sink``: what Strom's keyed
+    reduce and sink operators do (``exchange_ceiling.py`` uses it too)."""
     get = table.get
     results = []
     append = results.append
     for value, key in zip(values, keys, strict=True):
         current = get(key, _MISSING)
         if current is not _MISSING:
-            value = add(current, value)
+            value = reduce(current, value)
         table[key] = value
         append(value)
     invoke = sink.invoke
