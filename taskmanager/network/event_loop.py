@@ -17,6 +17,8 @@ import threading
 from collections.abc import Callable, Coroutine
 from typing import Any, TypeVar
 
+import grpc.aio
+
 __all__ = ["DataPlaneLoop", "data_plane_loop"]
 
 T = TypeVar("T")
@@ -31,8 +33,18 @@ class DataPlaneLoop:
 
         def run() -> None:
             asyncio.set_event_loop(self.loop)
+            # gRPC's asyncio layer is process-wide and counts its users (servers, channels):
+            # when the last one is freed it closes its poller, on whatever thread freed it. If
+            # this loop is running then, it may still call the poller's reader on the closed
+            # descriptor ("Exception in callback ... Bad file descriptor" on the log: a stopped
+            # DataExchangeService did it, and a PyFlink example that logs to stdout printed it).
+            # The loop counts as a user from here until it has stopped.
+            grpc.aio.init_grpc_aio()
             self.loop.call_soon(started.set)
-            self.loop.run_forever()
+            try:
+                self.loop.run_forever()
+            finally:
+                grpc.aio.shutdown_grpc_aio()
 
         self.thread = threading.Thread(target=run, name="data-plane", daemon=True)
         self.thread.start()
