@@ -31,20 +31,27 @@ class DataPlaneLoop:
         self.loop = asyncio.new_event_loop()
         started = threading.Event()
 
+        # gRPC's asyncio layer is process-wide and counts its users (servers, channels): when
+        # the last one is freed it closes its poller, on whatever thread freed it. If this loop
+        # is running then, it may still call the poller's reader on the closed descriptor
+        # ("Exception in callback ... Bad file descriptor" on the log: a stopped
+        # DataExchangeService did it, and a PyFlink example that logs to stdout printed it).
+        # So the loop counts as a user from its first turn until it has stopped.
+        holds_grpc: list[bool] = []
+
+        def hold_grpc() -> None:
+            grpc.aio.init_grpc_aio()
+            holds_grpc.append(True)
+
         def run() -> None:
             asyncio.set_event_loop(self.loop)
-            # gRPC's asyncio layer is process-wide and counts its users (servers, channels):
-            # when the last one is freed it closes its poller, on whatever thread freed it. If
-            # this loop is running then, it may still call the poller's reader on the closed
-            # descriptor ("Exception in callback ... Bad file descriptor" on the log: a stopped
-            # DataExchangeService did it, and a PyFlink example that logs to stdout printed it).
-            # The loop counts as a user from here until it has stopped.
-            grpc.aio.init_grpc_aio()
+            self.loop.call_soon(hold_grpc)
             self.loop.call_soon(started.set)
             try:
                 self.loop.run_forever()
             finally:
-                grpc.aio.shutdown_grpc_aio()
+                if holds_grpc:
+                    grpc.aio.shutdown_grpc_aio()
 
         self.thread = threading.Thread(target=run, name="data-plane", daemon=True)
         self.thread.start()
