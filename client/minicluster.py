@@ -10,6 +10,7 @@ import logging
 
 from jobmanager.service import JobManager
 from strom.configuration import StromConfig
+from taskmanager import cpu_claims
 from taskmanager.task_executor import TaskExecutor
 
 _LOOPBACK = "127.0.0.1"
@@ -55,6 +56,8 @@ class MiniCluster:
                 "cluster.registration.initial-timeout": 10,
             }
         )
+        if tm_config["taskmanager.cpu-affinity"]:
+            cpu_claims.claim_cpu()  # the tasks run in this process (taskmanager/cpu_claims.py)
         self.taskmanager = TaskExecutor(tm_config, slot_processes=False)
         self.taskmanager.start()
         if not self.taskmanager.registered.wait(30):
@@ -69,3 +72,4 @@ class MiniCluster:
         if self.taskmanager is not None:
             self.taskmanager.stop()
             self.taskmanager = None
+            cpu_claims.release_cpu()

@@ -334,6 +334,17 @@ OPTIONS: dict[str, ConfigOption] = {
             "How many task slots each TaskManager offers.",
         ),
         ConfigOption(
+            "taskmanager.cpu-affinity",
+            True,
+            _boolean,
+            "true or false",
+            "Each slot process (and an embedded mini-cluster) keeps its task threads on one "
+            "CPU that no other Strom process on the host claimed, while one is free: threads "
+            "that take turns under the GIL then share a core's cache instead of moving each "
+            "batch between cores. Set false when user functions run parallel work on threads "
+            "of their own (they inherit the CPU).",
+        ),
+        ConfigOption(
             "python.executable",
             None,
             _optional(_text),

@@ -34,6 +34,7 @@ from strom.rpc import cluster_pb2 as pb
 from strom.rpc import cluster_pb2_grpc, observability_pb2_grpc, tls
 from strom.rpc.command_token import CommandGuard
 from strom.rpc.roles import SLOT_PROCESS_POLICY, RoleGuard
+from taskmanager import cpu_claims
 from taskmanager.deployment import TaskDeployer
 from taskmanager.network import data_tokens
 from taskmanager.network.data_service import SERVER_OPTIONS, DataExchangeService
@@ -173,6 +174,8 @@ def run_slot_process(spec: SlotProcessSpec, connection: Connection) -> None:
     if os.getppid() != parent:  # the forkserver ended before PDEATHSIG was armed
         os._exit(1)
     set_process_role(TASK_SLOT)
+    if spec.config.get("taskmanager.cpu-affinity", True):
+        cpu_claims.claim_cpu()  # before any thread starts: its task threads pin themselves
     if spec.python_executable:
         _add_own_site_packages()
     _line_buffered_stdout()

@@ -19,6 +19,8 @@ from typing import Any, TypeVar
 
 import grpc.aio
 
+from taskmanager import cpu_claims
+
 __all__ = ["DataPlaneLoop", "data_plane_loop"]
 
 T = TypeVar("T")
@@ -44,6 +46,9 @@ class DataPlaneLoop:
             holds_grpc.append(True)
 
         def run() -> None:
+            # In a process that runs tasks, this thread decodes what other processes send
+            # them: it takes turns with them under the GIL, so it stays on their CPU.
+            cpu_claims.pin_thread()
             asyncio.set_event_loop(self.loop)
             self.loop.call_soon(hold_grpc)
             self.loop.call_soon(started.set)

@@ -26,6 +26,7 @@ from typing import Any
 
 from strom.graph.job_graph import JobGraph, JobVertex, input_channel_layout
 from strom.rpc import data_pb2 as pb
+from taskmanager import cpu_claims
 from taskmanager.network.elements import (
     BARRIER,
     ENCODED_RECORDS,
@@ -201,6 +202,7 @@ class Task:
 
     def run(self) -> None:
         failure = ""
+        cpu_claims.pin_thread()
         try:
             self._transition("RUNNING")
             self._setup()
