@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import fcntl
 import os
+import stat
 import tempfile
 import threading
 from pathlib import Path
@@ -58,8 +59,13 @@ def claim_cpu(directory: Path | None = None) -> int | None:
             return None
         folder = default_directory() if directory is None else directory
         folder.mkdir(mode=0o700, parents=True, exist_ok=True)
+        if not _own_private_folder(folder):
+            return None
         for cpu in allowed:
-            fd = os.open(folder / f"cpu-{cpu}", os.O_RDWR | os.O_CREAT, 0o600)
+            try:
+                fd = os.open(folder / f"cpu-{cpu}", os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW, 0o600)
+            except OSError:  # not a plain file of ours: not a claim to take
+                continue
             try:
                 fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
             except OSError:
@@ -68,6 +74,17 @@ def claim_cpu(directory: Path | None = None) -> int | None:
             _claim = (cpu, fd)
             return cpu
         return None
+
+
+def _own_private_folder(folder: Path) -> bool:
+    """Whether ``folder`` is a real folder of this user's that no one else may write to (in
+    a shared temporary folder, another user could have made it first, or a link)."""
+    status = os.lstat(folder)
+    return (
+        stat.S_ISDIR(status.st_mode)
+        and status.st_uid == os.getuid()
+        and not status.st_mode & (stat.S_IWGRP | stat.S_IWOTH)
+    )
 
 
 def claimed_cpu() -> int | None:

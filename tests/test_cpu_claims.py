@@ -67,6 +67,35 @@ def test_each_process_claims_a_cpu_of_its_own_until_it_ends(tmp_path):
             process.stdin.close()
 
 
+def test_a_claims_folder_that_others_may_write_to_or_a_link_is_not_used(tmp_path):
+    shared = tmp_path / "shared"
+    shared.mkdir()
+    shared.chmod(0o777)
+    link = tmp_path / "link"
+    link.symlink_to(tmp_path / "elsewhere", target_is_directory=True)
+    (tmp_path / "elsewhere").mkdir(mode=0o700)
+    planted = tmp_path / "own"
+    planted.mkdir(mode=0o700)
+    (planted / "cpu-0").symlink_to(tmp_path / "target")  # a link where a claim file goes
+    for folder, expected in ((shared, None), (link, None)):
+        process, cpu = claimer(folder)
+        process.kill()
+        process.wait()
+        process.stdout.close()
+        process.stdin.close()
+        assert cpu is expected
+    process, cpu = claimer(planted)
+    try:
+        cpus = sorted(os.sched_getaffinity(0))
+        assert cpu == (cpus[1] if cpus[0] == 0 else cpus[0])  # CPU 0's file is a link: skipped
+        assert not (tmp_path / "target").exists()  # the link was not followed
+    finally:
+        process.kill()
+        process.wait()
+        process.stdout.close()
+        process.stdin.close()
+
+
 PINNER = """
 import os, sys, threading
 from pathlib import Path
