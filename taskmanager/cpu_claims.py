@@ -58,8 +58,11 @@ def claim_cpu(directory: Path | None = None) -> int | None:
         if len(allowed) < 2:
             return None
         folder = default_directory() if directory is None else directory
-        folder.mkdir(mode=0o700, parents=True, exist_ok=True)
-        if not _own_private_folder(folder):
+        try:
+            folder.mkdir(mode=0o700, parents=True, exist_ok=True)
+            if not _own_private_folder(folder):
+                return None
+        except OSError:  # no such folder to be had (a read-only temporary folder): run free
             return None
         for cpu in allowed:
             try:
@@ -99,9 +102,12 @@ def pin_thread() -> None:
         if _claim is None:
             return
         thread = threading.get_native_id()
-        if thread not in _pinned:
-            _pinned[thread] = os.sched_getaffinity(0)
-        os.sched_setaffinity(0, (_claim[0],))
+        cpus = os.sched_getaffinity(0)
+        try:
+            os.sched_setaffinity(0, (_claim[0],))
+        except OSError:  # the CPU was taken from this process (a cgroup's cpuset changed)
+            return
+        _pinned.setdefault(thread, cpus)
 
 
 _forking_thread = 0

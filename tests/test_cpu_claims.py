@@ -96,6 +96,17 @@ def test_a_claims_folder_that_others_may_write_to_or_a_link_is_not_used(tmp_path
         process.stdin.close()
 
 
+def test_no_claims_folder_to_be_had_means_no_claim(tmp_path):
+    blocked = tmp_path / "file"
+    blocked.write_text("")  # where the folder would go
+    process, cpu = claimer(blocked / "claims")
+    process.kill()
+    process.wait()
+    process.stdout.close()
+    process.stdin.close()
+    assert cpu is None
+
+
 PINNER = """
 import os, sys, threading
 from pathlib import Path
