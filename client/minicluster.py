@@ -72,4 +72,4 @@ class MiniCluster:
         if self.taskmanager is not None:
             self.taskmanager.stop()
             self.taskmanager = None
-            cpu_claims.release_cpu()
+        cpu_claims.release_cpu()  # also when the TaskManager never started

@@ -4,17 +4,17 @@ A process's threads take turns under the GIL: a source task's thread hands a bat
 keyed task's thread and waits while that one runs it. Left to the kernel, a thread woken by a
 hand-off goes to an idle core, so where one is idle (a job at parallelism 1 on a host of two
 cores) every batch moved from one core's cache to the other's, and the threads paid in cache
-misses for what they could not win in parallelism. Word count at parallelism 1 took 1.32 s
-where its task threads stayed on one core, 1.05 s (bench/RESULTS.md, "Session 10").
+misses for what they could not win in parallelism. Word count at parallelism 1 took 1.31 s;
+with its task threads kept on one core, 1.05 s (bench/RESULTS.md, "Session 10").
 
 So a process that runs tasks claims one CPU for them, host-wide: the lowest of the CPUs it
 may run on whose claim file no other process holds locked (``flock``: the kernel drops a lock
 when its process ends, however it ends). When every CPU is claimed (more slot processes than
 CPUs), it claims none and its threads run wherever the kernel puts them, as before. Only the
-threads that run tasks' Python are pinned: task threads, and the data-plane loop that decodes
-what other processes send; gRPC's own threads stay free. Threads that a user function starts
-inherit the CPU, and so do programs they run (``subprocess``), so a job whose functions do
-parallel work of their own that way (multithreaded NumPy) should run with
+threads that run tasks' Python are pinned: task threads, and the data-plane loop that moves
+their records to and from other processes; gRPC's own threads stay free. Threads that a
+user function starts inherit the CPU, and so do programs they run (``subprocess``), so a job
+whose functions do parallel work of their own that way (multithreaded NumPy) should run with
 ``taskmanager.cpu-affinity: false``. A process they fork (``multiprocessing``) runs free.
 """
 
@@ -132,7 +132,10 @@ def _after_fork_in_child() -> None:
     cpus = _pinned.get(_forking_thread)
     _pinned.clear()
     if cpus is not None:
-        os.sched_setaffinity(0, cpus)
+        try:
+            os.sched_setaffinity(0, cpus)
+        except OSError:  # some of those CPUs were taken from the process meanwhile
+            pass
 
 
 if hasattr(os, "register_at_fork"):

@@ -45,6 +45,27 @@ def claimer(folder: Path) -> tuple[subprocess.Popen, int | None]:
     return process, None if answer == "None" else int(answer)
 
 
+def stop(process: subprocess.Popen) -> None:
+    process.kill()
+    process.wait()
+    process.stdout.close()
+    process.stdin.close()
+
+
+def printed_by(script: str, folder: Path) -> list[str]:
+    """The words a script run with the claims folder ``folder`` printed."""
+    result = subprocess.run(
+        [sys.executable, "-c", script, str(folder)],
+        capture_output=True,
+        text=True,
+        env=python_env(),
+        cwd=str(REPO_ROOT),
+        timeout=60,
+    )
+    assert result.returncode == 0, result.stderr
+    return result.stdout.split()
+
+
 def test_each_process_claims_a_cpu_of_its_own_until_it_ends(tmp_path):
     cpus = sorted(os.sched_getaffinity(0))
     holders = [claimer(tmp_path) for _ in cpus]
@@ -61,10 +82,7 @@ def test_each_process_claims_a_cpu_of_its_own_until_it_ends(tmp_path):
         assert cpu == its_cpu
     finally:
         for process, _ in holders:
-            process.kill()
-            process.wait()
-            process.stdout.close()
-            process.stdin.close()
+            stop(process)
 
 
 def test_a_claims_folder_that_others_may_write_to_or_a_link_is_not_used(tmp_path):
@@ -79,10 +97,7 @@ def test_a_claims_folder_that_others_may_write_to_or_a_link_is_not_used(tmp_path
     (planted / "cpu-0").symlink_to(tmp_path / "target")  # a link where a claim file goes
     for folder, expected in ((shared, None), (link, None)):
         process, cpu = claimer(folder)
-        process.kill()
-        process.wait()
-        process.stdout.close()
-        process.stdin.close()
+        stop(process)
         assert cpu is expected
     process, cpu = claimer(planted)
     try:
@@ -90,20 +105,14 @@ def test_a_claims_folder_that_others_may_write_to_or_a_link_is_not_used(tmp_path
         assert cpu == (cpus[1] if cpus[0] == 0 else cpus[0])  # CPU 0's file is a link: skipped
         assert not (tmp_path / "target").exists()  # the link was not followed
     finally:
-        process.kill()
-        process.wait()
-        process.stdout.close()
-        process.stdin.close()
+        stop(process)
 
 
 def test_no_claims_folder_to_be_had_means_no_claim(tmp_path):
     blocked = tmp_path / "file"
     blocked.write_text("")  # where the folder would go
     process, cpu = claimer(blocked / "claims")
-    process.kill()
-    process.wait()
-    process.stdout.close()
-    process.stdin.close()
+    stop(process)
     assert cpu is None
 
 
@@ -138,15 +147,7 @@ print(unclaimed, seen["task"] == {cpu}, main == everything, seen["after"] == eve
 def test_a_thread_pinned_to_the_claimed_cpu_goes_free_again_when_the_claim_is_released(
     tmp_path,
 ):
-    result = subprocess.run(
-        [sys.executable, "-c", PINNER, str(tmp_path)],
-        capture_output=True,
-        text=True,
-        env=python_env(),
-        cwd=str(REPO_ROOT),
-        timeout=60,
-    )
-    assert result.stdout.split() == ["True", "True", "True", "True", "None"], result.stderr
+    assert printed_by(PINNER, tmp_path) == ["True", "True", "True", "True", "None"]
 
 
 FORKER = """
@@ -178,15 +179,7 @@ thread.join()
 
 
 def test_a_process_forked_by_a_pinned_thread_runs_free_and_claims_nothing(tmp_path):
-    result = subprocess.run(
-        [sys.executable, "-c", FORKER, str(tmp_path)],
-        capture_output=True,
-        text=True,
-        env=python_env(),
-        cwd=str(REPO_ROOT),
-        timeout=60,
-    )
-    assert result.stdout.split() == ["True", "None", "True", "True"], result.stderr
+    assert printed_by(FORKER, tmp_path) == ["True", "None", "True", "True"]
 
 
 class CpusOfTheTask(MapFunction):
@@ -229,7 +222,4 @@ def test_an_embedded_run_keeps_its_task_threads_on_one_cpu_and_frees_it_after(
     try:
         assert cpu == min(before)
     finally:
-        process.kill()
-        process.wait()
-        process.stdout.close()
-        process.stdin.close()
+        stop(process)

@@ -46,8 +46,8 @@ class DataPlaneLoop:
             holds_grpc.append(True)
 
         def run() -> None:
-            # In a process that runs tasks, this thread decodes what other processes send
-            # them: it takes turns with them under the GIL, so it stays on their CPU.
+            # In a process that runs tasks, this thread moves their records to and from other
+            # processes: it takes turns with them under the GIL, so it stays on their CPU.
             cpu_claims.pin_thread()
             asyncio.set_event_loop(self.loop)
             self.loop.call_soon(hold_grpc)
