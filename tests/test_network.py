@@ -357,11 +357,10 @@ def test_a_record_writer_partitions_over_real_channels(link):
         seen.extend(
             (channel, key, stamp) for key, stamp in zip(element[1], element[2], strict=True)
         )
-        # The keys the partitioner computed go with the batch to a consumer in this process
-        # (issue 12: computed once); they do not cross processes.
-        assert len(element) == (4 if connection.transport == "local" else 3)
-        if connection.transport == "local":
-            assert element[3] == element[1]
+        # The keys the partitioner computed go with the batch (issue 12: computed once), to a
+        # consumer in this process as they are, to another process in the compact layout.
+        assert len(element) == 4
+        assert element[3] == element[1]
     assert sorted(key for _, key, _ in seen) == sorted(keys)
     for channel, key, stamp in seen:
         assert channel == key_group_of(key, 128) * 3 // 128
