@@ -220,6 +220,9 @@ def test_the_writer_sends_the_keys_with_the_batch_merged_and_in_pieces():
     assert sorted(seen, key=lambda r: r[1]) == records
 
 
-def test_keys_stay_in_the_process_a_batch_leaves_in_its_wire_form():
+def test_keys_travel_with_a_batch_of_plain_records_and_not_with_a_pickled_one():
     values = [("a", 1), ("b", 2)]
-    assert decode(encode((RECORDS, values, [5, 6], ["a", "b"]))) == (RECORDS, values, [5, 6])
+    element = (RECORDS, values, [5, 6], ["a", "b"])
+    assert decode(encode(element)) == element
+    pickled = [["a"], ["b"]]  # lists: not in the compact layout
+    assert decode(encode((RECORDS, pickled, None, ["a", "b"]))) == (RECORDS, pickled, None)

@@ -211,3 +211,19 @@ def test_random_damage_to_a_frame_never_raises_anything_but_decode_error():
         assert (native is None) == (python is None), bytes(data)
         if native is not None:
             assert repr(native) == repr(python)
+
+
+def test_operators_that_take_their_input_their_own_way_are_not_handed_keys():
+    # With keys crossing processes, a keyed batch reaches ``process_keyed`` wherever the
+    # partitioner's selector is the operator's; BATCH's operators group their input by key in
+    # ``process_batch`` first and must not be bypassed (they were, in test_batch's broadcast
+    # test, until ``takes_keys`` followed the class's resolved methods).
+    from taskmanager.runtime import batch, operators, two_input
+
+    assert operators.ReduceOperator.takes_keys
+    assert operators.KeyedProcessOperator.takes_keys
+    assert operators.KeyedMapLikeOperator.takes_keys
+    assert two_input.KeyedBroadcastProcessOperator.takes_keys
+    assert not batch.BatchKeyedProcessOperator.takes_keys
+    assert not batch.BatchKeyedBroadcastProcessOperator.takes_keys
+    assert not batch.BatchKeyedCoProcessOperator.takes_keys

@@ -361,15 +361,21 @@ class KeyedOperator(Operator):
     """An operator on a keyed stream: keyed state scoped to the current record's key."""
 
     #: whether ``process_keyed`` handles this operator's input (the task then hands it the
-    #: keys a hash edge computed); False for a subclass that overrides ``process_batch`` alone
+    #: keys a hash edge computed): False when the ``process_batch`` a class ends up with is
+    #: more derived than its ``process_keyed`` (it overrides the input, e.g. BATCH's
+    #: operators that group records by key first, and must not be bypassed). A class may
+    #: set it in its body.
     takes_keys = False
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)
-        if "process_keyed" in cls.__dict__:
-            cls.takes_keys = True
-        elif "process_batch" in cls.__dict__:
-            cls.takes_keys = False
+        if "takes_keys" in cls.__dict__:
+            return
+
+        def provider(name: str) -> int:
+            return next(i for i, base in enumerate(cls.__mro__) if name in base.__dict__)
+
+        cls.takes_keys = provider("process_keyed") <= provider("process_batch")
 
     def __init__(self, spec: OperatorSpec, context: OperatorContext) -> None:
         super().__init__(spec, context)
