@@ -1,12 +1,20 @@
-"""Would a codec for a declared record type beat pickling the batch? (issue 12)
+"""What a record batch costs on the wire, by codec (issue 12).
 
     python bench/codecs.py [--repeat 7]
 
 A batch of 1,024 word-count records ``(str, int)`` (Zipf words from ``wordcount.py``'s
-vocabulary): Strom's wire codec (``taskmanager.network.encode``/``decode``: the batch pickled
-at once, protocol 5, no memo) against a columnar codec such a declared type
-(``Types.TUPLE([Types.STRING(), Types.INT()])``) allows: the strings joined into one UTF-8 block,
-the integers as one array, zipped back into tuples. Nanoseconds a record, best of ``--repeat``.
+vocabulary), with their keys (the word, as the hash edge's partitioner hands them on):
+
+- Strom's wire codec (``taskmanager.network.encode``/``decode``): the compact layout of
+  ``strom/_records.c``, keys included (each a one-byte reference to its record's field);
+- the same batch pickled at once (protocol 5, no memo), as Strom sends records the compact
+  layout does not hold, and as it sent every batch before (keys left out: the consumer then
+  calls its key selector once more per record, which the figure does not include);
+- a columnar codec such a declared type (``Types.TUPLE([Types.STRING(), Types.INT()])``)
+  would allow: the strings joined into one UTF-8 block, the integers as one array, zipped back
+  into tuples.
+
+Nanoseconds a record, best of ``--repeat``, and bytes a record.
 """
 
 from __future__ import annotations
@@ -25,6 +33,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from wordcount import VOCABULARY  # noqa: E402
 
 from taskmanager.network import RECORDS, decode, encode  # noqa: E402
+from taskmanager.network.elements import _encode_records  # noqa: E402
 
 
 def columnar_encode(batch: list[tuple[str, int]]) -> tuple[bytes, bytes]:
@@ -59,13 +68,21 @@ def main() -> None:
     # Fresh str objects, as the job's line.split() makes them.
     words = " ".join(rng.choices(vocabulary, weights=weights, k=1024)).split()
     batch = [(word, 1) for word in words]
-    element = (RECORDS, batch, None)
+    element = (RECORDS, batch, None, [word for word, _ in batch])
     wire = encode(element)
+    pickled = _encode_records((batch, None))
     columns = columnar_encode(batch)
-    assert decode(wire)[1] == batch and columnar_decode(columns) == batch
+    assert wire[0] == 6, "strom._records is not built: the batch was pickled"
+    assert decode(wire) == element and decode(pickled)[1] == batch
+    assert columnar_decode(columns) == batch
     n = len(batch)
     ways = {
-        "pickled batch (Strom)": (lambda: encode(element), lambda: decode(wire), len(wire)),
+        "compact + keys (Strom)": (lambda: encode(element), lambda: decode(wire), len(wire)),
+        "pickled batch": (
+            lambda: _encode_records((batch, None)),
+            lambda: decode(pickled),
+            len(pickled),
+        ),
         "columnar (typed)": (
             lambda: columnar_encode(batch),
             lambda: columnar_decode(columns),
