@@ -145,6 +145,68 @@ def test_the_compiled_split_is_built_where_a_c_compiler_is():
     assert partitioning._speedups is not None, "strom._speedups failed to build; see pip -v"
 
 
+def _reduce_in_python(reduce, table, values, keys):
+    """ReduceOperator.process_keyed's Python loop."""
+    out = []
+    for value, key in zip(values, keys, strict=True):
+        if key in table:
+            value = reduce(table[key], value)
+        table[key] = value
+        out.append(value)
+    return out
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    st.lists(
+        st.tuples(
+            st.one_of(st.integers(-3, 3), st.sampled_from(["a", "b", 1.0, None])), st.integers()
+        ),
+        max_size=60,
+    )
+)
+def test_the_compiled_reduce_runs_as_the_python_loop_does(records):
+    if partitioning._speedups is None:
+        pytest.skip("strom._speedups is not built here (no C compiler at install)")
+    keys = [key for key, _ in records]
+
+    def add(a, b):
+        return (a[0], a[1] + b[1])
+
+    expected_table = {"other": 1}
+    expected = _reduce_in_python(add, expected_table, records, keys)
+    table = {"other": 1}
+    got = partitioning._speedups.reduce_batch(add, table, records, keys)
+    assert repr(got) == repr(expected) and repr(table) == repr(expected_table)
+
+
+def test_the_compiled_reduce_stops_where_the_python_loop_does():
+    if partitioning._speedups is None:
+        pytest.skip("strom._speedups is not built here (no C compiler at install)")
+    reduce_batch = partitioning._speedups.reduce_batch
+    values = [1, 2, 3, 4]
+
+    def fails_on_three(a, b):
+        if b == 3:
+            raise RuntimeError("user code failed")
+        return a + b
+
+    table: dict = {}
+    with pytest.raises(RuntimeError, match="user code failed"):
+        reduce_batch(fails_on_three, table, values, ["k"] * 4)
+    assert table == {"k": 3}  # the records before the failing one were reduced
+    with pytest.raises(TypeError):
+        reduce_batch(fails_on_three, {"k": 1}, [1], [["unhashable"]])
+    with pytest.raises(ValueError):
+        reduce_batch(fails_on_three, {}, [1, 2], ["k"])
+
+    def empties_the_batch(a, b):
+        values.clear()  # user code that changes the batch under the loop
+        return a + b
+
+    assert reduce_batch(empties_the_batch, {}, values, ["k"] * 4) == [1, 3]
+
+
 def test_record_batches_round_trip_with_shared_and_cyclic_records():
     shared = {"big": list(range(100))}
     node = Node("a")

@@ -22,6 +22,12 @@ from taskmanager.network.elements import WATERMARK, WATERMARK_STATUS
 from taskmanager.runtime.context import MIN_WATERMARK, OperatorContext, ProcessContext
 from taskmanager.runtime.timers import InternalTimerService
 from taskmanager.state.heap import HeapKeyedStateBackend
+
+try:
+    # The rolling reduce's per-record loop in C (strom/_speedups.c), where the install built it.
+    from strom import _speedups
+except ImportError:  # pragma: no cover - a build without a C compiler
+    _speedups = None
 from taskmanager.state.operator_state import (
     FunctionInitializationContext,
     FunctionSnapshotContext,
@@ -472,6 +478,11 @@ class ReduceOperator(KeyedOperator):
 
     def process_keyed(self, values, timestamps, keys):
         f, table = self.call, self.table
+        if _speedups is not None and type(table) is dict and type(values) is type(keys) is list:
+            # The same loop without the interpreter's per-record dispatch: ~45 ns a record
+            # less (word count's reduce, bench/README.md "Session 11").
+            self.output.emit(_speedups.reduce_batch(f, table, values, keys), timestamps)
+            return
         get = table.get
         out = []
         append = out.append
