@@ -22,18 +22,18 @@ from taskmanager.network.elements import WATERMARK, WATERMARK_STATUS
 from taskmanager.runtime.context import MIN_WATERMARK, OperatorContext, ProcessContext
 from taskmanager.runtime.timers import InternalTimerService
 from taskmanager.state.heap import HeapKeyedStateBackend
-
-try:
-    # The rolling reduce's per-record loop in C (strom/_speedups.c), where the install built it.
-    from strom import _speedups
-except ImportError:  # pragma: no cover - a build without a C compiler
-    _speedups = None
 from taskmanager.state.operator_state import (
     FunctionInitializationContext,
     FunctionSnapshotContext,
     OperatorRestore,
     OperatorStateStore,
 )
+
+try:
+    # The rolling reduce's per-record loop in C (strom/_speedups.c), where the install built it.
+    from strom import _speedups
+except ImportError:  # pragma: no cover - a build without a C compiler
+    _speedups = None
 
 _MISSING = object()
 MAX_WATERMARK = 2**63 - 1
