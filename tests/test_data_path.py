@@ -16,7 +16,7 @@ from strom.common import Row
 from strom.datastream import StreamExecutionEnvironment
 from strom.graph import partitioning
 from strom.graph.partitioning import ForwardPartitioner, KeyGroupPartitioner, key_group_of
-from taskmanager.network import RECORDS, OutputChannel, RecordWriter, decode, encode
+from taskmanager.network import RECORDS, OutputChannel, RecordWriter, decode, elements, encode
 from taskmanager.runtime import operators
 
 
@@ -319,6 +319,9 @@ def test_the_writer_sends_the_keys_with_the_batch_merged_and_in_pieces():
 def test_keys_travel_with_a_batch_of_plain_records_and_not_with_a_pickled_one():
     values = [("a", 1), ("b", 2)]
     element = (RECORDS, values, [5, 6], ["a", "b"])
-    assert decode(encode(element)) == element
+    if elements._records is None:  # no C module: every batch is pickled, without keys
+        assert decode(encode(element)) == element[:3]
+    else:
+        assert decode(encode(element)) == element
     pickled = [["a"], ["b"]]  # lists: not in the compact layout
     assert decode(encode((RECORDS, pickled, None, ["a", "b"]))) == (RECORDS, pickled, None)

@@ -54,6 +54,7 @@ from taskmanager.network import (
     data_tokens,
     decode,
     decoded,
+    elements,
     encode,
 )
 from taskmanager.network.channels import open_channel_count
@@ -358,9 +359,13 @@ def test_a_record_writer_partitions_over_real_channels(link):
             (channel, key, stamp) for key, stamp in zip(element[1], element[2], strict=True)
         )
         # The keys the partitioner computed go with the batch (issue 12: computed once), to a
-        # consumer in this process as they are, to another process in the compact layout.
-        assert len(element) == 4
-        assert element[3] == element[1]
+        # consumer in this process as they are, to another process in the compact layout
+        # (where strom._records is built; a pickled batch leaves them out).
+        if connection.transport == "local" or elements._records is not None:
+            assert len(element) == 4
+            assert element[3] == element[1]
+        else:
+            assert len(element) == 3
     assert sorted(key for _, key, _ in seen) == sorted(keys)
     for channel, key, stamp in seen:
         assert channel == key_group_of(key, 128) * 3 // 128
