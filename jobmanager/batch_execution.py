@@ -298,7 +298,12 @@ class BatchJobs:
             subtask.input_bytes_total = update.metrics.input_bytes_total
         if graph.state != RUNNING:  # the job is cancelled or fails as a whole: it settles
             return graph.task_state_changed(
-                update.vertex_id, update.subtask, graph.attempt, update.state, update.failure
+                update.vertex_id,
+                update.subtask,
+                graph.attempt,
+                update.state,
+                update.failure,
+                update.consequential,
             )
         if update.state == "RUNNING":
             run.scheduler.running(subtask_id)

@@ -833,7 +833,13 @@ class Dispatcher:
                 subtask.input_bytes_read = update.metrics.input_bytes_read
                 subtask.input_bytes_total = update.metrics.input_bytes_total
             effects = master.task_state(
-                now, update.vertex_id, update.subtask, update.attempt, update.state, update.failure
+                now,
+                update.vertex_id,
+                update.subtask,
+                update.attempt,
+                update.state,
+                update.failure,
+                update.consequential,
             )
         if (
             update.state == "FINISHED"

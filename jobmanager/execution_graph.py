@@ -76,6 +76,8 @@ class ExecutionGraph:
     clock: Callable[[], float] = time.time
     _pending_restart: float | None = None
     _stopping: bool = False
+    #: the attempt's cause so far is a producer that failed because its consumer had ended
+    _cause_consequential: bool = False
 
     @classmethod
     def from_plan(cls, job_id: str, plan: dict[str, Any]) -> ExecutionGraph:
@@ -150,8 +152,17 @@ class ExecutionGraph:
     # -------------------------------------------------------------- events
 
     def task_state_changed(
-        self, vertex_id: str, index: int, attempt: int, state: str, failure: str = ""
+        self,
+        vertex_id: str,
+        index: int,
+        attempt: int,
+        state: str,
+        failure: str = "",
+        consequential: bool = False,
     ) -> Decision:
+        """A subtask's report. The first FAILED one is the attempt's cause, unless it only
+        failed because a consumer had closed its input (``consequential``): the consumer's own
+        failure, reported later in the same attempt, replaces it as the cause."""
         decision = Decision()
         subtask = self.subtasks.get((vertex_id, index))
         if subtask is None or attempt != self.attempt or self.state in TERMINAL_JOB_STATES:
@@ -159,10 +170,17 @@ class ExecutionGraph:
         if subtask.state in TERMINAL_TASK_STATES:
             return decision
         subtask.state = state
-        if state == "FAILED" and self.state in (RUNNING, CREATED):
-            self._failing(failure or f"task {vertex_id}[{index}] failed", f"{vertex_id}[{index}]")
-            decision.cancel_tasks = True
-            decision.job_state_changed = True
+        if state == "FAILED":
+            cause, where = failure or f"task {vertex_id}[{index}] failed", f"{vertex_id}[{index}]"
+            if self.state in (RUNNING, CREATED):
+                self._failing(cause, where)
+                self._cause_consequential = consequential
+                decision.cancel_tasks = True
+                decision.job_state_changed = True
+            elif self.state == FAILING and self._cause_consequential and not consequential:
+                self.failure = cause
+                self._cause_consequential = False
+                self.failures[-1] = (cause, where, self.failures[-1][2])
         return self._settle(decision)
 
     def _failing(self, cause: str, where: str) -> None:

@@ -229,13 +229,14 @@ class JobMaster:
         attempt: int,
         state: str,
         failure: str = "",
+        consequential: bool = False,
     ) -> list[Effect]:
         """A TaskManager reported a subtask's state."""
         self.now = now
         if self.ended:
             return []
         return self._effects(
-            self.graph.task_state_changed(vertex_id, index, attempt, state, failure)
+            self.graph.task_state_changed(vertex_id, index, attempt, state, failure, consequential)
         )
 
     def taskmanager_lost(self, now: float, resource_id: str, reason: str) -> list[Effect]:

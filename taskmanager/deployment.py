@@ -348,6 +348,7 @@ class TaskDeployer:
                 metrics=self._metrics(task),
                 pid=os.getpid(),
                 lost_partitions=task.partition_reader.lost if task.partition_reader else [],
+                consequential=task.consequential,
             )
             for _ in range(3):
                 try:

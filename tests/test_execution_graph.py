@@ -42,6 +42,42 @@ def test_failure_cancels_the_rest_and_keeps_the_first_cause():
     assert graph.state == "FAILED" and decision.release_slots
 
 
+def test_a_producer_that_failed_because_its_consumer_had_ended_gives_way_to_the_consumers_cause():
+    """A consumer fails and closes its input; a producer sending to it fails on that. Which
+    report reaches the JobManager first is a race: the job's cause is the consumer's either
+    way (the CI failure of session 11: 'the consumer closed its input' was shown instead)."""
+    graph = running_graph()
+    graph.clock = lambda: 1000.0
+    consequence = "ConsumerGone: local channel 1: the consumer closed its input"
+    decision = graph.task_state_changed("v1", 0, 0, "FAILED", consequence, consequential=True)
+    assert graph.state == "FAILING" and decision.cancel_tasks
+    assert graph.failure == consequence
+    graph.task_state_changed("v2", 1, 0, "FAILED", "DecodeError: poisoned record 3")
+    assert graph.failure == "DecodeError: poisoned record 3"
+    assert graph.failures == [("DecodeError: poisoned record 3", "v2[1]", 1_000_000)]
+    graph.task_state_changed("v2", 0, 0, "CANCELED")
+    assert graph.state == "FAILED" and graph.failure == "DecodeError: poisoned record 3"
+
+
+def test_a_consequential_failure_never_replaces_a_cause():
+    graph = running_graph()
+    graph.task_state_changed("v2", 1, 0, "FAILED", "DecodeError: poisoned record 3")
+    graph.task_state_changed("v1", 0, 0, "FAILED", "the consumer closed", consequential=True)
+    assert graph.failure == "DecodeError: poisoned record 3"
+    # Alone, a consequential failure is the cause: nothing else was reported.
+    alone = running_graph()
+    alone.task_state_changed("v1", 0, 0, "FAILED", "the consumer closed", consequential=True)
+    alone.task_state_changed("v2", 0, 0, "CANCELED")
+    alone.task_state_changed("v2", 1, 0, "CANCELED")
+    assert alone.state == "FAILED" and alone.failure == "the consumer closed"
+    # Only the first real cause replaces it; a second one does not.
+    twice = running_graph()
+    twice.task_state_changed("v1", 0, 0, "FAILED", "the consumer closed", consequential=True)
+    twice.task_state_changed("v2", 0, 0, "FAILED", "first cause")
+    twice.task_state_changed("v2", 1, 0, "FAILED", "second cause")
+    assert twice.failure == "first cause" and len(twice.failures) == 1
+
+
 def test_cancel_and_late_messages():
     graph = running_graph()
     assert graph.cancel().cancel_tasks

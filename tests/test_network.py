@@ -41,6 +41,7 @@ from taskmanager.network import (
     WATERMARK,
     ChannelError,
     ChannelKey,
+    ConsumerGone,
     DataExchangeService,
     DecodeError,
     GateClosed,
@@ -336,7 +337,8 @@ def test_closing_the_gate_fails_a_blocked_producer_instead_of_hanging_it(link):
     )
     connection.gate.close()
     assert producer.done.wait(10.0), "the blocked producer did not wake up"
-    assert isinstance(producer.error, ChannelError), producer.error
+    # ConsumerGone: the task fails as a consequence, and the job shows the consumer's cause
+    assert isinstance(producer.error, ConsumerGone), producer.error
     assert "closed its input" in str(producer.error)
 
 

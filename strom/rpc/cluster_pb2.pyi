@@ -439,7 +439,7 @@ class ReleasePartitionsRequest(_message.Message):
     def __init__(self, job_id: _Optional[str] = ..., producer_vertex: _Optional[str] = ..., producer_subtask: _Optional[int] = ...) -> None: ...
 
 class TaskExecutionState(_message.Message):
-    __slots__ = ("job_id", "attempt", "vertex_id", "subtask", "state", "failure", "resource_id", "metrics", "pid", "lost_partitions")
+    __slots__ = ("job_id", "attempt", "vertex_id", "subtask", "state", "failure", "resource_id", "metrics", "pid", "lost_partitions", "consequential")
     JOB_ID_FIELD_NUMBER: _ClassVar[int]
     ATTEMPT_FIELD_NUMBER: _ClassVar[int]
     VERTEX_ID_FIELD_NUMBER: _ClassVar[int]
@@ -450,6 +450,7 @@ class TaskExecutionState(_message.Message):
     METRICS_FIELD_NUMBER: _ClassVar[int]
     PID_FIELD_NUMBER: _ClassVar[int]
     LOST_PARTITIONS_FIELD_NUMBER: _ClassVar[int]
+    CONSEQUENTIAL_FIELD_NUMBER: _ClassVar[int]
     job_id: str
     attempt: int
     vertex_id: str
@@ -460,7 +461,8 @@ class TaskExecutionState(_message.Message):
     metrics: TaskMetrics
     pid: int
     lost_partitions: _containers.RepeatedScalarFieldContainer[str]
-    def __init__(self, job_id: _Optional[str] = ..., attempt: _Optional[int] = ..., vertex_id: _Optional[str] = ..., subtask: _Optional[int] = ..., state: _Optional[str] = ..., failure: _Optional[str] = ..., resource_id: _Optional[str] = ..., metrics: _Optional[_Union[TaskMetrics, _Mapping]] = ..., pid: _Optional[int] = ..., lost_partitions: _Optional[_Iterable[str]] = ...) -> None: ...
+    consequential: bool
+    def __init__(self, job_id: _Optional[str] = ..., attempt: _Optional[int] = ..., vertex_id: _Optional[str] = ..., subtask: _Optional[int] = ..., state: _Optional[str] = ..., failure: _Optional[str] = ..., resource_id: _Optional[str] = ..., metrics: _Optional[_Union[TaskMetrics, _Mapping]] = ..., pid: _Optional[int] = ..., lost_partitions: _Optional[_Iterable[str]] = ..., consequential: _Optional[bool] = ...) -> None: ...
 
 class CheckpointTrigger(_message.Message):
     __slots__ = ("job_id", "attempt", "checkpoint_id", "timestamp", "location", "is_savepoint", "exactly_once")

@@ -16,6 +16,7 @@ bound. Every connection of a process, in and out, runs on one event-loop thread
 from taskmanager.network.channels import (
     ChannelError,
     ChannelKey,
+    ConsumerGone,
     LocalOutputChannel,
     OutputChannel,
     RemoteOutputChannel,
@@ -44,6 +45,7 @@ __all__ = [
     "RECORDS",
     "WATERMARK",
     "ChannelError",
+    "ConsumerGone",
     "ChannelKey",
     "DataExchangeService",
     "DecodeError",

@@ -44,6 +44,12 @@ class ChannelError(StromError):
     """A data channel failed: its consumer or the TaskManager hosting it is gone."""
 
 
+class ConsumerGone(ChannelError):
+    """The consumer closed its input before the producer was done: it failed, was cancelled
+    or finished early. A producer failing on it fails as a consequence; the job's cause is
+    the consumer's own failure (``Task`` reports it as consequential)."""
+
+
 @dataclass(frozen=True)
 class ChannelKey:
     """Names a consumer's input gate (job, attempt, vertex, subtask) and a channel in it."""
@@ -109,7 +115,7 @@ class LocalOutputChannel(OutputChannel):
         try:
             self._put(self.channel_index, element)
         except GateClosed:
-            raise ChannelError(
+            raise ConsumerGone(
                 f"local channel {self.channel_index}: the consumer closed its input "
                 "(it finished, failed or was cancelled)"
             ) from None
@@ -194,6 +200,7 @@ class RemoteOutputChannel(OutputChannel):
         self._senders_waiting = 0
         self._last_progress = time.monotonic()  # when the connection last took an element
         self._error: str | None = None  # why the channel failed, once it did
+        self._consumer_closed = False  # the failure is the consumer closing its input
         connection = _connection.acquire_connection(target_address)
         self._connection = connection
         self._cond = threading.Condition(connection.lock)
@@ -221,11 +228,11 @@ class RemoteOutputChannel(OutputChannel):
                 finally:
                     self._senders_waiting -= 1
             if self._error is not None:
-                raise ChannelError(self._error)
+                raise self._failure()
             if self._closed:
                 raise ChannelError(f"send on closed data channel {self.key.describe()}")
             if self._gone is not None:
-                raise ChannelError(self._gone)
+                raise ConsumerGone(self._gone)
             queue.append(payload)
             self._queued_bytes += len(payload)
             self.elements_sent += 1
@@ -260,7 +267,7 @@ class RemoteOutputChannel(OutputChannel):
                         break
                     cond.wait(remaining)
                 if self._error is not None:
-                    raise ChannelError(self._error)
+                    raise self._failure()
                 if not self._confirmed:
                     self._error = (
                         f"{self._describe()} to {self.target_address}: the receiver did not "
@@ -273,6 +280,10 @@ class RemoteOutputChannel(OutputChannel):
                     raise ChannelError(self._error)
         finally:
             self._release()
+
+    def _failure(self) -> ChannelError:
+        error_type = ConsumerGone if self._consumer_closed else ChannelError
+        return error_type(self._error)
 
     def abandon(self) -> None:
         with self._cond:

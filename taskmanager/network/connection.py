@@ -268,6 +268,7 @@ class OutboundConnection:
                             self.mark(channel)
                     if message.HasField("failure"):
                         error = _describe_failure(channel, message.failure)
+                        channel._consumer_closed = message.failure.reason == pb.CONSUMER_CLOSED
                         if (
                             message.failure.reason == pb.CONSUMER_CLOSED
                             and message.delivered == channel._taken

@@ -27,6 +27,7 @@ from typing import Any
 from strom.graph.job_graph import JobGraph, JobVertex, input_channel_layout
 from strom.rpc import data_pb2 as pb
 from taskmanager import cpu_claims
+from taskmanager.network.channels import ConsumerGone
 from taskmanager.network.elements import (
     BARRIER,
     ENCODED_RECORDS,
@@ -111,6 +112,8 @@ class Task:
         gates.register(task_id.job_id, task_id.attempt, self.vertex.id, task_id.subtask, self.gate)
         self.state = "DEPLOYING"
         self.cancelled = False
+        #: FAILED only because a consumer closed its input first: the job's cause is elsewhere
+        self.consequential = False
         self.records_in = 0
         self.records_out = 0
         self.writers: list[RecordWriter] = []
@@ -217,11 +220,12 @@ class Task:
             state = "FINISHED"
         except TaskCancelled:
             state = "CANCELED"
-        except BaseException:
+        except BaseException as error:
             if self.cancelled:
                 state = "CANCELED"
             else:
                 state = "FAILED"
+                self.consequential = isinstance(error, ConsumerGone)
                 failure = traceback.format_exc()
                 log.warning("task %s failed:\n%s", self.name, failure)
         if state != "FINISHED":
