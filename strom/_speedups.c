@@ -301,9 +301,201 @@ reduce_batch(PyObject *module, PyObject *args)
     return out;
 }
 
+/* The start of the tumbling window of ``stamp`` (size > 0), as Python's
+ * ``stamp - (stamp - offset) % size``; 0 when it does not fit in 64 bits. */
+static int
+window_start(long long stamp, long long size, long long offset, long long *start)
+{
+    long long shifted, rest;
+    if (__builtin_sub_overflow(stamp, offset, &shifted)) {
+        return 0;
+    }
+    rest = shifted % size;
+    if (rest < 0) {
+        rest += size;
+    }
+    return !__builtin_sub_overflow(stamp, rest, start);
+}
+
+PyDoc_STRVAR(tumbling_reduce_doc,
+"tumbling_reduce(values, timestamps, keys, key_of, reduce, contents, keys_by_start, starts,\n"
+"                push, size, offset, watermark, index)\n"
+"--\n\n"
+"WindowOperator._process_tumbling's loop for a reduce, from ``index`` on: each record goes\n"
+"into ``contents[key][start]`` (``reduce(current, value)``, or the value itself for a new\n"
+"window, whose start is then added to ``keys_by_start`` and pushed on ``starts``). ``keys``\n"
+"is parallel to ``values``, or None to call ``key_of``. Returns the index of the first\n"
+"record it leaves to the caller (late, or with a timestamp that is not a 64-bit int), or\n"
+"the batch's length.");
+
+static PyObject *
+tumbling_reduce(PyObject *module, PyObject *args)
+{
+    (void)module;
+    PyObject *values, *timestamps, *keys, *key_of, *reduce, *contents, *keys_by_start, *starts,
+        *push;
+    long long size, offset, watermark;
+    Py_ssize_t index;
+    if (!PyArg_ParseTuple(args, "O!O!OOOO!O!OOLLLn:tumbling_reduce", &PyList_Type, &values,
+                          &PyList_Type, &timestamps, &keys, &key_of, &reduce, &PyDict_Type,
+                          &contents, &PyDict_Type, &keys_by_start, &starts, &push, &size,
+                          &offset, &watermark, &index)) {
+        return NULL;
+    }
+    if (keys != Py_None && !PyList_Check(keys)) {
+        PyErr_SetString(PyExc_TypeError, "keys must be a list or None");
+        return NULL;
+    }
+    if (size <= 0 || index < 0) {
+        PyErr_SetString(PyExc_ValueError, "size must be > 0 and index >= 0");
+        return NULL;
+    }
+    long long last = 0;
+    PyObject *last_start = NULL; /* the int object of the start ``last`` */
+    /* The key selector and the reduce function are user code: they may change the lists and
+     * dicts, so sizes are read each time and every object they may see is held. */
+    for (; index < PyList_GET_SIZE(values) && index < PyList_GET_SIZE(timestamps); index++) {
+        PyObject *stamp_object = PyList_GET_ITEM(timestamps, index);
+        if (!PyLong_CheckExact(stamp_object)) {
+            break;
+        }
+        int overflow;
+        long long stamp = PyLong_AsLongLongAndOverflow(stamp_object, &overflow);
+        long long start, last_ms;
+        if (overflow || (stamp == -1 && PyErr_Occurred()) ||
+            !window_start(stamp, size, offset, &start) ||
+            __builtin_add_overflow(start, size - 1, &last_ms) || last_ms <= watermark) {
+            PyErr_Clear();
+            break; /* late, or out of range: the caller's Python does as it always did */
+        }
+        if (keys != Py_None && index >= PyList_GET_SIZE(keys)) {
+            break;
+        }
+        if (last_start == NULL || start != last) {
+            Py_XDECREF(last_start);
+            last_start = PyLong_FromLongLong(start);
+            if (last_start == NULL) {
+                return NULL;
+            }
+            last = start;
+        }
+        PyObject *value = Py_NewRef(PyList_GET_ITEM(values, index));
+        PyObject *key = keys != Py_None ? Py_NewRef(PyList_GET_ITEM(keys, index))
+                                        : PyObject_CallOneArg(key_of, value);
+        PyObject *per_key = NULL, *current = NULL, *result = NULL;
+        int failed = key == NULL;
+        if (!failed) {
+            per_key = Py_XNewRef(PyDict_GetItemWithError(contents, key));
+            if (per_key == NULL) {
+                failed = PyErr_Occurred() || (per_key = PyDict_New()) == NULL ||
+                         PyDict_SetItem(contents, key, per_key) < 0;
+            }
+        }
+        if (!failed) {
+            current = Py_XNewRef(PyDict_GetItemWithError(per_key, last_start));
+            failed = current == NULL && PyErr_Occurred();
+        }
+        if (!failed && current == NULL) {
+            /* A new window of this key: note its start, then hold the record itself. */
+            PyObject *with_start = PyDict_GetItemWithError(keys_by_start, last_start);
+            if (with_start != NULL) {
+                failed = PyList_Append(with_start, key) < 0;
+            }
+            else if (PyErr_Occurred()) {
+                failed = 1;
+            }
+            else {
+                PyObject *list = PyList_New(1);
+                failed = list == NULL;
+                if (!failed) {
+                    PyList_SET_ITEM(list, 0, Py_NewRef(key));
+                    failed = PyDict_SetItem(keys_by_start, last_start, list) < 0;
+                    Py_DECREF(list);
+                }
+                if (!failed) {
+                    PyObject *pushed = PyObject_CallFunctionObjArgs(push, starts, last_start,
+                                                                    NULL);
+                    failed = pushed == NULL;
+                    Py_XDECREF(pushed);
+                }
+            }
+            result = failed ? NULL : Py_NewRef(value);
+        }
+        else if (!failed) {
+            PyObject *pair[2] = {current, value};
+            result = PyObject_Vectorcall(reduce, pair, 2, NULL);
+            failed = result == NULL;
+        }
+        if (!failed) {
+            failed = PyDict_SetItem(per_key, last_start, result) < 0;
+        }
+        Py_XDECREF(result);
+        Py_XDECREF(current);
+        Py_XDECREF(per_key);
+        Py_XDECREF(key);
+        Py_DECREF(value);
+        if (failed) {
+            Py_XDECREF(last_start);
+            return NULL;
+        }
+    }
+    Py_XDECREF(last_start);
+    return PyLong_FromSsize_t(index);
+}
+
+PyDoc_STRVAR(fire_tumbling_doc,
+"fire_tumbling(keys, contents, start, out)\n"
+"--\n\n"
+"The window ``start`` of each key in ``keys``, for a reduce with no window function: pops\n"
+"``contents[key][start]`` (and the key's dict once empty) and appends it to ``out``.\n"
+"Returns how many it appended.");
+
+static PyObject *
+fire_tumbling(PyObject *module, PyObject *args)
+{
+    (void)module;
+    PyObject *keys, *contents, *start, *out;
+    if (!PyArg_ParseTuple(args, "O!O!OO!:fire_tumbling", &PyList_Type, &keys, &PyDict_Type,
+                          &contents, &start, &PyList_Type, &out)) {
+        return NULL;
+    }
+    Py_ssize_t fired = 0;
+    /* No user code runs here, but a key's __eq__ and __hash__ might: hold what is used. */
+    for (Py_ssize_t i = 0; i < PyList_GET_SIZE(keys); i++) {
+        PyObject *key = Py_NewRef(PyList_GET_ITEM(keys, i));
+        PyObject *per_key = Py_XNewRef(PyDict_GetItemWithError(contents, key));
+        int failed = per_key == NULL && PyErr_Occurred();
+        if (per_key != NULL && !PyDict_Check(per_key)) {
+            PyErr_SetString(PyExc_TypeError, "a key's windows must be a dict");
+            failed = 1;
+        }
+        else if (per_key != NULL) {
+            PyObject *accumulated = Py_XNewRef(PyDict_GetItemWithError(per_key, start));
+            failed = (accumulated == NULL && PyErr_Occurred()) ||
+                     (accumulated != NULL && PyDict_DelItem(per_key, start) < 0);
+            if (!failed && PyDict_GET_SIZE(per_key) == 0) {
+                failed = PyDict_DelItem(contents, key) < 0;
+            }
+            if (!failed && accumulated != NULL) {
+                failed = PyList_Append(out, accumulated) < 0;
+                fired += !failed;
+            }
+            Py_XDECREF(accumulated);
+        }
+        Py_XDECREF(per_key);
+        Py_DECREF(key);
+        if (failed) {
+            return NULL;
+        }
+    }
+    return PyLong_FromSsize_t(fired);
+}
+
 static PyMethodDef speedups_methods[] = {
     {"split_by_key", split_by_key, METH_VARARGS, split_by_key_doc},
     {"reduce_batch", reduce_batch, METH_VARARGS, reduce_batch_doc},
+    {"tumbling_reduce", tumbling_reduce, METH_VARARGS, tumbling_reduce_doc},
+    {"fire_tumbling", fire_tumbling, METH_VARARGS, fire_tumbling_doc},
     {NULL, NULL, 0, NULL},
 };
 

@@ -234,12 +234,14 @@ def test_operators_that_take_their_input_their_own_way_are_not_handed_keys():
     # partitioner's selector is the operator's; BATCH's operators group their input by key in
     # ``process_batch`` first and must not be bypassed (they were, in test_batch's broadcast
     # test, until ``takes_keys`` followed the class's resolved methods).
-    from taskmanager.runtime import batch, operators, two_input
+    from taskmanager.runtime import batch, operators, two_input, windows
 
     assert operators.ReduceOperator.takes_keys
+    assert windows.WindowOperator.takes_keys
     assert operators.KeyedProcessOperator.takes_keys
     assert operators.KeyedMapLikeOperator.takes_keys
     assert two_input.KeyedBroadcastProcessOperator.takes_keys
     assert not batch.BatchKeyedProcessOperator.takes_keys
     assert not batch.BatchKeyedBroadcastProcessOperator.takes_keys
     assert not batch.BatchKeyedCoProcessOperator.takes_keys
+    assert not batch.BatchWindowOperator.takes_keys

@@ -18,6 +18,13 @@ from taskmanager.runtime.operators import MAX_WATERMARK, KeyedOperator, user_fun
 from taskmanager.state.heap import HeapKeyedStateBackend
 from taskmanager.state.operator_state import OperatorRestore
 
+try:
+    # The tumbling windows' per-record loop and firing in C (strom/_speedups.c), where the
+    # install built it.
+    from strom import _speedups
+except ImportError:  # pragma: no cover - an install without a C compiler
+    _speedups = None
+
 CONTENTS = "__window_contents"  # key -> {window: accumulator or list}
 TRIGGER_STATE = "__window_trigger"  # key -> {(window, state name): value}
 EVENT_TIMERS = "__window_timers_event"  # key -> {(timestamp, window)}
@@ -25,6 +32,7 @@ PROCESSING_TIMERS = "__window_timers_processing"
 SESSIONS = "__window_sessions"  # key -> [windows] (merging assigners)
 
 _MISSING = object()
+_INT64_LOW, _INT64_HIGH = -(2**63), 2**63 - 1
 
 
 class _PartitionedValue:
@@ -377,32 +385,59 @@ class WindowOperator(KeyedOperator):
             return self.aggregate.merge(a, b)
         return a + b
 
-    def _process_tumbling(self, values: list, timestamps: list) -> None:
+    def _process_tumbling(self, values: list, timestamps: list, keys: list | None) -> None:
+        size, offset = self.tumbling
+        watermark = self.current_watermark
+        if (
+            self.mode == "reduce"
+            and _speedups is not None
+            and type(values) is type(timestamps) is list
+            and type(self.contents) is dict
+            and all(_INT64_LOW <= n <= _INT64_HIGH for n in (size, offset, watermark))
+        ):
+            # The loop below in C, up to the first record it leaves to Python (late, or a
+            # timestamp that is not a 64-bit int); then on from the record after it.
+            args = (self.key_of, self.reduce, self.contents, self._keys_by_start, self._starts)
+            index = 0
+            while True:
+                index = _speedups.tumbling_reduce(
+                    values, timestamps, keys, *args, heapq.heappush, size, offset, watermark, index
+                )
+                if index >= len(values):
+                    return
+                self._tumbling_records(values, timestamps, keys, index, index + 1)
+                index += 1
+        self._tumbling_records(values, timestamps, keys, 0, len(values))
+
+    def _tumbling_records(
+        self, values: list, timestamps: list, keys: list | None, begin: int, end: int
+    ) -> None:
         key_of, contents = self.key_of, self.contents
         keys_by_start, starts = self._keys_by_start, self._starts
         size, offset = self.tumbling
         watermark = self.current_watermark
         reduce = self.reduce if self.mode == "reduce" else None
         push = heapq.heappush
-        for index, value in enumerate(values):
+        for index in range(begin, end):
+            value = values[index]
             stamp = timestamps[index]
             start = stamp - (stamp - offset) % size
             if start + size - 1 <= watermark:
                 if self.late_tag is not None:
                     self.output.side_output(self.late_tag, value, stamp)
                 continue
-            key = key_of(value)
+            key = key_of(value) if keys is None else keys[index]
             per_key = contents.get(key)
             if per_key is None:
                 per_key = contents[key] = {}
             current = per_key.get(start, _MISSING)
             if current is _MISSING:
-                keys = keys_by_start.get(start)
-                if keys is None:
+                with_start = keys_by_start.get(start)
+                if with_start is None:
                     keys_by_start[start] = [key]
                     push(starts, start)
                 else:
-                    keys.append(key)
+                    with_start.append(key)
                 if reduce is not None:
                     per_key[start] = value
                     continue
@@ -416,14 +451,21 @@ class WindowOperator(KeyedOperator):
         size = self.tumbling[0]
         starts, keys_by_start, contents = self._starts, self._keys_by_start, self.contents
         plain = self.mode == "reduce" and self.window_function is None
+        compiled = plain and _speedups is not None and type(contents) is dict
         out: list = []
         stamps: list = []
         while starts and starts[0] + size - 1 <= watermark:
             start = heapq.heappop(starts)
             end = start + size
+            with_start = keys_by_start.pop(start, ())
+            if compiled and type(with_start) is list:
+                # The loop below for a plain reduce, in C.
+                fired = _speedups.fire_tumbling(with_start, contents, start, out)
+                stamps.extend([end - 1] * fired)
+                continue
             window = TimeWindow(start, end)
             fired = 0
-            for key in keys_by_start.pop(start, ()):
+            for key in with_start:
                 per_key = contents.get(key)
                 if per_key is None:
                     continue
@@ -445,7 +487,7 @@ class WindowOperator(KeyedOperator):
         if out:
             self.output.emit(out, stamps)
 
-    def _process_fast(self, values: list, timestamps: list | None) -> None:
+    def _process_fast(self, values: list, timestamps: list | None, keys: list | None) -> None:
         if timestamps is None:
             raise RuntimeError(
                 "an event-time window got records without timestamps: did you forget "
@@ -466,7 +508,7 @@ class WindowOperator(KeyedOperator):
         push = heapq.heappush
         for index, value in enumerate(values):
             stamp = timestamps[index]
-            key = key_of(value)
+            key = key_of(value) if keys is None else keys[index]
             if tumbling is not None:
                 size, offset = tumbling
                 start = stamp - (stamp - offset) % size
@@ -520,17 +562,24 @@ class WindowOperator(KeyedOperator):
             self.output.emit(out, stamps)
 
     def process_batch(self, values, timestamps):
+        self._process(values, timestamps, None)
+
+    def process_keyed(self, values, timestamps, keys):
+        # The keys the hash edge computed: the key selector runs once per record (issue 12).
+        self._process(values, timestamps, keys)
+
+    def _process(self, values: list, timestamps: list | None, keys: list | None) -> None:
         if self.fast:
             if self.tumbling is not None and timestamps is not None:
-                self._process_tumbling(values, timestamps)
+                self._process_tumbling(values, timestamps, keys)
             else:
-                self._process_fast(values, timestamps)
+                self._process_fast(values, timestamps, keys)
             return
         key_of, backend = self.key_of, self.backend
         out: list = []
         stamps: list = []
         for index, value in enumerate(values):
-            key = key_of(value)
+            key = key_of(value) if keys is None else keys[index]
             backend.current_key = key
             if self.event_time:
                 stamp = None if timestamps is None else timestamps[index]
