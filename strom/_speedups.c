@@ -319,29 +319,32 @@ window_start(long long stamp, long long size, long long offset, long long *start
 
 PyDoc_STRVAR(tumbling_reduce_doc,
 "tumbling_reduce(values, timestamps, keys, key_of, reduce, contents, keys_by_start, starts,\n"
-"                push, size, offset, watermark, index)\n"
+"                push, size, offset, watermark, index, create=None, backend=None)\n"
 "--\n\n"
 "WindowOperator._process_tumbling's loop for a reduce, from ``index`` on: each record goes\n"
 "into ``contents[key][start]`` (``reduce(current, value)``, or the value itself for a new\n"
 "window, whose start is then added to ``keys_by_start`` and pushed on ``starts``). ``keys``\n"
-"is parallel to ``values``, or None to call ``key_of``. Returns the index of the first\n"
-"record it leaves to the caller (late, or with a timestamp that is not a 64-bit int), or\n"
-"the batch's length.");
+"is parallel to ``values``, or None to call ``key_of``. With ``create`` (an aggregate), the\n"
+"accumulator is ``reduce(value, current)``, ``current`` being ``create()`` for a new window,\n"
+"and ``backend.current_key`` is the record's key while they run. Returns the index of the\n"
+"first record it leaves to the caller (late, or with a timestamp that is not a 64-bit int),\n"
+"or the batch's length.");
 
 static PyObject *
 tumbling_reduce(PyObject *module, PyObject *args)
 {
     (void)module;
     PyObject *values, *timestamps, *keys, *key_of, *reduce, *contents, *keys_by_start, *starts,
-        *push;
+        *push, *create = Py_None, *backend = Py_None;
     long long size, offset, watermark;
     Py_ssize_t index;
-    if (!PyArg_ParseTuple(args, "O!O!OOOO!O!OOLLLn:tumbling_reduce", &PyList_Type, &values,
+    if (!PyArg_ParseTuple(args, "O!O!OOOO!O!OOLLLn|OO:tumbling_reduce", &PyList_Type, &values,
                           &PyList_Type, &timestamps, &keys, &key_of, &reduce, &PyDict_Type,
                           &contents, &PyDict_Type, &keys_by_start, &starts, &push, &size,
-                          &offset, &watermark, &index)) {
+                          &offset, &watermark, &index, &create, &backend)) {
         return NULL;
     }
+    int aggregate = create != Py_None;
     if (keys != Py_None && !PyList_Check(keys)) {
         PyErr_SetString(PyExc_TypeError, "keys must be a list or None");
         return NULL;
@@ -419,12 +422,26 @@ tumbling_reduce(PyObject *module, PyObject *args)
                     Py_XDECREF(pushed);
                 }
             }
-            result = failed ? NULL : Py_NewRef(value);
+            if (!failed && !aggregate) {
+                result = Py_NewRef(value);
+            }
         }
-        else if (!failed) {
+        else if (!failed && !aggregate) {
             PyObject *pair[2] = {current, value};
             result = PyObject_Vectorcall(reduce, pair, 2, NULL);
             failed = result == NULL;
+        }
+        if (!failed && aggregate) {
+            failed = backend != Py_None && PyObject_SetAttrString(backend, "current_key", key) < 0;
+            if (!failed && current == NULL) {
+                current = PyObject_CallNoArgs(create);
+                failed = current == NULL;
+            }
+            if (!failed) {
+                PyObject *pair[2] = {value, current};
+                result = PyObject_Vectorcall(reduce, pair, 2, NULL);
+                failed = result == NULL;
+            }
         }
         if (!failed) {
             failed = PyDict_SetItem(per_key, last_start, result) < 0;

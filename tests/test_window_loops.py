@@ -15,6 +15,7 @@ from jobs_support import Mode
 from strom.common import Time
 from strom.common.watermark_strategy import Watermark
 from strom.datastream import (
+    AggregateFunction,
     OutputTag,
     ProcessWindowFunction,
     SourceFunction,
@@ -175,6 +176,68 @@ def test_the_compiled_tumbling_loop_stops_where_the_python_loop_does():
         )
 
 
+class Backend:
+    current_key = None
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    st.lists(
+        st.tuples(st.tuples(st.sampled_from("abc"), st.integers(0, 9)), st.integers(0, 500)),
+        max_size=40,
+    ),
+    st.booleans(),
+)
+def test_the_compiled_tumbling_loop_aggregates_as_the_python_loop_does(records, with_keys):
+    """An AggregateFunction: ``add(value, accumulator)``, the accumulator new from
+    ``create_accumulator()`` for a new window, and the backend's current key the record's while
+    they run (a function may read keyed state through its runtime context)."""
+    needs_compiled()
+    keys = [f"k{value[0]}" for value, _ in records] if with_keys else None
+    backend = Backend()
+    seen: list = []
+
+    def create():
+        seen.append(("create", backend.current_key))
+        return [0, 0]
+
+    def aggregate_add(value, accumulator):
+        seen.append(("add", backend.current_key))
+        return [accumulator[0] + 1, accumulator[1] + value[1]]
+
+    expected_contents: dict = {}
+    expected_seen = []
+    for index, (value, stamp) in enumerate(records):
+        key = value[0] if keys is None else keys[index]
+        per_key = expected_contents.setdefault(key, {})
+        start = stamp - stamp % 100
+        if start not in per_key:
+            expected_seen.append(("create", key))
+            per_key[start] = [0, 0]
+        expected_seen.append(("add", key))
+        per_key[start] = [per_key[start][0] + 1, per_key[start][1] + value[1]]
+    contents: dict = {}
+    done = _speedups.tumbling_reduce(
+        [value for value, _ in records],
+        [stamp for _, stamp in records],
+        keys,
+        lambda value: value[0],
+        aggregate_add,
+        contents,
+        {},
+        [],
+        heapq.heappush,
+        100,
+        0,
+        -1,
+        0,
+        create,
+        backend,
+    )
+    assert done == len(records)
+    assert contents == expected_contents and seen == expected_seen
+
+
 @settings(max_examples=200, deadline=None)
 @given(st.lists(st.tuples(st.sampled_from("abcd"), st.sampled_from([0, 10, 20])), max_size=30))
 def test_the_compiled_firing_does_what_the_python_loop_does(entries):
@@ -254,8 +317,27 @@ def _window_job(parallelism: int, function=None):
         .side_output_late_data(LATE)
     )
     add = lambda a, b: (a[0], a[1] + b[1], max(a[2], b[2]))  # noqa: E731
-    counted = windowed.reduce(add) if function is None else windowed.reduce(add, function)
+    if function == "aggregate":
+        counted = windowed.aggregate(CountAndLatest())
+    elif function is None:
+        counted = windowed.reduce(add)
+    else:
+        counted = windowed.reduce(add, function)
     return counted, counted.get_side_output(LATE)
+
+
+class CountAndLatest(AggregateFunction):
+    def create_accumulator(self):
+        return ["", 0, 0]
+
+    def add(self, value, accumulator):
+        return [value[0], accumulator[1] + value[1], max(accumulator[2], value[2])]
+
+    def get_result(self, accumulator):
+        return tuple(accumulator)
+
+    def merge(self, a, b):
+        return [a[0] or b[0], a[1] + b[1], max(a[2], b[2])]
 
 
 @pytest.mark.parametrize("parallelism", [1, 2])
@@ -284,3 +366,10 @@ def test_a_window_job_gives_the_same_results_with_the_compiled_loops_and_without
     labelled, late_again = run(Labelled())
     assert late_again == late
     assert sum(count for _, _, count in labelled) == sum(c for _, c, _ in counts)
+    # An AggregateFunction takes the compiled loop as well, with the same results.
+    calls = counting.calls
+    aggregated = run("aggregate")
+    assert counting.calls > calls
+    assert aggregated == with_c
+    monkeypatch.setattr(windows, "_speedups", None)
+    assert run("aggregate") == with_c

@@ -389,7 +389,7 @@ class WindowOperator(KeyedOperator):
         size, offset = self.tumbling
         watermark = self.current_watermark
         if (
-            self.mode == "reduce"
+            self.mode in ("reduce", "aggregate")
             and _speedups is not None
             and type(values) is type(timestamps) is list
             and type(self.contents) is dict
@@ -397,11 +397,25 @@ class WindowOperator(KeyedOperator):
         ):
             # The loop below in C, up to the first record it leaves to Python (late, or a
             # timestamp that is not a 64-bit int); then on from the record after it.
-            args = (self.key_of, self.reduce, self.contents, self._keys_by_start, self._starts)
+            if self.mode == "reduce":
+                function, aggregate = self.reduce, ()
+            else:
+                function = self.aggregate.add
+                aggregate = (self.aggregate.create_accumulator, self.backend)
+            args = (self.key_of, function, self.contents, self._keys_by_start, self._starts)
             index = 0
             while True:
                 index = _speedups.tumbling_reduce(
-                    values, timestamps, keys, *args, heapq.heappush, size, offset, watermark, index
+                    values,
+                    timestamps,
+                    keys,
+                    *args,
+                    heapq.heappush,
+                    size,
+                    offset,
+                    watermark,
+                    index,
+                    *aggregate,
                 )
                 if index >= len(values):
                     return
