@@ -1,5 +1,6 @@
-"""Tumbling event-time windows with a reduce: their per-record loop and their firing run in C
-(``strom/_speedups.c``) where the install built it. They must do exactly what the Python loops
+"""Tumbling event-time windows with a reduce or an AggregateFunction: their per-record loop
+(and, for a plain reduce, their firing) run in C (``strom/_speedups.c``) where the install
+built it. They must do exactly what the Python loops
 of ``taskmanager/runtime/windows.py`` do, and a job gives the same results with them and
 without."""
 
@@ -43,73 +44,91 @@ def reference(records, keys, size, offset, watermark, reduce=add):
     keys_by_start: dict = {}
     starts: list = []
     late = []
-    for index, (value, stamp) in enumerate(records):
-        start = stamp - (stamp - offset) % size
-        if start + size - 1 <= watermark:
-            late.append(index)
-            continue
-        key = value[0] if keys is None else keys[index]
-        per_key = contents.setdefault(key, {})
-        if start not in per_key:
-            if start not in keys_by_start:
-                heapq.heappush(starts, start)
-            keys_by_start.setdefault(start, []).append(key)
-            per_key[start] = value
-        else:
-            per_key[start] = reduce(per_key[start], value)
+    state = (contents, keys_by_start, starts, late)
+    for index in range(len(records)):
+        put(records, keys, index, (size, offset, watermark, reduce), state)
     return contents, keys_by_start, starts, late
+
+
+def put(records, keys, index, window, state):
+    """The Python loop's body for record ``index``: ``window`` is (size, offset, watermark,
+    reduce), ``state`` (contents, keys_by_start, starts, late)."""
+    size, offset, watermark, reduce = window
+    contents, keys_by_start, starts, late = state
+    value, stamp = records[index]
+    start = stamp - (stamp - offset) % size
+    if start + size - 1 <= watermark:
+        late.append(index)
+        return
+    key = value[0] if keys is None else keys[index]
+    per_key = contents.setdefault(key, {})
+    if start not in per_key:
+        if start not in keys_by_start:
+            heapq.heappush(starts, start)
+        keys_by_start.setdefault(start, []).append(key)
+        per_key[start] = value
+    else:
+        per_key[start] = reduce(per_key[start], value)
+
+
+def tumble(
+    records,
+    keys,
+    function,
+    contents,
+    *aggregate,
+    state=None,
+    size=100,
+    offset=0,
+    watermark=-1,
+    index=0,
+):
+    """One call of the C loop over ``records`` ((value, timestamp) pairs); ``state`` is the
+    windows' ``(keys_by_start, starts)``, fresh when None."""
+    keys_by_start, starts = state if state is not None else ({}, [])
+    return _speedups.tumbling_reduce(
+        [value for value, _ in records],
+        [stamp for _, stamp in records],
+        keys,
+        lambda value: value[0],
+        function,
+        contents,
+        keys_by_start,
+        starts,
+        heapq.heappush,
+        size,
+        offset,
+        watermark,
+        index,
+        *aggregate,
+    )
 
 
 def compiled(records, keys, size, offset, watermark, reduce=add):
     """The C loop, driven as ``_process_tumbling`` drives it: a record it leaves (late, or a
     timestamp that is not a 64-bit int) is done by the Python loop, then it goes on."""
-    values = [value for value, _ in records]
-    stamps = [stamp for _, stamp in records]
     contents: dict = {}
     keys_by_start: dict = {}
     starts: list = []
     late = []
+    state = (contents, keys_by_start, starts, late)
     index = 0
     while True:
-        index = _speedups.tumbling_reduce(
-            values,
-            stamps,
+        index = tumble(
+            records,
             keys,
-            lambda value: value[0],
             reduce,
             contents,
-            keys_by_start,
-            starts,
-            heapq.heappush,
-            size,
-            offset,
-            watermark,
-            index,
+            state=(keys_by_start, starts),
+            size=size,
+            offset=offset,
+            watermark=watermark,
+            index=index,
         )
-        if index >= len(values):
+        if index >= len(records):
             return contents, keys_by_start, starts, late
         # The Python loop's part: one record.
-        one = reference(
-            [records[index]],
-            None if keys is None else [keys[index]],
-            size,
-            offset,
-            watermark,
-            reduce,
-        )
-        if one[3]:
-            late.append(index)
-        else:
-            ((key, windows_of_key),) = one[0].items()
-            ((start, value),) = windows_of_key.items()
-            per_key = contents.setdefault(key, {})
-            if start not in per_key:
-                if start not in keys_by_start:
-                    heapq.heappush(starts, start)
-                keys_by_start.setdefault(start, []).append(key)
-                per_key[start] = value
-            else:
-                per_key[start] = reduce(per_key[start], value)
+        put(records, keys, index, (size, offset, watermark, reduce), state)
         index += 1
 
 
@@ -154,26 +173,10 @@ def test_the_compiled_tumbling_loop_stops_where_the_python_loop_does():
         compiled(records, None, 100, 0, -1, fails_on_three)
     contents: dict = {}
     with pytest.raises(RuntimeError, match="user code failed"):
-        _speedups.tumbling_reduce(
-            [v for v, _ in records],
-            [s for _, s in records],
-            None,
-            lambda v: v[0],
-            fails_on_three,
-            contents,
-            {},
-            [],
-            heapq.heappush,
-            100,
-            0,
-            -1,
-            0,
-        )
+        tumble(records, None, fails_on_three, contents)
     assert contents == {"a": {0: ("a", 3)}}  # the records before the failing one: 0 + 1 + 2
     with pytest.raises(TypeError):  # an unhashable key, as dict.get raises it
-        _speedups.tumbling_reduce(
-            [1], [5], [["unhashable"]], None, add, {}, {}, [], heapq.heappush, 10, 0, -1, 0
-        )
+        tumble([(("a", 1), 5)], [["unhashable"]], add, {})
 
 
 class Backend:
@@ -217,24 +220,7 @@ def test_the_compiled_tumbling_loop_aggregates_as_the_python_loop_does(records, 
         expected_seen.append(("add", key))
         per_key[start] = [per_key[start][0] + 1, per_key[start][1] + value[1]]
     contents: dict = {}
-    done = _speedups.tumbling_reduce(
-        [value for value, _ in records],
-        [stamp for _, stamp in records],
-        keys,
-        lambda value: value[0],
-        aggregate_add,
-        contents,
-        {},
-        [],
-        heapq.heappush,
-        100,
-        0,
-        -1,
-        0,
-        create,
-        backend,
-    )
-    assert done == len(records)
+    assert tumble(records, keys, aggregate_add, contents, create, backend) == len(records)
     assert contents == expected_contents and seen == expected_seen
 
 
