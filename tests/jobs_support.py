@@ -59,3 +59,20 @@ class Mode:
 
 def multiset(values: list) -> Counter:
     return Counter(repr(v) for v in values)
+
+
+class CountedCalls:
+    """A compiled module (``strom._speedups``) whose functions count their calls: shows which
+    loops a job ran. Put in place of the module with ``monkeypatch.setattr``."""
+
+    def __init__(self, module: Any) -> None:
+        self.module, self.calls = module, 0
+
+    def __getattr__(self, name: str) -> Any:
+        function = getattr(self.module, name)
+
+        def counted(*args: Any) -> Any:
+            self.calls += 1
+            return function(*args)
+
+        return counted

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from jobs_support import Mode
+from jobs_support import CountedCalls, Mode
 
 from strom.common import Row
 from strom.datastream import StreamExecutionEnvironment
@@ -210,17 +210,6 @@ def test_the_compiled_reduce_stops_where_the_python_loop_does():
     assert reduce_batch(empties_the_batch, {}, values, ["k"] * 4) == [1, 3]
 
 
-class _Counting:
-    """``_speedups`` with ``reduce_batch`` counted: shows which loop a job ran."""
-
-    def __init__(self, compiled) -> None:
-        self.compiled, self.calls = compiled, 0
-
-    def reduce_batch(self, *args):
-        self.calls += 1
-        return self.compiled.reduce_batch(*args)
-
-
 def test_a_reduce_job_gives_the_same_results_with_the_compiled_loop_and_without(monkeypatch):
     if operators._speedups is None:
         pytest.skip("strom._speedups is not built here (no C compiler at install)")
@@ -232,7 +221,7 @@ def test_a_reduce_job_gives_the_same_results_with_the_compiled_loop_and_without(
         summed = words.key_by(lambda p: p[0]).reduce(lambda a, b: (a[0], a[1] + b[1]))
         return Mode("embedded").collect(summed)
 
-    counting = _Counting(operators._speedups)
+    counting = CountedCalls(operators._speedups)
     monkeypatch.setattr(operators, "_speedups", counting)
     compiled = run()
     assert counting.calls > 0

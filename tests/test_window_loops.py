@@ -11,7 +11,7 @@ import heapq
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from jobs_support import Mode
+from jobs_support import CountedCalls, Mode
 
 from strom.common import Time
 from strom.common.watermark_strategy import Watermark
@@ -251,21 +251,6 @@ def test_the_compiled_firing_does_what_the_python_loop_does(entries):
     assert out == ["before", *expected] and contents == expected_contents
 
 
-class _Counting:
-    """``_speedups`` with its window loops counted: shows which loops a job ran."""
-
-    def __init__(self, compiled) -> None:
-        self.compiled, self.calls = compiled, 0
-
-    def tumbling_reduce(self, *args):
-        self.calls += 1
-        return self.compiled.tumbling_reduce(*args)
-
-    def fire_tumbling(self, *args):
-        self.calls += 1
-        return self.compiled.fire_tumbling(*args)
-
-
 LATE = OutputTag("late")
 
 
@@ -337,7 +322,7 @@ def test_a_window_job_gives_the_same_results_with_the_compiled_loops_and_without
         mode = Mode("embedded")
         return sorted(mode.collect(counted)), sorted(mode.collect(late))
 
-    counting = _Counting(_speedups)
+    counting = CountedCalls(_speedups)
     monkeypatch.setattr(windows, "_speedups", counting)
     with_c = run()
     assert counting.calls > 0
