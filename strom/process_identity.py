@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import ctypes
 import ctypes.util
+import functools
 import os
 import sys
 
@@ -27,16 +28,31 @@ _COMMAND_MARKERS = {
 _PR_SET_NAME = 15
 
 
-def set_process_role(role: str) -> None:
-    """Name this process after its role (Linux only; elsewhere a no-op)."""
-    os.environ["STROM_PROCESS_ROLE"] = role
+@functools.cache
+def _libc() -> ctypes.CDLL:
+    """The C library, through the symbols already loaded into this process: the interpreter
+    links it. ``find_library`` is the fallback only, as it runs ``ldconfig`` (milliseconds a
+    call, on every slot process's start-up path)."""
+    libc = ctypes.CDLL(None, use_errno=True)
+    if not hasattr(libc, "prctl"):
+        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
+    return libc
+
+
+def prctl(option: int, argument: int | bytes) -> None:
+    """``prctl(option, argument)`` on Linux; elsewhere, or when it cannot be called, nothing."""
     if not sys.platform.startswith("linux"):
         return
     try:
-        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
-        libc.prctl(_PR_SET_NAME, _PROCESS_NAMES[role].encode(), 0, 0, 0)
+        _libc().prctl(option, argument, 0, 0, 0)
     except (OSError, AttributeError):
         pass
+
+
+def set_process_role(role: str) -> None:
+    """Name this process after its role (Linux only; elsewhere a no-op)."""
+    os.environ["STROM_PROCESS_ROLE"] = role
+    prctl(_PR_SET_NAME, _PROCESS_NAMES[role].encode())
 
 
 def role_of(name: str, cmdline: list[str]) -> str | None:

@@ -187,6 +187,9 @@ class TaskDeployer:
         #: the JobManager's secret for this TaskManager's registration, sent with every report
         self.report_token = ""
         self.snapshot_pool = ThreadPoolExecutor(max_workers=2, thread_name_prefix="tm-snapshot")
+        #: sends the tasks' RUNNING reports (see ``_reporter``)
+        self._report_pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="tm-report")
+        self._opening: grpc.Future | None = None  # see ``connect``
 
     # -------------------------------------------------------------- deploy
 
@@ -327,6 +330,13 @@ class TaskDeployer:
 
     # -------------------------------------------------------------- reporting
 
+    def connect(self, address: str, job_id: str) -> None:
+        """Open the connection to the JobManager at ``address`` now, without waiting for
+        it: the first report and split request of the tasks deployed later find it made.
+        (A question without consequence opens it: its answer is not needed.)"""
+        # Kept: a call's future that is collected cancels the call.
+        self._opening = self._stub(address).GetJob.future(pb.JobId(job_id=job_id), timeout=10)
+
     def _stub(self, address: str) -> cluster_pb2_grpc.JobManagerGatewayStub:
         channel = self._channels.get(address)
         if channel is None:
@@ -336,6 +346,23 @@ class TaskDeployer:
         return cluster_pb2_grpc.JobManagerGatewayStub(channel)
 
     def _reporter(self, jobmanager_address: str):
+        #: each task's RUNNING report while it is under way
+        running: dict[TaskId, Future] = {}
+
+        def send(update: pb.TaskExecutionState, name: str) -> None:
+            for _ in range(3):
+                try:
+                    self._stub(jobmanager_address).UpdateTaskExecutionState(update, timeout=10)
+                    return
+                except grpc.RpcError as error:
+                    log.warning("could not report %s of %s: %s", update.state, name, error.code())
+
+        def send_running(update: pb.TaskExecutionState, name: str) -> None:
+            try:
+                send(update, name)
+            except Exception:  # as a report on the task's own thread is
+                log.exception("could not report state RUNNING of task %s", name)
+
         def report(task: Task, state: str, failure: str) -> None:
             update = pb.TaskExecutionState(
                 job_id=task.id.job_id,
@@ -350,12 +377,16 @@ class TaskDeployer:
                 lost_partitions=task.partition_reader.lost if task.partition_reader else [],
                 consequential=task.consequential,
             )
-            for _ in range(3):
-                try:
-                    self._stub(jobmanager_address).UpdateTaskExecutionState(update, timeout=10)
-                    break
-                except grpc.RpcError as error:
-                    log.warning("could not report %s of %s: %s", state, task.name, error.code())
+            if state == "RUNNING":
+                # As in Flink, a task goes on while the JobManager learns that it runs: the
+                # round trip (the process's first, which opens the connection) is off its
+                # start-up path. Its next report waits for this one, so they arrive in order.
+                running[task.id] = self._report_pool.submit(send_running, update, task.name)
+                return
+            earlier = running.pop(task.id, None)
+            if earlier is not None:
+                earlier.result()
+            send(update, task.name)
             if state in ("FINISHED", "FAILED", "CANCELED"):
                 # Forgotten only once reported: a slot process ends when its last task is
                 # forgotten, and would cut off a report still under way (the job then waited
@@ -389,6 +420,7 @@ class TaskDeployer:
     def close(self) -> None:
         self.cancel_all()
         self.snapshot_pool.shutdown(wait=False)
+        self._report_pool.shutdown(wait=False)
         for channel in self._channels.values():
             channel.close()
         shutil.rmtree(self.work_dir, ignore_errors=True)

@@ -11,8 +11,6 @@ means the TaskManager is gone, and so is this process then.
 
 from __future__ import annotations
 
-import ctypes
-import ctypes.util
 import faulthandler
 import gc
 import logging
@@ -29,7 +27,7 @@ from pathlib import Path
 import grpc
 
 from strom.daemon import LineAtomicWriter, configure_logging
-from strom.process_identity import TASK_SLOT, set_process_role
+from strom.process_identity import TASK_SLOT, prctl, set_process_role
 from strom.rpc import cluster_pb2 as pb
 from strom.rpc import cluster_pb2_grpc, observability_pb2_grpc, tls
 from strom.rpc.command_token import CommandGuard
@@ -79,6 +77,8 @@ class SlotProcessSpec:
     taskmanager_address: str = ""
     #: the job's python.executable, when this process was started with it (not forked)
     python_executable: str = ""
+    #: the JobManager this process's tasks report to
+    jobmanager_address: str = ""
 
 
 class _SlotView:
@@ -135,13 +135,7 @@ class SlotGateway(cluster_pb2_grpc.TaskExecutorGatewayServicer):
 def _die_with_parent() -> None:
     """Have the kernel kill this process when its parent (the forkserver) ends: the forkserver
     ends with its TaskManager, so a killed TaskManager leaves no slot process running."""
-    if not sys.platform.startswith("linux"):
-        return
-    try:
-        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
-        libc.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
-    except (OSError, AttributeError):
-        pass
+    prctl(_PR_SET_PDEATHSIG, signal.SIGKILL)
 
 
 def _line_buffered_stdout() -> None:
@@ -243,6 +237,8 @@ def _serve(spec: SlotProcessSpec, connection: Connection) -> None:
         spec.slot,
         address[0],
     )
+    if spec.jobmanager_address:
+        deployer.connect(spec.jobmanager_address, spec.job_id)
     connection.send(("ready", address[0], os.getpid()))
     started = time.monotonic()
     next_metrics = started

@@ -43,8 +43,16 @@ from taskmanager.slot_process import SlotGateway, SlotProcessSpec, run_slot_proc
 
 log = logging.getLogger(__name__)
 
-#: what the template process imports before it forks slot processes
-PRELOAD = ["taskmanager.slot_process", "strom.datastream", "cloudpickle"]
+#: what the template process imports before it forks slot processes: everything a slot
+#: process imports before it serves (grpc's server modules load on first use otherwise,
+#: ~5 ms of every job's start-up)
+PRELOAD = [
+    "taskmanager.slot_process",
+    "strom.datastream",
+    "cloudpickle",
+    "grpc._server",
+    "grpc._interceptor",
+]
 _SPAWN_LOCK = threading.Lock()
 READY_TIMEOUT_S = 60.0
 #: what a TaskManager's slot processes observe: their subtasks and their processes
@@ -118,6 +126,8 @@ class SlotProcess:
     killed_by_watchdog: bool = False
     metrics: list[pb.TaskMetrics] = field(default_factory=list)
     channel: grpc.Channel | None = None
+    #: the call that opened ``channel`` (kept: a collected call's future cancels it)
+    opening: grpc.Future | None = None
 
     @property
     def key(self) -> tuple[str, int, int]:
@@ -219,6 +229,9 @@ class SlotProcesses:
                     raise RuntimeError(f"slot process {slot.process.pid} did not start in time")
                 message = slot.connection.recv()
                 slot.address, slot.pid = message[1], message[2]
+                # Open the connection the deployment will take while the JobManager hears
+                # from the other TaskManagers; the answer itself is not needed.
+                slot.opening = slot.stub().Ping.future(pb.Empty(), timeout=_FORWARD_TIMEOUT_S)
                 with self.lock:
                     self.processes[slot.key] = slot
                 self._wake()
@@ -264,6 +277,7 @@ class SlotProcesses:
             partitions_folder=str(self.partitions.root) if self.partitions else "",
             taskmanager_address=self.partitions.address if self.partitions else "",
             python_executable=interpreter or "",
+            jobmanager_address=request.jobmanager_address,
         )
         context = self._context if interpreter is None else self._spawning
         ours, theirs = context.Pipe()
