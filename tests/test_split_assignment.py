@@ -69,6 +69,30 @@ def test_a_fresh_plan_holds_every_split_and_readers_of_it_read_every_line_once(t
     assert sorted(int(x) for x in first + second) == list(range(1000))
 
 
+def test_the_last_splits_handed_out_shrink_so_that_readers_end_close_together(tmp_path):
+    # 4 MB at parallelism 2: equal splits were 128 KB (256 KB: the minimum), and one reader
+    # could be left alone with a whole one at the end.
+    source = FileSource.for_record_stream_format(
+        StreamFormat.text_line_format(), str(write_lines(tmp_path / "in.txt", 100_000, 40))
+    ).build()
+    plan = source.split_plan(2, None)
+    splits, _, _ = plan.detail
+    sizes = [split.end - split.start for split in splits]
+    assert sum(sizes) == 4_000_000 and all(
+        a.end == b.start for a, b in zip(splits, splits[1:], strict=False)
+    )
+    assert sizes == sorted(sizes, reverse=True)
+    assert sizes[0] == 256 << 10 and max(sizes[-3:]) <= 32 << 10
+    for index, size in enumerate(sizes):  # none more than a quarter of what is left
+        assert size <= max(32 << 10, -(-sum(sizes[index:]) // 4))
+    # ... read as any pool is: every line once.
+    assert sorted(int(x) for x in read_all(source, plan, plan.pool)) == list(range(100_000))
+    # A source's own minimum holds for them too.
+    assert (
+        len(file_source(tmp_path / "in.txt", min_split_size=1 << 20).split_plan(2, None).pool) == 4
+    )
+
+
 def test_a_restored_plan_resumes_started_splits_and_skips_read_ones(tmp_path):
     source = file_source(write_lines(tmp_path / "in.txt", 1000))
     plan = source.split_plan(2, None)

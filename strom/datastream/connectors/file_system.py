@@ -188,17 +188,25 @@ def compute_splits(
     parallelism: int,
     min_split_size: int | None = None,
     per_subtask: int = 4,
+    tail_split_size: int | None = None,
 ) -> list[FileSplit]:
     """Cut files into splits of at most ``max(min_split_size, ceil(total / (per_subtask *
     n)))`` bytes.
 
     Split ``k`` is read by subtask ``k % parallelism`` (unless the JobManager hands them out).
+
+    With ``tail_split_size`` (splits handed out in order, by the JobManager), the last splits
+    are smaller, down to that size: none is more than a ``2 * parallelism``-th of the bytes
+    from its start to the end (guided self-scheduling). Readers that take the next split
+    whenever they finish one then end within a small split of each other, where equal
+    splits left one reader alone with a whole split at the end.
     """
     minimum = MIN_SPLIT_SIZE if min_split_size is None else min_split_size
     if minimum < 1:
         raise ValueError(f"the minimum split size must be at least 1 byte; got {minimum}")
     total = sum(size for path, size in files if not _is_compressed(path))
     split_size = max(minimum, math.ceil(total / (parallelism * per_subtask)))
+    left = total  # bytes from the next split's start to the end of the input
     splits: list[FileSplit] = []
     for path, size in files:
         if size == 0:
@@ -206,8 +214,16 @@ def compute_splits(
         if _is_compressed(path):
             splits.append(FileSplit(path, 0, _WHOLE_FILE, True))
             continue
-        for start in range(0, size, split_size):
-            splits.append(FileSplit(path, start, min(start + split_size, size), False))
+        start = 0
+        while start < size:
+            length = split_size
+            if tail_split_size is not None:
+                guided = math.ceil(left / (2 * parallelism))
+                length = min(split_size, max(tail_split_size, guided))
+            end = min(start + length, size)
+            splits.append(FileSplit(path, start, end, False))
+            left -= end - start
+            start = end
     return splits
 
 
@@ -418,6 +434,10 @@ ASSIGNED_MIN_SPLIT_SIZE = 256 << 10
 #: splits per subtask when the JobManager hands them out
 ASSIGNED_SPLITS_PER_SUBTASK = 16
 
+#: the smallest of the last splits when the JobManager hands them out (``compute_splits``;
+#: never below a source's own minimum): about how far apart the readers of one input end
+ASSIGNED_TAIL_SPLIT_SIZE = 32 << 10
+
 #: the ``kind`` of an assigned reader's position
 _ASSIGNED = "assigned"
 
@@ -458,7 +478,13 @@ def _assigned_plan(
     if not finished and not readers and any(p is not None for p in (positions or {}).values()):
         return None  # subtasks that split the files by themselves and finished
     minimum = ASSIGNED_MIN_SPLIT_SIZE if min_split_size is None else min_split_size
-    splits = compute_splits(files(), layout, minimum, ASSIGNED_SPLITS_PER_SUBTASK)
+    splits = compute_splits(
+        files(),
+        layout,
+        minimum,
+        ASSIGNED_SPLITS_PER_SUBTASK,
+        max(min_split_size or 0, ASSIGNED_TAIL_SPLIT_SIZE),
+    )
     started = [(index, current.get(index, resume.get(index))) for index in range(len(splits))]
     left = [(index, offset) for index, offset in started if index not in done]
     # Splits some reader had started go first, so that none stays half read for long.
