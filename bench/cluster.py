@@ -28,6 +28,8 @@ def _free_port() -> int:
 class Cluster:
     address: str
     taskmanager_pids: list[int]
+    #: the JobManager's REST API, ``http://127.0.0.1:<port>``
+    rest: str = ""
 
     def cpu_seconds(self) -> float:
         """CPU seconds the TaskManagers and every process under them used so far, ended
@@ -126,7 +128,7 @@ def local_cluster(
         previous_conf = os.environ.get("STROM_CONF_DIR")
         os.environ["STROM_CONF_DIR"] = str(conf)
         try:
-            yield Cluster(address, [p.pid for p in processes[1:]])
+            yield Cluster(address, [p.pid for p in processes[1:]], f"http://127.0.0.1:{rest}")
         finally:
             execution_context.set_current(previous)
             if previous_conf is None:

@@ -36,13 +36,33 @@ class VertexInfo:
 class Subtask:
     vertex_id: str
     index: int
-    state: str = "CREATED"
     location: str = ""  # TaskManager address
     resource_id: str = ""
     records_in: int = 0
     records_out: int = 0
     input_bytes_read: int = 0  # a source reading files: of its input_bytes_total
     input_bytes_total: int = 0
+    #: when its execution was deployed and when it ended, in epoch ms (-1: not yet): a
+    #: subtask's start-time and end-time in Flink's REST API. Set with ``state``.
+    start_ms: int = -1
+    end_ms: int = -1
+    #: the clock of those times (the execution graph's)
+    clock: Callable[[], float] = field(default=time.time, repr=False, compare=False)
+    _state: str = field(default="CREATED", init=False)
+
+    @property
+    def state(self) -> str:
+        return self._state
+
+    @state.setter
+    def state(self, state: str) -> None:
+        if state in ("CREATED", "SCHEDULED"):  # a new execution, not yet deployed
+            self.start_ms = self.end_ms = -1
+        elif state == "DEPLOYING" or (state == "RUNNING" and self.start_ms < 0):
+            self.start_ms, self.end_ms = int(self.clock() * 1000), -1
+        elif state in TERMINAL_TASK_STATES and self._state not in TERMINAL_TASK_STATES:
+            self.end_ms = int(self.clock() * 1000)
+        self._state = state
 
 
 @dataclass
@@ -94,9 +114,14 @@ class ExecutionGraph:
         graph.reset_subtasks()
         return graph
 
+    def _now(self) -> float:
+        return self.clock()  # whatever clock the graph has when asked
+
     def reset_subtasks(self) -> None:
         self.subtasks = {
-            (v.id, i): Subtask(v.id, i) for v in self.vertices for i in range(v.parallelism)
+            (v.id, i): Subtask(v.id, i, clock=self._now)
+            for v in self.vertices
+            for i in range(v.parallelism)
         }
 
     # -------------------------------------------------------------- scheduling

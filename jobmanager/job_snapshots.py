@@ -102,6 +102,8 @@ def snapshot(record: JobRecord) -> JobSnapshot:
                         "status": s.state,
                         "taskmanager-id": s.resource_id,
                         "host": s.location,
+                        "start-time": s.start_ms,
+                        "end-time": s.end_ms,
                     }
                     for s in sorted(subtasks, key=lambda s: s.index)
                 ],

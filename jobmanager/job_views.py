@@ -109,17 +109,32 @@ def _vertex_metrics(read: int, write: int, backpressured: float, busy: float) ->
     }
 
 
+def _subtask_times(subtask: dict[str, Any], now: float) -> dict[str, int]:
+    """A subtask's start-time, end-time and duration in ms, as Flink shows them: -1 for what
+    has not happened; a running subtask's duration is up to now."""
+    start, end = subtask.get("start-time", -1), subtask.get("end-time", -1)
+    if start < 0:
+        return {"start-time": -1, "end-time": end, "duration": -1}
+    return {
+        "start-time": start,
+        "end-time": end,
+        "duration": (end if end >= 0 else _millis(now)) - start,
+    }
+
+
 def subtask_views(
     vertex: dict[str, Any],
     live: LiveSample | None,
     reported: dict[tuple[str, int], tuple[int, int]],
     attempt: int,
+    now: float | None = None,
 ) -> list[dict[str, Any]]:
     """The vertex's subtasks: where they run, their state, records, watermark and ratios.
 
     ``reported`` holds the records each subtask last reported in its heartbeats or final
     state; a live sample, where there is one, is newer.
     """
+    now = time.time() if now is None else now
     views = []
     for subtask in vertex.get("subtasks", []):
         index = subtask["subtask"]
@@ -145,6 +160,7 @@ def subtask_views(
                 "subtask": index,
                 "status": subtask.get("status", "CREATED"),
                 "attempt": attempt,
+                **_subtask_times(subtask, now),
                 "host": host.rsplit(":", 1)[0] if host else "",
                 "endpoint": host,
                 "taskmanager-id": subtask.get("taskmanager-id", ""),
@@ -253,7 +269,7 @@ def vertex_view(
                 "maxParallelism": max_parallelism or vertex["parallelism"],
                 "status": vertex["status"],
                 "now": _millis(now),
-                "subtasks": subtask_views(vertex, live, reported, attempt),
+                "subtasks": subtask_views(vertex, live, reported, attempt, now),
             }
     return None
 

@@ -206,3 +206,27 @@ def test_a_vertex_part_of_which_finished_while_the_rest_waits_is_running():
     assert graph.vertex_state("v1") == "CREATED"
     graph.subtasks[("v2", 1)].state = "FINISHED"
     assert graph.vertex_state("v2") == "FINISHED"
+
+
+def test_each_subtask_keeps_when_it_was_deployed_and_when_it_ended():
+    now = [1000.0]
+    graph = ExecutionGraph.from_plan("j" * 32, PLAN)
+    graph.clock = lambda: now[0]
+    assert all(s.start_ms == s.end_ms == -1 for s in graph.subtasks.values())
+    graph.assign([("tm1", "h1:1"), ("tm2", "h2:1")])  # deployed at 1000 s
+    now[0] = 1000.25
+    for key in graph.subtasks:
+        graph.task_state_changed(*key, 0, "RUNNING")  # not a new start
+    now[0] = 1003.0
+    graph.task_state_changed("v2", 0, 0, "FINISHED")
+    now[0] = 1004.5
+    graph.task_state_changed("v2", 0, 0, "FAILED")  # late: the first end stays
+    graph.task_state_changed("v2", 1, 0, "FAILED", "Traceback: boom")
+    times = {key: (s.start_ms, s.end_ms) for key, s in graph.subtasks.items()}
+    assert times[("v2", 0)] == (1_000_000, 1_003_000)
+    assert times[("v2", 1)] == (1_000_000, 1_004_500)
+    assert times[("v1", 0)] == (1_000_000, -1)
+    # A new attempt's subtasks have not started yet.
+    graph.task_state_changed("v1", 0, 0, "CANCELED")
+    graph.begin_attempt()
+    assert all(s.start_ms == s.end_ms == -1 for s in graph.subtasks.values())

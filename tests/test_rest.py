@@ -426,6 +426,11 @@ def test_finished_job_details(rest, jobs):
     assert by_name["Add One"]["metrics"]["write-records"] == 200
     assert sum(v["metrics"]["read-records"] for v in job["vertices"]) == 400  # map + sink
     assert all(v["status"] == "FINISHED" for v in job["vertices"])
+    # Each subtask's times, as Flink shows them: within the job's, and its duration between.
+    for vertex in job["vertices"]:
+        for s in rest.get(f"/jobs/{jobs['finished']}/vertices/{vertex['id']}").json["subtasks"]:
+            assert job["start-time"] <= s["start-time"] <= s["end-time"] <= job["end-time"]
+            assert s["duration"] == s["end-time"] - s["start-time"]
     exceptions = rest.get(f"/jobs/{jobs['finished']}/exceptions").json
     assert exceptions["root-exception"] is None and exceptions["exceptionHistory"]["entries"] == []
 

@@ -76,7 +76,7 @@ def test_the_last_splits_handed_out_shrink_so_that_readers_end_close_together(tm
         StreamFormat.text_line_format(), str(write_lines(tmp_path / "in.txt", 100_000, 40))
     ).build()
     plan = source.split_plan(2, None)
-    splits, _, _ = plan.detail
+    splits = plan.detail[0]
     sizes = [split.end - split.start for split in splits]
     assert sum(sizes) == 4_000_000 and all(
         a.end == b.start for a, b in zip(splits, splits[1:], strict=False)
@@ -91,6 +91,25 @@ def test_the_last_splits_handed_out_shrink_so_that_readers_end_close_together(tm
     assert (
         len(file_source(tmp_path / "in.txt", min_split_size=1 << 20).split_plan(2, None).pool) == 4
     )
+
+
+def test_a_position_from_before_tails_restores_the_equal_splits_it_numbered(tmp_path):
+    # Split numbers mean what the cut of the attempt that wrote them meant: a savepoint of
+    # an earlier version (no "tail" in its positions) restores with equal splits.
+    source = FileSource.for_record_stream_format(
+        StreamFormat.text_line_format(), str(write_lines(tmp_path / "in.txt", 100_000, 40))
+    ).build()
+    guided = source.split_plan(2, None)
+    assert guided.position["tail"] == 32 << 10
+    older = {key: value for key, value in guided.position.items() if key != "tail"}
+    for position, count in ((older, 16), (guided.position, guided.split_count)):
+        again = source.split_plan(2, {0: {**position, "done": [0, 1]}, 1: None})
+        assert again.split_count == count
+        rest = read_all(source, again, again.pool)
+        assert sorted(int(x) for x in rest) == list(range(-(-2 * (256 << 10) // 40), 100_000))
+        # ... and its readers' positions keep that cut.
+        reader = source.create_assigned_reader(again, lambda: None)
+        assert reader.snapshot_position().get("tail") == position.get("tail")
 
 
 def test_a_restored_plan_resumes_started_splits_and_skips_read_ones(tmp_path):

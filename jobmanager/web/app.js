@@ -516,10 +516,13 @@ function jobPage(jid, tab) {
       try {
         const vertex = await api(`jobs/${jid}/vertices/${encodeURIComponent(selected)}`);
         parts.push(h("h2", {}, `Subtasks of ${vertex.name}`), table(
-          ["#", "Status", "Host", "Endpoint", "Process", ["Records in", "num"],
-            ["Records out", "num"], "Watermark", "Backpressure", ["Busy", "num"]],
+          ["#", "Status", ["Duration", "num"], "Host", "Endpoint", "Process",
+            ["Records in", "num"], ["Records out", "num"], "Watermark", "Backpressure",
+            ["Busy", "num"]],
           vertex.subtasks.map((s) => h("tr", {},
-            h("td", {}, s.subtask), h("td", {}, badge(s.status)), h("td", {}, s.host || "–"),
+            h("td", {}, s.subtask), h("td", {}, badge(s.status)),
+            h("td", { class: "num" }, fmtDuration(s.duration)),
+            h("td", {}, s.host || "–"),
             h("td", { class: "mono" }, s.endpoint || "–"),
             h("td", { class: "mono" }, s.process
               ? `${s.process.pid} · ${fmtBytes(s.process.memoryRss)}` : "–"),

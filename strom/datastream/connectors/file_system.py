@@ -447,12 +447,15 @@ def _assigned_plan(
     parallelism: int,
     positions: dict[int, object] | None,
     min_split_size: int | None,
+    tail_split_size: int | None = ASSIGNED_TAIL_SPLIT_SIZE,
 ) -> SplitPlan | None:
     """The plan of a bounded FileSource whose splits the JobManager hands out. Its detail:
-    the splits, their layout (the parallelism they were cut for: it stays the same through
-    restores, so every attempt numbers the splits alike, also at another parallelism), and
-    the parallelism now."""
+    the splits, their layout (the parallelism they were cut for) and tail (the smallest of
+    their last splits; None: all of one size, as before there were tails), the parallelism
+    now, and the tail. Layout and tail stay the same through restores, so every attempt
+    numbers the splits alike, also at another parallelism or a later version of Strom."""
     layout, done, current, resume = parallelism, set(), {}, {}
+    tail = None if tail_split_size is None else max(min_split_size or 0, tail_split_size)
     readers = finished = 0
     for position in (positions or {}).values():
         if isinstance(position, FinishedSubtask):
@@ -463,7 +466,7 @@ def _assigned_plan(
             if position.get("complete"):
                 return _complete_plan(parallelism)
             readers += 1
-            layout = position["layout"]
+            layout, tail = position["layout"], position.get("tail")
             done.update(position["done"])
             resume.update(position["resume"])
             if position["current"] is not None:
@@ -478,33 +481,29 @@ def _assigned_plan(
     if not finished and not readers and any(p is not None for p in (positions or {}).values()):
         return None  # subtasks that split the files by themselves and finished
     minimum = ASSIGNED_MIN_SPLIT_SIZE if min_split_size is None else min_split_size
-    splits = compute_splits(
-        files(),
-        layout,
-        minimum,
-        ASSIGNED_SPLITS_PER_SUBTASK,
-        max(min_split_size or 0, ASSIGNED_TAIL_SPLIT_SIZE),
-    )
+    splits = compute_splits(files(), layout, minimum, ASSIGNED_SPLITS_PER_SUBTASK, tail)
     started = [(index, current.get(index, resume.get(index))) for index in range(len(splits))]
     left = [(index, offset) for index, offset in started if index not in done]
     # Splits some reader had started go first, so that none stays half read for long.
     pool = [entry for entry in left if entry[1] is not None]
     pool += [entry for entry in left if entry[1] is None]
-    position = _assigned_position(layout, done, dict(e for e in pool if e[1] is not None), None)
+    resume = dict(e for e in pool if e[1] is not None)
+    position = _assigned_position(layout, tail, done, resume, None)
     # Many small files are many splits: a request takes a sixteenth of a subtask's share.
     per_request = max(1, len(pool) // (parallelism * ASSIGNED_SPLITS_PER_SUBTASK))
-    return SplitPlan(len(splits), pool, position, (splits, layout, parallelism), per_request)
+    return SplitPlan(len(splits), pool, position, (splits, layout, parallelism, tail), per_request)
 
 
 def _complete_plan(parallelism: int) -> SplitPlan:
     """The plan of a source all of whose splits were read: its readers end at once, and
     their positions say so (the finished readers that read the splits keep no record)."""
-    position = _assigned_position(parallelism, set(), {}, None, complete=True)
-    return SplitPlan(0, [], position, ([], parallelism, parallelism))
+    position = _assigned_position(parallelism, None, set(), {}, None, complete=True)
+    return SplitPlan(0, [], position, ([], parallelism, parallelism, None))
 
 
 def _assigned_position(
     layout: int,
+    tail: int | None,
     done: set[int],
     resume: dict[int, int],
     current: tuple[int, int] | None,
@@ -513,6 +512,7 @@ def _assigned_position(
     position = {
         "kind": _ASSIGNED,
         "layout": layout,
+        "tail": tail,
         "done": sorted(done),
         "resume": {i: o for i, o in resume.items() if i not in done},
         "current": current,
@@ -525,11 +525,11 @@ def _assigned_position(
 class _AssignedFileReader(SourceReader):
     """Reads the splits the JobManager gives it, one after the other (``split_plan``).
 
-    Position: ``{"kind": "assigned", "layout", "done", "resume", "current"}``: the splits
-    cut for ``layout`` subtasks; the splits read to the end by any subtask as far as this
-    one knows (earlier attempts' included, so that a restore still knows them when their
-    readers finished); where restored splits nobody has taken up again resume; and the
-    split it reads with the offset of its next line.
+    Position: ``{"kind": "assigned", "layout", "tail", "done", "resume", "current"}``: the
+    splits cut for ``layout`` subtasks with last splits down to ``tail`` bytes; the splits
+    read to the end by any subtask as far as this one knows (earlier attempts' included, so
+    that a restore still knows them when their readers finished); where restored splits
+    nobody has taken up again resume; and the split it reads with the offset of its next line.
     """
 
     def __init__(
@@ -538,12 +538,13 @@ class _AssignedFileReader(SourceReader):
         splits: list[FileSplit],
         layout: int,
         parallelism: int,
+        tail: int | None,
         charset: str,
         next_split: Callable[[], tuple[int, int | None] | None],
     ) -> None:
         start = plan.position
         self._splits = splits
-        self._layout = layout
+        self._layout, self._tail = layout, tail
         self._charset = charset
         self._next_split = next_split
         self._done: set[int] = set(start["done"])  # type: ignore[index]
@@ -591,7 +592,9 @@ class _AssignedFileReader(SourceReader):
         current = None
         if self._current is not None:
             current = (self._index, self._current.position())
-        return _assigned_position(self._layout, self._done, self._resume, current, self._complete)
+        return _assigned_position(
+            self._layout, self._tail, self._done, self._resume, current, self._complete
+        )
 
     def restore_position(self, position: object) -> None:
         raise ValueError("a reader of assigned splits starts from its SplitPlan")
@@ -723,6 +726,8 @@ class FileSource(Source, SupportsSplitAssignment):
         self.stream_format = stream_format
         self.discovery_interval_ms = discovery_interval_ms
         self.min_split_size = min_split_size
+        #: the smallest of the last splits handed out (``compute_splits``); None: equal splits
+        self.tail_split_size: int | None = ASSIGNED_TAIL_SPLIT_SIZE
 
     @staticmethod
     def for_record_stream_format(stream_format: StreamFormat, *paths: str) -> FileSourceBuilder:
@@ -751,15 +756,20 @@ class FileSource(Source, SupportsSplitAssignment):
             return None
         paths = self.paths
         return _assigned_plan(
-            lambda: enumerate_files(paths), parallelism, positions, self.min_split_size
+            lambda: enumerate_files(paths),
+            parallelism,
+            positions,
+            self.min_split_size,
+            # (a source pickled by a version before tails has no such attribute)
+            getattr(self, "tail_split_size", ASSIGNED_TAIL_SPLIT_SIZE),
         )
 
     def create_assigned_reader(
         self, plan: SplitPlan, next_split: Callable[[], tuple[int, int | None] | None]
     ) -> SourceReader:
-        splits, layout, parallelism = plan.detail
+        splits, layout, parallelism, tail = plan.detail
         return _AssignedFileReader(
-            plan, splits, layout, parallelism, self.stream_format.charset, next_split
+            plan, splits, layout, parallelism, tail, self.stream_format.charset, next_split
         )
 
     def __repr__(self) -> str:
