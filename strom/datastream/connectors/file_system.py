@@ -450,10 +450,10 @@ def _assigned_plan(
     tail_split_size: int | None = ASSIGNED_TAIL_SPLIT_SIZE,
 ) -> SplitPlan | None:
     """The plan of a bounded FileSource whose splits the JobManager hands out. Its detail:
-    the splits, their layout (the parallelism they were cut for) and tail (the smallest of
-    their last splits; None: all of one size, as before there were tails), the parallelism
-    now, and the tail. Layout and tail stay the same through restores, so every attempt
-    numbers the splits alike, also at another parallelism or a later version of Strom."""
+    the splits, their layout (the parallelism they were cut for), the parallelism now, and
+    their tail (the smallest of their last splits; None: all of one size, as before there
+    were tails). Layout and tail stay the same through restores, so every attempt numbers
+    the splits alike, also at another parallelism or after an upgrade of Strom."""
     layout, done, current, resume = parallelism, set(), {}, {}
     tail = None if tail_split_size is None else max(min_split_size or 0, tail_split_size)
     readers = finished = 0
