@@ -188,7 +188,7 @@ def job_view(
     vertices = []
     status_counts: dict[str, int] = {}
     for vertex in details.get("vertices", []):
-        subtasks = subtask_views(vertex, live, reported, attempt)
+        subtasks = subtask_views(vertex, live, reported, attempt, now)
         parallelism = max(1, len(subtasks))
         reported_metrics = vertex.get("metrics") or {}
         read = max(
@@ -211,7 +211,7 @@ def job_view(
                 "maxParallelism": vertex.get("maxParallelism", vertex["parallelism"]),
                 "parallelism": vertex["parallelism"],
                 "status": vertex["status"],
-                **_vertex_times(vertex, details),
+                **_vertex_times(vertex, details, now),
                 "tasks": tasks,
                 "metrics": _vertex_metrics(read, write, backpressured, busy),
             }
@@ -311,22 +311,29 @@ def _exception_name(traceback_text: str) -> str:
     return "JobFailure"
 
 
-def _vertex_times(vertex: dict[str, Any], details: dict[str, Any]) -> dict[str, int]:
+def _vertex_times(vertex: dict[str, Any], details: dict[str, Any], now: float) -> dict[str, int]:
     """A vertex's start, end and duration: its own when it has them (the stages of a BATCH
-    job start and end one after another), else the job's."""
-    if "start-time" not in vertex:
-        return {
-            "start-time": details.get("start-time", -1),
-            "end-time": details.get("end-time", -1),
-            "duration": details.get("duration", 0),
-        }
-    start, end = vertex["start-time"], vertex["end-time"]
+    job start and end one after another); else, as Flink derives them, from its subtasks'
+    (its first start; its last end once all have ended); else the job's."""
+    if "start-time" in vertex:
+        start, end = vertex["start-time"], vertex["end-time"]
+    else:
+        subtasks = vertex.get("subtasks") or []
+        starts = [s["start-time"] for s in subtasks if s.get("start-time", -1) >= 0]
+        if not starts:
+            return {
+                "start-time": details.get("start-time", -1),
+                "end-time": details.get("end-time", -1),
+                "duration": details.get("duration", 0),
+            }
+        ends = [s.get("end-time", -1) for s in subtasks]
+        start, end = min(starts), (max(ends) if min(ends) >= 0 else -1)
     if start < 0:
         return {"start-time": -1, "end-time": -1, "duration": -1}
     return {
         "start-time": start,
         "end-time": end,
-        "duration": (end if end > 0 else _millis(time.time())) - start,
+        "duration": (end if end > 0 else _millis(now)) - start,
     }
 
 

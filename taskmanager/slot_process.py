@@ -44,8 +44,6 @@ log = logging.getLogger(__name__)
 _MAX_RPC_THREADS = 2048
 _GC_YOUNG_THRESHOLD = 50_000
 _PR_SET_PDEATHSIG = 1
-#: how soon a slot process notices that its tasks have ended
-_LOOP_INTERVAL_S = 0.05
 #: a slot process that is never deployed to (its job failed elsewhere first) ends by itself
 DEPLOY_TIMEOUT_S = 120.0
 
@@ -240,38 +238,47 @@ def _serve(spec: SlotProcessSpec, connection: Connection) -> None:
     if spec.jobmanager_address:
         deployer.connect(spec.jobmanager_address, spec.job_id)
     connection.send(("ready", address[0], os.getpid()))
-    started = time.monotonic()
-    next_metrics = started
-    taskmanager_gone = threading.Event()
+    taskmanager_gone = False
     try:
-        while not deployer.all_ended.is_set():
-            try:
-                if connection.poll(_LOOP_INTERVAL_S):
-                    connection.recv()  # nothing is sent this way yet; EOF matters
-            except (EOFError, OSError):
-                taskmanager_gone.set()
-                log.warning("the TaskManager is gone; slot process %d ends", os.getpid())
-                break
-            now = time.monotonic()
-            if not deployer.deployed and now - started > DEPLOY_TIMEOUT_S:
-                log.warning("slot process %d was never deployed to; it ends", os.getpid())
-                break
-            if now >= next_metrics:
-                next_metrics = now + spec.metrics_interval_s
-                metrics = [m.SerializeToString() for m in deployer.metrics()]
-                try:
-                    connection.send(("metrics", metrics))
-                except OSError:
-                    taskmanager_gone.set()
-                    break
+        taskmanager_gone = _supervise(spec, deployer, connection)
     finally:
         deployer.close()
         server.stop(0.5).wait()
         data_service.stop()
         observability.close()
-        if not taskmanager_gone.is_set():
+        if not taskmanager_gone:
             try:
                 connection.send(("ended", deployer.deployed))
             except OSError:
                 pass
         log.info("slot process %d of job %s ended", os.getpid(), spec.job_id)
+
+
+def _supervise(spec: SlotProcessSpec, deployer: TaskDeployer, connection: Connection) -> bool:
+    """Until this process's tasks have all ended: send their metrics to the TaskManager once
+    a metrics interval, and watch for the TaskManager's end. Wakes only for those (not on a
+    short poll: a long-running job's slot process stays asleep in between). Answers whether
+    the TaskManager is gone."""
+    started = time.monotonic()
+    next_metrics = started
+    while True:
+        try:
+            while connection.poll(0):
+                connection.recv()  # nothing is sent this way yet; EOF matters
+        except (EOFError, OSError):
+            # The kernel's parent-death signal (_die_with_parent) usually tells first.
+            log.warning("the TaskManager is gone; slot process %d ends", os.getpid())
+            return True
+        now = time.monotonic()
+        if not deployer.deployed and now - started > DEPLOY_TIMEOUT_S:
+            log.warning("slot process %d was never deployed to; it ends", os.getpid())
+            return False
+        if now >= next_metrics:
+            next_metrics = now + spec.metrics_interval_s
+            metrics = [m.SerializeToString() for m in deployer.metrics()]
+            try:
+                connection.send(("metrics", metrics))
+            except OSError:
+                return True
+        if deployer.all_ended.wait(max(0.0, next_metrics - time.monotonic())):
+            return False

@@ -426,11 +426,16 @@ def test_finished_job_details(rest, jobs):
     assert by_name["Add One"]["metrics"]["write-records"] == 200
     assert sum(v["metrics"]["read-records"] for v in job["vertices"]) == 400  # map + sink
     assert all(v["status"] == "FINISHED" for v in job["vertices"])
-    # Each subtask's times, as Flink shows them: within the job's, and its duration between.
+    # Each subtask's times, as Flink shows them: within the job's, and its duration between;
+    # a vertex's from its first start to its last end.
     for vertex in job["vertices"]:
-        for s in rest.get(f"/jobs/{jobs['finished']}/vertices/{vertex['id']}").json["subtasks"]:
+        subtasks = rest.get(f"/jobs/{jobs['finished']}/vertices/{vertex['id']}").json["subtasks"]
+        for s in subtasks:
             assert job["start-time"] <= s["start-time"] <= s["end-time"] <= job["end-time"]
             assert s["duration"] == s["end-time"] - s["start-time"]
+        assert vertex["start-time"] == min(s["start-time"] for s in subtasks)
+        assert vertex["end-time"] == max(s["end-time"] for s in subtasks)
+        assert vertex["duration"] == vertex["end-time"] - vertex["start-time"]
     exceptions = rest.get(f"/jobs/{jobs['finished']}/exceptions").json
     assert exceptions["root-exception"] is None and exceptions["exceptionHistory"]["entries"] == []
 

@@ -5,6 +5,7 @@ Each test here fails on the start-up path as it was before (bench/startup.py mea
 
 from __future__ import annotations
 
+import multiprocessing
 import subprocess
 import sys
 import textwrap
@@ -19,6 +20,7 @@ from strom.rpc import cluster_pb2 as pb
 from strom.rpc import cluster_pb2_grpc
 from taskmanager.deployment import TaskDeployer
 from taskmanager.runtime.task import TaskId
+from taskmanager.slot_process import SlotProcessSpec, _supervise
 
 
 def _run_python(code: str) -> subprocess.CompletedProcess:
@@ -145,3 +147,60 @@ def test_a_task_goes_on_while_the_jobmanager_hears_it_runs_and_reports_in_order(
         jobmanager.release.set()
         deployer.close()
         server.stop(None)
+
+
+class _RecordedEvent(threading.Event):
+    """An event that keeps the timeouts it was waited with."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.timeouts: list[float | None] = []
+
+    def wait(self, timeout: float | None = None) -> bool:
+        self.timeouts.append(timeout)
+        return super().wait(timeout)
+
+
+def _spec(tmp_path, metrics_interval_s: float) -> SlotProcessSpec:
+    return SlotProcessSpec(
+        job_id="j" * 32,
+        attempt=0,
+        slot=0,
+        resource_id="tm",
+        host="127.0.0.1",
+        bind_host="127.0.0.1",
+        folder=str(tmp_path),
+        log_file=None,
+        log_level="INFO",
+        metrics_interval_s=metrics_interval_s,
+        config={},
+    )
+
+
+def test_a_slot_process_sleeps_until_its_tasks_end_or_its_metrics_are_due(tmp_path):
+    # It polled every 50 ms: twenty wake-ups a second of every slot process of a long job,
+    # and up to 50 ms between its tasks' end and its own.
+    deployer = TaskDeployer(lambda: "tm", lambda: "127.0.0.1:1", work_dir=tmp_path / "work")
+    deployer.all_ended = ended = _RecordedEvent()
+    deployer.deployed = True
+    ours, theirs = multiprocessing.Pipe()
+    answers: list[bool] = []
+    supervising = threading.Thread(
+        target=lambda: answers.append(_supervise(_spec(tmp_path, 30.0), deployer, theirs))
+    )
+    try:
+        supervising.start()
+        assert ours.poll(10) and ours.recv()[0] == "metrics"
+        poll_for(lambda: ended.timeouts, timeout=10, what="it to wait")
+        assert ended.timeouts[0] > 29, "it sleeps until the next metrics are due"
+        ended.set()  # the tasks have ended: it is woken at once
+        supervising.join(10)
+        assert answers == [False]
+        # A TaskManager that is gone is seen at the latest when the next metrics are due.
+        deployer.all_ended = threading.Event()
+        ours.close()
+        assert _supervise(_spec(tmp_path, 0.05), deployer, theirs) is True
+    finally:
+        deployer.all_ended.set()
+        supervising.join(10)
+        deployer.close()
