@@ -164,7 +164,7 @@ class BatchJobs:
             planned.append(_Deployment(deployment.subtask, execution, slot, address, inputs))
         if graph.state == CREATED:
             graph.state = RUNNING
-            record.started_at = time.time()
+            record.started_at = now  # the clock of its subtasks' start times
         graph.status_message = self._stage_message(record)
         for deployment in planned:
             self.dispatcher.run_io(self._deploy, record, deployment)
@@ -318,7 +318,7 @@ class BatchJobs:
                 update.vertex_id, update.subtask, graph.attempt, "FINISHED"
             )
             if graph.vertex_state(update.vertex_id) == "FINISHED":
-                run.ended[update.vertex_id] = time.time()
+                run.ended[update.vertex_id] = record.master.now  # as the job's end
             graph.status_message = self._stage_message(record)
             self.dispatcher.wake()  # the next stage may be ready
             return decision

@@ -414,7 +414,8 @@ class Dispatcher:
                     self._pending.append(record.job_id)
             elif isinstance(effect, Deploy):
                 record.placement = dict(effect.placement)
-                record.started_at = time.time()
+                # the deploying event's time: the clock its subtasks' start times come from
+                record.started_at = record.master.now
                 source = self.checkpointing.restore_source(record)
                 self.run_io(self._deploy_or_fail, record, effect.attempt, source)
             elif isinstance(effect, CancelTasks):
@@ -461,7 +462,7 @@ class Dispatcher:
         """The job ended: archive it (keep what its history shows) and free what it held."""
         if record.ended_at >= 0:
             return
-        record.ended_at = time.time()
+        record.ended_at = record.master.now  # the ending event's, as its subtasks' end times
         self._clean_up_checkpoints(record)
         if record.batch is not None:
             self.batch.job_ended(record)

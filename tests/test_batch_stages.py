@@ -180,9 +180,13 @@ def test_a_job_wider_than_the_cluster_runs_stage_by_stage_in_two_slots(local_clu
     assert [v["status"] for v in details["vertices"]] == ["FINISHED"] * 3
     assert details["vertices"][0]["tasks"]["FINISHED"] == 4
     # Each stage's own times: one after the other.
-    stages = http_json(f"{cluster.rest_url}/jobs/{job_id}")["vertices"]
+    job = http_json(f"{cluster.rest_url}/jobs/{job_id}")
+    stages = job["vertices"]
     for earlier, later in zip(stages, stages[1:], strict=False):
         assert 0 < earlier["start-time"] <= earlier["end-time"] <= later["start-time"], stages
+    # ... within the job's, on one clock: the first starts with it, the last ends with it.
+    assert job["start-time"] == stages[0]["start-time"]
+    assert job["end-time"] == stages[-1]["end-time"]
     # The intermediate results are gone with the job.
     poll_for(lambda: not partitions_of(job_id), timeout=10, what="the partitions' release")
 

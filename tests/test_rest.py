@@ -428,6 +428,9 @@ def test_finished_job_details(rest, jobs):
     assert all(v["status"] == "FINISHED" for v in job["vertices"])
     # Each subtask's times, as Flink shows them: within the job's, and its duration between;
     # a vertex's from its first start to its last end.
+    # The job's times and its subtasks' come from one clock (the events' times): the job starts
+    # when its subtasks are deployed and ends with its last subtask, to the millisecond.
+    every = []
     for vertex in job["vertices"]:
         subtasks = rest.get(f"/jobs/{jobs['finished']}/vertices/{vertex['id']}").json["subtasks"]
         for s in subtasks:
@@ -436,6 +439,9 @@ def test_finished_job_details(rest, jobs):
         assert vertex["start-time"] == min(s["start-time"] for s in subtasks)
         assert vertex["end-time"] == max(s["end-time"] for s in subtasks)
         assert vertex["duration"] == vertex["end-time"] - vertex["start-time"]
+        every += subtasks
+    assert job["start-time"] == min(s["start-time"] for s in every)
+    assert job["end-time"] == max(s["end-time"] for s in every)
     exceptions = rest.get(f"/jobs/{jobs['finished']}/exceptions").json
     assert exceptions["root-exception"] is None and exceptions["exceptionHistory"]["entries"] == []
 
