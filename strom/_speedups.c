@@ -508,11 +508,27 @@ fire_tumbling(PyObject *module, PyObject *args)
     return PyLong_FromSsize_t(fired);
 }
 
+/* ------------------------------------------------------------------ memory fence */
+
+PyDoc_STRVAR(fence_doc,
+"fence()\n--\n\n"
+"A full memory fence: every store this thread made before it is visible to other processes\n"
+"before any load it makes after it. Shared-memory rings (taskmanager/network/shared_rings.py)\n"
+"publish with it and look for a waiting peer after it; Python itself has no such barrier.");
+
+static PyObject *
+fence(PyObject *self, PyObject *unused)
+{
+    __atomic_thread_fence(__ATOMIC_SEQ_CST);
+    Py_RETURN_NONE;
+}
+
 static PyMethodDef speedups_methods[] = {
     {"split_by_key", split_by_key, METH_VARARGS, split_by_key_doc},
     {"reduce_batch", reduce_batch, METH_VARARGS, reduce_batch_doc},
     {"tumbling_reduce", tumbling_reduce, METH_VARARGS, tumbling_reduce_doc},
     {"fire_tumbling", fire_tumbling, METH_VARARGS, fire_tumbling_doc},
+    {"fence", fence, METH_NOARGS, fence_doc},
     {NULL, NULL, 0, NULL},
 };
 

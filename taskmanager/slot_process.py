@@ -34,7 +34,7 @@ from strom.rpc.command_token import CommandGuard
 from strom.rpc.roles import SLOT_PROCESS_POLICY, RoleGuard
 from taskmanager import cpu_claims
 from taskmanager.deployment import TaskDeployer
-from taskmanager.network import data_tokens
+from taskmanager.network import data_tokens, shared_rings
 from taskmanager.network.data_service import SERVER_OPTIONS, DataExchangeService
 from taskmanager.network.result_partitions import ResultPartitions
 from taskmanager.observability import ObservabilityService
@@ -193,6 +193,7 @@ def run_slot_process(spec: SlotProcessSpec, connection: Connection) -> None:
 
 def _serve(spec: SlotProcessSpec, connection: Connection) -> None:
     tls.use_for_process(spec.config)
+    shared_rings.configure(spec.config)
     data_tokens.admit(spec.job_id, spec.data_token)
     folder = Path(spec.folder)
     folder.mkdir(parents=True, exist_ok=True)

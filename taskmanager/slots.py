@@ -37,7 +37,7 @@ from strom.rpc import cluster_pb2_grpc, observability_pb2_grpc, tls
 from strom.rpc import observability_pb2 as obs
 from strom.rpc.command_token import commanding, new_token
 from taskmanager.deployment import TaskDeployer
-from taskmanager.network import data_tokens
+from taskmanager.network import data_tokens, shared_rings
 from taskmanager.network.result_partitions import ResultPartitions
 from taskmanager.slot_process import SlotGateway, SlotProcessSpec, run_slot_process
 
@@ -583,6 +583,9 @@ class SlotProcesses:
             self._ended_condition.notify_all()
         slot.process.join(5)
         code = slot.process.exitcode
+        # Rings it offered that no consumer took (it was killed, say) would stay in /dev/shm.
+        if code is not None:
+            shared_rings.remove_rings_of(slot.process.pid)
         try:
             while slot.connection.poll():  # its last words may come after its exit is seen
                 message = slot.connection.recv()

@@ -1,9 +1,10 @@
 """The data plane: input gates, local and gRPC channels, the data service and record writers.
 
-The channel tests run twice through the ``link`` fixture: over a ``LocalOutputChannel`` and
-over a ``RemoteOutputChannel`` talking to a real gRPC server on a loopback port, so both
-implementations must show the same behaviour (order, element kinds, back pressure, late
-consumers, closed consumers).
+The channel tests run three times through the ``link`` fixture: over a ``LocalOutputChannel``,
+over a ``RemoteOutputChannel`` talking to a real gRPC server on a loopback port, and over one
+whose elements go through a shared-memory ring (the consumer being on this host), so every
+transport must show the same behaviour (order, element kinds, back pressure, late consumers,
+closed consumers).
 """
 
 from __future__ import annotations
@@ -57,6 +58,7 @@ from taskmanager.network import (
     decoded,
     elements,
     encode,
+    shared_rings,
 )
 from taskmanager.network.channels import open_channel_count
 from taskmanager.network.data_service import BACKLOG_BYTES, SERVER_OPTIONS
@@ -134,7 +136,11 @@ class Link:
         if self.transport == "local":
             opened = LocalOutputChannel(self.registry.get(*self.gate_key, timeout=10.0), channel)
         else:
-            opened = RemoteOutputChannel(self.server.address, ChannelKey(*self.gate_key, channel))
+            opened = RemoteOutputChannel(
+                self.server.address,
+                ChannelKey(*self.gate_key, channel),
+                shared_memory=self.transport == "ring",
+            )
         self.opened.append(opened)
         return opened
 
@@ -145,10 +151,10 @@ class Link:
         self.registry.unregister(*self.gate_key)
 
 
-@pytest.fixture(params=["local", "remote"])
+@pytest.fixture(params=["local", "remote", "ring"])
 def link(request):
     """``link(num_channels, capacity, register=True)`` makes a Link over the param transport."""
-    server = request.getfixturevalue("data_server") if request.param == "remote" else None
+    server = request.getfixturevalue("data_server") if request.param != "local" else None
     made: list[Link] = []
 
     def make(num_channels: int = 1, capacity: int = 8, register: bool = True) -> Link:
@@ -158,6 +164,11 @@ def link(request):
         return made[-1]
 
     yield make
+    if request.param != "local":
+        # The receiver answered every channel that was opened (they all found their gate):
+        # through a ring where one was offered, over gRPC otherwise.
+        answered = [c for each in made for c in each.opened if c._lane != "pending"]
+        assert all(c.through_ring == (request.param == "ring") for c in answered)
     for each in made:
         each.dispose()
     assert open_channel_count() == 0, "a remote channel did not release its gRPC channel"
@@ -255,8 +266,13 @@ def test_backpressure_blocks_the_producer_and_then_delivers_everything_once(link
     total = 2000
     padding = b"x" * 16384  # so the remote channel's extra credits are few
     # A remote producer's channel holds its capacity plus the extra credits the receiver grants
-    # for elements of this size (about BACKLOG_BYTES of them); a local one its capacity.
-    limit = capacity if connection.transport == "local" else capacity + BACKLOG_BYTES // 16384
+    # for elements of this size (about BACKLOG_BYTES of them); a local one its capacity; a
+    # ring what fits in its bytes.
+    limit = {
+        "local": capacity,
+        "remote": capacity + BACKLOG_BYTES // 16384,
+        "ring": shared_rings.CAPACITY // 16384,
+    }[connection.transport]
     progress = SimpleNamespace(sent=0)
 
     def produce() -> None:
@@ -275,11 +291,9 @@ def test_backpressure_blocks_the_producer_and_then_delivers_everything_once(link
         if producer.done.is_set():
             return False
         opened = connection.opened
+        full = connection.gate.pending(0) >= capacity or connection.transport == "ring"
         stalled = (
-            bool(opened)
-            and opened[0].backpressured
-            and connection.gate.pending(0) >= capacity
-            and progress.sent == last_seen[0]
+            bool(opened) and opened[0].backpressured and full and progress.sent == last_seen[0]
         )
         last_seen[0] = progress.sent
         return stalled
@@ -288,12 +302,16 @@ def test_backpressure_blocks_the_producer_and_then_delivers_everything_once(link
     assert not producer.done.is_set()
     assert progress.sent < total
     assert connection.gate.pending(0) <= limit
+    if connection.transport == "ring":  # what the producer wrote is in the ring's bytes
+        assert progress.sent <= limit
 
     received = []
     while True:
         channel, element = take(connection.gate, 1)[0]
         assert channel == 0
         assert connection.gate.pending(0) <= limit
+        if connection.transport == "ring":
+            assert progress.sent - len(received) <= limit + 1  # + the batch just taken
         if element == EOP:
             break
         received.extend(index for index, _ in element[1])

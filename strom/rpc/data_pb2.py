@@ -24,33 +24,33 @@ _sym_db = _symbol_database.Default()
 
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x14strom/rpc/data.proto\x12\tstrom.rpc\"e\n\rChannelHeader\x12\x0e\n\x06job_id\x18\x01 \x01(\t\x12\x0f\n\x07\x61ttempt\x18\x02 \x01(\x05\x12\x11\n\tvertex_id\x18\x03 \x01(\t\x12\x0f\n\x07subtask\x18\x04 \x01(\x05\x12\x0f\n\x07\x63hannel\x18\x05 \x01(\x05\"K\n\x0e\x43hannelFailure\x12(\n\x06reason\x18\x01 \x01(\x0e\x32\x18.strom.rpc.FailureReason\x12\x0f\n\x07message\x18\x02 \x01(\t\"\xdc\x01\n\x0e\x43hannelMessage\x12\x12\n\nchannel_id\x18\x01 \x01(\r\x12&\n\x04open\x18\x02 \x01(\x0b\x32\x18.strom.rpc.ChannelHeader\x12\x10\n\x08payloads\x18\x03 \x03(\x0c\x12\r\n\x05\x63lose\x18\x04 \x01(\x08\x12\x0e\n\x06\x63\x61ncel\x18\x05 \x01(\x08\x12\x0e\n\x06\x63redit\x18\x06 \x01(\r\x12\x0e\n\x06\x63losed\x18\x07 \x01(\x08\x12\x11\n\tdelivered\x18\x08 \x01(\x03\x12*\n\x07\x66\x61ilure\x18\t \x01(\x0b\x32\x19.strom.rpc.ChannelFailure\">\n\x0f\x43onnectionFrame\x12+\n\x08messages\x18\x01 \x03(\x0b\x32\x19.strom.rpc.ChannelMessage\"\x0f\n\rLocateRequest\"\x1c\n\x0c\x44\x61taEndpoint\x12\x0c\n\x04port\x18\x01 \x01(\x05\"}\n\x10PartitionRequest\x12\x0e\n\x06job_id\x18\x01 \x01(\t\x12\x17\n\x0fproducer_vertex\x18\x02 \x01(\t\x12\x18\n\x10producer_subtask\x18\x03 \x01(\x05\x12\x0c\n\x04\x65\x64ge\x18\x04 \x01(\x05\x12\x18\n\x10\x63onsumer_subtask\x18\x05 \x01(\x05\"\x1e\n\x0ePartitionChunk\x12\x0c\n\x04\x64\x61ta\x18\x01 \x01(\x0c*]\n\rFailureReason\x12\x17\n\x13\x46\x41ILURE_UNSPECIFIED\x10\x00\x12\x13\n\x0f\x43ONSUMER_CLOSED\x10\x01\x12\x10\n\x0cNOT_DEPLOYED\x10\x02\x12\x0c\n\x08\x42\x41\x44_DATA\x10\x03\x32\x97\x01\n\x0c\x44\x61taExchange\x12;\n\x06Locate\x12\x18.strom.rpc.LocateRequest\x1a\x17.strom.rpc.DataEndpoint\x12J\n\x0e\x46\x65tchPartition\x12\x1b.strom.rpc.PartitionRequest\x1a\x19.strom.rpc.PartitionChunk0\x01\x32W\n\x0e\x44\x61taConnection\x12\x45\n\x07\x43onnect\x12\x1a.strom.rpc.ConnectionFrame\x1a\x1a.strom.rpc.ConnectionFrame(\x01\x30\x01\x62\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x14strom/rpc/data.proto\x12\tstrom.rpc\"s\n\rChannelHeader\x12\x0e\n\x06job_id\x18\x01 \x01(\t\x12\x0f\n\x07\x61ttempt\x18\x02 \x01(\x05\x12\x11\n\tvertex_id\x18\x03 \x01(\t\x12\x0f\n\x07subtask\x18\x04 \x01(\x05\x12\x0f\n\x07\x63hannel\x18\x05 \x01(\x05\x12\x0c\n\x04ring\x18\x06 \x01(\t\"K\n\x0e\x43hannelFailure\x12(\n\x06reason\x18\x01 \x01(\x0e\x32\x18.strom.rpc.FailureReason\x12\x0f\n\x07message\x18\x02 \x01(\t\"\xf3\x01\n\x0e\x43hannelMessage\x12\x12\n\nchannel_id\x18\x01 \x01(\r\x12&\n\x04open\x18\x02 \x01(\x0b\x32\x18.strom.rpc.ChannelHeader\x12\x10\n\x08payloads\x18\x03 \x03(\x0c\x12\r\n\x05\x63lose\x18\x04 \x01(\x08\x12\x0e\n\x06\x63\x61ncel\x18\x05 \x01(\x08\x12\x0e\n\x06\x63redit\x18\x06 \x01(\r\x12\x0e\n\x06\x63losed\x18\x07 \x01(\x08\x12\x11\n\tdelivered\x18\x08 \x01(\x03\x12*\n\x07\x66\x61ilure\x18\t \x01(\x0b\x32\x19.strom.rpc.ChannelFailure\x12\x15\n\rring_attached\x18\n \x01(\x08\">\n\x0f\x43onnectionFrame\x12+\n\x08messages\x18\x01 \x03(\x0b\x32\x19.strom.rpc.ChannelMessage\"\x0f\n\rLocateRequest\"\x1c\n\x0c\x44\x61taEndpoint\x12\x0c\n\x04port\x18\x01 \x01(\x05\"}\n\x10PartitionRequest\x12\x0e\n\x06job_id\x18\x01 \x01(\t\x12\x17\n\x0fproducer_vertex\x18\x02 \x01(\t\x12\x18\n\x10producer_subtask\x18\x03 \x01(\x05\x12\x0c\n\x04\x65\x64ge\x18\x04 \x01(\x05\x12\x18\n\x10\x63onsumer_subtask\x18\x05 \x01(\x05\"\x1e\n\x0ePartitionChunk\x12\x0c\n\x04\x64\x61ta\x18\x01 \x01(\x0c*]\n\rFailureReason\x12\x17\n\x13\x46\x41ILURE_UNSPECIFIED\x10\x00\x12\x13\n\x0f\x43ONSUMER_CLOSED\x10\x01\x12\x10\n\x0cNOT_DEPLOYED\x10\x02\x12\x0c\n\x08\x42\x41\x44_DATA\x10\x03\x32\x97\x01\n\x0c\x44\x61taExchange\x12;\n\x06Locate\x12\x18.strom.rpc.LocateRequest\x1a\x17.strom.rpc.DataEndpoint\x12J\n\x0e\x46\x65tchPartition\x12\x1b.strom.rpc.PartitionRequest\x1a\x19.strom.rpc.PartitionChunk0\x01\x32W\n\x0e\x44\x61taConnection\x12\x45\n\x07\x43onnect\x12\x1a.strom.rpc.ConnectionFrame\x1a\x1a.strom.rpc.ConnectionFrame(\x01\x30\x01\x62\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'strom.rpc.data_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
-  _globals['_FAILUREREASON']._serialized_start=708
-  _globals['_FAILUREREASON']._serialized_end=801
+  _globals['_FAILUREREASON']._serialized_start=745
+  _globals['_FAILUREREASON']._serialized_end=838
   _globals['_CHANNELHEADER']._serialized_start=35
-  _globals['_CHANNELHEADER']._serialized_end=136
-  _globals['_CHANNELFAILURE']._serialized_start=138
-  _globals['_CHANNELFAILURE']._serialized_end=213
-  _globals['_CHANNELMESSAGE']._serialized_start=216
-  _globals['_CHANNELMESSAGE']._serialized_end=436
-  _globals['_CONNECTIONFRAME']._serialized_start=438
-  _globals['_CONNECTIONFRAME']._serialized_end=500
-  _globals['_LOCATEREQUEST']._serialized_start=502
-  _globals['_LOCATEREQUEST']._serialized_end=517
-  _globals['_DATAENDPOINT']._serialized_start=519
-  _globals['_DATAENDPOINT']._serialized_end=547
-  _globals['_PARTITIONREQUEST']._serialized_start=549
-  _globals['_PARTITIONREQUEST']._serialized_end=674
-  _globals['_PARTITIONCHUNK']._serialized_start=676
-  _globals['_PARTITIONCHUNK']._serialized_end=706
-  _globals['_DATAEXCHANGE']._serialized_start=804
-  _globals['_DATAEXCHANGE']._serialized_end=955
-  _globals['_DATACONNECTION']._serialized_start=957
-  _globals['_DATACONNECTION']._serialized_end=1044
+  _globals['_CHANNELHEADER']._serialized_end=150
+  _globals['_CHANNELFAILURE']._serialized_start=152
+  _globals['_CHANNELFAILURE']._serialized_end=227
+  _globals['_CHANNELMESSAGE']._serialized_start=230
+  _globals['_CHANNELMESSAGE']._serialized_end=473
+  _globals['_CONNECTIONFRAME']._serialized_start=475
+  _globals['_CONNECTIONFRAME']._serialized_end=537
+  _globals['_LOCATEREQUEST']._serialized_start=539
+  _globals['_LOCATEREQUEST']._serialized_end=554
+  _globals['_DATAENDPOINT']._serialized_start=556
+  _globals['_DATAENDPOINT']._serialized_end=584
+  _globals['_PARTITIONREQUEST']._serialized_start=586
+  _globals['_PARTITIONREQUEST']._serialized_end=711
+  _globals['_PARTITIONCHUNK']._serialized_start=713
+  _globals['_PARTITIONCHUNK']._serialized_end=743
+  _globals['_DATAEXCHANGE']._serialized_start=841
+  _globals['_DATAEXCHANGE']._serialized_end=992
+  _globals['_DATACONNECTION']._serialized_start=994
+  _globals['_DATACONNECTION']._serialized_end=1081
 # @@protoc_insertion_point(module_scope)

@@ -19,18 +19,20 @@ NOT_DEPLOYED: FailureReason
 BAD_DATA: FailureReason
 
 class ChannelHeader(_message.Message):
-    __slots__ = ("job_id", "attempt", "vertex_id", "subtask", "channel")
+    __slots__ = ("job_id", "attempt", "vertex_id", "subtask", "channel", "ring")
     JOB_ID_FIELD_NUMBER: _ClassVar[int]
     ATTEMPT_FIELD_NUMBER: _ClassVar[int]
     VERTEX_ID_FIELD_NUMBER: _ClassVar[int]
     SUBTASK_FIELD_NUMBER: _ClassVar[int]
     CHANNEL_FIELD_NUMBER: _ClassVar[int]
+    RING_FIELD_NUMBER: _ClassVar[int]
     job_id: str
     attempt: int
     vertex_id: str
     subtask: int
     channel: int
-    def __init__(self, job_id: _Optional[str] = ..., attempt: _Optional[int] = ..., vertex_id: _Optional[str] = ..., subtask: _Optional[int] = ..., channel: _Optional[int] = ...) -> None: ...
+    ring: str
+    def __init__(self, job_id: _Optional[str] = ..., attempt: _Optional[int] = ..., vertex_id: _Optional[str] = ..., subtask: _Optional[int] = ..., channel: _Optional[int] = ..., ring: _Optional[str] = ...) -> None: ...
 
 class ChannelFailure(_message.Message):
     __slots__ = ("reason", "message")
@@ -41,7 +43,7 @@ class ChannelFailure(_message.Message):
     def __init__(self, reason: _Optional[_Union[FailureReason, str]] = ..., message: _Optional[str] = ...) -> None: ...
 
 class ChannelMessage(_message.Message):
-    __slots__ = ("channel_id", "open", "payloads", "close", "cancel", "credit", "closed", "delivered", "failure")
+    __slots__ = ("channel_id", "open", "payloads", "close", "cancel", "credit", "closed", "delivered", "failure", "ring_attached")
     CHANNEL_ID_FIELD_NUMBER: _ClassVar[int]
     OPEN_FIELD_NUMBER: _ClassVar[int]
     PAYLOADS_FIELD_NUMBER: _ClassVar[int]
@@ -51,6 +53,7 @@ class ChannelMessage(_message.Message):
     CLOSED_FIELD_NUMBER: _ClassVar[int]
     DELIVERED_FIELD_NUMBER: _ClassVar[int]
     FAILURE_FIELD_NUMBER: _ClassVar[int]
+    RING_ATTACHED_FIELD_NUMBER: _ClassVar[int]
     channel_id: int
     open: ChannelHeader
     payloads: _containers.RepeatedScalarFieldContainer[bytes]
@@ -60,7 +63,8 @@ class ChannelMessage(_message.Message):
     closed: bool
     delivered: int
     failure: ChannelFailure
-    def __init__(self, channel_id: _Optional[int] = ..., open: _Optional[_Union[ChannelHeader, _Mapping]] = ..., payloads: _Optional[_Iterable[bytes]] = ..., close: _Optional[bool] = ..., cancel: _Optional[bool] = ..., credit: _Optional[int] = ..., closed: _Optional[bool] = ..., delivered: _Optional[int] = ..., failure: _Optional[_Union[ChannelFailure, _Mapping]] = ...) -> None: ...
+    ring_attached: bool
+    def __init__(self, channel_id: _Optional[int] = ..., open: _Optional[_Union[ChannelHeader, _Mapping]] = ..., payloads: _Optional[_Iterable[bytes]] = ..., close: _Optional[bool] = ..., cancel: _Optional[bool] = ..., credit: _Optional[int] = ..., closed: _Optional[bool] = ..., delivered: _Optional[int] = ..., failure: _Optional[_Union[ChannelFailure, _Mapping]] = ..., ring_attached: _Optional[bool] = ...) -> None: ...
 
 class ConnectionFrame(_message.Message):
     __slots__ = ("messages",)

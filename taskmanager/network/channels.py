@@ -8,7 +8,10 @@ Two implementations pass the same tests (tests/test_network.py):
   consumer must treat what it receives as read-only (a broadcast hands one list to several).
 - ``RemoteOutputChannel``: the consumer runs in another process; the process's one connection
   to that process carries the elements, each serialised once, with credit-based flow control
-  per channel (``connection.py``, DESIGN.md §5).
+  per channel (``connection.py``, DESIGN.md §5). When the consumer is on this host, the
+  elements go through a shared-memory ring instead, written by the producer's thread and read
+  by the consumer's (``shared_rings.py``); the connection still opens, ends and fails the
+  channel.
 
 Both block in ``send`` while the consumer's channel is full (back pressure) and raise
 ``ChannelError`` once the consumer is gone, so a producer never waits forever on a dead peer
@@ -17,6 +20,7 @@ and never drops data silently.
 
 from __future__ import annotations
 
+import logging
 import threading
 import time
 from abc import ABC, abstractmethod
@@ -27,8 +31,10 @@ from typing import Any
 from strom.errors import StromError
 from strom.rpc import data_pb2 as pb
 from taskmanager.network import connection as _connection
+from taskmanager.network import shared_rings
 from taskmanager.network.elements import encode
 from taskmanager.network.input_gate import GateClosed, InputGate
+from taskmanager.network.shared_rings import Ring
 
 __all__ = [
     "ChannelError",
@@ -38,6 +44,9 @@ __all__ = [
     "RemoteOutputChannel",
     "close_all_channels",
 ]
+
+
+log = logging.getLogger(__name__)
 
 
 class ChannelError(StromError):
@@ -152,6 +161,17 @@ SMALL_QUEUE = 256
 #: what a channel sends, credits or not, before it hears from the receiver again: credits
 #: granted for small elements must not bring as many large ones (see data_service.py)
 BURST_BYTES = 4 * 1024 * 1024
+#: how long a producer waiting for room in a ring sleeps before it looks at its channel again
+#: (a failure or cancellation wakes it at once; this only bounds a missed wake-up)
+RING_WAIT_S = 0.5
+
+# Which way a channel's elements go: over the connection (credits), through a ring, or not yet
+# known (a ring was offered and the receiver has not answered).
+_GRPC, _RING, _PENDING = "grpc", "ring", "pending"
+
+
+def _never_full(need: int) -> None:
+    raise AssertionError(f"a ring had no room for {need} bytes it was sized for")
 
 
 class RemoteOutputChannel(OutputChannel):
@@ -167,6 +187,11 @@ class RemoteOutputChannel(OutputChannel):
 
     The channel opens in the constructor (without blocking), so the receiver starts looking for
     the consumer's gate before the first record exists.
+
+    ``shared_memory``: the consumer may be on this host; the channel offers it a ring
+    (``shared_rings.py``) when it opens. Until the receiver answers, elements wait in the
+    queue; then they go through the ring, or over the connection if the receiver declined it.
+    Through a ring, ``send`` writes on the caller's thread and blocks while the ring is full.
     """
 
     def __init__(
@@ -175,6 +200,7 @@ class RemoteOutputChannel(OutputChannel):
         key: ChannelKey,
         capacity: int = 8,
         close_timeout: float | None = 60.0,
+        shared_memory: bool = False,
     ) -> None:
         if capacity < 1:
             raise ValueError(f"capacity must be >= 1, not {capacity}")
@@ -201,6 +227,15 @@ class RemoteOutputChannel(OutputChannel):
         self._last_progress = time.monotonic()  # when the connection last took an element
         self._error: str | None = None  # why the channel failed, once it did
         self._consumer_closed = False  # the failure is the consumer closing its input
+        self._ring: Ring | None = None
+        self._lane = _GRPC
+        self._queued_ring_bytes = 0  # what the queue will take of the ring, while offered
+        if shared_memory and shared_rings.available():
+            try:
+                self._ring = Ring.create()
+                self._lane = _PENDING
+            except OSError as error:  # no room in /dev/shm, say: the connection carries it
+                log.warning("no shared-memory ring for %s: %s", key.describe(), error)
         connection = _connection.acquire_connection(target_address)
         self._connection = connection
         self._cond = threading.Condition(connection.lock)
@@ -211,17 +246,29 @@ class RemoteOutputChannel(OutputChannel):
     # ------------------------------------------------------------------ producer side
 
     def send(self, element: Any) -> None:
-        """Encode ``element`` and queue it; blocks while ``capacity`` elements wait for credit."""
+        """Encode ``element`` and queue it; blocks while ``capacity`` elements wait for credit
+        (or, through a ring, while the ring is full)."""
         payload = encode(element)
+        if self._lane is _RING:
+            self._write_ring(payload)
+            return
         cond = self._cond
         with cond:
             queue = self._queue
             while (
-                len(queue) >= self.capacity
-                and (self._queued_bytes >= QUEUE_BYTES or len(queue) >= SMALL_QUEUE)
-                and self._error is None
-                and not self._closed
-            ):
+                (
+                    len(queue) >= self.capacity
+                    and (self._queued_bytes >= QUEUE_BYTES or len(queue) >= SMALL_QUEUE)
+                    and self._lane is not _RING
+                )
+                or (
+                    # A ring offered and not answered yet: queue only what the empty ring will
+                    # take at once when the answer comes (a larger element waits for it).
+                    self._lane is _PENDING
+                    and self._queued_ring_bytes + self._ring.room_for(len(payload))
+                    > self._ring.capacity
+                )
+            ) and (self._error is None and not self._closed):
                 self._senders_waiting += 1
                 try:
                     cond.wait()
@@ -233,11 +280,47 @@ class RemoteOutputChannel(OutputChannel):
                 raise ChannelError(f"send on closed data channel {self.key.describe()}")
             if self._gone is not None:
                 raise ConsumerGone(self._gone)
-            queue.append(payload)
-            self._queued_bytes += len(payload)
-            self.elements_sent += 1
-            if self._credit and not self._dirty:
-                self._connection.mark(self)
+            if self._lane is not _RING:
+                queue.append(payload)
+                self._queued_bytes += len(payload)
+                if self._lane is _PENDING:
+                    self._queued_ring_bytes += self._ring.room_for(len(payload))
+                self.elements_sent += 1
+                if self._credit and not self._dirty:
+                    self._connection.mark(self)
+                return
+        self._write_ring(payload)  # the ring was attached while this waited
+
+    def _write_ring(self, payload: bytes) -> None:
+        """Write ``payload`` into the ring (the producer's thread: the ring's one writer)."""
+        if self._error is not None:
+            raise self._failure()
+        ring = self._ring
+        if ring.consumer_closed:
+            raise self._consumer_closed_ring()
+        ring.write(payload, self._wait_for_ring)
+        self.elements_sent += 1
+
+    def _wait_for_ring(self, need: int) -> None:
+        # The ring is full: wait for the consumer, unless the channel failed meanwhile.
+        if self._error is not None:
+            raise self._failure()
+        if self._closed and self._cancel_requested:
+            raise ChannelError(f"{self._describe()} was cancelled")
+        ring = self._ring
+        if ring.consumer_closed:
+            raise self._consumer_closed_ring()
+        self._senders_waiting += 1
+        try:
+            ring.wait_for_room(need, RING_WAIT_S)
+        finally:
+            self._senders_waiting -= 1
+
+    def _consumer_closed_ring(self) -> ConsumerGone:
+        return ConsumerGone(
+            f"{self._describe()} to {self.target_address}: the consumer closed its input "
+            "(it finished, failed or was cancelled)"
+        )
 
     def close(self, timeout: float | None = None) -> None:
         """End the channel after everything queued was delivered; wait for the receiver's word.
@@ -280,6 +363,8 @@ class RemoteOutputChannel(OutputChannel):
                     raise ChannelError(self._error)
         finally:
             self._release()
+            if self._ring is not None:
+                self._ring.release()  # this is the thread that writes to it
 
     def _failure(self) -> ChannelError:
         error_type = ConsumerGone if self._consumer_closed else ChannelError
@@ -296,6 +381,8 @@ class RemoteOutputChannel(OutputChannel):
         self._queue.clear()
         self._queued_bytes = 0
         self._cond.notify_all()
+        if self._ring is not None:
+            self._ring.interrupt()  # a send waiting for room looks again, and raises
 
     def cancel(self) -> None:
         """Abandon the channel at once; the receiver drops nothing already delivered.
@@ -311,6 +398,11 @@ class RemoteOutputChannel(OutputChannel):
         return self._senders_waiting > 0
 
     @property
+    def through_ring(self) -> bool:
+        """Whether the channel's elements go through a shared-memory ring."""
+        return self._lane is _RING
+
+    @property
     def failed(self) -> bool:
         """Whether the channel has failed (sends raise ``ChannelError``)."""
         return self._error is not None
@@ -320,6 +412,10 @@ class RemoteOutputChannel(OutputChannel):
             if self._released:
                 return
             self._released = True
+        if self._ring is not None:
+            # The files, if the consumer never took them; the memory and the FIFOs go with
+            # the ring, on the thread that writes to it (``close``) or when it is collected.
+            self._ring.discard()
         _connection.release_connection(self._connection, self)
 
     # ------------------------------------------------------------------ the connection's side
@@ -340,10 +436,18 @@ class RemoteOutputChannel(OutputChannel):
             message.open.vertex_id = key.vertex_id
             message.open.subtask = key.subtask
             message.open.channel = key.channel
+            if self._ring is not None:
+                message.open.ring = self._ring.path
             self._open_sent = useful = True
         queue = self._queue
         size = 0
-        if self._credit and queue and self._error is None and self._burst < BURST_BYTES:
+        if (
+            self._credit
+            and queue
+            and self._error is None
+            and self._burst < BURST_BYTES
+            and self._lane is _GRPC
+        ):
             payloads = []
             credit = self._credit
             burst = self._burst
@@ -374,8 +478,34 @@ class RemoteOutputChannel(OutputChannel):
     def _dirty_again(self) -> bool:
         """Whether what is left still has credit to go (more than fitted one message)."""
         return bool(
-            self._queue and self._credit and self._error is None and self._burst < BURST_BYTES
+            self._queue
+            and self._credit
+            and self._error is None
+            and self._burst < BURST_BYTES
+            and self._lane is _GRPC
         )
+
+    def _ring_answered(self, attached: bool) -> None:
+        """The receiver took the offered ring (elements go there from now on), or declined it
+        and granted credits (they go over the connection)."""
+        if self._lane is not _PENDING:
+            return
+        if attached:
+            # What was sent meanwhile fits the empty ring (``send`` saw to it), so this never
+            # waits; and the producer's thread writes only once the lane is set, after it.
+            queue, ring = self._queue, self._ring
+            while queue and self._error is None:
+                ring.write(queue.popleft(), _never_full)
+            queue.clear()
+            self._queued_bytes = 0
+            self._lane = _RING
+            if self._closed and not self._close_sent and self._error is None:
+                self._connection.mark(self)  # nothing is left to go before the close
+        else:
+            self._lane = _GRPC
+            self._ring.discard()
+        self._queued_ring_bytes = 0
+        self._cond.notify_all()
 
     def _fail(self, error: str) -> None:
         if self._error is None and not self._confirmed:
@@ -383,6 +513,8 @@ class RemoteOutputChannel(OutputChannel):
         self._queue.clear()
         self._queued_bytes = 0
         self._cond.notify_all()
+        if self._ring is not None:
+            self._ring.interrupt()
 
     def _consumer_gone(self, error: str) -> None:
         self._gone = error

@@ -259,9 +259,13 @@ class OutboundConnection:
                     channel = self._channels.get(message.channel_id)
                     if channel is None:
                         continue  # cancelled meanwhile, or a confused peer: nothing to do
-                    if not message.closed and not message.HasField("failure"):
+                    if message.ring_attached:
+                        channel._ring_answered(True)
+                    elif not message.closed and not message.HasField("failure"):
                         # Credits, or none (the receiver's channel ran empty): either way the
                         # receiver has taken what came before, and the burst allowance renews.
+                        # Credits for a channel that offered a ring: the receiver declined it.
+                        channel._ring_answered(False)
                         channel._credit += message.credit
                         channel._burst = 0
                         if channel._queue or (channel._closed and not channel._close_sent):

@@ -47,6 +47,7 @@ from taskmanager.network.elements import DecodeError, decode_on_receipt
 from taskmanager.network.event_loop import data_plane_loop
 from taskmanager.network.gate_registry import GateRegistry
 from taskmanager.network.input_gate import GateClosed, InputGate
+from taskmanager.network.shared_rings import Ring, RingRefused
 
 if TYPE_CHECKING:
     from taskmanager.network.result_partitions import ResultPartitions
@@ -405,11 +406,33 @@ class _InboundConnection:
             self._fail(channel, pb.CONSUMER_CLOSED, f"{channel.where} closed its input")
             return
         channel.gate, channel.on_consumed = gate, on_consumed
+        if channel.header.ring and self._attach_ring(channel, gate):
+            return
         if channel.close_requested:
             self._answer(channel, pb.ChannelMessage(closed=True, delivered=0))
         else:
             self._top_up(channel)
             self._wake()
+
+    def _attach_ring(self, channel: _InboundChannel, gate: InputGate) -> bool:
+        """Have the consumer read the ring the producer offered; False to go on over this
+        connection instead (credits tell the producer so)."""
+        try:
+            ring = Ring.attach(channel.header.ring)
+        except RingRefused as error:
+            log.info("%s goes over the connection: %s", channel.where, error)
+            return False
+        try:
+            gate.attach_ring(channel.index, ring)
+        except GateClosed:
+            ring.release()
+            self._fail(channel, pb.CONSUMER_CLOSED, f"{channel.where} closed its input")
+            return True
+        self._answers.append(pb.ChannelMessage(channel_id=channel.id, ring_attached=True))
+        if channel.close_requested:
+            self._answer(channel, pb.ChannelMessage(closed=True, delivered=0))
+        self._wake()
+        return True
 
     # ------------------------------------------------------------------ outcomes
 

@@ -15,15 +15,27 @@ A channel fed from another process is *watched* (``watch``): the receiving conne
 its producer one credit per free slot and gets one back each time ``poll`` takes an element
 from the channel, so remote data is only sent when there is room for it and ``put`` never
 waits for it (credit-based flow control, as in Flink).
+
+A channel fed from another process of this host may instead read a shared-memory *ring*
+(``attach_ring``, ``shared_rings.py``): ``poll`` takes its elements from the ring itself, and
+the ring's room is the channel's flow control. A gate with rings waits on file descriptors
+(its own pipe, which local producers and mailbox posts write to, and each ring's FIFO) instead
+of its condition, so that another process can wake it.
 """
 
 from __future__ import annotations
 
+import os
+import select
 import threading
 import time
 from collections import deque
 from collections.abc import Callable
 from typing import Any
+
+from taskmanager.network import shared_rings
+from taskmanager.network.elements import decode_on_receipt
+from taskmanager.network.shared_rings import Ring
 
 __all__ = ["GateClosed", "InputGate"]
 
@@ -69,6 +81,12 @@ class InputGate:
         # Watched channels: called after ``poll`` took an element, and when the gate closes.
         self._on_consumed: list[Callable[[], None] | None] = [None] * num_channels
         self._on_closed: list[Callable[[], None] | None] = [None] * num_channels
+        # Rings (shared memory, from producers on this host): read by ``poll`` itself.
+        self._rings: list[tuple[int, Ring]] = []
+        self._ring_of: list[Ring | None] = [None] * num_channels
+        self._ring_turn = 0
+        self._wake_read = self._wake_write = -1  # the gate's pipe, once it has rings
+        self._poller: select.poll | None = None
 
     # ------------------------------------------------------------------ producers
 
@@ -89,7 +107,7 @@ class InputGate:
                 self._is_ready[channel] = True
                 self._ready.append(channel)
                 if self._waiting_consumers:
-                    self._data_available.notify()
+                    self._wake_consumer()
                     woken = True
             if self._waiting_producers[channel] and len(queue) < self.capacity_per_channel:
                 # Several producers on one channel: pass a spare slot on.
@@ -101,6 +119,82 @@ class InputGate:
             # count (bench/handoff.py, bench/RESULTS.md "Session 4"): fewer slow runs on a
             # busy machine; the consumer still runs on its own thread.
             time.sleep(0)
+
+    def _wake_consumer(self) -> None:
+        # With the lock held, a consumer waiting: wake it where it waits.
+        if self._wake_write >= 0:
+            self._poke_pipe()
+        else:
+            self._data_available.notify()
+
+    def _poke_pipe(self) -> None:
+        try:
+            os.write(self._wake_write, b"\0")
+        except BlockingIOError:
+            pass  # the pipe is full of wake-ups already
+
+    def attach_ring(self, channel: int, ring: Ring) -> None:
+        """``channel``'s elements come through ``ring`` from now on (the gate owns it).
+
+        Raises ``GateClosed`` when the gate is closed (the ring is then the caller's).
+        """
+        with self._lock:
+            if self._closed:
+                raise GateClosed("input gate closed")
+            if self._wake_read < 0:
+                self._wake_read, self._wake_write = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
+                self._poller = select.poll()
+                self._poller.register(self._wake_read, select.POLLIN)
+            self._poller.register(ring.wake_consumer, select.POLLIN)
+            self._rings.append((channel, ring))
+            self._ring_of[channel] = ring
+            # A consumer waiting already waits without this ring's flag and FIFO: wake it, so
+            # that it waits again with them (on the condition from before a first ring, on the
+            # pipes after).
+            self._data_available.notify_all()
+            if self._waiting_consumers:
+                self._poke_pipe()
+
+    def _take_from_rings(self) -> tuple[int, Any] | None:
+        # With the lock held: the next element of a ring not blocked, rings in turn.
+        rings = self._rings
+        count = len(rings)
+        turn = self._ring_turn
+        blocked = self._blocked
+        for step in range(count):
+            channel, ring = rings[(turn + step) % count]
+            if blocked[channel]:
+                continue
+            payload = ring.take()
+            if payload is not None:
+                self._ring_turn = (turn + step + 1) % count
+                return channel, decode_on_receipt(payload)
+        return None
+
+    def _wait_on_pipes(self, remaining: float | None) -> None:
+        # With the lock held and nothing to take: sleep until a producer, here or in another
+        # process, writes a wake-up (or ``remaining`` s pass). Returns with the lock held.
+        rings = self._rings
+        for _, ring in rings:
+            ring.set_waiting(True)
+        try:
+            blocked = self._blocked
+            if any(ring.has_data() for channel, ring in rings if not blocked[channel]):
+                return
+            self._waiting_consumers += 1
+            self._lock.release()
+            try:
+                timeout = _LONGEST_WAIT_S if remaining is None else min(remaining, _LONGEST_WAIT_S)
+                events = self._poller.poll(timeout * 1000)
+            finally:
+                self._lock.acquire()
+                self._waiting_consumers -= 1
+            if not self._closed:  # closed: its descriptors are gone (and may be reused)
+                for fd, _ in events:
+                    shared_rings.drain(fd)
+        finally:
+            for _, ring in self._rings:
+                ring.set_waiting(False)
 
     def put_credited(self, channel: int, element: Any) -> None:
         """Append ``element`` to ``channel`` whatever it holds: for a watched channel, whose
@@ -116,7 +210,7 @@ class InputGate:
                 self._is_ready[channel] = True
                 self._ready.append(channel)
                 if self._waiting_consumers:
-                    self._data_available.notify()
+                    self._wake_consumer()
 
     def _wait_for_space(self, channel: int, queue: deque, timeout: float | None) -> None:
         # Called with the lock held; returns with room in ``queue``.
@@ -152,7 +246,7 @@ class InputGate:
                 raise GateClosed("input gate closed; it takes no more mailbox actions")
             self._mailbox.append(action)
             if self._waiting_consumers:
-                self._data_available.notify()
+                self._wake_consumer()
 
     # ------------------------------------------------------------------ the consumer
 
@@ -169,6 +263,10 @@ class InputGate:
                     raise GateClosed("input gate closed")
                 if self._mailbox:
                     return (-1, self._mailbox.popleft())
+                if self._rings:
+                    taken = self._take_from_rings()
+                    if taken is not None:
+                        return taken
                 ready = self._ready
                 if ready:
                     channel = ready.popleft()
@@ -196,6 +294,9 @@ class InputGate:
                     remaining = deadline - time.monotonic()
                     if remaining <= 0:
                         return None
+                if self._rings:
+                    self._wait_on_pipes(remaining)
+                    continue
                 self._waiting_consumers += 1
                 try:
                     # A deadline far away (a timer at the end of time) is more than a lock
@@ -267,7 +368,9 @@ class InputGate:
             self._is_ready[channel] = True
             self._ready.append(channel)
             if self._waiting_consumers:
-                self._data_available.notify()
+                self._wake_consumer()
+        elif self._ring_of[channel] is not None and self._waiting_consumers:
+            self._wake_consumer()  # its ring may hold data
 
     def is_blocked(self, channel: int) -> bool:
         """Whether ``channel`` is blocked."""
@@ -293,6 +396,16 @@ class InputGate:
             for condition in self._space_available:
                 condition.notify_all()
             on_closed = [callback for callback in self._on_closed if callback is not None]
+            for _, ring in self._rings:  # their producers fail from now on
+                ring.close_consumer()
+                ring.release()
+            self._rings = []
+            self._ring_of = [None] * self.num_channels
+            if self._wake_write >= 0:
+                self._poke_pipe()  # a consumer waiting wakes, and raises
+                os.close(self._wake_write)
+                os.close(self._wake_read)
+                self._wake_read = self._wake_write = -1
             self._on_consumed = [None] * self.num_channels
             self._on_closed = [None] * self.num_channels
         for callback in on_closed:
@@ -311,6 +424,9 @@ class InputGate:
     def backpressured(self, channel: int) -> bool:
         """Whether a producer is waiting right now for room in ``channel`` (for a watched
         channel: whether it is full, its remote producer then having no credit)."""
+        ring = self._ring_of[channel]
+        if ring is not None:
+            return ring.producer_waiting
         if self._on_consumed[channel] is not None:
             return len(self._queues[channel]) >= self.capacity_per_channel
         return self._waiting_producers[channel] > 0

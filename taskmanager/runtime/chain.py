@@ -135,7 +135,9 @@ def _writer(task: Task, edge: Any, clock: Callable[[], float]) -> RecordWriter:
             channels.append(LocalOutputChannel(gate, index))
         else:
             key = ChannelKey(task.id.job_id, task.id.attempt, target.id, consumer, index)
-            channels.append(RemoteOutputChannel(address, key))
+            # A consumer on this host may read a shared-memory ring (shared_rings.py).
+            same_host = _host(address) == _host(task.own_address)
+            channels.append(RemoteOutputChannel(address, key, shared_memory=same_host))
     return RecordWriter(
         copy.copy(edge.partitioner),
         channels,
@@ -145,3 +147,7 @@ def _writer(task: Task, edge: Any, clock: Callable[[], float]) -> RecordWriter:
         buffer_timeout_ms=task.buffer_timeout_ms,
         clock=clock,
     )
+
+
+def _host(address: str) -> str:
+    return address.rsplit(":", 1)[0]
