@@ -523,12 +523,72 @@ fence(PyObject *self, PyObject *unused)
     Py_RETURN_NONE;
 }
 
+PyDoc_STRVAR(load_u64_doc,
+"load_u64(buffer, offset)\n--\n\n"
+"The unsigned 64-bit word at ``offset`` (a multiple of 8) of a writable buffer, read in one\n"
+"atomic load: a shared-memory ring's positions, which another process stores meanwhile\n"
+"(struct reads them a byte at a time, so a read could mix an old and a new value).");
+
+PyDoc_STRVAR(store_u64_doc,
+"store_u64(buffer, offset, value)\n--\n\n"
+"Store ``value`` as the unsigned 64-bit word at ``offset`` (a multiple of 8) of a writable\n"
+"buffer in one atomic store (see load_u64).");
+
+static uint64_t *
+word_at(Py_buffer *view, Py_ssize_t offset)
+{
+    if (offset < 0 || offset % 8 != 0 || offset > view->len - 8) {
+        PyErr_SetString(PyExc_ValueError, "offset must be a multiple of 8 inside the buffer");
+        return NULL;
+    }
+    return (uint64_t *)((char *)view->buf + offset);
+}
+
+static PyObject *
+load_u64(PyObject *self, PyObject *args)
+{
+    Py_buffer view;
+    Py_ssize_t offset;
+    if (!PyArg_ParseTuple(args, "w*n:load_u64", &view, &offset)) {
+        return NULL;
+    }
+    uint64_t *word = word_at(&view, offset);
+    PyObject *result = NULL;
+    if (word != NULL) {
+        result = PyLong_FromUnsignedLongLong(__atomic_load_n(word, __ATOMIC_SEQ_CST));
+    }
+    PyBuffer_Release(&view);
+    return result;
+}
+
+static PyObject *
+store_u64(PyObject *self, PyObject *args)
+{
+    Py_buffer view;
+    Py_ssize_t offset;
+    unsigned long long value;
+    if (!PyArg_ParseTuple(args, "w*nK:store_u64", &view, &offset, &value)) {
+        return NULL;
+    }
+    uint64_t *word = word_at(&view, offset);
+    if (word != NULL) {
+        __atomic_store_n(word, (uint64_t)value, __ATOMIC_SEQ_CST);
+    }
+    PyBuffer_Release(&view);
+    if (word == NULL) {
+        return NULL;
+    }
+    Py_RETURN_NONE;
+}
+
 static PyMethodDef speedups_methods[] = {
     {"split_by_key", split_by_key, METH_VARARGS, split_by_key_doc},
     {"reduce_batch", reduce_batch, METH_VARARGS, reduce_batch_doc},
     {"tumbling_reduce", tumbling_reduce, METH_VARARGS, tumbling_reduce_doc},
     {"fire_tumbling", fire_tumbling, METH_VARARGS, fire_tumbling_doc},
     {"fence", fence, METH_NOARGS, fence_doc},
+    {"load_u64", load_u64, METH_VARARGS, load_u64_doc},
+    {"store_u64", store_u64, METH_VARARGS, store_u64_doc},
     {NULL, NULL, 0, NULL},
 };
 

@@ -28,8 +28,10 @@ the ring has, and the consumer frees each chunk as it reads it.
 Memory ordering: the producer writes an entry, fences, stores ``tail``; the consumer loads
 ``tail``, fences, reads, fences, stores ``head``. A side about to sleep sets its waiting flag,
 fences and looks again; the other side, having published, fences and pokes the FIFO when the
-flag is set. The fence is ``strom._speedups.fence`` (C11 sequentially consistent); Python has
-none, so without the compiled module no ring is offered.
+flag is set. ``head`` and ``tail`` are loaded and stored whole, in one atomic access each
+(``struct`` would read them a byte at a time, and a read racing a store could mix two values).
+The fence and the atomic accesses are ``strom._speedups``' (C11); Python has neither, so
+without the compiled module no ring is offered.
 
 Files are named ``strom-ring-<producer pid>-<random>``; the consumer removes them once it has
 them open, the producer when no consumer took them, and the TaskManager those of a slot
@@ -51,9 +53,9 @@ import uuid
 import weakref
 
 try:
-    from strom._speedups import fence
+    from strom._speedups import fence, load_u64, store_u64
 except ImportError:  # no compiler at install time: channels go over gRPC
-    fence = None
+    fence = load_u64 = store_u64 = None
 
 __all__ = [
     "Ring",
@@ -221,7 +223,7 @@ class Ring:
             if (
                 _U32.unpack_from(memory, _MAGIC_AT)[0] != _MAGIC
                 or _U64.unpack_from(memory, _CAPACITY_AT)[0] != size - HEADER
-                or _U64.unpack_from(memory, _HEAD)[0] != 0
+                or load_u64(memory, _HEAD) != 0
             ):
                 raise RingRefused(f"{path} is not a new ring")
             for suffix in (".c", ".p"):
@@ -275,7 +277,7 @@ class Ring:
             last = offset + chunk >= size
             need = (4 + chunk + 7) & ~7
             tail = self._position
-            while tail + need - _U64.unpack_from(memory, _HEAD)[0] > self.capacity:
+            while tail + need - load_u64(memory, _HEAD) > self.capacity:
                 wait_for_room(need)
             self._copy_in(tail, _U32.pack(chunk if last else chunk | _MORE))
             whole = last and not offset
@@ -283,7 +285,7 @@ class Ring:
             tail += need
             self._position = tail
             fence()  # the entry before the tail that shows it
-            _U64.pack_into(memory, _TAIL, tail)
+            store_u64(memory, _TAIL, tail)
             fence()  # the tail before the look at the flag
             if _U32.unpack_from(memory, _CONSUMER_WAITING)[0]:
                 _poke(self.wake_consumer)
@@ -318,7 +320,7 @@ class Ring:
         _U32.pack_into(memory, _PRODUCER_WAITING, 1)
         fence()
         try:
-            head = _U64.unpack_from(memory, _HEAD)[0]
+            head = load_u64(memory, _HEAD)
             if self._position + need - head <= self.capacity or self.consumer_closed:
                 return
             if self._poller is None:
@@ -343,7 +345,7 @@ class Ring:
     @property
     def free(self) -> int:
         """Bytes the producer may write now."""
-        return self.capacity - (self._position - _U64.unpack_from(self._memory, _HEAD)[0])
+        return self.capacity - (self._position - load_u64(self._memory, _HEAD))
 
     # ------------------------------------------------------------------ the consumer's end
 
@@ -351,7 +353,7 @@ class Ring:
         """The next whole element's bytes, or None when none is whole yet."""
         memory = self._memory
         head = self._position
-        tail = _U64.unpack_from(memory, _TAIL)[0]
+        tail = load_u64(memory, _TAIL)
         if tail == head:
             return None
         fence()  # the tail before the entries it shows
@@ -374,7 +376,7 @@ class Ring:
             break
         self._position = head
         fence()  # done reading before the head that frees the room
-        _U64.pack_into(memory, _HEAD, head)
+        store_u64(memory, _HEAD, head)
         fence()
         if _U32.unpack_from(memory, _PRODUCER_WAITING)[0]:
             _poke(self.wake_producer)
@@ -394,7 +396,7 @@ class Ring:
 
     def has_data(self) -> bool:
         """Whether the producer has written something not taken yet."""
-        return _U64.unpack_from(self._memory, _TAIL)[0] != self._position
+        return load_u64(self._memory, _TAIL) != self._position
 
     def set_waiting(self, waiting: bool) -> None:
         """The consumer is about to sleep on ``wake_consumer`` (or has woken)."""
