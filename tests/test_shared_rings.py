@@ -338,3 +338,35 @@ def test_a_gate_waiting_on_its_pipes_wakes_for_a_local_producer_and_a_mailbox_po
     finally:
         gate.close()
         producer.release()
+
+
+def test_a_consumer_with_shared_memory_off_declines_the_ring(data_server):
+    key, gate = open_gate()
+    channel = RemoteOutputChannel(data_server.address, ChannelKey(*key, 0), shared_memory=True)
+    assert channel._ring is not None  # offered while this process still took rings
+    shared_rings.configure({"taskmanager.network.shared-memory": False})
+    try:
+        data_server.registry.register(*key, gate)  # the receiver looks at the offer now
+        channel.send(EOP)
+        assert drain_gate(gate) == [EOP]
+        channel.close()
+        assert not channel.through_ring
+    finally:
+        shared_rings.configure({})
+        gate.close()
+        data_server.registry.unregister(*key)
+
+
+def test_a_gate_channel_takes_one_ring():
+    first, second = Ring.create(), Ring.create()
+    gate = InputGate(1, 4)
+    try:
+        gate.attach_ring(0, Ring.attach(first.path))
+        taken = Ring.attach(second.path)
+        with pytest.raises(RingRefused):
+            gate.attach_ring(0, taken)
+        taken.release()
+    finally:
+        gate.close()
+        first.release()
+        second.release()

@@ -428,6 +428,10 @@ class _InboundConnection:
             ring.release()
             self._fail(channel, pb.CONSUMER_CLOSED, f"{channel.where} closed its input")
             return True
+        except RingRefused as error:
+            ring.release()
+            log.warning("%s goes over the connection: %s", channel.where, error)
+            return False
         self._answers.append(pb.ChannelMessage(channel_id=channel.id, ring_attached=True))
         if channel.close_requested:
             self._answer(channel, pb.ChannelMessage(closed=True, delivered=0))

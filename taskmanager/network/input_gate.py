@@ -35,7 +35,7 @@ from typing import Any
 
 from taskmanager.network import shared_rings
 from taskmanager.network.elements import decode_on_receipt
-from taskmanager.network.shared_rings import Ring
+from taskmanager.network.shared_rings import Ring, RingRefused
 
 __all__ = ["GateClosed", "InputGate"]
 
@@ -136,11 +136,14 @@ class InputGate:
     def attach_ring(self, channel: int, ring: Ring) -> None:
         """``channel``'s elements come through ``ring`` from now on (the gate owns it).
 
-        Raises ``GateClosed`` when the gate is closed (the ring is then the caller's).
+        Raises ``GateClosed`` when the gate is closed, ``RingRefused`` when the channel has a
+        ring already (the ring is then the caller's).
         """
         with self._lock:
             if self._closed:
                 raise GateClosed("input gate closed")
+            if self._ring_of[channel] is not None:
+                raise RingRefused(f"channel {channel} reads a ring already")
             if self._wake_read < 0:
                 self._wake_read, self._wake_write = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
                 self._poller = select.poll()

@@ -201,6 +201,8 @@ class Ring:
     def attach(cls, path: str) -> Ring:
         """The consumer's end of the ring at ``path`` (a peer's offer: checked, never trusted);
         removes its files. Raises ``RingRefused``."""
+        if not available():
+            raise RingRefused("this process takes no rings (shared memory is off here)")
         directory, name = os.path.split(path)
         if directory != DIRECTORY or not _NAME.fullmatch(name):
             raise RingRefused(f"{path!r} is not a ring of this host")
