@@ -18,21 +18,17 @@ import sys
 import textwrap
 import threading
 import uuid
-from collections import namedtuple
-from concurrent import futures
 from pathlib import Path
 
-import grpc
 import pytest
 from harness import poll_for
+from test_network import start_data_server, stop_data_server
 
 from taskmanager.network import (
     END_OF_PARTITION,
     RECORDS,
     ChannelError,
     ChannelKey,
-    DataExchangeService,
-    GateRegistry,
     InputGate,
     RemoteOutputChannel,
     close_all_channels,
@@ -40,7 +36,6 @@ from taskmanager.network import (
     decoded,
     shared_rings,
 )
-from taskmanager.network.data_service import SERVER_OPTIONS
 from taskmanager.network.shared_rings import Ring, RingRefused
 
 REPO = Path(__file__).resolve().parent.parent
@@ -160,17 +155,11 @@ def test_a_consumer_refuses_an_offer_that_is_not_a_ring_of_this_host(offer, kind
 
 @pytest.fixture
 def data_server():
+    """A data endpoint in this process: a consumer on this host, so it may attach rings."""
     data_tokens.admit("peer", "ring-test-data-token")
-    registry = GateRegistry()
-    server = grpc.server(futures.ThreadPoolExecutor(max_workers=4), options=SERVER_OPTIONS)
-    service = DataExchangeService(registry, lookup_timeout=10.0, bind_host="127.0.0.1")
-    service.add_to_server(server)
-    port = server.add_insecure_port("127.0.0.1:0")
-    server.start()
-    served = namedtuple("Served", "registry address")(registry, f"127.0.0.1:{port}")
+    served = start_data_server(lookup_timeout=10.0)
     yield served
-    server.stop(grace=None).wait()
-    service.stop()
+    stop_data_server(served)
     close_all_channels()
 
 
