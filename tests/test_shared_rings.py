@@ -36,6 +36,7 @@ from taskmanager.network import (
     decoded,
     shared_rings,
 )
+from taskmanager.network.elements import encode
 from taskmanager.network.shared_rings import Ring, RingRefused
 
 REPO = Path(__file__).resolve().parent.parent
@@ -359,3 +360,18 @@ def test_a_gate_channel_takes_one_ring():
         gate.close()
         first.release()
         second.release()
+
+
+def test_a_gate_serves_its_rings_and_its_other_channels_in_turn():
+    producer = Ring.create()
+    gate = InputGate(2, 8)
+    gate.attach_ring(0, Ring.attach(producer.path))
+    try:
+        for index in range(6):
+            producer.write(encode((RECORDS, [index], None)), None)
+            gate.put(1, index)
+        order = [gate.poll(0)[0] for _ in range(12)]
+        assert order == [0, 1] * 6, order  # neither waits for the other to run dry
+    finally:
+        gate.close()
+        producer.release()

@@ -302,11 +302,10 @@ class RemoteOutputChannel(OutputChannel):
         self.elements_sent += 1
 
     def _wait_for_ring(self, need: int) -> None:
-        # The ring is full: wait for the consumer, unless the channel failed meanwhile.
+        # The ring is full: wait for the consumer, unless the channel failed or was cancelled
+        # meanwhile (either sets the error and interrupts the wait).
         if self._error is not None:
             raise self._failure()
-        if self._closed and self._cancel_requested:
-            raise ChannelError(f"{self._describe()} was cancelled")
         ring = self._ring
         if ring.consumer_closed:
             raise self._consumer_closed_ring()

@@ -85,6 +85,7 @@ class InputGate:
         self._rings: list[tuple[int, Ring]] = []
         self._ring_of: list[Ring | None] = [None] * num_channels
         self._ring_turn = 0
+        self._prefer_rings = True
         self._wake_read = self._wake_write = -1  # the gate's pipe, once it has rings
         self._poller: select.poll | None = None
 
@@ -267,9 +268,13 @@ class InputGate:
                 if self._mailbox:
                     return (-1, self._mailbox.popleft())
                 if self._rings:
-                    taken = self._take_from_rings()
-                    if taken is not None:
-                        return taken
+                    # Rings and the other channels in turn, so that neither starves the other.
+                    if self._prefer_rings or not self._ready:
+                        taken = self._take_from_rings()
+                        if taken is not None:
+                            self._prefer_rings = False
+                            return taken
+                    self._prefer_rings = True
                 ready = self._ready
                 if ready:
                     channel = ready.popleft()
