@@ -271,12 +271,12 @@ def test_a_producer_blocked_on_a_full_ring_wakes_when_its_channel_is_cancelled(d
 
 KILLED_PRODUCER = textwrap.dedent(
     """
-    import os, sys, time
+    import signal, sys
     sys.path.insert(0, sys.argv[1])
     from taskmanager.network.shared_rings import Ring
     rings = [Ring.create() for _ in range(3)]
     print("ready", flush=True)
-    time.sleep(600)
+    signal.pause()  # until the test kills it
     """
 )
 
