@@ -345,6 +345,16 @@ OPTIONS: dict[str, ConfigOption] = {
             "of their own (they inherit the CPU).",
         ),
         ConfigOption(
+            "taskmanager.network.shared-memory",
+            True,
+            _boolean,
+            "true or false",
+            "Records between slot processes of one host go through shared-memory rings in "
+            "/dev/shm instead of gRPC (taskmanager/network/shared_rings.py); false sends "
+            "them over gRPC as between hosts. A process set false neither offers nor takes "
+            "rings.",
+        ),
+        ConfigOption(
             "python.executable",
             None,
             _optional(_text),

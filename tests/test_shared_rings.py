@@ -21,6 +21,7 @@ import uuid
 from pathlib import Path
 
 import pytest
+import test_transport_scale as scale
 from harness import poll_for
 from test_network import start_data_server, stop_data_server
 
@@ -375,3 +376,30 @@ def test_a_gate_serves_its_rings_and_its_other_channels_in_turn():
     finally:
         gate.close()
         producer.release()
+
+
+@pytest.mark.parametrize("shared_memory", ["true", "false"])
+def test_a_keyed_job_across_two_taskmanagers_with_rings_on_and_off(
+    local_cluster, tmp_path, shared_memory
+):
+    # The key is one a user sets in strom-conf.yaml; either way the job's result is the same.
+    cluster = local_cluster(slots=1, **{"taskmanager.network.shared-memory": shared_memory}).start(
+        taskmanagers=2
+    )
+    before = set(dead_rings())
+    results = scale.run_keyed_count(cluster.address, 2, tmp_path / "out")
+    assert results == [(key, scale.RECORDS // scale.KEYS) for key in range(scale.KEYS)]
+    # No ring outlives its processes (other tests' processes on this host may hold some).
+    poll_for(
+        lambda: not set(dead_rings()) - before,
+        timeout=30,
+        what="the rings of ended processes to go",
+    )
+
+
+def dead_rings() -> list[str]:
+    """Ring files in /dev/shm whose producer process is gone."""
+    import psutil
+
+    names = [n for n in os.listdir(shared_rings.DIRECTORY) if n.startswith("strom-ring-")]
+    return [n for n in names if not psutil.pid_exists(int(n.split("-")[2]))]
