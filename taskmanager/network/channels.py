@@ -293,33 +293,29 @@ class RemoteOutputChannel(OutputChannel):
 
     def _write_ring(self, payload: bytes) -> None:
         """Write ``payload`` into the ring (the producer's thread: the ring's one writer)."""
-        if self._error is not None:
-            raise self._failure()
-        ring = self._ring
-        if ring.consumer_closed:
-            raise self._consumer_closed_ring()
-        ring.write(payload, self._wait_for_ring)
+        self._check_ring()
+        self._ring.write(payload, self._wait_for_ring)
         self.elements_sent += 1
 
     def _wait_for_ring(self, need: int) -> None:
         # The ring is full: wait for the consumer, unless the channel failed or was cancelled
         # meanwhile (either sets the error and interrupts the wait).
-        if self._error is not None:
-            raise self._failure()
-        ring = self._ring
-        if ring.consumer_closed:
-            raise self._consumer_closed_ring()
+        self._check_ring()
         self._senders_waiting += 1
         try:
-            ring.wait_for_room(need, RING_WAIT_S)
+            self._ring.wait_for_room(need, RING_WAIT_S)
         finally:
             self._senders_waiting -= 1
 
-    def _consumer_closed_ring(self) -> ConsumerGone:
-        return ConsumerGone(
-            f"{self._describe()} to {self.target_address}: the consumer closed its input "
-            "(it finished, failed or was cancelled)"
-        )
+    def _check_ring(self) -> None:
+        # Raises when the channel failed or was cancelled, or its consumer closed the ring.
+        if self._error is not None:
+            raise self._failure()
+        if self._ring.consumer_closed:
+            raise ConsumerGone(
+                f"{self._describe()} to {self.target_address}: the consumer closed its input "
+                "(it finished, failed or was cancelled)"
+            )
 
     def close(self, timeout: float | None = None) -> None:
         """End the channel after everything queued was delivered; wait for the receiver's word.
