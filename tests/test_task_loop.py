@@ -14,8 +14,16 @@ import pytest
 
 from strom.datastream import MapFunction, SourceFunction, StreamExecutionEnvironment
 from strom.datastream.connectors.base import Source, SourceReader
+from taskmanager.network.record_sizes import BATCH_BYTES, estimated_size
 from taskmanager.runtime.alignment import BarrierAligner
 from taskmanager.runtime.context import MIN_WATERMARK
+from taskmanager.runtime.sources import (
+    BATCH_SIZE,
+    OUTPUT_RECORDS,
+    POLL_TIME_S,
+    READ_LIMIT,
+    next_read_limit,
+)
 from taskmanager.runtime.valve import WatermarkValve
 
 # ---------------------------------------------------------------- the watermark valve
@@ -355,3 +363,110 @@ def test_a_tasks_user_functions_run_on_its_own_thread(mode):
     results = mode.collect(numbers.key_by(lambda v: v % 3).map(SqliteLookup()))
     assert sorted((v, name) for v, name, _ in results) == [(v, f"n{v % 7}") for v in range(5000)]
     assert len({thread for _, _, thread in results}) == 1
+
+
+# ---------------------------------------------------------------- how much a poll reads
+
+
+def test_a_poll_reads_up_to_the_limit_fewer_for_large_many_making_or_slow_records():
+    small = [("word", i) for i in range(1000)]
+    assert next_read_limit(small, written=1000, elapsed_s=0.001) == READ_LIMIT
+    assert next_read_limit(small, written=0, elapsed_s=0.0) == READ_LIMIT, "a chained sink"
+    assert next_read_limit(small, written=10, elapsed_s=0.001) == READ_LIMIT, "a filter"
+    large = ["x" * 100_000] * 10
+    assert next_read_limit(large, written=10, elapsed_s=0.001) == BATCH_BYTES // estimated_size(
+        large[0]
+    )
+    # Ten records out of each (a flat_map): about OUTPUT_RECORDS out of a poll.
+    assert next_read_limit(small, written=10_000, elapsed_s=0.001) == OUTPUT_RECORDS // 10
+    # 1,000 records took four times POLL_TIME_S: a quarter as many next time.
+    assert next_read_limit(small, written=1000, elapsed_s=4 * POLL_TIME_S) == 250
+    assert next_read_limit(small[:10], written=10, elapsed_s=1000.0) == 1, "at least one"
+
+
+class _AskedFor(SourceReader):
+    """Reads ``(i, how many records the poll asked for)``, at most ``per_read`` a read."""
+
+    def __init__(self, total: int, per_read: int) -> None:
+        self.sent = 0
+        self.total = total
+        self.per_read = per_read
+
+    def read_batch(self, max_records):
+        if self.sent >= self.total:
+            return None
+        count = min(max_records, self.per_read, self.total - self.sent)
+        values = [(self.sent + i, max_records) for i in range(count)]
+        self.sent += count
+        return values
+
+    def snapshot_position(self):
+        return self.sent
+
+    def restore_position(self, position):
+        self.sent = position
+
+
+class AskedFor(Source):
+    def __init__(self, total: int, per_read: int = READ_LIMIT) -> None:
+        self.total = total
+        self.per_read = per_read
+
+    def is_bounded(self):
+        return True
+
+    def create_reader(self, subtask_index, parallelism):
+        return _AskedFor(self.total, self.per_read)
+
+
+def ten_of(record):
+    return [(record, copy) for copy in range(10)]
+
+
+def first_copy(pair):
+    return pair[1] == 0
+
+
+def asked(records) -> list[int]:
+    """The read limits of a job's polls, in order, from its records ``(i, asked)``."""
+    return [limit for _, limit in dict(sorted(records)).items()]
+
+
+def test_a_poll_behind_a_flat_map_reads_about_OUTPUT_RECORDS_out_of_it(mode):
+    env = StreamExecutionEnvironment.get_execution_environment()
+    env.set_parallelism(1)
+    stream = (
+        env.from_source(AskedFor(6000), None, "asked for")
+        .flat_map(ten_of)
+        .key_by(lambda pair: pair[0][0] % 7)
+        .filter(first_copy)
+        .map(lambda pair: pair[0])
+    )
+    limits = asked(mode.collect(stream))
+    assert len(limits) == 6000
+    assert limits[0] == BATCH_SIZE  # the first poll knows nothing of the records yet
+    assert set(limits[BATCH_SIZE:]) == {OUTPUT_RECORDS // 10}, "ten records out of each"
+
+
+def busy_map(record):
+    """About 2 ms of work (not a wait: the poll's time is what is measured)."""
+    until = time.perf_counter() + 0.002
+    while time.perf_counter() < until:
+        pass
+    return record
+
+
+def test_a_poll_of_slow_records_reads_about_POLL_TIME_S_of_them(mode):
+    env = StreamExecutionEnvironment.get_execution_environment()
+    env.set_parallelism(1)
+    stream = (
+        env.from_source(AskedFor(200, per_read=20), None, "asked for")
+        .map(busy_map)
+        .key_by(lambda record: record[0] % 3)
+        .map(lambda record: record)
+    )
+    limits = asked(mode.collect(stream))
+    assert len(limits) == 200
+    # 20 records of ~2 ms: ~25 fit into POLL_TIME_S (fewer on a busy machine); without the
+    # bound every later poll asked for READ_LIMIT.
+    assert max(limits[20:]) <= POLL_TIME_S / 0.002 + 1, limits

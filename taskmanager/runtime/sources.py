@@ -41,8 +41,16 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-#: records a source hands on at once (a reader's batch, a SourceFunction's buffer)
+#: records a ``SourceFunction``'s hand-off seals as one batch, and a reader's first poll asks for
 BATCH_SIZE = 1024
+#: the most records a reader's poll asks for (``next_read_limit`` makes it fewer)
+READ_LIMIT = 4096
+#: about how many records a poll should put into its chain's outputs: behind a flat_map that
+#: makes ten words of a line, a poll reads ~410 lines, not 4,096 (40,000 words at once)
+OUTPUT_RECORDS = 4096
+#: about how long a poll's records should take through the chain at most: mailbox actions
+#: (checkpoint triggers, timers, cancellation) wait for the poll, and so do its records
+POLL_TIME_S = 0.05
 
 #: ``poll_next`` results
 MORE_AVAILABLE = "more"  # poll again as soon as the mailbox is empty
@@ -134,8 +142,7 @@ class ReaderSource(SourceDriver):
     reader: Any = None
     #: the source's splits are handed out by the JobManager (SupportsSplitAssignment)
     plan: SplitPlan | None = None
-    #: records to ask the reader for: ``BATCH_SIZE``, then as many as make about
-    #: ``BATCH_BYTES`` of the records it returned last (1,024 of records up to ~1 KB)
+    #: records to ask the reader for: ``BATCH_SIZE``, then ``next_read_limit`` of the last poll
     read_limit = BATCH_SIZE
 
     def initialize_state(self, restore: OperatorRestore | None) -> None:
@@ -211,8 +218,13 @@ class ReaderSource(SourceDriver):
             self.close()
             return END_OF_INPUT
         if values:
-            self.read_limit = batch_limit(values, BATCH_SIZE)
+            writers = task.writers
+            written = sum(writer.records_out for writer in writers)
+            started = time.perf_counter()
             self.emit(task, values)
+            elapsed = time.perf_counter() - started
+            written = sum(writer.records_out for writer in writers) - written
+            self.read_limit = next_read_limit(values, written, elapsed)
             return MORE_AVAILABLE
         self.emit_due_watermark()
         self.check_idle()
@@ -223,6 +235,24 @@ class ReaderSource(SourceDriver):
         if reader is not None and not self._ended:
             self._ended = True
             reader.close()
+
+
+def next_read_limit(values: list, written: int, elapsed_s: float) -> int:
+    """How many records a reader's next poll asks for, after a poll that read ``values``,
+    which made ``written`` records at the chain's outputs (its record writers) and took
+    ``elapsed_s`` seconds through the chain: ``READ_LIMIT`` at most, and fewer when the
+    records are large (about ``BATCH_BYTES`` a poll), make several records each downstream
+    (about ``OUTPUT_RECORDS`` a poll) or take long (about ``POLL_TIME_S`` a poll). At least 1.
+
+    Bigger polls cost less per record (bench/README.md, "Session 15"); the bounds keep what
+    one poll makes small, and the mailbox and the poll's own records from waiting long."""
+    count = len(values)
+    limit = batch_limit(values, READ_LIMIT)
+    if written > count:
+        limit = min(limit, count * OUTPUT_RECORDS // written)
+    if count * POLL_TIME_S < limit * elapsed_s:  # ``limit`` of them would take too long
+        limit = int(count * POLL_TIME_S / elapsed_s)
+    return max(1, limit)
 
 
 def _position_of(snapshot: dict[str, Any]) -> object:
