@@ -428,8 +428,9 @@ def first_copy(pair):
 
 
 def asked(records) -> list[int]:
-    """The read limits of a job's polls, in order, from its records ``(i, asked)``."""
-    return [limit for _, limit in dict(sorted(records)).items()]
+    """What the poll that read each record asked for, in the order read, from a job's
+    records ``(i, asked)``."""
+    return [limit for _, limit in sorted(records)]
 
 
 def test_a_poll_behind_a_flat_map_reads_about_OUTPUT_RECORDS_out_of_it(mode):
@@ -445,7 +446,9 @@ def test_a_poll_behind_a_flat_map_reads_about_OUTPUT_RECORDS_out_of_it(mode):
     limits = asked(mode.collect(stream))
     assert len(limits) == 6000
     assert limits[0] == BATCH_SIZE  # the first poll knows nothing of the records yet
-    assert set(limits[BATCH_SIZE:]) == {OUTPUT_RECORDS // 10}, "ten records out of each"
+    # Ten records out of each. (A poll that a busy machine made slower than POLL_TIME_S
+    # makes the next one ask for fewer still; none asks for more.)
+    assert max(limits[BATCH_SIZE:]) == OUTPUT_RECORDS // 10, sorted(set(limits))
 
 
 def busy_map(record):
