@@ -6,7 +6,8 @@ A job's time is submission to result; with almost no input it is the cost of sta
 ending the job (scheduling, slot processes, deployment, connections, completion). What a
 bigger job at parallelism N gains over parallelism 1 is bounded by this cost at N, so issue
 12's speed-up figures depend on it. Prints the median and least of ``--repeat`` runs per
-parallelism, runs interleaved.
+parallelism, runs interleaved, each on a settled cluster (the previous job's slot processes
+ended, and the spares that replace them started).
 """
 
 from __future__ import annotations
@@ -37,10 +38,14 @@ def main() -> None:
         path = work / "words.txt"
         path.write_text("the quick brown fox jumps over the lazy dog\n" * 10)
         times: dict[int, list[float]] = {p: [] for p in parallelisms}
-        with local_cluster(args.taskmanagers, work, args.slots) as _:
+        with local_cluster(args.taskmanagers, work, args.slots) as cluster:
+            idle = cluster.process_count()
             strom_job(path, 1)  # warm up: the first job loads more
             for _ in range(args.repeat):
                 for parallelism in parallelisms:
+                    # A job as one submitted to a quiet cluster meets it: the last job's
+                    # processes gone, their slots' spares started.
+                    cluster.settled_cpu_seconds(idle)
                     times[parallelism].append(strom_job(path, parallelism))
     shape = f"{args.taskmanagers} TaskManagers x {args.slots} slots"
     for parallelism, runs in times.items():

@@ -345,6 +345,16 @@ OPTIONS: dict[str, ConfigOption] = {
             "of their own (they inherit the CPU).",
         ),
         ConfigOption(
+            "taskmanager.slot-process.prestart",
+            True,
+            _boolean,
+            "true or false",
+            "Each free slot keeps a slot process started (forked from the template and "
+            "serving) before any job comes: a deployment takes it and tells it its job, "
+            "instead of waiting for a process to start. It has loaded nothing of any job. "
+            "False starts each job's slot processes when the job is deployed.",
+        ),
+        ConfigOption(
             "taskmanager.network.shared-memory",
             True,
             _boolean,

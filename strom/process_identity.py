@@ -18,9 +18,16 @@ JOBMANAGER = "StromJobManager"
 TASKMANAGER = "StromTaskManager"
 #: a TaskManager's slot process (it runs one job's subtasks; see taskmanager/slot_process.py)
 TASK_SLOT = "StromTaskSlot"
+#: a slot process started ahead of any job, for a free slot; it becomes a TASK_SLOT
+SPARE_SLOT = "StromSpareSlot"
 
 # Kernel process names hold at most 15 characters.
-_PROCESS_NAMES = {JOBMANAGER: "strom-jm", TASKMANAGER: "strom-tm", TASK_SLOT: "strom-slot"}
+_PROCESS_NAMES = {
+    JOBMANAGER: "strom-jm",
+    TASKMANAGER: "strom-tm",
+    TASK_SLOT: "strom-slot",
+    SPARE_SLOT: "strom-spare",
+}
 _COMMAND_MARKERS = {
     JOBMANAGER: ("jobmanager", "strom-jobmanager"),
     TASKMANAGER: ("taskmanager", "strom-taskmanager"),

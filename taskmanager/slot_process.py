@@ -7,6 +7,13 @@ endpoint and control service on port 0 of the TaskManager's host, reports task s
 checkpoint acknowledgements to the JobManager itself, and exits once its tasks have ended. It
 tells the TaskManager its address and its tasks' metrics over a pipe; the end of that pipe
 means the TaskManager is gone, and so is this process then.
+
+A TaskManager keeps a *spare* started for each free slot (``taskmanager.slot-process.prestart``):
+forked and serving before any job is known, it waits on the pipe for the job it is to run,
+then goes on as if it had been forked for that job. Starting one (the fork and the gRPC
+server) is most of what a job's deployment waited for (~12 ms of a p=1 job's ~37 ms,
+bench/README.md "Session 16"). A spare has imported nothing of any job, so a job still runs
+in a process of its own with the code it was submitted with.
 """
 
 from __future__ import annotations
@@ -27,7 +34,7 @@ from pathlib import Path
 import grpc
 
 from strom.daemon import LineAtomicWriter, configure_logging
-from strom.process_identity import TASK_SLOT, prctl, set_process_role
+from strom.process_identity import SPARE_SLOT, TASK_SLOT, prctl, set_process_role
 from strom.rpc import cluster_pb2 as pb
 from strom.rpc import cluster_pb2_grpc, observability_pb2_grpc, tls
 from strom.rpc.command_token import CommandGuard
@@ -50,7 +57,9 @@ DEPLOY_TIMEOUT_S = 120.0
 
 @dataclass(frozen=True)
 class SlotProcessSpec:
-    """What a slot process needs to know; picklable, sent through the forkserver."""
+    """What a slot process needs to know; picklable, sent through the forkserver. A spare's
+    has no job (``job_id`` empty): the job's fields come later (``for_job``), the
+    TaskManager's are there from the start."""
 
     job_id: str
     attempt: int
@@ -77,6 +86,10 @@ class SlotProcessSpec:
     python_executable: str = ""
     #: the JobManager this process's tasks report to
     jobmanager_address: str = ""
+
+    @property
+    def spare(self) -> bool:
+        return not self.job_id
 
 
 class _SlotView:
@@ -165,9 +178,8 @@ def run_slot_process(spec: SlotProcessSpec, connection: Connection) -> None:
     _die_with_parent()
     if os.getppid() != parent:  # the forkserver ended before PDEATHSIG was armed
         os._exit(1)
-    set_process_role(TASK_SLOT)
-    if spec.config.get("taskmanager.cpu-affinity", True):
-        cpu_claims.claim_cpu()  # before any thread starts: its task threads pin themselves
+    if not spec.spare:  # a spare takes its name once it serves
+        set_process_role(TASK_SLOT)
     if spec.python_executable:
         _add_own_site_packages()
     _line_buffered_stdout()
@@ -192,11 +204,10 @@ def run_slot_process(spec: SlotProcessSpec, connection: Connection) -> None:
 
 
 def _serve(spec: SlotProcessSpec, connection: Connection) -> None:
+    # Only the TaskManager's fields of ``spec`` are read before a spare has its job.
     tls.use_for_process(spec.config)
     shared_rings.configure(spec.config)
-    data_tokens.admit(spec.job_id, spec.data_token)
     folder = Path(spec.folder)
-    folder.mkdir(parents=True, exist_ok=True)
     address = [""]
     partitions = ResultPartitions(
         Path(spec.partitions_folder or folder / "partitions"), lambda: spec.taskmanager_address
@@ -204,7 +215,6 @@ def _serve(spec: SlotProcessSpec, connection: Connection) -> None:
     deployer = TaskDeployer(
         lambda: spec.resource_id, lambda: address[0], work_dir=folder, partitions=partitions
     )
-    deployer.gates.expect(spec.job_id, spec.attempt, list(spec.subtasks))
     executor = futures.ThreadPoolExecutor(
         max_workers=_MAX_RPC_THREADS, thread_name_prefix="slot-rpc"
     )
@@ -228,6 +238,22 @@ def _serve(spec: SlotProcessSpec, connection: Connection) -> None:
     port = tls.add_port(server, f"{spec.bind_host}:0")
     server.start()
     address[0] = f"{spec.host}:{port}"
+    if spec.spare:
+        set_process_role(SPARE_SLOT)
+        connection.send(("spare", address[0], os.getpid()))
+        job = _await_job(connection)
+        if job is None:  # the TaskManager stops, or let this spare go
+            server.stop(0).wait()
+            data_service.stop()
+            observability.close()
+            return
+        spec = job
+        set_process_role(TASK_SLOT)
+    if spec.config.get("taskmanager.cpu-affinity", True):
+        cpu_claims.claim_cpu()  # before any task thread starts: they pin themselves
+    data_tokens.admit(spec.job_id, spec.data_token)
+    folder.mkdir(parents=True, exist_ok=True)
+    deployer.gates.expect(spec.job_id, spec.attempt, list(spec.subtasks))
     log.info(
         "slot process %d for job %s attempt %d slot %d serves %s",
         os.getpid(),
@@ -253,6 +279,18 @@ def _serve(spec: SlotProcessSpec, connection: Connection) -> None:
             except OSError:
                 pass
         log.info("slot process %d of job %s ended", os.getpid(), spec.job_id)
+
+
+def _await_job(connection: Connection) -> SlotProcessSpec | None:
+    """A spare's wait for its job: the spec the TaskManager sends, or None when the pipe
+    ends or says so (the TaskManager stops, or has more spares than free slots)."""
+    try:
+        message = connection.recv()
+    except (EOFError, OSError):
+        return None
+    if message[0] != "job":
+        return None
+    return message[1]
 
 
 def _supervise(spec: SlotProcessSpec, deployer: TaskDeployer, connection: Connection) -> bool:

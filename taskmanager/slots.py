@@ -1,7 +1,9 @@
 """Where a TaskManager runs its subtasks: in slot processes it supervises, or in-process.
 
 A real TaskManager forks a fresh slot process per job attempt and slot from a warm template
-(multiprocessing's forkserver, preloaded with Strom's runtime, DESIGN.md §2). It forwards the
+(multiprocessing's forkserver, preloaded with Strom's runtime, DESIGN.md §2); it keeps one
+started ahead for each free slot (a spare, ``taskmanager/slot_process.py``), which a
+deployment then takes instead of waiting for a fork and a server to start. It forwards the
 JobManager's commands to them, gathers their metrics for its heartbeats, and supervises them: a
 slot process that dies fails its tasks, and one whose tasks ignore a cancel for
 ``task.cancellation.timeout`` is killed and its tasks reported CANCELED (Flink's watchdog).
@@ -22,9 +24,10 @@ import subprocess
 import sys
 import threading
 import time
+import uuid
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from multiprocessing.connection import Connection
 from pathlib import Path
 from typing import Any
@@ -58,6 +61,8 @@ PRELOAD = [
 ]
 _SPAWN_LOCK = threading.Lock()
 READY_TIMEOUT_S = 60.0
+#: after a spare failed to start, the next try waits this long (the deployments fork meanwhile)
+SPARE_RETRY_S = 5.0
 #: what a TaskManager's slot processes observe: their subtasks and their processes
 Observed = tuple[list[obs.ObservedSubtask], list[obs.SlotProcessStatus]]
 _FORWARD_TIMEOUT_S = 60.0
@@ -146,8 +151,19 @@ class SlotProcess:
         return cluster_pb2_grpc.TaskExecutorGatewayStub(self.grpc_channel())
 
 
+@dataclass
+class _Spare:
+    """A slot process started ahead of any job: serving, and waiting on its pipe for one."""
+
+    spec: SlotProcessSpec
+    process: Any
+    connection: Connection
+    pid: int = 0
+
+
 class SlotProcesses:
-    """A TaskManager's slot processes: started per job attempt and slot, supervised here."""
+    """A TaskManager's slot processes: started per job attempt and slot (or taken from the
+    spares kept for free slots), supervised here."""
 
     def __init__(
         self,
@@ -182,6 +198,15 @@ class SlotProcesses:
         self._stopped = threading.Event()
         self._wake_read, self._wake_write = os.pipe()
         self._pool = ThreadPoolExecutor(max_workers=16, thread_name_prefix="tm-slot-rpc")
+        #: spares for free slots (``taskmanager.slot-process.prestart``), once ``warm_up`` ran
+        self._prestart = bool(config["taskmanager.slot-process.prestart"])
+        self._slots = int(config["taskmanager.numberOfTaskSlots"])
+        self._spares: list[_Spare] = []
+        self._spares_starting = False
+        self._spare_retry_at = float("inf")  # until warm_up
+        #: slot processes a deployment is starting or taking, not yet in ``processes``
+        self._preparing = 0
+        self._closing = False
         self._supervisor = threading.Thread(
             target=self._supervise, name="tm-slot-supervisor", daemon=True
         )
@@ -192,6 +217,9 @@ class SlotProcesses:
         from multiprocessing import forkserver
 
         forkserver.ensure_running()
+        with self.lock:
+            self._spare_retry_at = 0.0
+        self._wake()  # the supervisor starts the spares
 
     # -------------------------------------------------------------- phase 1: prepare
 
@@ -201,6 +229,8 @@ class SlotProcesses:
         if gate:
             _hold_at_gate(gate)
         started: list[SlotProcess] = []
+        with self.lock:
+            self._preparing += len(request.slots)
         try:
             interpreter = self._interpreter(request.python_executable)
             for assignment in request.slots:
@@ -224,7 +254,8 @@ class SlotProcesses:
                 if existing is not None:  # a repeated request
                     started.append(existing)
                     continue
-                started.append(self._start(request, assignment, interpreter))
+                spare = self._take_spare(request, assignment) if interpreter is None else None
+                started.append(spare or self._start(request, assignment, interpreter))
             for slot in started:
                 if slot.address:
                     continue
@@ -248,11 +279,49 @@ class SlotProcesses:
             return pb.PrepareSlotsResponse(
                 ok=False, message=f"cannot start slot processes: {error}"
             )
+        finally:
+            with self.lock:
+                self._preparing -= len(request.slots)
         return pb.PrepareSlotsResponse(
             ok=True,
             slots=[
                 pb.PreparedSlot(slot=s.spec.slot, address=s.address, pid=s.pid) for s in started
             ],
+        )
+
+    def _spec(self, folder: Path, interpreter: str | None = None) -> SlotProcessSpec:
+        """A slot process's spec with this TaskManager's fields and no job (a spare's)."""
+        return SlotProcessSpec(
+            job_id="",
+            attempt=-1,
+            slot=-1,
+            resource_id=self._resource_id(),
+            host=self.host,
+            bind_host=self.bind_host,
+            folder=str(folder),
+            log_file=os.environ.get("STROM_LOG_FILE"),
+            log_level=os.environ.get("STROM_LOG_LEVEL", "INFO"),
+            metrics_interval_s=self.metrics_interval_s,
+            config=dict(self.config),
+            command_token=self.command_token,
+            partitions_folder=str(self.partitions.root) if self.partitions else "",
+            taskmanager_address=self.partitions.address if self.partitions else "",
+            python_executable=interpreter or "",
+        )
+
+    @staticmethod
+    def _for_job(
+        spec: SlotProcessSpec, request: pb.PrepareSlotsRequest, assignment: pb.SlotAssignment
+    ) -> SlotProcessSpec:
+        """``spec`` with the job's fields: its slot's share of the deployment."""
+        return replace(
+            spec,
+            job_id=request.job_id,
+            attempt=request.attempt,
+            slot=assignment.slot,
+            subtasks=tuple(sorted((t.vertex_id, t.subtask) for t in assignment.tasks)),
+            data_token=data_tokens.token_of_job(request.job_id),
+            jobmanager_address=request.jobmanager_address,
         )
 
     def _start(
@@ -262,26 +331,7 @@ class SlotProcesses:
         interpreter: str | None = None,
     ) -> SlotProcess:
         folder = self.work_dir / f"{request.job_id}-a{request.attempt}-s{assignment.slot}"
-        spec = SlotProcessSpec(
-            job_id=request.job_id,
-            attempt=request.attempt,
-            slot=assignment.slot,
-            resource_id=self._resource_id(),
-            host=self.host,
-            bind_host=self.bind_host,
-            folder=str(folder),
-            log_file=os.environ.get("STROM_LOG_FILE"),
-            log_level=os.environ.get("STROM_LOG_LEVEL", "INFO"),
-            metrics_interval_s=self.metrics_interval_s,
-            config=dict(self.config),
-            subtasks=tuple(sorted((t.vertex_id, t.subtask) for t in assignment.tasks)),
-            command_token=self.command_token,
-            data_token=data_tokens.token_of_job(request.job_id),
-            partitions_folder=str(self.partitions.root) if self.partitions else "",
-            taskmanager_address=self.partitions.address if self.partitions else "",
-            python_executable=interpreter or "",
-            jobmanager_address=request.jobmanager_address,
-        )
+        spec = self._for_job(self._spec(folder, interpreter), request, assignment)
         context = self._context if interpreter is None else self._spawning
         ours, theirs = context.Pipe()
         process = context.Process(
@@ -315,6 +365,122 @@ class SlotProcesses:
             len(tasks),
         )
         return slot
+
+    def _take_spare(
+        self, request: pb.PrepareSlotsRequest, assignment: pb.SlotAssignment
+    ) -> SlotProcess | None:
+        """A spare, sent the job's share of this slot; None when none is ready."""
+        while True:
+            with self.lock:
+                if not self._spares:
+                    return None
+                spare = self._spares.pop(0)
+            spec = self._for_job(spare.spec, request, assignment)
+            try:
+                spare.connection.send(("job", spec))
+            except OSError:  # it ended meanwhile
+                self._let_go(spare)
+                continue
+            log.info(
+                "slot process %d (started ahead) runs job %s attempt %d slot %d (%d task(s))",
+                spare.pid,
+                request.job_id,
+                request.attempt,
+                assignment.slot,
+                len(assignment.tasks),
+            )
+            tasks = {(t.vertex_id, t.subtask) for t in assignment.tasks}
+            return SlotProcess(
+                spec,
+                spare.process,
+                spare.connection,
+                tasks,
+                jobmanager_address=request.jobmanager_address,
+            )
+
+    def _keep_spares(self) -> None:
+        """Have a spare started for each free slot without one: in the background, one
+        after another (not a burst of forks at a TaskManager's start)."""
+        with self.lock:
+            if (
+                not self._prestart
+                or self._closing
+                or self._spares_starting
+                or time.monotonic() < self._spare_retry_at
+                or self._free_without_spare() <= 0
+            ):
+                return
+            self._spares_starting = True
+        self._pool.submit(self._start_spares)
+
+    def _free_without_spare(self) -> int:
+        # With the lock held.
+        return self._slots - len(self.processes) - self._preparing - len(self._spares)
+
+    def _start_spares(self) -> None:
+        try:
+            while True:
+                with self.lock:
+                    if self._closing or self._free_without_spare() <= 0:
+                        return
+                spare = self._start_spare()
+                with self.lock:
+                    if spare is None:
+                        self._spare_retry_at = time.monotonic() + SPARE_RETRY_S
+                        return
+                    keep = not self._closing and self._free_without_spare() > 0
+                    if keep:
+                        self._spares.append(spare)
+                if not keep:
+                    self._let_go(spare)
+                    return
+                self._wake()  # the supervisor watches it from now on
+        finally:
+            with self.lock:
+                self._spares_starting = False
+
+    def _start_spare(self) -> _Spare | None:
+        """Fork a spare and wait until it serves; None if it could not start."""
+        spec = self._spec(self.work_dir / f"slot-{uuid.uuid4().hex[:12]}")
+        ours, theirs = self._context.Pipe()
+        process = self._context.Process(
+            target=run_slot_process, args=(spec, theirs), name="slot-spare"
+        )
+        try:
+            process.start()
+        except OSError as error:
+            log.warning("cannot start a spare slot process: %s", error)
+            ours.close()
+            return None
+        finally:
+            theirs.close()
+        spare = _Spare(spec, process, ours)
+        try:
+            if ours.poll(READY_TIMEOUT_S):
+                message = ours.recv()
+                if message[0] == "spare":
+                    spare.pid = message[2]
+                    return spare
+        except (EOFError, OSError):
+            pass
+        log.warning("a spare slot process (pid %d) did not start", process.pid)
+        self._let_go(spare)
+        return None
+
+    def _let_go(self, spare: _Spare) -> None:
+        """End a spare: its pipe's end tells it to, a kill if it does not within seconds."""
+        with self.lock:
+            if spare in self._spares:
+                self._spares.remove(spare)
+        spare.connection.close()
+        spare.process.join(5)
+        if spare.process.exitcode is None:
+            spare.process.kill()
+            spare.process.join(5)
+        if spare.process.exitcode is not None:
+            shared_rings.remove_rings_of(spare.process.pid)
+            spare.process.close()
+        shutil.rmtree(spare.spec.folder, ignore_errors=True)
 
     def _interpreter(self, executable: str) -> str | None:
         """The job's python.executable to start its slot processes with; None for the
@@ -524,12 +690,16 @@ class SlotProcesses:
 
     def _supervise(self) -> None:
         while not self._stopped.is_set():
+            self._keep_spares()
             with self.lock:
                 slots = list(self.processes.values())
-            waitables: dict[Any, tuple[str, SlotProcess | None]] = {self._wake_read: ("wake", None)}
+                spares = list(self._spares)
+            waitables: dict[Any, tuple[str, Any]] = {self._wake_read: ("wake", None)}
             for slot in slots:
                 waitables[slot.connection] = ("message", slot)
                 waitables[slot.process.sentinel] = ("exit", slot)
+            for spare in spares:
+                waitables[spare.process.sentinel] = ("spare-exit", spare)
             try:
                 ready = multiprocessing.connection.wait(list(waitables), timeout=0.5)
             except OSError:
@@ -542,7 +712,17 @@ class SlotProcesses:
                     self._receive(slot)
                 elif kind == "exit":
                     self._ended(slot)
+                elif kind == "spare-exit":
+                    self._spare_ended(slot)
             self._enforce_cancellation_timeout()
+
+    def _spare_ended(self, spare: _Spare) -> None:
+        with self.lock:
+            if spare not in self._spares:
+                return  # a deployment took it: its exit is a slot process's now
+            self._spares.remove(spare)
+        log.warning("spare slot process %d ended (exit code %s)", spare.pid, spare.process.exitcode)
+        self._let_go(spare)
 
     def _receive(self, slot: SlotProcess) -> None:
         try:
@@ -661,9 +841,14 @@ class SlotProcesses:
 
     def close(self) -> None:
         """Cancel every slot process, kill those still there after a grace period (the
-        TaskManager stops), and stop supervising. The supervisor sees each end."""
+        TaskManager stops), end the spares, and stop supervising. The supervisor sees each
+        end."""
         with self.lock:
+            self._closing = True
             slots = list(self.processes.values())
+            spares, self._spares = self._spares, []
+        for spare in spares:
+            spare.connection.close()  # they end at once; joined below
         self._cancel(slots)
         with self._ended_condition:
             self._ended_condition.wait_for(lambda: not self.processes, timeout=5)
@@ -672,6 +857,8 @@ class SlotProcesses:
             slot.process.kill()
         with self._ended_condition:
             self._ended_condition.wait_for(lambda: not self.processes, timeout=5)
+        for spare in spares:
+            self._let_go(spare)
         self._stopped.set()
         self._wake()
         self._supervisor.join(5)

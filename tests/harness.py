@@ -97,6 +97,19 @@ def python_env(**extra: str) -> dict[str, str]:
     return env
 
 
+def children_named(pid: int, name: str) -> list[psutil.Process]:
+    """The processes under ``pid`` whose kernel name is ``name`` (a TaskManager's slot
+    processes are ``strom-slot``, its spares ``strom-spare``)."""
+    found = []
+    for child in psutil.Process(pid).children(recursive=True):
+        try:
+            if child.name() == name:
+                found.append(child)
+        except psutil.NoSuchProcess:
+            pass
+    return found
+
+
 def kill_tree(pid: int, sig: int = signal.SIGKILL) -> None:
     try:
         parent = psutil.Process(pid)

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import psutil
 import pytest
-from harness import REPO_ROOT, http_json, poll_for, python_env
+from harness import REPO_ROOT, children_named, http_json, poll_for, python_env
 from jobs_support import remote
 from test_checkpointing import (
     build_job,
@@ -110,14 +110,7 @@ def subtask_views(cluster, job_id: str) -> list[dict]:
 
 def slot_processes_of(taskmanager: subprocess.Popen) -> list[psutil.Process]:
     """The TaskManager's slot processes (children of its forkserver template)."""
-    found = []
-    for child in psutil.Process(taskmanager.pid).children(recursive=True):
-        try:
-            if child.name() == "strom-slot":
-                found.append(child)
-        except psutil.NoSuchProcess:
-            pass
-    return found
+    return children_named(taskmanager.pid, "strom-slot")
 
 
 def test_each_job_runs_the_helper_module_it_was_submitted_with(local_cluster, tmp_path):

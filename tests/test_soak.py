@@ -13,7 +13,7 @@ from collections.abc import Callable
 
 import psutil
 import pytest
-from harness import http_json, poll_for
+from harness import children_named, http_json, poll_for
 from jobs_support import remote
 
 from strom.datastream import StreamExecutionEnvironment
@@ -136,6 +136,11 @@ def test_two_hundred_mixed_jobs_leave_the_cluster_as_they_found_it(local_cluster
             wrong.append(f"job {index} ({kind.__name__}) ended {state}, not {expected}")
         if index + 1 == WARM_UP:
             poll_for(lambda: cluster.overview()["slots-available"] == 2, what="free slots")
+            # and a spare slot process started for each (they are part of an idle cluster)
+            poll_for(
+                lambda: sum(len(children_named(p.pid, "strom-spare")) for p in taskmanagers) == 2,
+                what="the free slots' spares",
+            )
             base_jm, base_tm = footprint(jobmanager), footprint(taskmanagers)
         capsys.readouterr()  # the attached client's lines would fill the capture
     elapsed = time.monotonic() - started
