@@ -18,16 +18,13 @@ JOBMANAGER = "StromJobManager"
 TASKMANAGER = "StromTaskManager"
 #: a TaskManager's slot process (it runs one job's subtasks; see taskmanager/slot_process.py)
 TASK_SLOT = "StromTaskSlot"
-#: a slot process started ahead of any job, for a free slot; it becomes a TASK_SLOT
-SPARE_SLOT = "StromSpareSlot"
+#: the kernel name of a spare: a slot process its TaskManager started ahead of any job, for
+#: a free slot. Part of its TaskManager, not a role (``bin/jps`` leaves it out) until it runs
+#: a job, as a TASK_SLOT.
+SPARE_NAME = "strom-spare"
 
 # Kernel process names hold at most 15 characters.
-_PROCESS_NAMES = {
-    JOBMANAGER: "strom-jm",
-    TASKMANAGER: "strom-tm",
-    TASK_SLOT: "strom-slot",
-    SPARE_SLOT: "strom-spare",
-}
+_PROCESS_NAMES = {JOBMANAGER: "strom-jm", TASKMANAGER: "strom-tm", TASK_SLOT: "strom-slot"}
 _COMMAND_MARKERS = {
     JOBMANAGER: ("jobmanager", "strom-jobmanager"),
     TASKMANAGER: ("taskmanager", "strom-taskmanager"),
@@ -60,6 +57,11 @@ def set_process_role(role: str) -> None:
     """Name this process after its role (Linux only; elsewhere a no-op)."""
     os.environ["STROM_PROCESS_ROLE"] = role
     prctl(_PR_SET_NAME, _PROCESS_NAMES[role].encode())
+
+
+def set_process_name(name: str) -> None:
+    """Give this process a kernel name (at most 15 characters) that is not a role's."""
+    prctl(_PR_SET_NAME, name.encode()[:15])
 
 
 def role_of(name: str, cmdline: list[str]) -> str | None:

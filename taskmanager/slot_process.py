@@ -34,7 +34,13 @@ from pathlib import Path
 import grpc
 
 from strom.daemon import LineAtomicWriter, configure_logging
-from strom.process_identity import SPARE_SLOT, TASK_SLOT, prctl, set_process_role
+from strom.process_identity import (
+    SPARE_NAME,
+    TASK_SLOT,
+    prctl,
+    set_process_name,
+    set_process_role,
+)
 from strom.rpc import cluster_pb2 as pb
 from strom.rpc import cluster_pb2_grpc, observability_pb2_grpc, tls
 from strom.rpc.command_token import CommandGuard
@@ -239,7 +245,7 @@ def _serve(spec: SlotProcessSpec, connection: Connection) -> None:
     server.start()
     address[0] = f"{spec.host}:{port}"
     if spec.spare:
-        set_process_role(SPARE_SLOT)
+        set_process_name(SPARE_NAME)
         connection.send(("spare", address[0], os.getpid()))
         job = _await_job(connection)
         if job is None:  # the TaskManager stops, or let this spare go

@@ -151,7 +151,7 @@ class SlotProcess:
         return cluster_pb2_grpc.TaskExecutorGatewayStub(self.grpc_channel())
 
 
-@dataclass
+@dataclass(eq=False)  # one spare is not another with the same fields
 class _Spare:
     """A slot process started ahead of any job: serving, and waiting on its pipe for one."""
 
