@@ -35,12 +35,18 @@ _THREAD_LINE = re.compile(r"^Thread (0x[0-9A-Fa-f]+|\d+) \(([^)]+)\): \"([^\"]*)
 
 
 def slot_processes(taskmanager_pids: list[int], before: set[int]) -> list[psutil.Process]:
-    """The processes under the TaskManagers that were not there before the job."""
+    """The processes under the TaskManagers that run a job (named so), and were not there
+    before the job or were its spares (a spare takes the name when it takes the job)."""
     found = []
     for pid in taskmanager_pids:
         for child in psutil.Process(pid).children(recursive=True):
-            if child.pid not in before:
-                found.append(child)
+            try:
+                if child.name() == "strom-slot" or (
+                    child.pid not in before and child.name() not in ("strom-spare", "python")
+                ):
+                    found.append(child)
+            except psutil.NoSuchProcess:
+                pass
     return found
 
 
