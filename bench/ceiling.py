@@ -34,7 +34,7 @@ import keyed_cpu  # noqa: E402
 import wordcount  # noqa: E402
 
 
-def _count_words(lines: list[str]) -> None:
+def count_words(lines: list[str]) -> None:
     """wordcount.py's job as one loop over its user functions (its ``plain_loop``)."""
     split, word_of, add = wordcount.split, wordcount.word_of, wordcount.add
     counts: dict = {}
@@ -62,7 +62,7 @@ def _keyed_sums(lines: list[str]) -> None:
         sink.invoke(result, None)
 
 
-LOOPS = {"wordcount": _count_words, "keyed": _keyed_sums}
+LOOPS = {"wordcount": count_words, "keyed": _keyed_sums}
 
 
 def _share(path: Path, index: int, processes: int) -> list[str]:

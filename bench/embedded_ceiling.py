@@ -30,6 +30,7 @@ sys.path.insert(0, str(REPO))
 sys.path.insert(0, str(REPO / "bench"))
 
 import wordcount  # noqa: E402
+from ceiling import count_words as plain  # noqa: E402  (the plain loop, over lines in memory)
 from wordcount import Drop, add, split, word_of  # noqa: E402
 
 from strom import _speedups  # noqa: E402
@@ -55,18 +56,6 @@ def inline(lines: list[str]) -> None:
             count = counts.get(word, 0) + 1
             counts[word] = count
             _ = (word, count)
-
-
-def plain(lines: list[str]) -> None:
-    counts: dict = {}
-    sink = Drop()
-    for line in lines:
-        for pair in split(line):
-            key = word_of(pair)
-            current = counts.get(key)
-            result = pair if current is None else add(current, pair)
-            counts[key] = result
-            sink.invoke(result, None)
 
 
 def batched(lines: list[str], batch_lines: int) -> None:

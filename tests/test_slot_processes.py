@@ -108,9 +108,32 @@ def subtask_views(cluster, job_id: str) -> list[dict]:
     ]
 
 
+def local_jps() -> str:
+    """What ``bin/jps --local`` prints."""
+    return subprocess.run(
+        [str(REPO_ROOT / "bin" / "jps"), "--local"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env=python_env(),
+        check=True,
+    ).stdout
+
+
 def slot_processes_of(taskmanager: subprocess.Popen) -> list[psutil.Process]:
     """The TaskManager's slot processes (children of its forkserver template)."""
     return children_named(taskmanager.pid, "strom-slot")
+
+
+def held_subtask_pids(cluster, job_id: str) -> set[int]:
+    """The pids of the processes of a ``write_job`` job at p=2 whose two held subtasks run
+    (its source has finished), once both do."""
+
+    def pids() -> set[int]:
+        views = subtask_views(cluster, job_id)
+        return {v["process"]["pid"] for v in views if v["status"] == "RUNNING" and v["process"]}
+
+    return poll_for(lambda: len(pids()) == 2 and pids(), timeout=60, what="two pids")
 
 
 def test_each_job_runs_the_helper_module_it_was_submitted_with(local_cluster, tmp_path):
@@ -145,22 +168,11 @@ def test_parallelism_2_on_one_taskmanager_runs_in_two_slot_processes(local_clust
     try:
         job_id = running_job(cluster, client)
 
-        def pids() -> set[int]:  # of the two held subtasks (the source has finished)
-            views = subtask_views(cluster, job_id)
-            return {v["process"]["pid"] for v in views if v["status"] == "RUNNING" and v["process"]}
-
-        running = poll_for(lambda: len(pids()) == 2 and pids(), timeout=60, what="two pids")
+        running = held_subtask_pids(cluster, job_id)
         taskmanager = cluster.taskmanagers[0]
         assert taskmanager.pid not in running
         assert {p.pid for p in slot_processes_of(taskmanager)} == running
-        listing = subprocess.run(
-            [str(REPO_ROOT / "bin" / "jps"), "--local"],
-            capture_output=True,
-            text=True,
-            timeout=60,
-            env=python_env(),
-            check=True,
-        ).stdout
+        listing = local_jps()
         assert {f"{pid} StromTaskSlot" for pid in running} <= set(listing.splitlines())
         assert f"{taskmanager.pid} StromTaskManager" in listing
         tm_id = http_json(f"{cluster.rest_url}/taskmanagers")["taskmanagers"][0]["id"]

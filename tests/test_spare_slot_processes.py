@@ -8,13 +8,14 @@ import signal
 import subprocess
 
 import psutil
-from harness import REPO_ROOT, children_named, poll_for, python_env
+from harness import children_named, poll_for
 from test_slot_processes import (
     finished,
+    held_subtask_pids,
+    local_jps,
     running_job,
     slot_processes_of,
     strom_run,
-    subtask_views,
     write_job,
 )
 
@@ -28,14 +29,7 @@ def test_each_free_slot_keeps_a_spare_and_the_next_job_runs_in_it(local_cluster,
     cluster = local_cluster(slots=2).start(taskmanagers=1)
     taskmanager = cluster.taskmanagers[0]
     spares = poll_for(lambda: len(spares_of(taskmanager)) == 2 and spares_of(taskmanager))
-    listing = subprocess.run(
-        [str(REPO_ROOT / "bin" / "jps"), "--local"],
-        capture_output=True,
-        text=True,
-        timeout=60,
-        env=python_env(),
-        check=True,
-    ).stdout
+    listing = local_jps()
     # Part of their TaskManager until they run a job: bin/jps lists daemons and jobs' slots.
     assert not {line.split()[0] for line in listing.splitlines()[1:]} & {str(p) for p in spares}
 
@@ -44,11 +38,7 @@ def test_each_free_slot_keeps_a_spare_and_the_next_job_runs_in_it(local_cluster,
     try:
         job_id = running_job(cluster, client)
 
-        def pids() -> set[int]:  # of the two held subtasks (the source has finished)
-            views = subtask_views(cluster, job_id)
-            return {v["process"]["pid"] for v in views if v["status"] == "RUNNING" and v["process"]}
-
-        running = poll_for(lambda: len(pids()) == 2 and pids(), timeout=60, what="two pids")
+        running = held_subtask_pids(cluster, job_id)
         # The job runs in the two spares, now slot processes of the job; with no slot free,
         # no spare is started.
         assert running == spares
