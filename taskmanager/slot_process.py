@@ -64,8 +64,8 @@ DEPLOY_TIMEOUT_S = 120.0
 @dataclass(frozen=True)
 class SlotProcessSpec:
     """What a slot process needs to know; picklable, sent through the forkserver. A spare's
-    has no job (``job_id`` empty): the job's fields come later (``for_job``), the
-    TaskManager's are there from the start."""
+    has no job (``job_id`` empty): the job's fields come later, over the pipe
+    (``SlotProcesses._for_job``); the TaskManager's are there from the start."""
 
     job_id: str
     attempt: int
@@ -289,7 +289,7 @@ def _serve(spec: SlotProcessSpec, connection: Connection) -> None:
 
 def _await_job(connection: Connection) -> SlotProcessSpec | None:
     """A spare's wait for its job: the spec the TaskManager sends, or None when the pipe
-    ends or says so (the TaskManager stops, or has more spares than free slots)."""
+    ends (the TaskManager stops, or lets this spare go: it has more than free slots)."""
     try:
         message = connection.recv()
     except (EOFError, OSError):
