@@ -3,6 +3,7 @@ TaskManager, supervised by it, and gone when its tasks have ended."""
 
 from __future__ import annotations
 
+import contextlib
 import fcntl
 import os
 import shutil
@@ -13,6 +14,7 @@ import tempfile
 import textwrap
 import time
 import uuid
+from collections.abc import Iterator
 from pathlib import Path
 
 import psutil
@@ -75,6 +77,18 @@ def strom_run(cluster, *args: str, cwd: Path) -> subprocess.Popen:
         cwd=str(cwd),
         env=python_env(STROM_CONF_DIR=str(cluster.conf_dir), PYTHONPATH=str(REPO_ROOT)),
     )
+
+
+@contextlib.contextmanager
+def released(client: subprocess.Popen, gate: Path) -> Iterator[subprocess.Popen]:
+    """Run the block with ``client``'s job held at ``gate``; whatever happens in it, open
+    the gate and leave no client running after it."""
+    try:
+        yield client
+    finally:
+        gate.touch()
+        if client.poll() is None:
+            client.kill()
 
 
 def finished(process: subprocess.Popen, timeout: float = 120) -> str:
@@ -143,18 +157,13 @@ def test_each_job_runs_the_helper_module_it_was_submitted_with(local_cluster, tm
     folder = tmp_path / "job"
     gate = tmp_path / "gate"
     job = write_job(folder, 2)
-    first = strom_run(cluster, str(job), str(gate), cwd=folder)
-    try:
+    with released(strom_run(cluster, str(job), str(gate), cwd=folder), gate) as first:
         running_job(cluster, first)
         job = write_job(folder, 20)  # the user edits the helper and submits again
         second = finished(strom_run(cluster, str(job), cwd=folder))
         assert "RESULT [20, 40, 60]" in second
         gate.touch()
         assert "RESULT [2, 4, 6]" in finished(first)
-    finally:
-        gate.touch()
-        if first.poll() is None:
-            first.kill()
     third = finished(strom_run(cluster, str(write_job(folder, 300)), cwd=folder))
     assert "RESULT [300, 600, 900]" in third
 
@@ -164,8 +173,7 @@ def test_parallelism_2_on_one_taskmanager_runs_in_two_slot_processes(local_clust
     folder = tmp_path / "job"
     gate = tmp_path / "gate"
     job = write_job(folder, 2)
-    client = strom_run(cluster, str(job), str(gate), "2", cwd=folder)
-    try:
+    with released(strom_run(cluster, str(job), str(gate), "2", cwd=folder), gate) as client:
         job_id = running_job(cluster, client)
 
         running = held_subtask_pids(cluster, job_id)
@@ -182,10 +190,6 @@ def test_parallelism_2_on_one_taskmanager_runs_in_two_slot_processes(local_clust
         assert all(p["memoryRss"] > 0 and p["jobId"] == job_id for p in shown.values())
         gate.touch()
         assert "RESULT [2, 4, 6]" in finished(client)
-    finally:
-        gate.touch()
-        if client.poll() is None:
-            client.kill()
     # Their tasks ended, so did the slot processes; the slots are free.
     poll_for(lambda: not slot_processes_of(cluster.taskmanagers[0]), what="slot processes to end")
     assert cluster.overview()["slots-available"] == 2

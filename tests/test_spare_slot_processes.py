@@ -13,6 +13,7 @@ from test_slot_processes import (
     finished,
     held_subtask_pids,
     local_jps,
+    released,
     running_job,
     slot_processes_of,
     strom_run,
@@ -34,8 +35,8 @@ def test_each_free_slot_keeps_a_spare_and_the_next_job_runs_in_it(local_cluster,
     assert not {line.split()[0] for line in listing.splitlines()[1:]} & {str(p) for p in spares}
 
     folder, gate = tmp_path / "job", tmp_path / "gate"
-    client = strom_run(cluster, str(write_job(folder, 2)), str(gate), "2", cwd=folder)
-    try:
+    job = write_job(folder, 2)
+    with released(strom_run(cluster, str(job), str(gate), "2", cwd=folder), gate) as client:
         job_id = running_job(cluster, client)
 
         running = held_subtask_pids(cluster, job_id)
@@ -49,10 +50,6 @@ def test_each_free_slot_keeps_a_spare_and_the_next_job_runs_in_it(local_cluster,
         assert not spares_of(taskmanager)
         gate.touch()
         assert "RESULT [2, 4, 6]" in finished(client)
-    finally:
-        gate.touch()
-        if client.poll() is None:
-            client.kill()
     # The slots are free again: each gets a new spare, and the next job runs in them.
     fresh = poll_for(lambda: len(spares_of(taskmanager)) == 2 and spares_of(taskmanager))
     assert not fresh & spares
