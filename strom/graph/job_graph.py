@@ -186,12 +186,12 @@ def build_job_graph(
         if not chaining_enabled or len(ins) != 1 or ins[0].source is not upstream:
             return False
         partitioner = ins[0].partitioner
-        # In BATCH a keyed edge between two single subtasks routes nothing (every key goes
-        # to the one consumer, and no state is ever restored at another parallelism): the
-        # keyed operator is chained and called directly.
+        # A keyed edge between two single subtasks routes nothing (every key goes to the one
+        # consumer): the keyed operator is chained and called directly, which spares each
+        # batch a hand-off between two task threads. Its state is its own (by uid, in key
+        # groups), so a savepoint still restores at another parallelism, unchained there.
         single_keyed = (
-            batch
-            and isinstance(partitioner, KeyGroupPartitioner)
+            isinstance(partitioner, KeyGroupPartitioner)
             and parallelism[upstream.id] == parallelism[downstream.id] == 1
         )
         if (

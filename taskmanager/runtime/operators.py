@@ -37,6 +37,10 @@ except ImportError:  # pragma: no cover - a build without a C compiler
 
 _MISSING = object()
 MAX_WATERMARK = 2**63 - 1
+#: about how many records an operator that makes several of each input hands to its chained
+#: successors at once (a flat_map of lines into words): batches of 400-1,000 such records
+#: run fastest (bench/embedded_ceiling.py)
+CHAINED_BATCH = 1024
 
 
 def user_function(function: Any, method: str) -> Callable[..., Any]:
@@ -283,7 +287,11 @@ class FlatMapOperator(Operator):
         self.call = user_function(self.function, "flat_map")
 
     def process_batch(self, values, timestamps):
-        f = self.call
+        f, emit = self.call, self.output.emit
+        # Into chained operators in pieces of about CHAINED_BATCH: a batch of lines can make
+        # tens of thousands of words, too many to stay in the core's cache on their way
+        # through. A record writer takes the batch whole (it cuts its own).
+        piece = CHAINED_BATCH if self.output.targets else sys.maxsize
         out: list = []
         if timestamps is None:
             extend = out.extend
@@ -291,7 +299,12 @@ class FlatMapOperator(Operator):
                 result = f(value)
                 if result is not None:
                     extend(result)
-            self.output.emit(out, None)
+                    if len(out) >= piece:
+                        emit(out, None)
+                        out = []
+                        extend = out.extend
+            if out:
+                emit(out, None)
             return
         stamps: list = []
         for value, stamp in zip(values, timestamps, strict=True):
@@ -300,7 +313,11 @@ class FlatMapOperator(Operator):
                 before = len(out)
                 out.extend(result)
                 stamps.extend([stamp] * (len(out) - before))
-        self.output.emit(out, stamps)
+                if len(out) >= piece:
+                    emit(out, stamps)
+                    out, stamps = [], []
+        if out:
+            emit(out, stamps)
 
 
 class FilterOperator(Operator):
