@@ -250,39 +250,70 @@ fail:
 }
 
 PyDoc_STRVAR(reduce_batch_doc,
-"reduce_batch(reduce, table, values, keys)\n"
+"reduce_batch(reduce, table, values, keys, key_of=None)\n"
 "--\n\n"
-"A rolling reduce over a batch, as ReduceOperator.process_keyed runs it: for each value and\n"
-"its key, ``table[key] = reduce(table[key], value)`` (the value itself for a key not in the\n"
-"dict ``table``). Returns the list of the new results, one a record.");
+"A rolling reduce over a batch, as ReduceOperator runs it: for each value and its key,\n"
+"``table[key] = reduce(table[key], value)`` (the value itself for a key not in the dict\n"
+"``table``). ``keys`` is parallel to ``values``, or None to call ``key_of(value)``. Returns\n"
+"the list of the new results, one a record.");
+
+/* ``function(*args)`` with room before ``args`` (args[-1] is writable): a bound method then
+ * calls its function without copying the arguments. */
+static inline PyObject *
+call_with_room(PyObject *function, PyObject **args, size_t count)
+{
+    return PyObject_Vectorcall(function, args, count | PY_VECTORCALL_ARGUMENTS_OFFSET, NULL);
+}
 
 static PyObject *
 reduce_batch(PyObject *module, PyObject *args)
 {
     (void)module;
-    PyObject *reduce, *table, *values, *keys;
-    if (!PyArg_ParseTuple(args, "OO!O!O!:reduce_batch", &reduce, &PyDict_Type, &table,
-                          &PyList_Type, &values, &PyList_Type, &keys)) {
+    PyObject *reduce, *table, *values, *keys, *key_of = Py_None;
+    if (!PyArg_ParseTuple(args, "OO!O!O|O:reduce_batch", &reduce, &PyDict_Type, &table,
+                          &PyList_Type, &values, &keys, &key_of)) {
         return NULL;
     }
-    if (PyList_GET_SIZE(values) != PyList_GET_SIZE(keys)) {
+    int have_keys = keys != Py_None;
+    if (have_keys && !PyList_Check(keys)) {
+        PyErr_SetString(PyExc_TypeError, "keys must be a list or None");
+        return NULL;
+    }
+    if (have_keys && PyList_GET_SIZE(values) != PyList_GET_SIZE(keys)) {
         PyErr_SetString(PyExc_ValueError, "keys must be parallel to values");
+        return NULL;
+    }
+    if (!have_keys && key_of == Py_None) {
+        PyErr_SetString(PyExc_TypeError, "reduce_batch needs keys or key_of");
         return NULL;
     }
     PyObject *out = PyList_New(0);
     if (out == NULL) {
         return NULL;
     }
-    /* The reduce function is user code: it may change the lists, so sizes are read each time
-     * and every object it may see is held while it runs. */
-    for (Py_ssize_t i = 0; i < PyList_GET_SIZE(values) && i < PyList_GET_SIZE(keys); i++) {
+    /* The reduce function and the key selector are user code: they may change the lists, so
+     * sizes are read each time and every object they may see is held while they run. */
+    for (Py_ssize_t i = 0;
+         i < PyList_GET_SIZE(values) && (!have_keys || i < PyList_GET_SIZE(keys)); i++) {
         PyObject *value = Py_NewRef(PyList_GET_ITEM(values, i));
-        PyObject *key = Py_NewRef(PyList_GET_ITEM(keys, i));
+        PyObject *key;
+        if (have_keys) {
+            key = Py_NewRef(PyList_GET_ITEM(keys, i));
+        }
+        else {
+            PyObject *slots[2] = {NULL, value};
+            key = call_with_room(key_of, slots + 1, 1);
+            if (key == NULL) {
+                Py_DECREF(value);
+                Py_DECREF(out);
+                return NULL;
+            }
+        }
         PyObject *current = PyDict_GetItemWithError(table, key);
         if (current != NULL) {
-            PyObject *pair[2] = {Py_NewRef(current), value};
-            PyObject *result = PyObject_Vectorcall(reduce, pair, 2, NULL);
-            Py_DECREF(pair[0]);
+            PyObject *slots[3] = {NULL, Py_NewRef(current), value};
+            PyObject *result = call_with_room(reduce, slots + 1, 2);
+            Py_DECREF(slots[1]);
             Py_DECREF(value);
             value = result;
         }
@@ -299,6 +330,34 @@ reduce_batch(PyObject *module, PyObject *args)
         }
     }
     return out;
+}
+
+PyDoc_STRVAR(call_each_doc,
+"call_each(function, values, extra)\n"
+"--\n\n"
+"``function(value, extra)`` for each value of the list ``values`` in order, results dropped,\n"
+"as a sink's ``invoke(value, context)`` runs over a batch. Returns None.");
+
+static PyObject *
+call_each(PyObject *module, PyObject *args)
+{
+    (void)module;
+    PyObject *function, *values, *extra;
+    if (!PyArg_ParseTuple(args, "OO!O:call_each", &function, &PyList_Type, &values, &extra)) {
+        return NULL;
+    }
+    /* ``args`` holds ``extra``; the function may change ``values``: its size is read each
+     * time and the value held while it runs. */
+    for (Py_ssize_t i = 0; i < PyList_GET_SIZE(values); i++) {
+        PyObject *slots[3] = {NULL, Py_NewRef(PyList_GET_ITEM(values, i)), extra};
+        PyObject *result = call_with_room(function, slots + 1, 2);
+        Py_DECREF(slots[1]);
+        if (result == NULL) {
+            return NULL;
+        }
+        Py_DECREF(result);
+    }
+    Py_RETURN_NONE;
 }
 
 /* The start of the tumbling window of ``stamp`` (size > 0), as Python's
@@ -584,6 +643,7 @@ store_u64(PyObject *self, PyObject *args)
 static PyMethodDef speedups_methods[] = {
     {"split_by_key", split_by_key, METH_VARARGS, split_by_key_doc},
     {"reduce_batch", reduce_batch, METH_VARARGS, reduce_batch_doc},
+    {"call_each", call_each, METH_VARARGS, call_each_doc},
     {"tumbling_reduce", tumbling_reduce, METH_VARARGS, tumbling_reduce_doc},
     {"fire_tumbling", fire_tumbling, METH_VARARGS, fire_tumbling_doc},
     {"fence", fence, METH_NOARGS, fence_doc},

@@ -82,16 +82,19 @@ def test_set_runtime_mode_batch_runs_the_batch_forms_of_keyed_operators():
     assert "batch_reduce" not in operator_kinds(streaming)
 
 
-def test_at_parallelism_1_batch_chains_the_keyed_operator_to_its_input():
+def test_at_parallelism_1_the_keyed_operator_is_chained_to_its_input():
     env = batch_env(1)
     word_count(env, ["a b"]).print()
     assert len(json.loads(env.get_execution_plan())["nodes"]) == 1
     streaming = StreamExecutionEnvironment.get_execution_environment().set_parallelism(1)
     word_count(streaming, ["a b"]).print()
-    assert len(json.loads(streaming.get_execution_plan())["nodes"]) == 2
+    assert len(json.loads(streaming.get_execution_plan())["nodes"]) == 1
     wide = batch_env(2)
     word_count(wide, ["a b"]).print()
     assert len(json.loads(wide.get_execution_plan())["nodes"]) == 3  # source at 1, then 2
+    wide_streaming = StreamExecutionEnvironment.get_execution_environment().set_parallelism(2)
+    word_count(wide_streaming, ["a b"]).print()
+    assert len(json.loads(wide_streaming.get_execution_plan())["nodes"]) == 3
 
 
 def test_the_runtime_mode_key_from_the_job_configuration_and_from_dash_d():

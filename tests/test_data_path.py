@@ -181,6 +181,15 @@ def test_the_compiled_reduce_runs_as_the_python_loop_does(records):
     table = {"other": 1}
     got = partitioning._speedups.reduce_batch(add, table, records, keys)
     assert repr(got) == repr(expected) and repr(table) == repr(expected_table)
+    # Chained to its input, the loop finds the keys itself (a bound method as the selector).
+    table = {"other": 1}
+    got = partitioning._speedups.reduce_batch(add, table, records, None, _FirstField().of)
+    assert repr(got) == repr(expected) and repr(table) == repr(expected_table)
+
+
+class _FirstField:
+    def of(self, record):
+        return record[0]
 
 
 def test_the_compiled_reduce_stops_where_the_python_loop_does():
@@ -208,6 +217,80 @@ def test_the_compiled_reduce_stops_where_the_python_loop_does():
         return a + b
 
     assert reduce_batch(empties_the_batch, {}, values, ["k"] * 4) == [1, 3]
+
+    def fails_on_four(value):
+        if value == 4:
+            raise RuntimeError("key selector failed")
+        return "k"
+
+    table = {}
+    with pytest.raises(RuntimeError, match="key selector failed"):
+        reduce_batch(lambda a, b: a + b, table, [1, 2, 4, 8], None, fails_on_four)
+    assert table == {"k": 3}
+    with pytest.raises(TypeError):
+        reduce_batch(lambda a, b: a + b, {}, [1], None)  # neither keys nor a key selector
+
+
+def test_the_compiled_sink_loop_calls_invoke_in_order_and_stops_where_it_fails():
+    if operators._speedups is None:
+        pytest.skip("strom._speedups is not built here (no C compiler at install)")
+    seen = []
+
+    class Sink:
+        def invoke(self, value, context):
+            if value == "boom":
+                raise RuntimeError("sink failed")
+            seen.append((value, context))
+            if value == "a":
+                values.append("late")  # user code that grows the batch under the loop
+
+    values = ["a", "b"]
+    context = object()
+    assert operators._speedups.call_each(Sink().invoke, values, context) is None
+    assert seen == [("a", context), ("b", context), ("late", context)]
+    seen.clear()
+    with pytest.raises(RuntimeError, match="sink failed"):
+        operators._speedups.call_each(Sink().invoke, ["x", "boom", "y"], None)
+    assert seen == [("x", None)]
+
+
+def test_a_chained_flat_map_hands_its_successors_pieces_of_about_a_batch():
+    from strom.graph.stream_graph import OperatorSpec
+    from taskmanager.runtime.context import OperatorContext
+
+    class Recording:
+        def __init__(self) -> None:
+            self.batches: list = []
+
+        def process_batch(self, values, timestamps):
+            self.batches.append((list(values), timestamps))
+
+    context = OperatorContext("job", "task", "words", "words", 0, 1, 128)
+    flat_map = operators.create_operator(
+        OperatorSpec("flat_map", function=lambda n: range(n)), context
+    )
+    flat_map.open()
+    chained = Recording()
+    flat_map.output = operators.Output([chained], [])
+    flat_map.process_batch([3000, 10, 3000], None)
+    sizes = [len(values) for values, _ in chained.batches]
+    assert sum(sizes) == 6010 and len(sizes) > 1
+    assert max(sizes) < operators.CHAINED_BATCH + 3000  # cut once a piece is full
+    assert [v for values, _ in chained.batches for v in values] == [
+        *range(3000),
+        *range(10),
+        *range(3000),
+    ]
+    chained.batches.clear()
+    flat_map.process_batch([2000, 2000], [7, 9])
+    stamps = [s for _, stamps in chained.batches for s in stamps]
+    assert stamps == [7] * 2000 + [9] * 2000 and len(chained.batches) == 2
+    # Into a record writer the batch goes whole: the writer cuts its own.
+    writer = Recording()
+    writer.emit = writer.process_batch
+    flat_map.output = operators.Output([], [writer])
+    flat_map.process_batch([3000, 3000], None)
+    assert [len(values) for values, _ in writer.batches] == [6000]
 
 
 def test_a_reduce_job_gives_the_same_results_with_the_compiled_loop_and_without(monkeypatch):

@@ -142,7 +142,8 @@ LATENCY_JOB = """
     env = StreamExecutionEnvironment.get_execution_environment()
     if len(sys.argv) > 2:
         env.set_buffer_timeout(int(sys.argv[2]))
-    env.add_source(Ticks()).key_by(lambda r: r[0] % 2).map(latency)
+    # A network edge at any parallelism (at 1 the keyed map would be chained to the source).
+    env.add_source(Ticks()).key_by(lambda r: r[0] % 2).map(latency).start_new_chain()
     env.execute("latency")
 """
 

@@ -441,6 +441,7 @@ def test_a_poll_behind_a_flat_map_reads_about_OUTPUT_RECORDS_out_of_it(mode):
         .flat_map(ten_of)
         .key_by(lambda pair: pair[0][0] % 7)
         .filter(first_copy)
+        .start_new_chain()  # at p=1 it would be chained: no record writer, no bound
         .map(lambda pair: pair[0])
     )
     limits = asked(mode.collect(stream))

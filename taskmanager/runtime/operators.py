@@ -30,7 +30,8 @@ from taskmanager.state.operator_state import (
 )
 
 try:
-    # The rolling reduce's per-record loop in C (strom/_speedups.c), where the install built it.
+    # Per-record loops in C (strom/_speedups.c: the rolling reduce, a sink), where the install
+    # built it.
     from strom import _speedups
 except ImportError:  # pragma: no cover - a build without a C compiler
     _speedups = None
@@ -493,6 +494,15 @@ class ReduceOperator(KeyedOperator):
         self.call = user_function(self.function, "reduce")
         self.table = self.backend.table(self.STATE)
 
+    def process_batch(self, values, timestamps):
+        table = self.table
+        if _speedups is not None and type(table) is dict and type(values) is list:
+            # Chained to its input: the loop calls the key selector too.
+            reduced = _speedups.reduce_batch(self.call, table, values, None, self.key_of)
+            self.output.emit(reduced, timestamps)
+            return
+        super().process_batch(values, timestamps)
+
     def process_keyed(self, values, timestamps, keys):
         f, table = self.call, self.table
         if _speedups is not None and type(table) is dict and type(values) is type(keys) is list:
@@ -802,6 +812,9 @@ class SinkFunctionOperator(Operator):
         if self.invoke is not None:
             invoke, ctx = self.invoke, self.sink_context
             if timestamps is None:
+                if _speedups is not None and type(values) is list:
+                    _speedups.call_each(invoke, values, ctx)
+                    return
                 for value in values:
                     invoke(value, ctx)
             else:

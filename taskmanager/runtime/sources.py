@@ -46,7 +46,9 @@ BATCH_SIZE = 1024
 #: the most records a reader's poll asks for (``next_read_limit`` makes it fewer)
 READ_LIMIT = 4096
 #: about how many records a poll should put into its chain's outputs: behind a flat_map that
-#: makes ten words of a line, a poll reads ~410 lines, not 4,096 (40,000 words at once)
+#: makes ten words of a line, a poll reads ~410 lines, not 4,096 (40,000 words at once). A
+#: chain with no record writer reads READ_LIMIT: its flat_map hands chained operators pieces
+#: of ``operators.CHAINED_BATCH`` (the same speed as ~410 lines a poll, bench/README.md)
 OUTPUT_RECORDS = 4096
 #: about how long a poll's records should take through the chain at most: mailbox actions
 #: (checkpoint triggers, timers, cancellation) wait for the poll, and so do its records
