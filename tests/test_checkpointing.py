@@ -132,10 +132,13 @@ def test_sigkill_of_taskmanagers_at_random_moments_keeps_output_exactly_once(
     assert len(entries) >= kills and "was lost" in entries[0]["stacktrace"]
 
 
-def test_failure_in_user_code_restarts_from_checkpoint_exactly_once(mode, tmp_path):
+# At parallelism 1 the keyed reduce is chained into the source's task: its state is in the
+# same snapshot as the source's position.
+@pytest.mark.parametrize("parallelism", [2, 1])
+def test_failure_in_user_code_restarts_from_checkpoint_exactly_once(mode, tmp_path, parallelism):
     count = 6_000
     output, checkpoints = tmp_path / "out", tmp_path / "checkpoints"
-    env = checkpointed_env(checkpoints)
+    env = checkpointed_env(checkpoints, parallelism)
     build_job(env, count, output, fail_at=4_000)
     mode.execute(env, "user failure")
     assert committed_output(output) == expected_output(count)
