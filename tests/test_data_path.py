@@ -272,15 +272,15 @@ def test_a_chained_flat_map_hands_its_successors_pieces_of_about_a_batch():
     flat_map.open()
     chained = Recording()
     flat_map.output = operators.Output([chained], [])
-    flat_map.process_batch([3000, 10, 3000], None)
+    flat_map.process_batch([50] * 100, None)
     sizes = [len(values) for values, _ in chained.batches]
-    assert sum(sizes) == 6010 and len(sizes) > 1
-    assert max(sizes) < operators.CHAINED_BATCH + 3000  # cut once a piece is full
-    assert [v for values, _ in chained.batches for v in values] == [
-        *range(3000),
-        *range(10),
-        *range(3000),
-    ]
+    assert sum(sizes) == 5000
+    # Cut once a piece is full: each at least CHAINED_BATCH, less one input's records over it.
+    assert all(
+        operators.CHAINED_BATCH <= size < operators.CHAINED_BATCH + 50 for size in sizes[:-1]
+    )
+    assert 0 < sizes[-1] < operators.CHAINED_BATCH + 50
+    assert [v for values, _ in chained.batches for v in values] == [*range(50)] * 100
     chained.batches.clear()
     flat_map.process_batch([2000, 2000], [7, 9])
     stamps = [s for _, stamps in chained.batches for s in stamps]
